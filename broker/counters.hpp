@@ -1,0 +1,45 @@
+// Counters kept per queue on the queue's executor (no atomics: one thread touches them).
+#pragma once
+
+#include "pktbroker/packet_view.hpp"
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace pktbroker {
+
+/// Why a netlink exchange with the kernel failed. Counted, never fatal.
+enum class NetlinkError : std::uint8_t {
+  receive_failed,      ///< recvmmsg failed with something other than EAGAIN
+  receive_overrun,     ///< ENOBUFS: the kernel dropped messages for us
+  message_truncated,   ///< a datagram did not fit the receive buffer
+  bad_message,         ///< a packet message without a packet header or payload
+  verdict_send_failed, ///< sendmsg of verdicts failed: those packets stay queued
+  kernel_error,        ///< the kernel answered a verdict with an error (e.g. unknown id)
+  count_
+};
+
+std::string_view to_string(NetlinkError error) noexcept;
+
+struct PacketCounters {
+  std::uint64_t packets = 0;
+  std::uint64_t bytes = 0;
+};
+
+struct QueueCounters {
+  PacketCounters received;
+  std::uint64_t accepted = 0;
+  std::uint64_t dropped = 0;
+  std::uint64_t repeated = 0;
+  std::uint64_t default_verdicts = 0;  ///< no rule matched
+  std::uint64_t malformed = 0;
+  std::array<std::uint64_t, static_cast<std::size_t>(ParseError::count_)> malformed_by_reason{};
+  std::array<std::uint64_t, static_cast<std::size_t>(NetlinkError::count_)> netlink_errors{};
+
+  void count(NetlinkError error) noexcept { ++netlink_errors[static_cast<std::size_t>(error)]; }
+  [[nodiscard]] std::uint64_t netlink_error_total() const noexcept;
+};
+
+}  // namespace pktbroker

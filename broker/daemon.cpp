@@ -1,0 +1,110 @@
+#include "broker/daemon.hpp"
+
+#include "broker/stats_report.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <thread>
+
+namespace pktbroker {
+
+Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> policy,
+               unsigned threads)
+    : config_file_(std::move(config_file)),
+      policy_(std::move(policy)),
+      threads_(threads == 0 ? 1 : threads),
+      io_(static_cast<int>(threads_)),
+      signals_(io_, SIGHUP, SIGUSR1, SIGTERM) {
+  signals_.add(SIGINT);
+  for (const QueueConfig& config : policy_->broker().queues) {
+    queues_.push_back(std::make_unique<BrokerQueue>(io_, config, policy_));
+  }
+}
+
+int Daemon::run() {
+  auto work = boost::asio::make_work_guard(io_);
+  for (auto& queue : queues_) queue->start();
+  do_wait_signal();
+  std::string bound;
+  for (const auto& queue : queues_) bound += (bound.empty() ? "" : ",") + std::to_string(queue->number());
+  spdlog::info("pktbrokerd ready: serving queue {} with {} rules from {} ({} threads)", bound,
+               policy_->rules().size(), config_file_.string(), threads_);
+
+  std::vector<std::jthread> pool;
+  for (unsigned i = 1; i < threads_; ++i) pool.emplace_back([this] { io_.run(); });
+  work.reset();  // run() returns once shutdown has released the signal wait and every queue
+  io_.run();
+  pool.clear();
+  spdlog::info("pktbrokerd stopped");
+  return 0;
+}
+
+void Daemon::do_wait_signal() {
+  signals_.async_wait([this](const boost::system::error_code& error, int signal) {
+    on_signal(error, signal);
+  });
+}
+
+void Daemon::on_signal(const boost::system::error_code& error, int signal) {
+  if (error == boost::asio::error::operation_aborted) return;
+  switch (signal) {
+    case SIGHUP: reload(); break;
+    case SIGUSR1: report_stats(); break;
+    default: shutdown(); return;
+  }
+  do_wait_signal();
+}
+
+void Daemon::reload() {
+  std::shared_ptr<const Policy> next;
+  try {
+    next = load_policy(config_file_);
+  } catch (const PolicyError& error) {
+    spdlog::error("reload failed, keeping the old policy: {} problem(s) in {}",
+                  error.diagnostics().size(), config_file_.string());
+    for (const auto& diagnostic : error.diagnostics()) spdlog::error("  {}", diagnostic.to_string());
+    return;
+  } catch (const std::exception& error) {
+    spdlog::error("reload failed, keeping the old policy: {}", error.what());
+    return;
+  }
+  if (next->broker().queues != policy_->broker().queues) {
+    spdlog::warn("reload: queue settings changed; they take effect at the next restart");
+  }
+  policy_ = next;
+  for (auto& queue : queues_) queue->set_policy(next);
+  spdlog::info("policy reloaded: {} rules from {}", next->rules().size(), config_file_.string());
+}
+
+// Visits the queues one after another, each on its own strand, carrying the snapshots along:
+// no state is shared between threads.
+void Daemon::report_stats() { collect_stats(0, {}); }
+
+void Daemon::collect_stats(std::size_t index, std::vector<QueueSnapshot> collected) {
+  if (index == queues_.size()) {
+    for (const auto& snapshot : collected) {
+      for (const auto& line : format_stats(snapshot)) spdlog::info("{}", line);
+    }
+    return;
+  }
+  queues_[index]->snapshot([this, index, collected = std::move(collected)](
+                               QueueSnapshot snapshot) mutable {
+    collected.push_back(std::move(snapshot));
+    collect_stats(index + 1, std::move(collected));
+  });
+}
+
+void Daemon::shutdown() {
+  if (stopping_) return;
+  stopping_ = true;
+  spdlog::info("shutting down: verdicting packets in flight and unbinding");
+  boost::system::error_code ignored;
+  signals_.cancel(ignored);
+  for (auto& queue : queues_) {
+    queue->stop([number = queue->number()] { spdlog::info("queue {} unbound", number); });
+  }
+}
+
+}  // namespace pktbroker

@@ -1,0 +1,42 @@
+// pktbrokerd's runtime: the io_context pool, the served queues and the signals that steer them.
+#pragma once
+
+#include "broker/broker_queue.hpp"
+#include "broker/policy/policy.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+namespace pktbroker {
+
+class Daemon {
+ public:
+  /// Binds every queue of `policy` (throws std::system_error when one cannot be bound).
+  Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> policy,
+         unsigned threads);
+
+  /// Serves until SIGTERM or SIGINT; returns the process exit code.
+  int run();
+
+ private:
+  void do_wait_signal();
+  void on_signal(const boost::system::error_code& error, int signal);
+  void reload();
+  void report_stats();
+  void collect_stats(std::size_t index, std::vector<QueueSnapshot> collected);
+  void shutdown();
+
+  std::filesystem::path config_file_;
+  std::shared_ptr<const Policy> policy_;  // touched only from signal handlers (one at a time)
+  unsigned threads_;
+  boost::asio::io_context io_;
+  boost::asio::signal_set signals_;
+  std::vector<std::unique_ptr<BrokerQueue>> queues_;
+  bool stopping_ = false;
+};
+
+}  // namespace pktbroker

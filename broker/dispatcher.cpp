@@ -1,0 +1,112 @@
+#include "broker/dispatcher.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <unordered_map>
+
+#include <netinet/in.h>
+
+namespace pktbroker {
+namespace {
+
+std::string_view protocol_name(std::uint8_t protocol) noexcept {
+  switch (protocol) {
+    case IPPROTO_TCP: return "tcp";
+    case IPPROTO_UDP: return "udp";
+    case IPPROTO_ICMP: return "icmp";
+    case IPPROTO_ICMPV6: return "icmpv6";
+    default: return "ip";
+  }
+}
+
+std::string describe(const PacketView& view) {
+  const bool v6 = view.ip_version == 6;
+  const auto endpoint = [&](const IpAddress& address, std::uint16_t port) {
+    if (!view.has_ports) return address.to_string();
+    return v6 ? fmt::format("[{}]:{}", address.to_string(), port)
+              : fmt::format("{}:{}", address.to_string(), port);
+  };
+  std::string text = fmt::format("{} {} -> {}", protocol_name(view.protocol),
+                                 endpoint(view.src, view.src_port),
+                                 endpoint(view.dst, view.dst_port));
+  if (view.has_icmp) text += fmt::format(" type={}", view.icmp_type);
+  return text;
+}
+
+}  // namespace
+
+Dispatcher::Dispatcher(std::uint16_t queue, std::shared_ptr<const Policy> policy) : queue_(queue) {
+  set_policy(std::move(policy));
+}
+
+void Dispatcher::set_policy(std::shared_ptr<const Policy> policy) {
+  std::unordered_map<std::string, PacketCounters> previous;
+  for (auto& rule : rules_) previous.emplace(std::move(rule.name), rule.counters);
+  rules_.clear();
+  for (const Rule& rule : policy->rules()) {
+    const auto found = previous.find(rule.name);
+    rules_.push_back({rule.name, found == previous.end() ? PacketCounters{} : found->second});
+  }
+  policy_ = std::move(policy);
+}
+
+Verdict Dispatcher::decide(const PacketMeta& meta) noexcept {
+  ++counters_.received.packets;
+  counters_.received.bytes += meta.wire_length;
+
+  PacketView view;
+  if (const ParseError error = parse_packet(meta.payload, view); error != ParseError::none) {
+    ++counters_.malformed;
+    ++counters_.malformed_by_reason[static_cast<std::size_t>(error)];
+    const Verdict verdict = policy_->broker().malformed_verdict;
+    count(verdict);
+    if (spdlog::should_log(spdlog::level::debug)) {
+      log_verdict(meta, nullptr, to_string(error), verdict);
+    }
+    return verdict;
+  }
+
+  const std::size_t index = policy_->match(meta, view);
+  Verdict verdict = policy_->broker().default_verdict;
+  std::string_view rule_name = "-";
+  if (index == Policy::no_match) {
+    ++counters_.default_verdicts;
+  } else {
+    const Rule& rule = policy_->rules()[index];
+    verdict = rule.verdict;
+    rule_name = rule.name;
+    ++rules_[index].counters.packets;
+    rules_[index].counters.bytes += meta.wire_length;
+  }
+  count(verdict);
+  if (spdlog::should_log(spdlog::level::debug)) log_verdict(meta, &view, rule_name, verdict);
+  return verdict;
+}
+
+void Dispatcher::count(const Verdict& verdict) noexcept {
+  switch (verdict.kind) {
+    case VerdictKind::accept: ++counters_.accepted; break;
+    case VerdictKind::drop: ++counters_.dropped; break;
+    case VerdictKind::repeat: ++counters_.repeated; break;
+  }
+}
+
+// Only called when debug logging is on, so the formatting cost stays off the normal path.
+void Dispatcher::log_verdict(const PacketMeta& meta, const PacketView* view,
+                             std::string_view rule, const Verdict& verdict) const {
+  try {
+    const std::string mark = verdict.set_mark ? fmt::format(" set_mark={:#x}", *verdict.set_mark)
+                                              : std::string();
+    if (view == nullptr) {
+      spdlog::debug("verdict queue={} id={} malformed={} verdict={}{} len={}", queue_,
+                    meta.packet_id, rule, to_string(verdict.kind), mark, meta.wire_length);
+    } else {
+      spdlog::debug("verdict queue={} id={} rule={} verdict={}{} {} mark={:#x} len={}", queue_,
+                    meta.packet_id, rule, to_string(verdict.kind), mark, describe(*view),
+                    meta.mark, meta.wire_length);
+    }
+  } catch (...) {  // logging must never cost a verdict
+  }
+}
+
+}  // namespace pktbroker

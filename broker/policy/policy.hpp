@@ -1,0 +1,96 @@
+// The compiled policy: broker settings plus rules evaluated first-match-wins.
+#pragma once
+
+#include "broker/packet_meta.hpp"
+#include "broker/verdict.hpp"
+#include "pktbroker/packet_view.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pktbroker {
+
+/// Settings of one kernel queue (policy `broker.queues[]`).
+struct QueueConfig {
+  std::uint16_t num = 0;
+  bool fail_open = true;             ///< kernel accepts instead of dropping when the queue is full
+  std::uint32_t max_len = 4096;      ///< kernel queue length
+  std::uint32_t copy_range = 0xffff; ///< bytes of each packet copied to us
+  bool gso = true;                   ///< receive GSO super-packets unsegmented
+  bool uid_gid = true;               ///< ask for socket owner uid/gid
+  bool conntrack = true;             ///< ask for conntrack state
+
+  friend bool operator==(const QueueConfig&, const QueueConfig&) = default;
+};
+
+/// Policy `broker:` section.
+struct BrokerConfig {
+  std::vector<QueueConfig> queues{QueueConfig{}};
+  Verdict default_verdict{};    ///< no rule matched
+  Verdict malformed_verdict{};  ///< the packet could not be parsed
+};
+
+class Matcher;  // compiled match expression, internal to the policy component
+
+/// One compiled rule.
+struct Rule {
+  std::string name;
+  std::string file;  ///< where it was defined
+  int line = 0;
+  Verdict verdict;
+  std::shared_ptr<const Matcher> matcher;
+};
+
+/// Immutable once built; shared between queues by shared_ptr<const Policy>.
+class Policy {
+ public:
+  static constexpr std::size_t no_match = static_cast<std::size_t>(-1);
+
+  Policy(BrokerConfig broker, std::vector<Rule> rules);
+
+  [[nodiscard]] const BrokerConfig& broker() const noexcept { return broker_; }
+  [[nodiscard]] std::span<const Rule> rules() const noexcept { return rules_; }
+
+  /// Index of the first rule that matches, or no_match. Never throws, never allocates.
+  [[nodiscard]] std::size_t match(const PacketMeta& meta, const PacketView& view) const noexcept;
+
+ private:
+  BrokerConfig broker_;
+  std::vector<Rule> rules_;
+};
+
+/// One problem found while loading a policy, with its position (1-based line and column).
+struct Diagnostic {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  std::string message;
+
+  /// "file:line:column: error: message"
+  [[nodiscard]] std::string to_string() const;
+};
+
+/// Thrown by the loaders; carries every problem found, not just the first.
+class PolicyError : public std::runtime_error {
+ public:
+  explicit PolicyError(std::vector<Diagnostic> diagnostics);
+  [[nodiscard]] const std::vector<Diagnostic>& diagnostics() const noexcept { return diagnostics_; }
+
+ private:
+  std::vector<Diagnostic> diagnostics_;
+};
+
+/// Loads `file` and the drop-ins in `policy.d/*.yaml` beside it (file-name order).
+std::shared_ptr<const Policy> load_policy(const std::filesystem::path& file);
+
+/// Parses one YAML document (no drop-ins); `file_name` is used in diagnostics.
+std::shared_ptr<const Policy> parse_policy(std::string_view yaml, std::string_view file_name);
+
+}  // namespace pktbroker

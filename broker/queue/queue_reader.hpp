@@ -1,0 +1,64 @@
+// Receives packet messages from one NFQUEUE socket in batches and hands each packet on.
+#pragma once
+
+#include "broker/counters.hpp"
+#include "broker/packet_meta.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include <sys/socket.h>
+
+struct nlmsghdr;
+
+namespace pktbroker {
+
+class NfqSocket;
+
+/// Parses one NFQNL_MSG_PACKET message. Returns false (and leaves `meta` partial) when the
+/// message lacks the packet header; the payload span points into the message.
+bool parse_packet_message(const nlmsghdr* message, PacketMeta& meta) noexcept;
+
+class QueueReader {
+ public:
+  using PacketHandler = std::function<void(const PacketMeta&)>;
+  using BatchDoneHandler = std::function<void()>;
+
+  /// `executor` must be the queue's strand: handlers run there.
+  QueueReader(const boost::asio::any_io_executor& executor, NfqSocket& socket,
+              std::uint32_t copy_range, QueueCounters& counters);
+  ~QueueReader();
+  QueueReader(const QueueReader&) = delete;
+  QueueReader& operator=(const QueueReader&) = delete;
+
+  /// Starts reading; `on_packet` for every packet, `on_batch_done` after each receive batch.
+  void start(PacketHandler on_packet, BatchDoneHandler on_batch_done);
+  /// Stops the asynchronous reads. Call `drain` afterwards to consume what is left.
+  void stop();
+  /// Reads, without blocking, every message already waiting (bounded by `limit` packets).
+  void drain(std::size_t limit);
+
+ private:
+  void do_wait();
+  void on_readable(const boost::system::error_code& error);
+  /// One recvmmsg; returns the number of datagrams or -1 when nothing more is waiting.
+  int receive_batch();
+  void handle_datagram(std::span<const std::uint8_t> datagram);
+
+  boost::asio::posix::stream_descriptor descriptor_;
+  NfqSocket& socket_;
+  QueueCounters& counters_;
+  PacketHandler on_packet_;
+  BatchDoneHandler on_batch_done_;
+  std::vector<std::vector<std::uint8_t>> buffers_;
+  std::vector<iovec> iovecs_;
+  std::vector<mmsghdr> headers_;
+  bool stopped_ = false;
+};
+
+}  // namespace pktbroker

@@ -1,0 +1,37 @@
+#include "broker/stats_report.hpp"
+
+#include <fmt/format.h>
+
+namespace pktbroker {
+
+std::vector<std::string> format_stats(const QueueSnapshot& s) {
+  const QueueCounters& c = s.counters;
+  const KernelQueueStats kernel = s.kernel.value_or(KernelQueueStats{});
+  std::vector<std::string> lines;
+  lines.push_back(fmt::format(
+      "stats queue={} packets={} bytes={} accepted={} dropped={} repeated={} default={} "
+      "malformed={} netlink_errors={} kernel_queue_total={} kernel_queue_dropped={} "
+      "kernel_user_dropped={} outstanding=0 verdict_sends={} verdict_messages={} "
+      "verdict_batches={} batched_packets={}",
+      s.queue, c.received.packets, c.received.bytes, c.accepted, c.dropped, c.repeated,
+      c.default_verdicts, c.malformed, c.netlink_error_total(), kernel.queue_total,
+      kernel.queue_dropped, kernel.user_dropped, s.writer.sends, s.writer.messages,
+      s.writer.batch_messages, s.writer.batched_packets));
+  for (const RuleStats& rule : s.rules) {
+    lines.push_back(fmt::format("stats queue={} rule={} packets={} bytes={}", s.queue, rule.name,
+                                rule.counters.packets, rule.counters.bytes));
+  }
+  for (std::size_t i = 0; i < c.malformed_by_reason.size(); ++i) {
+    if (c.malformed_by_reason[i] == 0) continue;
+    lines.push_back(fmt::format("stats queue={} malformed={} count={}", s.queue,
+                                to_string(static_cast<ParseError>(i)), c.malformed_by_reason[i]));
+  }
+  for (std::size_t i = 0; i < c.netlink_errors.size(); ++i) {
+    if (c.netlink_errors[i] == 0) continue;
+    lines.push_back(fmt::format("stats queue={} netlink_error={} count={}", s.queue,
+                                to_string(static_cast<NetlinkError>(i)), c.netlink_errors[i]));
+  }
+  return lines;
+}
+
+}  // namespace pktbroker
