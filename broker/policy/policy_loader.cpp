@@ -1,0 +1,633 @@
+// YAML -> compiled Policy. Collects every problem with its file:line:column before giving up.
+#include "broker/policy/matcher.hpp"
+#include "broker/policy/policy.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <map>
+#include <set>
+#include <span>
+#include <cstring>
+#include <sstream>
+
+#include <arpa/inet.h>
+#include <grp.h>
+#include <pwd.h>
+
+namespace pktbroker {
+namespace {
+
+namespace fs = std::filesystem;
+using Keys = std::span<const std::string_view>;
+
+constexpr std::string_view top_level_keys[] = {"broker", "rules"};
+constexpr std::string_view drop_in_keys[] = {"rules"};
+constexpr std::string_view broker_keys[] = {"queues", "default_verdict", "malformed_verdict"};
+constexpr std::string_view queue_keys[] = {"num",     "fail_open", "max_len",  "copy_range",
+                             "gso",     "uid_gid",   "conntrack"};
+constexpr std::string_view rule_keys[] = {"name", "description", "match", "verdict", "priority"};
+constexpr std::string_view match_keys[] = {"queue", "mark", "proto",    "src",       "dst",    "sport",
+                             "dport", "iif",  "oif",      "uid",       "gid",    "ct_state",
+                             "icmp_type", "length", "not"};
+constexpr std::string_view mark_keys[] = {"value", "mask"};
+constexpr std::string_view verdict_keys[] = {"accept", "drop", "repeat", "set_mark"};
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string join(Keys keys) {
+  std::string text;
+  for (const auto key : keys) text += (text.empty() ? "" : ", ") + std::string(key);
+  return text;
+}
+
+std::optional<std::uint64_t> parse_number(std::string_view text) {
+  int base = 10;
+  if (text.size() > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X')) {
+    text.remove_prefix(2);
+    base = 16;
+  }
+  std::uint64_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value, base);
+  if (error != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  return value;
+}
+
+std::optional<Cidr> parse_cidr(const std::string& text) {
+  const auto slash = text.find('/');
+  const std::string address = text.substr(0, slash);
+  Cidr cidr;
+  if (inet_pton(AF_INET, address.c_str(), cidr.network.bytes.data()) == 1) {
+    cidr.network.family = 4;
+  } else if (inet_pton(AF_INET6, address.c_str(), cidr.network.bytes.data()) == 1) {
+    cidr.network.family = 6;
+  } else {
+    return std::nullopt;
+  }
+  const unsigned max_prefix = cidr.network.family == 4 ? 32 : 128;
+  unsigned prefix = max_prefix;
+  if (slash != std::string::npos) {
+    const auto parsed = parse_number(std::string_view(text).substr(slash + 1));
+    if (!parsed || *parsed > max_prefix || text.substr(slash + 1).starts_with("0x")) {
+      return std::nullopt;
+    }
+    prefix = static_cast<unsigned>(*parsed);
+  }
+  cidr.prefix = static_cast<std::uint8_t>(prefix);
+  for (unsigned bit = prefix; bit < 128; ++bit) {
+    cidr.network.bytes[bit / 8] &= static_cast<std::uint8_t>(~(0x80U >> (bit % 8)));
+  }
+  return cidr;
+}
+
+const std::map<std::string_view, std::uint8_t>& protocol_names() {
+  static const std::map<std::string_view, std::uint8_t> names = {
+      {"icmp", 1}, {"igmp", 2},  {"tcp", 6},      {"udp", 17},      {"gre", 47},
+      {"esp", 50}, {"ah", 51},   {"icmpv6", 58},  {"sctp", 132},    {"udplite", 136}};
+  return names;
+}
+
+const std::map<std::string_view, IcmpType>& icmp_type_names() {
+  using T = std::optional<std::uint8_t>;
+  static const std::map<std::string_view, IcmpType> names = {
+      {"echo-reply", {T(0), T(129)}},
+      {"echo-request", {T(8), T(128)}},
+      {"dest-unreachable", {T(3), T(1)}},
+      {"destination-unreachable", {T(3), T(1)}},
+      {"source-quench", {T(4), {}}},
+      {"redirect", {T(5), T(137)}},
+      {"router-advertisement", {T(9), T(134)}},
+      {"router-solicitation", {T(10), T(133)}},
+      {"time-exceeded", {T(11), T(3)}},
+      {"parameter-problem", {T(12), T(4)}},
+      {"timestamp-request", {T(13), {}}},
+      {"timestamp-reply", {T(14), {}}},
+      {"packet-too-big", {{}, T(2)}},
+      {"neighbor-solicitation", {{}, T(135)}},
+      {"neighbor-advertisement", {{}, T(136)}}};
+  return names;
+}
+
+std::string names_of(const auto& map) {
+  std::string text;
+  for (const auto& [name, value] : map) text += (text.empty() ? "" : ", ") + std::string(name);
+  return text;
+}
+
+/// Reads one YAML file, recording diagnostics against it.
+class FileReader {
+ public:
+  FileReader(std::string file, std::vector<Diagnostic>& diagnostics)
+      : file_(std::move(file)), diagnostics_(diagnostics) {}
+
+  [[nodiscard]] const std::string& file() const { return file_; }
+
+  void error(const YAML::Mark& mark, std::string message) {
+    const bool known = mark.line >= 0;
+    diagnostics_.push_back(
+        {file_, known ? mark.line + 1 : 0, known ? mark.column + 1 : 0, std::move(message)});
+  }
+  void error(const YAML::Node& node, std::string message) { error(node.Mark(), std::move(message)); }
+
+  /// Checks `node` is a map whose keys are all in `allowed`.
+  bool expect_map(const YAML::Node& node, Keys allowed, std::string_view where) {
+    if (!node.IsMap()) {
+      error(node, std::string(where) + " must be a mapping");
+      return false;
+    }
+    for (const auto& entry : node) {
+      const std::string key = entry.first.Scalar();
+      if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
+      std::string message = "unknown key '" + key + "' in " + std::string(where);
+      const auto close = std::min_element(allowed.begin(), allowed.end(), [&](auto a, auto b) {
+        return edit_distance(key, a) < edit_distance(key, b);
+      });
+      if (close != allowed.end() && edit_distance(key, *close) <= 2) {
+        message += " (did you mean '" + std::string(*close) + "'?)";
+      } else {
+        message += "; expected one of: " + join(allowed);
+      }
+      error(entry.first, message);
+    }
+    return true;
+  }
+
+  std::optional<std::uint64_t> number(const YAML::Node& node, std::uint64_t max,
+                                      std::string_view what) {
+    if (!node.IsScalar()) {
+      error(node, std::string(what) + " must be a number");
+      return std::nullopt;
+    }
+    const auto value = parse_number(node.Scalar());
+    if (!value || *value > max) {
+      error(node, "bad " + std::string(what) + " '" + node.Scalar() + "': expected a number from 0 to " +
+                      std::to_string(max));
+      return std::nullopt;
+    }
+    return value;
+  }
+
+  std::optional<bool> boolean(const YAML::Node& node, std::string_view what) {
+    if (node.IsScalar()) {
+      const std::string& text = node.Scalar();
+      if (text == "true" || text == "yes" || text == "on") return true;
+      if (text == "false" || text == "no" || text == "off") return false;
+    }
+    error(node, std::string(what) + " must be true or false");
+    return std::nullopt;
+  }
+
+  /// Calls `each` for every scalar of a scalar-or-list node.
+  template <typename F>
+  void scalars(const YAML::Node& node, std::string_view what, F&& each) {
+    if (node.IsScalar()) {
+      each(node);
+    } else if (node.IsSequence() && node.size() > 0) {
+      for (const auto& item : node) {
+        if (item.IsScalar()) {
+          each(item);
+        } else {
+          error(item, std::string(what) + " list items must be scalars");
+        }
+      }
+    } else {
+      error(node, std::string(what) + " must be a value or a non-empty list of values");
+    }
+  }
+
+  std::optional<std::pair<std::uint32_t, std::uint32_t>> range(const YAML::Node& node,
+                                                               std::uint64_t max,
+                                                               std::string_view what) {
+    const std::string& text = node.Scalar();
+    const auto dash = text.find('-');
+    if (dash == std::string::npos) {
+      const auto value = number(node, max, what);
+      if (!value) return std::nullopt;
+      return std::pair{static_cast<std::uint32_t>(*value), static_cast<std::uint32_t>(*value)};
+    }
+    const auto first = parse_number(std::string_view(text).substr(0, dash));
+    const auto last = parse_number(std::string_view(text).substr(dash + 1));
+    if (!first || !last || *first > max || *last > max || *first > *last) {
+      error(node, "bad " + std::string(what) + " range '" + text + "': expected FIRST-LAST with 0 <= FIRST <= LAST <= " +
+                      std::to_string(max));
+      return std::nullopt;
+    }
+    return std::pair{static_cast<std::uint32_t>(*first), static_cast<std::uint32_t>(*last)};
+  }
+
+  std::optional<Verdict> verdict(const YAML::Node& node) {
+    Verdict verdict;
+    if (node.IsScalar()) {
+      const auto kind = verdict_kind(node.Scalar());
+      if (!kind) {
+        error(node, "unknown verdict '" + node.Scalar() + "'; expected accept, drop or repeat");
+        return std::nullopt;
+      }
+      verdict.kind = *kind;
+      return verdict;
+    }
+    if (!expect_map(node, verdict_keys, "verdict")) return std::nullopt;
+    int kinds = 0;
+    bool ok = true;
+    for (const auto& entry : node) {
+      const std::string key = entry.first.Scalar();
+      if (key == "set_mark") {
+        const auto mark = number(entry.second, 0xffffffff, "set_mark");
+        ok = ok && mark.has_value();
+        if (mark) verdict.set_mark = static_cast<std::uint32_t>(*mark);
+      } else if (const auto kind = verdict_kind(key)) {
+        const auto enabled = boolean(entry.second, key);
+        if (enabled && *enabled) {
+          verdict.kind = *kind;
+          ++kinds;
+        }
+      }
+    }
+    if (kinds != 1) {
+      error(node, "a verdict needs exactly one of accept: true, drop: true or repeat: true");
+      return std::nullopt;
+    }
+    if (!ok) return std::nullopt;
+    return verdict;
+  }
+
+  std::optional<MatchFields> match(const YAML::Node& node, bool negated) {
+    const std::string_view where = negated ? "not" : "match";
+    if (!expect_map(node, negated ? Keys(match_keys).first(std::size(match_keys) - 1) : Keys(match_keys),
+                    where)) {
+      return std::nullopt;
+    }
+    const std::size_t errors_before = diagnostics_.size();
+    MatchFields fields;
+    for (const auto& entry : node) {
+      const std::string key = entry.first.Scalar();
+      const YAML::Node& value = entry.second;
+      if (key == "queue") {
+        scalars(value, key, [&](const YAML::Node& item) {
+          if (auto n = number(item, 0xffff, "queue")) fields.queues.push_back(static_cast<std::uint16_t>(*n));
+        });
+      } else if (key == "mark") {
+        mark(value, fields);
+      } else if (key == "proto") {
+        scalars(value, key, [&](const YAML::Node& item) { protocol(item, fields); });
+      } else if (key == "src" || key == "dst") {
+        auto& blocks = key == "src" ? fields.src : fields.dst;
+        scalars(value, key, [&](const YAML::Node& item) {
+          if (auto cidr = parse_cidr(item.Scalar())) {
+            blocks.push_back(*cidr);
+          } else {
+            error(item, "bad address or CIDR '" + item.Scalar() + "' in " + key);
+          }
+        });
+      } else if (key == "sport" || key == "dport") {
+        PortSet ports;
+        scalars(value, key, [&](const YAML::Node& item) {
+          if (auto r = range(item, 0xffff, "port")) {
+            ports.add(static_cast<std::uint16_t>(r->first), static_cast<std::uint16_t>(r->second));
+          }
+        });
+        (key == "sport" ? fields.sport : fields.dport) = ports;
+      } else if (key == "iif" || key == "oif") {
+        auto& names = key == "iif" ? fields.iif : fields.oif;
+        scalars(value, key, [&](const YAML::Node& item) {
+          if (item.Scalar().empty() || item.Scalar().size() >= 16) {
+            error(item, "bad interface name '" + item.Scalar() + "' in " + key);
+          } else {
+            names.push_back(item.Scalar());
+          }
+        });
+      } else if (key == "uid" || key == "gid") {
+        scalars(value, key, [&](const YAML::Node& item) { owner(item, key == "uid", fields); });
+      } else if (key == "ct_state") {
+        scalars(value, key, [&](const YAML::Node& item) { ct_state(item, fields); });
+      } else if (key == "icmp_type") {
+        scalars(value, key, [&](const YAML::Node& item) { icmp_type(item, fields); });
+      } else if (key == "length") {
+        if (value.IsScalar()) {
+          fields.length = range(value, 0xffffffff, "length");
+        } else {
+          error(value, "length must be a number or a range like 64-1500");
+        }
+      }
+    }
+    if (diagnostics_.size() != errors_before) return std::nullopt;
+    return fields;
+  }
+
+ private:
+  static std::optional<VerdictKind> verdict_kind(std::string_view text) {
+    if (text == "accept") return VerdictKind::accept;
+    if (text == "drop") return VerdictKind::drop;
+    if (text == "repeat") return VerdictKind::repeat;
+    return std::nullopt;
+  }
+
+  void mark(const YAML::Node& node, MatchFields& fields) {
+    if (node.IsScalar()) {
+      if (auto value = number(node, 0xffffffff, "mark")) {
+        fields.mark = std::pair{static_cast<std::uint32_t>(*value), 0xffffffffU};
+      }
+      return;
+    }
+    if (!expect_map(node, mark_keys, "mark")) return;
+    if (!node["value"]) {
+      error(node, "mark needs a value");
+      return;
+    }
+    const auto value = number(node["value"], 0xffffffff, "mark value");
+    const auto mask = node["mask"] ? number(node["mask"], 0xffffffff, "mark mask")
+                                   : std::optional<std::uint64_t>(0xffffffff);
+    if (!value || !mask) return;
+    if ((*value & ~*mask) != 0) {
+      error(node["value"], "mark value has bits outside its mask, so it can never match");
+      return;
+    }
+    fields.mark = std::pair{static_cast<std::uint32_t>(*value), static_cast<std::uint32_t>(*mask)};
+  }
+
+  void protocol(const YAML::Node& item, MatchFields& fields) {
+    const auto& names = protocol_names();
+    if (const auto found = names.find(item.Scalar()); found != names.end()) {
+      fields.protocols.push_back(found->second);
+    } else if (const auto n = parse_number(item.Scalar()); n && *n <= 255) {
+      fields.protocols.push_back(static_cast<std::uint8_t>(*n));
+    } else {
+      error(item, "unknown protocol '" + item.Scalar() + "'; expected a number or one of: " +
+                      names_of(names));
+    }
+  }
+
+  void owner(const YAML::Node& item, bool user, MatchFields& fields) {
+    auto& ids = user ? fields.uids : fields.gids;
+    if (const auto n = parse_number(item.Scalar()); n && *n <= 0xffffffff) {
+      ids.push_back(static_cast<std::uint32_t>(*n));
+      return;
+    }
+    const std::string& name = item.Scalar();
+    if (user) {
+      if (const passwd* entry = getpwnam(name.c_str())) {
+        ids.push_back(entry->pw_uid);
+        return;
+      }
+    } else if (const group* entry = getgrnam(name.c_str())) {
+      ids.push_back(entry->gr_gid);
+      return;
+    }
+    error(item, std::string("unknown ") + (user ? "user" : "group") + " '" + name + "'");
+  }
+
+  void ct_state(const YAML::Node& item, MatchFields& fields) {
+    static const std::map<std::string_view, CtState> states = {
+        {"new", CtState::new_}, {"established", CtState::established}, {"related", CtState::related}};
+    const auto found = states.find(item.Scalar());
+    if (found == states.end()) {
+      error(item, "unknown ct_state '" + item.Scalar() + "'; expected new, established or related");
+      return;
+    }
+    fields.ct_states |= static_cast<std::uint8_t>(1U << static_cast<unsigned>(found->second));
+  }
+
+  void icmp_type(const YAML::Node& item, MatchFields& fields) {
+    const auto& names = icmp_type_names();
+    if (const auto found = names.find(item.Scalar()); found != names.end()) {
+      fields.icmp_types.push_back(found->second);
+    } else if (const auto n = parse_number(item.Scalar()); n && *n <= 255) {
+      const auto type = static_cast<std::uint8_t>(*n);
+      fields.icmp_types.push_back({type, type});
+    } else {
+      error(item, "unknown icmp_type '" + item.Scalar() + "'; expected a number or one of: " +
+                      names_of(names));
+    }
+  }
+
+  std::string file_;
+  std::vector<Diagnostic>& diagnostics_;
+};
+
+struct RuleDraft {
+  Rule rule;
+  int priority = 0;
+  int column = 0;
+};
+
+BrokerConfig read_broker(FileReader& reader, const YAML::Node& node) {
+  BrokerConfig config;
+  if (!reader.expect_map(node, broker_keys, "broker")) return config;
+  if (const YAML::Node queues = node["queues"]) {
+    config.queues.clear();
+    if (!queues.IsSequence() || queues.size() == 0) {
+      reader.error(queues, "queues must be a non-empty list");
+    } else {
+      std::map<std::uint16_t, int> seen;
+      for (const auto& item : queues) {
+        if (!reader.expect_map(item, queue_keys, "queue")) continue;
+        QueueConfig queue;
+        if (!item["num"]) {
+          reader.error(item, "a queue needs num");
+          continue;
+        }
+        if (auto n = reader.number(item["num"], 0xffff, "queue num")) queue.num = static_cast<std::uint16_t>(*n);
+        if (item["max_len"]) {
+          if (auto n = reader.number(item["max_len"], 0xffffffff, "max_len")) {
+            if (*n == 0) reader.error(item["max_len"], "max_len must be at least 1");
+            queue.max_len = static_cast<std::uint32_t>(*n);
+          }
+        }
+        if (item["copy_range"]) {
+          if (auto n = reader.number(item["copy_range"], 0xffff, "copy_range")) queue.copy_range = static_cast<std::uint32_t>(*n);
+        }
+        const auto flag = [&](const char* key, bool& target) {
+          if (item[key]) {
+            if (auto b = reader.boolean(item[key], key)) target = *b;
+          }
+        };
+        flag("fail_open", queue.fail_open);
+        flag("gso", queue.gso);
+        flag("uid_gid", queue.uid_gid);
+        flag("conntrack", queue.conntrack);
+        if (const auto [it, fresh] = seen.emplace(queue.num, item.Mark().line + 1); !fresh) {
+          reader.error(item["num"], "queue " + std::to_string(queue.num) +
+                                        " is listed twice (first on line " + std::to_string(it->second) + ")");
+          continue;
+        }
+        config.queues.push_back(queue);
+      }
+    }
+  }
+  if (node["default_verdict"]) {
+    if (auto v = reader.verdict(node["default_verdict"])) config.default_verdict = *v;
+  }
+  if (node["malformed_verdict"]) {
+    if (auto v = reader.verdict(node["malformed_verdict"])) config.malformed_verdict = *v;
+  }
+  return config;
+}
+
+void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraft>& rules) {
+  if (!node.IsSequence()) {
+    reader.error(node, "rules must be a list");
+    return;
+  }
+  for (const auto& item : node) {
+    if (!reader.expect_map(item, rule_keys, "rule")) continue;
+    RuleDraft draft;
+    draft.rule.file = reader.file();
+    draft.rule.line = item.Mark().line + 1;
+    draft.column = item.Mark().column + 1;
+    bool ok = true;
+    if (!item["name"] || !item["name"].IsScalar() || item["name"].Scalar().empty()) {
+      reader.error(item, "a rule needs a name");
+      ok = false;
+    } else {
+      draft.rule.name = item["name"].Scalar();
+    }
+    if (!item["verdict"]) {
+      reader.error(item, "rule '" + draft.rule.name + "' needs a verdict");
+      ok = false;
+    } else if (auto verdict = reader.verdict(item["verdict"])) {
+      draft.rule.verdict = *verdict;
+    } else {
+      ok = false;
+    }
+    MatchFields required;
+    MatchFields excluded;
+    if (const YAML::Node match = item["match"]) {
+      if (auto fields = reader.match(match, false)) {
+        required = std::move(*fields);
+        if (const YAML::Node negated = match["not"]) {
+          if (auto not_fields = reader.match(negated, true)) {
+            excluded = std::move(*not_fields);
+          } else {
+            ok = false;
+          }
+        }
+      } else {
+        ok = false;
+      }
+    }
+    if (item["priority"]) {
+      if (!item["priority"].IsScalar()) {
+        reader.error(item["priority"], "priority must be a number");
+        ok = false;
+      } else {
+        const std::string& text = item["priority"].Scalar();
+        int priority = 0;
+        const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), priority);
+        if (error != std::errc() || end != text.data() + text.size()) {
+          reader.error(item["priority"], "priority must be a whole number, e.g. -10 or 50");
+          ok = false;
+        }
+        draft.priority = priority;
+      }
+    }
+    if (!ok) continue;
+    draft.rule.matcher = std::make_shared<Matcher>(std::move(required), std::move(excluded));
+    rules.push_back(std::move(draft));
+  }
+}
+
+YAML::Node load_yaml(FileReader& reader, std::string_view text) {
+  try {
+    return YAML::Load(std::string(text));
+  } catch (const YAML::Exception& error) {
+    reader.error(error.mark, "YAML syntax: " + error.msg);
+    return {};
+  }
+}
+
+void read_document(FileReader& reader, std::string_view text, bool drop_in, BrokerConfig& broker,
+                   std::vector<RuleDraft>& rules) {
+  const YAML::Node root = load_yaml(reader, text);
+  if (!root || root.IsNull()) return;  // an empty file (or a syntax error already reported)
+  if (!reader.expect_map(root, drop_in ? Keys(drop_in_keys) : Keys(top_level_keys),
+                         drop_in ? "a policy.d drop-in (only rules: is allowed)" : "the policy")) {
+    return;
+  }
+  if (const YAML::Node node = root["broker"]; node && !drop_in) broker = read_broker(reader, node);
+  if (const YAML::Node node = root["rules"]) read_rules(reader, node, rules);
+}
+
+std::shared_ptr<const Policy> finish(BrokerConfig broker, std::vector<RuleDraft> drafts,
+                                     std::vector<Diagnostic> diagnostics) {
+  std::map<std::string, const RuleDraft*> names;
+  for (const auto& draft : drafts) {
+    const auto [it, fresh] = names.emplace(draft.rule.name, &draft);
+    if (!fresh) {
+      diagnostics.push_back({draft.rule.file, draft.rule.line, draft.column,
+                             "duplicate rule name '" + draft.rule.name + "' (first defined at " +
+                                 it->second->rule.file + ":" + std::to_string(it->second->rule.line) + ")"});
+    }
+  }
+  if (!diagnostics.empty()) throw PolicyError(std::move(diagnostics));
+  std::stable_sort(drafts.begin(), drafts.end(),
+                   [](const RuleDraft& a, const RuleDraft& b) { return a.priority < b.priority; });
+  std::vector<Rule> rules;
+  rules.reserve(drafts.size());
+  for (auto& draft : drafts) rules.push_back(std::move(draft.rule));
+  forget_interface_names();
+  return std::make_shared<const Policy>(std::move(broker), std::move(rules));
+}
+
+std::optional<std::string> read_file(const fs::path& path, std::vector<Diagnostic>& diagnostics) {
+  std::ifstream file(path);
+  if (!file) {
+    diagnostics.push_back({path.string(), 0, 0, "cannot read the file: " + std::string(std::strerror(errno))});
+    return std::nullopt;
+  }
+  std::ostringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+std::shared_ptr<const Policy> parse_policy(std::string_view yaml, std::string_view file_name) {
+  std::vector<Diagnostic> diagnostics;
+  FileReader reader(std::string(file_name), diagnostics);
+  BrokerConfig broker;
+  std::vector<RuleDraft> rules;
+  read_document(reader, yaml, false, broker, rules);
+  return finish(std::move(broker), std::move(rules), std::move(diagnostics));
+}
+
+std::shared_ptr<const Policy> load_policy(const fs::path& file) {
+  std::vector<Diagnostic> diagnostics;
+  BrokerConfig broker;
+  std::vector<RuleDraft> rules;
+  if (const auto text = read_file(file, diagnostics)) {
+    FileReader reader(file.string(), diagnostics);
+    read_document(reader, *text, false, broker, rules);
+  }
+  const fs::path drop_in_dir = file.parent_path() / "policy.d";
+  std::error_code error;
+  if (fs::is_directory(drop_in_dir, error)) {
+    std::set<fs::path> drop_ins;  // file-name order
+    for (const auto& entry : fs::directory_iterator(drop_in_dir, error)) {
+      if (entry.path().extension() == ".yaml" && entry.is_regular_file(error)) drop_ins.insert(entry.path());
+    }
+    for (const auto& path : drop_ins) {
+      if (const auto text = read_file(path, diagnostics)) {
+        FileReader reader(path.string(), diagnostics);
+        read_document(reader, *text, true, broker, rules);
+      }
+    }
+  }
+  return finish(std::move(broker), std::move(rules), std::move(diagnostics));
+}
+
+}  // namespace pktbroker

@@ -1,0 +1,54 @@
+#include "broker/verdict_tracker.hpp"
+
+#include <algorithm>
+
+namespace pktbroker {
+
+PacketToken VerdictTracker::track(const Pending& pending) {
+  const PacketToken token = (static_cast<PacketToken>(queue_) << 48) | next_sequence_++;
+  pending_.emplace(token, pending);
+  by_deadline_.emplace(pending.deadline, token);
+  return token;
+}
+
+VerdictTracker::ResolveResult VerdictTracker::resolve(PacketToken token, SessionId session,
+                                                      std::uint32_t& packet_id) {
+  const auto found = pending_.find(token);
+  if (found == pending_.end()) return ResolveResult::unknown_token;
+  if (found->second.owner != session) return ResolveResult::not_owner;
+  packet_id = found->second.packet_id;
+  by_deadline_.erase({found->second.deadline, token});
+  pending_.erase(found);
+  return ResolveResult::resolved;
+}
+
+VerdictTracker::ResolveResult VerdictTracker::transfer(PacketToken token, SessionId from,
+                                                       SessionId to, Clock::time_point deadline) {
+  const auto found = pending_.find(token);
+  if (found == pending_.end()) return ResolveResult::unknown_token;
+  if (found->second.owner != from) return ResolveResult::not_owner;
+  by_deadline_.erase({found->second.deadline, token});
+  found->second.owner = to;
+  found->second.deadline = deadline;
+  by_deadline_.emplace(deadline, token);
+  return ResolveResult::resolved;
+}
+
+std::optional<std::uint32_t> VerdictTracker::oldest_packet_id() const noexcept {
+  if (pending_.empty()) return std::nullopt;
+  return pending_.begin()->second.packet_id;
+}
+
+std::optional<Clock::time_point> VerdictTracker::next_deadline() const noexcept {
+  if (by_deadline_.empty()) return std::nullopt;
+  return by_deadline_.begin()->first;
+}
+
+std::size_t VerdictTracker::owned_by(SessionId session) const noexcept {
+  return static_cast<std::size_t>(std::count_if(
+      pending_.begin(), pending_.end(), [session](const auto& entry) {
+        return entry.second.owner == session;
+      }));
+}
+
+}  // namespace pktbroker

@@ -1,0 +1,95 @@
+// Packets handed to clients and not yet decided: who owns each, until when, and what happens then.
+#pragma once
+
+#include "broker/verdict.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <utility>
+
+namespace pktbroker {
+
+using SessionId = std::uint32_t;
+/// Broker-assigned packet handle given to clients: the queue in the top 16 bits, then a
+/// per-queue sequence, so a token names its queue and is never reused while the broker runs.
+using PacketToken = std::uint64_t;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::uint16_t token_queue(PacketToken token) noexcept {
+  return static_cast<std::uint16_t>(token >> 48);
+}
+
+/// Lives on its queue's executor. Every tracked packet leaves exactly once: resolved by its
+/// owner, expired, released with its owner's session, or released at shutdown.
+class VerdictTracker {
+ public:
+  struct Pending {
+    std::uint32_t packet_id = 0;  ///< kernel id
+    SessionId owner = 0;
+    Verdict fallback;
+    Clock::time_point deadline;
+  };
+  enum class ResolveResult : std::uint8_t { resolved, unknown_token, not_owner };
+
+  explicit VerdictTracker(std::uint16_t queue) noexcept : queue_(queue) {}
+
+  PacketToken track(const Pending& pending);
+
+  /// The owner's decision: on success removes the entry and returns its kernel id in `packet_id`.
+  ResolveResult resolve(PacketToken token, SessionId session, std::uint32_t& packet_id);
+
+  /// Hands a packet to another owner (a `pass` down a chain) with a new deadline.
+  ResolveResult transfer(PacketToken token, SessionId from, SessionId to,
+                         Clock::time_point deadline);
+
+  /// Removes every entry past its deadline, calling `expired(packet_id, fallback)` for each.
+  template <typename F>
+  void expire(Clock::time_point now, F&& expired) {
+    while (!by_deadline_.empty() && by_deadline_.begin()->first <= now) {
+      const PacketToken token = by_deadline_.begin()->second;
+      by_deadline_.erase(by_deadline_.begin());
+      const auto found = pending_.find(token);
+      expired(found->second.packet_id, found->second.fallback);
+      pending_.erase(found);
+    }
+  }
+
+  /// Removes every entry owned by `session` (it went away), calling `released` for each.
+  template <typename F>
+  void release_session(SessionId session, F&& released) {
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (it->second.owner != session) {
+        ++it;
+        continue;
+      }
+      by_deadline_.erase({it->second.deadline, it->first});
+      released(it->second.packet_id, it->second.fallback);
+      it = pending_.erase(it);
+    }
+  }
+
+  /// Removes everything (shutdown), oldest first.
+  template <typename F>
+  void release_all(F&& released) {
+    for (const auto& [token, pending] : pending_) released(pending.packet_id, pending.fallback);
+    pending_.clear();
+    by_deadline_.clear();
+  }
+
+  /// Kernel id of the oldest packet still waiting, for the verdict writer's batching.
+  [[nodiscard]] std::optional<std::uint32_t> oldest_packet_id() const noexcept;
+  [[nodiscard]] std::optional<Clock::time_point> next_deadline() const noexcept;
+  [[nodiscard]] std::size_t size() const noexcept { return pending_.size(); }
+  [[nodiscard]] std::size_t owned_by(SessionId session) const noexcept;
+
+ private:
+  std::uint16_t queue_;
+  std::uint64_t next_sequence_ = 1;
+  std::map<PacketToken, Pending> pending_;  // token order is arrival order
+  std::set<std::pair<Clock::time_point, PacketToken>> by_deadline_;
+};
+
+}  // namespace pktbroker

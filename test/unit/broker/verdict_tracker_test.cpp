@@ -1,0 +1,115 @@
+#include "broker/verdict_tracker.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <vector>
+
+using pktbroker::Clock;
+using pktbroker::PacketToken;
+using pktbroker::Verdict;
+using pktbroker::VerdictKind;
+using pktbroker::VerdictTracker;
+using Result = VerdictTracker::ResolveResult;
+using namespace std::chrono_literals;
+
+namespace {
+
+const Verdict accept{VerdictKind::accept, std::nullopt};
+const Verdict drop{VerdictKind::drop, std::nullopt};
+const Clock::time_point t0{};
+
+struct Released {
+  std::uint32_t packet_id;
+  Verdict verdict;
+};
+
+}  // namespace
+
+TEST_CASE("tokens name their queue and are unique") {
+  VerdictTracker tracker(5);
+  const PacketToken a = tracker.track({1, 10, accept, t0 + 1s});
+  const PacketToken b = tracker.track({2, 10, accept, t0 + 1s});
+  CHECK(a != b);
+  CHECK(pktbroker::token_queue(a) == 5);
+  CHECK(pktbroker::token_queue(b) == 5);
+}
+
+TEST_CASE("only the owner resolves a packet, and only once") {
+  VerdictTracker tracker(0);
+  const PacketToken token = tracker.track({42, 7, accept, t0 + 1s});
+  std::uint32_t id = 0;
+  CHECK(tracker.resolve(token, 8, id) == Result::not_owner);
+  CHECK(tracker.size() == 1);
+  CHECK(tracker.resolve(token, 7, id) == Result::resolved);
+  CHECK(id == 42);
+  CHECK(tracker.resolve(token, 7, id) == Result::unknown_token);
+  CHECK(tracker.size() == 0);
+}
+
+TEST_CASE("expiry releases exactly the packets past their deadline with their fallback") {
+  VerdictTracker tracker(0);
+  tracker.track({1, 1, accept, t0 + 100ms});
+  tracker.track({2, 1, drop, t0 + 300ms});
+  tracker.track({3, 2, accept, t0 + 200ms});
+  std::vector<Released> released;
+  tracker.expire(t0 + 250ms, [&](std::uint32_t id, const Verdict& v) { released.push_back({id, v}); });
+  REQUIRE(released.size() == 2);
+  CHECK(released[0].packet_id == 1);
+  CHECK(released[1].packet_id == 3);
+  CHECK(tracker.size() == 1);
+  CHECK(tracker.next_deadline() == t0 + 300ms);
+  released.clear();
+  tracker.expire(t0 + 10s, [&](std::uint32_t id, const Verdict& v) { released.push_back({id, v}); });
+  REQUIRE(released.size() == 1);
+  CHECK(released[0].verdict == drop);
+  CHECK_FALSE(tracker.next_deadline().has_value());
+}
+
+TEST_CASE("a departing session releases all and only its packets") {
+  VerdictTracker tracker(0);
+  tracker.track({1, 1, accept, t0 + 1s});
+  tracker.track({2, 2, accept, t0 + 1s});
+  tracker.track({3, 1, drop, t0 + 2s});
+  CHECK(tracker.owned_by(1) == 2);
+  std::vector<Released> released;
+  tracker.release_session(1, [&](std::uint32_t id, const Verdict& v) { released.push_back({id, v}); });
+  REQUIRE(released.size() == 2);
+  CHECK(released[0].packet_id == 1);
+  CHECK(released[1].packet_id == 3);
+  CHECK(released[1].verdict == drop);
+  CHECK(tracker.size() == 1);
+  CHECK(tracker.owned_by(1) == 0);
+  // The released entries no longer expire.
+  released.clear();
+  tracker.expire(t0 + 1500ms, [&](std::uint32_t id, const Verdict& v) { released.push_back({id, v}); });
+  REQUIRE(released.size() == 1);
+  CHECK(released[0].packet_id == 2);
+}
+
+TEST_CASE("transfer moves ownership and the deadline") {
+  VerdictTracker tracker(0);
+  const PacketToken token = tracker.track({9, 1, accept, t0 + 100ms});
+  CHECK(tracker.transfer(token, 2, 3, t0 + 1s) == Result::not_owner);
+  CHECK(tracker.transfer(token, 1, 3, t0 + 1s) == Result::resolved);
+  std::size_t expired = 0;
+  tracker.expire(t0 + 500ms, [&](std::uint32_t, const Verdict&) { ++expired; });
+  CHECK(expired == 0);
+  std::uint32_t id = 0;
+  CHECK(tracker.resolve(token, 1, id) == Result::not_owner);
+  CHECK(tracker.resolve(token, 3, id) == Result::resolved);
+}
+
+TEST_CASE("the oldest pending kernel id follows arrival order") {
+  VerdictTracker tracker(0);
+  CHECK_FALSE(tracker.oldest_packet_id().has_value());
+  const PacketToken first = tracker.track({100, 1, accept, t0 + 1s});
+  tracker.track({101, 1, accept, t0 + 1s});
+  CHECK(tracker.oldest_packet_id() == 100U);
+  std::uint32_t id = 0;
+  REQUIRE(tracker.resolve(first, 1, id) == Result::resolved);
+  CHECK(tracker.oldest_packet_id() == 101U);
+  std::size_t released = 0;
+  tracker.release_all([&](std::uint32_t, const Verdict&) { ++released; });
+  CHECK(released == 1);
+  CHECK(tracker.size() == 0);
+}

@@ -1,0 +1,2 @@
+#include "broker/policy/matcher.hpp"
+#include <catch2/catch.hpp>

@@ -1,0 +1,2 @@
+#include "broker/policy/policy.hpp"
+#include <catch2/catch.hpp>

@@ -1,0 +1,2 @@
+#include "pktbroker/packet_view.hpp"
+#include <catch2/catch.hpp>
