@@ -1,0 +1,325 @@
+"""Reusable fixture for pktbroker's kernel integration tests.
+
+Every test runs in its own throwaway network namespace: the test process itself enters it
+(setns), so Python sockets and every subprocess live there, and it is deleted in tearDown even
+when the test fails. Traffic goes only to loopback or to peer namespaces the test created.
+"""
+
+import ctypes
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+PKTBROKERD = os.environ.get("PKTBROKERD", "")
+SKIP = 77  # ctest SKIP_RETURN_CODE
+SO_RCVBUFFORCE = 33  # from <asm-generic/socket.h>; Python does not export it
+
+
+def run(*args, check=True, **kwargs):
+    """Runs a command, raising with its output when it fails."""
+    result = subprocess.run(list(args), capture_output=True, text=True, **kwargs)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result
+
+
+def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
+    """Polls until predicate() is truthy; the timeout only guards against hangs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _setns(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns({path})")
+    finally:
+        os.close(fd)
+
+
+class Namespace:
+    """A named network namespace (`ip netns add`) with loopback up."""
+
+    _count = 0
+
+    def __init__(self, prefix="pktb"):
+        Namespace._count += 1
+        self.name = f"{prefix}-{os.getpid()}-{Namespace._count}"
+        run("ip", "netns", "add", self.name)
+        self.path = f"/run/netns/{self.name}"
+        self.exec("ip", "link", "set", "lo", "up")
+
+    def exec(self, *args, check=True, **kwargs):
+        return run("ip", "netns", "exec", self.name, *args, check=check, **kwargs)
+
+    def popen(self, *args, **kwargs):
+        return subprocess.Popen(["ip", "netns", "exec", self.name, *args], **kwargs)
+
+    def delete(self):
+        run("ip", "netns", "pids", self.name, check=False)
+        pids = run("ip", "netns", "pids", self.name, check=False).stdout.split()
+        for pid in pids:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        run("ip", "netns", "del", self.name, check=False)
+
+
+def _die_with_parent():
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class Daemon:
+    """A pktbrokerd process serving a policy written to a temporary directory."""
+
+    def __init__(self, test, policy, drop_ins=None, args=()):
+        self.test = test
+        self.dir = tempfile.mkdtemp(prefix="pktbroker-test-")
+        self.config = os.path.join(self.dir, "policy.yaml")
+        self.write_policy(policy)
+        if drop_ins:
+            os.mkdir(os.path.join(self.dir, "policy.d"))
+            for name, text in drop_ins.items():
+                with open(os.path.join(self.dir, "policy.d", name), "w") as f:
+                    f.write(text)
+        self.log_path = os.path.join(self.dir, "pktbrokerd.log")
+        self.log_file = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [PKTBROKERD, "--config", self.config, "--foreground", "--log-level", "debug", *args],
+            stdout=self.log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        test.addCleanup(self.cleanup)
+        wait_for(lambda: "pktbrokerd ready" in self.log() or self.process.poll() is not None,
+                 what="pktbrokerd to bind its queues")
+        if self.process.poll() is not None:
+            raise AssertionError(f"pktbrokerd exited early:\n{self.log()}")
+
+    def write_policy(self, text):
+        with open(self.config + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(self.config + ".tmp", self.config)
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def send(self, signum):
+        self.process.send_signal(signum)
+
+    def reload(self, text):
+        self.write_policy(text)
+        self.send(signal.SIGHUP)
+
+    def stats(self, queue=0):
+        """Asks for counters (SIGUSR1) and returns the newest block for `queue` as
+        {'queue': {...}, 'rules': {name: {...}}, 'malformed': {...}, 'netlink_error': {...}}."""
+        header = re.compile(rf"stats queue={queue} packets=")
+        before = len(header.findall(self.log()))
+        self.send(signal.SIGUSR1)
+        wait_for(lambda: len(header.findall(self.log())) > before, what="stats")
+        time.sleep(0.05)  # the rule lines follow the header line
+        lines = [l.split(" stats ", 1)[1] for l in self.log().splitlines() if " stats " in l]
+        last = max(i for i, l in enumerate(lines) if header.match("stats " + l))
+        block = {"queue": {}, "rules": {}, "malformed": {}, "netlink_error": {}}
+        for i, line in enumerate(lines[last:]):
+            pairs = dict(p.split("=", 1) for p in line.split())
+            if pairs.get("queue") != str(queue) or (i > 0 and "packets" in pairs and "rule" not in pairs):
+                break
+            if i == 0:
+                block["queue"] = {k: int(v) for k, v in pairs.items()}
+            elif "rule" in pairs:
+                block["rules"][pairs["rule"]] = {k: int(pairs[k]) for k in ("packets", "bytes")}
+            elif "malformed" in pairs:
+                block["malformed"][pairs["malformed"]] = int(pairs["count"])
+            elif "netlink_error" in pairs:
+                block["netlink_error"][pairs["netlink_error"]] = int(pairs["count"])
+        return block
+
+    def stop(self, signum=signal.SIGTERM):
+        """Stops the daemon; returns its exit code."""
+        self.send(signum)
+        return self.process.wait(timeout=20)
+
+    def cleanup(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.log_file.close()
+        if self.test._outcome and not self.test._outcome.success:
+            sys.stderr.write(f"--- pktbrokerd log ({self.log_path}) ---\n{self.log()[-6000:]}\n")
+        subprocess.run(["rm", "-rf", self.dir])
+
+
+class UdpSink:
+    """Counts datagrams arriving on a UDP port, in a background thread."""
+
+    def __init__(self, test, address="127.0.0.1", port=5000):
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
+        self.sock.bind((address, port))
+        self.sock.settimeout(0.1)
+        self.count = 0
+        self.payloads = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        test.addCleanup(self.close)
+
+    def _run(self):
+        while not self._stop:
+            try:
+                data = self.sock.recv(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.count += 1
+            if len(self.payloads) < 100000:
+                self.payloads.append(data)
+
+    def settle(self, expected=None, quiet=0.5):
+        """Waits until `expected` datagrams arrived, or until none arrived for `quiet` seconds."""
+        if expected is not None:
+            try:
+                wait_for(lambda: self.count >= expected, timeout=15, what="datagrams")
+            except AssertionError:
+                pass
+        last = -1
+        while last != self.count:
+            last = self.count
+            time.sleep(quiet)
+        return self.count
+
+    def close(self):
+        self._stop = True
+        self._thread.join()
+        self.sock.close()
+
+
+def send_udp(address, port, count, rate=None, payload=b"x" * 64):
+    """Sends `count` datagrams, paced at `rate` per second when given. Returns count sent."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        start = time.monotonic()
+        for i in range(count):
+            if rate:
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            sock.sendto(payload, (address, port))
+    return count
+
+
+def tcp_connects(address, port, timeout=1.0):
+    """True when a TCP connection to address:port completes within `timeout` seconds."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect((address, port))
+            return True
+        except (socket.timeout, OSError):
+            return False
+
+
+def tcp_listener(test, address, port):
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((address, port))
+    sock.listen(64)
+    test.addCleanup(sock.close)
+    return sock
+
+
+def kernel_queues():
+    """{queue_num: {...}} from /proc/net/netfilter/nfnetlink_queue of this namespace."""
+    queues = {}
+    try:
+        with open("/proc/net/netfilter/nfnetlink_queue") as f:
+            for line in f:
+                cols = [int(c) for c in line.split()]
+                queues[cols[0]] = dict(portid=cols[1], queue_total=cols[2], copy_mode=cols[3],
+                                       copy_range=cols[4], queue_dropped=cols[5],
+                                       user_dropped=cols[6], id_sequence=cols[7])
+    except FileNotFoundError:
+        pass
+    return queues
+
+
+def iptables_packets(table, chain, rule_number, ipv6=False):
+    """Packet counter of one rule (1-based) of a chain."""
+    tool = "ip6tables" if ipv6 else "iptables"
+    out = run(tool, "-t", table, "-L", chain, "-n", "-v", "-x", "--line-numbers").stdout
+    for line in out.splitlines():
+        cols = line.split()
+        if cols and cols[0] == str(rule_number):
+            return int(cols[1])
+    raise AssertionError(f"no rule {rule_number} in {table}/{chain}:\n{out}")
+
+
+class NetnsTestCase(unittest.TestCase):
+    """Runs each test inside a fresh network namespace, entered by this process."""
+
+    @classmethod
+    def setUpClass(cls):
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root for network namespaces")
+        if not PKTBROKERD or not os.access(PKTBROKERD, os.X_OK):
+            raise unittest.SkipTest("PKTBROKERD does not name the pktbrokerd binary")
+
+    def setUp(self):
+        self.original_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
+        self.ns = Namespace()
+        self.addCleanup(self._leave)
+        _setns(self.ns.path)
+
+    def _leave(self):
+        if _libc.setns(self.original_ns, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns back to the original namespace")
+        os.close(self.original_ns)
+        self.ns.delete()
+
+    def peer(self, address="10.99.0.2/24", local="10.99.0.1/24"):
+        """A second namespace joined to this one by a veth pair; returns (namespace, local_if)."""
+        peer = Namespace("pktb-peer")
+        self.addCleanup(peer.delete)
+        local_if, peer_if = f"vb{Namespace._count}a", f"vb{Namespace._count}b"
+        run("ip", "link", "add", local_if, "type", "veth", "peer", "name", peer_if,
+            "netns", peer.name)
+        run("ip", "addr", "add", local, "dev", local_if)
+        run("ip", "link", "set", local_if, "up")
+        peer.exec("ip", "addr", "add", address, "dev", peer_if)
+        peer.exec("ip", "link", "set", peer_if, "up")
+        return peer, local_if
+
+    def iptables(self, *args, ipv6=False):
+        run("ip6tables" if ipv6 else "iptables", *args)
+
+    def daemon(self, policy, **kwargs):
+        return Daemon(self, policy, **kwargs)
+
+
+def main():
+    if os.geteuid() != 0:
+        print("skipped: needs root")
+        sys.exit(SKIP)
+    unittest.main(verbosity=2)
