@@ -59,6 +59,7 @@ void BrokerQueue::snapshot(std::function<void(QueueSnapshot)> done) {
 void BrokerQueue::stop(std::function<void()> done) {
   boost::asio::post(strand_, [this, done = std::move(done)] {
     reader_.stop();
+    socket_.close_door(config_.fail_open);
     reader_.drain(drain_limit);
     flush_verdicts();
     socket_.unbind();

@@ -111,7 +111,10 @@ int serve(const Options& options) {
     return daemon.run();
   } catch (const std::system_error& error) {
     spdlog::error("{}", error.what());
-    if (error.code().value() == EPERM) spdlog::error("binding NFQUEUE queues needs CAP_NET_ADMIN");
+    if (error.code().value() == EPERM && std::string_view(error.what()).find("already") ==
+                                             std::string_view::npos) {
+      spdlog::error("binding NFQUEUE queues needs CAP_NET_ADMIN (run as root)");
+    }
     return exit_failure;
   }
 }

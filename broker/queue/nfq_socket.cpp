@@ -1,5 +1,7 @@
 #include "broker/queue/nfq_socket.hpp"
 
+#include "broker/kernel_queue_stats.hpp"
+
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -115,7 +117,10 @@ void NfqSocket::configure(const QueueConfig& config) {
       flags &= ~NFQA_CFG_F_CONNTRACK;
       continue;
     }
-    fail(queue_, error == EBUSY ? "already bound by another process" : "bind failed", error);
+    // The kernel answers EPERM both for a missing CAP_NET_ADMIN and for a queue owned by
+    // another socket; /proc tells the two apart.
+    const bool taken = (error == EPERM || error == EBUSY) && read_kernel_queue_stats(queue_);
+    fail(queue_, taken ? "already bound by another process" : "bind failed", error);
   }
   bound_ = true;
 
@@ -124,6 +129,18 @@ void NfqSocket::configure(const QueueConfig& config) {
 int NfqSocket::send(std::span<const std::uint8_t> messages) noexcept {
   if (mnl_socket_sendto(socket_, messages.data(), messages.size()) < 0) return errno;
   return 0;
+}
+
+void NfqSocket::close_door(bool fail_open) noexcept {
+  std::vector<char> buffer(MNL_SOCKET_BUFFER_SIZE);
+  nlmsghdr* header = nfq_nlmsg_put(buffer.data(), NFQNL_MSG_CONFIG, queue_);
+  nfq_nlmsg_cfg_put_qmaxlen(header, 0);
+  mnl_attr_put_u32(header, NFQA_CFG_FLAGS, htonl(fail_open ? NFQA_CFG_F_FAIL_OPEN : 0U));
+  mnl_attr_put_u32(header, NFQA_CFG_MASK, htonl(NFQA_CFG_F_FAIL_OPEN));
+  if (mnl_socket_sendto(socket_, header, header->nlmsg_len) < 0) {
+    spdlog::warn("queue {}: closing the queue to new packets failed: {}", queue_,
+                 std::strerror(errno));
+  }
 }
 
 void NfqSocket::unbind() noexcept {

@@ -36,6 +36,11 @@ class NfqSocket {
     return std::move(early_messages_);
   }
 
+  /// Stops the kernel from queueing more packets to us (queue length 0): new packets are
+  /// accepted by the kernel when the queue is fail-open, dropped otherwise. Used at shutdown so
+  /// that unbinding finds nothing queued.
+  void close_door(bool fail_open) noexcept;
+
   /// Tells the kernel we no longer serve the queue. Packets still queued are then dropped by the
   /// kernel (or bypassed with --queue-bypass), so drain first.
   void unbind() noexcept;

@@ -90,7 +90,7 @@ def _die_with_parent():
 class Daemon:
     """A pktbrokerd process serving a policy written to a temporary directory."""
 
-    def __init__(self, test, policy, drop_ins=None, args=()):
+    def __init__(self, test, policy, drop_ins=None, args=(), log_level="debug"):
         self.test = test
         self.dir = tempfile.mkdtemp(prefix="pktbroker-test-")
         self.config = os.path.join(self.dir, "policy.yaml")
@@ -103,7 +103,7 @@ class Daemon:
         self.log_path = os.path.join(self.dir, "pktbrokerd.log")
         self.log_file = open(self.log_path, "w")
         self.process = subprocess.Popen(
-            [PKTBROKERD, "--config", self.config, "--foreground", "--log-level", "debug", *args],
+            [PKTBROKERD, "--config", self.config, "--foreground", "--log-level", log_level, *args],
             stdout=self.log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         test.addCleanup(self.cleanup)
         wait_for(lambda: "pktbrokerd ready" in self.log() or self.process.poll() is not None,

@@ -1,0 +1,148 @@
+"""Every packet gets exactly one verdict across reloads, shutdown, a killed daemon and a full
+kernel queue."""
+
+import signal
+import threading
+import time
+
+from netns import (NetnsTestCase, UdpSink, kernel_queues, main, run, send_udp, tcp_connects,
+                   tcp_listener, wait_for)
+
+ACCEPT_ALL = """broker:
+  queues: [{{num: 0, fail_open: true, max_len: 8192}}]
+  default_verdict: accept
+rules:
+  - name: {name}
+    match: {{proto: tcp, dport: 23}}
+    verdict: drop
+"""
+BROKEN = "broker:\n  queues: [{num: 0}]\nrules:\n  - name: oops\n    match: {dprot: 23}\n"
+
+
+class Lifecycle(NetnsTestCase):
+    def queue_udp(self, *extra):
+        run("iptables", "-A", "OUTPUT", "-p", "udp", "--dport", "5000", "-j", "NFQUEUE",
+            "--queue-num", "0", *extra)
+
+    def test_reload_under_steady_traffic_loses_no_verdict(self):
+        daemon = self.daemon(ACCEPT_ALL.format(name="v0"), log_level="info")
+        self.queue_udp()
+        sink = UdpSink(self)
+        total = 20000
+        sender = threading.Thread(target=send_udp, args=("127.0.0.1", 5000, total, 5000))
+        sender.start()
+        reloads = 0
+        while sender.is_alive():
+            reloads += 1
+            daemon.reload(ACCEPT_ALL.format(name=f"v{reloads}") if reloads % 2 else BROKEN)
+            time.sleep(0.1)
+        sender.join()
+        self.assertEqual(sink.settle(total), total)
+        stats = daemon.stats()
+        self.assertEqual(stats["queue"]["packets"], total)
+        self.assertEqual(stats["queue"]["accepted"], total)
+        self.assertEqual(kernel_queues()[0]["queue_total"], 0)
+        self.assertEqual(kernel_queues()[0]["id_sequence"], total)
+        log = daemon.log()
+        self.assertGreaterEqual(reloads, 10)
+        self.assertGreaterEqual(log.count("policy reloaded"), reloads // 2)
+        self.assertGreaterEqual(log.count("reload failed, keeping the old policy"), reloads // 2 - 1)
+        self.assertIn("unknown key 'dprot' in match (did you mean 'dport'?)", log)
+
+    def test_reload_changes_verdicts_for_the_next_packet(self):
+        daemon = self.daemon(ACCEPT_ALL.format(name="first"))
+        self.queue_udp()
+        sink = UdpSink(self)
+        send_udp("127.0.0.1", 5000, 10)
+        self.assertEqual(sink.settle(10), 10)
+        daemon.reload("rules:\n  - name: drop-udp\n    match: {proto: udp}\n    verdict: drop\n")
+        wait_for(lambda: "policy reloaded" in daemon.log(), what="reload")
+        send_udp("127.0.0.1", 5000, 10)
+        self.assertEqual(sink.settle(), 10)
+        self.assertEqual(daemon.stats()["rules"]["drop-udp"]["packets"], 10)
+
+    def test_sigterm_with_packets_in_flight_verdicts_every_one(self):
+        daemon = self.daemon(ACCEPT_ALL.format(name="r"), log_level="info")
+        self.queue_udp("--queue-bypass")
+        sink = UdpSink(self)
+        total = 6000
+        sender = threading.Thread(target=send_udp, args=("127.0.0.1", 5000, total, 3000))
+        sender.start()
+        wait_for(lambda: sink.count > 1000, what="traffic through the broker")
+        self.assertEqual(daemon.stop(signal.SIGTERM), 0)
+        self.assertNotIn(0, kernel_queues())  # unbound
+        sender.join()
+        self.assertEqual(sink.settle(total), total)  # none dropped at the hand-over
+        log = daemon.log()
+        self.assertIn("queue 0 unbound", log)
+        self.assertIn("pktbrokerd stopped", log)
+
+    def test_sigint_stops_cleanly_too(self):
+        daemon = self.daemon(ACCEPT_ALL.format(name="r"))
+        self.assertEqual(daemon.stop(signal.SIGINT), 0)
+        self.assertNotIn(0, kernel_queues())
+
+    def test_kill_9_with_queue_bypass_keeps_traffic_flowing(self):
+        daemon = self.daemon(ACCEPT_ALL.format(name="r"))
+        self.queue_udp("--queue-bypass")
+        run("iptables", "-A", "OUTPUT", "-p", "tcp", "--dport", "23", "--syn", "-j", "NFQUEUE",
+            "--queue-num", "0", "--queue-bypass")
+        tcp_listener(self, "127.0.0.1", 23)
+        self.assertFalse(tcp_connects("127.0.0.1", 23, timeout=0.5))  # the broker drops telnet
+        daemon.stop(signal.SIGKILL)
+        wait_for(lambda: 0 not in kernel_queues(), what="the kernel to release the queue")
+        sink = UdpSink(self)
+        send_udp("127.0.0.1", 5000, 200)
+        self.assertEqual(sink.settle(200), 200)
+        self.assertTrue(tcp_connects("127.0.0.1", 23))  # bypassed: no policy any more
+
+    def test_full_kernel_queue_is_counted_as_overflow(self):
+        daemon = self.daemon("""broker:
+  queues: [{num: 0, fail_open: false, max_len: 16}]
+  default_verdict: accept
+""")
+        self.queue_udp()
+        sink = UdpSink(self)
+        daemon.send(signal.SIGSTOP)
+        send_udp("127.0.0.1", 5000, 200)
+        wait_for(lambda: kernel_queues()[0]["queue_total"] == 16, what="a full queue")
+        daemon.send(signal.SIGCONT)
+        self.assertEqual(sink.settle(16), 16)
+        stats = daemon.stats()
+        self.assertEqual(stats["queue"]["kernel_queue_dropped"], 184)
+        self.assertEqual(stats["queue"]["accepted"], 16)
+        self.assertEqual(kernel_queues()[0]["queue_total"], 0)
+
+    def test_fail_open_accepts_what_a_full_queue_cannot_hold(self):
+        daemon = self.daemon("""broker:
+  queues: [{num: 0, fail_open: true, max_len: 16}]
+  default_verdict: drop
+""")
+        self.queue_udp()
+        sink = UdpSink(self)
+        daemon.send(signal.SIGSTOP)
+        send_udp("127.0.0.1", 5000, 200)
+        self.assertEqual(sink.settle(184), 184)  # passed by the kernel, never queued
+        daemon.send(signal.SIGCONT)
+        stats = daemon.stats()
+        self.assertEqual(stats["queue"]["dropped"], 16)  # the queued ones got the policy
+        self.assertEqual(sink.settle(), 184)
+
+    def test_a_second_daemon_cannot_steal_the_queue(self):
+        self.daemon(ACCEPT_ALL.format(name="r"))
+        from netns import PKTBROKERD
+        import os
+        import tempfile
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write(ACCEPT_ALL.format(name="r"))
+        try:
+            second = run(PKTBROKERD, "--config", f.name, "--foreground", check=False)
+        finally:
+            os.unlink(f.name)
+        self.assertEqual(second.returncode, 1)
+        self.assertIn("queue 0: already bound by another process", second.stderr)
+        self.assertNotIn("CAP_NET_ADMIN", second.stderr)
+
+
+if __name__ == "__main__":
+    main()
