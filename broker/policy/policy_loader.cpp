@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 #include <span>
+#include <tuple>
 #include <cstring>
 #include <sstream>
 
@@ -425,6 +426,7 @@ struct RuleDraft {
   Rule rule;
   int priority = 0;
   int column = 0;
+  bool valid = true;  // invalid drafts only take part in the duplicate-name check
 };
 
 BrokerConfig read_broker(FileReader& reader, const YAML::Node& node) {
@@ -537,8 +539,8 @@ void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraf
         draft.priority = priority;
       }
     }
-    if (!ok) continue;
-    draft.rule.matcher = std::make_shared<Matcher>(std::move(required), std::move(excluded));
+    draft.valid = ok;
+    if (ok) draft.rule.matcher = std::make_shared<Matcher>(std::move(required), std::move(excluded));
     rules.push_back(std::move(draft));
   }
 }
@@ -568,6 +570,7 @@ std::shared_ptr<const Policy> finish(BrokerConfig broker, std::vector<RuleDraft>
                                      std::vector<Diagnostic> diagnostics) {
   std::map<std::string, const RuleDraft*> names;
   for (const auto& draft : drafts) {
+    if (draft.rule.name.empty()) continue;
     const auto [it, fresh] = names.emplace(draft.rule.name, &draft);
     if (!fresh) {
       diagnostics.push_back({draft.rule.file, draft.rule.line, draft.column,
@@ -575,7 +578,20 @@ std::shared_ptr<const Policy> finish(BrokerConfig broker, std::vector<RuleDraft>
                                  it->second->rule.file + ":" + std::to_string(it->second->rule.line) + ")"});
     }
   }
-  if (!diagnostics.empty()) throw PolicyError(std::move(diagnostics));
+  if (!diagnostics.empty()) {
+    // Report in reading order: files as they were read, then by position.
+    std::vector<std::string> files;
+    for (const auto& d : diagnostics) {
+      if (std::find(files.begin(), files.end(), d.file) == files.end()) files.push_back(d.file);
+    }
+    const auto rank = [&](const Diagnostic& d) {
+      return std::tuple(std::find(files.begin(), files.end(), d.file) - files.begin(), d.line,
+                        d.column);
+    };
+    std::stable_sort(diagnostics.begin(), diagnostics.end(),
+                     [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
+    throw PolicyError(std::move(diagnostics));
+  }
   std::stable_sort(drafts.begin(), drafts.end(),
                    [](const RuleDraft& a, const RuleDraft& b) { return a.priority < b.priority; });
   std::vector<Rule> rules;

@@ -1,0 +1,72 @@
+"""pktbrokerd's command line: --check output compared to golden files, --help and --version.
+Needs no privileges. Run with UPDATE_GOLDEN=1 to rewrite the expected outputs."""
+
+import os
+import subprocess
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOLDEN = os.path.join(HERE, "golden")
+PKTBROKERD = os.environ["PKTBROKERD"]
+
+
+def pktbrokerd(*args):
+    return subprocess.run([PKTBROKERD, *args], capture_output=True, text=True, cwd=GOLDEN)
+
+
+class Cli(unittest.TestCase):
+    def check_golden(self, name, text):
+        path = os.path.join(GOLDEN, name)
+        if os.environ.get("UPDATE_GOLDEN"):
+            with open(path, "w") as f:
+                f.write(text)
+        with open(path) as f:
+            self.assertEqual(text, f.read(), f"output differs from {path}")
+
+    def test_check_accepts_a_valid_policy(self):
+        result = pktbrokerd("--check", "--config", "good.yaml")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.check_golden("good.out", result.stdout)
+
+    def test_check_reports_every_problem_with_its_position(self):
+        result = pktbrokerd("--check", "--config", "bad.yaml")
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stdout, "")
+        self.check_golden("bad.out", result.stderr)
+
+    def test_check_reports_yaml_syntax_errors(self):
+        result = pktbrokerd("--check", "--config", "syntax.yaml")
+        self.assertEqual(result.returncode, 1)
+        self.check_golden("syntax.out", result.stderr)
+
+    def test_check_reports_a_missing_file(self):
+        result = pktbrokerd("--check", "--config", "no-such-policy.yaml")
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stderr,
+                         "no-such-policy.yaml: error: cannot read the file: No such file or directory\n")
+
+    def test_the_shipped_policy_is_valid(self):
+        repo = os.path.dirname(os.path.dirname(HERE))
+        result = pktbrokerd("--check", "--config", os.path.join(repo, "config", "policy.yaml"))
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+    def test_help_reads_like_a_man_page(self):
+        result = pktbrokerd("--help")
+        self.assertEqual(result.returncode, 0)
+        self.check_golden("help.out", result.stdout)
+
+    def test_version(self):
+        result = pktbrokerd("--version")
+        self.assertEqual(result.returncode, 0)
+        self.assertRegex(result.stdout, r"^pktbrokerd \d+\.\d+\.\d+\n$")
+
+    def test_bad_usage_exits_2(self):
+        for args in (["--no-such-option"], ["--log-level", "loud"], ["--threads", "many"]):
+            result = pktbrokerd(*args)
+            self.assertEqual(result.returncode, 2, args)
+            self.assertIn("pktbrokerd", result.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
