@@ -1,7 +1,7 @@
 #include "broker/broker_queue.hpp"
 
-#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
 
 #include <cstring>
 
@@ -20,9 +20,8 @@ BrokerQueue::BrokerQueue(boost::asio::io_context& io, const QueueConfig& config,
       socket_(config),
       dispatcher_(config.num, std::move(policy)),
       reader_(strand_, socket_, config.copy_range, dispatcher_.counters()),
-      writer_(config.num, [this](std::span<const std::uint8_t> messages) {
-        return socket_.send(messages);
-      }) {}
+      writer_(config.num,
+              [this](std::span<const std::uint8_t> messages) { return socket_.send(messages); }) {}
 
 void BrokerQueue::start() {
   boost::asio::post(strand_, [this] {

@@ -12,12 +12,12 @@ namespace pktbroker {
 
 /// Why a netlink exchange with the kernel failed. Counted, never fatal.
 enum class NetlinkError : std::uint8_t {
-  receive_failed,      ///< recvmmsg failed with something other than EAGAIN
-  receive_overrun,     ///< ENOBUFS: the kernel dropped messages for us
-  message_truncated,   ///< a datagram did not fit the receive buffer
-  bad_message,         ///< a packet message without a packet header or payload
-  verdict_send_failed, ///< sendmsg of verdicts failed: those packets stay queued
-  kernel_error,        ///< the kernel answered a verdict with an error (e.g. unknown id)
+  receive_failed,       ///< recvmmsg failed with something other than EAGAIN
+  receive_overrun,      ///< ENOBUFS: the kernel dropped messages for us
+  message_truncated,    ///< a datagram did not fit the receive buffer
+  bad_message,          ///< a packet message without a packet header or payload
+  verdict_send_failed,  ///< sendmsg of verdicts failed: those packets stay queued
+  kernel_error,         ///< the kernel answered a verdict with an error (e.g. unknown id)
   count_
 };
 

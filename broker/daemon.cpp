@@ -2,8 +2,8 @@
 
 #include "broker/stats_report.hpp"
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <spdlog/spdlog.h>
+#include <boost/asio/executor_work_guard.hpp>
 
 #include <csignal>
 #include <thread>
@@ -28,7 +28,8 @@ int Daemon::run() {
   for (auto& queue : queues_) queue->start();
   do_wait_signal();
   std::string bound;
-  for (const auto& queue : queues_) bound += (bound.empty() ? "" : ",") + std::to_string(queue->number());
+  for (const auto& queue : queues_)
+    bound += (bound.empty() ? "" : ",") + std::to_string(queue->number());
   spdlog::info("pktbrokerd ready: serving queue {} with {} rules from {} ({} threads)", bound,
                policy_->rules().size(), config_file_.string(), threads_);
 
@@ -42,9 +43,8 @@ int Daemon::run() {
 }
 
 void Daemon::do_wait_signal() {
-  signals_.async_wait([this](const boost::system::error_code& error, int signal) {
-    on_signal(error, signal);
-  });
+  signals_.async_wait(
+      [this](const boost::system::error_code& error, int signal) { on_signal(error, signal); });
 }
 
 void Daemon::on_signal(const boost::system::error_code& error, int signal) {
@@ -64,7 +64,8 @@ void Daemon::reload() {
   } catch (const PolicyError& error) {
     spdlog::error("reload failed, keeping the old policy: {} problem(s) in {}",
                   error.diagnostics().size(), config_file_.string());
-    for (const auto& diagnostic : error.diagnostics()) spdlog::error("  {}", diagnostic.to_string());
+    for (const auto& diagnostic : error.diagnostics())
+      spdlog::error("  {}", diagnostic.to_string());
     return;
   } catch (const std::exception& error) {
     spdlog::error("reload failed, keeping the old policy: {}", error.what());
@@ -80,7 +81,9 @@ void Daemon::reload() {
 
 // Visits the queues one after another, each on its own strand, carrying the snapshots along:
 // no state is shared between threads.
-void Daemon::report_stats() { collect_stats(0, {}); }
+void Daemon::report_stats() {
+  collect_stats(0, {});
+}
 
 void Daemon::collect_stats(std::size_t index, std::vector<QueueSnapshot> collected) {
   if (index == queues_.size()) {
@@ -89,11 +92,11 @@ void Daemon::collect_stats(std::size_t index, std::vector<QueueSnapshot> collect
     }
     return;
   }
-  queues_[index]->snapshot([this, index, collected = std::move(collected)](
-                               QueueSnapshot snapshot) mutable {
-    collected.push_back(std::move(snapshot));
-    collect_stats(index + 1, std::move(collected));
-  });
+  queues_[index]->snapshot(
+      [this, index, collected = std::move(collected)](QueueSnapshot snapshot) mutable {
+        collected.push_back(std::move(snapshot));
+        collect_stats(index + 1, std::move(collected));
+      });
 }
 
 void Daemon::shutdown() {

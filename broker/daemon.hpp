@@ -16,8 +16,7 @@ namespace pktbroker {
 class Daemon {
  public:
   /// Binds every queue of `policy` (throws std::system_error when one cannot be bound).
-  Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> policy,
-         unsigned threads);
+  Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> policy, unsigned threads);
 
   /// Serves until SIGTERM or SIGINT; returns the process exit code.
   int run();

@@ -26,9 +26,9 @@ std::string describe(const PacketView& view) {
     return v6 ? fmt::format("[{}]:{}", address.to_string(), port)
               : fmt::format("{}:{}", address.to_string(), port);
   };
-  std::string text = fmt::format("{} {} -> {}", protocol_name(view.protocol),
-                                 endpoint(view.src, view.src_port),
-                                 endpoint(view.dst, view.dst_port));
+  std::string text =
+      fmt::format("{} {} -> {}", protocol_name(view.protocol), endpoint(view.src, view.src_port),
+                  endpoint(view.dst, view.dst_port));
   if (view.has_icmp) text += fmt::format(" type={}", view.icmp_type);
   return text;
 }
@@ -92,18 +92,18 @@ void Dispatcher::count(const Verdict& verdict) noexcept {
 }
 
 // Only called when debug logging is on, so the formatting cost stays off the normal path.
-void Dispatcher::log_verdict(const PacketMeta& meta, const PacketView* view,
-                             std::string_view rule, const Verdict& verdict) const {
+void Dispatcher::log_verdict(const PacketMeta& meta, const PacketView* view, std::string_view rule,
+                             const Verdict& verdict) const {
   try {
-    const std::string mark = verdict.set_mark ? fmt::format(" set_mark={:#x}", *verdict.set_mark)
-                                              : std::string();
+    const std::string mark =
+        verdict.set_mark ? fmt::format(" set_mark={:#x}", *verdict.set_mark) : std::string();
     if (view == nullptr) {
       spdlog::debug("verdict queue={} id={} malformed={} verdict={}{} len={}", queue_,
                     meta.packet_id, rule, to_string(verdict.kind), mark, meta.wire_length);
     } else {
       spdlog::debug("verdict queue={} id={} rule={} verdict={}{} {} mark={:#x} len={}", queue_,
-                    meta.packet_id, rule, to_string(verdict.kind), mark, describe(*view),
-                    meta.mark, meta.wire_length);
+                    meta.packet_id, rule, to_string(verdict.kind), mark, describe(*view), meta.mark,
+                    meta.wire_length);
     }
   } catch (...) {  // logging must never cost a verdict
   }

@@ -12,8 +12,8 @@ void setup_logging(bool use_syslog, spdlog::level::level_enum level) {
   std::shared_ptr<spdlog::logger> logger;
   if (use_syslog) {
     logger = std::make_shared<spdlog::logger>(
-        "pktbrokerd", std::make_shared<spdlog::sinks::syslog_sink_mt>("pktbrokerd", LOG_PID,
-                                                                      LOG_DAEMON, true));
+        "pktbrokerd",
+        std::make_shared<spdlog::sinks::syslog_sink_mt>("pktbrokerd", LOG_PID, LOG_DAEMON, true));
     logger->set_pattern("%v");
   } else {
     logger = std::make_shared<spdlog::logger>("pktbrokerd",

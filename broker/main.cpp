@@ -3,8 +3,8 @@
 #include "broker/logging.hpp"
 #include "broker/policy/policy.hpp"
 
-#include <boost/program_options.hpp>
 #include <spdlog/spdlog.h>
+#include <boost/program_options.hpp>
 
 #include <cstdlib>
 #include <iostream>
@@ -111,8 +111,8 @@ int serve(const Options& options) {
     return daemon.run();
   } catch (const std::system_error& error) {
     spdlog::error("{}", error.what());
-    if (error.code().value() == EPERM && std::string_view(error.what()).find("already") ==
-                                             std::string_view::npos) {
+    if (error.code().value() == EPERM &&
+        std::string_view(error.what()).find("already") == std::string_view::npos) {
       spdlog::error("binding NFQUEUE queues needs CAP_NET_ADMIN (run as root)");
     }
     return exit_failure;
@@ -124,21 +124,20 @@ int serve(const Options& options) {
 int main(int argc, char** argv) {
   Options options;
   po::options_description visible(description, 80);
-  visible.add_options()
-      ("config,c", po::value<fs::path>(&options.config)->value_name("FILE"),
-       "policy file to load (default: /etc/pktbroker/policy.yaml, or config/policy.yaml of the "
-       "source tree when run from a build tree)")
-      ("check", po::bool_switch(&options.check),
-       "validate the policy and its drop-ins, print problems as file:line:column, and exit")
-      ("log-level,l", po::value<std::string>(&options.log_level)->value_name("LEVEL"),
-       "trace, debug, info (default), warn, error or off; debug logs every verdict")
-      ("threads,t", po::value<unsigned>(&options.threads)->value_name("N"),
-       "io threads serving the queues (default: one per CPU core)")
-      ("foreground,f", po::bool_switch(&options.foreground),
-       "stay in the foreground and log to stderr (default: detach and log to syslog)")
-      ("syslog", po::bool_switch(&options.syslog), "log to syslog even in the foreground")
-      ("help,h", "show this help and exit")
-      ("version,V", "show the version and exit");
+  visible.add_options()(
+      "config,c", po::value<fs::path>(&options.config)->value_name("FILE"),
+      "policy file to load (default: /etc/pktbroker/policy.yaml, or config/policy.yaml of the "
+      "source tree when run from a build tree)")(
+      "check", po::bool_switch(&options.check),
+      "validate the policy and its drop-ins, print problems as file:line:column, and exit")(
+      "log-level,l", po::value<std::string>(&options.log_level)->value_name("LEVEL"),
+      "trace, debug, info (default), warn, error or off; debug logs every verdict")(
+      "threads,t", po::value<unsigned>(&options.threads)->value_name("N"),
+      "io threads serving the queues (default: one per CPU core)")(
+      "foreground,f", po::bool_switch(&options.foreground),
+      "stay in the foreground and log to stderr (default: detach and log to syslog)")(
+      "syslog", po::bool_switch(&options.syslog), "log to syslog even in the foreground")(
+      "help,h", "show this help and exit")("version,V", "show the version and exit");
 
   po::variables_map values;
   try {

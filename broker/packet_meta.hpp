@@ -7,21 +7,22 @@
 
 namespace pktbroker {
 
-/// Conntrack state as carried by NFQA_CT_INFO (enum ip_conntrack_info), reduced to what rules match.
+/// Conntrack state as carried by NFQA_CT_INFO (enum ip_conntrack_info), reduced to what rules
+/// match.
 enum class CtState : std::uint8_t { none, new_, established, related };
 
 struct PacketMeta {
-  std::uint32_t packet_id = 0;     ///< kernel packet id within the queue
+  std::uint32_t packet_id = 0;  ///< kernel packet id within the queue
   std::uint16_t queue = 0;
-  std::uint8_t hook = 0;           ///< NF_INET_* hook number
-  std::uint16_t hw_protocol = 0;   ///< ethertype, host byte order
+  std::uint8_t hook = 0;          ///< NF_INET_* hook number
+  std::uint16_t hw_protocol = 0;  ///< ethertype, host byte order
   std::uint32_t mark = 0;
-  std::uint32_t in_ifindex = 0;    ///< 0 when absent
-  std::uint32_t out_ifindex = 0;   ///< 0 when absent
+  std::uint32_t in_ifindex = 0;      ///< 0 when absent
+  std::uint32_t out_ifindex = 0;     ///< 0 when absent
   std::optional<std::uint32_t> uid;  ///< socket owner, when the kernel knows it
   std::optional<std::uint32_t> gid;
   CtState ct_state = CtState::none;
-  std::uint32_t wire_length = 0;   ///< original length (NFQA_CAP_LEN) or the payload length
+  std::uint32_t wire_length = 0;          ///< original length (NFQA_CAP_LEN) or the payload length
   std::span<const std::uint8_t> payload;  ///< captured bytes, starting at the network header
 };
 

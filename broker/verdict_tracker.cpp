@@ -45,10 +45,9 @@ std::optional<Clock::time_point> VerdictTracker::next_deadline() const noexcept 
 }
 
 std::size_t VerdictTracker::owned_by(SessionId session) const noexcept {
-  return static_cast<std::size_t>(std::count_if(
-      pending_.begin(), pending_.end(), [session](const auto& entry) {
-        return entry.second.owner == session;
-      }));
+  return static_cast<std::size_t>(
+      std::count_if(pending_.begin(), pending_.end(),
+                    [session](const auto& entry) { return entry.second.owner == session; }));
 }
 
 }  // namespace pktbroker

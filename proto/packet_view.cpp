@@ -64,8 +64,7 @@ ParseError parse_transport(std::span<const std::uint8_t> bytes, std::size_t end,
       view.payload_offset = static_cast<std::uint32_t>(offset + icmp_min_header);
       return ParseError::none;
     }
-    default:
-      return ParseError::none;
+    default: return ParseError::none;
   }
 }
 
@@ -103,8 +102,7 @@ bool is_ipv6_extension(std::uint8_t next_header) noexcept {
     case 60:   // destination options
     case 135:  // mobility
       return true;
-    default:
-      return false;
+    default: return false;
   }
 }
 

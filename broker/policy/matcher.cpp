@@ -67,13 +67,15 @@ void PortSet::add(std::uint16_t first, std::uint16_t last) {
 }
 
 bool PortSet::contains(std::uint16_t port) const noexcept {
-  const auto it = std::upper_bound(
-      ranges_.begin(), ranges_.end(), port,
-      [](std::uint16_t value, const auto& range) { return value < range.first; });
+  const auto it =
+      std::upper_bound(ranges_.begin(), ranges_.end(), port,
+                       [](std::uint16_t value, const auto& range) { return value < range.first; });
   return it != ranges_.begin() && port <= std::prev(it)->second;
 }
 
-bool MatchFields::empty() const noexcept { return size() == 0; }
+bool MatchFields::empty() const noexcept {
+  return size() == 0;
+}
 
 std::size_t MatchFields::size() const noexcept {
   return !queues.empty() + mark.has_value() + !protocols.empty() + !src.empty() + !dst.empty() +
@@ -96,8 +98,7 @@ bool MatchFields::for_each_field(const PacketMeta& meta, const PacketView& view,
   if (!oif.empty() && !visit(name_in(oif, meta.out_ifindex))) return false;
   if (!uids.empty() && !visit(meta.uid.has_value() && contains(uids, *meta.uid))) return false;
   if (!gids.empty() && !visit(meta.gid.has_value() && contains(gids, *meta.gid))) return false;
-  if (ct_states != 0 &&
-      !visit((ct_states & (1U << static_cast<unsigned>(meta.ct_state))) != 0)) {
+  if (ct_states != 0 && !visit((ct_states & (1U << static_cast<unsigned>(meta.ct_state))) != 0)) {
     return false;
   }
   if (!icmp_types.empty() && !visit(icmp_type_in(icmp_types, view))) return false;

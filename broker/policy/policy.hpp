@@ -20,12 +20,12 @@ namespace pktbroker {
 /// Settings of one kernel queue (policy `broker.queues[]`).
 struct QueueConfig {
   std::uint16_t num = 0;
-  bool fail_open = true;             ///< kernel accepts instead of dropping when the queue is full
-  std::uint32_t max_len = 4096;      ///< kernel queue length
-  std::uint32_t copy_range = 0xffff; ///< bytes of each packet copied to us
-  bool gso = true;                   ///< receive GSO super-packets unsegmented
-  bool uid_gid = true;               ///< ask for socket owner uid/gid
-  bool conntrack = true;             ///< ask for conntrack state
+  bool fail_open = true;              ///< kernel accepts instead of dropping when the queue is full
+  std::uint32_t max_len = 4096;       ///< kernel queue length
+  std::uint32_t copy_range = 0xffff;  ///< bytes of each packet copied to us
+  bool gso = true;                    ///< receive GSO super-packets unsegmented
+  bool uid_gid = true;                ///< ask for socket owner uid/gid
+  bool conntrack = true;              ///< ask for conntrack state
 
   friend bool operator==(const QueueConfig&, const QueueConfig&) = default;
 };

@@ -6,13 +6,13 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <set>
 #include <span>
-#include <tuple>
-#include <cstring>
 #include <sstream>
+#include <tuple>
 
 #include <arpa/inet.h>
 #include <grp.h>
@@ -27,12 +27,12 @@ using Keys = std::span<const std::string_view>;
 constexpr std::string_view top_level_keys[] = {"broker", "rules"};
 constexpr std::string_view drop_in_keys[] = {"rules"};
 constexpr std::string_view broker_keys[] = {"queues", "default_verdict", "malformed_verdict"};
-constexpr std::string_view queue_keys[] = {"num",     "fail_open", "max_len",  "copy_range",
-                             "gso",     "uid_gid",   "conntrack"};
+constexpr std::string_view queue_keys[] = {"num", "fail_open", "max_len",  "copy_range",
+                                           "gso", "uid_gid",   "conntrack"};
 constexpr std::string_view rule_keys[] = {"name", "description", "match", "verdict", "priority"};
-constexpr std::string_view match_keys[] = {"queue", "mark", "proto",    "src",       "dst",    "sport",
-                             "dport", "iif",  "oif",      "uid",       "gid",    "ct_state",
-                             "icmp_type", "length", "not"};
+constexpr std::string_view match_keys[] = {"queue", "mark",     "proto",     "src",    "dst",
+                                           "sport", "dport",    "iif",       "oif",    "uid",
+                                           "gid",   "ct_state", "icmp_type", "length", "not"};
 constexpr std::string_view mark_keys[] = {"value", "mask"};
 constexpr std::string_view verdict_keys[] = {"accept", "drop", "repeat", "set_mark"};
 
@@ -100,8 +100,8 @@ std::optional<Cidr> parse_cidr(const std::string& text) {
 
 const std::map<std::string_view, std::uint8_t>& protocol_names() {
   static const std::map<std::string_view, std::uint8_t> names = {
-      {"icmp", 1}, {"igmp", 2},  {"tcp", 6},      {"udp", 17},      {"gre", 47},
-      {"esp", 50}, {"ah", 51},   {"icmpv6", 58},  {"sctp", 132},    {"udplite", 136}};
+      {"icmp", 1}, {"igmp", 2}, {"tcp", 6},     {"udp", 17},   {"gre", 47},
+      {"esp", 50}, {"ah", 51},  {"icmpv6", 58}, {"sctp", 132}, {"udplite", 136}};
   return names;
 }
 
@@ -145,7 +145,9 @@ class FileReader {
     diagnostics_.push_back(
         {file_, known ? mark.line + 1 : 0, known ? mark.column + 1 : 0, std::move(message)});
   }
-  void error(const YAML::Node& node, std::string message) { error(node.Mark(), std::move(message)); }
+  void error(const YAML::Node& node, std::string message) {
+    error(node.Mark(), std::move(message));
+  }
 
   /// Checks `node` is a map whose keys are all in `allowed`.
   bool expect_map(const YAML::Node& node, Keys allowed, std::string_view where) {
@@ -178,8 +180,8 @@ class FileReader {
     }
     const auto value = parse_number(node.Scalar());
     if (!value || *value > max) {
-      error(node, "bad " + std::string(what) + " '" + node.Scalar() + "': expected a number from 0 to " +
-                      std::to_string(max));
+      error(node, "bad " + std::string(what) + " '" + node.Scalar() +
+                      "': expected a number from 0 to " + std::to_string(max));
       return std::nullopt;
     }
     return value;
@@ -226,8 +228,8 @@ class FileReader {
     const auto first = parse_number(std::string_view(text).substr(0, dash));
     const auto last = parse_number(std::string_view(text).substr(dash + 1));
     if (!first || !last || *first > max || *last > max || *first > *last) {
-      error(node, "bad " + std::string(what) + " range '" + text + "': expected FIRST-LAST with 0 <= FIRST <= LAST <= " +
-                      std::to_string(max));
+      error(node, "bad " + std::string(what) + " range '" + text +
+                      "': expected FIRST-LAST with 0 <= FIRST <= LAST <= " + std::to_string(max));
       return std::nullopt;
     }
     return std::pair{static_cast<std::uint32_t>(*first), static_cast<std::uint32_t>(*last)};
@@ -271,7 +273,8 @@ class FileReader {
 
   std::optional<MatchFields> match(const YAML::Node& node, bool negated) {
     const std::string_view where = negated ? "not" : "match";
-    if (!expect_map(node, negated ? Keys(match_keys).first(std::size(match_keys) - 1) : Keys(match_keys),
+    if (!expect_map(node,
+                    negated ? Keys(match_keys).first(std::size(match_keys) - 1) : Keys(match_keys),
                     where)) {
       return std::nullopt;
     }
@@ -282,7 +285,8 @@ class FileReader {
       const YAML::Node& value = entry.second;
       if (key == "queue") {
         scalars(value, key, [&](const YAML::Node& item) {
-          if (auto n = number(item, 0xffff, "queue")) fields.queues.push_back(static_cast<std::uint16_t>(*n));
+          if (auto n = number(item, 0xffff, "queue"))
+            fields.queues.push_back(static_cast<std::uint16_t>(*n));
         });
       } else if (key == "mark") {
         mark(value, fields);
@@ -370,8 +374,8 @@ class FileReader {
     } else if (const auto n = parse_number(item.Scalar()); n && *n <= 255) {
       fields.protocols.push_back(static_cast<std::uint8_t>(*n));
     } else {
-      error(item, "unknown protocol '" + item.Scalar() + "'; expected a number or one of: " +
-                      names_of(names));
+      error(item, "unknown protocol '" + item.Scalar() +
+                      "'; expected a number or one of: " + names_of(names));
     }
   }
 
@@ -396,7 +400,9 @@ class FileReader {
 
   void ct_state(const YAML::Node& item, MatchFields& fields) {
     static const std::map<std::string_view, CtState> states = {
-        {"new", CtState::new_}, {"established", CtState::established}, {"related", CtState::related}};
+        {"new", CtState::new_},
+        {"established", CtState::established},
+        {"related", CtState::related}};
     const auto found = states.find(item.Scalar());
     if (found == states.end()) {
       error(item, "unknown ct_state '" + item.Scalar() + "'; expected new, established or related");
@@ -413,8 +419,8 @@ class FileReader {
       const auto type = static_cast<std::uint8_t>(*n);
       fields.icmp_types.push_back({type, type});
     } else {
-      error(item, "unknown icmp_type '" + item.Scalar() + "'; expected a number or one of: " +
-                      names_of(names));
+      error(item, "unknown icmp_type '" + item.Scalar() +
+                      "'; expected a number or one of: " + names_of(names));
     }
   }
 
@@ -445,7 +451,8 @@ BrokerConfig read_broker(FileReader& reader, const YAML::Node& node) {
           reader.error(item, "a queue needs num");
           continue;
         }
-        if (auto n = reader.number(item["num"], 0xffff, "queue num")) queue.num = static_cast<std::uint16_t>(*n);
+        if (auto n = reader.number(item["num"], 0xffff, "queue num"))
+          queue.num = static_cast<std::uint16_t>(*n);
         if (item["max_len"]) {
           if (auto n = reader.number(item["max_len"], 0xffffffff, "max_len")) {
             if (*n == 0) reader.error(item["max_len"], "max_len must be at least 1");
@@ -453,7 +460,8 @@ BrokerConfig read_broker(FileReader& reader, const YAML::Node& node) {
           }
         }
         if (item["copy_range"]) {
-          if (auto n = reader.number(item["copy_range"], 0xffff, "copy_range")) queue.copy_range = static_cast<std::uint32_t>(*n);
+          if (auto n = reader.number(item["copy_range"], 0xffff, "copy_range"))
+            queue.copy_range = static_cast<std::uint32_t>(*n);
         }
         const auto flag = [&](const char* key, bool& target) {
           if (item[key]) {
@@ -466,7 +474,8 @@ BrokerConfig read_broker(FileReader& reader, const YAML::Node& node) {
         flag("conntrack", queue.conntrack);
         if (const auto [it, fresh] = seen.emplace(queue.num, item.Mark().line + 1); !fresh) {
           reader.error(item["num"], "queue " + std::to_string(queue.num) +
-                                        " is listed twice (first on line " + std::to_string(it->second) + ")");
+                                        " is listed twice (first on line " +
+                                        std::to_string(it->second) + ")");
           continue;
         }
         config.queues.push_back(queue);
@@ -540,7 +549,8 @@ void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraf
       }
     }
     draft.valid = ok;
-    if (ok) draft.rule.matcher = std::make_shared<Matcher>(std::move(required), std::move(excluded));
+    if (ok)
+      draft.rule.matcher = std::make_shared<Matcher>(std::move(required), std::move(excluded));
     rules.push_back(std::move(draft));
   }
 }
@@ -575,7 +585,8 @@ std::shared_ptr<const Policy> finish(BrokerConfig broker, std::vector<RuleDraft>
     if (!fresh) {
       diagnostics.push_back({draft.rule.file, draft.rule.line, draft.column,
                              "duplicate rule name '" + draft.rule.name + "' (first defined at " +
-                                 it->second->rule.file + ":" + std::to_string(it->second->rule.line) + ")"});
+                                 it->second->rule.file + ":" +
+                                 std::to_string(it->second->rule.line) + ")"});
     }
   }
   if (!diagnostics.empty()) {
@@ -604,7 +615,8 @@ std::shared_ptr<const Policy> finish(BrokerConfig broker, std::vector<RuleDraft>
 std::optional<std::string> read_file(const fs::path& path, std::vector<Diagnostic>& diagnostics) {
   std::ifstream file(path);
   if (!file) {
-    diagnostics.push_back({path.string(), 0, 0, "cannot read the file: " + std::string(std::strerror(errno))});
+    diagnostics.push_back(
+        {path.string(), 0, 0, "cannot read the file: " + std::string(std::strerror(errno))});
     return std::nullopt;
   }
   std::ostringstream text;
@@ -636,7 +648,8 @@ std::shared_ptr<const Policy> load_policy(const fs::path& file) {
   if (fs::is_directory(drop_in_dir, error)) {
     std::set<fs::path> drop_ins;  // file-name order
     for (const auto& entry : fs::directory_iterator(drop_in_dir, error)) {
-      if (entry.path().extension() == ".yaml" && entry.is_regular_file(error)) drop_ins.insert(entry.path());
+      if (entry.path().extension() == ".yaml" && entry.is_regular_file(error))
+        drop_ins.insert(entry.path());
     }
     for (const auto& path : drop_ins) {
       if (const auto text = read_file(path, diagnostics)) {

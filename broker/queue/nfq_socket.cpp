@@ -53,7 +53,9 @@ NfqSocket::~NfqSocket() {
   mnl_socket_close(socket_);
 }
 
-int NfqSocket::fd() const noexcept { return mnl_socket_get_fd(socket_); }
+int NfqSocket::fd() const noexcept {
+  return mnl_socket_get_fd(socket_);
+}
 
 int NfqSocket::request(nlmsghdr* message) {
   message->nlmsg_flags |= NLM_F_ACK;
@@ -64,8 +66,8 @@ int NfqSocket::request(nlmsghdr* message) {
     const ssize_t got = mnl_socket_recvfrom(socket_, reply.data(), reply.size());
     if (got < 0) return errno;
     auto remaining = static_cast<int>(got);
-    for (auto* header = reinterpret_cast<nlmsghdr*>(reply.data());
-         mnl_nlmsg_ok(header, remaining); header = mnl_nlmsg_next(header, &remaining)) {
+    for (auto* header = reinterpret_cast<nlmsghdr*>(reply.data()); mnl_nlmsg_ok(header, remaining);
+         header = mnl_nlmsg_next(header, &remaining)) {
       if (header->nlmsg_type == NLMSG_ERROR && header->nlmsg_seq == sequence_) {
         const auto* error = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(header));
         return -error->error;
@@ -123,7 +125,6 @@ void NfqSocket::configure(const QueueConfig& config) {
     fail(queue_, taken ? "already bound by another process" : "bind failed", error);
   }
   bound_ = true;
-
 }
 
 int NfqSocket::send(std::span<const std::uint8_t> messages) noexcept {

@@ -18,16 +18,18 @@
 namespace pktbroker {
 namespace {
 
-constexpr std::size_t batch_slots = 32;        // datagrams per recvmmsg
-constexpr int rounds_per_wakeup = 8;           // recvmmsg calls before yielding to other work
-constexpr std::size_t attribute_room = 4096;   // netlink attributes around the payload
+constexpr std::size_t batch_slots = 32;       // datagrams per recvmmsg
+constexpr int rounds_per_wakeup = 8;          // recvmmsg calls before yielding to other work
+constexpr std::size_t attribute_room = 4096;  // netlink attributes around the payload
 
 // enum ip_conntrack_info, from linux/netfilter/nf_conntrack_common.h.
 CtState ct_state_from_info(std::uint32_t info) noexcept {
   switch (info) {
-    case 0: case 3: return CtState::established;  // IP_CT_ESTABLISHED(_REPLY)
-    case 1: case 4: return CtState::related;      // IP_CT_RELATED(_REPLY)
-    case 2: return CtState::new_;                 // IP_CT_NEW
+    case 0:
+    case 3: return CtState::established;  // IP_CT_ESTABLISHED(_REPLY)
+    case 1:
+    case 4: return CtState::related;  // IP_CT_RELATED(_REPLY)
+    case 2: return CtState::new_;     // IP_CT_NEW
     default: return CtState::none;
   }
 }
@@ -60,7 +62,8 @@ bool parse_packet_message(const nlmsghdr* message, PacketMeta& meta) noexcept {
   if (const nlattr* a = attributes[NFQA_IFINDEX_OUTDEV]) meta.out_ifindex = u32_attribute(a);
   if (const nlattr* a = attributes[NFQA_UID]) meta.uid = u32_attribute(a);
   if (const nlattr* a = attributes[NFQA_GID]) meta.gid = u32_attribute(a);
-  if (const nlattr* a = attributes[NFQA_CT_INFO]) meta.ct_state = ct_state_from_info(u32_attribute(a));
+  if (const nlattr* a = attributes[NFQA_CT_INFO])
+    meta.ct_state = ct_state_from_info(u32_attribute(a));
   if (const nlattr* a = attributes[NFQA_PAYLOAD]) {
     meta.payload = {static_cast<const std::uint8_t*>(mnl_attr_get_payload(a)),
                     mnl_attr_get_payload_len(a)};
@@ -87,7 +90,9 @@ QueueReader::QueueReader(const boost::asio::any_io_executor& executor, NfqSocket
 }
 
 // The socket owns the descriptor; only detach it from Asio.
-QueueReader::~QueueReader() { descriptor_.release(); }
+QueueReader::~QueueReader() {
+  descriptor_.release();
+}
 
 void QueueReader::start(PacketHandler on_packet, BatchDoneHandler on_batch_done) {
   on_packet_ = std::move(on_packet);

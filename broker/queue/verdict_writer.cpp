@@ -1,6 +1,5 @@
 #include "broker/queue/verdict_writer.hpp"
 
-
 #include <arpa/inet.h>
 #include <libmnl/libmnl.h>
 #include <linux/netfilter.h>
@@ -80,9 +79,8 @@ int VerdictWriter::flush(std::optional<std::uint32_t> oldest_pending) noexcept {
            entries_[last + 1].verdict == entries_[first].verdict) {
       ++last;
     }
-    const bool batch_safe =
-        ascending && last > first &&
-        (!oldest_pending || id_before(entries_[last].id, *oldest_pending));
+    const bool batch_safe = ascending && last > first &&
+                            (!oldest_pending || id_before(entries_[last].id, *oldest_pending));
     if (batch_safe) {
       put_batch(entries_[last].id, entries_[first].verdict);
       counters_.batched_packets += last - first + 1;

@@ -22,10 +22,10 @@ constexpr bool id_before(std::uint32_t a, std::uint32_t b) noexcept {
 class VerdictWriter {
  public:
   struct Counters {
-    std::uint64_t sends = 0;           ///< sendmsg calls
-    std::uint64_t messages = 0;        ///< individual verdict messages
-    std::uint64_t batch_messages = 0;  ///< NFQNL_MSG_VERDICT_BATCH messages
-    std::uint64_t batched_packets = 0; ///< packets covered by batch messages
+    std::uint64_t sends = 0;            ///< sendmsg calls
+    std::uint64_t messages = 0;         ///< individual verdict messages
+    std::uint64_t batch_messages = 0;   ///< NFQNL_MSG_VERDICT_BATCH messages
+    std::uint64_t batched_packets = 0;  ///< packets covered by batch messages
   };
 
   /// Sends one buffer of netlink messages; returns 0 or an errno value.

@@ -31,17 +31,78 @@ rules:
 
 // IPv4 + TCP header, 127.0.0.1 -> 127.0.0.1, ports 40000 -> dport.
 std::vector<std::uint8_t> tcp_packet(std::uint16_t dport) {
-  std::vector<std::uint8_t> p = {0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1,
-                                 127, 0, 0, 1, 0x9c, 0x40, static_cast<std::uint8_t>(dport >> 8),
-                                 static_cast<std::uint8_t>(dport), 0, 0, 0, 0, 0, 0, 0, 0,
-                                 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0};
+  std::vector<std::uint8_t> p = {0x45,
+                                 0,
+                                 0,
+                                 40,
+                                 0,
+                                 1,
+                                 0x40,
+                                 0,
+                                 64,
+                                 6,
+                                 0,
+                                 0,
+                                 127,
+                                 0,
+                                 0,
+                                 1,
+                                 127,
+                                 0,
+                                 0,
+                                 1,
+                                 0x9c,
+                                 0x40,
+                                 static_cast<std::uint8_t>(dport >> 8),
+                                 static_cast<std::uint8_t>(dport),
+                                 0,
+                                 0,
+                                 0,
+                                 0,
+                                 0,
+                                 0,
+                                 0,
+                                 0,
+                                 0x50,
+                                 0x02,
+                                 0xff,
+                                 0xff,
+                                 0,
+                                 0,
+                                 0,
+                                 0};
   return p;
 }
 
 std::vector<std::uint8_t> udp_packet(std::uint16_t dport) {
-  std::vector<std::uint8_t> p = {0x45, 0, 0, 28, 0, 1, 0x40, 0, 64, 17, 0, 0, 127, 0, 0, 1,
-                                 127, 0, 0, 1, 0x9c, 0x40, static_cast<std::uint8_t>(dport >> 8),
-                                 static_cast<std::uint8_t>(dport), 0, 8, 0, 0};
+  std::vector<std::uint8_t> p = {0x45,
+                                 0,
+                                 0,
+                                 28,
+                                 0,
+                                 1,
+                                 0x40,
+                                 0,
+                                 64,
+                                 17,
+                                 0,
+                                 0,
+                                 127,
+                                 0,
+                                 0,
+                                 1,
+                                 127,
+                                 0,
+                                 0,
+                                 1,
+                                 0x9c,
+                                 0x40,
+                                 static_cast<std::uint8_t>(dport >> 8),
+                                 static_cast<std::uint8_t>(dport),
+                                 0,
+                                 8,
+                                 0,
+                                 0};
   return p;
 }
 
@@ -86,7 +147,8 @@ TEST_CASE("a malformed packet is counted by reason and takes the malformed verdi
   const auto& counters = dispatcher.counters();
   CHECK(counters.malformed == 2);
   using pktbroker::ParseError;
-  CHECK(counters.malformed_by_reason[static_cast<std::size_t>(ParseError::ipv4_truncated_header)] == 1);
+  CHECK(counters.malformed_by_reason[static_cast<std::size_t>(ParseError::ipv4_truncated_header)] ==
+        1);
   CHECK(counters.malformed_by_reason[static_cast<std::size_t>(ParseError::bad_ip_version)] == 1);
 }
 
@@ -102,7 +164,8 @@ rules:
   - name: no-telnet
     match: {dport: 23}
     verdict: drop
-)", "new.yaml"));
+)",
+                                     "new.yaml"));
   REQUIRE(dispatcher.rule_stats().size() == 2);
   CHECK(dispatcher.rule_stats()[0].counters.packets == 0);
   CHECK(dispatcher.rule_stats()[1].counters.packets == 1);

@@ -66,8 +66,8 @@ TEST_CASE("absent attributes stay absent; wire length defaults to the payload si
 
 TEST_CASE("conntrack info maps to the states rules match") {
   const std::pair<std::uint32_t, CtState> cases[] = {
-      {0, CtState::established}, {1, CtState::related},     {2, CtState::new_},
-      {3, CtState::established}, {4, CtState::related},     {9, CtState::none}};
+      {0, CtState::established}, {1, CtState::related}, {2, CtState::new_},
+      {3, CtState::established}, {4, CtState::related}, {9, CtState::none}};
   for (const auto& [info, state] : cases) {
     PacketMessage message;
     message.ct_info = info;

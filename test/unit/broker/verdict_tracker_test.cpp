@@ -52,14 +52,18 @@ TEST_CASE("expiry releases exactly the packets past their deadline with their fa
   tracker.track({2, 1, drop, t0 + 300ms});
   tracker.track({3, 2, accept, t0 + 200ms});
   std::vector<Released> released;
-  tracker.expire(t0 + 250ms, [&](std::uint32_t id, const Verdict& v) { released.push_back({id, v}); });
+  tracker.expire(t0 + 250ms, [&](std::uint32_t id, const Verdict& v) {
+    released.push_back({id, v});
+  });
   REQUIRE(released.size() == 2);
   CHECK(released[0].packet_id == 1);
   CHECK(released[1].packet_id == 3);
   CHECK(tracker.size() == 1);
   CHECK(tracker.next_deadline() == t0 + 300ms);
   released.clear();
-  tracker.expire(t0 + 10s, [&](std::uint32_t id, const Verdict& v) { released.push_back({id, v}); });
+  tracker.expire(t0 + 10s, [&](std::uint32_t id, const Verdict& v) {
+    released.push_back({id, v});
+  });
   REQUIRE(released.size() == 1);
   CHECK(released[0].verdict == drop);
   CHECK_FALSE(tracker.next_deadline().has_value());
@@ -72,7 +76,9 @@ TEST_CASE("a departing session releases all and only its packets") {
   tracker.track({3, 1, drop, t0 + 2s});
   CHECK(tracker.owned_by(1) == 2);
   std::vector<Released> released;
-  tracker.release_session(1, [&](std::uint32_t id, const Verdict& v) { released.push_back({id, v}); });
+  tracker.release_session(1, [&](std::uint32_t id, const Verdict& v) {
+    released.push_back({id, v});
+  });
   REQUIRE(released.size() == 2);
   CHECK(released[0].packet_id == 1);
   CHECK(released[1].packet_id == 3);
@@ -81,7 +87,9 @@ TEST_CASE("a departing session releases all and only its packets") {
   CHECK(tracker.owned_by(1) == 0);
   // The released entries no longer expire.
   released.clear();
-  tracker.expire(t0 + 1500ms, [&](std::uint32_t id, const Verdict& v) { released.push_back({id, v}); });
+  tracker.expire(t0 + 1500ms, [&](std::uint32_t id, const Verdict& v) {
+    released.push_back({id, v});
+  });
   REQUIRE(released.size() == 1);
   CHECK(released[0].packet_id == 2);
 }

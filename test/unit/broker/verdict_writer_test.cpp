@@ -2,8 +2,8 @@
 
 #include "netlink_test_util.hpp"
 
-#include <catch2/catch.hpp>
 #include <linux/netfilter.h>
+#include <catch2/catch.hpp>
 
 #include <cerrno>
 #include <vector>
@@ -11,8 +11,8 @@
 using pktbroker::Verdict;
 using pktbroker::VerdictKind;
 using pktbroker::VerdictWriter;
-using pktbroker::test::DecodedVerdict;
 using pktbroker::test::decode_verdicts;
+using pktbroker::test::DecodedVerdict;
 
 namespace {
 
