@@ -11,8 +11,9 @@
 namespace pktbroker {
 namespace {
 
-constexpr std::size_t send_threshold = 32 * 1024;  // flush the buffer when it grows past this
-constexpr std::size_t max_message = 256;           // a verdict message with mark, generously
+constexpr std::size_t send_threshold =
+    std::size_t{32} * 1024;               // flush the buffer when it grows past this
+constexpr std::size_t max_message = 256;  // a verdict message with mark, generously
 
 int kernel_verdict(VerdictKind kind) noexcept {
   switch (kind) {
