@@ -162,7 +162,8 @@ class FileReader {
       const auto close = std::min_element(allowed.begin(), allowed.end(), [&](auto a, auto b) {
         return edit_distance(key, a) < edit_distance(key, b);
       });
-      if (close != allowed.end() && edit_distance(key, *close) <= 2) {
+      const std::size_t tolerance = key.size() <= 4 ? 1 : 2;
+      if (close != allowed.end() && edit_distance(key, *close) <= tolerance) {
         message += " (did you mean '" + std::string(*close) + "'?)";
       } else {
         message += "; expected one of: " + join(allowed);

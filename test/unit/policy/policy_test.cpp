@@ -1,2 +1,255 @@
 #include "broker/policy/policy.hpp"
+
 #include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+using namespace pktbroker;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> errors_of(const std::string& yaml) {
+  try {
+    (void)parse_policy(yaml, "test.yaml");
+  } catch (const PolicyError& error) {
+    std::vector<std::string> lines;
+    for (const auto& d : error.diagnostics()) lines.push_back(d.to_string());
+    return lines;
+  }
+  return {};
+}
+
+std::string only_error(const std::string& yaml) {
+  const auto errors = errors_of(yaml);
+  INFO(yaml);
+  REQUIRE(errors.size() == 1);
+  return errors[0];
+}
+
+std::string rule(const std::string& match, const std::string& verdict = "drop") {
+  return "rules:\n  - name: r\n    match: " + match + "\n    verdict: " + verdict + "\n";
+}
+
+/// A temporary policy directory, removed at the end of the test.
+struct PolicyDir {
+  fs::path path;
+  PolicyDir() {
+    std::random_device random;
+    path = fs::temp_directory_path() / ("pktbroker-policy-test-" + std::to_string(random()));
+    fs::create_directories(path / "policy.d");
+  }
+  ~PolicyDir() { fs::remove_all(path); }
+  PolicyDir(const PolicyDir&) = delete;
+  PolicyDir& operator=(const PolicyDir&) = delete;
+  void write(const std::string& name, const std::string& text) const {
+    std::ofstream(path / name) << text;
+  }
+  [[nodiscard]] fs::path main() const { return path / "policy.yaml"; }
+};
+
+std::vector<std::string> rule_names(const Policy& policy) {
+  std::vector<std::string> names;
+  for (const auto& r : policy.rules()) names.push_back(r.name);
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("a complete policy loads with its broker settings") {
+  const auto policy = parse_policy(R"(
+broker:
+  queues:
+    - {num: 3, fail_open: false, max_len: 100, copy_range: 128, gso: no, uid_gid: false, conntrack: off}
+    - {num: 4}
+  default_verdict: drop
+  malformed_verdict: {accept: true, set_mark: 0xff}
+rules:
+  - name: a
+    description: anything
+    verdict: accept
+)",
+                                   "test.yaml");
+  const BrokerConfig& broker = policy->broker();
+  REQUIRE(broker.queues.size() == 2);
+  CHECK(broker.queues[0] == QueueConfig{3, false, 100, 128, false, false, false});
+  CHECK(broker.queues[1] == QueueConfig{4, true, 4096, 0xffff, true, true, true});
+  CHECK(broker.default_verdict == Verdict{VerdictKind::drop, std::nullopt});
+  CHECK(broker.malformed_verdict == Verdict{VerdictKind::accept, 0xffU});
+  REQUIRE(policy->rules().size() == 1);
+  CHECK(policy->rules()[0].line == 9);
+  CHECK(policy->rules()[0].file == "test.yaml");
+}
+
+TEST_CASE("defaults: one queue 0, accept for unmatched and malformed packets") {
+  const auto policy = parse_policy("", "empty.yaml");
+  REQUIRE(policy->broker().queues.size() == 1);
+  CHECK(policy->broker().queues[0].num == 0);
+  CHECK(policy->broker().default_verdict.kind == VerdictKind::accept);
+  CHECK(policy->broker().malformed_verdict.kind == VerdictKind::accept);
+  CHECK(policy->rules().empty());
+}
+
+TEST_CASE("verdict forms") {
+  CHECK(parse_policy(rule("{}", "repeat"), "t")->rules()[0].verdict.kind == VerdictKind::repeat);
+  const auto marked = parse_policy(rule("{}", "{drop: true, set_mark: 17}"), "t");
+  CHECK(marked->rules()[0].verdict == Verdict{VerdictKind::drop, 17U});
+}
+
+TEST_CASE("every diagnostic names its file, line and column") {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"rulez: []\n",
+       "test.yaml:1:1: error: unknown key 'rulez' in the policy (did you mean 'rules'?)"},
+      {"colour: red\n",
+       "test.yaml:1:1: error: unknown key 'colour' in the policy; expected one of: broker, rules"},
+      {"broker: 5\n", "test.yaml:1:9: error: broker must be a mapping"},
+      {"broker:\n  queues: []\n", "test.yaml:2:11: error: queues must be a non-empty list"},
+      {"broker:\n  queues: [{fail_open: true}]\n", "test.yaml:2:12: error: a queue needs num"},
+      {"broker:\n  queues: [{num: 70000}]\n",
+       "test.yaml:2:18: error: bad queue num '70000': expected a number from 0 to 65535"},
+      {"broker:\n  queues: [{num: 1, max_len: 0}]\n",
+       "test.yaml:2:30: error: max_len must be at least 1"},
+      {"broker:\n  queues: [{num: 1, gso: perhaps}]\n",
+       "test.yaml:2:26: error: gso must be true or false"},
+      {"broker:\n  queues: [{num: 1}, {num: 1}]\n",
+       "test.yaml:2:28: error: queue 1 is listed twice (first on line 2)"},
+      {"broker:\n  default_verdict: reject\n",
+       "test.yaml:2:20: error: unknown verdict 'reject'; expected accept, drop or repeat"},
+      {"rules: {}\n", "test.yaml:1:8: error: rules must be a list"},
+      {"rules:\n  - verdict: drop\n", "test.yaml:2:5: error: a rule needs a name"},
+      {"rules:\n  - name: x\n", "test.yaml:2:5: error: rule 'x' needs a verdict"},
+      {rule("{proto: tcp, dprot: 80}"),
+       "test.yaml:3:25: error: unknown key 'dprot' in match (did you mean 'dport'?)"},
+      {rule("{proto: tcpp}"),
+       "test.yaml:3:20: error: unknown protocol 'tcpp'; expected a number or one of: ah, esp, gre, "
+       "icmp, icmpv6, igmp, sctp, tcp, udp, udplite"},
+      {rule("{dst: 10.0.0.0/33}"),
+       "test.yaml:3:18: error: bad address or CIDR '10.0.0.0/33' in dst"},
+      {rule("{src: [\"fd00::/129\"]}"),
+       "test.yaml:3:19: error: bad address or CIDR 'fd00::/129' in src"},
+      {rule("{src: 10.0.0.300}"), "test.yaml:3:18: error: bad address or CIDR '10.0.0.300' in src"},
+      {rule("{dport: 65536}"),
+       "test.yaml:3:20: error: bad port '65536': expected a number from 0 to 65535"},
+      {rule("{dport: http}"),
+       "test.yaml:3:20: error: bad port 'http': expected a number from 0 to 65535"},
+      {rule("{sport: \"2000-1000\"}"),
+       "test.yaml:3:20: error: bad port range '2000-1000': expected FIRST-LAST with 0 <= FIRST <= "
+       "LAST <= 65535"},
+      {rule("{dport: []}"),
+       "test.yaml:3:20: error: dport must be a value or a non-empty list of values"},
+      {rule("{uid: no-such-user-xyz}"), "test.yaml:3:18: error: unknown user 'no-such-user-xyz'"},
+      {rule("{gid: no-such-group-xyz}"),
+       "test.yaml:3:18: error: unknown group 'no-such-group-xyz'"},
+      {rule("{ct_state: sleepy}"),
+       "test.yaml:3:23: error: unknown ct_state 'sleepy'; expected new, established or related"},
+      {rule("{icmp_type: ping}"),
+       "test.yaml:3:24: error: unknown icmp_type 'ping'; expected a number or one of: "
+       "dest-unreachable, destination-unreachable, echo-reply, echo-request, "
+       "neighbor-advertisement, neighbor-solicitation, packet-too-big, parameter-problem, "
+       "redirect, router-advertisement, router-solicitation, source-quench, time-exceeded, "
+       "timestamp-reply, timestamp-request"},
+      {rule("{length: \"100-50\"}"),
+       "test.yaml:3:21: error: bad length range '100-50': expected FIRST-LAST with 0 <= FIRST <= "
+       "LAST <= 4294967295"},
+      {rule("{mark: {value: 0x11, mask: 0xf0}}"),
+       "test.yaml:3:27: error: mark value has bits outside its mask, so it can never match"},
+      {rule("{mark: {mask: 0xf0}}"), "test.yaml:3:19: error: mark needs a value"},
+      {rule("{iif: averyveryverylongname}"),
+       "test.yaml:3:18: error: bad interface name 'averyveryverylongname' in iif"},
+      {rule("{not: {not: {dport: 1}}}"),
+       "test.yaml:3:19: error: unknown key 'not' in not; expected one of: queue, mark, proto, src, "
+       "dst, sport, dport, iif, oif, uid, gid, ct_state, icmp_type, length"},
+      {rule("[1, 2]"), "test.yaml:3:12: error: match must be a mapping"},
+      {rule("{}", "{accept: true, drop: true}"),
+       "test.yaml:4:14: error: a verdict needs exactly one of accept: true, drop: true or repeat: "
+       "true"},
+      {rule("{}", "{drop: true, set_mark: 0x1ffffffff}"),
+       "test.yaml:4:37: error: bad set_mark '0x1ffffffff': expected a number from 0 to 4294967295"},
+      {rule("{}", "{drop: true, set_mak: 1}"),
+       "test.yaml:4:27: error: unknown key 'set_mak' in verdict (did you mean 'set_mark'?)"},
+      {"rules:\n  - name: x\n    verdict: drop\n    priority: high\n",
+       "test.yaml:4:15: error: priority must be a whole number, e.g. -10 or 50"},
+      {"rules:\n  - name: x\n    verdict: drop\n  - name: x\n    verdict: accept\n",
+       "test.yaml:4:5: error: duplicate rule name 'x' (first defined at test.yaml:2)"},
+      {"rules:\n  - name: [x\n",
+       "test.yaml:3:1: error: YAML syntax: end of sequence flow not found"},
+  };
+  for (const auto& [yaml, expected] : cases) {
+    CHECK(only_error(yaml) == expected);
+  }
+}
+
+TEST_CASE("all problems of a file are reported, in order") {
+  const auto errors = errors_of(rule("{dport: 99999, proto: nope}", "maybe"));
+  REQUIRE(errors.size() == 3);
+  CHECK(errors[0].starts_with("test.yaml:3:20: error: bad port"));
+  CHECK(errors[1].starts_with("test.yaml:3:34: error: unknown protocol"));
+  CHECK(errors[2].starts_with("test.yaml:4:14: error: unknown verdict"));
+}
+
+TEST_CASE("PolicyError's what() summarizes the first problem") {
+  try {
+    (void)parse_policy("colour: red\nbroker: 1\n", "p.yaml");
+    FAIL("no error");
+  } catch (const PolicyError& error) {
+    CHECK(std::string(error.what()).starts_with("p.yaml:1:1: error: unknown key 'colour'"));
+    CHECK(std::string(error.what()).ends_with("(and 1 more)"));
+  }
+}
+
+TEST_CASE("drop-ins are appended in file-name order; priority places rules") {
+  PolicyDir dir;
+  dir.write(
+      "policy.yaml",
+      "rules:\n  - name: main-1\n    verdict: accept\n  - name: main-2\n    verdict: accept\n");
+  dir.write("policy.d/20-b.yaml", "rules:\n  - name: b\n    verdict: drop\n");
+  dir.write("policy.d/10-a.yaml",
+            "rules:\n  - name: a\n    verdict: drop\n  - name: early\n    priority: -10\n    "
+            "verdict: drop\n");
+  dir.write("policy.d/README", "not yaml, ignored");
+  const auto policy = load_policy(dir.main());
+  CHECK(rule_names(*policy) == std::vector<std::string>{"early", "main-1", "main-2", "a", "b"});
+  CHECK(policy->rules()[0].file == (dir.path / "policy.d/10-a.yaml").string());
+  CHECK(policy->rules()[0].line == 4);
+}
+
+TEST_CASE("drop-ins may not change broker settings, and names are unique across files") {
+  PolicyDir dir;
+  dir.write("policy.yaml", "rules:\n  - name: dup\n    verdict: accept\n");
+  dir.write("policy.d/10-x.yaml",
+            "broker:\n  default_verdict: drop\nrules:\n  - name: dup\n    verdict: drop\n");
+  try {
+    (void)load_policy(dir.main());
+    FAIL("no error");
+  } catch (const PolicyError& error) {
+    const auto& d = error.diagnostics();
+    REQUIRE(d.size() == 2);
+    const std::string drop_in = (dir.path / "policy.d/10-x.yaml").string();
+    CHECK(d[0].to_string() == drop_in +
+                                  ":1:1: error: unknown key 'broker' in a policy.d drop-in (only "
+                                  "rules: is allowed); expected one of: rules");
+    CHECK(d[1].to_string() == drop_in +
+                                  ":4:5: error: duplicate rule name 'dup' (first defined at " +
+                                  dir.main().string() + ":2)");
+  }
+}
+
+TEST_CASE("a missing policy file is a diagnostic too") {
+  try {
+    (void)load_policy("/nonexistent/pktbroker/policy.yaml");
+    FAIL("no error");
+  } catch (const PolicyError& error) {
+    REQUIRE(error.diagnostics().size() == 1);
+    CHECK(error.diagnostics()[0].to_string() ==
+          "/nonexistent/pktbroker/policy.yaml: error: cannot read the file: No such file or "
+          "directory");
+  }
+}
+
+TEST_CASE("the shipped default policy and its drop-in load") {
+  const auto policy = load_policy(fs::path(PKTBROKER_SOURCE_DIR) / "config" / "policy.yaml");
+  CHECK(policy->rules().size() >= 4);
+  CHECK(policy->rules().back().name == "no-chargen");
+}
