@@ -1,0 +1,403 @@
+#include "pktbroker/codec.hpp"
+
+#include <limits>
+#include <string_view>
+#include <type_traits>
+
+namespace pktbroker::proto {
+namespace {
+
+constexpr std::size_t max_string = 4096;  // names, selectors, error texts
+constexpr std::size_t max_entries = 4096; // list lengths (stats, sessions, verdict batches)
+
+class ProtocolCategory : public std::error_category {
+ public:
+  [[nodiscard]] const char* name() const noexcept override { return "pktbroker.protocol"; }
+  [[nodiscard]] std::string message(int value) const override {
+    switch (static_cast<ProtocolError>(value)) {
+      case ProtocolError::short_header: return "datagram shorter than the protocol header";
+      case ProtocolError::bad_magic: return "not a pktbroker protocol datagram (bad magic)";
+      case ProtocolError::bad_version: return "unsupported protocol version";
+      case ProtocolError::unknown_type: return "unknown message type";
+      case ProtocolError::length_mismatch: return "body length does not match the datagram";
+      case ProtocolError::oversized: return "message exceeds a size limit";
+      case ProtocolError::truncated_field: return "a field runs past the end of the message";
+      case ProtocolError::bad_value: return "a field holds an undefined value";
+      case ProtocolError::trailing_bytes: return "unexpected bytes after the last field";
+    }
+    return "unknown protocol error";
+  }
+};
+
+/// Appends big-endian fields.
+class Writer {
+ public:
+  explicit Writer(std::vector<std::uint8_t>& out) : out_(out) {}
+
+  template <typename T>
+  void integer(T value) {
+    using U = std::make_unsigned_t<T>;
+    const auto bits = static_cast<U>(value);
+    for (int shift = static_cast<int>(sizeof(T) * 8) - 8; shift >= 0; shift -= 8) {
+      out_.push_back(static_cast<std::uint8_t>(bits >> shift));
+    }
+  }
+  template <typename E>
+  void enumeration(E value) {
+    integer(static_cast<std::underlying_type_t<E>>(value));
+  }
+  void string(std::string_view text) {
+    if (text.size() > max_string) oversized_ = true;
+    const std::size_t size = std::min(text.size(), max_string);
+    integer(static_cast<std::uint16_t>(size));
+    out_.insert(out_.end(), text.begin(), text.begin() + static_cast<std::ptrdiff_t>(size));
+  }
+  void bytes(std::span<const std::uint8_t> data) {
+    if (data.size() > max_payload) oversized_ = true;
+    const std::size_t size = std::min(data.size(), max_payload);
+    integer(static_cast<std::uint32_t>(size));
+    out_.insert(out_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(size));
+  }
+  void count(std::size_t n) {
+    if (n > max_entries) oversized_ = true;
+    integer(static_cast<std::uint32_t>(n));
+  }
+  void optional_u32(const std::optional<std::uint32_t>& value) {
+    integer(static_cast<std::uint8_t>(value.has_value()));
+    integer(value.value_or(0));
+  }
+  [[nodiscard]] bool oversized() const { return oversized_; }
+
+ private:
+  std::vector<std::uint8_t>& out_;
+  bool oversized_ = false;
+};
+
+/// Reads big-endian fields; the first failure sticks and later reads return zeros.
+class Reader {
+ public:
+  explicit Reader(std::span<const std::uint8_t> body) : body_(body) {}
+
+  template <typename T>
+  T integer() {
+    using U = std::make_unsigned_t<T>;
+    if (!take(sizeof(T))) return T{};
+    U value = 0;
+    for (std::size_t i = 0; i < sizeof(T); ++i) {
+      value = static_cast<U>((value << 8) | body_[offset_ - sizeof(T) + i]);
+    }
+    return static_cast<T>(value);
+  }
+  /// An enumeration whose valid values are first..last.
+  template <typename E>
+  E enumeration(E first, E last) {
+    using U = std::underlying_type_t<E>;
+    const U raw = integer<U>();
+    if (raw < static_cast<U>(first) || raw > static_cast<U>(last)) fail(ProtocolError::bad_value);
+    return static_cast<E>(raw);
+  }
+  bool boolean() {
+    const auto raw = integer<std::uint8_t>();
+    if (raw > 1) fail(ProtocolError::bad_value);
+    return raw == 1;
+  }
+  std::string string() {
+    const auto size = integer<std::uint16_t>();
+    if (size > max_string) fail(ProtocolError::oversized);
+    if (!take(size)) return {};
+    return {reinterpret_cast<const char*>(body_.data() + offset_ - size), size};
+  }
+  std::span<const std::uint8_t> bytes() {
+    const auto size = integer<std::uint32_t>();
+    if (size > max_payload) fail(ProtocolError::oversized);
+    if (!take(size)) return {};
+    return body_.subspan(offset_ - size, size);
+  }
+  std::size_t count(std::size_t min_entry_size) {
+    const auto n = integer<std::uint32_t>();
+    // A count that cannot fit in what is left is a lie: reject before allocating for it.
+    if (n > max_entries) fail(ProtocolError::oversized);
+    if (error_ == ProtocolError{} && n * min_entry_size > body_.size() - offset_) {
+      fail(ProtocolError::truncated_field);
+    }
+    return error_ == ProtocolError{} ? n : 0;
+  }
+  std::optional<std::uint32_t> optional_u32() {
+    const bool present = boolean();
+    const auto value = integer<std::uint32_t>();
+    return present ? std::optional(value) : std::nullopt;
+  }
+  void fail(ProtocolError error) {
+    if (error_ == ProtocolError{}) error_ = error;
+  }
+  [[nodiscard]] std::error_code finish() const {
+    if (error_ != ProtocolError{}) return error_;
+    if (offset_ != body_.size()) return ProtocolError::trailing_bytes;
+    return {};
+  }
+
+ private:
+  bool take(std::size_t size) {
+    if (error_ != ProtocolError{}) return false;
+    if (size > body_.size() - offset_) {
+      fail(ProtocolError::truncated_field);
+      return false;
+    }
+    offset_ += size;
+    return true;
+  }
+
+  std::span<const std::uint8_t> body_;
+  std::size_t offset_ = 0;
+  ProtocolError error_{};
+};
+
+// ---- bodies: one write/read pair per message type ----
+
+void write(Writer& w, const Hello& m) {
+  w.string(m.client_name);
+  w.integer(m.roles);
+  w.integer(m.min_version);
+  w.integer(m.max_version);
+}
+void read(Reader& r, Hello& m) {
+  m.client_name = r.string();
+  m.roles = r.integer<std::uint8_t>();
+  m.min_version = r.integer<std::uint8_t>();
+  m.max_version = r.integer<std::uint8_t>();
+}
+void write(Writer& w, const Welcome& m) {
+  w.integer(m.version);
+  w.integer(m.session_id);
+  w.integer(m.roles);
+  w.string(m.broker_version);
+}
+void read(Reader& r, Welcome& m) {
+  m.version = r.integer<std::uint8_t>();
+  m.session_id = r.integer<std::uint32_t>();
+  m.roles = r.integer<std::uint8_t>();
+  m.broker_version = r.string();
+}
+void write(Writer& w, const Subscribe& m) {
+  w.string(m.name);
+  w.string(m.selector);
+  w.enumeration(m.mode);
+  w.enumeration(m.clash);
+  w.integer(m.priority);
+  w.integer(m.snaplen);
+  w.integer(m.timeout_ms);
+  w.enumeration(m.fallback);
+}
+void read(Reader& r, Subscribe& m) {
+  m.name = r.string();
+  m.selector = r.string();
+  m.mode = r.enumeration(SubscriptionMode::verdict, SubscriptionMode::observe);
+  m.clash = r.enumeration(Clash::exclusive, Clash::balance);
+  m.priority = r.integer<std::int32_t>();
+  m.snaplen = r.integer<std::uint32_t>();
+  m.timeout_ms = r.integer<std::uint32_t>();
+  m.fallback = r.enumeration(VerdictCode::accept, VerdictCode::repeat);
+}
+void write(Writer& w, const Subscribed& m) { w.integer(m.subscription_id); }
+void read(Reader& r, Subscribed& m) { m.subscription_id = r.integer<std::uint32_t>(); }
+void write(Writer& w, const Unsubscribe& m) { w.integer(m.subscription_id); }
+void read(Reader& r, Unsubscribe& m) { m.subscription_id = r.integer<std::uint32_t>(); }
+
+void write(Writer& w, const Packet& m) {
+  w.integer(m.token);
+  w.integer(m.subscription_id);
+  w.integer(static_cast<std::uint8_t>(m.needs_verdict));
+  w.integer(m.queue);
+  w.integer(m.hook);
+  w.enumeration(m.ct_state);
+  w.integer(m.mark);
+  w.integer(m.in_ifindex);
+  w.integer(m.out_ifindex);
+  w.optional_u32(m.uid);
+  w.optional_u32(m.gid);
+  w.integer(m.timestamp_ns);
+  w.integer(m.wire_length);
+  w.bytes(m.payload);
+}
+void read(Reader& r, Packet& m) {
+  m.token = r.integer<std::uint64_t>();
+  m.subscription_id = r.integer<std::uint32_t>();
+  m.needs_verdict = r.boolean();
+  m.queue = r.integer<std::uint16_t>();
+  m.hook = r.integer<std::uint8_t>();
+  m.ct_state = r.enumeration(CtStateCode::none, CtStateCode::related);
+  m.mark = r.integer<std::uint32_t>();
+  m.in_ifindex = r.integer<std::uint32_t>();
+  m.out_ifindex = r.integer<std::uint32_t>();
+  m.uid = r.optional_u32();
+  m.gid = r.optional_u32();
+  m.timestamp_ns = r.integer<std::uint64_t>();
+  m.wire_length = r.integer<std::uint32_t>();
+  m.payload = r.bytes();
+}
+
+void write_verdict_fields(Writer& w, const Verdict& m) {
+  w.integer(m.token);
+  w.enumeration(m.verdict);
+  w.optional_u32(m.mark);
+}
+void read_verdict_fields(Reader& r, Verdict& m) {
+  m.token = r.integer<std::uint64_t>();
+  m.verdict = r.enumeration(VerdictCode::accept, VerdictCode::pass);
+  m.mark = r.optional_u32();
+}
+void write(Writer& w, const Verdict& m) {
+  write_verdict_fields(w, m);
+  w.bytes(m.payload);
+}
+void read(Reader& r, Verdict& m) {
+  read_verdict_fields(r, m);
+  m.payload = r.bytes();
+}
+constexpr std::size_t verdict_fields_size = 8 + 1 + 1 + 4;
+void write(Writer& w, const VerdictBatch& m) {
+  w.count(m.verdicts.size());
+  for (const auto& v : m.verdicts) write_verdict_fields(w, v);
+}
+void read(Reader& r, VerdictBatch& m) {
+  m.verdicts.resize(r.count(verdict_fields_size));
+  for (auto& v : m.verdicts) read_verdict_fields(r, v);
+}
+
+void write(Writer&, const StatsRequest&) {}
+void read(Reader&, StatsRequest&) {}
+void write(Writer& w, const StatsReply& m) {
+  w.count(m.entries.size());
+  for (const auto& e : m.entries) {
+    w.string(e.scope);
+    w.string(e.name);
+    w.integer(e.value);
+  }
+}
+void read(Reader& r, StatsReply& m) {
+  m.entries.resize(r.count(2 + 2 + 8));
+  for (auto& e : m.entries) {
+    e.scope = r.string();
+    e.name = r.string();
+    e.value = r.integer<std::uint64_t>();
+  }
+}
+void write(Writer&, const SessionsRequest&) {}
+void read(Reader&, SessionsRequest&) {}
+void write(Writer& w, const SessionsReply& m) {
+  w.count(m.sessions.size());
+  for (const auto& s : m.sessions) {
+    w.integer(s.id);
+    w.string(s.name);
+    w.integer(s.pid);
+    w.integer(s.uid);
+    w.integer(s.gid);
+    w.integer(s.roles);
+    w.integer(s.subscriptions);
+    w.integer(s.outstanding);
+    w.integer(s.delivered);
+    w.integer(s.verdicts);
+    w.integer(s.fallbacks);
+  }
+}
+void read(Reader& r, SessionsReply& m) {
+  m.sessions.resize(r.count(4 + 2 + 4 * 3 + 1 + 4 * 2 + 8 * 3));
+  for (auto& s : m.sessions) {
+    s.id = r.integer<std::uint32_t>();
+    s.name = r.string();
+    s.pid = r.integer<std::uint32_t>();
+    s.uid = r.integer<std::uint32_t>();
+    s.gid = r.integer<std::uint32_t>();
+    s.roles = r.integer<std::uint8_t>();
+    s.subscriptions = r.integer<std::uint32_t>();
+    s.outstanding = r.integer<std::uint32_t>();
+    s.delivered = r.integer<std::uint64_t>();
+    s.verdicts = r.integer<std::uint64_t>();
+    s.fallbacks = r.integer<std::uint64_t>();
+  }
+}
+void write(Writer&, const ReloadRequest&) {}
+void read(Reader&, ReloadRequest&) {}
+void write(Writer& w, const ReloadReply& m) {
+  w.integer(static_cast<std::uint8_t>(m.ok));
+  w.string(m.text);
+}
+void read(Reader& r, ReloadReply& m) {
+  m.ok = r.boolean();
+  m.text = r.string();
+}
+void write(Writer& w, const Error& m) {
+  w.enumeration(m.code);
+  w.string(m.text);
+}
+void read(Reader& r, Error& m) {
+  m.code = r.enumeration(ErrorCode::malformed, ErrorCode::internal);
+  m.text = r.string();
+}
+void write(Writer&, const Ping&) {}
+void read(Reader&, Ping&) {}
+void write(Writer&, const Pong&) {}
+void read(Reader&, Pong&) {}
+
+/// The variant alternative for a type code (the codes are the alternatives' order + 1).
+bool message_for(std::uint8_t code, Message& message) {
+  if (code < 1 || code > std::variant_size_v<Message>) return false;
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    ((code == I + 1 ? (message.emplace<I>(), true) : false) || ...);
+  }(std::make_index_sequence<std::variant_size_v<Message>>());
+  return true;
+}
+
+}  // namespace
+
+const std::error_category& protocol_category() noexcept {
+  static const ProtocolCategory category;
+  return category;
+}
+
+std::error_code make_error_code(ProtocolError error) noexcept {
+  return {static_cast<int>(error), protocol_category()};
+}
+
+MessageType type_of(const Message& message) noexcept {
+  return static_cast<MessageType>(message.index() + 1);
+}
+
+std::error_code encode(const Message& message, std::uint32_t request_id,
+                       std::vector<std::uint8_t>& out) {
+  out.clear();
+  Writer w(out);
+  w.integer(magic);
+  w.integer(protocol_version);
+  w.enumeration(type_of(message));
+  w.integer(std::uint32_t{0});  // body length, patched below
+  w.integer(request_id);
+  w.integer(std::uint32_t{0});  // reserved
+  std::visit([&](const auto& body) { write(w, body); }, message);
+  const std::size_t body = out.size() - header_size;
+  if (w.oversized() || out.size() > max_datagram) return ProtocolError::oversized;
+  for (int i = 0; i < 4; ++i) out[4 + i] = static_cast<std::uint8_t>(body >> (24 - 8 * i));
+  return {};
+}
+
+std::error_code decode(std::span<const std::uint8_t> datagram, Decoded& out) {
+  if (datagram.size() > max_datagram) return ProtocolError::oversized;
+  if (datagram.size() < header_size) return ProtocolError::short_header;
+  Reader header(datagram.first(header_size));
+  if (header.integer<std::uint16_t>() != magic) return ProtocolError::bad_magic;
+  out.header.version = header.integer<std::uint8_t>();
+  if (out.header.version != protocol_version) return ProtocolError::bad_version;
+  const auto type = header.integer<std::uint8_t>();
+  out.header.body_length = header.integer<std::uint32_t>();
+  out.header.request_id = header.integer<std::uint32_t>();
+  if (!message_for(type, out.message)) return ProtocolError::unknown_type;
+  out.header.type = static_cast<MessageType>(type);
+  if (out.header.body_length != datagram.size() - header_size) {
+    return ProtocolError::length_mismatch;
+  }
+  Reader body(datagram.subspan(header_size));
+  std::visit([&](auto& message) { read(body, message); }, out.message);
+  return body.finish();
+}
+
+}  // namespace pktbroker::proto

@@ -1,0 +1,48 @@
+/// @file codec.hpp
+/// @brief Encoding and hostile-input-safe decoding of protocol datagrams.
+#pragma once
+
+#include "pktbroker/protocol.hpp"
+
+#include <cstdint>
+#include <span>
+#include <system_error>
+#include <vector>
+
+namespace pktbroker::proto {
+
+/// Why a datagram was rejected.
+enum class ProtocolError {
+  short_header = 1,  ///< fewer than header_size bytes
+  bad_magic,         ///< the first two bytes are not "PB"
+  bad_version,       ///< a header version this library does not speak
+  unknown_type,      ///< a message type code this library does not know
+  length_mismatch,   ///< the header's body length differs from the bytes received
+  oversized,         ///< the datagram, a payload or a list exceeds its limit
+  truncated_field,   ///< a field runs past the end of the body
+  bad_value,         ///< an enumerated field holds an undefined value
+  trailing_bytes,    ///< bytes left over after the last field
+};
+
+/// The error category of ProtocolError ("pktbroker.protocol").
+const std::error_category& protocol_category() noexcept;
+std::error_code make_error_code(ProtocolError error) noexcept;
+
+/// A decoded datagram. Spans in `message` point into the decoded buffer.
+struct Decoded {
+  Header header;
+  Message message;
+};
+
+/// Encodes `message` as one datagram into `out` (replacing its contents).
+/// Fails with ProtocolError::oversized when a string, list or payload exceeds its limit.
+std::error_code encode(const Message& message, std::uint32_t request_id,
+                       std::vector<std::uint8_t>& out);
+
+/// Decodes one datagram. Never reads outside `datagram`; every failure is a ProtocolError.
+std::error_code decode(std::span<const std::uint8_t> datagram, Decoded& out);
+
+}  // namespace pktbroker::proto
+
+template <>
+struct std::is_error_code_enum<pktbroker::proto::ProtocolError> : std::true_type {};

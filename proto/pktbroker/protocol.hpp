@@ -1,0 +1,214 @@
+/// @file protocol.hpp
+/// @brief Messages of the broker <-> client protocol (one message per SOCK_SEQPACKET datagram).
+///
+/// Every datagram starts with a 16-byte Header; the body layout of each message type is given
+/// in proto/README.md. All integers are big-endian. Decoding treats every byte as hostile: see
+/// codec.hpp.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace pktbroker::proto {
+
+/// Protocol version spoken by this library.
+inline constexpr std::uint8_t protocol_version = 1;
+/// First two bytes of every datagram ("PB").
+inline constexpr std::uint16_t magic = 0x5042;
+/// Size of the fixed header.
+inline constexpr std::size_t header_size = 16;
+/// Largest datagram either side sends or accepts.
+inline constexpr std::size_t max_datagram = 256 * 1024;
+/// Largest packet payload carried in PACKET or VERDICT.
+inline constexpr std::size_t max_payload = 65535;
+/// Default Unix socket path of the broker.
+inline constexpr const char* default_socket_path = "/run/pktbroker/broker.sock";
+
+/// Message type codes (header byte 3).
+enum class MessageType : std::uint8_t {
+  hello = 1,
+  welcome = 2,
+  subscribe = 3,
+  subscribed = 4,
+  unsubscribe = 5,
+  packet = 6,
+  verdict = 7,
+  verdict_batch = 8,
+  stats_request = 9,
+  stats_reply = 10,
+  sessions_request = 11,
+  sessions_reply = 12,
+  reload_request = 13,
+  reload_reply = 14,
+  error = 15,
+  ping = 16,
+  pong = 17,
+};
+
+/// Rights a session may hold (bit mask).
+enum Role : std::uint8_t {
+  role_observe = 1 << 0,  ///< receive copies of packets
+  role_verdict = 1 << 1,  ///< own and decide packets
+  role_manage = 1 << 2,   ///< control commands (stats, sessions, reload)
+};
+
+/// How a subscriber takes part in a packet's fate.
+enum class SubscriptionMode : std::uint8_t { verdict = 0, observe = 1 };
+
+/// What happens when several verdict subscriptions select the same packet.
+enum class Clash : std::uint8_t {
+  exclusive = 0,  ///< only one subscriber may hold an overlapping selector
+  chain = 1,      ///< by priority; `pass` hands the packet to the next one, then to the policy
+  balance = 2,    ///< flows are spread over the subscribers by flow hash
+};
+
+/// A client's decision. `pass` means "no opinion": the next subscriber or the policy decides.
+enum class VerdictCode : std::uint8_t { accept = 0, drop = 1, repeat = 2, pass = 3 };
+
+/// Conntrack state of a delivered packet.
+enum class CtStateCode : std::uint8_t { none = 0, new_ = 1, established = 2, related = 3 };
+
+/// Error codes carried by ERROR messages.
+enum class ErrorCode : std::uint16_t {
+  malformed = 1,       ///< the peer's datagram could not be decoded; the session is closed
+  not_permitted = 2,   ///< the session lacks the role, or the grant does not cover the selector
+  busy = 3,            ///< an exclusive subscription clashes with another session's
+  bad_selector = 4,    ///< the selector does not compile
+  unknown_token = 5,   ///< a verdict for a packet the session does not own (or no longer)
+  bad_payload = 6,     ///< a replacement payload is too large or not a well-formed IP packet
+  unknown_subscription = 7,
+  version = 8,         ///< no common protocol version
+  internal = 9,
+};
+
+/// The fixed header in front of every body.
+struct Header {
+  std::uint8_t version = protocol_version;
+  MessageType type = MessageType::ping;
+  std::uint32_t body_length = 0;
+  std::uint32_t request_id = 0;  ///< echoed in the reply to a request; 0 for unsolicited messages
+};
+
+/// Opens a session: who the client is and which roles it wants.
+struct Hello {
+  std::string client_name;
+  std::uint8_t roles = 0;  ///< Role bits requested
+  std::uint8_t min_version = protocol_version;
+  std::uint8_t max_version = protocol_version;
+};
+
+/// The broker's answer to Hello.
+struct Welcome {
+  std::uint8_t version = protocol_version;
+  std::uint32_t session_id = 0;
+  std::uint8_t roles = 0;  ///< Role bits granted
+  std::string broker_version;
+};
+
+/// Asks for packets matching `selector`, a policy `match:` expression in YAML flow form, e.g.
+/// `{mark: {value: 1, mask: 0xff}, proto: tcp}` (empty: every packet).
+struct Subscribe {
+  std::string name;
+  std::string selector;
+  SubscriptionMode mode = SubscriptionMode::verdict;
+  Clash clash = Clash::exclusive;
+  std::int32_t priority = 0;           ///< chain order, lower first
+  std::uint32_t snaplen = 0xffff;      ///< bytes of each packet to deliver
+  std::uint32_t timeout_ms = 1000;     ///< verdict subscriptions: time to answer
+  VerdictCode fallback = VerdictCode::accept;  ///< applied on timeout, disconnect, overflow
+};
+
+struct Subscribed {
+  std::uint32_t subscription_id = 0;
+};
+
+struct Unsubscribe {
+  std::uint32_t subscription_id = 0;
+};
+
+/// A delivered packet. `payload` points into the received datagram.
+struct Packet {
+  std::uint64_t token = 0;  ///< names the packet in a Verdict
+  std::uint32_t subscription_id = 0;
+  bool needs_verdict = false;  ///< false for observer copies
+  std::uint16_t queue = 0;
+  std::uint8_t hook = 0;
+  CtStateCode ct_state = CtStateCode::none;
+  std::uint32_t mark = 0;
+  std::uint32_t in_ifindex = 0;
+  std::uint32_t out_ifindex = 0;
+  std::optional<std::uint32_t> uid;
+  std::optional<std::uint32_t> gid;
+  std::uint64_t timestamp_ns = 0;  ///< CLOCK_REALTIME when the broker received it
+  std::uint32_t wire_length = 0;   ///< length on the wire (payload may be shorter)
+  std::span<const std::uint8_t> payload;
+};
+
+/// A decision for one packet. `payload` (when not empty) replaces the packet's bytes.
+struct Verdict {
+  std::uint64_t token = 0;
+  VerdictCode verdict = VerdictCode::accept;
+  std::optional<std::uint32_t> mark;
+  std::span<const std::uint8_t> payload;
+};
+
+/// Several decisions without payloads.
+struct VerdictBatch {
+  std::vector<Verdict> verdicts;
+};
+
+struct StatsRequest {};
+struct StatsEntry {
+  std::string scope;  ///< e.g. "queue 0", "rule no-telnet", "session 7"
+  std::string name;   ///< e.g. "packets", "timeouts"
+  std::uint64_t value = 0;
+};
+struct StatsReply {
+  std::vector<StatsEntry> entries;
+};
+
+struct SessionsRequest {};
+struct SessionInfo {
+  std::uint32_t id = 0;
+  std::string name;
+  std::uint32_t pid = 0;
+  std::uint32_t uid = 0;
+  std::uint32_t gid = 0;
+  std::uint8_t roles = 0;
+  std::uint32_t subscriptions = 0;
+  std::uint32_t outstanding = 0;  ///< packets awaiting this session's verdict
+  std::uint64_t delivered = 0;
+  std::uint64_t verdicts = 0;
+  std::uint64_t fallbacks = 0;  ///< timeouts + overflows + disconnect
+};
+struct SessionsReply {
+  std::vector<SessionInfo> sessions;
+};
+
+struct ReloadRequest {};
+struct ReloadReply {
+  bool ok = false;
+  std::string text;  ///< the diagnostics when not ok
+};
+
+struct Error {
+  ErrorCode code = ErrorCode::internal;
+  std::string text;
+};
+
+struct Ping {};
+struct Pong {};
+
+/// Any message body.
+using Message = std::variant<Hello, Welcome, Subscribe, Subscribed, Unsubscribe, Packet, Verdict,
+                             VerdictBatch, StatsRequest, StatsReply, SessionsRequest, SessionsReply,
+                             ReloadRequest, ReloadReply, Error, Ping, Pong>;
+
+/// The type code of a message body.
+MessageType type_of(const Message& message) noexcept;
+
+}  // namespace pktbroker::proto
