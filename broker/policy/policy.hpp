@@ -30,21 +30,49 @@ struct QueueConfig {
   friend bool operator==(const QueueConfig&, const QueueConfig&) = default;
 };
 
+class Matcher;  // compiled match expression, internal to the policy component
+
+/// The client socket (policy `socket:` section).
+struct SocketConfig {
+  std::string path = "/run/pktbroker/broker.sock";
+  std::uint32_t mode = 0660;
+  std::string group;                 ///< owning group of the socket; empty: root's
+  std::uint32_t queue_limit = 1024;  ///< packets waiting to be written to one session
+};
+
+/// Rights given to connecting processes (policy `clients:` section). Exactly one of user,
+/// group or uid is set; `allowed` (when set) limits the packets the session may see or decide.
+struct ClientGrant {
+  enum class Kind : std::uint8_t { uid, gid };
+  Kind kind = Kind::uid;
+  std::uint32_t id = 0;
+  std::uint8_t roles = 0;  ///< proto::Role bits
+  std::shared_ptr<const Matcher> allowed;
+  std::string origin;  ///< "file:line", for logs
+};
+
 /// Policy `broker:` section.
 struct BrokerConfig {
   std::vector<QueueConfig> queues{QueueConfig{}};
   Verdict default_verdict{};    ///< no rule matched
   Verdict malformed_verdict{};  ///< the packet could not be parsed
+  SocketConfig socket;
+  std::vector<ClientGrant> clients;  ///< root is always granted every role
 };
 
-class Matcher;  // compiled match expression, internal to the policy component
+/// A rule's hand-over to client subscriptions (verdict `{deliver: NAME, ...}`).
+struct Delivery {
+  std::string subscription;  ///< subscriptions with this name receive the packet
+  std::uint32_t timeout_ms = 500;
+};
 
 /// One compiled rule.
 struct Rule {
   std::string name;
   std::string file;  ///< where it was defined
   int line = 0;
-  Verdict verdict;
+  Verdict verdict;  ///< the decision, or with `deliver` the fallback when no client decides
+  std::optional<Delivery> deliver;
   std::shared_ptr<const Matcher> matcher;
 };
 
@@ -89,6 +117,10 @@ class PolicyError : public std::runtime_error {
 
 /// Loads `file` and the drop-ins in `policy.d/*.yaml` beside it (file-name order).
 std::shared_ptr<const Policy> load_policy(const std::filesystem::path& file);
+
+/// Compiles a `match:` expression given in YAML flow form (a client's subscription selector).
+/// An empty text matches every packet. Throws PolicyError.
+std::shared_ptr<const Matcher> compile_match(std::string_view yaml, std::string_view source);
 
 /// Parses one YAML document (no drop-ins); `file_name` is used in diagnostics.
 std::shared_ptr<const Policy> parse_policy(std::string_view yaml, std::string_view file_name);

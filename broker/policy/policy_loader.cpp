@@ -24,7 +24,7 @@ namespace {
 namespace fs = std::filesystem;
 using Keys = std::span<const std::string_view>;
 
-constexpr std::string_view top_level_keys[] = {"broker", "rules"};
+constexpr std::string_view top_level_keys[] = {"broker", "rules", "socket", "clients"};
 constexpr std::string_view drop_in_keys[] = {"rules"};
 constexpr std::string_view broker_keys[] = {"queues", "default_verdict", "malformed_verdict"};
 constexpr std::string_view queue_keys[] = {"num", "fail_open", "max_len",  "copy_range",
@@ -35,6 +35,9 @@ constexpr std::string_view match_keys[] = {"queue", "mark",     "proto",     "sr
                                            "gid",   "ct_state", "icmp_type", "length", "not"};
 constexpr std::string_view mark_keys[] = {"value", "mask"};
 constexpr std::string_view verdict_keys[] = {"accept", "drop", "repeat", "set_mark"};
+constexpr std::string_view deliver_keys[] = {"deliver", "fallback", "timeout_ms"};
+constexpr std::string_view socket_keys[] = {"path", "mode", "group", "queue_limit"};
+constexpr std::string_view grant_keys[] = {"user", "group", "uid", "roles", "allowed"};
 
 // Optimal string alignment distance: edits, counting a swap of neighbours as one.
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -67,6 +70,13 @@ std::optional<std::uint64_t> parse_number(std::string_view text) {
   }
   std::uint64_t value = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value, base);
+  if (error != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  return value;
+}
+
+std::optional<std::uint32_t> parse_octal(std::string_view text) {
+  std::uint32_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value, 8);
   if (error != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
   return value;
 }
@@ -270,6 +280,33 @@ class FileReader {
     }
     if (!ok) return std::nullopt;
     return verdict;
+  }
+
+  /// `{deliver: NAME, fallback: VERDICT, timeout_ms: N}`
+  bool delivery(const YAML::Node& node, Rule& rule) {
+    if (!expect_map(node, deliver_keys, "verdict")) return false;
+    Delivery delivery;
+    bool ok = true;
+    const YAML::Node name = node["deliver"];
+    if (!name.IsScalar() || name.Scalar().empty()) {
+      error(name, "deliver names the subscription that receives the packets");
+      ok = false;
+    } else {
+      delivery.subscription = name.Scalar();
+    }
+    if (node["timeout_ms"]) {
+      const auto timeout = number(node["timeout_ms"], 3'600'000, "timeout_ms");
+      ok = ok && timeout.has_value();
+      delivery.timeout_ms = static_cast<std::uint32_t>(timeout.value_or(0));
+    }
+    rule.verdict = Verdict{};
+    if (node["fallback"]) {
+      const auto fallback = verdict(node["fallback"]);
+      ok = ok && fallback.has_value();
+      if (fallback) rule.verdict = *fallback;
+    }
+    rule.deliver = delivery;
+    return ok;
   }
 
   std::optional<MatchFields> match(const YAML::Node& node, bool negated) {
@@ -492,6 +529,103 @@ BrokerConfig read_broker(FileReader& reader, const YAML::Node& node) {
   return config;
 }
 
+void read_socket(FileReader& reader, const YAML::Node& node, SocketConfig& socket) {
+  if (!reader.expect_map(node, socket_keys, "socket")) return;
+  if (const YAML::Node path = node["path"]) {
+    if (!path.IsScalar() || !path.Scalar().starts_with("/") || path.Scalar().size() >= 108) {
+      reader.error(path, "socket path must be an absolute path shorter than 108 bytes");
+    } else {
+      socket.path = path.Scalar();
+    }
+  }
+  if (const YAML::Node mode = node["mode"]) {
+    const auto value = mode.IsScalar() ? parse_octal(mode.Scalar()) : std::nullopt;
+    if (!value || *value > 0777) {
+      reader.error(mode, "socket mode must be octal permissions such as 0660");
+    } else {
+      socket.mode = *value;
+    }
+  }
+  if (const YAML::Node group = node["group"]) {
+    if (!group.IsScalar() || getgrnam(group.Scalar().c_str()) == nullptr) {
+      reader.error(group, "unknown group '" + group.Scalar() + "' for the socket");
+    } else {
+      socket.group = group.Scalar();
+    }
+  }
+  if (const YAML::Node limit = node["queue_limit"]) {
+    if (auto n = reader.number(limit, 1'000'000, "queue_limit")) {
+      if (*n == 0) reader.error(limit, "queue_limit must be at least 1");
+      socket.queue_limit = static_cast<std::uint32_t>(*n);
+    }
+  }
+}
+
+void read_clients(FileReader& reader, const YAML::Node& node, std::vector<ClientGrant>& grants) {
+  if (!node.IsSequence()) {
+    reader.error(node, "clients must be a list of grants");
+    return;
+  }
+  for (const auto& item : node) {
+    if (!reader.expect_map(item, grant_keys, "client grant")) continue;
+    ClientGrant grant;
+    grant.origin = reader.file() + ":" + std::to_string(item.Mark().line + 1);
+    const int who = (item["user"] ? 1 : 0) + (item["group"] ? 1 : 0) + (item["uid"] ? 1 : 0);
+    if (who != 1) {
+      reader.error(item, "a grant names exactly one of user, group or uid");
+      continue;
+    }
+    bool ok = true;
+    if (const YAML::Node user = item["user"]) {
+      const passwd* entry = user.IsScalar() ? getpwnam(user.Scalar().c_str()) : nullptr;
+      if (entry == nullptr) {
+        reader.error(user, "unknown user '" + user.Scalar() + "'");
+        ok = false;
+      } else {
+        grant.id = entry->pw_uid;
+      }
+    } else if (const YAML::Node group = item["group"]) {
+      const struct group* entry = group.IsScalar() ? getgrnam(group.Scalar().c_str()) : nullptr;
+      if (entry == nullptr) {
+        reader.error(group, "unknown group '" + group.Scalar() + "'");
+        ok = false;
+      } else {
+        grant.kind = ClientGrant::Kind::gid;
+        grant.id = entry->gr_gid;
+      }
+    } else if (auto uid = reader.number(item["uid"], 0xffffffff, "uid")) {
+      grant.id = static_cast<std::uint32_t>(*uid);
+    } else {
+      ok = false;
+    }
+    if (!item["roles"]) {
+      reader.error(item, "a grant needs roles: [observe, verdict, manage]");
+      continue;
+    }
+    reader.scalars(item["roles"], "roles", [&](const YAML::Node& role) {
+      if (role.Scalar() == "observe") {
+        grant.roles |= 1U;
+      } else if (role.Scalar() == "verdict") {
+        grant.roles |= 2U;
+      } else if (role.Scalar() == "manage") {
+        grant.roles |= 4U;
+      } else {
+        reader.error(role,
+                     "unknown role '" + role.Scalar() + "'; expected observe, verdict or manage");
+        ok = false;
+      }
+    });
+    if (const YAML::Node allowed = item["allowed"]) {
+      if (auto fields = reader.match(allowed, false)) {
+        grant.allowed = std::make_shared<Matcher>(std::move(*fields), MatchFields{});
+      } else {
+        ok = false;
+      }
+    }
+    if (ok) grants.push_back(std::move(grant));
+  }
+}
+
 void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraft>& rules) {
   if (!node.IsSequence()) {
     reader.error(node, "rules must be a list");
@@ -513,6 +647,8 @@ void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraf
     if (!item["verdict"]) {
       reader.error(item, "rule '" + draft.rule.name + "' needs a verdict");
       ok = false;
+    } else if (item["verdict"].IsMap() && item["verdict"]["deliver"]) {
+      ok = reader.delivery(item["verdict"], draft.rule) && ok;
     } else if (auto verdict = reader.verdict(item["verdict"])) {
       draft.rule.verdict = *verdict;
     } else {
@@ -574,6 +710,10 @@ void read_document(FileReader& reader, std::string_view text, bool drop_in, Brok
     return;
   }
   if (const YAML::Node node = root["broker"]; node && !drop_in) broker = read_broker(reader, node);
+  if (const YAML::Node node = root["socket"]; node && !drop_in)
+    read_socket(reader, node, broker.socket);
+  if (const YAML::Node node = root["clients"]; node && !drop_in)
+    read_clients(reader, node, broker.clients);
   if (const YAML::Node node = root["rules"]) read_rules(reader, node, rules);
 }
 
@@ -626,6 +766,29 @@ std::optional<std::string> read_file(const fs::path& path, std::vector<Diagnosti
 }
 
 }  // namespace
+
+std::shared_ptr<const Matcher> compile_match(std::string_view yaml, std::string_view source) {
+  std::vector<Diagnostic> diagnostics;
+  FileReader reader(std::string(source), diagnostics);
+  if (yaml.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+    return std::make_shared<Matcher>(MatchFields{}, MatchFields{});
+  }
+  const YAML::Node root = load_yaml(reader, yaml);
+  std::shared_ptr<const Matcher> matcher;
+  if (root) {
+    if (auto fields = reader.match(root, false)) {
+      MatchFields excluded;
+      if (const YAML::Node negated = root["not"]) {
+        if (auto not_fields = reader.match(negated, true)) excluded = std::move(*not_fields);
+      }
+      if (diagnostics.empty()) {
+        matcher = std::make_shared<Matcher>(std::move(*fields), std::move(excluded));
+      }
+    }
+  }
+  if (!diagnostics.empty()) throw PolicyError(std::move(diagnostics));
+  return matcher;
+}
 
 std::shared_ptr<const Policy> parse_policy(std::string_view yaml, std::string_view file_name) {
   std::vector<Diagnostic> diagnostics;

@@ -103,7 +103,8 @@ TEST_CASE("every diagnostic names its file, line and column") {
       {"rulez: []\n",
        "test.yaml:1:1: error: unknown key 'rulez' in the policy (did you mean 'rules'?)"},
       {"colour: red\n",
-       "test.yaml:1:1: error: unknown key 'colour' in the policy; expected one of: broker, rules"},
+       "test.yaml:1:1: error: unknown key 'colour' in the policy; expected one of: broker, rules, "
+       "socket, clients"},
       {"broker: 5\n", "test.yaml:1:9: error: broker must be a mapping"},
       {"broker:\n  queues: []\n", "test.yaml:2:11: error: queues must be a non-empty list"},
       {"broker:\n  queues: [{fail_open: true}]\n", "test.yaml:2:12: error: a queue needs num"},
@@ -252,4 +253,64 @@ TEST_CASE("the shipped default policy and its drop-in load") {
   const auto policy = load_policy(fs::path(PKTBROKER_SOURCE_DIR) / "config" / "policy.yaml");
   CHECK(policy->rules().size() >= 4);
   CHECK(policy->rules().back().name == "no-chargen");
+}
+
+TEST_CASE("socket, clients and deliver sections") {
+  const auto policy = parse_policy(R"(
+socket: {path: /run/test.sock, mode: "0600", queue_limit: 16}
+clients:
+  - {user: root, roles: [observe, verdict, manage]}
+  - {uid: 4242, roles: observe, allowed: {mark: 7}}
+rules:
+  - name: to-clients
+    match: {proto: udp}
+    verdict: {deliver: workers, fallback: drop, timeout_ms: 250}
+)",
+                                   "test.yaml");
+  const auto& socket = policy->broker().socket;
+  CHECK(socket.path == "/run/test.sock");
+  CHECK(socket.mode == 0600);
+  CHECK(socket.queue_limit == 16);
+  const auto& clients = policy->broker().clients;
+  REQUIRE(clients.size() == 2);
+  CHECK(clients[0].kind == ClientGrant::Kind::uid);
+  CHECK(clients[0].id == 0);
+  CHECK(clients[0].roles == 7);
+  CHECK(clients[1].id == 4242);
+  CHECK(clients[1].roles == 1);
+  CHECK(clients[1].allowed != nullptr);
+  CHECK(clients[1].origin == "test.yaml:5");
+  const Rule& rule = policy->rules()[0];
+  REQUIRE(rule.deliver.has_value());
+  CHECK(rule.deliver->subscription == "workers");
+  CHECK(rule.deliver->timeout_ms == 250);
+  CHECK(rule.verdict.kind == VerdictKind::drop);
+}
+
+TEST_CASE("errors in socket, clients and deliver") {
+  CHECK(only_error("socket: {mode: 999}\n") ==
+        "test.yaml:1:16: error: socket mode must be octal permissions such as 0660");
+  CHECK(only_error("socket: {path: relative.sock}\n") ==
+        "test.yaml:1:16: error: socket path must be an absolute path shorter than 108 bytes");
+  CHECK(only_error("clients:\n  - {roles: [observe]}\n") ==
+        "test.yaml:2:5: error: a grant names exactly one of user, group or uid");
+  CHECK(only_error("clients:\n  - {uid: 5, roles: [steal]}\n") ==
+        "test.yaml:2:22: error: unknown role 'steal'; expected observe, verdict or manage");
+  CHECK(only_error("clients:\n  - {uid: 5}\n") ==
+        "test.yaml:2:5: error: a grant needs roles: [observe, verdict, manage]");
+  CHECK(only_error(rule("{}", "{deliver: w, timeout_ms: forever}")) ==
+        "test.yaml:4:39: error: bad timeout_ms 'forever': expected a number from 0 to 3600000");
+}
+
+TEST_CASE("selectors compile like match expressions") {
+  CHECK(compile_match("", "sel") != nullptr);
+  CHECK(compile_match("{mark: {value: 1, mask: 0xff}, proto: tcp, not: {dport: 22}}", "sel") !=
+        nullptr);
+  try {
+    (void)compile_match("{prot: tcp}", "subscription 'web'");
+    FAIL("no error");
+  } catch (const PolicyError& error) {
+    CHECK(error.diagnostics()[0].to_string() ==
+          "subscription 'web':1:2: error: unknown key 'prot' in match (did you mean 'proto'?)");
+  }
 }
