@@ -1,15 +1,84 @@
 #include "broker/broker_queue.hpp"
 
+#include "pktbroker/codec.hpp"
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
 #include <cstring>
 
 namespace pktbroker {
+
+/// A delivered packet's hand-over state: who holds it, and who may take it after a `pass`.
+struct ChainState {
+  std::shared_ptr<SessionPort> port;    ///< the current owner
+  Subscription subscription;            ///< the current owner's subscription
+  std::vector<Subscription> remaining;  ///< chain subscribers after the current one
+  proto::Packet packet;                 ///< the message, payload pointing into `payload`
+  std::vector<std::uint8_t> payload;    ///< a copy: the receive buffer is reused
+  std::uint32_t packet_id = 0;
+  Verdict fallback;  ///< on timeout, overflow, disconnect
+  Verdict on_pass;   ///< when the last subscriber passes: the policy's answer
+  std::optional<std::chrono::milliseconds> rule_timeout;  ///< a deliver rule's timeout
+  std::optional<Verdict> rule_fallback;                   ///< a deliver rule's fallback
+};
+
 namespace {
 
 // At shutdown, read at most this many packets that are already waiting for us.
 constexpr std::size_t drain_limit = 1'000'000;
+
+proto::CtStateCode ct_code(CtState state) noexcept {
+  switch (state) {
+    case CtState::new_: return proto::CtStateCode::new_;
+    case CtState::established: return proto::CtStateCode::established;
+    case CtState::related: return proto::CtStateCode::related;
+    case CtState::none: break;
+  }
+  return proto::CtStateCode::none;
+}
+
+std::uint64_t realtime_ns() noexcept {
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000ULL +
+         static_cast<std::uint64_t>(now.tv_nsec);
+}
+
+// The same value for both directions of a flow, so a balanced flow stays on one client.
+std::size_t flow_hash(const PacketView& view) noexcept {
+  auto a = std::pair(view.src.bytes, view.src_port);
+  auto b = std::pair(view.dst.bytes, view.dst_port);
+  if (b < a) std::swap(a, b);
+  std::uint64_t hash = 1469598103934665603ULL;
+  const auto mix = [&hash](std::uint64_t value) { hash = (hash ^ value) * 1099511628211ULL; };
+  for (auto byte : a.first) mix(byte);
+  mix(a.second);
+  for (auto byte : b.first) mix(byte);
+  mix(b.second);
+  mix(view.protocol);
+  return static_cast<std::size_t>(hash);
+}
+
+proto::Packet packet_message(const PacketMeta& meta) {
+  proto::Packet packet;
+  packet.queue = meta.queue;
+  packet.hook = meta.hook;
+  packet.ct_state = ct_code(meta.ct_state);
+  packet.mark = meta.mark;
+  packet.in_ifindex = meta.in_ifindex;
+  packet.out_ifindex = meta.out_ifindex;
+  packet.uid = meta.uid;
+  packet.gid = meta.gid;
+  packet.timestamp_ns = realtime_ns();
+  packet.wire_length = meta.wire_length;
+  return packet;
+}
+
+std::span<const std::uint8_t> first_bytes(std::span<const std::uint8_t> bytes, std::uint32_t n) {
+  return bytes.first(std::min<std::size_t>({bytes.size(), n, proto::max_payload}));
+}
 
 }  // namespace
 
@@ -21,7 +90,10 @@ BrokerQueue::BrokerQueue(boost::asio::io_context& io, const QueueConfig& config,
       dispatcher_(config.num, std::move(policy)),
       reader_(strand_, socket_, config.copy_range, dispatcher_.counters()),
       writer_(config.num,
-              [this](std::span<const std::uint8_t> messages) { return socket_.send(messages); }) {}
+              [this](std::span<const std::uint8_t> messages) { return socket_.send(messages); }),
+      tracker_(config.num),
+      subscriptions_(std::make_shared<SubscriptionTable>()),
+      expiry_timer_(strand_) {}
 
 void BrokerQueue::start() {
   boost::asio::post(strand_, [this] {
@@ -31,15 +103,196 @@ void BrokerQueue::start() {
 }
 
 void BrokerQueue::on_packet(const PacketMeta& meta) {
-  writer_.add(meta.packet_id, dispatcher_.decide(meta));
+  const Decision decision = dispatcher_.decide(meta);
+  const SubscriptionTable& table = *subscriptions_;
+  if (decision.parsed && !table.observers.empty()) copy_to_observers(meta, decision.view);
+  if (decision.parsed && decision.offered_to_clients() && !table.deciders.empty()) {
+    std::vector<Subscription> candidates;
+    for (const Subscription& s : table.deciders) {
+      if (decision.deliver != nullptr && s.name != decision.deliver->subscription) continue;
+      if (s.selects(meta, decision.view)) candidates.push_back(s);
+    }
+    if (!candidates.empty()) {
+      std::vector<Subscription> chain;
+      const Subscription& first = candidates.front();
+      if (first.clash == proto::Clash::balance) {
+        std::vector<Subscription> group;
+        std::copy_if(candidates.begin(), candidates.end(), std::back_inserter(group),
+                     [&](const Subscription& s) {
+                       return s.clash == proto::Clash::balance && s.name == first.name;
+                     });
+        chain.push_back(group[flow_hash(decision.view) % group.size()]);
+      } else if (first.clash == proto::Clash::chain) {
+        std::copy_if(candidates.begin(), candidates.end(), std::back_inserter(chain),
+                     [](const Subscription& s) { return s.clash == proto::Clash::chain; });
+      } else {
+        chain.push_back(first);
+      }
+      offer(meta, chain, decision);
+      return;
+    }
+  }
+  finish(meta.packet_id, decision.verdict);
+}
+
+void BrokerQueue::copy_to_observers(const PacketMeta& meta, const PacketView& view) {
+  for (const Subscription& s : subscriptions_->observers) {
+    if (!s.selects(meta, view)) continue;
+    proto::Packet packet = packet_message(meta);
+    packet.subscription_id = s.id;
+    packet.payload = first_bytes(meta.payload, s.snaplen);
+    auto datagram = std::make_shared<std::vector<std::uint8_t>>();
+    if (proto::encode(packet, 0, *datagram)) continue;
+    if (s.port->offer(std::move(datagram))) {
+      ++dispatcher_.counters().observed;
+    } else {
+      ++dispatcher_.counters().observer_overflows;
+    }
+  }
+}
+
+void BrokerQueue::offer(const PacketMeta& meta, const std::vector<Subscription>& chain,
+                        const Decision& decision) {
+  auto state = std::make_shared<ChainState>();
+  state->subscription = chain.front();
+  state->remaining.assign(chain.begin() + 1, chain.end());
+  state->packet = packet_message(meta);
+  state->packet.needs_verdict = true;
+  state->payload.assign(meta.payload.begin(), meta.payload.end());
+  state->packet_id = meta.packet_id;
+  state->on_pass = decision.verdict;
+  if (decision.deliver != nullptr) {
+    state->rule_timeout = std::chrono::milliseconds(decision.deliver->timeout_ms);
+    state->rule_fallback = decision.verdict;
+  }
+  if (!offer_to(state)) finish(meta.packet_id, state->fallback);
+}
+
+// Tracks the packet for state->subscription and sends it; on overflow counts it and returns
+// false (the caller applies the fallback).
+bool BrokerQueue::offer_to(std::shared_ptr<ChainState> state) {
+  const Subscription& s = state->subscription;
+  state->port = s.port;
+  // A deliver rule's timeout and fallback govern its packets; otherwise the subscriber's.
+  const auto timeout = state->rule_timeout.value_or(s.timeout);
+  state->fallback = state->rule_fallback.value_or(s.fallback);
+  const PacketToken token = tracker_.track(
+      {state->packet_id, s.port->id(), state->fallback, Clock::now() + timeout, state});
+  state->packet.token = token;
+  state->packet.subscription_id = s.id;
+  state->packet.payload = first_bytes(state->payload, s.snaplen);
+  auto datagram = std::make_shared<std::vector<std::uint8_t>>();
+  if (!proto::encode(state->packet, 0, *datagram) && s.port->offer(std::move(datagram))) {
+    ++dispatcher_.counters().delivered;
+    schedule_expiry();
+    return true;
+  }
+  VerdictTracker::Pending dropped;
+  tracker_.take(token, s.port->id(), dropped);
+  ++dispatcher_.counters().overflows;
+  s.port->count_fallback();
+  return false;
+}
+
+void BrokerQueue::client_verdict(SessionId session, std::shared_ptr<SessionPort> port,
+                                 ClientVerdict verdict) {
+  boost::asio::post(
+      strand_, [this, session, port = std::move(port), verdict = std::move(verdict)]() mutable {
+        on_client_verdict(session, port, std::move(verdict));
+        flush_verdicts();
+      });
+}
+
+void BrokerQueue::on_client_verdict(SessionId session, const std::shared_ptr<SessionPort>& port,
+                                    ClientVerdict verdict) {
+  ++dispatcher_.counters().client_verdicts;
+  if (!verdict.replacement.empty()) {
+    PacketView view;
+    const ParseError error = parse_packet(verdict.replacement, view);
+    if (error != ParseError::none || view.captured_truncated) {
+      ++dispatcher_.counters().rejected_verdicts;
+      port->report_error(
+          proto::ErrorCode::bad_payload,
+          "replacement payload for token " + std::to_string(verdict.token) +
+              " is not a well-formed IP packet (" +
+              std::string(to_string(error == ParseError::none ? ParseError::ipv4_bad_total_length
+                                                              : error)) +
+              "); the packet keeps waiting for a verdict");
+      return;
+    }
+  }
+  VerdictTracker::Pending pending;
+  if (tracker_.take(verdict.token, session, pending) != VerdictTracker::ResolveResult::resolved) {
+    ++dispatcher_.counters().rejected_verdicts;
+    port->report_error(proto::ErrorCode::unknown_token,
+                       "token " + std::to_string(verdict.token) +
+                           " is not a packet this session holds (foreign, decided or expired)");
+    return;
+  }
+  if (verdict.code == proto::VerdictCode::pass) {
+    ++dispatcher_.counters().passes;
+    auto& state = pending.chain;
+    while (state && !state->remaining.empty()) {
+      state->subscription = state->remaining.front();
+      state->remaining.erase(state->remaining.begin());
+      if (offer_to(state)) return;
+    }
+    finish(pending.packet_id, state ? state->on_pass : pending.fallback);
+    return;
+  }
+  const Verdict final{static_cast<VerdictKind>(verdict.code), verdict.mark};
+  finish(pending.packet_id, final, verdict.replacement);
+}
+
+void BrokerQueue::release_session(SessionId session) {
+  boost::asio::post(strand_, [this, session] {
+    tracker_.release_session(session, [this](std::uint32_t packet_id, const Verdict& fallback) {
+      ++dispatcher_.counters().disconnect_fallbacks;
+      finish(packet_id, fallback);
+    });
+    flush_verdicts();
+  });
+}
+
+void BrokerQueue::finish(std::uint32_t packet_id, const Verdict& verdict,
+                         std::span<const std::uint8_t> replacement) {
+  dispatcher_.record(verdict);
+  if (replacement.empty()) {
+    writer_.add(packet_id, verdict);
+  } else {
+    writer_.add(packet_id, verdict, replacement);
+  }
 }
 
 void BrokerQueue::flush_verdicts() {
   if (writer_.empty()) return;
-  if (const int error = writer_.flush(); error != 0) {
+  if (const int error = writer_.flush(tracker_.oldest_packet_id()); error != 0) {
     dispatcher_.counters().count(NetlinkError::verdict_send_failed);
     spdlog::error("queue {}: sending verdicts failed: {}", config_.num, std::strerror(error));
   }
+}
+
+// Keeps one timer armed for the earliest client deadline.
+void BrokerQueue::schedule_expiry() {
+  const auto next = tracker_.next_deadline();
+  if (!next || (expiry_armed_ && *next >= expiry_at_)) return;
+  expiry_armed_ = true;
+  expiry_at_ = *next;
+  expiry_timer_.expires_at(*next);
+  expiry_timer_.async_wait([this](const boost::system::error_code& error) {
+    if (error == boost::asio::error::operation_aborted) return;  // re-armed earlier, or stopping
+    expiry_armed_ = false;
+    expire_now();
+  });
+}
+
+void BrokerQueue::expire_now() {
+  tracker_.expire(Clock::now(), [this](std::uint32_t packet_id, const Verdict& fallback) {
+    ++dispatcher_.counters().timeouts;
+    finish(packet_id, fallback);
+  });
+  flush_verdicts();
+  schedule_expiry();
 }
 
 void BrokerQueue::set_policy(std::shared_ptr<const Policy> policy) {
@@ -48,10 +301,16 @@ void BrokerQueue::set_policy(std::shared_ptr<const Policy> policy) {
   });
 }
 
+void BrokerQueue::set_subscriptions(std::shared_ptr<const SubscriptionTable> table) {
+  boost::asio::post(
+      strand_, [this, table = std::move(table)]() mutable { subscriptions_ = std::move(table); });
+}
+
 void BrokerQueue::snapshot(std::function<void(QueueSnapshot)> done) {
   boost::asio::post(strand_, [this, done = std::move(done)] {
     done(QueueSnapshot{config_.num, dispatcher_.counters(), writer_.counters(),
-                       dispatcher_.rule_stats(), read_kernel_queue_stats(config_.num)});
+                       dispatcher_.rule_stats(), read_kernel_queue_stats(config_.num),
+                       tracker_.size()});
   });
 }
 
@@ -59,7 +318,11 @@ void BrokerQueue::stop(std::function<void()> done) {
   boost::asio::post(strand_, [this, done = std::move(done)] {
     reader_.stop();
     socket_.close_door(config_.fail_open);
+    subscriptions_ = std::make_shared<SubscriptionTable>();  // late packets: the policy alone
     reader_.drain(drain_limit);
+    tracker_.release_all(
+        [this](std::uint32_t packet_id, const Verdict& fallback) { finish(packet_id, fallback); });
+    expiry_timer_.cancel();
     flush_verdicts();
     socket_.unbind();
     done();

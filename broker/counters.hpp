@@ -35,6 +35,16 @@ struct QueueCounters {
   std::uint64_t repeated = 0;
   std::uint64_t default_verdicts = 0;  ///< no rule matched
   std::uint64_t malformed = 0;
+  // Client sessions.
+  std::uint64_t delivered = 0;             ///< packets handed to a verdict subscriber
+  std::uint64_t observed = 0;              ///< copies sent to observers
+  std::uint64_t client_verdicts = 0;       ///< verdicts received from clients
+  std::uint64_t passes = 0;                ///< `pass` answers
+  std::uint64_t rejected_verdicts = 0;     ///< verdicts for foreign or unknown tokens, bad payloads
+  std::uint64_t timeouts = 0;              ///< fallbacks after a client's deadline
+  std::uint64_t disconnect_fallbacks = 0;  ///< fallbacks because the owner went away
+  std::uint64_t overflows = 0;             ///< a session's queue was full: fallback at once
+  std::uint64_t observer_overflows = 0;    ///< observer copies not sent (queue full)
   std::array<std::uint64_t, static_cast<std::size_t>(ParseError::count_)> malformed_by_reason{};
   std::array<std::uint64_t, static_cast<std::size_t>(NetlinkError::count_)> netlink_errors{};
 

@@ -21,6 +21,14 @@ Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> 
   for (const QueueConfig& config : policy_->broker().queues) {
     queues_.push_back(std::make_unique<BrokerQueue>(io_, config, policy_));
   }
+  std::vector<BrokerQueue*> queues;
+  for (auto& queue : queues_) queues.push_back(queue.get());
+  ControlHandler control{[this](std::function<void(std::vector<QueueSnapshot>)> done) {
+                           collect_stats(0, {}, std::move(done));
+                         },
+                         [this] { return reload(); }};
+  sessions_ = std::make_unique<SessionManager>(io_, std::move(queues), policy_, std::move(control));
+  sessions_->start();
 }
 
 int Daemon::run() {
@@ -50,53 +58,67 @@ void Daemon::do_wait_signal() {
 void Daemon::on_signal(const boost::system::error_code& error, int signal) {
   if (error == boost::asio::error::operation_aborted) return;
   switch (signal) {
-    case SIGHUP: reload(); break;
+    case SIGHUP: (void)reload(); break;
     case SIGUSR1: report_stats(); break;
     default: shutdown(); return;
   }
   do_wait_signal();
 }
 
-void Daemon::reload() {
+std::pair<bool, std::string> Daemon::reload() {
+  std::lock_guard lock(reload_mutex_);
   std::shared_ptr<const Policy> next;
   try {
     next = load_policy(config_file_);
   } catch (const PolicyError& error) {
     spdlog::error("reload failed, keeping the old policy: {} problem(s) in {}",
                   error.diagnostics().size(), config_file_.string());
-    for (const auto& diagnostic : error.diagnostics())
+    std::string text;
+    for (const auto& diagnostic : error.diagnostics()) {
       spdlog::error("  {}", diagnostic.to_string());
-    return;
+      text += diagnostic.to_string() + "\n";
+    }
+    return {false, text};
   } catch (const std::exception& error) {
     spdlog::error("reload failed, keeping the old policy: {}", error.what());
-    return;
+    return {false, error.what()};
   }
   if (next->broker().queues != policy_->broker().queues) {
     spdlog::warn("reload: queue settings changed; they take effect at the next restart");
   }
+  if (next->broker().socket.path != policy_->broker().socket.path) {
+    spdlog::warn("reload: the client socket moved; it takes effect at the next restart");
+  }
   policy_ = next;
   for (auto& queue : queues_) queue->set_policy(next);
+  sessions_->set_policy(next);
   spdlog::info("policy reloaded: {} rules from {}", next->rules().size(), config_file_.string());
+  return {true, {}};
+}
+
+void Daemon::report_stats() {
+  collect_stats(0, {}, [this](std::vector<QueueSnapshot> all) {
+    for (const auto& snapshot : all) {
+      for (const auto& line : format_stats(snapshot)) spdlog::info("{}", line);
+    }
+    spdlog::info("stats clients malformed_frames={} refused={}", sessions_->malformed(),
+                 sessions_->refused());
+  });
 }
 
 // Visits the queues one after another, each on its own strand, carrying the snapshots along:
 // no state is shared between threads.
-void Daemon::report_stats() {
-  collect_stats(0, {});
-}
-
-void Daemon::collect_stats(std::size_t index, std::vector<QueueSnapshot> collected) {
+void Daemon::collect_stats(std::size_t index, std::vector<QueueSnapshot> collected,
+                           std::function<void(std::vector<QueueSnapshot>)> done) {
   if (index == queues_.size()) {
-    for (const auto& snapshot : collected) {
-      for (const auto& line : format_stats(snapshot)) spdlog::info("{}", line);
-    }
+    done(std::move(collected));
     return;
   }
-  queues_[index]->snapshot(
-      [this, index, collected = std::move(collected)](QueueSnapshot snapshot) mutable {
-        collected.push_back(std::move(snapshot));
-        collect_stats(index + 1, std::move(collected));
-      });
+  queues_[index]->snapshot([this, index, collected = std::move(collected),
+                            done = std::move(done)](QueueSnapshot snapshot) mutable {
+    collected.push_back(std::move(snapshot));
+    collect_stats(index + 1, std::move(collected), std::move(done));
+  });
 }
 
 void Daemon::shutdown() {
@@ -105,6 +127,7 @@ void Daemon::shutdown() {
   spdlog::info("shutting down: verdicting packets in flight and unbinding");
   boost::system::error_code ignored;
   signals_.cancel(ignored);
+  sessions_->stop();
   for (auto& queue : queues_) {
     queue->stop([number = queue->number()] { spdlog::info("queue {} unbound", number); });
   }

@@ -3,12 +3,16 @@
 
 #include "broker/broker_queue.hpp"
 #include "broker/policy/policy.hpp"
+#include "broker/session/session_manager.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
 #include <filesystem>
 #include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace pktbroker {
@@ -24,9 +28,11 @@ class Daemon {
  private:
   void do_wait_signal();
   void on_signal(const boost::system::error_code& error, int signal);
-  void reload();
+  /// Loads the policy file again; true, or false with the diagnostics.
+  std::pair<bool, std::string> reload();
   void report_stats();
-  void collect_stats(std::size_t index, std::vector<QueueSnapshot> collected);
+  void collect_stats(std::size_t index, std::vector<QueueSnapshot> collected,
+                     std::function<void(std::vector<QueueSnapshot>)> done);
   void shutdown();
 
   std::filesystem::path config_file_;
@@ -35,6 +41,8 @@ class Daemon {
   boost::asio::io_context io_;
   boost::asio::signal_set signals_;
   std::vector<std::unique_ptr<BrokerQueue>> queues_;
+  std::unique_ptr<SessionManager> sessions_;
+  std::mutex reload_mutex_;  // SIGHUP and a client's RELOAD may arrive together
   bool stopping_ = false;
 };
 

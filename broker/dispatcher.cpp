@@ -50,40 +50,44 @@ void Dispatcher::set_policy(std::shared_ptr<const Policy> policy) {
   policy_ = std::move(policy);
 }
 
-Verdict Dispatcher::decide(const PacketMeta& meta) noexcept {
+Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
   ++counters_.received.packets;
   counters_.received.bytes += meta.wire_length;
 
-  PacketView view;
-  if (const ParseError error = parse_packet(meta.payload, view); error != ParseError::none) {
+  Decision decision;
+  if (const ParseError error = parse_packet(meta.payload, decision.view);
+      error != ParseError::none) {
     ++counters_.malformed;
     ++counters_.malformed_by_reason[static_cast<std::size_t>(error)];
-    const Verdict verdict = policy_->broker().malformed_verdict;
-    count(verdict);
+    decision.verdict = policy_->broker().malformed_verdict;
     if (spdlog::should_log(spdlog::level::debug)) {
-      log_verdict(meta, nullptr, to_string(error), verdict);
+      log_verdict(meta, nullptr, to_string(error), decision.verdict);
     }
-    return verdict;
+    return decision;
   }
+  decision.parsed = true;
 
-  const std::size_t index = policy_->match(meta, view);
-  Verdict verdict = policy_->broker().default_verdict;
+  const std::size_t index = policy_->match(meta, decision.view);
   std::string_view rule_name = "-";
   if (index == Policy::no_match) {
     ++counters_.default_verdicts;
+    decision.verdict = policy_->broker().default_verdict;
+    decision.unmatched = true;
   } else {
     const Rule& rule = policy_->rules()[index];
-    verdict = rule.verdict;
+    decision.verdict = rule.verdict;
+    decision.deliver = rule.deliver ? &*rule.deliver : nullptr;
     rule_name = rule.name;
     ++rules_[index].counters.packets;
     rules_[index].counters.bytes += meta.wire_length;
   }
-  count(verdict);
-  if (spdlog::should_log(spdlog::level::debug)) log_verdict(meta, &view, rule_name, verdict);
-  return verdict;
+  if (spdlog::should_log(spdlog::level::debug)) {
+    log_verdict(meta, &decision.view, rule_name, decision.verdict);
+  }
+  return decision;
 }
 
-void Dispatcher::count(const Verdict& verdict) noexcept {
+void Dispatcher::record(const Verdict& verdict) noexcept {
   switch (verdict.kind) {
     case VerdictKind::accept: ++counters_.accepted; break;
     case VerdictKind::drop: ++counters_.dropped; break;

@@ -17,13 +17,27 @@ struct RuleStats {
   PacketCounters counters;
 };
 
+/// What the policy says about one packet.
+struct Decision {
+  Verdict verdict;  ///< final; or, when clients may take the packet, what applies if none does
+  bool parsed = false;
+  PacketView view;                    ///< valid when parsed
+  const Delivery* deliver = nullptr;  ///< a `deliver` rule matched
+  bool unmatched = false;             ///< no rule matched: subscribers may claim the packet
+
+  [[nodiscard]] bool offered_to_clients() const noexcept { return deliver != nullptr || unmatched; }
+};
+
 /// Lives on its queue's executor; never throws on the packet path.
 class Dispatcher {
  public:
   Dispatcher(std::uint16_t queue, std::shared_ptr<const Policy> policy);
 
-  /// The verdict for one packet.
-  [[nodiscard]] Verdict decide(const PacketMeta& meta) noexcept;
+  /// The policy's decision for one packet (counted per rule and malformed reason).
+  [[nodiscard]] Decision decide(const PacketMeta& meta) noexcept;
+
+  /// Counts the verdict a packet finally left with.
+  void record(const Verdict& verdict) noexcept;
 
   /// Replaces the policy for the next packet. Rule counters carry over by rule name.
   void set_policy(std::shared_ptr<const Policy> policy);
@@ -33,7 +47,6 @@ class Dispatcher {
   [[nodiscard]] const std::vector<RuleStats>& rule_stats() const noexcept { return rules_; }
 
  private:
-  void count(const Verdict& verdict) noexcept;
   void log_verdict(const PacketMeta& meta, const PacketView* view, std::string_view rule,
                    const Verdict& verdict) const;
 

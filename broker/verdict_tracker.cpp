@@ -13,11 +13,19 @@ PacketToken VerdictTracker::track(const Pending& pending) {
 
 VerdictTracker::ResolveResult VerdictTracker::resolve(PacketToken token, SessionId session,
                                                       std::uint32_t& packet_id) {
+  Pending pending;
+  const ResolveResult result = take(token, session, pending);
+  if (result == ResolveResult::resolved) packet_id = pending.packet_id;
+  return result;
+}
+
+VerdictTracker::ResolveResult VerdictTracker::take(PacketToken token, SessionId session,
+                                                   Pending& out) {
   const auto found = pending_.find(token);
   if (found == pending_.end()) return ResolveResult::unknown_token;
   if (found->second.owner != session) return ResolveResult::not_owner;
-  packet_id = found->second.packet_id;
-  by_deadline_.erase({found->second.deadline, token});
+  out = std::move(found->second);
+  by_deadline_.erase({out.deadline, token});
   pending_.erase(found);
   return ResolveResult::resolved;
 }

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <utility>
@@ -17,6 +18,9 @@ using SessionId = std::uint32_t;
 /// per-queue sequence, so a token names its queue and is never reused while the broker runs.
 using PacketToken = std::uint64_t;
 using Clock = std::chrono::steady_clock;
+
+/// What a queue keeps to hand a packet on when its owner answers `pass` (defined by the queue).
+struct ChainState;
 
 constexpr std::uint16_t token_queue(PacketToken token) noexcept {
   return static_cast<std::uint16_t>(token >> 48);
@@ -31,6 +35,7 @@ class VerdictTracker {
     SessionId owner = 0;
     Verdict fallback;
     Clock::time_point deadline;
+    std::shared_ptr<ChainState> chain;  ///< set when other subscribers may still take it
   };
   enum class ResolveResult : std::uint8_t { resolved, unknown_token, not_owner };
 
@@ -40,6 +45,9 @@ class VerdictTracker {
 
   /// The owner's decision: on success removes the entry and returns its kernel id in `packet_id`.
   ResolveResult resolve(PacketToken token, SessionId session, std::uint32_t& packet_id);
+
+  /// Like resolve, but hands the whole entry back (for `pass`).
+  ResolveResult take(PacketToken token, SessionId session, Pending& out);
 
   /// Hands a packet to another owner (a `pass` down a chain) with a new deadline.
   ResolveResult transfer(PacketToken token, SessionId from, SessionId to,

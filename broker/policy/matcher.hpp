@@ -67,6 +67,7 @@ class Matcher {
       : required_(std::move(required)), excluded_(std::move(excluded)) {}
 
   [[nodiscard]] bool matches(const PacketMeta& meta, const PacketView& view) const noexcept;
+  [[nodiscard]] const MatchFields& required() const noexcept { return required_; }
 
  private:
   MatchFields required_;

@@ -32,27 +32,38 @@ VerdictWriter::VerdictWriter(std::uint16_t queue, Sender send)
 }
 
 void VerdictWriter::add(std::uint32_t packet_id, const Verdict& verdict) {
-  entries_.push_back({packet_id, verdict});
+  entries_.push_back({packet_id, verdict, {}});
 }
 
-void VerdictWriter::reserve_message() noexcept {
-  if (used_ >= send_threshold) {
+void VerdictWriter::add(std::uint32_t packet_id, const Verdict& verdict,
+                        std::span<const std::uint8_t> replacement) {
+  entries_.push_back({packet_id, verdict, {replacement.begin(), replacement.end()}});
+}
+
+// Makes room for a message of up to `size` bytes, sending what is buffered when needed.
+void VerdictWriter::reserve_message(std::size_t size) noexcept {
+  if (used_ >= send_threshold || used_ + size > buffer_.size()) {
     if (const int error = send_buffer()) send_error_ = error;
   }
+  if (size > buffer_.size()) buffer_.resize(size);
 }
 
 void VerdictWriter::put_single(const Entry& entry) noexcept {
-  reserve_message();
+  reserve_message(max_message + entry.replacement.size());
   auto* data = reinterpret_cast<char*>(buffer_.data() + used_);
   nlmsghdr* header = nfq_nlmsg_put(data, NFQNL_MSG_VERDICT, queue_);
   nfq_nlmsg_verdict_put(header, static_cast<int>(entry.id), kernel_verdict(entry.verdict.kind));
   if (entry.verdict.set_mark) nfq_nlmsg_verdict_put_mark(header, *entry.verdict.set_mark);
+  if (!entry.replacement.empty()) {
+    nfq_nlmsg_verdict_put_pkt(header, entry.replacement.data(),
+                              static_cast<std::uint32_t>(entry.replacement.size()));
+  }
   used_ += MNL_ALIGN(header->nlmsg_len);
   ++counters_.messages;
 }
 
 void VerdictWriter::put_batch(std::uint32_t last_id, const Verdict& verdict) noexcept {
-  reserve_message();
+  reserve_message(max_message);
   auto* data = reinterpret_cast<char*>(buffer_.data() + used_);
   nlmsghdr* header = nfq_nlmsg_put(data, NFQNL_MSG_VERDICT_BATCH, queue_);
   nfq_nlmsg_verdict_put(header, static_cast<int>(last_id), kernel_verdict(verdict.kind));
@@ -77,7 +88,8 @@ int VerdictWriter::flush(std::optional<std::uint32_t> oldest_pending) noexcept {
   for (std::size_t first = 0; first < entries_.size();) {
     std::size_t last = first;
     while (last + 1 < entries_.size() && entries_[last + 1].id == entries_[last].id + 1 &&
-           entries_[last + 1].verdict == entries_[first].verdict) {
+           entries_[last + 1].verdict == entries_[first].verdict &&
+           entries_[first].replacement.empty() && entries_[last + 1].replacement.empty()) {
       ++last;
     }
     const bool batch_safe = ascending && last > first &&

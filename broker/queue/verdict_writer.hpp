@@ -34,6 +34,9 @@ class VerdictWriter {
   VerdictWriter(std::uint16_t queue, Sender send);
 
   void add(std::uint32_t packet_id, const Verdict& verdict);
+  /// A verdict that also replaces the packet's bytes (copied; sent as its own message).
+  void add(std::uint32_t packet_id, const Verdict& verdict,
+           std::span<const std::uint8_t> replacement);
   [[nodiscard]] bool empty() const noexcept { return entries_.empty(); }
 
   /// Sends everything added. `oldest_pending` is the oldest packet id that was received and is
@@ -47,11 +50,12 @@ class VerdictWriter {
   struct Entry {
     std::uint32_t id;
     Verdict verdict;
+    std::vector<std::uint8_t> replacement;  ///< empty: the packet is unchanged
   };
 
   void put_single(const Entry& entry) noexcept;
   void put_batch(std::uint32_t last_id, const Verdict& verdict) noexcept;
-  void reserve_message() noexcept;
+  void reserve_message(std::size_t size) noexcept;
   int send_buffer() noexcept;
 
   std::uint16_t queue_;

@@ -94,6 +94,7 @@ class Daemon:
         self.test = test
         self.dir = tempfile.mkdtemp(prefix="pktbroker-test-")
         self.config = os.path.join(self.dir, "policy.yaml")
+        self.socket = os.path.join(self.dir, "broker.sock")
         self.write_policy(policy)
         if drop_ins:
             os.mkdir(os.path.join(self.dir, "policy.d"))
@@ -112,6 +113,9 @@ class Daemon:
             raise AssertionError(f"pktbrokerd exited early:\n{self.log()}")
 
     def write_policy(self, text):
+        """Writes the policy; unless it names one, the client socket lives in the temp dir."""
+        if not re.search(r"^socket:", text, re.M):
+            text += f"\nsocket: {{path: {self.socket}}}\n"
         with open(self.config + ".tmp", "w") as f:
             f.write(text)
         os.replace(self.config + ".tmp", self.config)
@@ -139,7 +143,7 @@ class Daemon:
         last = max(i for i, l in enumerate(lines) if header.match("stats " + l))
         block = {"queue": {}, "rules": {}, "malformed": {}, "netlink_error": {}}
         for i, line in enumerate(lines[last:]):
-            pairs = dict(p.split("=", 1) for p in line.split())
+            pairs = dict(p.split("=", 1) for p in line.split() if "=" in p)
             if pairs.get("queue") != str(queue) or (i > 0 and "packets" in pairs and "rule" not in pairs):
                 break
             if i == 0:

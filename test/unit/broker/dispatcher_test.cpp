@@ -114,6 +114,13 @@ PacketMeta meta_for(const std::vector<std::uint8_t>& bytes, std::uint32_t id) {
   return meta;
 }
 
+/// What BrokerQueue does when no client takes part: decide, then record the final verdict.
+Verdict settle(Dispatcher& dispatcher, const PacketMeta& meta) {
+  const pktbroker::Decision decision = dispatcher.decide(meta);
+  dispatcher.record(decision.verdict);
+  return decision.verdict;
+}
+
 }  // namespace
 
 TEST_CASE("the dispatcher applies the first matching rule, else the default") {
@@ -122,9 +129,9 @@ TEST_CASE("the dispatcher applies the first matching rule, else the default") {
   const auto web = tcp_packet(80);
   const auto discard = udp_packet(9);
 
-  CHECK(dispatcher.decide(meta_for(telnet, 1)) == Verdict{VerdictKind::drop, std::nullopt});
-  CHECK(dispatcher.decide(meta_for(web, 2)) == Verdict{VerdictKind::accept, std::nullopt});
-  CHECK(dispatcher.decide(meta_for(discard, 3)) == Verdict{VerdictKind::repeat, 0x11U});
+  CHECK(settle(dispatcher, meta_for(telnet, 1)) == Verdict{VerdictKind::drop, std::nullopt});
+  CHECK(settle(dispatcher, meta_for(web, 2)) == Verdict{VerdictKind::accept, std::nullopt});
+  CHECK(settle(dispatcher, meta_for(discard, 3)) == Verdict{VerdictKind::repeat, 0x11U});
 
   const auto& counters = dispatcher.counters();
   CHECK(counters.received.packets == 3);
@@ -142,8 +149,8 @@ TEST_CASE("a malformed packet is counted by reason and takes the malformed verdi
   Dispatcher dispatcher(0, parse_policy(policy_text, "test.yaml"));
   const std::vector<std::uint8_t> short_ipv4 = {0x45, 0, 0};
   const std::vector<std::uint8_t> not_ip = {0x10, 0, 0, 0};
-  CHECK(dispatcher.decide(meta_for(short_ipv4, 1)).kind == VerdictKind::drop);
-  CHECK(dispatcher.decide(meta_for(not_ip, 2)).kind == VerdictKind::drop);
+  CHECK(settle(dispatcher, meta_for(short_ipv4, 1)).kind == VerdictKind::drop);
+  CHECK(settle(dispatcher, meta_for(not_ip, 2)).kind == VerdictKind::drop);
   const auto& counters = dispatcher.counters();
   CHECK(counters.malformed == 2);
   using pktbroker::ParseError;
@@ -155,7 +162,7 @@ TEST_CASE("a malformed packet is counted by reason and takes the malformed verdi
 TEST_CASE("rule counters survive a reload by rule name") {
   Dispatcher dispatcher(0, parse_policy(policy_text, "test.yaml"));
   const auto telnet = tcp_packet(23);
-  (void)dispatcher.decide(meta_for(telnet, 1));
+  (void)settle(dispatcher, meta_for(telnet, 1));
   dispatcher.set_policy(parse_policy(R"(
 rules:
   - name: first
@@ -169,7 +176,7 @@ rules:
   REQUIRE(dispatcher.rule_stats().size() == 2);
   CHECK(dispatcher.rule_stats()[0].counters.packets == 0);
   CHECK(dispatcher.rule_stats()[1].counters.packets == 1);
-  CHECK(dispatcher.decide(meta_for(telnet, 2)).kind == VerdictKind::drop);
+  CHECK(settle(dispatcher, meta_for(telnet, 2)).kind == VerdictKind::drop);
   CHECK(dispatcher.rule_stats()[1].counters.packets == 2);
 }
 
@@ -177,16 +184,41 @@ TEST_CASE("stats lines carry every counter as key=value") {
   Dispatcher dispatcher(3, parse_policy(policy_text, "test.yaml"));
   const auto telnet = tcp_packet(23);
   const std::vector<std::uint8_t> short_ipv4 = {0x45};
-  (void)dispatcher.decide(meta_for(telnet, 1));
-  (void)dispatcher.decide(meta_for(short_ipv4, 2));
+  (void)settle(dispatcher, meta_for(telnet, 1));
+  (void)settle(dispatcher, meta_for(short_ipv4, 2));
   pktbroker::QueueSnapshot snapshot{3, dispatcher.counters(), {}, dispatcher.rule_stats(), {}};
   const auto lines = pktbroker::format_stats(snapshot);
   REQUIRE(lines.size() == 4);
   CHECK(lines[0] ==
         "stats queue=3 packets=2 bytes=41 accepted=0 dropped=2 repeated=0 default=0 malformed=1 "
         "netlink_errors=0 kernel_queue_total=0 kernel_queue_dropped=0 kernel_user_dropped=0 "
-        "outstanding=0 verdict_sends=0 verdict_messages=0 verdict_batches=0 batched_packets=0");
+        "outstanding=0 verdict_sends=0 verdict_messages=0 verdict_batches=0 batched_packets=0 "
+        "delivered=0 observed=0 client_verdicts=0 passes=0 rejected_verdicts=0 timeouts=0 "
+        "disconnect_fallbacks=0 overflows=0 observer_overflows=0");
   CHECK(lines[1] == "stats queue=3 rule=no-telnet packets=1 bytes=40");
   CHECK(lines[2] == "stats queue=3 rule=tag packets=0 bytes=0");
   CHECK(lines[3] == "stats queue=3 malformed=ipv4_truncated_header count=1");
+}
+
+TEST_CASE("unmatched packets and deliver rules are offered to clients") {
+  Dispatcher dispatcher(0, parse_policy(R"(
+rules:
+  - name: to-workers
+    match: {proto: udp}
+    verdict: {deliver: workers, fallback: drop, timeout_ms: 100}
+)",
+                                        "t.yaml"));
+  const auto web = tcp_packet(80);
+  const auto dns = udp_packet(53);
+  const pktbroker::Decision unmatched = dispatcher.decide(meta_for(web, 1));
+  CHECK(unmatched.parsed);
+  CHECK(unmatched.unmatched);
+  CHECK(unmatched.offered_to_clients());
+  CHECK(unmatched.view.dst_port == 80);
+  const pktbroker::Decision delivered = dispatcher.decide(meta_for(dns, 2));
+  REQUIRE(delivered.deliver != nullptr);
+  CHECK(delivered.deliver->subscription == "workers");
+  CHECK(delivered.verdict.kind == VerdictKind::drop);
+  CHECK_FALSE(delivered.unmatched);
+  CHECK(dispatcher.counters().accepted == 0);  // nothing final recorded yet
 }

@@ -27,8 +27,8 @@ struct Released {
 
 TEST_CASE("tokens name their queue and are unique") {
   VerdictTracker tracker(5);
-  const PacketToken a = tracker.track({1, 10, accept, t0 + 1s});
-  const PacketToken b = tracker.track({2, 10, accept, t0 + 1s});
+  const PacketToken a = tracker.track({1, 10, accept, t0 + 1s, nullptr});
+  const PacketToken b = tracker.track({2, 10, accept, t0 + 1s, nullptr});
   CHECK(a != b);
   CHECK(pktbroker::token_queue(a) == 5);
   CHECK(pktbroker::token_queue(b) == 5);
@@ -36,7 +36,7 @@ TEST_CASE("tokens name their queue and are unique") {
 
 TEST_CASE("only the owner resolves a packet, and only once") {
   VerdictTracker tracker(0);
-  const PacketToken token = tracker.track({42, 7, accept, t0 + 1s});
+  const PacketToken token = tracker.track({42, 7, accept, t0 + 1s, nullptr});
   std::uint32_t id = 0;
   CHECK(tracker.resolve(token, 8, id) == Result::not_owner);
   CHECK(tracker.size() == 1);
@@ -48,9 +48,9 @@ TEST_CASE("only the owner resolves a packet, and only once") {
 
 TEST_CASE("expiry releases exactly the packets past their deadline with their fallback") {
   VerdictTracker tracker(0);
-  tracker.track({1, 1, accept, t0 + 100ms});
-  tracker.track({2, 1, drop, t0 + 300ms});
-  tracker.track({3, 2, accept, t0 + 200ms});
+  tracker.track({1, 1, accept, t0 + 100ms, nullptr});
+  tracker.track({2, 1, drop, t0 + 300ms, nullptr});
+  tracker.track({3, 2, accept, t0 + 200ms, nullptr});
   std::vector<Released> released;
   tracker.expire(t0 + 250ms, [&](std::uint32_t id, const Verdict& v) {
     released.push_back({id, v});
@@ -71,9 +71,9 @@ TEST_CASE("expiry releases exactly the packets past their deadline with their fa
 
 TEST_CASE("a departing session releases all and only its packets") {
   VerdictTracker tracker(0);
-  tracker.track({1, 1, accept, t0 + 1s});
-  tracker.track({2, 2, accept, t0 + 1s});
-  tracker.track({3, 1, drop, t0 + 2s});
+  tracker.track({1, 1, accept, t0 + 1s, nullptr});
+  tracker.track({2, 2, accept, t0 + 1s, nullptr});
+  tracker.track({3, 1, drop, t0 + 2s, nullptr});
   CHECK(tracker.owned_by(1) == 2);
   std::vector<Released> released;
   tracker.release_session(1, [&](std::uint32_t id, const Verdict& v) {
@@ -96,7 +96,7 @@ TEST_CASE("a departing session releases all and only its packets") {
 
 TEST_CASE("transfer moves ownership and the deadline") {
   VerdictTracker tracker(0);
-  const PacketToken token = tracker.track({9, 1, accept, t0 + 100ms});
+  const PacketToken token = tracker.track({9, 1, accept, t0 + 100ms, nullptr});
   CHECK(tracker.transfer(token, 2, 3, t0 + 1s) == Result::not_owner);
   CHECK(tracker.transfer(token, 1, 3, t0 + 1s) == Result::resolved);
   std::size_t expired = 0;
@@ -110,8 +110,8 @@ TEST_CASE("transfer moves ownership and the deadline") {
 TEST_CASE("the oldest pending kernel id follows arrival order") {
   VerdictTracker tracker(0);
   CHECK_FALSE(tracker.oldest_packet_id().has_value());
-  const PacketToken first = tracker.track({100, 1, accept, t0 + 1s});
-  tracker.track({101, 1, accept, t0 + 1s});
+  const PacketToken first = tracker.track({100, 1, accept, t0 + 1s, nullptr});
+  tracker.track({101, 1, accept, t0 + 1s, nullptr});
   CHECK(tracker.oldest_packet_id() == 100U);
   std::uint32_t id = 0;
   REQUIRE(tracker.resolve(first, 1, id) == Result::resolved);

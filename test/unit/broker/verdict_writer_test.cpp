@@ -164,3 +164,28 @@ TEST_CASE("id_before follows serial-number order") {
   CHECK_FALSE(id_before(5, 5));
   CHECK(id_before(0xffffffffU, 0));
 }
+
+TEST_CASE("a replacement payload travels with its verdict and is never batched") {
+  RecordingSink sink;
+  std::vector<std::vector<std::uint8_t>> raw;
+  VerdictWriter writer(7, [&](std::span<const std::uint8_t> buffer) {
+    raw.emplace_back(buffer.begin(), buffer.end());
+    return 0;
+  });
+  const std::vector<std::uint8_t> replacement(3000, 0x45);
+  writer.add(1, accept);
+  writer.add(2, accept, replacement);
+  writer.add(3, accept);
+  REQUIRE(writer.flush() == 0);
+  std::vector<DecodedVerdict> v;
+  std::size_t bytes = 0;
+  for (const auto& buffer : raw) {
+    const auto decoded = decode_verdicts(buffer);
+    v.insert(v.end(), decoded.begin(), decoded.end());
+    bytes += buffer.size();
+  }
+  REQUIRE(v.size() == 3);
+  for (const auto& verdict : v) CHECK_FALSE(verdict.batch);
+  CHECK(v[1].id == 2);
+  CHECK(bytes > replacement.size());
+}

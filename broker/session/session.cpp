@@ -1,0 +1,251 @@
+#include "broker/session/session.hpp"
+
+#include "broker/session/session_manager.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+
+namespace pktbroker {
+
+Session::Session(SeqPacketProtocol::socket socket, SessionId id, const ucred& peer,
+                 std::uint8_t grantable, std::shared_ptr<const Matcher> allowed,
+                 std::size_t queue_limit, SessionManager& manager)
+    : socket_(std::move(socket)),
+      id_(id),
+      peer_(peer),
+      grantable_(grantable),
+      allowed_(std::move(allowed)),
+      queue_limit_(queue_limit),
+      manager_(manager),
+      read_buffer_(proto::max_datagram + 1) {}
+
+void Session::start() {
+  boost::asio::post(socket_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+}
+
+void Session::do_read() {
+  socket_.async_receive(
+      boost::asio::buffer(read_buffer_), read_flags_,
+      [self = shared_from_this()](const boost::system::error_code& error, std::size_t size) {
+        self->on_read(error, size);
+      });
+}
+
+void Session::on_read(const boost::system::error_code& error, std::size_t size) {
+  if (error || size == 0) {  // size 0: the peer closed its end
+    if (error && error != boost::asio::error::operation_aborted &&
+        error != boost::asio::error::eof) {
+      spdlog::info("session {} ({}): read failed: {}", id_, name_, error.message());
+    }
+    close();
+    return;
+  }
+  proto::Decoded decoded;
+  if (const std::error_code bad = proto::decode(std::span(read_buffer_.data(), size), decoded)) {
+    manager_.count_malformed();
+    fail(proto::ErrorCode::malformed, "malformed message: " + bad.message());
+    return;
+  }
+  handle(decoded);
+  if (!closing_ && !closed_) do_read();
+}
+
+void Session::handle(const proto::Decoded& decoded) {
+  const std::uint32_t request = decoded.header.request_id;
+  if (!welcomed_) {
+    if (const auto* hello = std::get_if<proto::Hello>(&decoded.message)) {
+      handle_hello(*hello, request);
+    } else {
+      fail(proto::ErrorCode::malformed, "the first message must be HELLO");
+    }
+    return;
+  }
+  std::visit(
+      [&](const auto& message) {
+        using T = std::decay_t<decltype(message)>;
+        if constexpr (std::is_same_v<T, proto::Verdict>) {
+          handle_verdict(message);
+        } else if constexpr (std::is_same_v<T, proto::VerdictBatch>) {
+          for (const auto& verdict : message.verdicts) handle_verdict(verdict);
+        } else if constexpr (std::is_same_v<T, proto::Subscribe>) {
+          const auto needed =
+              message.mode == proto::SubscriptionMode::verdict
+                  ? static_cast<std::uint8_t>(proto::role_verdict)
+                  : static_cast<std::uint8_t>(proto::role_observe | proto::role_verdict);
+          if ((roles_ & needed) == 0) {
+            send(proto::Error{proto::ErrorCode::not_permitted,
+                              message.mode == proto::SubscriptionMode::verdict
+                                  ? "a verdict subscription needs the verdict role"
+                                  : "an observe subscription needs the observe role"},
+                 request);
+            return;
+          }
+          manager_.subscribe(shared_from_this(), message, request);
+        } else if constexpr (std::is_same_v<T, proto::Unsubscribe>) {
+          manager_.unsubscribe(shared_from_this(), message.subscription_id, request);
+        } else if constexpr (std::is_same_v<T, proto::StatsRequest>) {
+          if (require(proto::role_manage, request)) manager_.stats(shared_from_this(), request);
+        } else if constexpr (std::is_same_v<T, proto::SessionsRequest>) {
+          if (require(proto::role_manage, request)) manager_.sessions(shared_from_this(), request);
+        } else if constexpr (std::is_same_v<T, proto::ReloadRequest>) {
+          if (require(proto::role_manage, request)) manager_.reload(shared_from_this(), request);
+        } else if constexpr (std::is_same_v<T, proto::Ping>) {
+          send(proto::Pong{}, request);
+        } else if constexpr (std::is_same_v<T, proto::Pong>) {
+          // an answer to nothing we asked: ignored
+        } else {
+          fail(proto::ErrorCode::malformed, "a client may not send this message type");
+        }
+      },
+      decoded.message);
+}
+
+void Session::handle_hello(const proto::Hello& hello, std::uint32_t request_id) {
+  if (hello.min_version > proto::protocol_version || hello.max_version < proto::protocol_version) {
+    fail(proto::ErrorCode::version,
+         "this broker speaks protocol version " + std::to_string(proto::protocol_version));
+    return;
+  }
+  roles_ = hello.roles & grantable_;
+  if (roles_ == 0) {
+    fail(proto::ErrorCode::not_permitted,
+         "none of the requested roles is granted to uid " + std::to_string(peer_.uid));
+    return;
+  }
+  name_ = hello.client_name.empty() ? "pid " + std::to_string(peer_.pid) : hello.client_name;
+  welcomed_ = true;
+  spdlog::info("session {} ({}): pid {} uid {} gid {} roles {:#x}", id_, name_, peer_.pid,
+               peer_.uid, peer_.gid, roles_);
+  send(proto::Welcome{proto::protocol_version, id_, roles_, PKTBROKER_VERSION_STRING}, request_id);
+}
+
+void Session::handle_verdict(const proto::Verdict& verdict) {
+  if ((roles_ & proto::role_verdict) == 0) {
+    report_error(proto::ErrorCode::not_permitted, "verdicts need the verdict role");
+    return;
+  }
+  verdicts_.fetch_add(1, std::memory_order_relaxed);
+  ClientVerdict copy{verdict.token,
+                     verdict.verdict,
+                     verdict.mark,
+                     {verdict.payload.begin(), verdict.payload.end()}};
+  manager_.verdict(shared_from_this(), std::move(copy));
+}
+
+bool Session::require(std::uint8_t role, std::uint32_t request_id) {
+  if ((roles_ & role) != 0) return true;
+  send(proto::Error{proto::ErrorCode::not_permitted, "this request needs the manage role"},
+       request_id);
+  return false;
+}
+
+bool Session::offer(std::shared_ptr<const std::vector<std::uint8_t>> datagram) noexcept {
+  if (closed_.load(std::memory_order_relaxed)) return false;
+  if (queued_.fetch_add(1, std::memory_order_relaxed) >= queue_limit_) {
+    queued_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  delivered_.fetch_add(1, std::memory_order_relaxed);
+  try {
+    boost::asio::post(socket_.get_executor(),
+                      [self = shared_from_this(), datagram = std::move(datagram)]() mutable {
+                        self->push(std::move(datagram));
+                      });
+  } catch (...) {
+    queued_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+void Session::report_error(proto::ErrorCode code, std::string text) noexcept {
+  try {
+    send(proto::Error{code, std::move(text)}, 0);
+  } catch (...) {  // out of memory: the client misses one error notice
+  }
+}
+
+void Session::send(const proto::Message& message, std::uint32_t request_id) {
+  auto datagram = std::make_shared<std::vector<std::uint8_t>>();
+  if (proto::encode(message, request_id, *datagram)) {
+    spdlog::error("session {}: a reply did not fit a datagram", id_);
+    return;
+  }
+  // Replies share the packet bound, with headroom; a client that never reads is dropped.
+  if (queued_.fetch_add(1, std::memory_order_relaxed) >= 2 * queue_limit_ + 16) {
+    queued_.fetch_sub(1, std::memory_order_relaxed);
+    spdlog::warn("session {} ({}): not reading its replies; closing it", id_, name_);
+    close();
+    return;
+  }
+  boost::asio::post(socket_.get_executor(),
+                    [self = shared_from_this(), datagram = std::move(datagram)]() mutable {
+                      self->push(std::move(datagram));
+                    });
+}
+
+void Session::push(std::shared_ptr<const std::vector<std::uint8_t>> datagram) {
+  if (closed_) {
+    queued_.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  write_queue_.push_back(std::move(datagram));
+  if (write_queue_.size() == 1) do_write();
+}
+
+void Session::do_write() {
+  socket_.async_send(boost::asio::buffer(*write_queue_.front()), 0,
+                     [self = shared_from_this()](const boost::system::error_code& error,
+                                                 std::size_t) { self->on_write(error); });
+}
+
+void Session::on_write(const boost::system::error_code& error) {
+  write_queue_.pop_front();
+  queued_.fetch_sub(1, std::memory_order_relaxed);
+  if (error) {
+    close();
+    return;
+  }
+  if (!write_queue_.empty()) {
+    do_write();
+  } else if (closing_) {
+    close();
+  }
+}
+
+// Tells the client why, then closes once that message is written.
+void Session::fail(proto::ErrorCode code, const std::string& text) {
+  spdlog::warn("session {} ({}): {}; closing it", id_, name_.empty() ? "before HELLO" : name_,
+               text);
+  closing_ = true;
+  send(proto::Error{code, text}, 0);
+}
+
+void Session::close() {
+  boost::asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    if (self->closed_.exchange(true)) return;
+    boost::system::error_code ignored;
+    self->socket_.close(ignored);
+    for (std::size_t i = 0; i < self->write_queue_.size(); ++i) {
+      self->queued_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    self->write_queue_.clear();
+    self->manager_.session_closed(self->id_);
+  });
+}
+
+proto::SessionInfo Session::info() const {
+  return proto::SessionInfo{id_,
+                            name_,
+                            static_cast<std::uint32_t>(peer_.pid),
+                            peer_.uid,
+                            peer_.gid,
+                            roles_,
+                            subscriptions_.load(),
+                            0,
+                            delivered_.load(),
+                            verdicts_.load(),
+                            fallbacks_.load()};
+}
+
+}  // namespace pktbroker

@@ -1,0 +1,293 @@
+#include "broker/session/session_manager.hpp"
+
+#include "broker/policy/matcher.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <system_error>
+
+#include <grp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace pktbroker {
+namespace {
+
+std::uint8_t all_roles = proto::role_observe | proto::role_verdict | proto::role_manage;
+
+/// Roles and limit the policy gives this peer: root always gets everything; otherwise the first
+/// grant naming its uid, else the first naming its primary gid.
+std::optional<std::pair<std::uint8_t, std::shared_ptr<const Matcher>>> grant_for(
+    const Policy& policy, const ucred& peer) {
+  if (peer.uid == 0) return std::pair{all_roles, std::shared_ptr<const Matcher>()};
+  for (const auto kind : {ClientGrant::Kind::uid, ClientGrant::Kind::gid}) {
+    for (const ClientGrant& grant : policy.broker().clients) {
+      const std::uint32_t id = kind == ClientGrant::Kind::uid ? peer.uid : peer.gid;
+      if (grant.kind == kind && grant.id == id) return std::pair{grant.roles, grant.allowed};
+    }
+  }
+  return std::nullopt;
+}
+
+/// Conservative overlap test for exclusive subscriptions: same name, or selectors that could
+/// both hold (marks compatible under both masks, or either one without a mark).
+bool may_overlap(const Subscription& a, const Subscription& b) {
+  if (a.name == b.name) return true;
+  const auto ma = a.selector_mark;
+  const auto mb = b.selector_mark;
+  if (!ma || !mb) return true;
+  const std::uint32_t mask = ma->second & mb->second;
+  return (ma->first & mask) == (mb->first & mask);
+}
+
+}  // namespace
+
+SessionManager::SessionManager(boost::asio::io_context& io, std::vector<BrokerQueue*> queues,
+                               std::shared_ptr<const Policy> policy, ControlHandler control)
+    : io_(io),
+      strand_(boost::asio::make_strand(io)),
+      queues_(std::move(queues)),
+      policy_(std::move(policy)),
+      control_(std::move(control)),
+      acceptor_(strand_) {}
+
+void SessionManager::start() {
+  const SocketConfig& config = policy_->broker().socket;
+  path_ = config.path;
+  std::error_code ignored;
+  std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ignored);
+  ::unlink(path_.c_str());  // a stale socket from an earlier run
+  const SeqPacketProtocol::endpoint endpoint(path_);
+  acceptor_.open(endpoint.protocol());
+  acceptor_.bind(endpoint);
+  acceptor_.listen();
+  if (::chmod(path_.c_str(), config.mode) != 0) {
+    throw std::system_error(errno, std::generic_category(), "chmod " + path_);
+  }
+  if (!config.group.empty()) {
+    const group* entry = getgrnam(config.group.c_str());
+    if (entry == nullptr || ::chown(path_.c_str(), 0, entry->gr_gid) != 0) {
+      throw std::system_error(errno, std::generic_category(), "chown " + path_);
+    }
+  }
+  spdlog::info("clients: listening on {} (mode {:04o})", path_, config.mode);
+  boost::asio::post(strand_, [this] { do_accept(); });
+}
+
+void SessionManager::stop() {
+  boost::asio::post(strand_, [this] {
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    ::unlink(path_.c_str());
+    for (auto& [id, weak] : sessions_) {
+      if (auto session = weak.lock()) session->close();
+    }
+  });
+}
+
+void SessionManager::set_policy(std::shared_ptr<const Policy> policy) {
+  boost::asio::post(strand_,
+                    [this, policy = std::move(policy)]() mutable { policy_ = std::move(policy); });
+}
+
+void SessionManager::do_accept() {
+  acceptor_.async_accept(
+      boost::asio::make_strand(io_),
+      [this](const boost::system::error_code& error, SeqPacketProtocol::socket socket) {
+        on_accept(error, std::move(socket));
+      });
+}
+
+void SessionManager::on_accept(const boost::system::error_code& error,
+                               SeqPacketProtocol::socket socket) {
+  if (error == boost::asio::error::operation_aborted) return;
+  if (error) {
+    spdlog::warn("clients: accept failed: {}", error.message());
+    do_accept();
+    return;
+  }
+  ucred peer{};
+  socklen_t size = sizeof peer;
+  if (getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &peer, &size) != 0) {
+    do_accept();
+    return;
+  }
+  const auto grant = grant_for(*policy_, peer);
+  const SessionId id = next_session_++;
+  auto session = std::make_shared<Session>(
+      std::move(socket), id, peer, grant ? grant->first : std::uint8_t{0},
+      grant ? grant->second : nullptr, policy_->broker().socket.queue_limit, *this);
+  if (!grant) {
+    refused_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("clients: refused pid {} uid {} gid {}: no grant in the policy's clients section",
+                 peer.pid, peer.uid, peer.gid);
+    session->fail(proto::ErrorCode::not_permitted, "no grant for uid " + std::to_string(peer.uid) +
+                                                       " (gid " + std::to_string(peer.gid) +
+                                                       ") in the policy's clients section");
+  } else {
+    sessions_.emplace(id, session);
+    session->start();
+  }
+  do_accept();
+}
+
+void SessionManager::subscribe(std::shared_ptr<Session> session, proto::Subscribe request,
+                               std::uint32_t id) {
+  boost::asio::post(
+      strand_, [this, session = std::move(session), request = std::move(request), id] {
+        Subscription s;
+        s.name = request.name.empty() ? session->name() : request.name;
+        s.mode = request.mode;
+        s.clash = request.clash;
+        s.priority = request.priority;
+        s.snaplen = request.snaplen;
+        s.timeout = std::chrono::milliseconds(std::max<std::uint32_t>(request.timeout_ms, 1));
+        s.fallback = Verdict{static_cast<VerdictKind>(request.fallback), std::nullopt};
+        s.selector_text = request.selector;
+        s.allowed = session->allowed();
+        s.port = session;
+        try {
+          s.selector = compile_match(request.selector, "selector");
+          s.selector_mark = selector_mark(*s.selector);
+        } catch (const PolicyError& error) {
+          session->send(
+              proto::Error{proto::ErrorCode::bad_selector, error.diagnostics()[0].to_string()}, id);
+          return;
+        }
+        if (s.mode == proto::SubscriptionMode::verdict) {
+          for (const Subscription& other : subscriptions_) {
+            if (other.mode != proto::SubscriptionMode::verdict || other.port == s.port) continue;
+            const bool clash =
+                other.clash == proto::Clash::exclusive || s.clash == proto::Clash::exclusive;
+            if (clash && may_overlap(s, other)) {
+              session->send(proto::Error{proto::ErrorCode::busy,
+                                         "selector overlaps exclusive subscription '" + other.name +
+                                             "' (id " + std::to_string(other.id) + ") of session " +
+                                             std::to_string(other.port->id())},
+                            id);
+              return;
+            }
+          }
+        }
+        s.id = next_subscription_++;
+        subscriptions_.push_back(s);
+        session->subscriptions_.fetch_add(1);
+        spdlog::info("session {} ({}): subscription {} '{}' {} selector {}", session->id(),
+                     session->name(), s.id, s.name,
+                     s.mode == proto::SubscriptionMode::verdict ? "verdict" : "observe",
+                     s.selector_text.empty() ? "(all)" : s.selector_text);
+        publish();
+        session->send(proto::Subscribed{s.id}, id);
+      });
+}
+
+void SessionManager::unsubscribe(std::shared_ptr<Session> session, std::uint32_t subscription,
+                                 std::uint32_t id) {
+  boost::asio::post(strand_, [this, session = std::move(session), subscription, id] {
+    const auto found =
+        std::find_if(subscriptions_.begin(), subscriptions_.end(), [&](const auto& s) {
+          return s.id == subscription && s.port == std::static_pointer_cast<SessionPort>(session);
+        });
+    if (found == subscriptions_.end()) {
+      session->send(
+          proto::Error{proto::ErrorCode::unknown_subscription,
+                       "no subscription " + std::to_string(subscription) + " in this session"},
+          id);
+      return;
+    }
+    subscriptions_.erase(found);
+    session->subscriptions_.fetch_sub(1);
+    publish();
+    session->send(proto::Subscribed{subscription}, id);
+  });
+}
+
+void SessionManager::verdict(std::shared_ptr<Session> session, ClientVerdict verdict) {
+  const std::uint16_t queue = token_queue(verdict.token);
+  for (BrokerQueue* q : queues_) {
+    if (q->number() == queue) {
+      q->client_verdict(session->id(), session, std::move(verdict));
+      return;
+    }
+  }
+  session->report_error(proto::ErrorCode::unknown_token,
+                        "token " + std::to_string(verdict.token) + " names no served queue");
+}
+
+void SessionManager::session_closed(SessionId session) {
+  boost::asio::post(strand_, [this, session] {
+    sessions_.erase(session);
+    const auto before = subscriptions_.size();
+    std::erase_if(subscriptions_, [&](const Subscription& s) { return s.port->id() == session; });
+    if (subscriptions_.size() != before) publish();
+    // After the new table: no new packet can reach the session once its old ones are released.
+    for (BrokerQueue* q : queues_) q->release_session(session);
+    spdlog::info("session {} closed", session);
+  });
+}
+
+void SessionManager::publish() {
+  auto table = std::make_shared<SubscriptionTable>();
+  for (const Subscription& s : subscriptions_) {
+    (s.mode == proto::SubscriptionMode::verdict ? table->deciders : table->observers).push_back(s);
+  }
+  std::stable_sort(table->deciders.begin(), table->deciders.end(),
+                   [](const auto& a, const auto& b) { return a.priority < b.priority; });
+  for (BrokerQueue* q : queues_) q->set_subscriptions(table);
+}
+
+void SessionManager::stats(std::shared_ptr<Session> session, std::uint32_t id) {
+  control_.collect_stats([this, session = std::move(session), id](std::vector<QueueSnapshot> all) {
+    proto::StatsReply reply;
+    const auto add = [&](const std::string& scope, const char* name, std::uint64_t value) {
+      reply.entries.push_back({scope, name, value});
+    };
+    for (const QueueSnapshot& s : all) {
+      const std::string scope = "queue " + std::to_string(s.queue);
+      const QueueCounters& c = s.counters;
+      add(scope, "packets", c.received.packets);
+      add(scope, "bytes", c.received.bytes);
+      add(scope, "accepted", c.accepted);
+      add(scope, "dropped", c.dropped);
+      add(scope, "repeated", c.repeated);
+      add(scope, "malformed", c.malformed);
+      add(scope, "netlink_errors", c.netlink_error_total());
+      add(scope, "delivered", c.delivered);
+      add(scope, "observed", c.observed);
+      add(scope, "client_verdicts", c.client_verdicts);
+      add(scope, "rejected_verdicts", c.rejected_verdicts);
+      add(scope, "timeouts", c.timeouts);
+      add(scope, "disconnect_fallbacks", c.disconnect_fallbacks);
+      add(scope, "overflows", c.overflows);
+      add(scope, "outstanding", s.outstanding);
+      add(scope, "kernel_queue_dropped", s.kernel ? s.kernel->queue_dropped : 0);
+      for (const RuleStats& rule : s.rules)
+        add("rule " + rule.name, "packets", rule.counters.packets);
+    }
+    add("clients", "malformed_frames", malformed());
+    add("clients", "refused", refused());
+    session->send(reply, id);
+  });
+}
+
+void SessionManager::sessions(std::shared_ptr<Session> session, std::uint32_t id) {
+  boost::asio::post(strand_, [this, session = std::move(session), id] {
+    proto::SessionsReply reply;
+    for (const auto& [sid, weak] : sessions_) {
+      if (auto s = weak.lock()) reply.sessions.push_back(s->info());
+    }
+    session->send(reply, id);
+  });
+}
+
+void SessionManager::reload(std::shared_ptr<Session> session, std::uint32_t id) {
+  boost::asio::post(strand_, [this, session = std::move(session), id] {
+    const auto [ok, text] = control_.reload();
+    session->send(proto::ReloadReply{ok, text}, id);
+  });
+}
+
+}  // namespace pktbroker

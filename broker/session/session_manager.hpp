@@ -1,0 +1,74 @@
+// Accepts client connections, grants roles, keeps the subscriptions and routes verdicts.
+#pragma once
+
+#include "broker/broker_queue.hpp"
+#include "broker/policy/policy.hpp"
+#include "broker/session/seq_packet_protocol.hpp"
+#include "broker/session/session.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+namespace pktbroker {
+
+/// What the daemon does for manage-role requests.
+struct ControlHandler {
+  /// Collects every queue's snapshot and calls back (on some pool thread).
+  std::function<void(std::function<void(std::vector<QueueSnapshot>)>)> collect_stats;
+  /// Reloads the policy: true, or false with the diagnostics.
+  std::function<std::pair<bool, std::string>()> reload;
+};
+
+class SessionManager {
+ public:
+  SessionManager(boost::asio::io_context& io, std::vector<BrokerQueue*> queues,
+                 std::shared_ptr<const Policy> policy, ControlHandler control);
+
+  /// Creates the socket from the policy's `socket:` section and starts accepting.
+  /// Throws std::system_error at start-up when the socket cannot be made.
+  void start();
+  /// Stops accepting and closes every session.
+  void stop();
+  /// New connections are granted by this policy; existing sessions keep their grant.
+  void set_policy(std::shared_ptr<const Policy> policy);
+
+  // Called by sessions, from their strands.
+  void subscribe(std::shared_ptr<Session> session, proto::Subscribe request, std::uint32_t id);
+  void unsubscribe(std::shared_ptr<Session> session, std::uint32_t subscription, std::uint32_t id);
+  void verdict(std::shared_ptr<Session> session, ClientVerdict verdict);
+  void stats(std::shared_ptr<Session> session, std::uint32_t id);
+  void sessions(std::shared_ptr<Session> session, std::uint32_t id);
+  void reload(std::shared_ptr<Session> session, std::uint32_t id);
+  void session_closed(SessionId session);
+  void count_malformed() noexcept { malformed_.fetch_add(1, std::memory_order_relaxed); }
+
+  [[nodiscard]] std::uint64_t malformed() const noexcept { return malformed_.load(); }
+  [[nodiscard]] std::uint64_t refused() const noexcept { return refused_.load(); }
+
+ private:
+  void do_accept();
+  void on_accept(const boost::system::error_code& error, SeqPacketProtocol::socket socket);
+  void publish();  // hands the queues a new subscription table
+
+  boost::asio::io_context& io_;
+  boost::asio::strand<boost::asio::io_context::executor_type> strand_;
+  std::vector<BrokerQueue*> queues_;
+  std::shared_ptr<const Policy> policy_;
+  ControlHandler control_;
+  SeqPacketProtocol::acceptor acceptor_;
+  std::string path_;
+  SessionId next_session_ = 1;
+  std::uint32_t next_subscription_ = 1;
+  std::map<SessionId, std::weak_ptr<Session>> sessions_;
+  std::vector<Subscription> subscriptions_;  // in arrival order
+  std::atomic<std::uint64_t> malformed_{0};
+  std::atomic<std::uint64_t> refused_{0};
+};
+
+}  // namespace pktbroker
