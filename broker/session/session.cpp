@@ -9,7 +9,7 @@ namespace pktbroker {
 
 Session::Session(SeqPacketProtocol::socket socket, SessionId id, const ucred& peer,
                  std::uint8_t grantable, std::shared_ptr<const Matcher> allowed,
-                 std::size_t queue_limit, SessionManager& manager)
+                 std::size_t queue_limit, SessionManager& manager, std::string refusal)
     : socket_(std::move(socket)),
       id_(id),
       peer_(peer),
@@ -17,6 +17,7 @@ Session::Session(SeqPacketProtocol::socket socket, SessionId id, const ucred& pe
       allowed_(std::move(allowed)),
       queue_limit_(queue_limit),
       manager_(manager),
+      refusal_(std::move(refusal)),
       read_buffer_(proto::max_datagram + 1) {}
 
 void Session::start() {
@@ -104,6 +105,12 @@ void Session::handle_hello(const proto::Hello& hello, std::uint32_t request_id) 
   if (hello.min_version > proto::protocol_version || hello.max_version < proto::protocol_version) {
     fail(proto::ErrorCode::version,
          "this broker speaks protocol version " + std::to_string(proto::protocol_version));
+    return;
+  }
+  // Refusals wait for HELLO: closing with the client's message unread would reset the
+  // connection and the client would never see why.
+  if (!refusal_.empty()) {
+    fail(proto::ErrorCode::not_permitted, refusal_);
     return;
   }
   roles_ = hello.roles & grantable_;

@@ -20,8 +20,10 @@ class SessionManager;
 class Session : public SessionPort, public std::enable_shared_from_this<Session> {
  public:
   /// `socket` must already run on its own strand.
+  /// `grantable` = 0 means the peer has no grant: its HELLO is answered with `refusal`.
   Session(SeqPacketProtocol::socket socket, SessionId id, const ucred& peer, std::uint8_t grantable,
-          std::shared_ptr<const Matcher> allowed, std::size_t queue_limit, SessionManager& manager);
+          std::shared_ptr<const Matcher> allowed, std::size_t queue_limit, SessionManager& manager,
+          std::string refusal = {});
 
   void start();
 
@@ -63,6 +65,7 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
   std::size_t queue_limit_;
   SessionManager& manager_;
   std::string name_;
+  std::string refusal_;
   bool welcomed_ = false;
   bool closing_ = false;  // an error was sent; close once it is written
   std::vector<std::uint8_t> read_buffer_;

@@ -117,20 +117,19 @@ void SessionManager::on_accept(const boost::system::error_code& error,
   }
   const auto grant = grant_for(*policy_, peer);
   const SessionId id = next_session_++;
-  auto session = std::make_shared<Session>(
-      std::move(socket), id, peer, grant ? grant->first : std::uint8_t{0},
-      grant ? grant->second : nullptr, policy_->broker().socket.queue_limit, *this);
+  std::string refusal;
   if (!grant) {
     refused_.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("clients: refused pid {} uid {} gid {}: no grant in the policy's clients section",
                  peer.pid, peer.uid, peer.gid);
-    session->fail(proto::ErrorCode::not_permitted, "no grant for uid " + std::to_string(peer.uid) +
-                                                       " (gid " + std::to_string(peer.gid) +
-                                                       ") in the policy's clients section");
-  } else {
-    sessions_.emplace(id, session);
-    session->start();
+    refusal = "no grant for uid " + std::to_string(peer.uid) + " (gid " + std::to_string(peer.gid) +
+              ") in the policy's clients section";
   }
+  auto session = std::make_shared<Session>(
+      std::move(socket), id, peer, grant ? grant->first : std::uint8_t{0},
+      grant ? grant->second : nullptr, policy_->broker().socket.queue_limit, *this, refusal);
+  if (grant) sessions_.emplace(id, session);
+  session->start();
   do_accept();
 }
 

@@ -23,7 +23,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 PKTBROKERD = os.environ.get("PKTBROKERD", "")
 SKIP = 77  # ctest SKIP_RETURN_CODE
-SO_RCVBUFFORCE = 33  # from <asm-generic/socket.h>; Python does not export it
+SO_SNDBUFFORCE = 32  # from <asm-generic/socket.h>; Python exports neither
+SO_RCVBUFFORCE = 33
 
 
 def run(*args, check=True, **kwargs):
@@ -90,11 +91,12 @@ def _die_with_parent():
 class Daemon:
     """A pktbrokerd process serving a policy written to a temporary directory."""
 
-    def __init__(self, test, policy, drop_ins=None, args=(), log_level="debug"):
+    def __init__(self, test, policy, drop_ins=None, args=(), log_level="debug", socket_options=""):
         self.test = test
         self.dir = tempfile.mkdtemp(prefix="pktbroker-test-")
         self.config = os.path.join(self.dir, "policy.yaml")
         self.socket = os.path.join(self.dir, "broker.sock")
+        self.socket_options = socket_options
         self.write_policy(policy)
         if drop_ins:
             os.mkdir(os.path.join(self.dir, "policy.d"))
@@ -115,7 +117,8 @@ class Daemon:
     def write_policy(self, text):
         """Writes the policy; unless it names one, the client socket lives in the temp dir."""
         if not re.search(r"^socket:", text, re.M):
-            text += f"\nsocket: {{path: {self.socket}}}\n"
+            extra = f", {self.socket_options}" if self.socket_options else ""
+            text += f"\nsocket: {{path: {self.socket}{extra}}}\n"
         with open(self.config + ".tmp", "w") as f:
             f.write(text)
         os.replace(self.config + ".tmp", self.config)
@@ -171,6 +174,50 @@ class Daemon:
         subprocess.run(["rm", "-rf", self.dir])
 
 
+TEST_CLIENT = os.environ.get("TEST_CLIENT", "")
+
+
+class ClientProcess:
+    """A pktbroker_test_client run; its stdout lines are collected in the background."""
+
+    def __init__(self, test, daemon, *args, user=None, **options):
+        argv = [TEST_CLIENT, f"--socket={daemon.socket}", *args]
+        argv += [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+        if user:
+            argv = ["setpriv", f"--reuid={user}", f"--regid={user if user != 'nobody' else 'nogroup'}",
+                    "--clear-groups", *argv]
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, preexec_fn=_die_with_parent)
+        self.lines = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        test.addCleanup(self.kill)
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_line(self, prefix, timeout=10):
+        return wait_for(lambda: next((l for l in self.lines if l.startswith(prefix)), None),
+                        timeout=timeout, what=f"client line '{prefix}' (got {self.lines[-5:]})")
+
+    def packets(self):
+        """The packet lines as dicts."""
+        return [dict(p.split("=", 1) for p in l.split()[1:]) for l in list(self.lines)
+                if l.startswith("packet ")]
+
+    def wait_exit(self, timeout=20):
+        code = self.process.wait(timeout=timeout)
+        self._reader.join()
+        return code
+
+    def kill(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(timeout=5)
+
+
 class UdpSink:
     """Counts datagrams arriving on a UDP port, in a background thread."""
 
@@ -222,6 +269,8 @@ def send_udp(address, port, count, rate=None, payload=b"x" * 64):
     """Sends `count` datagrams, paced at `rate` per second when given. Returns count sent."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        # Queued packets stay charged to the sender: a large buffer keeps sendto from blocking.
+        sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, 64 << 20)
         start = time.monotonic()
         for i in range(count):
             if rate:

@@ -1,0 +1,198 @@
+#include "pktbroker/client.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace pktbroker {
+namespace {
+
+class ClientCategory : public std::error_category {
+ public:
+  [[nodiscard]] const char* name() const noexcept override { return "pktbroker.client"; }
+  [[nodiscard]] std::string message(int value) const override {
+    switch (static_cast<ClientError>(value)) {
+      case ClientError::not_connected: return "not connected to the broker";
+      case ClientError::closed: return "the broker closed the connection";
+      case ClientError::broker_error: return "the broker reported an error";
+      case ClientError::unexpected_reply: return "unexpected reply from the broker";
+      case ClientError::timeout: return "timed out waiting for the broker";
+      case ClientError::system: return "socket error";
+    }
+    return "unknown client error";
+  }
+};
+
+std::error_code system_error() {
+  return {errno, std::generic_category()};
+}
+
+}  // namespace
+
+const std::error_category& client_category() noexcept {
+  static const ClientCategory category;
+  return category;
+}
+
+std::error_code make_error_code(ClientError error) noexcept {
+  return {static_cast<int>(error), client_category()};
+}
+
+Client::~Client() {
+  close();
+}
+
+Client::Client(Client&& other) noexcept {
+  *this = std::move(other);
+}
+
+Client& Client::operator=(Client&& other) noexcept {
+  if (this != &other) {
+    close();
+    fd_ = std::exchange(other.fd_, -1);
+    next_request_ = other.next_request_;
+    early_packets_ = std::move(other.early_packets_);
+    last_error_ = std::move(other.last_error_);
+    welcome_ = std::move(other.welcome_);
+  }
+  return *this;
+}
+
+void Client::close() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+std::error_code Client::connect(const std::string& socket_path, const std::string& name,
+                                std::uint8_t roles) {
+  close();
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  if (socket_path.size() >= sizeof address.sun_path)
+    return std::make_error_code(std::errc::filename_too_long);
+  std::memcpy(address.sun_path, socket_path.c_str(), socket_path.size() + 1);
+  fd_ = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) return system_error();
+  if (::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+    const auto error = system_error();
+    close();
+    return error;
+  }
+  return request(proto::Hello{name, roles, proto::protocol_version, proto::protocol_version},
+                 welcome_);
+}
+
+std::error_code Client::send(const proto::Message& message, std::uint32_t request_id) {
+  if (fd_ < 0) return ClientError::not_connected;
+  std::vector<std::uint8_t> datagram;
+  if (const auto error = proto::encode(message, request_id, datagram)) return error;
+  if (::send(fd_, datagram.data(), datagram.size(), MSG_NOSIGNAL) < 0) return system_error();
+  return {};
+}
+
+std::error_code Client::receive(std::vector<std::uint8_t>& buffer, int timeout_ms) {
+  if (fd_ < 0) return ClientError::not_connected;
+  pollfd descriptor{fd_, POLLIN, 0};
+  const int ready = ::poll(&descriptor, 1, timeout_ms);
+  if (ready < 0) return system_error();
+  if (ready == 0) return ClientError::timeout;
+  buffer.resize(proto::max_datagram);
+  const ssize_t size = ::recv(fd_, buffer.data(), buffer.size(), 0);
+  if (size < 0) return system_error();
+  if (size == 0) return ClientError::closed;
+  buffer.resize(static_cast<std::size_t>(size));
+  return {};
+}
+
+template <typename Reply>
+std::error_code Client::request(const proto::Message& message, Reply& reply) {
+  const std::uint32_t id = next_request_++;
+  if (const auto error = send(message, id)) return error;
+  for (;;) {
+    std::vector<std::uint8_t> datagram;
+    if (const auto error = receive(datagram, -1)) return error;
+    proto::Decoded decoded;
+    if (const auto error = proto::decode(datagram, decoded)) return error;
+    if (std::holds_alternative<proto::Packet>(decoded.message)) {
+      early_packets_.push_back(std::move(datagram));
+      continue;
+    }
+    if (const auto* error = std::get_if<proto::Error>(&decoded.message)) {
+      last_error_ = *error;
+      if (decoded.header.request_id == id || decoded.header.request_id == 0) {
+        return ClientError::broker_error;
+      }
+      continue;
+    }
+    if (decoded.header.request_id != id) continue;
+    if (auto* typed = std::get_if<Reply>(&decoded.message)) {
+      reply = std::move(*typed);
+      return {};
+    }
+    return ClientError::unexpected_reply;
+  }
+}
+
+std::error_code Client::subscribe(const proto::Subscribe& request_message,
+                                  std::uint32_t& subscription_id) {
+  proto::Subscribed reply;
+  const auto error = request(request_message, reply);
+  if (!error) subscription_id = reply.subscription_id;
+  return error;
+}
+
+std::error_code Client::unsubscribe(std::uint32_t subscription_id) {
+  proto::Subscribed reply;
+  return request(proto::Unsubscribe{subscription_id}, reply);
+}
+
+std::error_code Client::next_packet(ReceivedPacket& packet, int timeout_ms) {
+  for (;;) {
+    if (!early_packets_.empty()) {
+      packet.datagram_ = std::move(early_packets_.front());
+      early_packets_.pop_front();
+    } else if (const auto error = receive(packet.datagram_, timeout_ms)) {
+      return error;
+    }
+    proto::Decoded decoded;
+    if (const auto error = proto::decode(packet.datagram_, decoded)) return error;
+    if (auto* p = std::get_if<proto::Packet>(&decoded.message)) {
+      packet.packet_ = *p;  // its payload span points into packet.datagram_
+      return {};
+    }
+    if (const auto* error = std::get_if<proto::Error>(&decoded.message)) {
+      last_error_ = *error;
+      return ClientError::broker_error;
+    }
+  }
+}
+
+std::error_code Client::verdict(std::uint64_t token, proto::VerdictCode verdict,
+                                std::optional<std::uint32_t> mark,
+                                std::span<const std::uint8_t> replacement) {
+  return send(proto::Verdict{token, verdict, mark, replacement}, 0);
+}
+
+std::error_code Client::stats(proto::StatsReply& reply) {
+  return request(proto::StatsRequest{}, reply);
+}
+
+std::error_code Client::sessions(proto::SessionsReply& reply) {
+  return request(proto::SessionsRequest{}, reply);
+}
+
+std::error_code Client::reload(proto::ReloadReply& reply) {
+  return request(proto::ReloadRequest{}, reply);
+}
+
+std::error_code Client::ping() {
+  proto::Pong pong;
+  return request(proto::Ping{}, pong);
+}
+
+}  // namespace pktbroker

@@ -1,0 +1,115 @@
+/// @file client.hpp
+/// @brief libpktbroker: a blocking client for pktbrokerd's Unix socket.
+///
+/// A Client connects, says HELLO, subscribes with a selector and then reads packets and answers
+/// verdicts. Every call returns a std::error_code; nothing throws. Example:
+/// @code
+///   pktbroker::Client client;
+///   if (auto error = client.connect("/run/pktbroker/broker.sock", "dropper")) return 1;
+///   std::uint32_t id = 0;
+///   client.subscribe({.name = "marks", .selector = "{mark: 7}"}, id);
+///   pktbroker::ReceivedPacket packet;
+///   while (!client.next_packet(packet)) client.verdict(packet.info().token,
+///   pktbroker::proto::VerdictCode::drop);
+/// @endcode
+#pragma once
+
+#include "pktbroker/codec.hpp"
+#include "pktbroker/packet_view.hpp"
+#include "pktbroker/protocol.hpp"
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace pktbroker {
+
+/// Errors of the client library (protocol errors use proto::ProtocolError).
+enum class ClientError {
+  not_connected = 1,  ///< connect() has not succeeded
+  closed,             ///< the broker closed the connection
+  broker_error,       ///< the broker answered ERROR; see Client::last_error()
+  unexpected_reply,   ///< the broker answered with a message of the wrong type
+  timeout,            ///< nothing arrived within the given time
+  system,             ///< a socket call failed; see errno
+};
+
+/// The error category of ClientError ("pktbroker.client").
+const std::error_category& client_category() noexcept;
+std::error_code make_error_code(ClientError error) noexcept;
+
+/// A packet delivered by the broker. Owns its bytes; the view stays valid while it lives.
+class ReceivedPacket {
+ public:
+  /// Metadata and payload (the payload span points into this object).
+  [[nodiscard]] const proto::Packet& info() const noexcept { return packet_; }
+  /// The captured bytes, starting at the IP header.
+  [[nodiscard]] std::span<const std::uint8_t> payload() const noexcept { return packet_.payload; }
+  /// Parses the payload with the same packet view the broker uses.
+  ParseError parse(PacketView& view) const noexcept { return parse_packet(payload(), view); }
+
+ private:
+  friend class Client;
+  std::vector<std::uint8_t> datagram_;
+  proto::Packet packet_;
+};
+
+/// One session with the broker. Not thread-safe: use one Client per thread.
+class Client {
+ public:
+  Client() = default;
+  ~Client();
+  Client(Client&& other) noexcept;
+  Client& operator=(Client&& other) noexcept;
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  /// Connects to `socket_path` and asks for `roles` (proto::Role bits).
+  std::error_code connect(const std::string& socket_path, const std::string& name,
+                          std::uint8_t roles = proto::role_verdict | proto::role_observe);
+  /// Subscribes; on success `subscription_id` names the subscription.
+  std::error_code subscribe(const proto::Subscribe& request, std::uint32_t& subscription_id);
+  std::error_code unsubscribe(std::uint32_t subscription_id);
+  /// Waits for the next packet; `timeout_ms` < 0 waits forever. An ERROR the broker sends about
+  /// an earlier verdict ends the wait with ClientError::broker_error (see last_error()).
+  std::error_code next_packet(ReceivedPacket& packet, int timeout_ms = -1);
+  /// Answers a packet: accept, drop, repeat or pass, optionally with a new mark and new bytes.
+  std::error_code verdict(std::uint64_t token, proto::VerdictCode verdict,
+                          std::optional<std::uint32_t> mark = std::nullopt,
+                          std::span<const std::uint8_t> replacement = {});
+  std::error_code stats(proto::StatsReply& reply);
+  std::error_code sessions(proto::SessionsReply& reply);
+  std::error_code reload(proto::ReloadReply& reply);
+  std::error_code ping();
+
+  /// The last ERROR received from the broker.
+  [[nodiscard]] const proto::Error& last_error() const noexcept { return last_error_; }
+  /// The broker's WELCOME (session id, granted roles).
+  [[nodiscard]] const proto::Welcome& welcome() const noexcept { return welcome_; }
+  /// The socket, for poll()/select() integration.
+  [[nodiscard]] int native_handle() const noexcept { return fd_; }
+  void close() noexcept;
+
+ private:
+  std::error_code send(const proto::Message& message, std::uint32_t request_id);
+  std::error_code receive(std::vector<std::uint8_t>& buffer, int timeout_ms);
+  /// Sends a request and waits for its reply; packets arriving meanwhile are kept for later.
+  template <typename Reply>
+  std::error_code request(const proto::Message& message, Reply& reply);
+
+  int fd_ = -1;
+  std::uint32_t next_request_ = 1;
+  std::deque<std::vector<std::uint8_t>> early_packets_;
+  std::vector<std::uint8_t> buffer_;
+  proto::Error last_error_;
+  proto::Welcome welcome_;
+};
+
+}  // namespace pktbroker
+
+template <>
+struct std::is_error_code_enum<pktbroker::ClientError> : std::true_type {};
