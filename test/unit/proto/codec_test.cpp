@@ -85,7 +85,8 @@ TEST_CASE("every message type survives a round trip") {
 }
 
 TEST_CASE("decoded fields carry the values sent") {
-  const auto d = decoded(encoded(samples()[5]));
+  const auto bytes = encoded(samples()[5]);  // the decoded payload points into these bytes
+  const auto d = decoded(bytes);
   const auto& p = std::get<Packet>(d.message);
   CHECK(p.token == 0x0001000000000042);
   CHECK(p.needs_verdict);
