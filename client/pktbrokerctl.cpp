@@ -140,11 +140,10 @@ int show_sessions(pktbroker::Client& client, bool json) {
   std::printf("%-5s %-20s %-8s %-6s %-22s %5s %10s %10s %10s\n", "ID", "NAME", "PID", "UID",
               "ROLES", "SUBS", "DELIVERED", "VERDICTS", "FALLBACKS");
   for (const auto& s : reply.sessions) {
-    std::printf("%-5u %-20s %-8u %-6u %-22s %5u %10llu %10llu %10llu\n", s.id, s.name.c_str(),
-                s.pid, s.uid, roles_text(s.roles).c_str(), s.subscriptions,
-                static_cast<unsigned long long>(s.delivered),
-                static_cast<unsigned long long>(s.verdicts),
-                static_cast<unsigned long long>(s.fallbacks));
+    std::printf(
+        "%-5u %-20s %-8u %-6u %-22s %5u %10llu %10llu %10llu\n", s.id, s.name.c_str(), s.pid, s.uid,
+        roles_text(s.roles).c_str(), s.subscriptions, static_cast<unsigned long long>(s.delivered),
+        static_cast<unsigned long long>(s.verdicts), static_cast<unsigned long long>(s.fallbacks));
   }
   return exit_ok;
 }
@@ -153,8 +152,8 @@ int reload(pktbroker::Client& client, bool json) {
   pktbroker::proto::ReloadReply reply;
   if (const auto error = client.reload(reply)) return fail(client, error);
   if (json) {
-    std::cout << "{\"ok\":" << (reply.ok ? "true" : "false") << ",\"problems\":"
-              << json_string(reply.text) << "}\n";
+    std::cout << "{\"ok\":" << (reply.ok ? "true" : "false")
+              << ",\"problems\":" << json_string(reply.text) << "}\n";
   } else if (reply.ok) {
     std::cout << "policy reloaded\n";
   } else {
@@ -170,11 +169,10 @@ int main(int argc, char** argv) {
   std::string command;
   bool json = false;
   po::options_description visible(usage, 80);
-  visible.add_options()
-      ("socket,s", po::value(&socket_path)->value_name("PATH"),
-       "the broker's socket (default /run/pktbroker/broker.sock)")
-      ("json", po::bool_switch(&json), "print JSON for scripts instead of tables")
-      ("help,h", "show this help and exit");
+  visible.add_options()("socket,s", po::value(&socket_path)->value_name("PATH"),
+                        "the broker's socket (default /run/pktbroker/broker.sock)")(
+      "json", po::bool_switch(&json), "print JSON for scripts instead of tables")(
+      "help,h", "show this help and exit");
   po::options_description hidden;
   hidden.add_options()("command", po::value(&command));
   po::options_description all;
@@ -183,7 +181,8 @@ int main(int argc, char** argv) {
   positional.add("command", 1);
   po::variables_map values;
   try {
-    po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(), values);
+    po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(),
+              values);
     po::notify(values);
   } catch (const po::error& error) {
     std::cerr << "pktbrokerctl: " << error.what() << "\nTry 'pktbrokerctl --help'.\n";
@@ -200,7 +199,8 @@ int main(int argc, char** argv) {
     return exit_usage;
   }
   pktbroker::Client client;
-  if (const auto error = client.connect(socket_path, "pktbrokerctl", pktbroker::proto::role_manage)) {
+  if (const auto error =
+          client.connect(socket_path, "pktbrokerctl", pktbroker::proto::role_manage)) {
     if (error == pktbroker::ClientError::broker_error) return fail(client, error);
     std::cerr << "pktbrokerctl: cannot reach the broker at " << socket_path << ": "
               << error.message() << '\n';

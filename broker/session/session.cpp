@@ -207,6 +207,7 @@ void Session::do_write() {
 }
 
 void Session::on_write(const boost::system::error_code& error) {
+  if (write_queue_.empty()) return;  // closed while this write was in flight
   write_queue_.pop_front();
   queued_.fetch_sub(1, std::memory_order_relaxed);
   if (error) {

@@ -157,7 +157,8 @@ class Sessions(NetnsTestCase):
     def test_stalled_client_overflows_and_others_keep_flowing(self):
         daemon = self.daemon(POLICY, socket_options="queue_limit: 32")
         self.mark_ports(2)
-        self.client(daemon, name="stalled", selector="{mark: 1}", stall=1, timeout_ms=600000)
+        stalled = self.client(daemon, name="stalled", selector="{mark: 1}", stall=1,
+                              timeout_ms=600000)
         healthy = self.client(daemon, name="healthy", selector="{mark: 2}")
         stalled_sink, healthy_sink = UdpSink(self, "127.0.0.1", 6001), UdpSink(self, "127.0.0.1", 6002)
         send_udp("127.0.0.1", 6001, 3000, payload=b"x" * 1000)
@@ -169,6 +170,12 @@ class Sessions(NetnsTestCase):
         self.assertGreater(stats["overflows"], 0)
         # Overflowed packets took their fallback (accept) at once.
         self.assertGreaterEqual(stalled_sink.settle(stats["overflows"]), stats["overflows"])
+        # Killing it with writes in flight releases the rest (regression: a use-after-free when
+        # a session closed while a write was pending).
+        stalled.kill()
+        self.assertEqual(stalled_sink.settle(3000), 3000)
+        self.assertEqual(daemon.stats()["queue"]["outstanding"], 0)
+        self.assertEqual(daemon.stop(), 0)
 
     def test_malformed_frames_close_only_that_session(self):
         daemon = self.daemon(POLICY)

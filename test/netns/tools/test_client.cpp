@@ -6,7 +6,8 @@
 // set-mark, timeout-ms, fallback (accept|drop), count (exit after N packets),
 // die-after (exit at once, without verdicts, after N packets), stall (never read),
 // foreign-token (send a verdict for this token first), uppercase (upper-case the UDP payload:
-// a replacement-payload verdict), raw (send these hex bytes as a datagram and print the answer).
+// a replacement-payload verdict), quiet (no per-packet lines), raw (send these hex bytes as a
+// datagram and print the answer).
 #include "pktbroker/client.hpp"
 
 #include <sys/socket.h>
@@ -140,6 +141,10 @@ int main(int argc, char** argv) {
     }
     if (error) break;
     ++packets;
+    if (!option("quiet").empty()) {  // benchmark mode: answer at once, print nothing
+      client.verdict(packet.info().token, verdict_code(verdict), mark);
+      continue;
+    }
     PacketView view;
     (void)packet.parse(view);
     say("packet token=%llu mark=%u sport=%u dport=%u len=%u verdict_needed=%d",
