@@ -1,7 +1,7 @@
 // One connected client: reads its requests, writes packets and replies, bounded and in order.
 #pragma once
 
-#include "broker/session/seq_packet_protocol.hpp"
+#include "pktbroker/seq_packet_protocol.hpp"
 #include "broker/session/subscription_table.hpp"
 #include "pktbroker/codec.hpp"
 

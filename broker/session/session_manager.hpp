@@ -3,7 +3,7 @@
 
 #include "broker/broker_queue.hpp"
 #include "broker/policy/policy.hpp"
-#include "broker/session/seq_packet_protocol.hpp"
+#include "pktbroker/seq_packet_protocol.hpp"
 #include "broker/session/session.hpp"
 
 #include <boost/asio/io_context.hpp>

@@ -54,6 +54,7 @@ class ReceivedPacket {
 
  private:
   friend class Client;
+  friend class AsyncClient;
   std::vector<std::uint8_t> datagram_;
   proto::Packet packet_;
 };

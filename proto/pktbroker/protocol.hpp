@@ -74,14 +74,14 @@ enum class CtStateCode : std::uint8_t { none = 0, new_ = 1, established = 2, rel
 
 /// Error codes carried by ERROR messages.
 enum class ErrorCode : std::uint16_t {
-  malformed = 1,       ///< the peer's datagram could not be decoded; the session is closed
-  not_permitted = 2,   ///< the session lacks the role, or the grant does not cover the selector
-  busy = 3,            ///< an exclusive subscription clashes with another session's
-  bad_selector = 4,    ///< the selector does not compile
-  unknown_token = 5,   ///< a verdict for a packet the session does not own (or no longer)
-  bad_payload = 6,     ///< a replacement payload is too large or not a well-formed IP packet
+  malformed = 1,      ///< the peer's datagram could not be decoded; the session is closed
+  not_permitted = 2,  ///< the session lacks the role, or the grant does not cover the selector
+  busy = 3,           ///< an exclusive subscription clashes with another session's
+  bad_selector = 4,   ///< the selector does not compile
+  unknown_token = 5,  ///< a verdict for a packet the session does not own (or no longer)
+  bad_payload = 6,    ///< a replacement payload is too large or not a well-formed IP packet
   unknown_subscription = 7,
-  version = 8,         ///< no common protocol version
+  version = 8,  ///< no common protocol version
   internal = 9,
 };
 
@@ -116,9 +116,9 @@ struct Subscribe {
   std::string selector;
   SubscriptionMode mode = SubscriptionMode::verdict;
   Clash clash = Clash::exclusive;
-  std::int32_t priority = 0;           ///< chain order, lower first
-  std::uint32_t snaplen = 0xffff;      ///< bytes of each packet to deliver
-  std::uint32_t timeout_ms = 1000;     ///< verdict subscriptions: time to answer
+  std::int32_t priority = 0;                   ///< chain order, lower first
+  std::uint32_t snaplen = 0xffff;              ///< bytes of each packet to deliver
+  std::uint32_t timeout_ms = 1000;             ///< verdict subscriptions: time to answer
   VerdictCode fallback = VerdictCode::accept;  ///< applied on timeout, disconnect, overflow
 };
 

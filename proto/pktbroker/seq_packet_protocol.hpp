@@ -1,4 +1,5 @@
-// AF_UNIX SOCK_SEQPACKET for Asio (Boost 1.74 ships only the stream and datagram flavours).
+/// @file seq_packet_protocol.hpp
+/// @brief AF_UNIX SOCK_SEQPACKET as an Asio protocol (Boost 1.74 ships only stream and datagram).
 #pragma once
 
 #include <boost/asio/basic_seq_packet_socket.hpp>
@@ -9,6 +10,7 @@
 
 namespace pktbroker {
 
+/// The transport of the client protocol: one message per datagram, boundaries kept.
 class SeqPacketProtocol {
  public:
   using endpoint = boost::asio::local::basic_endpoint<SeqPacketProtocol>;
