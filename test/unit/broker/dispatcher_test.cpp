@@ -1,7 +1,9 @@
 #include "broker/dispatcher.hpp"
 
+#include "../packet_builder.hpp"
 #include "broker/stats_report.hpp"
 
+#include <netinet/in.h>
 #include <catch2/catch.hpp>
 
 #include <array>
@@ -29,81 +31,12 @@ rules:
     verdict: {repeat: true, set_mark: 0x11}
 )";
 
-// IPv4 + TCP header, 127.0.0.1 -> 127.0.0.1, ports 40000 -> dport.
 std::vector<std::uint8_t> tcp_packet(std::uint16_t dport) {
-  std::vector<std::uint8_t> p = {0x45,
-                                 0,
-                                 0,
-                                 40,
-                                 0,
-                                 1,
-                                 0x40,
-                                 0,
-                                 64,
-                                 6,
-                                 0,
-                                 0,
-                                 127,
-                                 0,
-                                 0,
-                                 1,
-                                 127,
-                                 0,
-                                 0,
-                                 1,
-                                 0x9c,
-                                 0x40,
-                                 static_cast<std::uint8_t>(dport >> 8),
-                                 static_cast<std::uint8_t>(dport),
-                                 0,
-                                 0,
-                                 0,
-                                 0,
-                                 0,
-                                 0,
-                                 0,
-                                 0,
-                                 0x50,
-                                 0x02,
-                                 0xff,
-                                 0xff,
-                                 0,
-                                 0,
-                                 0,
-                                 0};
-  return p;
+  return pktbroker::test::ipv4(IPPROTO_TCP, pktbroker::test::tcp_header(40000, dport));
 }
 
 std::vector<std::uint8_t> udp_packet(std::uint16_t dport) {
-  std::vector<std::uint8_t> p = {0x45,
-                                 0,
-                                 0,
-                                 28,
-                                 0,
-                                 1,
-                                 0x40,
-                                 0,
-                                 64,
-                                 17,
-                                 0,
-                                 0,
-                                 127,
-                                 0,
-                                 0,
-                                 1,
-                                 127,
-                                 0,
-                                 0,
-                                 1,
-                                 0x9c,
-                                 0x40,
-                                 static_cast<std::uint8_t>(dport >> 8),
-                                 static_cast<std::uint8_t>(dport),
-                                 0,
-                                 8,
-                                 0,
-                                 0};
-  return p;
+  return pktbroker::test::ipv4(IPPROTO_UDP, pktbroker::test::udp_header(40000, dport));
 }
 
 PacketMeta meta_for(const std::vector<std::uint8_t>& bytes, std::uint32_t id) {
