@@ -224,6 +224,62 @@ class Sessions(NetnsTestCase):
         self.assertEqual(daemon.stats()["queue"]["outstanding"], 0)
         self.assertEqual(daemon.stop(), 0)
 
+    def test_a_malformed_replacement_is_refused_and_the_packet_keeps_waiting(self):
+        daemon = self.daemon(POLICY)
+        client = self.client(daemon, name="bad", bad_payload=1, timeout_ms=300, fallback="drop")
+        sink = UdpSink(self, "127.0.0.1", 7000)
+        send_udp("127.0.0.1", 7000, 2)
+        line = client.wait_line("error")
+        self.assertIn("code=6", line)
+        self.assertIn("not a well-formed IP packet", line)
+        wait_for(lambda: daemon.stats()["queue"]["timeouts"] == 2, what="the fallback")
+        self.assertEqual(sink.settle(), 0)
+
+    def test_deliver_rule_hands_packets_to_named_subscribers(self):
+        daemon = self.daemon(POLICY + """rules:
+  - name: to-workers
+    match: {proto: udp, dport: 7000}
+    verdict: {deliver: workers, fallback: drop, timeout_ms: 300}
+""")
+        sink = UdpSink(self, "127.0.0.1", 7000)
+        send_udp("127.0.0.1", 7000, 5)  # nobody subscribed as "workers": the fallback drops
+        self.assertEqual(sink.settle(), 0)
+        # Chain subscriptions may overlap; only the one named by the rule gets the packets.
+        other = self.client(daemon, name="bystander", clash="chain", priority=-1)
+        worker = self.client(daemon, name="workers", verdict="accept", clash="chain")
+        send_udp("127.0.0.1", 7000, 5)
+        self.assertEqual(sink.settle(5), 5)
+        wait_for(lambda: len(worker.packets()) == 5, what="the worker's packets")
+        self.assertEqual(other.packets(), [])  # it selects everything, but is not "workers"
+        self.assertEqual(daemon.stats()["rules"]["to-workers"]["packets"], 10)
+
+    def test_shutdown_releases_packets_held_by_clients(self):
+        daemon = self.daemon(POLICY)
+        run("iptables", "-R", "OUTPUT", "1", "-p", "udp", "-j", "NFQUEUE", "--queue-num", "0",
+            "--queue-bypass")
+        holder = self.client(daemon, name="holder", verdict="none", timeout_ms=600000)
+        sink = UdpSink(self, "127.0.0.1", 7000)
+        send_udp("127.0.0.1", 7000, 30)
+        wait_for(lambda: len(holder.packets()) == 30, what="the holder's packets")
+        self.assertEqual(sink.settle(), 0)
+        self.assertEqual(daemon.stop(), 0)
+        self.assertEqual(sink.settle(30), 30)  # every held packet got its fallback (accept)
+        self.assertNotIn(0, kernel_queues())
+
+    def test_a_grant_limits_what_its_sessions_see(self):
+        daemon = self.daemon(POLICY + "clients:\n  - {user: nobody, roles: [verdict], allowed: {mark: 1}}\n")
+        os.chmod(daemon.socket, 0o666)
+        os.chmod(daemon.dir, 0o755)
+        self.mark_ports(2)
+        limited = ClientProcess(self, daemon, name="limited", user="nobody", verdict="drop")
+        limited.wait_line("ready")
+        first, second = UdpSink(self, "127.0.0.1", 6001), UdpSink(self, "127.0.0.1", 6002)
+        send_udp("127.0.0.1", 6001, 10)
+        send_udp("127.0.0.1", 6002, 10)
+        self.assertEqual(second.settle(10), 10)  # outside the grant: the policy decides
+        self.assertEqual(first.settle(), 0)      # inside: the limited client drops
+        self.assertEqual({p["mark"] for p in limited.packets()}, {"1"})
+
 
 if __name__ == "__main__":
     main()

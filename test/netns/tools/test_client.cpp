@@ -6,7 +6,8 @@
 // set-mark, timeout-ms, fallback (accept|drop), count (exit after N packets),
 // die-after (exit at once, without verdicts, after N packets), stall (never read),
 // foreign-token (send a verdict for this token first), uppercase (upper-case the UDP payload:
-// a replacement-payload verdict), quiet (no per-packet lines), raw (send these hex bytes as a
+// a replacement-payload verdict), quiet (no per-packet lines), bad-payload (answer with a
+// malformed replacement), raw (send these hex bytes as a
 // datagram and print the answer).
 #include "pktbroker/client.hpp"
 
@@ -152,7 +153,10 @@ int main(int argc, char** argv) {
         view.dst_port, packet.info().wire_length, packet.info().needs_verdict ? 1 : 0);
     if (die_after >= 0 && packets >= die_after) _exit(3);
     if (!packet.info().needs_verdict || verdict == "none") continue;
-    if (!option("uppercase").empty() && view.has_ports) {
+    if (!option("bad-payload").empty()) {  // four bytes that are no IP packet
+      const std::uint8_t garbage[] = {0x45, 0, 0, 99};
+      client.verdict(packet.info().token, proto::VerdictCode::accept, mark, garbage);
+    } else if (!option("uppercase").empty() && view.has_ports) {
       std::vector<std::uint8_t> bytes(packet.payload().begin(), packet.payload().end());
       for (std::size_t i = view.payload_offset; i < bytes.size(); ++i) {
         bytes[i] = static_cast<std::uint8_t>(std::toupper(bytes[i]));
