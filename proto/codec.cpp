@@ -7,8 +7,8 @@
 namespace pktbroker::proto {
 namespace {
 
-constexpr std::size_t max_string = 4096;  // names, selectors, error texts
-constexpr std::size_t max_entries = 4096; // list lengths (stats, sessions, verdict batches)
+constexpr std::size_t max_string = 4096;   // names, selectors, error texts
+constexpr std::size_t max_entries = 4096;  // list lengths (stats, sessions, verdict batches)
 
 class ProtocolCategory : public std::error_category {
  public:
@@ -198,10 +198,18 @@ void read(Reader& r, Subscribe& m) {
   m.timeout_ms = r.integer<std::uint32_t>();
   m.fallback = r.enumeration(VerdictCode::accept, VerdictCode::repeat);
 }
-void write(Writer& w, const Subscribed& m) { w.integer(m.subscription_id); }
-void read(Reader& r, Subscribed& m) { m.subscription_id = r.integer<std::uint32_t>(); }
-void write(Writer& w, const Unsubscribe& m) { w.integer(m.subscription_id); }
-void read(Reader& r, Unsubscribe& m) { m.subscription_id = r.integer<std::uint32_t>(); }
+void write(Writer& w, const Subscribed& m) {
+  w.integer(m.subscription_id);
+}
+void read(Reader& r, Subscribed& m) {
+  m.subscription_id = r.integer<std::uint32_t>();
+}
+void write(Writer& w, const Unsubscribe& m) {
+  w.integer(m.subscription_id);
+}
+void read(Reader& r, Unsubscribe& m) {
+  m.subscription_id = r.integer<std::uint32_t>();
+}
 
 void write(Writer& w, const Packet& m) {
   w.integer(m.token);
@@ -344,7 +352,8 @@ bool message_for(std::uint8_t code, Message& message) {
   if (code < 1 || code > std::variant_size_v<Message>) return false;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     ((code == I + 1 ? (message.emplace<I>(), true) : false) || ...);
-  }(std::make_index_sequence<std::variant_size_v<Message>>());
+  }
+  (std::make_index_sequence<std::variant_size_v<Message>>());
   return true;
 }
 

@@ -1,9 +1,9 @@
 // One connected client: reads its requests, writes packets and replies, bounded and in order.
 #pragma once
 
-#include "pktbroker/seq_packet_protocol.hpp"
 #include "broker/session/subscription_table.hpp"
 #include "pktbroker/codec.hpp"
+#include "pktbroker/seq_packet_protocol.hpp"
 
 #include <atomic>
 #include <deque>

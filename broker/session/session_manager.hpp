@@ -3,8 +3,8 @@
 
 #include "broker/broker_queue.hpp"
 #include "broker/policy/policy.hpp"
-#include "pktbroker/seq_packet_protocol.hpp"
 #include "broker/session/session.hpp"
+#include "pktbroker/seq_packet_protocol.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/strand.hpp>

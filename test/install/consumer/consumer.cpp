@@ -4,8 +4,8 @@
 #include <cstdio>
 
 int main(int argc, char** argv) {
-  const std::uint8_t udp[] = {0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1,
-                              127,  0, 0, 1,  0, 53, 0, 53, 0, 8, 0, 0};
+  const std::uint8_t udp[] = {0x45, 0, 0,   28, 0, 0, 0, 0,  64, 17, 0, 0, 127, 0,
+                              0,    1, 127, 0,  0, 1, 0, 53, 0,  53, 0, 8, 0,   0};
   pktbroker::PacketView view;
   const auto parsed = pktbroker::parse_packet(udp, view);
   pktbroker::Client client;

@@ -155,8 +155,10 @@ TEST_CASE("every malformed datagram is rejected with its reason") {
 TEST_CASE("oversized messages are refused by the encoder") {
   std::vector<std::uint8_t> out;
   const std::vector<std::uint8_t> big(max_payload + 1, 0);
-  CHECK(encode(Verdict{1, VerdictCode::accept, std::nullopt, big}, 0, out) == ProtocolError::oversized);
-  CHECK(encode(Error{ErrorCode::internal, std::string(5000, 'x')}, 0, out) == ProtocolError::oversized);
+  CHECK(encode(Verdict{1, VerdictCode::accept, std::nullopt, big}, 0, out) ==
+        ProtocolError::oversized);
+  CHECK(encode(Error{ErrorCode::internal, std::string(5000, 'x')}, 0, out) ==
+        ProtocolError::oversized);
 }
 
 TEST_CASE("truncations and byte flips of valid datagrams never crash the decoder") {
@@ -166,14 +168,16 @@ TEST_CASE("truncations and byte flips of valid datagrams never crash the decoder
   for (const Message& message : samples()) {
     const auto bytes = encoded(message);
     for (std::size_t length = 0; length < bytes.size(); ++length) {
-      const std::vector<std::uint8_t> cut(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(length));
+      const std::vector<std::uint8_t> cut(bytes.begin(),
+                                          bytes.begin() + static_cast<std::ptrdiff_t>(length));
       CHECK(decode_error(cut));  // every proper prefix is invalid
       ++total;
     }
     for (int round = 0; round < 5000; ++round) {
       auto mutated = bytes;
       const int flips = 1 + static_cast<int>(random() % 4);
-      for (int f = 0; f < flips; ++f) mutated[random() % mutated.size()] = static_cast<std::uint8_t>(random());
+      for (int f = 0; f < flips; ++f)
+        mutated[random() % mutated.size()] = static_cast<std::uint8_t>(random());
       Decoded out;
       rejected += decode(mutated, out) ? 1 : 0;
       ++total;
@@ -184,6 +188,7 @@ TEST_CASE("truncations and byte flips of valid datagrams never crash the decoder
 }
 
 TEST_CASE("error codes have readable messages") {
-  CHECK(make_error_code(ProtocolError::length_mismatch).message() == "body length does not match the datagram");
+  CHECK(make_error_code(ProtocolError::length_mismatch).message() ==
+        "body length does not match the datagram");
   CHECK(std::string(protocol_category().name()) == "pktbroker.protocol");
 }
