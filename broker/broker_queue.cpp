@@ -170,7 +170,7 @@ void BrokerQueue::offer(const PacketMeta& meta, const std::vector<Subscription>&
 
 // Tracks the packet for state->subscription and sends it; on overflow counts it and returns
 // false (the caller applies the fallback).
-bool BrokerQueue::offer_to(std::shared_ptr<ChainState> state) {
+bool BrokerQueue::offer_to(const std::shared_ptr<ChainState>& state) {
   const Subscription& s = state->subscription;
   state->port = s.port;
   // A deliver rule's timeout and fallback govern its packets; otherwise the subscriber's.

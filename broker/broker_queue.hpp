@@ -65,7 +65,7 @@ class BrokerQueue {
   /// Hands the packet to the head of `chain`, or applies the fallback when it cannot.
   void offer(const PacketMeta& meta, const std::vector<Subscription>& chain,
              const Decision& decision);
-  bool offer_to(std::shared_ptr<ChainState> state);
+  bool offer_to(const std::shared_ptr<ChainState>& state);
   void on_client_verdict(SessionId session, const std::shared_ptr<SessionPort>& port,
                          ClientVerdict verdict);
   void finish(std::uint32_t packet_id, const Verdict& verdict,

@@ -351,7 +351,7 @@ void read(Reader&, Pong&) {}
 bool message_for(std::uint8_t code, Message& message) {
   if (code < 1 || code > std::variant_size_v<Message>) return false;
   [&]<std::size_t... I>(std::index_sequence<I...>) {
-    ((code == I + 1 ? (message.emplace<I>(), true) : false) || ...);
+    (void)((code == I + 1 ? (message.emplace<I>(), true) : false) || ...);
   }
   (std::make_index_sequence<std::variant_size_v<Message>>());
   return true;

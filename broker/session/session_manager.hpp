@@ -41,7 +41,7 @@ class SessionManager {
   // Called by sessions, from their strands.
   void subscribe(std::shared_ptr<Session> session, proto::Subscribe request, std::uint32_t id);
   void unsubscribe(std::shared_ptr<Session> session, std::uint32_t subscription, std::uint32_t id);
-  void verdict(std::shared_ptr<Session> session, ClientVerdict verdict);
+  void verdict(const std::shared_ptr<Session>& session, ClientVerdict verdict);
   void stats(std::shared_ptr<Session> session, std::uint32_t id);
   void sessions(std::shared_ptr<Session> session, std::uint32_t id);
   void reload(std::shared_ptr<Session> session, std::uint32_t id);

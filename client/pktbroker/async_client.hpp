@@ -68,7 +68,6 @@ class AsyncClient {
   std::deque<std::vector<std::uint8_t>> writes_;
   std::vector<std::uint8_t> read_buffer_;
   boost::asio::socket_base::message_flags read_flags_ = 0;
-  bool reading_ = false;
   PacketHandler on_packet_;
   CompletionHandler on_end_;
   ReceivedPacket packet_;

@@ -22,7 +22,7 @@ inline constexpr std::uint16_t magic = 0x5042;
 /// Size of the fixed header.
 inline constexpr std::size_t header_size = 16;
 /// Largest datagram either side sends or accepts.
-inline constexpr std::size_t max_datagram = 256 * 1024;
+inline constexpr std::size_t max_datagram = std::size_t{256} * 1024;
 /// Largest packet payload carried in PACKET or VERDICT.
 inline constexpr std::size_t max_payload = 65535;
 /// Default Unix socket path of the broker.
