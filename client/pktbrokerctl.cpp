@@ -23,7 +23,8 @@ constexpr const char* usage = R"(pktbrokerctl - control a running pktbrokerd
 Usage: pktbrokerctl [OPTIONS] COMMAND
 
 Commands:
-  status     one line per queue: packets, verdicts, sessions waiting
+  status     one line per queue: packets, verdicts, how many clients decided,
+             how many wait for a client now
   sessions   connected clients: id, name, pid, uid, roles, subscriptions, counters
   stats      every counter, per queue, rule and client
   reload     make pktbrokerd load its policy again (as SIGHUP does); prints the
@@ -98,14 +99,14 @@ int show_stats(pktbroker::Client& client, bool json, bool summary) {
     return exit_ok;
   }
   if (summary) {
-    std::printf("%-10s %12s %12s %12s %10s %12s\n", "QUEUE", "PACKETS", "ACCEPTED", "DROPPED",
-                "CLIENTS", "OUTSTANDING");
+    std::printf("%-10s %12s %12s %12s %11s %12s\n", "QUEUE", "PACKETS", "ACCEPTED", "DROPPED",
+                "BY_CLIENTS", "OUTSTANDING");
   }
   for (const auto& scope : scopes) {
     std::map<std::string, std::uint64_t> v(by_scope[scope].begin(), by_scope[scope].end());
     if (summary) {
       if (!scope.starts_with("queue ")) continue;
-      std::printf("%-10s %12llu %12llu %12llu %10llu %12llu\n", scope.substr(6).c_str(),
+      std::printf("%-10s %12llu %12llu %12llu %11llu %12llu\n", scope.substr(6).c_str(),
                   static_cast<unsigned long long>(v["packets"]),
                   static_cast<unsigned long long>(v["accepted"]),
                   static_cast<unsigned long long>(v["dropped"]),
