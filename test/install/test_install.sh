@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the build into a temporary prefix, then builds a program against it twice: with
-# find_package(pktbroker) and with pkg-config. Usage: test_install.sh BUILD_DIR SOURCE_DIR
+# find_package(pktbroker) and with pkg-config. Usage: test_install.sh BUILD_DIR [SANITIZERS]
+# (a sanitized library needs a consumer built with the same sanitizers).
 set -euo pipefail
 build=$1
+flags=${2:+-fsanitize=$2}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -10,13 +12,15 @@ trap 'rm -rf "$work"' EXIT
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
 libdir=$(find "$work/prefix" -name 'libpktbroker.so' -printf '%h\n' | head -1)
 
-cmake -S "$here/consumer" -B "$work/cmake-build" -DCMAKE_PREFIX_PATH="$work/prefix" >/dev/null
+cmake -S "$here/consumer" -B "$work/cmake-build" -DCMAKE_PREFIX_PATH="$work/prefix" \
+  -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" >/dev/null
 cmake --build "$work/cmake-build" >/dev/null
 LD_LIBRARY_PATH=$libdir "$work/cmake-build/consumer" | tee "$work/cmake.out"
 
 PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --exists pktbroker
 # shellcheck disable=SC2046  # word splitting of the flags is intended
-c++ "$here/consumer/consumer.cpp" -o "$work/pc-consumer" \
+# shellcheck disable=SC2086  # $flags is empty or one flag
+c++ $flags "$here/consumer/consumer.cpp" -o "$work/pc-consumer" \
   $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags --libs pktbroker)
 LD_LIBRARY_PATH=$libdir "$work/pc-consumer" | tee "$work/pc.out"
 
