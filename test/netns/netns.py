@@ -84,6 +84,15 @@ class Namespace:
         run("ip", "netns", "del", self.name, check=False)
 
 
+def remove_orphaned_namespaces():
+    """Deletes namespaces left by test runs that were killed before their cleanup ran
+    (their names carry the pid of a process that no longer exists)."""
+    listing = run("ip", "netns", "list", check=False).stdout
+    for name in re.findall(r"^(pktb(?:-peer)?-(\d+)-\d+)", listing, re.M):
+        if not os.path.exists(f"/proc/{name[1]}"):
+            run("ip", "netns", "del", name[0], check=False)
+
+
 def _die_with_parent():
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -338,6 +347,7 @@ class NetnsTestCase(unittest.TestCase):
             raise unittest.SkipTest("needs root for network namespaces")
         if not PKTBROKERD or not os.access(PKTBROKERD, os.X_OK):
             raise unittest.SkipTest("PKTBROKERD does not name the pktbrokerd binary")
+        remove_orphaned_namespaces()
 
     def setUp(self):
         self.original_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
