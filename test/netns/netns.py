@@ -139,6 +139,20 @@ class Daemon:
     def send(self, signum):
         self.process.send_signal(signum)
 
+    def pause(self):
+        """SIGSTOP, returning only once every thread has really stopped."""
+        self.send(signal.SIGSTOP)
+
+        def stopped():
+            tasks = os.listdir(f"/proc/{self.process.pid}/task")
+            states = []
+            for task in tasks:
+                with open(f"/proc/{self.process.pid}/task/{task}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            return all(state == "T" for state in states)
+
+        wait_for(stopped, what="pktbrokerd to stop")
+
     def reload(self, text):
         self.write_policy(text)
         self.send(signal.SIGHUP)

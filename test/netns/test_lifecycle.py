@@ -103,7 +103,7 @@ class Lifecycle(NetnsTestCase):
 """)
         self.queue_udp()
         sink = UdpSink(self)
-        daemon.send(signal.SIGSTOP)
+        daemon.pause()
         send_udp("127.0.0.1", 5000, 200)
         wait_for(lambda: kernel_queues()[0]["queue_total"] == 16, what="a full queue")
         daemon.send(signal.SIGCONT)
@@ -120,7 +120,7 @@ class Lifecycle(NetnsTestCase):
 """)
         self.queue_udp()
         sink = UdpSink(self)
-        daemon.send(signal.SIGSTOP)
+        daemon.pause()
         send_udp("127.0.0.1", 5000, 200)
         self.assertEqual(sink.settle(184), 184)  # passed by the kernel, never queued
         daemon.send(signal.SIGCONT)
