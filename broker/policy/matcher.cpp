@@ -73,44 +73,84 @@ bool PortSet::contains(std::uint16_t port) const noexcept {
   return it != ranges_.begin() && port <= std::prev(it)->second;
 }
 
+bool MatchFields::has(MatchField field) const noexcept {
+  switch (field) {
+    case MatchField::queue: return !queues.empty();
+    case MatchField::mark: return mark.has_value();
+    case MatchField::proto: return !protocols.empty();
+    case MatchField::src: return !src.empty();
+    case MatchField::dst: return !dst.empty();
+    case MatchField::sport: return sport.has_value();
+    case MatchField::dport: return dport.has_value();
+    case MatchField::iif: return !iif.empty();
+    case MatchField::oif: return !oif.empty();
+    case MatchField::uid: return !uids.empty();
+    case MatchField::gid: return !gids.empty();
+    case MatchField::ct_state: return ct_states != 0;
+    case MatchField::icmp_type: return !icmp_types.empty();
+    case MatchField::length: return length.has_value();
+  }
+  return false;
+}
+
 bool MatchFields::empty() const noexcept {
   return size() == 0;
 }
 
 std::size_t MatchFields::size() const noexcept {
-  return !queues.empty() + mark.has_value() + !protocols.empty() + !src.empty() + !dst.empty() +
-         sport.has_value() + dport.has_value() + !iif.empty() + !oif.empty() + !uids.empty() +
-         !gids.empty() + (ct_states != 0) + !icmp_types.empty() + length.has_value();
+  std::size_t count = 0;
+  for (std::size_t i = 0; i < match_field_count; ++i) {
+    count += has(static_cast<MatchField>(i)) ? 1 : 0;
+  }
+  return count;
 }
 
-// Calls visit(result) for each present field, stopping when visit returns false.
-template <typename Visit>
-bool MatchFields::for_each_field(const PacketMeta& meta, const PacketView& view,
-                                 Visit&& visit) const noexcept {
-  if (!queues.empty() && !visit(contains(queues, meta.queue))) return false;
-  if (mark && !visit((meta.mark & mark->second) == mark->first)) return false;
-  if (!protocols.empty() && !visit(contains(protocols, view.protocol))) return false;
-  if (!src.empty() && !visit(any_cidr_contains(src, view.src))) return false;
-  if (!dst.empty() && !visit(any_cidr_contains(dst, view.dst))) return false;
-  if (sport && !visit(view.has_ports && sport->contains(view.src_port))) return false;
-  if (dport && !visit(view.has_ports && dport->contains(view.dst_port))) return false;
-  if (!iif.empty() && !visit(name_in(iif, meta.in_ifindex))) return false;
-  if (!oif.empty() && !visit(name_in(oif, meta.out_ifindex))) return false;
-  if (!uids.empty() && !visit(meta.uid.has_value() && contains(uids, *meta.uid))) return false;
-  if (!gids.empty() && !visit(meta.gid.has_value() && contains(gids, *meta.gid))) return false;
-  if (ct_states != 0 && !visit((ct_states & (1U << static_cast<unsigned>(meta.ct_state))) != 0)) {
-    return false;
+bool MatchFields::holds(MatchField field, const PacketMeta& meta,
+                        const PacketView& view) const noexcept {
+  switch (field) {
+    case MatchField::queue: return contains(queues, meta.queue);
+    case MatchField::mark: return (meta.mark & mark->second) == mark->first;
+    case MatchField::proto: return contains(protocols, view.protocol);
+    case MatchField::src: return any_cidr_contains(src, view.src);
+    case MatchField::dst: return any_cidr_contains(dst, view.dst);
+    case MatchField::sport: return view.has_ports && sport->contains(view.src_port);
+    case MatchField::dport: return view.has_ports && dport->contains(view.dst_port);
+    case MatchField::iif: return name_in(iif, meta.in_ifindex);
+    case MatchField::oif: return name_in(oif, meta.out_ifindex);
+    case MatchField::uid: return meta.uid.has_value() && contains(uids, *meta.uid);
+    case MatchField::gid: return meta.gid.has_value() && contains(gids, *meta.gid);
+    case MatchField::ct_state:
+      return (ct_states & (1U << static_cast<unsigned>(meta.ct_state))) != 0;
+    case MatchField::icmp_type: return icmp_type_in(icmp_types, view);
+    case MatchField::length:
+      return meta.wire_length >= length->first && meta.wire_length <= length->second;
   }
-  if (!icmp_types.empty() && !visit(icmp_type_in(icmp_types, view))) return false;
-  if (length && !visit(meta.wire_length >= length->first && meta.wire_length <= length->second)) {
-    return false;
+  return false;
+}
+
+Matcher::Matcher(MatchFields required, MatchFields excluded)
+    : required_present_(present_in(required)),
+      excluded_present_(present_in(excluded)),
+      required_(std::move(required)),
+      excluded_(std::move(excluded)) {}
+
+Matcher::Present Matcher::present_in(const MatchFields& fields) noexcept {
+  Present present;
+  for (std::size_t i = 0; i < match_field_count; ++i) {
+    const auto field = static_cast<MatchField>(i);
+    if (fields.has(field)) present.fields[present.count++] = field;
   }
-  return true;
+  return present;
 }
 
 bool Matcher::matches(const PacketMeta& meta, const PacketView& view) const noexcept {
-  return required_.for_each_field(meta, view, [](bool holds) { return holds; }) &&
-         excluded_.for_each_field(meta, view, [](bool holds) { return !holds; });
+  for (std::size_t i = 0; i < required_present_.count; ++i) {
+    if (!required_.holds(required_present_.fields[i], meta, view)) return false;
+  }
+  for (std::size_t i = 0; i < excluded_present_.count; ++i) {
+    if (excluded_.holds(excluded_present_.fields[i], meta, view)) return false;
+  }
+  return true;
 }
 
 std::string_view interface_name(std::uint32_t ifindex) noexcept {

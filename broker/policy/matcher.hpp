@@ -4,6 +4,8 @@
 #include "broker/packet_meta.hpp"
 #include "pktbroker/packet_view.hpp"
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -25,6 +27,11 @@ class PortSet {
  public:
   void add(std::uint16_t first, std::uint16_t last);
   [[nodiscard]] bool contains(std::uint16_t port) const noexcept;
+  /// Inclusive ranges, sorted, disjoint and not adjacent.
+  [[nodiscard]] const std::vector<std::pair<std::uint16_t, std::uint16_t>>& ranges()
+      const noexcept {
+    return ranges_;
+  }
 
  private:
   std::vector<std::pair<std::uint16_t, std::uint16_t>> ranges_;
@@ -35,6 +42,25 @@ struct IcmpType {
   std::optional<std::uint8_t> v4;
   std::optional<std::uint8_t> v6;
 };
+
+/// A field a `match:` (or its `not:`) may constrain.
+enum class MatchField : std::uint8_t {
+  queue,
+  mark,
+  proto,
+  src,
+  dst,
+  sport,
+  dport,
+  iif,
+  oif,
+  uid,
+  gid,
+  ct_state,
+  icmp_type,
+  length
+};
+inline constexpr std::size_t match_field_count = 14;
 
 /// The fields one `match:` (or its `not:`) may constrain; absent fields are not checked.
 struct MatchFields {
@@ -53,23 +79,35 @@ struct MatchFields {
   std::vector<IcmpType> icmp_types;
   std::optional<std::pair<std::uint32_t, std::uint32_t>> length;  ///< inclusive range
 
+  [[nodiscard]] bool has(MatchField field) const noexcept;
   [[nodiscard]] bool empty() const noexcept;
   /// Number of fields present.
   [[nodiscard]] std::size_t size() const noexcept;
-  /// For `match:` every present field must hold; for `not:` each field is tested on its own.
-  template <typename Visit>
-  bool for_each_field(const PacketMeta& meta, const PacketView& view, Visit&& visit) const noexcept;
+  /// Whether the packet satisfies `field` (which must be present).
+  [[nodiscard]] bool holds(MatchField field, const PacketMeta& meta,
+                           const PacketView& view) const noexcept;
 };
 
+/// Every field of `required` must hold and every field of `excluded` must fail: `not: {dport:
+/// 22, src: 10.0.0.0/8}` means "dport is not 22 and src is not in 10.0.0.0/8".
 class Matcher {
  public:
-  Matcher(MatchFields required, MatchFields excluded)
-      : required_(std::move(required)), excluded_(std::move(excluded)) {}
+  Matcher(MatchFields required, MatchFields excluded);
 
   [[nodiscard]] bool matches(const PacketMeta& meta, const PacketView& view) const noexcept;
   [[nodiscard]] const MatchFields& required() const noexcept { return required_; }
+  [[nodiscard]] const MatchFields& excluded() const noexcept { return excluded_; }
 
  private:
+  /// The fields present, so a match touches only those (first in the object: one cache line).
+  struct Present {
+    std::uint8_t count = 0;
+    std::array<MatchField, match_field_count> fields{};
+  };
+  static Present present_in(const MatchFields& fields) noexcept;
+
+  Present required_present_;
+  Present excluded_present_;
   MatchFields required_;
   MatchFields excluded_;
 };

@@ -4,22 +4,14 @@
 
 namespace pktbroker {
 
-Policy::Policy(BrokerConfig broker, std::vector<Rule> rules)
-    : broker_(std::move(broker)), rules_(std::move(rules)) {}
-
-std::size_t Policy::match(const PacketMeta& meta, const PacketView& view) const noexcept {
-  for (std::size_t i = 0; i < rules_.size(); ++i) {
-    if (rules_[i].matcher->matches(meta, view)) return i;
-  }
-  return no_match;
-}
-
-std::string Diagnostic::to_string() const {
-  if (line == 0) return file + ": error: " + message;
-  return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": error: " + message;
-}
-
 namespace {
+
+std::vector<const Matcher*> matchers_of(const std::vector<Rule>& rules) {
+  std::vector<const Matcher*> matchers;
+  matchers.reserve(rules.size());
+  for (const Rule& rule : rules) matchers.push_back(rule.matcher.get());
+  return matchers;
+}
 
 std::string summarize(const std::vector<Diagnostic>& diagnostics) {
   if (diagnostics.empty()) return "invalid policy";
@@ -31,6 +23,19 @@ std::string summarize(const std::vector<Diagnostic>& diagnostics) {
 }
 
 }  // namespace
+
+Policy::Policy(BrokerConfig broker, std::vector<Rule> rules)
+    : broker_(std::move(broker)), rules_(std::move(rules)), index_(matchers_of(rules_)) {}
+
+std::size_t Policy::match(const PacketMeta& meta, const PacketView& view) const noexcept {
+  static_assert(no_match == RuleIndex::no_match);
+  return index_.first_match(meta, view);
+}
+
+std::string Diagnostic::to_string() const {
+  if (line == 0) return file + ": error: " + message;
+  return file + ":" + std::to_string(line) + ":" + std::to_string(column) + ": error: " + message;
+}
 
 PolicyError::PolicyError(std::vector<Diagnostic> diagnostics)
     : std::runtime_error(summarize(diagnostics)), diagnostics_(std::move(diagnostics)) {}

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "broker/packet_meta.hpp"
+#include "broker/policy/rule_index.hpp"
 #include "broker/verdict.hpp"
 #include "pktbroker/packet_view.hpp"
 
@@ -73,7 +74,7 @@ struct Rule {
   int line = 0;
   Verdict verdict;  ///< the decision, or with `deliver` the fallback when no client decides
   std::optional<Delivery> deliver;
-  std::shared_ptr<const Matcher> matcher;
+  std::shared_ptr<const Matcher> matcher;  ///< never null
 };
 
 /// Immutable once built; shared between queues by shared_ptr<const Policy>.
@@ -87,11 +88,20 @@ class Policy {
   [[nodiscard]] std::span<const Rule> rules() const noexcept { return rules_; }
 
   /// Index of the first rule that matches, or no_match. Never throws, never allocates.
+  /// Only the rules the index cannot rule out by protocol, destination port, address or mark
+  /// are tested (see RuleIndex); the answer is the same as testing every rule in order.
   [[nodiscard]] std::size_t match(const PacketMeta& meta, const PacketView& view) const noexcept;
+
+  /// How many rules `match` tests at most for this packet.
+  [[nodiscard]] std::size_t candidates(const PacketMeta& meta,
+                                       const PacketView& view) const noexcept {
+    return index_.candidates(meta, view);
+  }
 
  private:
   BrokerConfig broker_;
   std::vector<Rule> rules_;
+  RuleIndex index_;
 };
 
 /// One problem found while loading a policy, with its position (1-based line and column).

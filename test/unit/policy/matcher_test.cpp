@@ -79,6 +79,19 @@ TEST_CASE("a port match never matches a packet without ports; its negation does"
   CHECK(matches("{not: {dport: 22}}", tcp4(23)));
 }
 
+TEST_CASE("ports on packets without ports: ICMP and non-first fragments") {
+  const Packet fragment(ipv4(IPPROTO_TCP, tcp_header(40000, 22), 0, {10, 0, 0, 1}, {10, 0, 0, 2},
+                             /*fragment offset*/ 185));
+  CHECK_FALSE(fragment.view.has_ports);
+  CHECK(matches("{proto: tcp}", fragment));
+  CHECK_FALSE(matches("{dport: 22}", fragment));
+  CHECK_FALSE(matches("{dport: \"0-65535\"}", fragment));
+  CHECK(matches("{not: {dport: 22}}", fragment));
+  CHECK_FALSE(matches("{sport: \"0-65535\"}", icmp6(128)));
+  CHECK(matches("{not: {sport: 40000}}", icmp6(128)));
+  CHECK(matches("{sport: 5353, dport: 53}", udp6(53)));
+}
+
 TEST_CASE("protocols by name and number") {
   CHECK(matches("{proto: tcp}", tcp4(1)));
   CHECK_FALSE(matches("{proto: udp}", tcp4(1)));
@@ -115,6 +128,12 @@ TEST_CASE("marks: exact and masked") {
   p.meta.mark = 0x22;
   CHECK_FALSE(matches("{mark: {value: 0x10, mask: 0xf0}}", p));
   CHECK(matches("{mark: {value: 0, mask: 0x1}}", p));
+  CHECK(matches("{mark: {value: 0, mask: 0}}", p));  // an empty mask matches every mark
+  CHECK_FALSE(matches("{not: {mark: {value: 0x20, mask: 0xf0}}}", p));
+  CHECK(matches("{not: {mark: {value: 0x10, mask: 0xf0}}}", p));
+  p.meta.mark = 0xffffffff;
+  CHECK(matches("{mark: 0xffffffff}", p));
+  CHECK(matches("{mark: {value: 0xf0000000, mask: 0xf0000000}}", p));
 }
 
 TEST_CASE("uid and gid need the kernel to know the socket owner") {
@@ -128,6 +147,30 @@ TEST_CASE("uid and gid need the kernel to know the socket owner") {
   CHECK_FALSE(matches("{uid: 1000}", p));
   CHECK(matches("{gid: 100}", p));
   CHECK_FALSE(matches("{gid: 0}", p));
+}
+
+TEST_CASE("packet length range edges (wire length, not captured length)") {
+  Packet p = tcp4(1);
+  const std::string match = "{length: \"64-1500\"}";
+  for (const auto& [length, expected] : std::vector<std::pair<std::uint32_t, bool>>{
+           {0, false}, {63, false}, {64, true}, {1500, true}, {1501, false}, {65535, false}}) {
+    p.meta.wire_length = length;
+    INFO("length " << length);
+    CHECK(matches(match, p) == expected);
+    CHECK(matches("{not: " + match + "}", p) == !expected);
+  }
+}
+
+TEST_CASE("a packet without conntrack state matches no ct_state, so it matches their negation") {
+  Packet p = tcp4(1);
+  CHECK_FALSE(matches("{ct_state: [new, established, related]}", p));
+  CHECK(matches("{not: {ct_state: new}}", p));
+  p.meta.ct_state = CtState::new_;
+  CHECK(matches("{ct_state: new}", p));
+  CHECK_FALSE(matches("{not: {ct_state: new}}", p));
+  p.meta.ct_state = CtState::related;
+  CHECK(matches("{ct_state: related}", p));
+  CHECK_FALSE(matches("{ct_state: [new, established]}", p));
 }
 
 TEST_CASE("conntrack states, queue numbers and lengths") {
@@ -186,7 +229,8 @@ rules:
   - {name: web-again, match: {dport: 80}, verdict: drop}
 )",
                                    "t.yaml");
-  CHECK(policy->match(tcp4(80).meta, tcp4(80).view) == 0);
+  const Packet web = tcp4(80);
+  CHECK(policy->match(web.meta, web.view) == 0);
   const Packet ssh = tcp4(22);
   CHECK(policy->match(ssh.meta, ssh.view) == 1);
   const Packet dns = udp6(53);
