@@ -24,8 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 using Keys = std::span<const std::string_view>;
 
-constexpr std::string_view top_level_keys[] = {"broker", "rules", "socket", "clients"};
-constexpr std::string_view drop_in_keys[] = {"rules"};
 constexpr std::string_view broker_keys[] = {"queues", "default_verdict", "malformed_verdict"};
 constexpr std::string_view queue_keys[] = {"num", "fail_open", "max_len",  "copy_range",
                                            "gso", "uid_gid",   "conntrack"};
@@ -156,25 +154,44 @@ class FileReader {
         {file_, known ? mark.line + 1 : 0, known ? mark.column + 1 : 0, std::move(message)});
   }
   void error(const YAML::Node& node, std::string message) {
+    // yaml-cpp places an empty value at the next token; its key is where the user looks.
+    for (const auto& [value, key_mark] : empty_values_) {
+      if (value.is(node)) {
+        error(key_mark, std::move(message) + " (the value is empty)");
+        return;
+      }
+    }
     error(node.Mark(), std::move(message));
   }
 
-  /// Checks `node` is a map whose keys are all in `allowed`.
+  /// Checks `node` is a map whose keys are all in `allowed`, each at most once.
   bool expect_map(const YAML::Node& node, Keys allowed, std::string_view where) {
     if (!node.IsMap()) {
       error(node, std::string(where) + " must be a mapping");
       return false;
     }
+    std::map<std::string, int> seen;  // key -> line
     for (const auto& entry : node) {
       const std::string key = entry.first.Scalar();
+      if (entry.second.IsNull()) empty_values_.emplace_back(entry.second, entry.first.Mark());
+      if (const auto [first, fresh] = seen.emplace(key, entry.first.Mark().line + 1); !fresh) {
+        error(entry.first, "duplicate key '" + key + "' in " + std::string(where) +
+                               " (first on line " + std::to_string(first->second) + ")");
+        continue;
+      }
       if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
       std::string message = "unknown key '" + key + "' in " + std::string(where);
       const auto close = std::min_element(allowed.begin(), allowed.end(), [&](auto a, auto b) {
         return edit_distance(key, a) < edit_distance(key, b);
       });
       const std::size_t tolerance = key.size() <= 4 ? 1 : 2;
+      const auto extends = std::find_if(allowed.begin(), allowed.end(), [&](auto candidate) {
+        return key.size() >= 3 && candidate.starts_with(key);
+      });
       if (close != allowed.end() && edit_distance(key, *close) <= tolerance) {
         message += " (did you mean '" + std::string(*close) + "'?)";
+      } else if (extends != allowed.end()) {
+        message += " (did you mean '" + std::string(*extends) + "'?)";
       } else {
         message += "; expected one of: " + join(allowed);
       }
@@ -268,13 +285,14 @@ class FileReader {
         if (mark) verdict.set_mark = static_cast<std::uint32_t>(*mark);
       } else if (const auto kind = verdict_kind(key)) {
         const auto enabled = boolean(entry.second, key);
+        ok = ok && enabled.has_value();
         if (enabled && *enabled) {
           verdict.kind = *kind;
           ++kinds;
         }
       }
     }
-    if (kinds != 1) {
+    if (ok && kinds != 1) {
       error(node, "a verdict needs exactly one of accept: true, drop: true or repeat: true");
       return std::nullopt;
     }
@@ -409,8 +427,12 @@ class FileReader {
     const auto& names = protocol_names();
     if (const auto found = names.find(item.Scalar()); found != names.end()) {
       fields.protocols.push_back(found->second);
-    } else if (const auto n = parse_number(item.Scalar()); n && *n <= 255) {
-      fields.protocols.push_back(static_cast<std::uint8_t>(*n));
+    } else if (const auto n = parse_number(item.Scalar())) {
+      if (*n > 255) {
+        error(item, "bad protocol number '" + item.Scalar() + "': expected 0 to 255");
+      } else {
+        fields.protocols.push_back(static_cast<std::uint8_t>(*n));
+      }
     } else {
       error(item, "unknown protocol '" + item.Scalar() +
                       "'; expected a number or one of: " + names_of(names));
@@ -419,8 +441,13 @@ class FileReader {
 
   void owner(const YAML::Node& item, bool user, MatchFields& fields) {
     auto& ids = user ? fields.uids : fields.gids;
-    if (const auto n = parse_number(item.Scalar()); n && *n <= 0xffffffff) {
-      ids.push_back(static_cast<std::uint32_t>(*n));
+    if (const auto n = parse_number(item.Scalar())) {
+      if (*n > 0xffffffff) {
+        error(item, std::string("bad ") + (user ? "uid" : "gid") + " '" + item.Scalar() +
+                        "': expected 0 to 4294967295 or a " + (user ? "user" : "group") + " name");
+      } else {
+        ids.push_back(static_cast<std::uint32_t>(*n));
+      }
       return;
     }
     const std::string& name = item.Scalar();
@@ -453,9 +480,13 @@ class FileReader {
     const auto& names = icmp_type_names();
     if (const auto found = names.find(item.Scalar()); found != names.end()) {
       fields.icmp_types.push_back(found->second);
-    } else if (const auto n = parse_number(item.Scalar()); n && *n <= 255) {
-      const auto type = static_cast<std::uint8_t>(*n);
-      fields.icmp_types.push_back({type, type});
+    } else if (const auto n = parse_number(item.Scalar())) {
+      if (*n > 255) {
+        error(item, "bad icmp_type number '" + item.Scalar() + "': expected 0 to 255");
+      } else {
+        const auto type = static_cast<std::uint8_t>(*n);
+        fields.icmp_types.push_back({type, type});
+      }
     } else {
       error(item, "unknown icmp_type '" + item.Scalar() +
                       "'; expected a number or one of: " + names_of(names));
@@ -464,6 +495,7 @@ class FileReader {
 
   std::string file_;
   std::vector<Diagnostic>& diagnostics_;
+  std::vector<std::pair<YAML::Node, YAML::Mark>> empty_values_;  ///< value, its key's position
 };
 
 struct RuleDraft {
@@ -473,9 +505,8 @@ struct RuleDraft {
   bool valid = true;  // invalid drafts only take part in the duplicate-name check
 };
 
-BrokerConfig read_broker(FileReader& reader, const YAML::Node& node) {
-  BrokerConfig config;
-  if (!reader.expect_map(node, broker_keys, "broker")) return config;
+void read_broker(FileReader& reader, const YAML::Node& node, BrokerConfig& config) {
+  if (!reader.expect_map(node, broker_keys, "broker")) return;
   if (const YAML::Node queues = node["queues"]) {
     config.queues.clear();
     if (!queues.IsSequence() || queues.size() == 0) {
@@ -526,7 +557,6 @@ BrokerConfig read_broker(FileReader& reader, const YAML::Node& node) {
   if (node["malformed_verdict"]) {
     if (auto v = reader.verdict(node["malformed_verdict"])) config.malformed_verdict = *v;
   }
-  return config;
 }
 
 void read_socket(FileReader& reader, const YAML::Node& node, SocketConfig& socket) {
@@ -627,6 +657,7 @@ void read_clients(FileReader& reader, const YAML::Node& node, std::vector<Client
 }
 
 void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraft>& rules) {
+  if (node.IsNull()) return;  // `rules:` with every rule commented out
   if (!node.IsSequence()) {
     reader.error(node, "rules must be a list");
     return;
@@ -701,24 +732,59 @@ YAML::Node load_yaml(FileReader& reader, std::string_view text) {
   }
 }
 
-void read_document(FileReader& reader, std::string_view text, bool drop_in, BrokerConfig& broker,
-                   std::vector<RuleDraft>& rules) {
+/// What the files read so far add up to.
+struct PolicyDraft {
+  BrokerConfig broker;
+  std::vector<RuleDraft> rules;
+};
+
+/// A top-level key of a policy file and the function that reads its value.
+struct Section {
+  std::string_view key;
+  bool in_drop_ins;  ///< allowed in policy.d/*.yaml, not only in the main file
+  void (*read)(FileReader&, const YAML::Node&, PolicyDraft&);
+};
+
+constexpr Section sections[] = {
+    {"broker", false,
+     [](FileReader& r, const YAML::Node& n, PolicyDraft& d) { read_broker(r, n, d.broker); }},
+    {"rules", true,
+     [](FileReader& r, const YAML::Node& n, PolicyDraft& d) { read_rules(r, n, d.rules); }},
+    {"socket", false,
+     [](FileReader& r, const YAML::Node& n, PolicyDraft& d) {
+       read_socket(r, n, d.broker.socket);
+     }},
+    {"clients", false,
+     [](FileReader& r, const YAML::Node& n, PolicyDraft& d) {
+       read_clients(r, n, d.broker.clients);
+     }},
+};
+
+std::vector<std::string_view> section_keys(bool drop_in) {
+  std::vector<std::string_view> keys;
+  for (const Section& section : sections) {
+    if (section.in_drop_ins || !drop_in) keys.push_back(section.key);
+  }
+  return keys;
+}
+
+void read_document(FileReader& reader, std::string_view text, bool drop_in, PolicyDraft& draft) {
+  static const std::vector<std::string_view> main_keys = section_keys(false);
+  static const std::vector<std::string_view> drop_in_keys = section_keys(true);
   const YAML::Node root = load_yaml(reader, text);
   if (!root || root.IsNull()) return;  // an empty file (or a syntax error already reported)
-  if (!reader.expect_map(root, drop_in ? Keys(drop_in_keys) : Keys(top_level_keys),
+  if (!reader.expect_map(root, drop_in ? drop_in_keys : main_keys,
                          drop_in ? "a policy.d drop-in (only rules: is allowed)" : "the policy")) {
     return;
   }
-  if (const YAML::Node node = root["broker"]; node && !drop_in) broker = read_broker(reader, node);
-  if (const YAML::Node node = root["socket"]; node && !drop_in)
-    read_socket(reader, node, broker.socket);
-  if (const YAML::Node node = root["clients"]; node && !drop_in)
-    read_clients(reader, node, broker.clients);
-  if (const YAML::Node node = root["rules"]) read_rules(reader, node, rules);
+  for (const Section& section : sections) {
+    const YAML::Node node = root[std::string(section.key)];
+    if (node && (section.in_drop_ins || !drop_in)) section.read(reader, node, draft);
+  }
 }
 
-std::shared_ptr<const Policy> finish(BrokerConfig broker, std::vector<RuleDraft> drafts,
-                                     std::vector<Diagnostic> diagnostics) {
+std::shared_ptr<const Policy> finish(PolicyDraft policy, std::vector<Diagnostic> diagnostics) {
+  std::vector<RuleDraft>& drafts = policy.rules;
   std::map<std::string, const RuleDraft*> names;
   for (const auto& draft : drafts) {
     if (draft.rule.name.empty()) continue;
@@ -750,7 +816,7 @@ std::shared_ptr<const Policy> finish(BrokerConfig broker, std::vector<RuleDraft>
   rules.reserve(drafts.size());
   for (auto& draft : drafts) rules.push_back(std::move(draft.rule));
   forget_interface_names();
-  return std::make_shared<const Policy>(std::move(broker), std::move(rules));
+  return std::make_shared<const Policy>(std::move(policy.broker), std::move(rules));
 }
 
 std::optional<std::string> read_file(const fs::path& path, std::vector<Diagnostic>& diagnostics) {
@@ -793,19 +859,17 @@ std::shared_ptr<const Matcher> compile_match(std::string_view yaml, std::string_
 std::shared_ptr<const Policy> parse_policy(std::string_view yaml, std::string_view file_name) {
   std::vector<Diagnostic> diagnostics;
   FileReader reader(std::string(file_name), diagnostics);
-  BrokerConfig broker;
-  std::vector<RuleDraft> rules;
-  read_document(reader, yaml, false, broker, rules);
-  return finish(std::move(broker), std::move(rules), std::move(diagnostics));
+  PolicyDraft draft;
+  read_document(reader, yaml, false, draft);
+  return finish(std::move(draft), std::move(diagnostics));
 }
 
 std::shared_ptr<const Policy> load_policy(const fs::path& file) {
   std::vector<Diagnostic> diagnostics;
-  BrokerConfig broker;
-  std::vector<RuleDraft> rules;
+  PolicyDraft draft;
   if (const auto text = read_file(file, diagnostics)) {
     FileReader reader(file.string(), diagnostics);
-    read_document(reader, *text, false, broker, rules);
+    read_document(reader, *text, false, draft);
   }
   const fs::path drop_in_dir = file.parent_path() / "policy.d";
   std::error_code error;
@@ -818,11 +882,11 @@ std::shared_ptr<const Policy> load_policy(const fs::path& file) {
     for (const auto& path : drop_ins) {
       if (const auto text = read_file(path, diagnostics)) {
         FileReader reader(path.string(), diagnostics);
-        read_document(reader, *text, true, broker, rules);
+        read_document(reader, *text, true, draft);
       }
     }
   }
-  return finish(std::move(broker), std::move(rules), std::move(diagnostics));
+  return finish(std::move(draft), std::move(diagnostics));
 }
 
 }  // namespace pktbroker

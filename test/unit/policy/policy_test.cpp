@@ -1,5 +1,7 @@
 #include "broker/policy/policy.hpp"
 
+#include "broker/policy/matcher.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -176,10 +178,143 @@ TEST_CASE("every diagnostic names its file, line and column") {
        "test.yaml:4:5: error: duplicate rule name 'x' (first defined at test.yaml:2)"},
       {"rules:\n  - name: [x\n",
        "test.yaml:3:1: error: YAML syntax: end of sequence flow not found"},
+      {"- a\n", "test.yaml:1:1: error: the policy must be a mapping"},
+      {"broker:\n  queues: [5]\n", "test.yaml:2:12: error: queue must be a mapping"},
+      {"broker:\n  queues: [{num: [1]}]\n", "test.yaml:2:18: error: queue num must be a number"},
+      {"broker:\n  queues: [{num: 0, copy_range: 70000}]\n",
+       "test.yaml:2:33: error: bad copy_range '70000': expected a number from 0 to 65535"},
+      {"broker:\n  defualt_verdict: drop\n",
+       "test.yaml:2:3: error: unknown key 'defualt_verdict' in broker (did you mean "
+       "'default_verdict'?)"},
+      {"broker:\n  malformed_verdict: {drop: true, accept: maybe}\n",
+       "test.yaml:2:43: error: accept must be true or false"},
+      {"broker:\nrules: []\n",
+       "test.yaml:1:1: error: broker must be a mapping (the value is empty)"},
+      {"rules:\n  - just-a-rule\n", "test.yaml:2:5: error: rule must be a mapping"},
+      {"rules:\n  - name: x\n    verdict: drop\n    prio: 1\n",
+       "test.yaml:4:5: error: unknown key 'prio' in rule (did you mean 'priority'?)"},
+      {"rules:\n  - name: x\n    match:\n    verdict: drop\n",
+       "test.yaml:3:5: error: match must be a mapping (the value is empty)"},
+      {rule("{dport: 1, dport: 2}"),
+       "test.yaml:3:23: error: duplicate key 'dport' in match (first on line 3)"},
+      {rule("{not: 5}"), "test.yaml:3:18: error: not must be a mapping"},
+      {rule("{proto: [[tcp]]}"), "test.yaml:3:21: error: proto list items must be scalars"},
+      {rule("{proto: 256}"), "test.yaml:3:20: error: bad protocol number '256': expected 0 to 255"},
+      {rule("{queue: 65536}"),
+       "test.yaml:3:20: error: bad queue '65536': expected a number from 0 to 65535"},
+      {rule("{mark: 0x1ffffffff}"),
+       "test.yaml:3:19: error: bad mark '0x1ffffffff': expected a number from 0 to 4294967295"},
+      {rule("{mark: {value: 1, mask: 1, bits: 2}}"),
+       "test.yaml:3:39: error: unknown key 'bits' in mark; expected one of: value, mask"},
+      {rule("{src: \"10.0.0.0/\"}"),
+       "test.yaml:3:18: error: bad address or CIDR '10.0.0.0/' in src"},
+      {rule("{src: \"10.0.0.0/0x8\"}"),
+       "test.yaml:3:18: error: bad address or CIDR '10.0.0.0/0x8' in src"},
+      {rule("{dport: \"1000-\"}"),
+       "test.yaml:3:20: error: bad port range '1000-': expected FIRST-LAST with 0 <= FIRST <= LAST "
+       "<= 65535"},
+      {rule("{uid: 4294967296}"),
+       "test.yaml:3:18: error: bad uid '4294967296': expected 0 to 4294967295 or a user name"},
+      {rule("{gid: 4294967296}"),
+       "test.yaml:3:18: error: bad gid '4294967296': expected 0 to 4294967295 or a group name"},
+      {rule("{iif: \"\"}"), "test.yaml:3:18: error: bad interface name '' in iif"},
+      {rule("{ct_state: [new, bogus]}"),
+       "test.yaml:3:29: error: unknown ct_state 'bogus'; expected new, established or related"},
+      {rule("{icmp_type: 256}"),
+       "test.yaml:3:24: error: bad icmp_type number '256': expected 0 to 255"},
+      {rule("{length: [1]}"),
+       "test.yaml:3:21: error: length must be a number or a range like 64-1500"},
+      {rule("{}", "{accept: false}"),
+       "test.yaml:4:14: error: a verdict needs exactly one of accept: true, drop: true or repeat: "
+       "true"},
+      {rule("{}", "{set_mark: 1}"),
+       "test.yaml:4:14: error: a verdict needs exactly one of accept: true, drop: true or repeat: "
+       "true"},
+      {rule("{}", "{repeat: perhaps}"), "test.yaml:4:23: error: repeat must be true or false"},
+      {rule("{}", "[drop]"), "test.yaml:4:14: error: verdict must be a mapping"},
+      {"rules:\n  - name: x\n    verdict: drop\n    priority: [1]\n",
+       "test.yaml:4:15: error: priority must be a number"},
+      {"rules:\n  - name: x\n    verdict: drop\n    priority: 99999999999\n",
+       "test.yaml:4:15: error: priority must be a whole number, e.g. -10 or 50"},
   };
   for (const auto& [yaml, expected] : cases) {
     CHECK(only_error(yaml) == expected);
   }
+}
+
+TEST_CASE("field forms: scalars, lists, names, numbers in hex and decimal") {
+  const auto policy = parse_policy(R"(
+rules:
+  - name: every-field
+    match:
+      queue: [0, 3]
+      mark: {value: 0x10, mask: 240}
+      proto: [tcp, 17, icmpv6]
+      src: 10.0.0.1
+      dst: [192.168.0.0/16, "fd00::/8", "::1"]
+      sport: 1024
+      dport: [22, "8000-8080", 443]
+      iif: eth0
+      oif: [lo, veth1]
+      uid: [root, 1000]
+      gid: root
+      ct_state: [new, related]
+      icmp_type: [echo-request, 3]
+      length: "64-1500"
+      not: {dport: 8001, uid: 1000}
+    verdict: {accept: true, set_mark: 17}
+  - name: scalars
+    match: {queue: 7, mark: 0xff, proto: 132, length: 100, ct_state: established}
+    verdict: repeat
+)",
+                                   "test.yaml");
+  REQUIRE(policy->rules().size() == 2);
+  const MatchFields& all = policy->rules()[0].matcher->required();
+  CHECK(all.queues == std::vector<std::uint16_t>{0, 3});
+  CHECK(all.mark == std::pair{0x10U, 0xf0U});
+  CHECK(all.protocols == std::vector<std::uint8_t>{6, 17, 58});
+  REQUIRE(all.src.size() == 1);
+  CHECK(all.src[0].prefix == 32);
+  CHECK(all.src[0].network.to_string() == "10.0.0.1");
+  REQUIRE(all.dst.size() == 3);
+  CHECK(all.dst[0].network.family == 4);
+  CHECK(all.dst[0].prefix == 16);
+  CHECK(all.dst[1].network.family == 6);
+  CHECK(all.dst[1].prefix == 8);
+  CHECK(all.dst[2].prefix == 128);
+  REQUIRE(all.sport.has_value());
+  CHECK(all.sport->ranges() == std::vector<std::pair<std::uint16_t, std::uint16_t>>{{1024, 1024}});
+  REQUIRE(all.dport.has_value());
+  CHECK(all.dport->ranges() ==
+        std::vector<std::pair<std::uint16_t, std::uint16_t>>{{22, 22}, {443, 443}, {8000, 8080}});
+  CHECK(all.iif == std::vector<std::string>{"eth0"});
+  CHECK(all.oif == std::vector<std::string>{"lo", "veth1"});
+  CHECK(all.uids == std::vector<std::uint32_t>{0, 1000});
+  CHECK(all.gids == std::vector<std::uint32_t>{0});
+  CHECK(all.ct_states == ((1U << static_cast<unsigned>(CtState::new_)) |
+                          (1U << static_cast<unsigned>(CtState::related))));
+  REQUIRE(all.icmp_types.size() == 2);
+  CHECK(all.icmp_types[0].v4 == 8);
+  CHECK(all.icmp_types[0].v6 == 128);
+  CHECK(all.icmp_types[1].v4 == 3);
+  CHECK(all.icmp_types[1].v6 == 3);
+  CHECK(all.length == std::pair{64U, 1500U});
+  CHECK(all.size() == 14);
+  const MatchFields& excluded = policy->rules()[0].matcher->excluded();
+  CHECK(excluded.size() == 2);
+  CHECK(excluded.uids == std::vector<std::uint32_t>{1000});
+  CHECK(policy->rules()[0].verdict == Verdict{VerdictKind::accept, 17U});
+
+  const MatchFields& scalars = policy->rules()[1].matcher->required();
+  CHECK(scalars.queues == std::vector<std::uint16_t>{7});
+  CHECK(scalars.mark == std::pair{0xffU, 0xffffffffU});
+  CHECK(scalars.protocols == std::vector<std::uint8_t>{132});
+  CHECK(scalars.length == std::pair{100U, 100U});
+  CHECK(policy->rules()[1].verdict == Verdict{VerdictKind::repeat, std::nullopt});
+}
+
+TEST_CASE("an empty rules section is allowed (every rule commented out)") {
+  CHECK(parse_policy("rules:\n# - name: later\n", "t.yaml")->rules().empty());
 }
 
 TEST_CASE("all problems of a file are reported, in order") {
@@ -237,6 +372,50 @@ TEST_CASE("drop-ins may not change broker settings, and names are unique across 
   }
 }
 
+TEST_CASE("problems in the main file and in drop-ins are all reported, file by file") {
+  PolicyDir dir;
+  dir.write("policy.yaml", "rules:\n  - name: a\n    verdict: maybe\n");
+  dir.write("policy.d/20-b.yaml",
+            "rules:\n  - name: b\n    match: {dport: x}\n    verdict: drop\n");
+  dir.write("policy.d/10-a.yaml", "rules: [\n");
+  try {
+    (void)load_policy(dir.main());
+    FAIL("no error");
+  } catch (const PolicyError& error) {
+    const auto& d = error.diagnostics();
+    REQUIRE(d.size() == 3);
+    CHECK(d[0].to_string() == dir.main().string() +
+                                  ":3:14: error: unknown verdict 'maybe'; expected accept, drop or "
+                                  "repeat");
+    CHECK(d[1].to_string() == (dir.path / "policy.d/10-a.yaml").string() +
+                                  ":2:1: error: YAML syntax: end of sequence flow not found");
+    CHECK(d[2].to_string() == (dir.path / "policy.d/20-b.yaml").string() +
+                                  ":3:20: error: bad port 'x': expected a number from 0 to 65535");
+  }
+}
+
+TEST_CASE("priority sorts stably across files; equal priorities keep reading order") {
+  PolicyDir dir;
+  dir.write(
+      "policy.yaml",
+      "rules:\n  - {name: m1, verdict: accept}\n  - {name: late, priority: 5, verdict: drop}\n"
+      "  - {name: m2, verdict: accept}\n  - {name: first, priority: -20, verdict: drop}\n");
+  dir.write("policy.d/50-x.yaml",
+            "rules:\n  - {name: x-early, priority: -10, verdict: drop}\n"
+            "  - {name: x-late, priority: 5, verdict: drop}\n  - {name: x, verdict: drop}\n");
+  dir.write("policy.d/05-empty.yaml", "");
+  const auto policy = load_policy(dir.main());
+  CHECK(rule_names(*policy) ==
+        std::vector<std::string>{"first", "x-early", "m1", "m2", "x", "late", "x-late"});
+}
+
+TEST_CASE("a policy without a policy.d directory loads") {
+  PolicyDir dir;
+  fs::remove(dir.path / "policy.d");
+  dir.write("policy.yaml", "rules:\n  - {name: only, verdict: drop}\n");
+  CHECK(rule_names(*load_policy(dir.main())) == std::vector<std::string>{"only"});
+}
+
 TEST_CASE("a missing policy file is a diagnostic too") {
   try {
     (void)load_policy("/nonexistent/pktbroker/policy.yaml");
@@ -251,8 +430,12 @@ TEST_CASE("a missing policy file is a diagnostic too") {
 
 TEST_CASE("the shipped default policy and its drop-in load") {
   const auto policy = load_policy(fs::path(PKTBROKER_SOURCE_DIR) / "config" / "policy.yaml");
-  CHECK(policy->rules().size() >= 4);
-  CHECK(policy->rules().back().name == "no-chargen");
+  CHECK(rule_names(*policy) ==
+        std::vector<std::string>{"no-telnet", "no-discard", "no-large-pings", "no-chargen"});
+  REQUIRE(policy->broker().queues.size() == 1);
+  CHECK(policy->broker().queues[0].num == 0);
+  CHECK(policy->broker().queues[0].fail_open);
+  CHECK(policy->broker().default_verdict.kind == VerdictKind::accept);
 }
 
 TEST_CASE("socket, clients and deliver sections") {
