@@ -1,38 +1,53 @@
-# Debian packages pktbroker needs, and an installer that adds only the missing ones.
-# Sourced by scripts/build, scripts/test, scripts/demo.
+# The Debian packages pktbroker needs, and an installer that adds only the missing ones.
+# Sourced by scripts/build, scripts/test and scripts/demo. Adding a package is adding its name
+# to one of the lines below.
 
 PKTBROKER_PACKAGES=(
   # build
-  cmake g++ make pkg-config
+  cmake make g++ pkg-config
   libnetfilter-queue-dev libmnl-dev
   libboost-dev libboost-program-options-dev
   libspdlog-dev libyaml-cpp-dev catch2
-  # tests and demo
-  python3 iptables iproute2 iputils-ping curl netcat-openbsd util-linux procps kmod
-  # lint
+  libtins-dev libpcap-dev
+  # run, test, demo
+  iptables iproute2 iputils-ping curl netcat-openbsd dnsutils python3
+  util-linux procps kmod conntrack tcpdump
+  # style checks (scripts/lint)
   clang-format clang-tidy
 )
 
+# Kernel modules for NFQUEUE and conntrack; they may also be built into the kernel.
+PKTBROKER_MODULES=(nfnetlink_queue xt_NFQUEUE nf_conntrack)
+
 pktbroker_install_deps() {
-  local missing=()
-  local package
+  local missing=() package module
+  # scripts/test calls scripts/build: check once per run.
+  [[ -z "${PKTBROKER_DEPS_CHECKED:-}" ]] || return 0
   for package in "${PKTBROKER_PACKAGES[@]}"; do
     if [[ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" != "install ok installed" ]]; then
       missing+=("$package")
     fi
   done
-  if ((${#missing[@]})); then
+  if ((${#missing[@]} == 0)); then
+    echo "==> Debian packages: all ${#PKTBROKER_PACKAGES[@]} present"
+  else
     if ((EUID != 0)); then
       echo "pktbroker: missing Debian packages: ${missing[*]}; run as root to install them" >&2
       return 1
     fi
-    echo "==> installing ${missing[*]}"
+    echo "==> installing missing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
-  # NFQUEUE and conntrack support are modules on Debian kernels; they may also be built in.
-  modprobe -q nfnetlink_queue 2>/dev/null || true
-  modprobe -q xt_NFQUEUE 2>/dev/null || true
-  modprobe -q nf_conntrack 2>/dev/null || true
+
+  echo "==> loading kernel modules (best effort): ${PKTBROKER_MODULES[*]}"
+  for module in "${PKTBROKER_MODULES[@]}"; do
+    modprobe -q "$module" 2>/dev/null || true
+  done
+  if [[ ! -e /proc/net/netfilter/nfnetlink_queue ]]; then
+    echo "pktbroker: warning: this kernel shows no NFQUEUE support" \
+      "(/proc/net/netfilter/nfnetlink_queue is missing)" >&2
+  fi
+  export PKTBROKER_DEPS_CHECKED=1
 }

@@ -65,16 +65,25 @@ class Namespace:
         self.name = f"{prefix}-{os.getpid()}-{Namespace._count}"
         run("ip", "netns", "add", self.name)
         self.path = f"/run/netns/{self.name}"
+        self.processes = []
         self.exec("ip", "link", "set", "lo", "up")
 
     def exec(self, *args, check=True, **kwargs):
         return run("ip", "netns", "exec", self.name, *args, check=check, **kwargs)
 
     def popen(self, *args, **kwargs):
-        return subprocess.Popen(["ip", "netns", "exec", self.name, *args], **kwargs)
+        """Starts a process inside; it is killed when the namespace is deleted."""
+        process = subprocess.Popen(["ip", "netns", "exec", self.name, *args], **kwargs)
+        self.processes.append(process)
+        return process
 
     def delete(self):
-        run("ip", "netns", "pids", self.name, check=False)
+        # Processes started here may not have entered the namespace yet, so `ip netns pids`
+        # alone could miss them.
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
         pids = run("ip", "netns", "pids", self.name, check=False).stdout.split()
         for pid in pids:
             try:
@@ -93,14 +102,29 @@ def remove_orphaned_namespaces():
             run("ip", "netns", "del", name[0], check=False)
 
 
+def own_namespaces():
+    """Names of the namespaces this process created that still exist."""
+    listing = run("ip", "netns", "list", check=False).stdout
+    return re.findall(rf"^(pktb(?:-peer)?-{os.getpid()}-\d+)", listing, re.M)
+
+
 def _die_with_parent():
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def as_user(user, *argv):
+    """argv run as `user` (name or uid) with that user's primary group and no supplementary
+    groups; 'nobody' gets the group 'nogroup' as on Debian."""
+    group = "nogroup" if user == "nobody" else user
+    return ["setpriv", f"--reuid={user}", f"--regid={group}", "--clear-groups", *argv]
 
 
 class Daemon:
     """A pktbrokerd process serving a policy written to a temporary directory."""
 
     def __init__(self, test, policy, drop_ins=None, args=(), log_level="debug", socket_options=""):
+        if not PKTBROKERD or not os.access(PKTBROKERD, os.X_OK):
+            raise AssertionError(f"PKTBROKERD='{PKTBROKERD}' does not name the pktbrokerd binary")
         self.test = test
         self.dir = tempfile.mkdtemp(prefix="pktbroker-test-")
         self.config = os.path.join(self.dir, "policy.yaml")
@@ -192,7 +216,8 @@ class Daemon:
             self.process.kill()
             self.process.wait()
         self.log_file.close()
-        if self.test._outcome and not self.test._outcome.success:
+        outcome = self.test._outcome  # None when an interrupted test is cleaned up late
+        if outcome is None or not outcome.success:
             sys.stderr.write(f"--- pktbrokerd log ({self.log_path}) ---\n{self.log()[-6000:]}\n")
         subprocess.run(["rm", "-rf", self.dir])
 
@@ -207,8 +232,7 @@ class ClientProcess:
         argv = [TEST_CLIENT, f"--socket={daemon.socket}", *args]
         argv += [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
         if user:
-            argv = ["setpriv", f"--reuid={user}", f"--regid={user if user != 'nobody' else 'nogroup'}",
-                    "--clear-groups", *argv]
+            argv = as_user(user, *argv)
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         text=True, preexec_fn=_die_with_parent)
         self.lines = []
@@ -353,15 +377,30 @@ def iptables_packets(table, chain, rule_number, ipv6=False):
 
 
 class NetnsTestCase(unittest.TestCase):
-    """Runs each test inside a fresh network namespace, entered by this process."""
+    """Runs each test inside a fresh network namespace, entered by this process. Everything a
+    test sets up through this class is undone in cleanups that run on success, failure and
+    interruption (Ctrl-C, SIGTERM), and no namespace of this process outlives its test class."""
 
     @classmethod
     def setUpClass(cls):
         if os.geteuid() != 0:
             raise unittest.SkipTest("needs root for network namespaces")
-        if not PKTBROKERD or not os.access(PKTBROKERD, os.X_OK):
-            raise unittest.SkipTest("PKTBROKERD does not name the pktbrokerd binary")
         remove_orphaned_namespaces()
+
+    @classmethod
+    def tearDownClass(cls):
+        leaked = own_namespaces()
+        for name in leaked:
+            run("ip", "netns", "del", name, check=False)
+        if leaked:
+            raise AssertionError(f"namespaces left behind: {leaked}")
+
+    def run(self, result=None):
+        try:
+            return super().run(result)
+        finally:
+            # unittest skips the cleanups when KeyboardInterrupt escapes a test; run them here.
+            self.doCleanups()
 
     def setUp(self):
         self.original_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
@@ -395,8 +434,15 @@ class NetnsTestCase(unittest.TestCase):
         return Daemon(self, policy, **kwargs)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main():
     if os.geteuid() != 0:
         print("skipped: needs root")
         sys.exit(SKIP)
+    # A terminated run unwinds like Ctrl-C, so the cleanups delete its namespaces.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     unittest.main(verbosity=2)

@@ -3,8 +3,8 @@ marks with set_mark and repeat."""
 
 import subprocess
 
-from netns import (NetnsTestCase, UdpSink, iptables_packets, main, run, send_udp, tcp_connects,
-                   tcp_listener)
+from netns import (NetnsTestCase, UdpSink, as_user, iptables_packets, main, run, send_udp,
+                   tcp_connects, tcp_listener)
 
 QUEUE = "broker:\n  queues: [{num: 0}]\n  default_verdict: accept\n"
 
@@ -98,8 +98,7 @@ class PolicyVerdicts(NetnsTestCase):
         sink = UdpSink(self, "127.0.0.1", 5000)
         sender = ("import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
                   "[s.sendto(b'x',('127.0.0.1',5000)) for _ in range(25)]\n")
-        subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                        "python3", "-c", sender], check=True)
+        subprocess.run(as_user("nobody", "python3", "-c", sender), check=True)
         self.assertEqual(sink.settle(), 0)
         send_udp("127.0.0.1", 5000, 25)
         self.assertEqual(sink.settle(25), 25)
