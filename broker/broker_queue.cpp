@@ -28,6 +28,12 @@ namespace {
 
 // At shutdown, read at most this many packets that are already waiting for us.
 constexpr std::size_t drain_limit = 1'000'000;
+// Packets plugins may hold at once per queue, and per flow.
+constexpr std::size_t max_held = 1024;
+constexpr std::size_t max_held_per_flow = 16;
+// Held packets are tracked with this owner: sessions are numbered from 1.
+constexpr SessionId plugin_owner = 0;
+constexpr auto flow_maintenance_period = std::chrono::seconds(1);
 
 proto::CtStateCode ct_code(CtState state) noexcept {
   switch (state) {
@@ -83,27 +89,35 @@ std::span<const std::uint8_t> first_bytes(std::span<const std::uint8_t> bytes, s
 }  // namespace
 
 BrokerQueue::BrokerQueue(boost::asio::io_context& io, const QueueConfig& config,
-                         std::shared_ptr<const Policy> policy)
+                         std::shared_ptr<const Policy> policy,
+                         std::shared_ptr<const PluginSet> plugins)
     : config_(config),
       strand_(boost::asio::make_strand(io)),
       socket_(config),
-      dispatcher_(config.num, std::move(policy)),
+      inspector_(std::move(plugins), FlowLimits{.capacity = policy->broker().max_flows},
+                 [this](std::uint64_t handle, const pktb_decision& decision) {
+                   return release_held(handle, decision);
+                 }),
+      dispatcher_(config.num, std::move(policy), &inspector_),
       reader_(strand_, socket_, config.copy_range, dispatcher_.counters()),
       writer_(config.num,
               [this](std::span<const std::uint8_t> messages) { return socket_.send(messages); }),
       tracker_(config.num),
       subscriptions_(std::make_shared<SubscriptionTable>()),
-      expiry_timer_(strand_) {}
+      expiry_timer_(strand_),
+      flow_timer_(strand_) {}
 
 void BrokerQueue::start() {
   boost::asio::post(strand_, [this] {
     reader_.start([this](const PacketMeta& meta) { on_packet(meta); },
                   [this] { flush_verdicts(); });
+    schedule_flow_maintenance();
   });
 }
 
 void BrokerQueue::on_packet(const PacketMeta& meta) {
   const Decision decision = dispatcher_.decide(meta);
+  if (decision.hold_ms && hold(meta.packet_id, decision)) return;
   const SubscriptionTable& table = *subscriptions_;
   if (decision.parsed && !table.observers.empty()) copy_to_observers(meta, decision.view);
   if (decision.parsed && decision.offered_to_clients() && !table.deciders.empty()) {
@@ -132,7 +146,97 @@ void BrokerQueue::on_packet(const PacketMeta& meta) {
       return;
     }
   }
-  finish(meta.packet_id, decision.verdict);
+  settle(decision.flow, decision.verdict);
+  finish(meta.packet_id, decision.verdict, decision.replacement);
+}
+
+bool BrokerQueue::hold(std::uint32_t packet_id, const Decision& decision) {
+  const std::uint64_t flow_id = decision.flow != nullptr ? decision.flow->id : 0;
+  if (held_.size() >= max_held || held_by_flow_.count(flow_id) >= max_held_per_flow) {
+    ++dispatcher_.counters().hold_overflows;
+    return false;
+  }
+  const auto deadline = Clock::now() + std::chrono::milliseconds(*decision.hold_ms);
+  const PacketToken token =
+      tracker_.track({packet_id, plugin_owner, decision.verdict, deadline, nullptr});
+  const std::uint64_t handle = dispatcher_.packet_handle(packet_id);
+  held_[handle] = {token, flow_id};
+  held_by_flow_.emplace(flow_id, handle);
+  ++dispatcher_.counters().held;
+  schedule_expiry();
+  return true;
+}
+
+void BrokerQueue::settle(Flow* flow, const Verdict& verdict) {
+  FlowInspector::record(flow, verdict);
+  if (flow == nullptr || held_.empty()) return;
+  const auto [first, last] = held_by_flow_.equal_range(flow->id);
+  std::vector<std::uint64_t> handles;
+  for (auto it = first; it != last; ++it) handles.push_back(it->second);
+  for (const std::uint64_t handle : handles) {
+    const PacketToken token = held_.at(handle).token;
+    forget_held(handle);
+    VerdictTracker::Pending pending;
+    if (tracker_.take(token, plugin_owner, pending) == VerdictTracker::ResolveResult::resolved) {
+      ++dispatcher_.counters().plugin_releases;
+      finish(pending.packet_id, verdict);
+    }
+  }
+}
+
+int BrokerQueue::release_held(std::uint64_t handle, const pktb_decision& decision) {
+  const auto found = held_.find(handle);
+  if (found == held_.end() || decision.action == PKTB_HOLD) return -1;
+  const PacketToken token = found->second.token;
+  forget_held(handle);
+  VerdictTracker::Pending pending;
+  if (tracker_.take(token, plugin_owner, pending) != VerdictTracker::ResolveResult::resolved) {
+    return -1;
+  }
+  ++dispatcher_.counters().plugin_releases;
+  const std::optional<std::uint32_t> mark =
+      (decision.flags & PKTB_DECISION_SET_MARK) != 0 ? std::optional(decision.set_mark)
+                                                     : std::nullopt;
+  switch (decision.action) {
+    case PKTB_ACCEPT: finish(pending.packet_id, {VerdictKind::accept, mark}); break;
+    case PKTB_DROP: finish(pending.packet_id, {VerdictKind::drop, mark}); break;
+    case PKTB_ACCEPT_MODIFIED:
+      finish(pending.packet_id, {VerdictKind::accept, mark},
+             {decision.payload, decision.payload_len});
+      break;
+    default: finish(pending.packet_id, pending.fallback); break;  // pass
+  }
+  return 0;
+}
+
+bool BrokerQueue::forget_held(std::uint64_t handle) {
+  const auto found = held_.find(handle);
+  if (found == held_.end()) return false;
+  const auto [first, last] = held_by_flow_.equal_range(found->second.flow_id);
+  for (auto it = first; it != last; ++it) {
+    if (it->second == handle) {
+      held_by_flow_.erase(it);
+      break;
+    }
+  }
+  held_.erase(found);
+  return true;
+}
+
+// Idle flows, stale expectations and plugin timers, once a second or at the next timer.
+void BrokerQueue::schedule_flow_maintenance() {
+  if (!inspector_.active() || flow_timer_armed_) return;
+  auto at = Clock::now() + flow_maintenance_period;
+  if (const auto timer = inspector_.next_timer()) at = std::min(at, *timer);
+  flow_timer_armed_ = true;
+  flow_timer_.expires_at(at);
+  flow_timer_.async_wait([this](const boost::system::error_code& error) {
+    flow_timer_armed_ = false;
+    if (error == boost::asio::error::operation_aborted) return;
+    inspector_.maintain(Clock::now());
+    flush_verdicts();
+    schedule_flow_maintenance();
+  });
 }
 
 void BrokerQueue::copy_to_observers(const PacketMeta& meta, const PacketView& view) {
@@ -288,17 +392,25 @@ void BrokerQueue::schedule_expiry() {
 
 void BrokerQueue::expire_now() {
   tracker_.expire(Clock::now(), [this](std::uint32_t packet_id, const Verdict& fallback) {
-    ++dispatcher_.counters().timeouts;
+    if (forget_held(dispatcher_.packet_handle(packet_id))) {
+      ++dispatcher_.counters().hold_timeouts;
+    } else {
+      ++dispatcher_.counters().timeouts;
+    }
     finish(packet_id, fallback);
   });
   flush_verdicts();
   schedule_expiry();
 }
 
-void BrokerQueue::set_policy(std::shared_ptr<const Policy> policy) {
-  boost::asio::post(strand_, [this, policy = std::move(policy)]() mutable {
-    dispatcher_.set_policy(std::move(policy));
-  });
+void BrokerQueue::set_policy(std::shared_ptr<const Policy> policy,
+                             std::shared_ptr<const PluginSet> plugins) {
+  boost::asio::post(strand_,
+                    [this, policy = std::move(policy), plugins = std::move(plugins)]() mutable {
+                      inspector_.set_plugins(std::move(plugins));
+                      dispatcher_.set_policy(std::move(policy));
+                      schedule_flow_maintenance();
+                    });
 }
 
 void BrokerQueue::set_subscriptions(std::shared_ptr<const SubscriptionTable> table) {
@@ -310,7 +422,7 @@ void BrokerQueue::snapshot(std::function<void(QueueSnapshot)> done) {
   boost::asio::post(strand_, [this, done = std::move(done)] {
     done(QueueSnapshot{config_.num, dispatcher_.counters(), writer_.counters(),
                        dispatcher_.rule_stats(), read_kernel_queue_stats(config_.num),
-                       tracker_.size()});
+                       tracker_.size(), inspector_.counters()});
   });
 }
 
@@ -322,7 +434,11 @@ void BrokerQueue::stop(std::function<void()> done) {
     reader_.drain(drain_limit);
     tracker_.release_all(
         [this](std::uint32_t packet_id, const Verdict& fallback) { finish(packet_id, fallback); });
+    held_.clear();
+    held_by_flow_.clear();
     expiry_timer_.cancel();
+    flow_timer_.cancel();
+    inspector_.clear();
     flush_verdicts();
     socket_.unbind();
     done();

@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 namespace pktbroker {
@@ -28,7 +29,8 @@ struct QueueSnapshot {
   VerdictWriter::Counters writer;
   std::vector<RuleStats> rules;
   std::optional<KernelQueueStats> kernel;
-  std::size_t outstanding = 0;  ///< packets waiting for a client's verdict
+  std::size_t outstanding = 0;  ///< packets waiting for a client's or a plugin's verdict
+  InspectorCounters flows;
 };
 
 /// A client's answer, copied off the session's read buffer.
@@ -43,14 +45,14 @@ class BrokerQueue {
  public:
   /// Binds the queue (throws std::system_error at start-up when it cannot).
   BrokerQueue(boost::asio::io_context& io, const QueueConfig& config,
-              std::shared_ptr<const Policy> policy);
+              std::shared_ptr<const Policy> policy, std::shared_ptr<const PluginSet> plugins);
 
   [[nodiscard]] std::uint16_t number() const noexcept { return config_.num; }
   [[nodiscard]] const QueueConfig& config() const noexcept { return config_; }
 
   // Each of these posts to the queue's strand and returns at once.
   void start();
-  void set_policy(std::shared_ptr<const Policy> policy);
+  void set_policy(std::shared_ptr<const Policy> policy, std::shared_ptr<const PluginSet> plugins);
   void set_subscriptions(std::shared_ptr<const SubscriptionTable> table);
   void client_verdict(SessionId session, std::shared_ptr<SessionPort> port, ClientVerdict verdict);
   /// The session went away: every packet it owns takes its fallback now.
@@ -73,10 +75,19 @@ class BrokerQueue {
   void flush_verdicts();
   void schedule_expiry();
   void expire_now();
+  /// Keeps a packet a plugin holds; false when too many are held (decide it now).
+  bool hold(std::uint32_t packet_id, const Decision& decision);
+  /// A flow's packet was decided: held packets of the flow take the same verdict.
+  void settle(Flow* flow, const Verdict& verdict);
+  int release_held(std::uint64_t handle, const pktb_decision& decision);
+  /// Forgets a held packet's bookkeeping; returns whether it was held.
+  bool forget_held(std::uint64_t handle);
+  void schedule_flow_maintenance();
 
   QueueConfig config_;
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   NfqSocket socket_;
+  FlowInspector inspector_;
   Dispatcher dispatcher_;
   QueueReader reader_;
   VerdictWriter writer_;
@@ -86,6 +97,16 @@ class BrokerQueue {
   bool expiry_armed_ = false;
   Clock::time_point expiry_at_{};
   std::vector<std::uint8_t> encode_buffer_;
+
+  /// Packets plugins hold: handle -> (tracker token, flow id), and each flow's handles.
+  struct Held {
+    PacketToken token = 0;
+    std::uint64_t flow_id = 0;
+  };
+  std::unordered_map<std::uint64_t, Held> held_;
+  std::unordered_multimap<std::uint64_t, std::uint64_t> held_by_flow_;
+  boost::asio::steady_timer flow_timer_;
+  bool flow_timer_armed_ = false;
 };
 
 }  // namespace pktbroker

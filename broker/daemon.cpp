@@ -1,5 +1,6 @@
 #include "broker/daemon.hpp"
 
+#include "broker/policy_plugins.hpp"
 #include "broker/stats_report.hpp"
 
 #include <spdlog/spdlog.h>
@@ -11,15 +12,16 @@
 namespace pktbroker {
 
 Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> policy,
-               unsigned threads)
+               std::shared_ptr<const PluginSet> plugins, unsigned threads)
     : config_file_(std::move(config_file)),
       policy_(std::move(policy)),
+      plugins_(std::move(plugins)),
       threads_(threads == 0 ? 1 : threads),
       io_(static_cast<int>(threads_)),
       signals_(io_, SIGHUP, SIGUSR1, SIGTERM) {
   signals_.add(SIGINT);
   for (const QueueConfig& config : policy_->broker().queues) {
-    queues_.push_back(std::make_unique<BrokerQueue>(io_, config, policy_));
+    queues_.push_back(std::make_unique<BrokerQueue>(io_, config, policy_, plugins_));
   }
   std::vector<BrokerQueue*> queues;
   for (auto& queue : queues_) queues.push_back(queue.get());
@@ -68,8 +70,10 @@ void Daemon::on_signal(const boost::system::error_code& error, int signal) {
 std::pair<bool, std::string> Daemon::reload() {
   std::lock_guard lock(reload_mutex_);
   std::shared_ptr<const Policy> next;
+  std::shared_ptr<const PluginSet> next_plugins;
   try {
     next = load_policy(config_file_);
+    next_plugins = load_policy_plugins(*next, policy_.get(), plugins_);
   } catch (const PolicyError& error) {
     spdlog::error("reload failed, keeping the old policy: {} problem(s) in {}",
                   error.diagnostics().size(), config_file_.string());
@@ -89,20 +93,37 @@ std::pair<bool, std::string> Daemon::reload() {
   if (next->broker().socket.path != policy_->broker().socket.path) {
     spdlog::warn("reload: the client socket moved; it takes effect at the next restart");
   }
+  if (next_plugins != plugins_) {
+    spdlog::info("reload: {} plugin(s) loaded; open flows keep the plugins they started with",
+                 next_plugins->plugins().size());
+  }
   policy_ = next;
-  for (auto& queue : queues_) queue->set_policy(next);
+  plugins_ = next_plugins;
+  for (auto& queue : queues_) queue->set_policy(next, next_plugins);
   sessions_->set_policy(next);
   spdlog::info("policy reloaded: {} rules from {}", next->rules().size(), config_file_.string());
   return {true, {}};
 }
 
 void Daemon::report_stats() {
-  collect_stats(0, {}, [this](std::vector<QueueSnapshot> all) {
+  std::shared_ptr<const PluginSet> plugins;
+  {
+    std::lock_guard lock(reload_mutex_);
+    plugins = plugins_;
+  }
+  collect_stats(0, {}, [this, plugins](std::vector<QueueSnapshot> all) {
     for (const auto& snapshot : all) {
       for (const auto& line : format_stats(snapshot)) spdlog::info("{}", line);
     }
     spdlog::info("stats clients malformed_frames={} refused={}", sessions_->malformed(),
                  sessions_->refused());
+    for (const auto& plugin : plugins->plugins()) {
+      std::string counters;
+      for (const auto& [name, value] : plugin->counters()) {
+        counters += " " + name + "=" + std::to_string(value);
+      }
+      spdlog::info("stats plugin={}{}", plugin->name(), counters);
+    }
   });
 }
 

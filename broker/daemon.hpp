@@ -3,6 +3,7 @@
 
 #include "broker/broker_queue.hpp"
 #include "broker/policy/policy.hpp"
+#include "plugins/host/plugin_set.hpp"
 #include "broker/session/session_manager.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -20,7 +21,8 @@ namespace pktbroker {
 class Daemon {
  public:
   /// Binds every queue of `policy` (throws std::system_error when one cannot be bound).
-  Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> policy, unsigned threads);
+  Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> policy,
+         std::shared_ptr<const PluginSet> plugins, unsigned threads);
 
   /// Serves until SIGTERM or SIGINT; returns the process exit code.
   int run();
@@ -36,7 +38,8 @@ class Daemon {
   void shutdown();
 
   std::filesystem::path config_file_;
-  std::shared_ptr<const Policy> policy_;  // touched only from signal handlers (one at a time)
+  std::shared_ptr<const Policy> policy_;  // touched only under reload_mutex_
+  std::shared_ptr<const PluginSet> plugins_;  // outlives the queues (declared before them)
   unsigned threads_;
   boost::asio::io_context io_;
   boost::asio::signal_set signals_;

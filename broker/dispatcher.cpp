@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <unordered_map>
 
 #include <netinet/in.h>
@@ -35,7 +36,9 @@ std::string describe(const PacketView& view) {
 
 }  // namespace
 
-Dispatcher::Dispatcher(std::uint16_t queue, std::shared_ptr<const Policy> policy) : queue_(queue) {
+Dispatcher::Dispatcher(std::uint16_t queue, std::shared_ptr<const Policy> policy,
+                       FlowInspector* inspector)
+    : queue_(queue), inspector_(inspector) {
   set_policy(std::move(policy));
 }
 
@@ -67,7 +70,25 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
   }
   decision.parsed = true;
 
-  const std::size_t index = policy_->match(meta, decision.view);
+  Inspection inspection;
+  PacketMeta inspected = meta;
+  if (inspector_ != nullptr) {
+    inspection = inspector_->inspect(meta, decision.view, packet_handle(meta.packet_id), Clock::now());
+    decision.flow = inspection.flow;
+    if (inspection.inherited) {  // a related flow a plugin announced: its parent's verdict
+      ++counters_.expected_flows;
+      decision.verdict = *inspection.inherited;
+      if (spdlog::should_log(spdlog::level::debug)) {
+        log_verdict(meta, &decision.view, "(expected flow)", decision.verdict);
+      }
+      return decision;
+    }
+    if (inspection.flow != nullptr && inspection.flow->plugin) {
+      inspected.fields = inspection.flow->plugin->fields;
+    }
+  }
+
+  const std::size_t index = policy_->match(inspected, decision.view);
   std::string_view rule_name = "-";
   if (index == Policy::no_match) {
     ++counters_.default_verdicts;
@@ -80,11 +101,43 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
     rule_name = rule.name;
     ++rules_[index].counters.packets;
     rules_[index].counters.bytes += meta.wire_length;
+    if (rule.inspect) apply_plugin(rule, inspection, decision);
+  }
+  // A plugin that needs more of its flow holds the packet whatever rule matched: the rule's
+  // verdict applies at the deadline (e.g. a Host header split across segments).
+  if (inspection.decision.action == PKTB_HOLD && !decision.hold_ms) {
+    decision.hold_ms = inspection.decision.hold_ms != 0 ? inspection.decision.hold_ms
+                                                        : Inspect{}.hold_timeout_ms;
   }
   if (spdlog::should_log(spdlog::level::debug)) {
     log_verdict(meta, &decision.view, rule_name, decision.verdict);
   }
   return decision;
+}
+
+void Dispatcher::apply_plugin(const Rule& rule, const Inspection& inspection,
+                              Decision& decision) noexcept {
+  const auto& names = rule.inspect->plugins;
+  if (inspection.plugin == nullptr ||
+      std::find(names.begin(), names.end(), inspection.plugin->name()) == names.end()) {
+    return;  // not a flow these plugins handle: the rule's fallback
+  }
+  const pktb_decision& d = inspection.decision;
+  const std::optional<std::uint32_t> mark =
+      (d.flags & PKTB_DECISION_SET_MARK) != 0 ? std::optional(d.set_mark) : std::nullopt;
+  switch (d.action) {
+    case PKTB_ACCEPT: decision.verdict = {VerdictKind::accept, mark}; break;
+    case PKTB_DROP: decision.verdict = {VerdictKind::drop, mark}; break;
+    case PKTB_ACCEPT_MODIFIED:
+      decision.verdict = {VerdictKind::accept, mark};
+      decision.replacement = inspection.replacement;
+      break;
+    case PKTB_HOLD:
+      decision.hold_ms = d.hold_ms != 0 ? d.hold_ms : rule.inspect->hold_timeout_ms;
+      return;
+    default: return;  // pass: the fallback
+  }
+  ++counters_.plugin_verdicts;
 }
 
 void Dispatcher::record(const Verdict& verdict) noexcept {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "broker/counters.hpp"
+#include "broker/flow/flow_inspector.hpp"
 #include "broker/packet_meta.hpp"
 #include "broker/policy/policy.hpp"
 #include "broker/verdict.hpp"
@@ -24,6 +25,10 @@ struct Decision {
   PacketView view;                    ///< valid when parsed
   const Delivery* deliver = nullptr;  ///< a `deliver` rule matched
   bool unmatched = false;             ///< no rule matched: subscribers may claim the packet
+  Flow* flow = nullptr;               ///< the packet's flow, when plugins are loaded
+  /// A plugin holds the packet: it waits until `hold_ms`, then takes `verdict`.
+  std::optional<std::uint32_t> hold_ms;
+  std::span<const std::uint8_t> replacement;  ///< a plugin's accept-modified packet
 
   [[nodiscard]] bool offered_to_clients() const noexcept { return deliver != nullptr || unmatched; }
 };
@@ -31,10 +36,18 @@ struct Decision {
 /// Lives on its queue's executor; never throws on the packet path.
 class Dispatcher {
  public:
-  Dispatcher(std::uint16_t queue, std::shared_ptr<const Policy> policy);
+  /// With `inspector` (which must outlive the dispatcher), each packet's flow goes through
+  /// its plugin before the policy is matched.
+  Dispatcher(std::uint16_t queue, std::shared_ptr<const Policy> policy,
+             FlowInspector* inspector = nullptr);
 
-  /// The policy's decision for one packet (counted per rule and malformed reason).
+  /// The decision for one packet (counted per rule and malformed reason).
   [[nodiscard]] Decision decide(const PacketMeta& meta) noexcept;
+
+  /// The handle plugins get for a packet (pktb_packet::id) and give back to release it.
+  [[nodiscard]] std::uint64_t packet_handle(std::uint32_t packet_id) const noexcept {
+    return (std::uint64_t{queue_} << 32) | packet_id;
+  }
 
   /// Counts the verdict a packet finally left with.
   void record(const Verdict& verdict) noexcept;
@@ -49,9 +62,12 @@ class Dispatcher {
  private:
   void log_verdict(const PacketMeta& meta, const PacketView* view, std::string_view rule,
                    const Verdict& verdict) const;
+  /// An `inspect` rule matched: the flow's plugin decides, if the rule names it.
+  void apply_plugin(const Rule& rule, const Inspection& inspection, Decision& decision) noexcept;
 
   std::uint16_t queue_;
   std::shared_ptr<const Policy> policy_;
+  FlowInspector* inspector_;
   QueueCounters counters_;
   std::vector<RuleStats> rules_;  // parallel to policy_->rules()
 };

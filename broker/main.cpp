@@ -1,6 +1,7 @@
 // pktbrokerd: command line, policy check, start-up.
 #include "broker/daemon.hpp"
 #include "broker/logging.hpp"
+#include "broker/policy_plugins.hpp"
 #include "broker/policy/policy.hpp"
 
 #include <spdlog/spdlog.h>
@@ -28,7 +29,8 @@ Usage: pktbrokerd [OPTIONS]
 
 pktbrokerd binds the NFQUEUE queues named in its policy and gives every queued
 packet exactly one verdict (accept, drop or repeat, optionally with a new mark),
-decided by the first matching rule of a YAML policy. Packets reach a queue
+decided by the first matching rule of a YAML policy or by the protocol
+plugins the policy loads (dns, http, tls, ftp). Packets reach a queue
 through iptables rules, for example:
 
   iptables -A OUTPUT -p tcp --dport 23 -j NFQUEUE --queue-num 0 --queue-bypass
@@ -49,10 +51,17 @@ Signals:
 Files:
   /etc/pktbroker/policy.yaml   the policy (config/policy.yaml in a build tree)
   /etc/pktbroker/policy.d/     drop-ins merged after the policy, in name order
+  )" PKTBROKER_PLUGIN_DIR R"(
+                               NAME.so, for plugins the policy names without path:
+
+Environment:
+  PKTBROKER_PLUGIN_PATH   colon-separated directories searched for NAME.so
+                          before the installed plugin directory
 
 Exit status:
-  0  success (--check: the policy is valid)
-  1  the policy is invalid, or a queue could not be bound
+  0  success (--check: the policy is valid and its plugins load)
+  1  the policy is invalid, a plugin cannot be loaded, or a queue could not
+     be bound
   2  bad command line
 )";
 
@@ -79,11 +88,16 @@ struct Options {
 int check_policy(const fs::path& config) {
   try {
     const auto policy = pktbroker::load_policy(config);
+    const auto plugins = pktbroker::load_policy_plugins(*policy);
     std::cout << config.string() << ": OK: " << policy->broker().queues.size() << " queue(s), "
-              << policy->rules().size() << " rule(s)\n";
+              << policy->rules().size() << " rule(s), " << plugins->plugins().size()
+              << " plugin(s)\n";
     return exit_ok;
   } catch (const pktbroker::PolicyError& error) {
     for (const auto& diagnostic : error.diagnostics()) std::cerr << diagnostic.to_string() << '\n';
+    return exit_failure;
+  } catch (const pktbroker::PluginError& error) {
+    std::cerr << "error: " << error.what() << '\n';
     return exit_failure;
   }
 }
@@ -104,10 +118,23 @@ int serve(const Options& options) {
     }
     pktbroker::setup_logging(true, spdlog::get_level());
   }
+  // Loaded after detaching, so a plugin's init may start threads.
+  std::shared_ptr<const pktbroker::PluginSet> plugins;
+  try {
+    plugins = pktbroker::load_policy_plugins(*policy);
+  } catch (const pktbroker::PluginError& error) {
+    spdlog::error("{}", error.what());
+    spdlog::error("not starting: a plugin could not be loaded");
+    return exit_failure;
+  }
+  for (const auto& plugin : plugins->plugins()) {
+    spdlog::info("plugin {} {} loaded from {}", plugin->name(), plugin->version(),
+                 plugin->path().string());
+  }
   try {
     const unsigned threads =
         options.threads != 0 ? options.threads : std::max(1U, std::thread::hardware_concurrency());
-    pktbroker::Daemon daemon(options.config, policy, threads);
+    pktbroker::Daemon daemon(options.config, policy, std::move(plugins), threads);
     return daemon.run();
   } catch (const std::system_error& error) {
     spdlog::error("{}", error.what());

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
+#include <utility>
 
 namespace pktbroker {
 
@@ -24,6 +26,8 @@ struct PacketMeta {
   CtState ct_state = CtState::none;
   std::uint32_t wire_length = 0;          ///< original length (NFQA_CAP_LEN) or the payload length
   std::span<const std::uint8_t> payload;  ///< captured bytes, starting at the network header
+  /// Fields plugins published for this packet's flow ("dns.qname" -> value); empty without.
+  std::span<const std::pair<std::string, std::string>> fields;
 };
 
 }  // namespace pktbroker

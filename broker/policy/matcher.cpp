@@ -89,6 +89,7 @@ bool MatchFields::has(MatchField field) const noexcept {
     case MatchField::ct_state: return ct_states != 0;
     case MatchField::icmp_type: return !icmp_types.empty();
     case MatchField::length: return length.has_value();
+    case MatchField::plugin_fields: return !plugin_fields.empty();
   }
   return false;
 }
@@ -124,8 +125,29 @@ bool MatchFields::holds(MatchField field, const PacketMeta& meta,
     case MatchField::icmp_type: return icmp_type_in(icmp_types, view);
     case MatchField::length:
       return meta.wire_length >= length->first && meta.wire_length <= length->second;
+    case MatchField::plugin_fields:
+      return std::all_of(plugin_fields.begin(), plugin_fields.end(), [&](const FieldMatch& m) {
+        const auto found = std::find_if(meta.fields.begin(), meta.fields.end(),
+                                        [&](const auto& field) { return field.first == m.field; });
+        return found != meta.fields.end() && m.holds(found->second);
+      });
   }
   return false;
+}
+
+bool FieldMatch::holds(std::string_view value) const noexcept {
+  return std::any_of(patterns.begin(), patterns.end(), [value](std::string_view pattern) {
+    if (pattern.starts_with("*.")) {
+      const std::string_view parent = pattern.substr(2);
+      return value == parent ||
+             (value.ends_with(parent) && value.size() > parent.size() &&
+              value[value.size() - parent.size() - 1] == '.');
+    }
+    if (pattern.size() > 1 && pattern.ends_with('*')) {
+      return value.starts_with(pattern.substr(0, pattern.size() - 1));
+    }
+    return value == pattern;
+  });
 }
 
 Matcher::Matcher(MatchFields required, MatchFields excluded)

@@ -58,9 +58,20 @@ enum class MatchField : std::uint8_t {
   gid,
   ct_state,
   icmp_type,
-  length
+  length,
+  plugin_fields
 };
-inline constexpr std::size_t match_field_count = 14;
+inline constexpr std::size_t match_field_count = 15;
+
+/// A field a plugin publishes (`dns.qname: ["*.example.com", ...]`): the value must equal one
+/// pattern, or end with it when the pattern starts with `*.` (the name itself or any name under
+/// it), or start with it when the pattern ends with `*`.
+struct FieldMatch {
+  std::string field;  ///< "plugin.field"
+  std::vector<std::string> patterns;
+
+  [[nodiscard]] bool holds(std::string_view value) const noexcept;
+};
 
 /// The fields one `match:` (or its `not:`) may constrain; absent fields are not checked.
 struct MatchFields {
@@ -78,6 +89,7 @@ struct MatchFields {
   std::uint8_t ct_states = 0;  ///< bit per CtState
   std::vector<IcmpType> icmp_types;
   std::optional<std::pair<std::uint32_t, std::uint32_t>> length;  ///< inclusive range
+  std::vector<FieldMatch> plugin_fields;  ///< all must hold; a field not published fails
 
   [[nodiscard]] bool has(MatchField field) const noexcept;
   [[nodiscard]] bool empty() const noexcept;

@@ -4,6 +4,7 @@
 #include "broker/packet_meta.hpp"
 #include "broker/policy/rule_index.hpp"
 #include "broker/verdict.hpp"
+#include "plugins/host/plugin_spec.hpp"
 #include "pktbroker/packet_view.hpp"
 
 #include <cstddef>
@@ -59,6 +60,8 @@ struct BrokerConfig {
   Verdict malformed_verdict{};  ///< the packet could not be parsed
   SocketConfig socket;
   std::vector<ClientGrant> clients;  ///< root is always granted every role
+  std::vector<PluginSpec> plugins;   ///< policy `plugins:` section, in load order
+  std::size_t max_flows = 65536;     ///< per queue, when plugins are loaded
 };
 
 /// A rule's hand-over to client subscriptions (verdict `{deliver: NAME, ...}`).
@@ -67,13 +70,21 @@ struct Delivery {
   std::uint32_t timeout_ms = 500;
 };
 
+/// A rule's hand-over to plugins (verdict `{inspect: [dns, ...], fallback: V, timeout_ms: N}`):
+/// when the packet's flow is handled by one of `plugins`, that plugin's decision applies.
+struct Inspect {
+  std::vector<std::string> plugins;
+  std::uint32_t hold_timeout_ms = 2000;  ///< how long a held packet waits before the fallback
+};
+
 /// One compiled rule.
 struct Rule {
   std::string name;
   std::string file;  ///< where it was defined
   int line = 0;
-  Verdict verdict;  ///< the decision, or with `deliver` the fallback when no client decides
+  Verdict verdict;  ///< the decision, or with `deliver`/`inspect` the fallback
   std::optional<Delivery> deliver;
+  std::optional<Inspect> inspect;
   std::shared_ptr<const Matcher> matcher;  ///< never null
 };
 

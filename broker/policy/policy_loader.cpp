@@ -24,7 +24,8 @@ namespace {
 namespace fs = std::filesystem;
 using Keys = std::span<const std::string_view>;
 
-constexpr std::string_view broker_keys[] = {"queues", "default_verdict", "malformed_verdict"};
+constexpr std::string_view broker_keys[] = {"queues", "default_verdict", "malformed_verdict",
+                                             "max_flows"};
 constexpr std::string_view queue_keys[] = {"num", "fail_open", "max_len",  "copy_range",
                                            "gso", "uid_gid",   "conntrack"};
 constexpr std::string_view rule_keys[] = {"name", "description", "match", "verdict", "priority"};
@@ -34,6 +35,8 @@ constexpr std::string_view match_keys[] = {"queue", "mark",     "proto",     "sr
 constexpr std::string_view mark_keys[] = {"value", "mask"};
 constexpr std::string_view verdict_keys[] = {"accept", "drop", "repeat", "set_mark"};
 constexpr std::string_view deliver_keys[] = {"deliver", "fallback", "timeout_ms"};
+constexpr std::string_view inspect_keys[] = {"inspect", "fallback", "timeout_ms"};
+constexpr std::string_view plugin_keys[] = {"name", "path", "config"};
 constexpr std::string_view socket_keys[] = {"path", "mode", "group", "queue_limit"};
 constexpr std::string_view grant_keys[] = {"user", "group", "uid", "roles", "allowed"};
 
@@ -165,7 +168,9 @@ class FileReader {
   }
 
   /// Checks `node` is a map whose keys are all in `allowed`, each at most once.
-  bool expect_map(const YAML::Node& node, Keys allowed, std::string_view where) {
+  /// With `plugin_fields`, keys like `dns.qname` are accepted too (the caller checks them).
+  bool expect_map(const YAML::Node& node, Keys allowed, std::string_view where,
+                  bool plugin_fields = false) {
     if (!node.IsMap()) {
       error(node, std::string(where) + " must be a mapping");
       return false;
@@ -180,6 +185,7 @@ class FileReader {
         continue;
       }
       if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
+      if (plugin_fields && key.find('.') != std::string::npos) continue;
       std::string message = "unknown key '" + key + "' in " + std::string(where);
       const auto close = std::min_element(allowed.begin(), allowed.end(), [&](auto a, auto b) {
         return edit_distance(key, a) < edit_distance(key, b);
@@ -300,6 +306,87 @@ class FileReader {
     return verdict;
   }
 
+  /// `{inspect: [PLUGIN, ...], fallback: VERDICT, timeout_ms: N}`
+  bool inspection(const YAML::Node& node, Rule& rule) {
+    if (!expect_map(node, inspect_keys, "verdict")) return false;
+    Inspect inspect;
+    const std::size_t errors_before = diagnostics_.size();
+    scalars(node["inspect"], "inspect", [&](const YAML::Node& item) {
+      if (valid_plugin_name(item.Scalar())) {
+        inspect.plugins.push_back(item.Scalar());
+        reference_plugin(item.Scalar(), item.Mark());
+      } else {
+        error(item, "bad plugin name '" + item.Scalar() + "' in inspect");
+      }
+    });
+    if (node["timeout_ms"]) {
+      const auto timeout = number(node["timeout_ms"], 60'000, "timeout_ms");
+      if (timeout) inspect.hold_timeout_ms = static_cast<std::uint32_t>(*timeout);
+    }
+    rule.verdict = Verdict{};
+    if (node["fallback"]) {
+      if (const auto fallback = verdict(node["fallback"])) rule.verdict = *fallback;
+    }
+    rule.inspect = std::move(inspect);
+    return diagnostics_.size() == errors_before;
+  }
+
+  /// `plugins:` entries: `{name: dns, path: /usr/lib/..., config: {key: value}}`
+  void plugins(const YAML::Node& node, std::vector<PluginSpec>& specs) {
+    if (node.IsNull()) return;
+    if (!node.IsSequence()) {
+      error(node, "plugins must be a list");
+      return;
+    }
+    for (const auto& item : node) {
+      if (!expect_map(item, plugin_keys, "plugin")) continue;
+      PluginSpec spec;
+      spec.origin = file_ + ":" + std::to_string(item.Mark().line + 1);
+      const YAML::Node name = item["name"];
+      if (!name || !name.IsScalar() || !valid_plugin_name(name.Scalar())) {
+        error(name ? name : item, "a plugin needs a name of 1 to 32 of a-z, 0-9, _");
+        continue;
+      }
+      spec.name = name.Scalar();
+      for (const PluginSpec& earlier : specs) {
+        if (earlier.name == spec.name) {
+          error(name, "plugin '" + spec.name + "' is listed twice (first at " + earlier.origin +
+                          ")");
+        }
+      }
+      if (const YAML::Node path = item["path"]) {
+        if (!path.IsScalar() || path.Scalar().empty()) {
+          error(path, "path must be the plugin's shared object file");
+          continue;
+        }
+        spec.path = path.Scalar();
+        if (spec.path.is_relative()) spec.path = fs::path(file_).parent_path() / spec.path;
+      }
+      if (const YAML::Node config = item["config"]) {
+        if (!config.IsMap()) {
+          error(config, "config must be a mapping of names to values");
+          continue;
+        }
+        for (const auto& entry : config) {
+          if (!entry.second.IsScalar()) {
+            error(entry.second, "plugin config values must be scalars (" +
+                                    entry.first.Scalar() + ")");
+            continue;
+          }
+          spec.config[entry.first.Scalar()] = entry.second.Scalar();
+        }
+      }
+      specs.push_back(std::move(spec));
+    }
+  }
+
+  /// Plugin names used by rules, with their positions, checked against `plugins:` at the end.
+  struct PluginReference {
+    std::string plugin;
+    Diagnostic where;
+  };
+  [[nodiscard]] std::vector<PluginReference>& plugin_references() { return plugin_references_; }
+
   /// `{deliver: NAME, fallback: VERDICT, timeout_ms: N}`
   bool delivery(const YAML::Node& node, Rule& rule) {
     if (!expect_map(node, deliver_keys, "verdict")) return false;
@@ -331,7 +418,7 @@ class FileReader {
     const std::string_view where = negated ? "not" : "match";
     if (!expect_map(node,
                     negated ? Keys(match_keys).first(std::size(match_keys) - 1) : Keys(match_keys),
-                    where)) {
+                    where, true)) {
       return std::nullopt;
     }
     const std::size_t errors_before = diagnostics_.size();
@@ -386,6 +473,8 @@ class FileReader {
         } else {
           error(value, "length must be a number or a range like 64-1500");
         }
+      } else if (key.find('.') != std::string::npos) {
+        plugin_field(entry.first, value, fields);
       }
     }
     if (diagnostics_.size() != errors_before) return std::nullopt;
@@ -393,6 +482,38 @@ class FileReader {
   }
 
  private:
+  static bool valid_plugin_name(std::string_view name) {
+    return !name.empty() && name.size() <= 32 &&
+           std::all_of(name.begin(), name.end(), [](char c) {
+             return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+           });
+  }
+
+  void reference_plugin(const std::string& plugin, const YAML::Mark& mark) {
+    plugin_references_.push_back({plugin, {file_, mark.line + 1, mark.column + 1, {}}});
+  }
+
+  /// `dns.qname: "*.example.com"` or a list of such patterns.
+  void plugin_field(const YAML::Node& key_node, const YAML::Node& value, MatchFields& fields) {
+    const std::string& key = key_node.Scalar();
+    const auto dot = key.find('.');
+    const std::string plugin = key.substr(0, dot);
+    if (!valid_plugin_name(plugin) || !valid_plugin_name(key.substr(dot + 1))) {
+      error(key_node, "bad plugin field '" + key + "': expected PLUGIN.FIELD, e.g. dns.qname");
+      return;
+    }
+    FieldMatch match{key, {}};
+    scalars(value, key, [&](const YAML::Node& item) {
+      if (item.Scalar().empty()) {
+        error(item, "empty pattern in " + key);
+      } else {
+        match.patterns.push_back(item.Scalar());
+      }
+    });
+    reference_plugin(plugin, key_node.Mark());
+    fields.plugin_fields.push_back(std::move(match));
+  }
+
   static std::optional<VerdictKind> verdict_kind(std::string_view text) {
     if (text == "accept") return VerdictKind::accept;
     if (text == "drop") return VerdictKind::drop;
@@ -496,6 +617,7 @@ class FileReader {
   std::string file_;
   std::vector<Diagnostic>& diagnostics_;
   std::vector<std::pair<YAML::Node, YAML::Mark>> empty_values_;  ///< value, its key's position
+  std::vector<PluginReference> plugin_references_;
 };
 
 struct RuleDraft {
@@ -556,6 +678,11 @@ void read_broker(FileReader& reader, const YAML::Node& node, BrokerConfig& confi
   }
   if (node["malformed_verdict"]) {
     if (auto v = reader.verdict(node["malformed_verdict"])) config.malformed_verdict = *v;
+  }
+  if (node["max_flows"]) {
+    if (auto n = reader.number(node["max_flows"], 100'000'000, "max_flows")) {
+      config.max_flows = std::max<std::uint64_t>(*n, 1);
+    }
   }
 }
 
@@ -680,6 +807,8 @@ void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraf
       ok = false;
     } else if (item["verdict"].IsMap() && item["verdict"]["deliver"]) {
       ok = reader.delivery(item["verdict"], draft.rule) && ok;
+    } else if (item["verdict"].IsMap() && item["verdict"]["inspect"]) {
+      ok = reader.inspection(item["verdict"], draft.rule) && ok;
     } else if (auto verdict = reader.verdict(item["verdict"])) {
       draft.rule.verdict = *verdict;
     } else {
@@ -736,6 +865,7 @@ YAML::Node load_yaml(FileReader& reader, std::string_view text) {
 struct PolicyDraft {
   BrokerConfig broker;
   std::vector<RuleDraft> rules;
+  std::vector<FileReader::PluginReference> plugin_references;
 };
 
 /// A top-level key of a policy file and the function that reads its value.
@@ -758,6 +888,8 @@ constexpr Section sections[] = {
      [](FileReader& r, const YAML::Node& n, PolicyDraft& d) {
        read_clients(r, n, d.broker.clients);
      }},
+    {"plugins", false,
+     [](FileReader& r, const YAML::Node& n, PolicyDraft& d) { r.plugins(n, d.broker.plugins); }},
 };
 
 std::vector<std::string_view> section_keys(bool drop_in) {
@@ -781,6 +913,10 @@ void read_document(FileReader& reader, std::string_view text, bool drop_in, Poli
     const YAML::Node node = root[std::string(section.key)];
     if (node && (section.in_drop_ins || !drop_in)) section.read(reader, node, draft);
   }
+  auto& references = reader.plugin_references();
+  draft.plugin_references.insert(draft.plugin_references.end(), references.begin(),
+                                 references.end());
+  references.clear();
 }
 
 std::shared_ptr<const Policy> finish(PolicyDraft policy, std::vector<Diagnostic> diagnostics) {
@@ -794,6 +930,15 @@ std::shared_ptr<const Policy> finish(PolicyDraft policy, std::vector<Diagnostic>
                              "duplicate rule name '" + draft.rule.name + "' (first defined at " +
                                  it->second->rule.file + ":" +
                                  std::to_string(it->second->rule.line) + ")"});
+    }
+  }
+  for (auto& [plugin, where] : policy.plugin_references) {
+    const auto& loaded = policy.broker.plugins;
+    if (std::none_of(loaded.begin(), loaded.end(),
+                     [&](const PluginSpec& spec) { return spec.name == plugin; })) {
+      where.message = "plugin '" + plugin +
+                      "' is used here but not loaded: add it to the policy's plugins: list";
+      diagnostics.push_back(std::move(where));
     }
   }
   if (!diagnostics.empty()) {

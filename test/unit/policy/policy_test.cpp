@@ -106,7 +106,7 @@ TEST_CASE("every diagnostic names its file, line and column") {
        "test.yaml:1:1: error: unknown key 'rulez' in the policy (did you mean 'rules'?)"},
       {"colour: red\n",
        "test.yaml:1:1: error: unknown key 'colour' in the policy; expected one of: broker, rules, "
-       "socket, clients"},
+       "socket, clients, plugins"},
       {"broker: 5\n", "test.yaml:1:9: error: broker must be a mapping"},
       {"broker:\n  queues: []\n", "test.yaml:2:11: error: queues must be a non-empty list"},
       {"broker:\n  queues: [{fail_open: true}]\n", "test.yaml:2:12: error: a queue needs num"},

@@ -1,0 +1,23 @@
+// Loads the plugins a policy names and checks the policy's use of them.
+#pragma once
+
+#include "broker/policy/policy.hpp"
+#include "plugins/host/plugin_set.hpp"
+
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+namespace pktbroker {
+
+/// Where plugins given by name only are looked for: each directory of $PKTBROKER_PLUGIN_PATH
+/// (colon-separated), then the installed plugin directory.
+std::vector<std::filesystem::path> plugin_search_path();
+
+/// Loads `policy.broker().plugins` (or reuses `current` when the list is unchanged) and checks
+/// that every plugin field a rule matches is one its plugin publishes. Throws PluginError.
+std::shared_ptr<const PluginSet> load_policy_plugins(
+    const Policy& policy, const Policy* current_policy = nullptr,
+    std::shared_ptr<const PluginSet> current = nullptr);
+
+}  // namespace pktbroker
