@@ -73,7 +73,8 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
   Inspection inspection;
   PacketMeta inspected = meta;
   if (inspector_ != nullptr) {
-    inspection = inspector_->inspect(meta, decision.view, packet_handle(meta.packet_id), Clock::now());
+    inspection =
+        inspector_->inspect(meta, decision.view, packet_handle(meta.packet_id), Clock::now());
     decision.flow = inspection.flow;
     if (inspection.inherited) {  // a related flow a plugin announced: its parent's verdict
       ++counters_.expected_flows;
@@ -86,6 +87,7 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
     if (inspection.flow != nullptr && inspection.flow->plugin) {
       inspected.fields = inspection.flow->plugin->fields;
     }
+    if (inspected.ct_state == CtState::none) inspected.ct_state = inspection.state;
   }
 
   const std::size_t index = policy_->match(inspected, decision.view);
@@ -106,8 +108,8 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
   // A plugin that needs more of its flow holds the packet whatever rule matched: the rule's
   // verdict applies at the deadline (e.g. a Host header split across segments).
   if (inspection.decision.action == PKTB_HOLD && !decision.hold_ms) {
-    decision.hold_ms = inspection.decision.hold_ms != 0 ? inspection.decision.hold_ms
-                                                        : Inspect{}.hold_timeout_ms;
+    decision.hold_ms =
+        inspection.decision.hold_ms != 0 ? inspection.decision.hold_ms : Inspect{}.hold_timeout_ms;
   }
   if (spdlog::should_log(spdlog::level::debug)) {
     log_verdict(meta, &decision.view, rule_name, decision.verdict);

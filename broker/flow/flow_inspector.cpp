@@ -21,6 +21,16 @@ std::uint32_t tcp_sequence(const PacketView& view) noexcept {
          p[3];
 }
 
+// Conntrack's view: new until both directions have been seen (a TCP SYN is always new),
+// related for a flow a plugin announced.
+CtState state_of(const Flow& flow, const PacketView& view) {
+  constexpr std::uint8_t syn = 0x02;
+  constexpr std::uint8_t ack = 0x10;
+  if (flow.parent_id != 0) return CtState::related;
+  if (view.protocol == IPPROTO_TCP && (view.tcp_flags & (syn | ack)) == syn) return CtState::new_;
+  return flow.seen_from_server ? CtState::established : CtState::new_;
+}
+
 }  // namespace
 
 FlowInspector::FlowInspector(std::shared_ptr<const PluginSet> plugins, FlowLimits limits,
@@ -29,7 +39,9 @@ FlowInspector::FlowInspector(std::shared_ptr<const PluginSet> plugins, FlowLimit
       table_(limits, [this](Flow& flow) { close(flow); }),
       release_(std::move(release)) {}
 
-FlowInspector::~FlowInspector() { clear(); }
+FlowInspector::~FlowInspector() {
+  clear();
+}
 
 void FlowInspector::set_plugins(std::shared_ptr<const PluginSet> plugins) {
   plugins_ = plugins ? std::move(plugins) : std::make_shared<const PluginSet>();
@@ -62,6 +74,7 @@ Inspection FlowInspector::inspect(const PacketMeta& meta, const PacketView& view
     if (plugin) attach_plugin(flow, std::move(plugin));
   }
   result.inherited = flow.inherited;
+  result.state = state_of(flow, view);
   if (!flow.plugin) return result;
 
   PluginFlow& pf = *flow.plugin;
@@ -76,10 +89,10 @@ Inspection FlowInspector::inspect(const PacketMeta& meta, const PacketView& view
   packet.direction = static_cast<std::uint8_t>(found.direction);
   packet.mark = meta.mark;
   packet.id = packet_id;
-  packet.timestamp_ns = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count());
+  packet.timestamp_ns =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
   current_ = &flow;
   ++plugin_calls_;
   result.plugin = pf.plugin.get();
@@ -152,7 +165,9 @@ std::optional<Clock::time_point> FlowInspector::next_timer() const noexcept {
   return timers_.begin()->first;
 }
 
-void FlowInspector::clear() noexcept { table_.clear(); }
+void FlowInspector::clear() noexcept {
+  table_.clear();
+}
 
 InspectorCounters FlowInspector::counters() const noexcept {
   return {table_.counters(), table_.size(), table_.expectations(), plugin_calls_, ignored_flows_};
@@ -177,8 +192,8 @@ int FlowInspector::set_field(const Plugin& plugin, std::string_view field, std::
   }
 }
 
-int FlowInspector::expect(const Plugin& /*plugin*/, const pktb_tuple& pattern, std::uint32_t wildcards,
-                          std::uint32_t timeout_ms) {
+int FlowInspector::expect(const Plugin& /*plugin*/, const pktb_tuple& pattern,
+                          std::uint32_t wildcards, std::uint32_t timeout_ms) {
   if (current_ == nullptr || (pattern.family != 4 && pattern.family != 6)) return -1;
   const std::uint32_t ms =
       timeout_ms == 0 ? default_expectation_ms : std::min(timeout_ms, max_expectation_ms);

@@ -14,10 +14,12 @@ namespace pktbroker {
 
 /// What inspecting one packet produced.
 struct Inspection {
-  Flow* flow = nullptr;                 ///< null when no plugin is loaded
-  const Plugin* plugin = nullptr;       ///< the flow's plugin, if any
-  pktb_decision decision{};             ///< the plugin's (checked) decision; pass without one
-  std::optional<Verdict> inherited;     ///< an expected flow's parent verdict
+  Flow* flow = nullptr;              ///< null when no plugin is loaded
+  const Plugin* plugin = nullptr;    ///< the flow's plugin, if any
+  pktb_decision decision{};          ///< the plugin's (checked) decision; pass without one
+  std::optional<Verdict> inherited;  ///< an expected flow's parent verdict
+  /// The connection state by the flow table's own reckoning, for kernels that send none.
+  CtState state = CtState::none;
   std::span<const std::uint8_t> replacement;  ///< accept-modified payload, valid until next call
 };
 

@@ -13,7 +13,9 @@ constexpr std::uint8_t tcp_syn = 0x02;
 constexpr std::uint8_t tcp_rst = 0x04;
 constexpr std::uint8_t tcp_ack = 0x10;
 
-std::size_t index_of(FlowClass c) { return static_cast<std::size_t>(c); }
+std::size_t index_of(FlowClass c) {
+  return static_cast<std::size_t>(c);
+}
 
 }  // namespace
 
@@ -56,7 +58,9 @@ FlowTable::FlowTable(FlowLimits limits, CloseHandler on_close)
   flows_.reserve(std::min<std::size_t>(limits_.capacity, 4096));
 }
 
-FlowTable::~FlowTable() { clear(); }
+FlowTable::~FlowTable() {
+  clear();
+}
 
 pktb_tuple FlowTable::tuple_of(const Flow& flow) noexcept {
   pktb_tuple tuple{};
@@ -78,8 +82,7 @@ FlowTable::Lookup FlowTable::lookup(const PacketView& view, CtState ct_state,
   key.family = view.ip_version;
   const std::uint16_t src_port = view.has_ports ? view.src_port : 0;
   const std::uint16_t dst_port = view.has_ports ? view.dst_port : 0;
-  const bool src_is_lo =
-      std::tie(view.src.bytes, src_port) <= std::tie(view.dst.bytes, dst_port);
+  const bool src_is_lo = std::tie(view.src.bytes, src_port) <= std::tie(view.dst.bytes, dst_port);
   key.addr_lo = src_is_lo ? view.src.bytes : view.dst.bytes;
   key.addr_hi = src_is_lo ? view.dst.bytes : view.src.bytes;
   key.port_lo = src_is_lo ? src_port : dst_port;
@@ -97,7 +100,8 @@ FlowTable::Lookup FlowTable::lookup(const PacketView& view, CtState ct_state,
   if (flows_.size() >= limits_.capacity) {
     IdleList* oldest = nullptr;
     for (IdleList& list : idle_) {
-      if (!list.empty() && (oldest == nullptr || list.front().last_seen < oldest->front().last_seen))
+      if (!list.empty() &&
+          (oldest == nullptr || list.front().last_seen < oldest->front().last_seen))
         oldest = &list;
     }
     if (oldest != nullptr) {
@@ -116,7 +120,7 @@ FlowTable::Lookup FlowTable::lookup(const PacketView& view, CtState ct_state,
   result.created = true;
   result.expectation = take_expectation(tuple_of(flow), now);
   if (result.expectation) flow.parent_id = result.expectation->parent_id;
-  flow.idle_class = view.protocol == IPPROTO_UDP ? FlowClass::udp
+  flow.idle_class = view.protocol == IPPROTO_UDP   ? FlowClass::udp
                     : view.protocol == IPPROTO_TCP ? FlowClass::tcp_opening
                                                    : FlowClass::other;
   idle_[index_of(flow.idle_class)].push_back(flow);
@@ -129,8 +133,8 @@ void FlowTable::touch(Flow& flow, const PacketView& view, pktb_direction directi
                       CtState ct_state, Clock::time_point now) {
   flow.last_seen = now;
   FlowClass next = flow.idle_class;
+  if (direction == PKTB_FROM_SERVER) flow.seen_from_server = true;
   if (view.protocol == IPPROTO_TCP) {
-    if (direction == PKTB_FROM_SERVER) flow.seen_from_server = true;
     if ((view.tcp_flags & tcp_fin) != 0) flow.fins |= 1U << direction;
     if ((view.tcp_flags & tcp_rst) != 0 || flow.fins == 3) {
       next = FlowClass::tcp_closing;

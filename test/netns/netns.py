@@ -22,6 +22,7 @@ PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
 PKTBROKERD = os.environ.get("PKTBROKERD", "")
+PLUGINS = os.environ.get("PLUGINS", "")  # the directory holding the built plugins
 SKIP = 77  # ctest SKIP_RETURN_CODE
 SO_SNDBUFFORCE = 32  # from <asm-generic/socket.h>; Python exports neither
 SO_RCVBUFFORCE = 33
@@ -138,9 +139,10 @@ class Daemon:
                     f.write(text)
         self.log_path = os.path.join(self.dir, "pktbrokerd.log")
         self.log_file = open(self.log_path, "w")
+        env = dict(os.environ, PKTBROKER_PLUGIN_PATH=PLUGINS) if PLUGINS else None
         self.process = subprocess.Popen(
             [PKTBROKERD, "--config", self.config, "--foreground", "--log-level", log_level, *args],
-            stdout=self.log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+            stdout=self.log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, env=env)
         test.addCleanup(self.cleanup)
         wait_for(lambda: "pktbrokerd ready" in self.log() or self.process.poll() is not None,
                  what="pktbrokerd to bind its queues")
@@ -204,7 +206,17 @@ class Daemon:
                 block["malformed"][pairs["malformed"]] = int(pairs["count"])
             elif "netlink_error" in pairs:
                 block["netlink_error"][pairs["netlink_error"]] = int(pairs["count"])
+            elif "flows" in pairs:
+                block["flows"] = {k: int(v) for k, v in pairs.items()}
         return block
+
+    def plugin_stats(self, plugin):
+        """The counters of `plugin` from the newest stats block (call stats() first)."""
+        lines = [l for l in self.log().splitlines() if f" stats plugin={plugin} " in l + " "]
+        if not lines:
+            raise AssertionError(f"no stats line for plugin {plugin}:\n{self.log()[-3000:]}")
+        pairs = dict(p.split("=", 1) for p in lines[-1].split(" stats ", 1)[1].split() if "=" in p)
+        return {k: int(v) for k, v in pairs.items() if k != "plugin"}
 
     def stop(self, signum=signal.SIGTERM):
         """Stops the daemon; returns its exit code."""

@@ -1,0 +1,120 @@
+// The dns plugin: publishes dns.qname and dns.qtype of each query (UDP and TCP port 53) for
+// policy rules; with `inspect: [dns]` it drops malformed queries when configured to.
+#include "pktbroker/plugin.h"
+#include "plugins/common/stream_buffer.hpp"
+#include "plugins/dns/dns_message.hpp"
+
+#include <array>
+#include <cstring>
+#include <new>
+#include <string>
+
+namespace {
+
+using pktbroker::plugins::StreamBuffer;
+using namespace pktbroker::plugins::dns;
+
+struct Global {
+  const pktb_host* host;
+  bool drop_malformed;
+  std::uint32_t queries;
+  std::uint32_t responses;
+  std::uint32_t addresses;
+  std::array<std::uint32_t, static_cast<std::size_t>(DnsError::count_)> malformed;
+};
+
+struct FlowState {
+  StreamBuffer<2 + 512> from_client;  // TCP: one length-prefixed query
+};
+
+void* init(const pktb_host* host, const char** error) {
+  auto* g = new (std::nothrow) Global{};
+  if (g == nullptr) {
+    *error = "out of memory";
+    return nullptr;
+  }
+  g->host = host;
+  const char* drop = host->config(host, "drop_malformed");
+  g->drop_malformed = drop != nullptr && std::strcmp(drop, "true") == 0;
+  g->queries = host->counter(host, "queries");
+  g->responses = host->counter(host, "responses");
+  g->addresses = host->counter(host, "addresses");
+  for (std::size_t i = 1; i < g->malformed.size(); ++i) {
+    const std::string name = "malformed_" + std::string(to_string(static_cast<DnsError>(i)));
+    g->malformed[i] = host->counter(host, name.c_str());
+  }
+  return g;
+}
+
+void shutdown(void* global) {
+  delete static_cast<Global*>(global);
+}
+
+// Publishes a query's fields, counts a response's answers; returns false for a bad message.
+bool decode(Global& g, pktb_call* call, std::span<const std::uint8_t> bytes) {
+  DnsMessage message;
+  if (const DnsError error = parse_message(bytes, message); error != DnsError::none) {
+    g.host->count(g.host, g.malformed[static_cast<std::size_t>(error)], 1);
+    return false;
+  }
+  if (message.response) {
+    g.host->count(g.host, g.responses, 1);
+    g.host->count(g.host, g.addresses, message.answers.size());
+    return true;
+  }
+  g.host->count(g.host, g.queries, 1);
+  const std::string qtype = qtype_name(message.qtype);
+  g.host->set_field(call, "qname", message.qname.data(), message.qname.size());
+  g.host->set_field(call, "qtype", qtype.data(), qtype.size());
+  return true;
+}
+
+void on_packet(void* global, pktb_call* call, pktb_flow* flow, const pktb_packet* packet,
+               pktb_decision* decision) {
+  auto& g = *static_cast<Global*>(global);
+  if (packet->l4_len == 0) return;
+  bool ok = true;
+  try {
+    if (flow->tuple.protocol == 17) {
+      ok = decode(g, call, {packet->l4_data, packet->l4_len});
+    } else if (packet->direction == PKTB_FROM_CLIENT) {
+      auto& stream = static_cast<FlowState*>(flow->state)->from_client;
+      stream.add(*packet);
+      const auto bytes = stream.view();
+      if (bytes.size() < 2) return;
+      const std::size_t length = (std::size_t{bytes[0]} << 8) | bytes[1];
+      if (bytes.size() < 2 + length) {
+        if (stream.size < sizeof(stream.bytes)) decision->action = PKTB_HOLD;
+        return;
+      }
+      ok = decode(g, call, bytes.subspan(2, length));
+      stream.consume(2 + length);
+    }
+  } catch (...) {  // allocation failure: no opinion
+    return;
+  }
+  if (!ok && g.drop_malformed) decision->action = PKTB_DROP;
+}
+
+const pktb_registration registrations[] = {{17, 0, 53, 53}, {6, 0, 53, 53}};
+const char* const fields[] = {"qname", "qtype", nullptr};
+
+const pktb_plugin descriptor = {
+    .abi_version = PKTB_PLUGIN_ABI_VERSION,
+    .struct_size = sizeof(pktb_plugin),
+    .name = "dns",
+    .version = "1.0",
+    .registrations = registrations,
+    .registration_count = 2,
+    .fields = fields,
+    .init = init,
+    .shutdown = shutdown,
+    .flow_state_size = sizeof(FlowState),
+    .on_packet = on_packet,
+};
+
+}  // namespace
+
+extern "C" PKTB_PLUGIN_EXPORT const pktb_plugin* pktb_plugin_entry(void) {
+  return &descriptor;
+}

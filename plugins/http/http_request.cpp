@@ -1,0 +1,99 @@
+#include "plugins/http/http_request.hpp"
+
+#include <algorithm>
+
+namespace pktbroker::plugins::http {
+namespace {
+
+bool is_token_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '_' || c == '.' || c == '!' || c == '#' || c == '$' || c == '%' || c == '&' ||
+         c == '\'' || c == '*' || c == '+' || c == '^' || c == '`' || c == '|' || c == '~';
+}
+
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return (x | 0x20) == (y | 0x20);
+         });
+}
+
+/// "GET /path HTTP/1.1" -> head; false when it is not a request line.
+bool parse_request_line(std::string_view line, RequestHead& head) {
+  const auto first_space = line.find(' ');
+  if (first_space == std::string_view::npos || first_space == 0) return false;
+  const std::string_view method = line.substr(0, first_space);
+  if (!std::all_of(method.begin(), method.end(), is_token_char)) return false;
+  const auto second_space = line.find(' ', first_space + 1);
+  if (second_space == std::string_view::npos) return false;
+  const std::string_view target = line.substr(first_space + 1, second_space - first_space - 1);
+  const std::string_view version = line.substr(second_space + 1);
+  if (target.empty() || !version.starts_with("HTTP/")) return false;
+  head.method = method;
+  head.path = target;
+  head.version = version;
+  return true;
+}
+
+}  // namespace
+
+std::string normalize_host(std::string_view host) {
+  host = trim(host);
+  if (host.starts_with('[')) {
+    const auto close = host.find(']');
+    host = host.substr(1, close == std::string_view::npos ? host.size() - 1 : close - 1);
+  } else if (const auto colon = host.rfind(':'); colon != std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  if (host.ends_with('.')) host.remove_suffix(1);
+  std::string result(host);
+  for (char& c : result) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return result;
+}
+
+HeadStatus parse_request_head(std::span<const std::uint8_t> bytes, RequestHead& head) {
+  head = RequestHead{};
+  const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  std::size_t start = 0;
+  bool first = true;
+  while (true) {
+    const auto end = text.find('\n', start);
+    if (end == std::string_view::npos) {
+      // Judge an unfinished request line early: a TLS or binary stream is not worth waiting for.
+      if (first && !text.empty()) {
+        const std::string_view partial = text.substr(0, std::min<std::size_t>(text.size(), 16));
+        const auto space = partial.find(' ');
+        const std::string_view method = partial.substr(0, space);
+        if (!std::all_of(method.begin(), method.end(), is_token_char)) return HeadStatus::not_http;
+      }
+      return HeadStatus::incomplete;
+    }
+    std::string_view line = text.substr(start, end - start);
+    if (line.ends_with('\r')) line.remove_suffix(1);
+    start = end + 1;
+    if (first) {
+      if (!parse_request_line(line, head)) return HeadStatus::not_http;
+      first = false;
+      continue;
+    }
+    if (line.empty()) return HeadStatus::complete;
+    if (std::any_of(line.begin(), line.end(),
+                    [](char c) { return (c >= 0 && c < 0x20 && c != '\t') || c == 0x7f; })) {
+      return HeadStatus::bad_header;
+    }
+    const auto colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) return HeadStatus::bad_header;
+    if (iequals(line.substr(0, colon), "host") && head.host.empty()) {
+      head.host = normalize_host(line.substr(colon + 1));
+    }
+  }
+}
+
+}  // namespace pktbroker::plugins::http

@@ -1,0 +1,304 @@
+"""Protocol plugins on real traffic between real programs: dig against dnsmasq, curl against
+nginx, TLS clients against openssl s_server, and a passive-mode FTP download from vsftpd through
+a policy that keeps every other high port closed."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+from netns import NetnsTestCase, main, run, tcp_connects, tcp_listener, wait_for
+
+QUEUE = "broker:\n  queues: [{num: 0}]\n  default_verdict: accept\n"
+
+
+def port_open(port, address="127.0.0.1"):
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((address, port)) == 0
+
+
+class PluginTestCase(NetnsTestCase):
+    def scratch(self):
+        path = tempfile.mkdtemp(prefix="pktbroker-plugin-test-")
+        self.addCleanup(shutil.rmtree, path, True)
+        return path
+
+    def server(self, *argv, port, address="127.0.0.1", udp=False):
+        """Starts a server program in this namespace and waits until it listens on `port`."""
+        log = open(os.path.join(self.scratch(), "server.log"), "w+")
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+        def stop():
+            process.kill()
+            process.wait()
+            log.seek(0)
+            if self._outcome is None or not self._outcome.success:
+                print(f"--- {argv[0]} output ---\n{log.read()[-3000:]}")
+            log.close()
+
+        self.addCleanup(stop)
+        if udp:
+            wait_for(lambda: f":{port} " in run("ss", "-lunH").stdout or process.poll() is not None,
+                     what=f"{argv[0]} to listen on udp {port}")
+        else:
+            wait_for(lambda: port_open(port, address) or process.poll() is not None,
+                     what=f"{argv[0]} to listen on {port}")
+        self.assertIsNone(process.poll(), f"{argv[0]} exited early")
+        return process
+
+
+class Dns(PluginTestCase):
+    POLICY = QUEUE + """plugins:
+  - name: dns
+rules:
+  - name: no-blocked-names
+    match: {proto: udp, dport: 53, dns.qname: "*.blocked.test"}
+    verdict: drop
+  - name: no-mx
+    match: {dns.qtype: MX}
+    verdict: drop
+"""
+
+    def setUp(self):
+        super().setUp()
+        self.server("dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts",
+                    "--listen-address=127.0.0.1", "--bind-interfaces", "--port=53",
+                    "--user=root", "--pid-file=", "--log-queries", "--log-facility=-",
+                    "--address=/allowed.test/10.1.1.1", "--address=/blocked.test/10.2.2.2",
+                    port=53, udp=True)
+        run("iptables", "-A", "OUTPUT", "-p", "udp", "--dport", "53", "-j", "NFQUEUE",
+            "--queue-num", "0")
+
+    def dig(self, name, qtype="A"):
+        result = run("dig", "@127.0.0.1", name, qtype, "+short", "+tries=1", "+time=1",
+                     check=False)
+        return result.returncode, result.stdout.strip()
+
+    def test_a_name_under_a_blocked_domain_gets_no_answer_and_others_resolve(self):
+        daemon = self.daemon(self.POLICY)
+        self.assertEqual(self.dig("allowed.test"), (0, "10.1.1.1"))
+        self.assertEqual(self.dig("www.ALLOWED.test"), (0, "10.1.1.1"))
+        self.assertEqual(self.dig("www.blocked.test")[0], 9)  # dig: no reply from the server
+        self.assertEqual(self.dig("blocked.test")[0], 9)
+        self.assertEqual(self.dig("allowed.test", "MX")[0], 9)
+        stats = daemon.stats()
+        self.assertEqual(stats["rules"]["no-blocked-names"]["packets"], 2)
+        self.assertEqual(stats["rules"]["no-mx"]["packets"], 1)
+        self.assertEqual(stats["queue"]["dropped"], 3)
+        self.assertEqual(stats["queue"]["accepted"], 2)
+        self.assertEqual(daemon.plugin_stats("dns")["queries"], 5)
+
+    def test_malformed_queries_are_counted_and_dropped_when_inspected(self):
+        daemon = self.daemon(QUEUE + """plugins:
+  - name: dns
+    config: {drop_malformed: true}
+rules:
+  - name: dns
+    match: {proto: udp, dport: 53}
+    verdict: {inspect: [dns], fallback: accept}
+""")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x3fabc", ("127.0.0.1", 53))
+            # A compression pointer pointing at itself: a loop a careless parser follows forever.
+            s.sendto(b"\x12\x35\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01",
+                     ("127.0.0.1", 53))
+        self.assertEqual(self.dig("allowed.test"), (0, "10.1.1.1"))
+        stats = daemon.stats()
+        self.assertEqual(stats["queue"]["dropped"], 2)
+        self.assertEqual(stats["flows"]["plugin_verdicts"], 2)
+        counters = daemon.plugin_stats("dns")
+        self.assertEqual(counters["malformed_truncated"], 1)
+        self.assertEqual(counters["malformed_pointer_loop"], 1)
+        self.assertEqual(counters["queries"], 1)
+
+    def test_a_rule_on_a_field_of_a_plugin_not_loaded_is_refused(self):
+        bad = QUEUE + "rules:\n  - {name: r, match: {dns.qname: x.test}, verdict: drop}\n"
+        with self.assertRaisesRegex(AssertionError, "plugin 'dns' is used here but not loaded"):
+            self.daemon(bad)
+        typo = QUEUE + ("plugins: [{name: dns}]\n"
+                        "rules:\n  - {name: r, match: {dns.qnam: x.test}, verdict: drop}\n")
+        with self.assertRaisesRegex(AssertionError,
+                                    r"plugin 'dns' has no field 'qnam' \(it publishes: qname"):
+            self.daemon(typo)
+
+
+NGINX_CONF = """daemon off;
+master_process off;
+pid {dir}/nginx.pid;
+error_log stderr;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
+  uwsgi_temp_path {dir}; scgi_temp_path {dir};
+  server {{
+    listen 127.0.0.1:80;
+    location / {{ return 200 "hello from nginx\\n"; }}
+  }}
+}}
+"""
+
+
+class Http(PluginTestCase):
+    POLICY = QUEUE + """plugins: [{name: http}]
+rules:
+  - name: no-blocked-host
+    match: {http.host: blocked.test}
+    verdict: drop
+  - name: no-admin
+    match: {http.path: "/admin*"}
+    verdict: drop
+"""
+
+    def setUp(self):
+        super().setUp()
+        scratch = self.scratch()
+        conf = os.path.join(scratch, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(dir=scratch))
+        self.server("nginx", "-c", conf, "-p", scratch, port=80)
+        run("iptables", "-A", "OUTPUT", "-p", "tcp", "--dport", "80", "-j", "NFQUEUE",
+            "--queue-num", "0")
+
+    def curl(self, host, path="/"):
+        result = run("curl", "-s", "--max-time", "3", "-H", f"Host: {host}",
+                     f"http://127.0.0.1{path}", check=False)
+        return result.returncode, result.stdout
+
+    def request_in_two_segments(self, host):
+        """Sends the request head split inside the Host header; returns the response or None."""
+        with socket.create_connection(("127.0.0.1", 80), timeout=3) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(b"GET / HTTP/1.1\r\nHo")
+            time.sleep(0.1)
+            s.sendall(f"st: {host}\r\nConnection: close\r\n\r\n".encode())
+            try:
+                return s.recv(4096)
+            except socket.timeout:
+                return None
+
+    def test_requests_for_a_blocked_host_or_path_never_reach_nginx(self):
+        daemon = self.daemon(self.POLICY)
+        self.assertEqual(self.curl("allowed.test"), (0, "hello from nginx\n"))
+        self.assertEqual(self.curl("blocked.test")[0], 28)  # curl: timed out
+        self.assertEqual(self.curl("BLOCKED.test:80")[0], 28)
+        self.assertEqual(self.curl("allowed.test", "/admin/users")[0], 28)
+        stats = daemon.stats()
+        self.assertGreaterEqual(stats["rules"]["no-blocked-host"]["packets"], 2)
+        self.assertGreaterEqual(stats["rules"]["no-admin"]["packets"], 1)
+        self.assertEqual(daemon.plugin_stats("http")["requests"], 4)
+
+    def test_a_head_split_across_segments_is_held_until_the_host_is_known(self):
+        daemon = self.daemon(self.POLICY)
+        self.assertIn(b"hello from nginx", self.request_in_two_segments("allowed.test"))
+        self.assertIsNone(self.request_in_two_segments("blocked.test"))
+        stats = daemon.stats()
+        self.assertEqual(stats["flows"]["held"], 2)
+        self.assertEqual(stats["flows"]["plugin_releases"], 2)  # decided with the second segment
+        self.assertEqual(stats["flows"]["hold_timeouts"], 0)
+        self.assertEqual(stats["queue"]["outstanding"], 0)
+
+
+class Tls(PluginTestCase):
+    def setUp(self):
+        super().setUp()
+        scratch = self.scratch()
+        key, cert = os.path.join(scratch, "key.pem"), os.path.join(scratch, "cert.pem")
+        run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+            "-out", cert, "-days", "1", "-subj", "/CN=allowed.test")
+        self.server("openssl", "s_server", "-quiet", "-accept", "127.0.0.1:443", "-key", key,
+                    "-cert", cert, "-www", port=443)
+        run("iptables", "-A", "OUTPUT", "-p", "tcp", "--dport", "443", "-j", "NFQUEUE",
+            "--queue-num", "0")
+
+    def curl(self, name):
+        return run("curl", "-sk", "--max-time", "3", "--resolve", f"{name}:443:127.0.0.1",
+                   f"https://{name}/", check=False).returncode
+
+    def test_a_blocked_server_name_cannot_complete_a_handshake(self):
+        daemon = self.daemon(QUEUE + """plugins: [{name: tls}]
+rules:
+  - name: no-blocked-sni
+    match: {tls.sni: "*.blocked.test"}
+    verdict: drop
+""")
+        self.assertEqual(self.curl("allowed.test"), 0)
+        self.assertEqual(self.curl("www.blocked.test"), 28)
+        stats = daemon.stats()
+        self.assertGreaterEqual(stats["rules"]["no-blocked-sni"]["packets"], 1)
+        self.assertEqual(daemon.plugin_stats("tls")["client_hellos"], 2)
+
+
+VSFTPD_CONF = """listen=YES
+listen_address=127.0.0.1
+background=NO
+anonymous_enable=YES
+local_enable=NO
+write_enable=NO
+anon_root={root}
+no_anon_password=YES
+pasv_enable=YES
+pasv_min_port=40000
+pasv_max_port=40100
+seccomp_sandbox=NO
+secure_chroot_dir={empty}
+xferlog_enable=NO
+"""
+
+
+class Ftp(PluginTestCase):
+    POLICY = QUEUE + """plugins: [{name: ftp}]
+rules:
+  - name: no-new-high-ports
+    match: {proto: tcp, dport: "1024-65535", ct_state: new}
+    verdict: drop
+"""
+
+    def setUp(self):
+        super().setUp()
+        scratch = self.scratch()
+        root, empty = os.path.join(scratch, "root"), os.path.join(scratch, "empty")
+        os.makedirs(root)
+        os.makedirs(empty)
+        os.chmod(scratch, 0o755)
+        self.content = os.urandom(200_000)
+        with open(os.path.join(root, "file.bin"), "wb") as f:
+            f.write(self.content)
+        conf = os.path.join(scratch, "vsftpd.conf")
+        with open(conf, "w") as f:
+            f.write(VSFTPD_CONF.format(root=root, empty=empty))
+        self.server("vsftpd", conf, port=21)
+        self.target = os.path.join(scratch, "download.bin")
+        # Every TCP packet in both directions goes through the queue. This kernel sends no
+        # conntrack state with queued packets: ct_state comes from pktbrokerd's flow table.
+        run("iptables", "-A", "OUTPUT", "-p", "tcp", "-j", "NFQUEUE", "--queue-num", "0")
+
+    def download(self, *curl_options):
+        result = run("curl", "-s", "--max-time", "5", *curl_options, "-o", self.target,
+                     "ftp://127.0.0.1/file.bin", check=False)
+        if result.returncode != 0:
+            return None
+        with open(self.target, "rb") as f:
+            return f.read()
+
+    def test_passive_downloads_work_while_other_high_ports_stay_closed(self):
+        daemon = self.daemon(self.POLICY)
+        tcp_listener(self, "127.0.0.1", 45000)
+        self.assertFalse(tcp_connects("127.0.0.1", 45000, timeout=0.5))
+        self.assertTrue(self.download("--ftp-pasv", "--disable-epsv") == self.content, "PASV")
+        self.assertTrue(self.download("--ftp-pasv") == self.content, "EPSV")
+        stats = daemon.stats()
+        self.assertEqual(stats["flows"]["expectations_matched"], 2)
+        self.assertGreaterEqual(stats["flows"]["expected_flow_packets"], 10)  # 2 x handshake, data, FIN
+        self.assertEqual(daemon.plugin_stats("ftp")["data_connections"], 2)
+
+    def test_without_the_ftp_plugin_the_data_connection_is_dropped(self):
+        self.daemon(self.POLICY.replace("{name: ftp}", "{name: http}"))
+        self.assertTrue(self.download("--ftp-pasv") is None, "the download went through")
+
+
+if __name__ == "__main__":
+    main()
