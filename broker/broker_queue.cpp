@@ -194,9 +194,9 @@ int BrokerQueue::release_held(std::uint64_t handle, const pktb_decision& decisio
     return -1;
   }
   ++dispatcher_.counters().plugin_releases;
-  const std::optional<std::uint32_t> mark =
-      (decision.flags & PKTB_DECISION_SET_MARK) != 0 ? std::optional(decision.set_mark)
-                                                     : std::nullopt;
+  const std::optional<std::uint32_t> mark = (decision.flags & PKTB_DECISION_SET_MARK) != 0
+                                                ? std::optional(decision.set_mark)
+                                                : std::nullopt;
   switch (decision.action) {
     case PKTB_ACCEPT: finish(pending.packet_id, {VerdictKind::accept, mark}); break;
     case PKTB_DROP: finish(pending.packet_id, {VerdictKind::drop, mark}); break;

@@ -46,12 +46,12 @@ struct QueueCounters {
   std::uint64_t overflows = 0;             ///< a session's queue was full: fallback at once
   std::uint64_t observer_overflows = 0;    ///< observer copies not sent (queue full)
   // Plugins.
-  std::uint64_t plugin_verdicts = 0;   ///< decided by a plugin through an `inspect` rule
-  std::uint64_t expected_flows = 0;    ///< packets of expected flows, given their parent's verdict
-  std::uint64_t held = 0;              ///< packets a plugin held
-  std::uint64_t hold_overflows = 0;    ///< holds refused (too many held): decided at once
-  std::uint64_t hold_timeouts = 0;     ///< held packets that took their fallback at the deadline
-  std::uint64_t plugin_releases = 0;   ///< held packets decided by a release or their flow
+  std::uint64_t plugin_verdicts = 0;  ///< decided by a plugin through an `inspect` rule
+  std::uint64_t expected_flows = 0;   ///< packets of expected flows, given their parent's verdict
+  std::uint64_t held = 0;             ///< packets a plugin held
+  std::uint64_t hold_overflows = 0;   ///< holds refused (too many held): decided at once
+  std::uint64_t hold_timeouts = 0;    ///< held packets that took their fallback at the deadline
+  std::uint64_t plugin_releases = 0;  ///< held packets decided by a release or their flow
   std::array<std::uint64_t, static_cast<std::size_t>(ParseError::count_)> malformed_by_reason{};
   std::array<std::uint64_t, static_cast<std::size_t>(NetlinkError::count_)> netlink_errors{};
 

@@ -3,8 +3,8 @@
 
 #include "broker/broker_queue.hpp"
 #include "broker/policy/policy.hpp"
-#include "plugins/host/plugin_set.hpp"
 #include "broker/session/session_manager.hpp"
+#include "plugins/host/plugin_set.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -38,7 +38,7 @@ class Daemon {
   void shutdown();
 
   std::filesystem::path config_file_;
-  std::shared_ptr<const Policy> policy_;  // touched only under reload_mutex_
+  std::shared_ptr<const Policy> policy_;      // touched only under reload_mutex_
   std::shared_ptr<const PluginSet> plugins_;  // outlives the queues (declared before them)
   unsigned threads_;
   boost::asio::io_context io_;

@@ -1,8 +1,8 @@
 // pktbrokerd: command line, policy check, start-up.
 #include "broker/daemon.hpp"
 #include "broker/logging.hpp"
-#include "broker/policy_plugins.hpp"
 #include "broker/policy/policy.hpp"
+#include "broker/policy_plugins.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/program_options.hpp>

@@ -28,8 +28,8 @@ void check_fields(const Rule& rule, const MatchFields& fields, const PluginSet& 
     const std::string plugin_name = match.field.substr(0, dot);
     const std::string field = match.field.substr(dot + 1);
     const auto plugin = plugins.find(plugin_name);
-    const std::string where = rule.file + ":" + std::to_string(rule.line) + ": rule '" +
-                              rule.name + "': ";
+    const std::string where =
+        rule.file + ":" + std::to_string(rule.line) + ": rule '" + rule.name + "': ";
     if (!plugin) throw PluginError(where + "plugin '" + plugin_name + "' is not loaded");
     if (!plugin->has_field(field)) {
       std::string known;

@@ -70,8 +70,8 @@ struct Flow {
   std::uint64_t parent_id = 0;
   Clock::time_point last_seen;
   FlowClass idle_class = FlowClass::other;
-  bool client_is_lo = true;          ///< the first packet came from the key's lower endpoint
-  std::uint8_t fins = 0;             ///< bit per direction that sent a FIN
+  bool client_is_lo = true;  ///< the first packet came from the key's lower endpoint
+  std::uint8_t fins = 0;     ///< bit per direction that sent a FIN
   bool seen_from_server = false;
   std::optional<Verdict> inherited;  ///< an expected flow takes its parent's verdict
   std::optional<Verdict> last_verdict;
@@ -136,8 +136,8 @@ class FlowTable {
 
  private:
   using IdleList = boost::intrusive::list<
-      Flow, boost::intrusive::member_hook<Flow, boost::intrusive::list_member_hook<>,
-                                          &Flow::idle_hook>>;
+      Flow,
+      boost::intrusive::member_hook<Flow, boost::intrusive::list_member_hook<>, &Flow::idle_hook>>;
 
   void touch(Flow& flow, const PacketView& view, pktb_direction direction, CtState ct_state,
              Clock::time_point now);

@@ -139,9 +139,8 @@ bool FieldMatch::holds(std::string_view value) const noexcept {
   return std::any_of(patterns.begin(), patterns.end(), [value](std::string_view pattern) {
     if (pattern.starts_with("*.")) {
       const std::string_view parent = pattern.substr(2);
-      return value == parent ||
-             (value.ends_with(parent) && value.size() > parent.size() &&
-              value[value.size() - parent.size() - 1] == '.');
+      return value == parent || (value.ends_with(parent) && value.size() > parent.size() &&
+                                 value[value.size() - parent.size() - 1] == '.');
     }
     if (pattern.size() > 1 && pattern.ends_with('*')) {
       return value.starts_with(pattern.substr(0, pattern.size() - 1));

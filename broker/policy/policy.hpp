@@ -4,8 +4,8 @@
 #include "broker/packet_meta.hpp"
 #include "broker/policy/rule_index.hpp"
 #include "broker/verdict.hpp"
-#include "plugins/host/plugin_spec.hpp"
 #include "pktbroker/packet_view.hpp"
+#include "plugins/host/plugin_spec.hpp"
 
 #include <cstddef>
 #include <cstdint>

@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 using Keys = std::span<const std::string_view>;
 
 constexpr std::string_view broker_keys[] = {"queues", "default_verdict", "malformed_verdict",
-                                             "max_flows"};
+                                            "max_flows"};
 constexpr std::string_view queue_keys[] = {"num", "fail_open", "max_len",  "copy_range",
                                            "gso", "uid_gid",   "conntrack"};
 constexpr std::string_view rule_keys[] = {"name", "description", "match", "verdict", "priority"};
@@ -350,8 +350,8 @@ class FileReader {
       spec.name = name.Scalar();
       for (const PluginSpec& earlier : specs) {
         if (earlier.name == spec.name) {
-          error(name, "plugin '" + spec.name + "' is listed twice (first at " + earlier.origin +
-                          ")");
+          error(name,
+                "plugin '" + spec.name + "' is listed twice (first at " + earlier.origin + ")");
         }
       }
       if (const YAML::Node path = item["path"]) {
@@ -369,8 +369,8 @@ class FileReader {
         }
         for (const auto& entry : config) {
           if (!entry.second.IsScalar()) {
-            error(entry.second, "plugin config values must be scalars (" +
-                                    entry.first.Scalar() + ")");
+            error(entry.second,
+                  "plugin config values must be scalars (" + entry.first.Scalar() + ")");
             continue;
           }
           spec.config[entry.first.Scalar()] = entry.second.Scalar();
@@ -483,10 +483,9 @@ class FileReader {
 
  private:
   static bool valid_plugin_name(std::string_view name) {
-    return !name.empty() && name.size() <= 32 &&
-           std::all_of(name.begin(), name.end(), [](char c) {
-             return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-           });
+    return !name.empty() && name.size() <= 32 && std::all_of(name.begin(), name.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+    });
   }
 
   void reference_plugin(const std::string& plugin, const YAML::Mark& mark) {

@@ -15,8 +15,8 @@ constexpr std::uint32_t max_hold_ms = 60'000;
 
 bool valid_name(std::string_view name) {
   return !name.empty() && name.size() <= 32 && std::all_of(name.begin(), name.end(), [](char c) {
-           return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-         });
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
 }
 
 int call_set_field(pktb_call* call, const char* field, const char* value, std::size_t len) {
@@ -67,9 +67,8 @@ Plugin::Plugin(const PluginSpec& spec) : name_(spec.name), path_(spec.path), con
          ": rebuild it against this pktbroker's plugin.h");
   }
   if (descriptor_->struct_size < sizeof(pktb_plugin)) {
-    fail("its descriptor is " + std::to_string(descriptor_->struct_size) +
-         " bytes, ABI " + std::to_string(PKTB_PLUGIN_ABI_VERSION) + " needs " +
-         std::to_string(sizeof(pktb_plugin)));
+    fail("its descriptor is " + std::to_string(descriptor_->struct_size) + " bytes, ABI " +
+         std::to_string(PKTB_PLUGIN_ABI_VERSION) + " needs " + std::to_string(sizeof(pktb_plugin)));
   }
   const std::string own_name = descriptor_->name != nullptr ? descriptor_->name : "";
   if (!valid_name(own_name)) {
@@ -104,8 +103,8 @@ Plugin::Plugin(const PluginSpec& spec) : name_(spec.name), path_(spec.path), con
   }
 
   host_.self = this;
-  host_.host = pktb_host{sizeof(pktb_host), host_log, host_counter, host_count, host_config,
-                         call_set_field, call_expect, call_release, call_set_timer};
+  host_.host = pktb_host{sizeof(pktb_host), host_log,    host_counter, host_count,    host_config,
+                         call_set_field,    call_expect, call_release, call_set_timer};
   if (descriptor_->init != nullptr) {
     const char* error = nullptr;
     try {
@@ -113,7 +112,8 @@ Plugin::Plugin(const PluginSpec& spec) : name_(spec.name), path_(spec.path), con
     } catch (...) {
       fail("init threw an exception (exceptions must not cross the plugin ABI)");
     }
-    if (global_ == nullptr) fail(std::string("init failed: ") + (error ? error : "no reason given"));
+    if (global_ == nullptr)
+      fail(std::string("init failed: ") + (error ? error : "no reason given"));
   }
 }
 
@@ -250,8 +250,8 @@ bool Plugin::call_replay_client_data(CallSink& sink, pktb_flow& flow,
     const std::size_t original = data.size();
     data.resize(std::max(original, capacity));
     std::size_t len = original;
-    const int skip = descriptor_->replay_client_data(global_, &call, &flow, data.data(), &len,
-                                                     data.size());
+    const int skip =
+        descriptor_->replay_client_data(global_, &call, &flow, data.data(), &len, data.size());
     if (len > data.size()) {
       invalid_decisions_.fetch_add(1, std::memory_order_relaxed);
       len = original;

@@ -77,7 +77,8 @@ class Plugin {
   pktb_decision call_on_packet(CallSink& sink, pktb_flow& flow,
                                const pktb_packet& packet) const noexcept;
   void call_on_timer(CallSink& sink, pktb_flow& flow) const noexcept;
-  void call_replay_recorded(CallSink& sink, pktb_flow& flow, const pktb_packet& packet) const noexcept;
+  void call_replay_recorded(CallSink& sink, pktb_flow& flow,
+                            const pktb_packet& packet) const noexcept;
   bool call_replay_client_data(CallSink& sink, pktb_flow& flow, std::vector<std::uint8_t>& data,
                                std::size_t capacity) const noexcept;
   pktb_turn call_replay_server_data(CallSink& sink, pktb_flow& flow,

@@ -34,22 +34,22 @@ extern "C" {
 
 /** What a plugin says about one packet. */
 typedef enum pktb_action {
-  PKTB_PASS = 0,        /**< no opinion: the next plugin of the rule, or the rule's fallback */
-  PKTB_ACCEPT = 1,      /**< let the packet through */
-  PKTB_DROP = 2,        /**< discard the packet */
-  PKTB_HOLD = 3,        /**< decide later: the packet waits (bounded) for pktb_host::release,
-                             for this flow's next decided packet, or for its deadline */
+  PKTB_PASS = 0,           /**< no opinion: the next plugin of the rule, or the rule's fallback */
+  PKTB_ACCEPT = 1,         /**< let the packet through */
+  PKTB_DROP = 2,           /**< discard the packet */
+  PKTB_HOLD = 3,           /**< decide later: the packet waits (bounded) for pktb_host::release,
+                                for this flow's next decided packet, or for its deadline */
   PKTB_ACCEPT_MODIFIED = 4 /**< let through with pktb_decision::payload as the new packet */
 } pktb_action;
 
 /** The decision a hook writes; the host zeroes it before each call (so the default is pass). */
 typedef struct pktb_decision {
-  uint32_t action;      /**< a ::pktb_action */
-  uint32_t set_mark;    /**< nonzero with #PKTB_DECISION_SET_MARK in flags: the new packet mark */
-  uint32_t flags;       /**< PKTB_DECISION_* bits */
-  uint32_t hold_ms;     /**< with #PKTB_HOLD: the deadline; 0 means the host's default */
-  const uint8_t *payload; /**< with #PKTB_ACCEPT_MODIFIED: a whole IP packet, copied by the host */
-  size_t payload_len;   /**< bytes at payload */
+  uint32_t action;        /**< a ::pktb_action */
+  uint32_t set_mark;      /**< nonzero with #PKTB_DECISION_SET_MARK in flags: the new packet mark */
+  uint32_t flags;         /**< PKTB_DECISION_* bits */
+  uint32_t hold_ms;       /**< with #PKTB_HOLD: the deadline; 0 means the host's default */
+  const uint8_t* payload; /**< with #PKTB_ACCEPT_MODIFIED: a whole IP packet, copied by the host */
+  size_t payload_len;     /**< bytes at payload */
 } pktb_decision;
 
 /** pktb_decision::flags: set_mark is valid. */
@@ -79,23 +79,23 @@ typedef struct pktb_tuple {
 
 /** One packet, as the broker saw it from the kernel or as pktreplay read it from a capture. */
 typedef struct pktb_packet {
-  const uint8_t *data;     /**< the whole packet, from the IP header */
-  size_t len;              /**< captured bytes at data */
-  const uint8_t *l4_data;  /**< transport payload (TCP or UDP data); NULL when none */
-  size_t l4_len;           /**< bytes at l4_data */
-  uint32_t tcp_seq;        /**< TCP sequence number of l4_data[0]; 0 for other protocols */
-  uint8_t tcp_flags;       /**< TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ...) */
-  uint8_t direction;       /**< a ::pktb_direction */
+  const uint8_t* data;    /**< the whole packet, from the IP header */
+  size_t len;             /**< captured bytes at data */
+  const uint8_t* l4_data; /**< transport payload (TCP or UDP data); NULL when none */
+  size_t l4_len;          /**< bytes at l4_data */
+  uint32_t tcp_seq;       /**< TCP sequence number of l4_data[0]; 0 for other protocols */
+  uint8_t tcp_flags;      /**< TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ...) */
+  uint8_t direction;      /**< a ::pktb_direction */
   uint16_t reserved;
-  uint32_t mark;           /**< packet mark (broker); 0 in replay */
-  uint64_t id;             /**< handle for pktb_host::release; 0 in replay */
-  uint64_t timestamp_ns;   /**< wall-clock time the packet was seen or captured */
+  uint32_t mark;         /**< packet mark (broker); 0 in replay */
+  uint64_t id;           /**< handle for pktb_host::release; 0 in replay */
+  uint64_t timestamp_ns; /**< wall-clock time the packet was seen or captured */
 } pktb_packet;
 
 /** One flow: both directions of a 5-tuple (or of an expected flow). */
 typedef struct pktb_flow {
   pktb_tuple tuple;   /**< client (the first packet's sender) and server */
-  void *state;        /**< flow_state_size bytes, zeroed before flow_open; owned by the host */
+  void* state;        /**< flow_state_size bytes, zeroed before flow_open; owned by the host */
   uint64_t id;        /**< unique while the host runs */
   uint64_t parent_id; /**< for an expected flow: the flow that announced it; otherwise 0 */
 } pktb_flow;
@@ -119,25 +119,25 @@ typedef struct pktb_host {
   uint32_t struct_size; /**< sizeof(pktb_host) of the host; newer hosts append members */
 
   /** Logs one line, prefixed with the plugin's name. */
-  void (*log)(const struct pktb_host *host, int level, const char *message);
+  void (*log)(const struct pktb_host* host, int level, const char* message);
 
   /**
    * Registers a named counter (shown by `pktbrokerctl stats` as plugin.NAME) and returns its
    * handle; call from init. Returns UINT32_MAX when the name is empty or too many are defined.
    */
-  uint32_t (*counter)(const struct pktb_host *host, const char *name);
+  uint32_t (*counter)(const struct pktb_host* host, const char* name);
   /** Adds n to a counter; safe from any thread. Unknown handles are ignored. */
-  void (*count)(const struct pktb_host *host, uint32_t counter, uint64_t n);
+  void (*count)(const struct pktb_host* host, uint32_t counter, uint64_t n);
 
   /** The plugin's `config:` value for key (a scalar, as text), or NULL when it is not set. */
-  const char *(*config)(const struct pktb_host *host, const char *key);
+  const char* (*config)(const struct pktb_host* host, const char* key);
 
   /**
    * Publishes a field of the current flow that policy rules can match as `PLUGIN.FIELD`
    * (e.g. dns.qname). Replaces an earlier value. The field must be listed in
    * pktb_plugin::fields. Returns 0, or -1 for an unknown field or an oversized value.
    */
-  int (*set_field)(pktb_call *call, const char *field, const char *value, size_t len);
+  int (*set_field)(pktb_call* call, const char* field, const char* value, size_t len);
 
   /**
    * Announces a related flow (an FTP data connection): the next new flow matching pattern
@@ -145,17 +145,17 @@ typedef struct pktb_host {
    * flow, handled by this plugin, and inherits the current flow's latest verdict.
    * Returns 0, or -1 when too many expectations are pending.
    */
-  int (*expect)(pktb_call *call, const pktb_tuple *pattern, uint32_t wildcards,
+  int (*expect)(pktb_call* call, const pktb_tuple* pattern, uint32_t wildcards,
                 uint32_t timeout_ms);
 
   /**
    * Decides a packet this plugin held earlier (pktb_packet::id). Returns 0, or -1 when the
    * packet is no longer held (already decided, or its deadline passed).
    */
-  int (*release)(pktb_call *call, uint64_t packet_id, const pktb_decision *decision);
+  int (*release)(pktb_call* call, uint64_t packet_id, const pktb_decision* decision);
 
   /** Calls on_timer for the current flow after ms milliseconds (replaces an earlier timer). */
-  int (*set_timer)(pktb_call *call, uint32_t ms);
+  int (*set_timer)(pktb_call* call, uint32_t ms);
 } pktb_host;
 
 /** A flow the plugin is asked to handle: IP protocol plus a range of server ports. */
@@ -177,50 +177,50 @@ typedef enum pktb_turn {
 typedef struct pktb_plugin {
   uint32_t abi_version; /**< #PKTB_PLUGIN_ABI_VERSION */
   uint32_t struct_size; /**< sizeof(pktb_plugin) */
-  const char *name;     /**< unique, [a-z0-9_]+; the prefix of its policy fields */
-  const char *version;  /**< free text, logged at load */
-  const pktb_registration *registrations; /**< flows the plugin decodes */
+  const char* name;     /**< unique, [a-z0-9_]+; the prefix of its policy fields */
+  const char* version;  /**< free text, logged at load */
+  const pktb_registration* registrations; /**< flows the plugin decodes */
   size_t registration_count;
-  const char *const *fields; /**< field names the plugin publishes; NULL-terminated or NULL */
+  const char* const* fields; /**< field names the plugin publishes; NULL-terminated or NULL */
 
   /**
    * Called once after loading. Returns the plugin's global state (passed to every hook), or
    * NULL with *error pointing to a static message on failure (the plugin is then unloaded).
    */
-  void *(*init)(const pktb_host *host, const char **error);
+  void* (*init)(const pktb_host* host, const char** error);
   /** Called once before unloading; no hook runs after it. */
-  void (*shutdown)(void *global);
+  void (*shutdown)(void* global);
 
   /** Bytes of per-flow state (pktb_flow::state), zeroed by the host; at most 64 KiB. */
   size_t flow_state_size;
   /** A flow begins (optional). Returns 0, or nonzero to ignore the flow (no hooks are called). */
-  int (*flow_open)(void *global, pktb_call *call, pktb_flow *flow);
+  int (*flow_open)(void* global, pktb_call* call, pktb_flow* flow);
   /** A flow ends (idle, evicted, replay finished, shutdown): free what flow_open allocated. */
-  void (*flow_close)(void *global, pktb_flow *flow);
+  void (*flow_close)(void* global, pktb_flow* flow);
 
   /** Broker: one live packet of a flow. Writes its decision (pre-zeroed: pass). */
-  void (*on_packet)(void *global, pktb_call *call, pktb_flow *flow, const pktb_packet *packet,
-                    pktb_decision *decision);
+  void (*on_packet)(void* global, pktb_call* call, pktb_flow* flow, const pktb_packet* packet,
+                    pktb_decision* decision);
   /** A timer set with pktb_host::set_timer fired. */
-  void (*on_timer)(void *global, pktb_call *call, pktb_flow *flow);
+  void (*on_timer)(void* global, pktb_call* call, pktb_flow* flow);
 
   /** Replay: a packet of the flow read from the capture, before replay starts. */
-  void (*replay_recorded)(void *global, pktb_call *call, pktb_flow *flow,
-                          const pktb_packet *packet);
+  void (*replay_recorded)(void* global, pktb_call* call, pktb_flow* flow,
+                          const pktb_packet* packet);
   /**
    * Replay: the client's next turn is about to be sent. The plugin may rewrite it in place
    * (at most capacity bytes; *len is updated), e.g. to give a DNS query a fresh id.
    * Returns 0, or nonzero to skip this turn.
    */
-  int (*replay_client_data)(void *global, pktb_call *call, pktb_flow *flow, uint8_t *data,
-                            size_t *len, size_t capacity);
+  int (*replay_client_data)(void* global, pktb_call* call, pktb_flow* flow, uint8_t* data,
+                            size_t* len, size_t capacity);
   /** Replay: the live server sent data (everything received in this turn so far). */
-  pktb_turn (*replay_server_data)(void *global, pktb_call *call, pktb_flow *flow,
-                                  const uint8_t *data, size_t len);
+  pktb_turn (*replay_server_data)(void* global, pktb_call* call, pktb_flow* flow,
+                                  const uint8_t* data, size_t len);
 } pktb_plugin;
 
 /** The entry point's type: returns a descriptor that stays valid until the library unloads. */
-typedef const pktb_plugin *(*pktb_plugin_entry_fn)(void);
+typedef const pktb_plugin* (*pktb_plugin_entry_fn)(void);
 
 /** Declares the entry point with the right name, linkage and visibility. */
 #define PKTB_PLUGIN_EXPORT __attribute__((visibility("default")))
