@@ -90,14 +90,16 @@ std::span<const std::uint8_t> first_bytes(std::span<const std::uint8_t> bytes, s
 
 BrokerQueue::BrokerQueue(boost::asio::io_context& io, const QueueConfig& config,
                          std::shared_ptr<const Policy> policy,
-                         std::shared_ptr<const PluginSet> plugins)
+                         std::shared_ptr<const PluginSet> plugins, std::shared_ptr<NameCache> names)
     : config_(config),
       strand_(boost::asio::make_strand(io)),
       socket_(config),
-      inspector_(std::move(plugins), FlowLimits{.capacity = policy->broker().max_flows},
-                 [this](std::uint64_t handle, const pktb_decision& decision) {
-                   return release_held(handle, decision);
-                 }),
+      inspector_(
+          std::move(plugins), FlowLimits{.capacity = policy->broker().max_flows},
+          [this](std::uint64_t handle, const pktb_decision& decision) {
+            return release_held(handle, decision);
+          },
+          std::move(names)),
       dispatcher_(config.num, std::move(policy), &inspector_),
       reader_(strand_, socket_, config.copy_range, dispatcher_.counters()),
       writer_(config.num,

@@ -45,7 +45,8 @@ class BrokerQueue {
  public:
   /// Binds the queue (throws std::system_error at start-up when it cannot).
   BrokerQueue(boost::asio::io_context& io, const QueueConfig& config,
-              std::shared_ptr<const Policy> policy, std::shared_ptr<const PluginSet> plugins);
+              std::shared_ptr<const Policy> policy, std::shared_ptr<const PluginSet> plugins,
+              std::shared_ptr<NameCache> names);
 
   [[nodiscard]] std::uint16_t number() const noexcept { return config_.num; }
   [[nodiscard]] const QueueConfig& config() const noexcept { return config_; }

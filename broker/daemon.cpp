@@ -21,7 +21,7 @@ Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> 
       signals_(io_, SIGHUP, SIGUSR1, SIGTERM) {
   signals_.add(SIGINT);
   for (const QueueConfig& config : policy_->broker().queues) {
-    queues_.push_back(std::make_unique<BrokerQueue>(io_, config, policy_, plugins_));
+    queues_.push_back(std::make_unique<BrokerQueue>(io_, config, policy_, plugins_, names_));
   }
   std::vector<BrokerQueue*> queues;
   for (auto& queue : queues_) queues.push_back(queue.get());

@@ -40,6 +40,7 @@ class Daemon {
   std::filesystem::path config_file_;
   std::shared_ptr<const Policy> policy_;      // touched only under reload_mutex_
   std::shared_ptr<const PluginSet> plugins_;  // outlives the queues (declared before them)
+  std::shared_ptr<NameCache> names_ = std::make_shared<NameCache>();  // DNS answers, all queues
   unsigned threads_;
   boost::asio::io_context io_;
   boost::asio::signal_set signals_;

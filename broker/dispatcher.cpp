@@ -72,9 +72,10 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
 
   Inspection inspection;
   PacketMeta inspected = meta;
+  std::string dst_name;  // owns what inspected.dst_name views
   if (inspector_ != nullptr) {
-    inspection =
-        inspector_->inspect(meta, decision.view, packet_handle(meta.packet_id), Clock::now());
+    const auto now = Clock::now();
+    inspection = inspector_->inspect(meta, decision.view, packet_handle(meta.packet_id), now);
     decision.flow = inspection.flow;
     if (inspection.inherited) {  // a related flow a plugin announced: its parent's verdict
       ++counters_.expected_flows;
@@ -88,6 +89,13 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
       inspected.fields = inspection.flow->plugin->fields;
     }
     if (inspected.ct_state == CtState::none) inspected.ct_state = inspection.state;
+    if (policy_->uses_dst_name()) {
+      try {
+        dst_name = inspector_->name_of(decision.view.dst, now);
+      } catch (...) {  // allocation failure: the name is unknown
+      }
+      inspected.dst_name = dst_name;
+    }
   }
 
   const std::size_t index = policy_->match(inspected, decision.view);

@@ -5,6 +5,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace pktbroker {
@@ -28,6 +29,8 @@ struct PacketMeta {
   std::span<const std::uint8_t> payload;  ///< captured bytes, starting at the network header
   /// Fields plugins published for this packet's flow ("dns.qname" -> value); empty without.
   std::span<const std::pair<std::string, std::string>> fields;
+  /// The name DNS last gave out for the destination address (dst_name:); empty when unknown.
+  std::string_view dst_name;
 };
 
 }  // namespace pktbroker

@@ -34,10 +34,11 @@ CtState state_of(const Flow& flow, const PacketView& view) {
 }  // namespace
 
 FlowInspector::FlowInspector(std::shared_ptr<const PluginSet> plugins, FlowLimits limits,
-                             ReleaseHandler release)
+                             ReleaseHandler release, std::shared_ptr<NameCache> names)
     : plugins_(plugins ? std::move(plugins) : std::make_shared<const PluginSet>()),
       table_(limits, [this](Flow& flow) { close(flow); }),
-      release_(std::move(release)) {}
+      release_(std::move(release)),
+      names_(names ? std::move(names) : std::make_shared<NameCache>()) {}
 
 FlowInspector::~FlowInspector() {
   clear();
@@ -206,6 +207,20 @@ int FlowInspector::expect(const Plugin& /*plugin*/, const pktb_tuple& pattern,
   expectation.plugin = current_->plugin->plugin;
   try {
     return table_.expect(std::move(expectation)) ? 0 : -1;
+  } catch (...) {
+    return -1;
+  }
+}
+
+std::string FlowInspector::name_of(const IpAddress& address, Clock::time_point now) const {
+  return names_->lookup(address, now);
+}
+
+int FlowInspector::remember_name(const Plugin& /*plugin*/, const IpAddress& address,
+                                 std::string_view name, std::uint32_t ttl_s) {
+  try {
+    names_->remember(address, name, ttl_s, now_);
+    return 0;
   } catch (...) {
     return -1;
   }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "broker/flow/flow_table.hpp"
+#include "broker/flow/name_cache.hpp"
 #include "plugins/host/plugin_set.hpp"
 
 #include <functional>
@@ -37,8 +38,9 @@ class FlowInspector final : private CallSink {
   /// A plugin decided a packet it held (pktb_host::release): returns 0, or -1 if not held.
   using ReleaseHandler = std::function<int(std::uint64_t packet_id, const pktb_decision&)>;
 
-  FlowInspector(std::shared_ptr<const PluginSet> plugins, FlowLimits limits,
-                ReleaseHandler release);
+  /// `names` (shared by the queues) receives what plugins learn from DNS answers.
+  FlowInspector(std::shared_ptr<const PluginSet> plugins, FlowLimits limits, ReleaseHandler release,
+                std::shared_ptr<NameCache> names = nullptr);
   ~FlowInspector() override;
 
   [[nodiscard]] bool active() const noexcept { return !plugins_->empty(); }
@@ -62,6 +64,8 @@ class FlowInspector final : private CallSink {
   void clear() noexcept;
 
   [[nodiscard]] InspectorCounters counters() const noexcept;
+  /// The name DNS last gave out for `address`, or "".
+  [[nodiscard]] std::string name_of(const IpAddress& address, Clock::time_point now) const;
 
  private:
   int set_field(const Plugin& plugin, std::string_view field, std::string_view value) override;
@@ -70,6 +74,8 @@ class FlowInspector final : private CallSink {
   int release(const Plugin& plugin, std::uint64_t packet_id,
               const pktb_decision& decision) override;
   int set_timer(const Plugin& plugin, std::uint32_t ms) override;
+  int remember_name(const Plugin& plugin, const IpAddress& address, std::string_view name,
+                    std::uint32_t ttl_s) override;
 
   void attach_plugin(Flow& flow, std::shared_ptr<const Plugin> plugin);
   void close(Flow& flow) noexcept;
@@ -78,6 +84,7 @@ class FlowInspector final : private CallSink {
   std::shared_ptr<const PluginSet> plugins_;
   FlowTable table_;
   ReleaseHandler release_;
+  std::shared_ptr<NameCache> names_;
   std::multimap<Clock::time_point, FlowKey> timers_;
   Flow* current_ = nullptr;  ///< the flow whose hook is running
   Clock::time_point now_{};

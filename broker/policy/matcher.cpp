@@ -89,6 +89,7 @@ bool MatchFields::has(MatchField field) const noexcept {
     case MatchField::ct_state: return ct_states != 0;
     case MatchField::icmp_type: return !icmp_types.empty();
     case MatchField::length: return length.has_value();
+    case MatchField::dst_name: return dst_name.has_value();
     case MatchField::plugin_fields: return !plugin_fields.empty();
   }
   return false;
@@ -125,6 +126,7 @@ bool MatchFields::holds(MatchField field, const PacketMeta& meta,
     case MatchField::icmp_type: return icmp_type_in(icmp_types, view);
     case MatchField::length:
       return meta.wire_length >= length->first && meta.wire_length <= length->second;
+    case MatchField::dst_name: return !meta.dst_name.empty() && dst_name->holds(meta.dst_name);
     case MatchField::plugin_fields:
       return std::all_of(plugin_fields.begin(), plugin_fields.end(), [&](const FieldMatch& m) {
         const auto found = std::find_if(meta.fields.begin(), meta.fields.end(),

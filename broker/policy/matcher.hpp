@@ -59,9 +59,10 @@ enum class MatchField : std::uint8_t {
   ct_state,
   icmp_type,
   length,
+  dst_name,
   plugin_fields
 };
-inline constexpr std::size_t match_field_count = 15;
+inline constexpr std::size_t match_field_count = 16;
 
 /// A field a plugin publishes (`dns.qname: ["*.example.com", ...]`): the value must equal one
 /// pattern, or end with it when the pattern starts with `*.` (the name itself or any name under
@@ -89,6 +90,7 @@ struct MatchFields {
   std::uint8_t ct_states = 0;  ///< bit per CtState
   std::vector<IcmpType> icmp_types;
   std::optional<std::pair<std::uint32_t, std::uint32_t>> length;  ///< inclusive range
+  std::optional<FieldMatch> dst_name;     ///< the name DNS gave out for the destination
   std::vector<FieldMatch> plugin_fields;  ///< all must hold; a field not published fails
 
   [[nodiscard]] bool has(MatchField field) const noexcept;

@@ -2,6 +2,8 @@
 
 #include "broker/policy/matcher.hpp"
 
+#include <algorithm>
+
 namespace pktbroker {
 
 namespace {
@@ -25,7 +27,11 @@ std::string summarize(const std::vector<Diagnostic>& diagnostics) {
 }  // namespace
 
 Policy::Policy(BrokerConfig broker, std::vector<Rule> rules)
-    : broker_(std::move(broker)), rules_(std::move(rules)), index_(matchers_of(rules_)) {}
+    : broker_(std::move(broker)), rules_(std::move(rules)), index_(matchers_of(rules_)) {
+  uses_dst_name_ = std::any_of(rules_.begin(), rules_.end(), [](const Rule& rule) {
+    return rule.matcher->required().dst_name || rule.matcher->excluded().dst_name;
+  });
+}
 
 std::size_t Policy::match(const PacketMeta& meta, const PacketView& view) const noexcept {
   static_assert(no_match == RuleIndex::no_match);

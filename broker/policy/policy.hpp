@@ -97,6 +97,8 @@ class Policy {
 
   [[nodiscard]] const BrokerConfig& broker() const noexcept { return broker_; }
   [[nodiscard]] std::span<const Rule> rules() const noexcept { return rules_; }
+  /// Whether a rule matches `dst_name:` (the dispatcher then looks names up).
+  [[nodiscard]] bool uses_dst_name() const noexcept { return uses_dst_name_; }
 
   /// Index of the first rule that matches, or no_match. Never throws, never allocates.
   /// Only the rules the index cannot rule out by protocol, destination port, address or mark
@@ -113,6 +115,7 @@ class Policy {
   BrokerConfig broker_;
   std::vector<Rule> rules_;
   RuleIndex index_;
+  bool uses_dst_name_ = false;
 };
 
 /// One problem found while loading a policy, with its position (1-based line and column).

@@ -29,9 +29,9 @@ constexpr std::string_view broker_keys[] = {"queues", "default_verdict", "malfor
 constexpr std::string_view queue_keys[] = {"num", "fail_open", "max_len",  "copy_range",
                                            "gso", "uid_gid",   "conntrack"};
 constexpr std::string_view rule_keys[] = {"name", "description", "match", "verdict", "priority"};
-constexpr std::string_view match_keys[] = {"queue", "mark",     "proto",     "src",    "dst",
-                                           "sport", "dport",    "iif",       "oif",    "uid",
-                                           "gid",   "ct_state", "icmp_type", "length", "not"};
+constexpr std::string_view match_keys[] = {
+    "queue", "mark", "proto", "src",      "dst",       "sport",  "dport",    "iif",
+    "oif",   "uid",  "gid",   "ct_state", "icmp_type", "length", "dst_name", "not"};
 constexpr std::string_view mark_keys[] = {"value", "mask"};
 constexpr std::string_view verdict_keys[] = {"accept", "drop", "repeat", "set_mark"};
 constexpr std::string_view deliver_keys[] = {"deliver", "fallback", "timeout_ms"};
@@ -473,6 +473,16 @@ class FileReader {
         } else {
           error(value, "length must be a number or a range like 64-1500");
         }
+      } else if (key == "dst_name") {
+        FieldMatch names{key, {}};
+        scalars(value, key, [&](const YAML::Node& item) {
+          if (item.Scalar().empty()) {
+            error(item, "empty pattern in dst_name");
+          } else {
+            names.patterns.push_back(item.Scalar());
+          }
+        });
+        fields.dst_name = std::move(names);
       } else if (key.find('.') != std::string::npos) {
         plugin_field(entry.first, value, fields);
       }

@@ -60,6 +60,11 @@ bool decode(Global& g, pktb_call* call, std::span<const std::uint8_t> bytes) {
   if (message.response) {
     g.host->count(g.host, g.responses, 1);
     g.host->count(g.host, g.addresses, message.answers.size());
+    // The name the client asked for (not a CNAME target) is what dst_name rules are about.
+    for (const AddressAnswer& answer : message.answers) {
+      g.host->remember_name(call, answer.family, answer.address.data(), message.qname.data(),
+                            message.qname.size(), answer.ttl);
+    }
     return true;
   }
   g.host->count(g.host, g.queries, 1);

@@ -41,6 +41,18 @@ int call_set_timer(pktb_call* call, std::uint32_t ms) {
   return call->sink->set_timer(*call->plugin, ms);
 }
 
+int call_remember_name(pktb_call* call, std::uint8_t family, const std::uint8_t* address,
+                       const char* name, std::size_t len, std::uint32_t ttl_s) {
+  if (call == nullptr || address == nullptr || name == nullptr || len == 0 ||
+      len > Plugin::max_field_length || (family != 4 && family != 6)) {
+    return -1;
+  }
+  IpAddress ip;
+  ip.family = family;
+  std::memcpy(ip.bytes.data(), address, family == 4 ? 4 : 16);
+  return call->sink->remember_name(*call->plugin, ip, std::string_view(name, len), ttl_s);
+}
+
 }  // namespace
 
 Plugin::Plugin(const PluginSpec& spec) : name_(spec.name), path_(spec.path), config_(spec.config) {
@@ -103,8 +115,9 @@ Plugin::Plugin(const PluginSpec& spec) : name_(spec.name), path_(spec.path), con
   }
 
   host_.self = this;
-  host_.host = pktb_host{sizeof(pktb_host), host_log,    host_counter, host_count,    host_config,
-                         call_set_field,    call_expect, call_release, call_set_timer};
+  host_.host =
+      pktb_host{sizeof(pktb_host), host_log,    host_counter, host_count,     host_config,
+                call_set_field,    call_expect, call_release, call_set_timer, call_remember_name};
   if (descriptor_->init != nullptr) {
     const char* error = nullptr;
     try {

@@ -1,6 +1,7 @@
 // One loaded plugin: its shared object, descriptor, global state, config and counters.
 #pragma once
 
+#include "pktbroker/packet_view.hpp"
 #include "pktbroker/plugin.h"
 #include "plugins/host/plugin_spec.hpp"
 
@@ -40,6 +41,8 @@ class CallSink {
   virtual int release(const Plugin& plugin, std::uint64_t packet_id,
                       const pktb_decision& decision) = 0;
   virtual int set_timer(const Plugin& plugin, std::uint32_t ms) = 0;
+  virtual int remember_name(const Plugin& plugin, const IpAddress& address, std::string_view name,
+                            std::uint32_t ttl_s) = 0;
 };
 
 /// A plugin could not be loaded: the message names the file and the reason.

@@ -12,6 +12,8 @@ PKTBROKER_PACKAGES=(
   # run, test, demo
   iptables iproute2 iputils-ping curl netcat-openbsd dnsutils python3
   util-linux procps kmod conntrack tcpdump
+  # servers the plugin tests talk to (started by the tests inside namespaces, never as services)
+  dnsmasq-base nginx-light vsftpd openssl
   # style checks (scripts/lint)
   clang-format clang-tidy
 )
@@ -38,7 +40,15 @@ pktbroker_install_deps() {
     echo "==> installing missing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
+    # nginx and vsftpd would start as services on the host: the tests run their own.
+    local no_services=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+      no_services=1
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+      chmod +x /usr/sbin/policy-rc.d
+    fi
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [[ -z "$no_services" ]] || rm -f /usr/sbin/policy-rc.d
   fi
 
   echo "==> loading kernel modules (best effort): ${PKTBROKER_MODULES[*]}"

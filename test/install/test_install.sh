@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the build into a temporary prefix, then builds a program against it twice: with
-# find_package(pktbroker) and with pkg-config. Usage: test_install.sh BUILD_DIR [SANITIZERS]
-# (a sanitized library needs a consumer built with the same sanitizers).
+# find_package(pktbroker) and with pkg-config; and builds plugins/README.md's example plugin
+# against the installed SDK and has the installed pktbrokerd load it.
+# Usage: test_install.sh BUILD_DIR [SANITIZERS] (a sanitized library needs a consumer built with
+# the same sanitizers).
 set -euo pipefail
 build=$1
 flags=${2:+-fsanitize=$2}
@@ -28,3 +30,22 @@ expected="parse=none dport=53 connect=failed"
 grep -qx "$expected" "$work/cmake.out"
 grep -qx "$expected" "$work/pc.out"
 echo "find_package and pkg-config consumers built and ran"
+
+# A plugin built from the README's example alone, against the installed header.
+cc -shared -fPIC -Wall -Wextra -Werror -std=c11 \
+  $(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags pktbroker-plugin) \
+  "$here/../../plugins/example/example.c" -o "$work/example.so"
+plugindir=$(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --variable=plugindir pktbroker-plugin)
+test -f "$plugindir/dns.so"  # the shipped plugins are where the .pc file says
+cat >"$work/policy.yaml" <<POLICY
+plugins:
+  - {name: example, path: $work/example.so, config: {forbidden: shutdown}}
+  - {name: dns}
+rules:
+  - {name: no-shutdown, match: {example.word: shutdown}, verdict: drop}
+  - {name: echo, match: {proto: udp, dport: 7}, verdict: {inspect: [example]}}
+POLICY
+PKTBROKER_PLUGIN_PATH=$plugindir "$work/prefix/sbin/pktbrokerd" --check --config "$work/policy.yaml" |
+  tee "$work/check.out"
+grep -q "OK: 1 queue(s), 2 rule(s), 2 plugin(s)" "$work/check.out"
+echo "the example plugin built against the installed SDK and loaded"

@@ -68,6 +68,7 @@ rules:
                     "--listen-address=127.0.0.1", "--bind-interfaces", "--port=53",
                     "--user=root", "--pid-file=", "--log-queries", "--log-facility=-",
                     "--address=/allowed.test/10.1.1.1", "--address=/blocked.test/10.2.2.2",
+                    "--address=/tracker.test/127.0.0.2", "--address=/web.test/127.0.0.1",
                     port=53, udp=True)
         run("iptables", "-A", "OUTPUT", "-p", "udp", "--dport", "53", "-j", "NFQUEUE",
             "--queue-num", "0")
@@ -113,6 +114,28 @@ rules:
         self.assertEqual(counters["malformed_truncated"], 1)
         self.assertEqual(counters["malformed_pointer_loop"], 1)
         self.assertEqual(counters["queries"], 1)
+
+    def test_connections_to_addresses_given_out_for_a_blocked_name_are_dropped(self):
+        run("ip", "addr", "add", "127.0.0.2/8", "dev", "lo")
+        daemon = self.daemon(QUEUE + """plugins: [{name: dns}]
+rules:
+  - name: no-trackers
+    match: {proto: tcp, dst_name: "*.tracker.test"}
+    verdict: drop
+""")
+        run("iptables", "-A", "OUTPUT", "-p", "udp", "--sport", "53", "-j", "NFQUEUE",
+            "--queue-num", "0")
+        run("iptables", "-A", "OUTPUT", "-p", "tcp", "--syn", "-j", "NFQUEUE", "--queue-num", "0")
+        for address in ("127.0.0.1", "127.0.0.2"):
+            tcp_listener(self, address, 8080)
+        self.assertTrue(tcp_connects("127.0.0.2", 8080))  # no name known for it yet
+        self.assertEqual(self.dig("cdn.tracker.test"), (0, "127.0.0.2"))
+        self.assertEqual(self.dig("www.web.test"), (0, "127.0.0.1"))
+        self.assertFalse(tcp_connects("127.0.0.2", 8080, timeout=0.5))
+        self.assertTrue(tcp_connects("127.0.0.1", 8080))
+        stats = daemon.stats()
+        self.assertGreaterEqual(stats["rules"]["no-trackers"]["packets"], 1)
+        self.assertEqual(daemon.plugin_stats("dns")["responses"], 2)
 
     def test_a_rule_on_a_field_of_a_plugin_not_loaded_is_refused(self):
         bad = QUEUE + "rules:\n  - {name: r, match: {dns.qname: x.test}, verdict: drop}\n"

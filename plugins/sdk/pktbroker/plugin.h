@@ -156,6 +156,14 @@ typedef struct pktb_host {
 
   /** Calls on_timer for the current flow after ms milliseconds (replaces an earlier timer). */
   int (*set_timer)(pktb_call* call, uint32_t ms);
+
+  /**
+   * Remembers that `address` (4 or 16 bytes by family, network order) was given out for
+   * `name` for ttl_s seconds (a DNS answer), so rules can match `dst_name:` on later flows to
+   * that address. Returns 0, or -1 for a bad argument.
+   */
+  int (*remember_name)(pktb_call* call, uint8_t family, const uint8_t* address, const char* name,
+                       size_t len, uint32_t ttl_s);
 } pktb_host;
 
 /** A flow the plugin is asked to handle: IP protocol plus a range of server ports. */

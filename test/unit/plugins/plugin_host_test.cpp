@@ -36,6 +36,10 @@ struct RecordingSink : CallSink {
   int expect(const Plugin&, const pktb_tuple&, std::uint32_t, std::uint32_t) override { return -1; }
   int release(const Plugin&, std::uint64_t, const pktb_decision&) override { return -1; }
   int set_timer(const Plugin&, std::uint32_t) override { return -1; }
+  int remember_name(const Plugin&, const pktbroker::IpAddress&, std::string_view,
+                    std::uint32_t) override {
+    return -1;
+  }
 };
 
 pktb_decision decide(const Plugin& plugin, CallSink& sink, std::string_view payload) {

@@ -163,7 +163,7 @@ TEST_CASE("every diagnostic names its file, line and column") {
        "test.yaml:3:18: error: bad interface name 'averyveryverylongname' in iif"},
       {rule("{not: {not: {dport: 1}}}"),
        "test.yaml:3:19: error: unknown key 'not' in not; expected one of: queue, mark, proto, src, "
-       "dst, sport, dport, iif, oif, uid, gid, ct_state, icmp_type, length"},
+       "dst, sport, dport, iif, oif, uid, gid, ct_state, icmp_type, length, dst_name"},
       {rule("[1, 2]"), "test.yaml:3:12: error: match must be a mapping"},
       {rule("{}", "{accept: true, drop: true}"),
        "test.yaml:4:14: error: a verdict needs exactly one of accept: true, drop: true or repeat: "
