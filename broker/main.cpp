@@ -52,7 +52,8 @@ Files:
   /etc/pktbroker/policy.yaml   the policy (config/policy.yaml in a build tree)
   /etc/pktbroker/policy.d/     drop-ins merged after the policy, in name order
   )" PKTBROKER_PLUGIN_DIR R"(
-                               NAME.so, for plugins the policy names without path:
+                               plugins the policy names without a path (NAME.so);
+                               a binary run from its build tree looks in its plugins/ first
 
 Environment:
   PKTBROKER_PLUGIN_PATH   colon-separated directories searched for NAME.so

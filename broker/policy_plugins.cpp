@@ -53,6 +53,13 @@ std::vector<fs::path> plugin_search_path() {
       start = end + 1;
     }
   }
+  // A binary run from its build tree finds the plugins built beside it.
+  std::error_code ignored;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ignored);
+  const fs::path build_dir = PKTBROKER_BINARY_DIR;
+  if (!self.empty() && self.string().starts_with(build_dir.string() + "/")) {
+    dirs.push_back(build_dir / "plugins");
+  }
   dirs.emplace_back(PKTBROKER_PLUGIN_DIR);
   return dirs;
 }

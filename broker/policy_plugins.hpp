@@ -11,7 +11,8 @@
 namespace pktbroker {
 
 /// Where plugins given by name only are looked for: each directory of $PKTBROKER_PLUGIN_PATH
-/// (colon-separated), then the installed plugin directory.
+/// (colon-separated), the build tree's plugins when run from the build tree, then the
+/// installed plugin directory.
 std::vector<std::filesystem::path> plugin_search_path();
 
 /// Loads `policy.broker().plugins` (or reuses `current` when the list is unchanged) and checks
