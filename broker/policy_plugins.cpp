@@ -10,11 +10,13 @@ namespace fs = std::filesystem;
 namespace {
 
 fs::path resolve(const PluginSpec& spec) {
-  if (!spec.path.empty()) return spec.path;
   const std::string file = spec.name + ".so";
+  std::error_code error;
+  if (!spec.path.empty()) {
+    return fs::is_directory(spec.path, error) ? spec.path / file : spec.path;
+  }
   std::string tried;
   for (const fs::path& dir : plugin_search_path()) {
-    std::error_code error;
     if (fs::is_regular_file(dir / file, error)) return dir / file;
     tried += (tried.empty() ? "" : ", ") + dir.string();
   }

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import time
 
-from netns import NetnsTestCase, main, run, tcp_connects, tcp_listener, wait_for
+from netns import PLUGINS, NetnsTestCase, main, run, tcp_connects, tcp_listener, wait_for
 
 QUEUE = "broker:\n  queues: [{num: 0}]\n  default_verdict: accept\n"
 
@@ -317,6 +317,13 @@ rules:
         self.assertEqual(stats["flows"]["expectations_matched"], 2)
         self.assertGreaterEqual(stats["flows"]["expected_flow_packets"], 10)  # 2 x handshake, data, FIN
         self.assertEqual(daemon.plugin_stats("ftp")["data_connections"], 2)
+
+    def test_active_downloads_work_too(self):
+        daemon = self.daemon(self.POLICY.replace("{name: ftp}", f"{{name: ftp, path: {PLUGINS}}}"))
+        self.assertTrue(self.download("--ftp-port", "127.0.0.1") == self.content, "EPRT")
+        self.assertTrue(self.download("--ftp-port", "127.0.0.1", "--disable-eprt") ==
+                        self.content, "PORT")
+        self.assertEqual(daemon.stats()["flows"]["expectations_matched"], 2)
 
     def test_without_the_ftp_plugin_the_data_connection_is_dropped(self):
         self.daemon(self.POLICY.replace("{name: ftp}", "{name: http}"))

@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <malloc.h>
 #include <netinet/in.h>
 
 #include <string>
@@ -60,6 +61,49 @@ TEST_CASE("the flow's plugin sees each packet and publishes fields for the flow"
   CHECK(unclaimed.flow != nullptr);
   CHECK(inspector.counters().active_flows == 2);
   CHECK(inspector.counters().plugin_calls == 1);
+}
+
+TEST_CASE("a plugin's timer fires on its flow and its release decides a held packet") {
+  std::vector<std::pair<std::uint64_t, pktb_action>> released;
+  FlowInspector inspector(valid_plugin(), {}, [&](std::uint64_t id, const pktb_decision& d) {
+    released.emplace_back(id, static_cast<pktb_action>(d.action));
+    return 0;
+  });
+  const Bytes packet = udp(40000, 9000, "timer");
+  PacketView view;
+  REQUIRE(parse_packet(packet, view) == ParseError::none);
+  const auto now = Clock::now();
+  CHECK(inspector.inspect(meta_for(packet), view, 77, now).decision.action == PKTB_HOLD);
+  REQUIRE(inspector.next_timer());
+  CHECK(*inspector.next_timer() == now + std::chrono::milliseconds(20));
+  inspector.maintain(now + std::chrono::milliseconds(19));
+  CHECK(released.empty());
+  inspector.maintain(now + std::chrono::milliseconds(20));
+  CHECK(released == std::vector<std::pair<std::uint64_t, pktb_action>>{{77, PKTB_ACCEPT}});
+  CHECK_FALSE(inspector.next_timer());
+}
+
+TEST_CASE("a tracked flow costs at most 256 bytes of broker memory") {
+#if defined(__SANITIZE_ADDRESS__)
+  SUCCEED("the sanitizer's allocator does not report through mallinfo2");
+#else
+  constexpr std::size_t flows = 100'000;
+  FlowLimits limits;
+  limits.capacity = flows;
+  FlowTable table(limits);
+  const auto before = mallinfo2().uordblks;
+  for (std::uint32_t i = 0; i < flows; ++i) {
+    const Bytes packet = ipv4(IPPROTO_UDP, udp_header(static_cast<std::uint16_t>(i), 53), 0,
+                              {10, static_cast<std::uint8_t>(i >> 16), 0, 1}, {10, 0, 0, 2});
+    PacketView view;
+    if (parse_packet(packet, view) != ParseError::none) FAIL("packet " << i << " did not parse");
+    table.lookup(view, CtState::none, Clock::now());
+  }
+  REQUIRE(table.size() == flows);
+  const double per_flow = static_cast<double>(mallinfo2().uordblks - before) / flows;
+  INFO("bytes per flow: " << per_flow);
+  CHECK(per_flow <= 256);
+#endif
 }
 
 TEST_CASE("with plugins the dispatcher matches plugin fields and applies inspect verdicts") {

@@ -1,5 +1,6 @@
 /* A plugin that loads: claims UDP 9000-9001, publishes `value` (the payload), counts packets,
- * reads its `verdict` config, and decides by the payload's first byte. */
+ * reads its `mode` config, and decides by the payload's first byte; 't' holds the packet and
+ * sets a timer that releases it with accept. */
 #include "valid_base.h"
 
 #include <stdlib.h>
@@ -28,10 +29,20 @@ static void shutdown(void* global) {
   free(global);
 }
 
+struct flow_state {
+  uint64_t held_packet;
+};
+
+static void on_timer(void* global, pktb_call* call, pktb_flow* flow) {
+  struct global* g = global;
+  struct flow_state* state = flow->state;
+  pktb_decision accept = {.action = PKTB_ACCEPT};
+  g->host->release(call, state->held_packet, &accept);
+}
+
 static void on_packet(void* global, pktb_call* call, pktb_flow* flow, const pktb_packet* packet,
                       pktb_decision* decision) {
   struct global* g = global;
-  (void)flow;
   g->host->count(g->host, g->packets, 1);
   if (packet->l4_len == 0) return;
   g->host->set_field(call, "value", (const char*)packet->l4_data, packet->l4_len);
@@ -45,6 +56,11 @@ static void on_packet(void* global, pktb_call* call, pktb_flow* flow, const pktb
       decision->set_mark = 7;
       break;
     case 'g': decision->action = 42; break; /* garbage */
+    case 't':
+      ((struct flow_state*)flow->state)->held_packet = packet->id;
+      g->host->set_timer(call, 20);
+      decision->action = PKTB_HOLD;
+      break;
     default: break;
   }
 }
@@ -59,8 +75,9 @@ static const pktb_plugin descriptor = {
     .fields = base_fields,
     .init = init,
     .shutdown = shutdown,
-    .flow_state_size = 16,
+    .flow_state_size = sizeof(struct flow_state),
     .on_packet = on_packet,
+    .on_timer = on_timer,
 };
 
 PKTB_PLUGIN_EXPORT const pktb_plugin* pktb_plugin_entry(void) {
