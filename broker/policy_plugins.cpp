@@ -1,8 +1,8 @@
 #include "broker/policy_plugins.hpp"
 
 #include "broker/policy/matcher.hpp"
+#include "plugins/host/plugin_path.hpp"
 
-#include <cstdlib>
 #include <string>
 
 namespace pktbroker {
@@ -10,18 +10,9 @@ namespace fs = std::filesystem;
 namespace {
 
 fs::path resolve(const PluginSpec& spec) {
-  const std::string file = spec.name + ".so";
   std::error_code error;
-  if (!spec.path.empty()) {
-    return fs::is_directory(spec.path, error) ? spec.path / file : spec.path;
-  }
-  std::string tried;
-  for (const fs::path& dir : plugin_search_path()) {
-    if (fs::is_regular_file(dir / file, error)) return dir / file;
-    tried += (tried.empty() ? "" : ", ") + dir.string();
-  }
-  throw PluginError("plugin '" + spec.name + "' (" + spec.origin + "): no " + file + " in " +
-                    tried + "; give its path: in the policy or set PKTBROKER_PLUGIN_PATH");
+  if (spec.path.empty()) return find_plugin(spec.name, spec.origin);
+  return fs::is_directory(spec.path, error) ? spec.path / (spec.name + ".so") : spec.path;
 }
 
 void check_fields(const Rule& rule, const MatchFields& fields, const PluginSet& plugins) {
@@ -43,28 +34,6 @@ void check_fields(const Rule& rule, const MatchFields& fields, const PluginSet& 
 }
 
 }  // namespace
-
-std::vector<fs::path> plugin_search_path() {
-  std::vector<fs::path> dirs;
-  if (const char* env = std::getenv("PKTBROKER_PLUGIN_PATH"); env != nullptr) {
-    std::string list = env;
-    std::size_t start = 0;
-    while (start <= list.size()) {
-      const auto end = std::min(list.find(':', start), list.size());
-      if (end > start) dirs.emplace_back(list.substr(start, end - start));
-      start = end + 1;
-    }
-  }
-  // A binary run from its build tree finds the plugins built beside it.
-  std::error_code ignored;
-  const fs::path self = fs::read_symlink("/proc/self/exe", ignored);
-  const fs::path build_dir = PKTBROKER_BINARY_DIR;
-  if (!self.empty() && self.string().starts_with(build_dir.string() + "/")) {
-    dirs.push_back(build_dir / "plugins");
-  }
-  dirs.emplace_back(PKTBROKER_PLUGIN_DIR);
-  return dirs;
-}
 
 std::shared_ptr<const PluginSet> load_policy_plugins(const Policy& policy,
                                                      const Policy* current_policy,

@@ -10,13 +10,9 @@
 
 namespace pktbroker {
 
-/// Where plugins given by name only are looked for: each directory of $PKTBROKER_PLUGIN_PATH
-/// (colon-separated), the build tree's plugins when run from the build tree, then the
-/// installed plugin directory.
-std::vector<std::filesystem::path> plugin_search_path();
-
-/// Loads `policy.broker().plugins` (or reuses `current` when the list is unchanged) and checks
-/// that every plugin field a rule matches is one its plugin publishes. Throws PluginError.
+/// Loads `policy.broker().plugins` (those without a path: from plugin_search_path()), or reuses
+/// `current` when the list is unchanged, and checks that every plugin field a rule matches is
+/// one its plugin publishes. Throws PluginError.
 std::shared_ptr<const PluginSet> load_policy_plugins(
     const Policy& policy, const Policy* current_policy = nullptr,
     std::shared_ptr<const PluginSet> current = nullptr);

@@ -291,6 +291,19 @@ pktb_turn Plugin::call_replay_server_data(CallSink& sink, pktb_flow& flow,
   return PKTB_EXPECT_MORE;
 }
 
+void Plugin::call_replay_mask(pktb_flow& flow, std::vector<std::uint8_t>& data) const noexcept {
+  if (descriptor_->replay_mask == nullptr) return;
+  try {
+    const std::size_t len = descriptor_->replay_mask(global_, &flow, data.data(), data.size());
+    if (len <= data.size()) {
+      data.resize(len);
+      return;
+    }
+  } catch (...) {
+  }
+  invalid_decisions_.fetch_add(1, std::memory_order_relaxed);
+}
+
 std::vector<std::pair<std::string, std::uint64_t>> Plugin::counters() const {
   std::vector<std::pair<std::string, std::uint64_t>> result;
   std::lock_guard lock(counter_names_mutex_);

@@ -86,6 +86,8 @@ class Plugin {
                                std::size_t capacity) const noexcept;
   pktb_turn call_replay_server_data(CallSink& sink, pktb_flow& flow,
                                     std::span<const std::uint8_t> data) const noexcept;
+  /// Masks `data` in place (resizing it); unchanged without the hook.
+  void call_replay_mask(pktb_flow& flow, std::vector<std::uint8_t>& data) const noexcept;
 
   /// Counters the plugin registered, by name; plus the host's invalid_decisions.
   [[nodiscard]] std::vector<std::pair<std::string, std::uint64_t>> counters() const;

@@ -222,9 +222,19 @@ typedef struct pktb_plugin {
    */
   int (*replay_client_data)(void* global, pktb_call* call, pktb_flow* flow, uint8_t* data,
                             size_t* len, size_t capacity);
-  /** Replay: the live server sent data (everything received in this turn so far). */
+  /**
+   * Replay: the live server sent data; `data` is everything received in this turn so far. A
+   * plugin may announce related flows here (pktb_host::expect with the live server's port):
+   * the recorded flow it announced the same way in replay_recorded is replayed to it.
+   */
   pktb_turn (*replay_server_data)(void* global, pktb_call* call, pktb_flow* flow,
                                   const uint8_t* data, size_t len);
+  /**
+   * Replay with --compare: blanks, in place, what differs between any two answers of a
+   * server (an HTTP Date header, a DNS id) in one server turn, recorded or live.
+   * Returns the new length (at most len).
+   */
+  size_t (*replay_mask)(void* global, pktb_flow* flow, uint8_t* data, size_t len);
 } pktb_plugin;
 
 /** The entry point's type: returns a descriptor that stays valid until the library unloads. */
