@@ -7,6 +7,7 @@
 #include "broker/verdict_tracker.hpp"
 #include "pktbroker/packet_view.hpp"
 #include "pktbroker/plugin.h"
+#include "plugins/host/tuple_match.hpp"
 
 #include <boost/intrusive/list.hpp>
 
@@ -152,9 +153,5 @@ class FlowTable {
   std::uint64_t next_id_ = 1;
   Counters counters_;
 };
-
-/// Whether a flow's client -> server tuple fits a pattern with PKTB_ANY_* wildcards.
-[[nodiscard]] bool tuple_matches(const pktb_tuple& tuple, const pktb_tuple& pattern,
-                                 std::uint32_t wildcards) noexcept;
 
 }  // namespace pktbroker

@@ -1,11 +1,15 @@
 // The dns plugin: publishes dns.qname and dns.qtype of each query (UDP and TCP port 53) for
-// policy rules; with `inspect: [dns]` it drops malformed queries when configured to.
+// policy rules, remembers which names answers gave out addresses for (dst_name), and with
+// `inspect: [dns]` drops malformed queries when configured to. In replay it gives each query
+// a fresh id, ends the server's turn with one complete response, and masks ids to compare.
 #include "pktbroker/plugin.h"
 #include "plugins/common/stream_buffer.hpp"
 #include "plugins/dns/dns_message.hpp"
 
 #include <array>
+#include <atomic>
 #include <cstring>
+#include <ctime>
 #include <new>
 #include <string>
 
@@ -101,6 +105,37 @@ void on_packet(void* global, pktb_call* call, pktb_flow* flow, const pktb_packet
   if (!ok && g.drop_malformed) decision->action = PKTB_DROP;
 }
 
+// The message's offset in a turn: TCP messages carry a 2-byte length first.
+std::size_t message_offset(const pktb_flow* flow) {
+  return flow->tuple.protocol == 6 ? 2 : 0;
+}
+
+int replay_client_data(void*, pktb_call*, pktb_flow* flow, std::uint8_t* data, std::size_t* len,
+                       std::size_t) {
+  static std::atomic<std::uint32_t> next_id{static_cast<std::uint32_t>(std::time(nullptr))};
+  const std::size_t at = message_offset(flow);
+  if (*len >= at + 2) {
+    const std::uint32_t id = next_id.fetch_add(0x9e37, std::memory_order_relaxed);
+    data[at] = static_cast<std::uint8_t>(id >> 8);
+    data[at + 1] = static_cast<std::uint8_t>(id);
+  }
+  return 0;
+}
+
+pktb_turn replay_server_data(void*, pktb_call*, pktb_flow* flow, const std::uint8_t* data,
+                             std::size_t len, const std::uint8_t*, std::size_t) {
+  if (flow->tuple.protocol != 6) return len >= 12 ? PKTB_TURN_OVER : PKTB_EXPECT_MORE;
+  if (len < 2) return PKTB_EXPECT_MORE;
+  const std::size_t length = (std::size_t{data[0]} << 8) | data[1];
+  return len >= 2 + length ? PKTB_TURN_OVER : PKTB_EXPECT_MORE;
+}
+
+std::size_t replay_mask(void*, pktb_flow* flow, std::uint8_t* data, std::size_t len) {
+  const std::size_t at = message_offset(flow);
+  if (len >= at + 2) data[at] = data[at + 1] = 0;  // the id
+  return len;
+}
+
 const pktb_registration registrations[] = {{17, 0, 53, 53}, {6, 0, 53, 53}};
 const char* const fields[] = {"qname", "qtype", nullptr};
 
@@ -116,6 +151,9 @@ const pktb_plugin descriptor = {
     .shutdown = shutdown,
     .flow_state_size = sizeof(FlowState),
     .on_packet = on_packet,
+    .replay_client_data = replay_client_data,
+    .replay_server_data = replay_server_data,
+    .replay_mask = replay_mask,
 };
 
 }  // namespace

@@ -1,10 +1,13 @@
 // The ftp plugin: reads the control connection (TCP port 21) and announces each data
 // connection a PASV/EPSV reply or a PORT/EPRT command sets up, so it inherits the control
-// connection's verdict while every other high port can stay closed.
+// connection's verdict while every other high port can stay closed. In replay it announces the
+// recorded data connections, then, as the live server announces its own ports, has each
+// replayed to the live port; a server turn ends with as many complete replies as recorded.
 #include "pktbroker/plugin.h"
 #include "plugins/common/stream_buffer.hpp"
 #include "plugins/ftp/ftp_line.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <new>
 #include <string_view>
@@ -110,6 +113,74 @@ void on_packet(void* global, pktb_call* call, pktb_flow* flow, const pktb_packet
   read_lines(g, call, *flow, buffer, from_server);
 }
 
+/// Final reply lines ("226 Transfer complete."; not "230-" continuations) in complete lines.
+std::size_t final_replies(std::string_view text) {
+  std::size_t count = 0;
+  std::size_t at = 0;
+  while (true) {
+    const auto end = text.find('\n', at);
+    if (end == std::string_view::npos) return count;
+    const std::string_view line = text.substr(at, end - at);
+    if (line.size() >= 4 && line[3] == ' ' && line[0] >= '1' && line[0] <= '5') ++count;
+    at = end + 1;
+  }
+}
+
+void replay_recorded(void* global, pktb_call* call, pktb_flow* flow, const pktb_packet* packet) {
+  on_packet(global, call, flow, packet, nullptr);
+}
+
+pktb_turn replay_server_data(void* global, pktb_call* call, pktb_flow* flow,
+                             const std::uint8_t* data, std::size_t len,
+                             const std::uint8_t* recorded, std::size_t recorded_len) {
+  if (flow->parent_id != 0) return PKTB_EXPECT_MORE;  // a data connection: until it closes
+  const std::string_view live(reinterpret_cast<const char*>(data), len);
+  const std::string_view expected(reinterpret_cast<const char*>(recorded), recorded_len);
+  if (final_replies(live) < std::max<std::size_t>(final_replies(expected), 1)) {
+    return PKTB_EXPECT_MORE;
+  }
+  auto& g = *static_cast<Global*>(global);
+  std::size_t at = 0;
+  while (at < live.size()) {
+    const auto end = std::min(live.find('\n', at), live.size());
+    std::string_view line = live.substr(at, end - at);
+    if (line.ends_with('\r')) line.remove_suffix(1);
+    DataEndpoint endpoint;
+    const Announcement kind = parse_line(line, true, endpoint);
+    if (kind == Announcement::passive || kind == Announcement::extended_passive) {
+      announce(g, call, *flow, kind, endpoint);
+    }
+    at = end + 1;
+  }
+  return PKTB_TURN_OVER;
+}
+
+/// Blanks the data port in 227 and 229 replies: the live server picks another one.
+std::size_t replay_mask(void*, pktb_flow*, std::uint8_t* data, std::size_t len) {
+  std::size_t out = 0;
+  std::size_t at = 0;
+  while (at < len) {
+    std::size_t end = at;
+    while (end < len && data[end] != '\n') ++end;
+    end = std::min(end + 1, len);
+    const std::string_view line(reinterpret_cast<const char*>(data + at), end - at);
+    const auto open = line.find('(');
+    const auto close = line.rfind(')');
+    if ((line.starts_with("227") || line.starts_with("229")) && open != std::string_view::npos &&
+        close != std::string_view::npos && open < close) {
+      std::memmove(data + out, data + at, open + 1);
+      out += open + 1;
+      std::memmove(data + out, data + at + close, end - at - close);  // ")..." to the line end
+      out += end - at - close;
+    } else {
+      std::memmove(data + out, data + at, end - at);
+      out += end - at;
+    }
+    at = end;
+  }
+  return out;
+}
+
 const pktb_registration registrations[] = {{6, 0, 21, 21}};
 
 const pktb_plugin descriptor = {
@@ -124,6 +195,9 @@ const pktb_plugin descriptor = {
     .shutdown = shutdown,
     .flow_state_size = sizeof(FlowState),
     .on_packet = on_packet,
+    .replay_recorded = replay_recorded,
+    .replay_server_data = replay_server_data,
+    .replay_mask = replay_mask,
 };
 
 }  // namespace

@@ -278,12 +278,13 @@ bool Plugin::call_replay_client_data(CallSink& sink, pktb_flow& flow,
 }
 
 pktb_turn Plugin::call_replay_server_data(CallSink& sink, pktb_flow& flow,
-                                          std::span<const std::uint8_t> data) const noexcept {
+                                          std::span<const std::uint8_t> data,
+                                          std::span<const std::uint8_t> recorded) const noexcept {
   if (descriptor_->replay_server_data == nullptr) return PKTB_EXPECT_MORE;
   pktb_call call{this, &sink};
   try {
-    const pktb_turn turn =
-        descriptor_->replay_server_data(global_, &call, &flow, data.data(), data.size());
+    const pktb_turn turn = descriptor_->replay_server_data(
+        global_, &call, &flow, data.data(), data.size(), recorded.data(), recorded.size());
     if (turn <= PKTB_FLOW_DONE) return turn;
   } catch (...) {
   }

@@ -85,7 +85,8 @@ class Plugin {
   bool call_replay_client_data(CallSink& sink, pktb_flow& flow, std::vector<std::uint8_t>& data,
                                std::size_t capacity) const noexcept;
   pktb_turn call_replay_server_data(CallSink& sink, pktb_flow& flow,
-                                    std::span<const std::uint8_t> data) const noexcept;
+                                    std::span<const std::uint8_t> data,
+                                    std::span<const std::uint8_t> recorded) const noexcept;
   /// Masks `data` in place (resizing it); unchanged without the hook.
   void call_replay_mask(pktb_flow& flow, std::vector<std::uint8_t>& data) const noexcept;
 

@@ -1,11 +1,17 @@
 // The http plugin: publishes http.method, http.host and http.path of a connection's first
 // request (TCP ports 80 and 8080), gathered across segments. Segments before the head is
-// complete are held, so a rule on the Host decides them too.
+// complete are held, so a rule on the Host decides them too. In replay it ends the server's
+// turn when the response is complete (Content-Length, chunked, or no body) and masks the
+// headers that change between answers.
 #include "pktbroker/plugin.h"
 #include "plugins/common/stream_buffer.hpp"
 #include "plugins/http/http_request.hpp"
+#include "plugins/http/http_response.hpp"
 
+#include <algorithm>
 #include <new>
+#include <string_view>
+#include <vector>
 
 namespace {
 
@@ -22,6 +28,7 @@ struct Global {
 
 struct FlowState {
   bool done;
+  bool head_request;  // replay: the last request sent was HEAD
   StreamBuffer<4096> from_client;
 };
 
@@ -86,6 +93,38 @@ void on_packet(void* global, pktb_call* call, pktb_flow* flow, const pktb_packet
   }
 }
 
+int replay_client_data(void*, pktb_call*, pktb_flow* flow, std::uint8_t* data, std::size_t* len,
+                       std::size_t) {
+  static_cast<FlowState*>(flow->state)->head_request =
+      *len >= 5 && std::string_view(reinterpret_cast<const char*>(data), 5) == "HEAD ";
+  return 0;
+}
+
+pktb_turn replay_server_data(void*, pktb_call*, pktb_flow* flow, const std::uint8_t* data,
+                             std::size_t len, const std::uint8_t*, std::size_t) {
+  try {
+    switch (response_end({data, len}, static_cast<FlowState*>(flow->state)->head_request)) {
+      case ResponseEnd::complete: return PKTB_TURN_OVER;
+      case ResponseEnd::until_close:
+      case ResponseEnd::incomplete: return PKTB_EXPECT_MORE;
+      case ResponseEnd::malformed: return PKTB_TURN_OVER;  // nothing to wait for
+    }
+  } catch (...) {
+  }
+  return PKTB_EXPECT_MORE;
+}
+
+std::size_t replay_mask(void*, pktb_flow*, std::uint8_t* data, std::size_t len) {
+  try {
+    std::vector<std::uint8_t> bytes(data, data + len);
+    mask_response(bytes);
+    std::copy(bytes.begin(), bytes.end(), data);
+    return bytes.size();
+  } catch (...) {
+    return len;
+  }
+}
+
 const pktb_registration registrations[] = {{6, 0, 80, 80}, {6, 0, 8080, 8080}};
 const char* const fields[] = {"method", "host", "path", nullptr};
 
@@ -101,6 +140,9 @@ const pktb_plugin descriptor = {
     .shutdown = shutdown,
     .flow_state_size = sizeof(FlowState),
     .on_packet = on_packet,
+    .replay_client_data = replay_client_data,
+    .replay_server_data = replay_server_data,
+    .replay_mask = replay_mask,
 };
 
 }  // namespace

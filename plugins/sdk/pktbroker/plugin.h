@@ -223,12 +223,14 @@ typedef struct pktb_plugin {
   int (*replay_client_data)(void* global, pktb_call* call, pktb_flow* flow, uint8_t* data,
                             size_t* len, size_t capacity);
   /**
-   * Replay: the live server sent data; `data` is everything received in this turn so far. A
-   * plugin may announce related flows here (pktb_host::expect with the live server's port):
-   * the recorded flow it announced the same way in replay_recorded is replayed to it.
+   * Replay: the live server sent data; `data` is everything received in this turn so far and
+   * `recorded` what the server sent in this turn in the capture. A plugin may announce
+   * related flows here (pktb_host::expect with the live server's port): the recorded flow it
+   * announced the same way in replay_recorded is replayed to it.
    */
   pktb_turn (*replay_server_data)(void* global, pktb_call* call, pktb_flow* flow,
-                                  const uint8_t* data, size_t len);
+                                  const uint8_t* data, size_t len, const uint8_t* recorded,
+                                  size_t recorded_len);
   /**
    * Replay with --compare: blanks, in place, what differs between any two answers of a
    * server (an HTTP Date header, a DNS id) in one server turn, recorded or live.

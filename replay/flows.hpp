@@ -1,0 +1,58 @@
+// Turns captured packets into flows: TCP streams reassembled (libtins), UDP exchanges, each a
+// sequence of turns (what one side said before the other answered).
+#pragma once
+
+#include "pktbroker/packet_view.hpp"
+#include "replay/capture.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pktbroker::replay {
+
+enum class Side : std::uint8_t { client, server };
+
+/// What one side sent before the other side spoke.
+struct Turn {
+  Side side = Side::client;
+  std::vector<std::uint8_t> data;
+  std::chrono::nanoseconds time{};       ///< capture time of its first byte
+  std::vector<std::uint32_t> datagrams;  ///< UDP: the size of each datagram in `data`
+};
+
+struct Endpoint {
+  IpAddress address;
+  std::uint16_t port = 0;
+
+  [[nodiscard]] std::string to_string() const;
+  friend bool operator==(const Endpoint&, const Endpoint&) = default;
+};
+
+struct RecordedFlow {
+  std::size_t id = 0;  ///< 1-based, in order of the flows' first packets
+  std::uint8_t protocol = 6;
+  Endpoint client;  ///< sent the first packet (the SYN for TCP)
+  Endpoint server;
+  std::chrono::nanoseconds start{};
+  std::vector<Turn> turns;
+  bool handshake_seen = false;  ///< TCP: the capture holds the SYN
+  std::uint64_t client_bytes = 0;
+  std::uint64_t server_bytes = 0;
+};
+
+struct Flows {
+  std::vector<RecordedFlow> flows;
+  std::uint64_t bad_packets = 0;      ///< IP packets that did not parse (counted, skipped)
+  std::uint64_t other_protocols = 0;  ///< neither TCP nor UDP (ICMP, ...): not replayed
+  std::uint64_t fragments = 0;        ///< IP fragments: not reassembled, skipped
+};
+
+/// Groups the capture's packets into flows keyed by 5-tuple (v4 and v6). TCP payloads are
+/// reassembled in sequence order whatever the capture order, retransmissions and overlaps
+/// counted once, streams without a handshake followed from their first data, data on a FIN
+/// kept. Flows without any payload are dropped.
+Flows assemble_flows(const Capture& capture);
+
+}  // namespace pktbroker::replay

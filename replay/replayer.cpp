@@ -1,0 +1,563 @@
+#include "replay/replayer.hpp"
+
+#include "plugins/host/tuple_match.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <set>
+
+namespace pktbroker::replay {
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+std::string_view to_string(Status status) noexcept {
+  switch (status) {
+    case Status::complete: return "complete";
+    case Status::server_silent: return "server_silent";
+    case Status::reset: return "reset";
+    case Status::refused: return "refused";
+    case Status::unreachable: return "unreachable";
+    case Status::closed_early: return "closed_early";
+    case Status::response_differs: return "response_differs";
+    case Status::stalled: return "stalled";
+    case Status::not_started: return "not_started";
+  }
+  return "unknown";
+}
+
+namespace {
+
+constexpr auto connect_timeout = std::chrono::seconds(5);
+constexpr auto housekeeping_period = std::chrono::milliseconds(200);
+constexpr std::size_t read_size = 64 * 1024;
+
+pktb_tuple tuple_of(const RecordedFlow& flow) {
+  pktb_tuple tuple{};
+  tuple.family = flow.client.address.family;
+  tuple.protocol = flow.protocol;
+  tuple.client_port = flow.client.port;
+  tuple.server_port = flow.server.port;
+  std::memcpy(tuple.client_addr, flow.client.address.bytes.data(), 16);
+  std::memcpy(tuple.server_addr, flow.server.address.bytes.data(), 16);
+  return tuple;
+}
+
+asio::ip::address to_asio(const IpAddress& address) {
+  if (address.family == 6) {
+    asio::ip::address_v6::bytes_type bytes;
+    std::copy(address.bytes.begin(), address.bytes.end(), bytes.begin());
+    return asio::ip::address_v6(bytes);
+  }
+  asio::ip::address_v4::bytes_type bytes;
+  std::copy_n(address.bytes.begin(), 4, bytes.begin());
+  return asio::ip::address_v4(bytes);
+}
+
+/// A plugin's per-flow view and state, fresh for each phase (recorded, live).
+struct PluginFlowState {
+  pktb_flow abi{};
+  std::vector<std::uint8_t> state;
+
+  PluginFlowState(const Plugin* plugin, const RecordedFlow& flow, std::uint64_t parent) {
+    abi.tuple = tuple_of(flow);
+    abi.id = flow.id;
+    abi.parent_id = parent;
+    if (plugin != nullptr) state.resize(plugin->descriptor().flow_state_size);
+    abi.state = state.empty() ? nullptr : state.data();
+  }
+};
+
+/// Host services during the recorded phase: collects the expectations plugins announce.
+class RecordedSink final : public CallSink {
+ public:
+  std::vector<std::pair<pktb_tuple, std::uint32_t>> expected;
+
+  int set_field(const Plugin&, std::string_view, std::string_view) override { return 0; }
+  int expect(const Plugin&, const pktb_tuple& pattern, std::uint32_t wildcards,
+             std::uint32_t) override {
+    expected.emplace_back(pattern, wildcards);
+    return 0;
+  }
+  int release(const Plugin&, std::uint64_t, const pktb_decision&) override { return -1; }
+  int set_timer(const Plugin&, std::uint32_t) override { return -1; }
+  int remember_name(const Plugin&, const IpAddress&, std::string_view, std::uint32_t) override {
+    return 0;
+  }
+};
+
+class Replayer;
+
+/// One flow being replayed: connect, then each turn in order.
+class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
+ public:
+  /// `parent`: the flow that announced this one (its plugin handles it too), or none.
+  FlowRun(Replayer& replayer, std::size_t index, Endpoint live, Clock::time_point start_at,
+          std::optional<std::size_t> parent);
+  void start();
+  void stop(Status status);  ///< ends the flow now (the cleanup pass)
+  [[nodiscard]] Clock::time_point last_progress() const noexcept { return last_progress_; }
+  [[nodiscard]] bool finished() const noexcept { return finished_; }
+
+ private:
+  void do_connect();
+  void next_turn();
+  void send_client_turn();
+  void do_read();
+  void on_data(std::size_t size);
+  void arm_idle();
+  void end_server_turn();
+  void finish(Status status, std::size_t turn = 0);
+  [[nodiscard]] bool udp() const noexcept { return flow_.protocol == 17; }
+  [[nodiscard]] const Turn& turn() const { return flow_.turns[turn_]; }
+  [[nodiscard]] bool client_turns_left() const;
+  void keep(std::span<const std::uint8_t> data);
+
+  // CallSink: live-phase services (a plugin announcing the data connection it saw).
+  int set_field(const Plugin&, std::string_view, std::string_view) override { return 0; }
+  int expect(const Plugin&, const pktb_tuple& pattern, std::uint32_t, std::uint32_t) override;
+  int release(const Plugin&, std::uint64_t, const pktb_decision&) override { return -1; }
+  int set_timer(const Plugin&, std::uint32_t) override { return -1; }
+  int remember_name(const Plugin&, const IpAddress&, std::string_view, std::uint32_t) override {
+    return 0;
+  }
+
+  Replayer& replayer_;
+  std::size_t index_;
+  const RecordedFlow& flow_;
+  const Plugin* plugin_;
+  PluginFlowState plugin_state_;
+  asio::ip::tcp::socket tcp_;
+  asio::ip::udp::socket udp_;
+  asio::ip::tcp::endpoint tcp_endpoint_;
+  asio::ip::udp::endpoint udp_endpoint_;
+  asio::steady_timer timer_;
+  Clock::time_point start_at_;
+  Clock::time_point started_{};
+  Clock::time_point last_progress_{};
+  std::size_t turn_ = 0;
+  std::vector<std::uint8_t> read_buffer_;
+  std::vector<std::uint8_t> received_;  ///< this server turn's bytes
+  std::size_t datagrams_ = 0;           ///< this server turn's datagrams (UDP)
+  std::size_t kept_ = 0;                ///< live bytes kept for --compare
+  std::size_t first_difference_ = 0;    ///< turn (1-based) of the first differing answer
+  std::size_t expectations_ = 0;        ///< live announcements so far
+  bool finished_ = false;
+  FlowResult result_;
+};
+
+class Replayer {
+ public:
+  Replayer(const std::vector<RecordedFlow>& flows, const PluginSet& plugins, const Options& options,
+           const Progress& progress)
+      : flows_(flows),
+        plugins_(plugins),
+        options_(options),
+        progress_(progress),
+        housekeeping_(io_),
+        results_(flows.size()),
+        children_(flows.size()) {}
+
+  Summary run();
+
+  asio::io_context& io() { return io_; }
+  const Options& options() const { return options_; }
+  const RecordedFlow& flow(std::size_t index) const { return flows_[index]; }
+  const Plugin* plugin_for(const RecordedFlow& flow) const {
+    return plugins_.for_flow(flow.protocol, flow.server.port).get();
+  }
+  /// The live endpoint of a recorded server.
+  Endpoint live_endpoint(const Endpoint& recorded) const;
+  /// A live announcement (number `n`, from 0) by `parent`: replays its n-th expected flow.
+  bool start_child(std::size_t parent, std::size_t n, Endpoint live);
+  void finished(std::size_t index, FlowResult result);
+
+ private:
+  void find_children();
+  void launch();
+  void start_flow(std::size_t index, Endpoint live, Clock::time_point at,
+                  std::optional<std::size_t> parent = std::nullopt);
+  void housekeeping();
+
+  const std::vector<RecordedFlow>& flows_;
+  const PluginSet& plugins_;
+  const Options& options_;
+  const Progress& progress_;
+  asio::io_context io_;
+  asio::steady_timer housekeeping_;
+  Clock::time_point t0_{};
+  std::vector<std::optional<FlowResult>> results_;
+  std::vector<std::vector<std::size_t>> children_;  ///< expected flows, in announcement order
+  std::set<std::size_t> is_child_;
+  std::deque<std::size_t> waiting_;  ///< root flows not started yet
+  std::vector<std::weak_ptr<FlowRun>> running_;
+  std::size_t active_ = 0;
+  std::size_t done_ = 0;
+};
+
+FlowRun::FlowRun(Replayer& replayer, std::size_t index, Endpoint live, Clock::time_point start_at,
+                 std::optional<std::size_t> parent)
+    : replayer_(replayer),
+      index_(index),
+      flow_(replayer.flow(index)),
+      plugin_(replayer.plugin_for(parent ? replayer.flow(*parent) : flow_)),
+      plugin_state_(plugin_, flow_, parent ? replayer.flow(*parent).id : 0),
+      tcp_(replayer.io()),
+      udp_(replayer.io()),
+      tcp_endpoint_(to_asio(live.address), live.port),
+      udp_endpoint_(to_asio(live.address), live.port),
+      timer_(replayer.io()),
+      start_at_(start_at),
+      read_buffer_(read_size) {
+  result_.id = flow_.id;
+  result_.protocol = flow_.protocol;
+  result_.recorded_server = flow_.server;
+  result_.live_server = live;
+  result_.turns = flow_.turns.size();
+  result_.plugin = plugin_ != nullptr ? plugin_->name() : "";
+}
+
+void FlowRun::start() {
+  last_progress_ =
+      std::max(Clock::now(), start_at_);  // a flow waiting for its start is not stalled
+  timer_.expires_at(start_at_);
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& error) {
+    if (!error && !self->finished_) self->do_connect();
+  });
+}
+
+void FlowRun::do_connect() {
+  started_ = last_progress_ = Clock::now();
+  if (udp()) {
+    boost::system::error_code error;
+    udp_.open(udp_endpoint_.protocol(), error);
+    if (!error) udp_.connect(udp_endpoint_, error);
+    if (error) return finish(Status::unreachable);
+    return next_turn();
+  }
+  timer_.expires_after(connect_timeout);
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& error) {
+    if (!error) self->finish(Status::unreachable);
+  });
+  tcp_.async_connect(tcp_endpoint_, [self = shared_from_this()](boost::system::error_code error) {
+    if (self->finished_) return;
+    self->timer_.cancel();
+    if (error == asio::error::connection_refused) return self->finish(Status::refused);
+    if (error) return self->finish(Status::unreachable);
+    self->last_progress_ = Clock::now();
+    self->next_turn();
+  });
+}
+
+bool FlowRun::client_turns_left() const {
+  return std::any_of(flow_.turns.begin() + static_cast<long>(turn_), flow_.turns.end(),
+                     [](const Turn& t) { return t.side == Side::client; });
+}
+
+void FlowRun::next_turn() {
+  if (finished_) return;
+  if (turn_ == flow_.turns.size()) {
+    return finish(first_difference_ != 0 ? Status::response_differs : Status::complete,
+                  first_difference_);
+  }
+  if (turn().side == Side::server) {
+    received_.clear();
+    datagrams_ = 0;
+    arm_idle();
+    return do_read();
+  }
+  const auto& options = replayer_.options();
+  if (options.timing == Timing::original && turn_ > 0) {
+    // Keep the recorded pause before this client turn, scaled.
+    const auto gap = std::chrono::duration_cast<Clock::duration>(
+        (turn().time - flow_.turns[turn_ - 1].time) / options.speed);
+    if (gap > Clock::duration::zero()) {
+      timer_.expires_after(gap);
+      return timer_.async_wait([self = shared_from_this()](const boost::system::error_code& e) {
+        if (!e && !self->finished_) self->send_client_turn();
+      });
+    }
+  }
+  send_client_turn();
+}
+
+void FlowRun::send_client_turn() {
+  auto data = std::make_shared<std::vector<std::uint8_t>>(turn().data);
+  if (plugin_ != nullptr &&
+      !plugin_->call_replay_client_data(*this, plugin_state_.abi, *data, data->size() + 256)) {
+    ++turn_;  // the plugin skips this turn
+    return next_turn();
+  }
+  result_.bytes_sent += data->size();
+  const auto done = [self = shared_from_this(), data](boost::system::error_code error,
+                                                      std::size_t) {
+    if (self->finished_) return;
+    if (error) {
+      return self->finish(
+          error == asio::error::connection_reset ? Status::reset : Status::closed_early,
+          self->turn_ + 1);
+    }
+    self->last_progress_ = Clock::now();
+    ++self->turn_;
+    self->next_turn();
+  };
+  if (!udp()) return asio::async_write(tcp_, asio::buffer(*data), done);
+  // One datagram per recorded datagram (a rewritten single datagram keeps its new size).
+  const auto& sizes = turn().datagrams;
+  if (sizes.size() <= 1) return udp_.async_send(asio::buffer(*data), done);
+  boost::system::error_code error;
+  std::size_t offset = 0;
+  for (const std::uint32_t size : sizes) {
+    udp_.send(asio::buffer(data->data() + offset, size), 0, error);
+    offset += size;
+  }
+  done(error, offset);
+}
+
+void FlowRun::arm_idle() {
+  timer_.expires_after(replayer_.options().turn_timeout);
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& error) {
+    if (error || self->finished_) return;
+    // The server went quiet: with nothing said it is silent, otherwise its turn is over.
+    if (self->received_.empty() && self->datagrams_ == 0) {
+      self->finish(Status::server_silent, self->turn_ + 1);
+    } else {
+      self->end_server_turn();
+    }
+  });
+}
+
+void FlowRun::do_read() {
+  const auto handler = [self = shared_from_this(), turn = turn_](boost::system::error_code error,
+                                                                 std::size_t size) {
+    if (self->finished_ || self->turn_ != turn) return;
+    if (error == asio::error::eof) {
+      // The server closed: fine once the client has nothing left to say.
+      if (self->client_turns_left()) return self->finish(Status::closed_early, self->turn_ + 1);
+      self->timer_.cancel();
+      self->keep(self->received_);
+      self->turn_ = self->flow_.turns.size();
+      return self->next_turn();
+    }
+    if (error == asio::error::connection_reset) return self->finish(Status::reset, turn + 1);
+    if (error == asio::error::connection_refused) return self->finish(Status::refused, turn + 1);
+    if (error) return self->finish(Status::closed_early, turn + 1);
+    self->on_data(size);
+  };
+  if (udp()) {
+    udp_.async_receive(asio::buffer(read_buffer_), handler);
+  } else {
+    tcp_.async_read_some(asio::buffer(read_buffer_), handler);
+  }
+}
+
+void FlowRun::on_data(std::size_t size) {
+  last_progress_ = Clock::now();
+  result_.bytes_received += size;
+  received_.insert(received_.end(), read_buffer_.begin(),
+                   read_buffer_.begin() + static_cast<long>(size));
+  ++datagrams_;
+  pktb_turn verdict = PKTB_EXPECT_MORE;
+  if (plugin_ != nullptr && plugin_->descriptor().replay_server_data != nullptr) {
+    verdict = plugin_->call_replay_server_data(*this, plugin_state_.abi, received_, turn().data);
+  } else if (udp() ? datagrams_ >= std::max<std::size_t>(turn().datagrams.size(), 1)
+                   : received_.size() >= turn().data.size()) {
+    verdict = PKTB_TURN_OVER;  // the default: as much as was recorded
+  }
+  if (verdict == PKTB_FLOW_DONE) {
+    keep(received_);
+    turn_ = flow_.turns.size();
+    return next_turn();
+  }
+  if (verdict == PKTB_TURN_OVER) return end_server_turn();
+  arm_idle();
+  do_read();
+}
+
+void FlowRun::keep(std::span<const std::uint8_t> live) {
+  if (!replayer_.options().compare || first_difference_ != 0) return;
+  kept_ += live.size();
+  if (kept_ > replayer_.options().max_flow_bytes) return;  // beyond the cap: not compared
+  std::vector<std::uint8_t> recorded = turn().data;
+  std::vector<std::uint8_t> mine(live.begin(), live.end());
+  if (plugin_ != nullptr) {
+    PluginFlowState scratch(plugin_, flow_, 0);  // masks see no live state
+    plugin_->call_replay_mask(scratch.abi, recorded);
+    plugin_->call_replay_mask(scratch.abi, mine);
+  }
+  if (recorded != mine) first_difference_ = turn_ + 1;
+}
+
+void FlowRun::end_server_turn() {
+  timer_.cancel();
+  keep(received_);
+  ++turn_;
+  next_turn();
+}
+
+int FlowRun::expect(const Plugin&, const pktb_tuple& pattern, std::uint32_t, std::uint32_t) {
+  Endpoint live = result_.live_server;  // the announced host is often a private address
+  live.port = pattern.server_port;
+  return replayer_.start_child(index_, expectations_++, live) ? 0 : -1;
+}
+
+void FlowRun::stop(Status status) {
+  finish(status, turn_ + 1);
+}
+
+void FlowRun::finish(Status status, std::size_t turn) {
+  if (finished_) return;
+  finished_ = true;
+  timer_.cancel();
+  boost::system::error_code ignored;
+  tcp_.close(ignored);
+  udp_.close(ignored);
+  result_.status = status;
+  result_.turn = status == Status::complete ? 0 : turn;
+  if (started_ != Clock::time_point{}) {
+    result_.duration =
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_);
+  }
+  replayer_.finished(index_, result_);
+}
+
+Endpoint Replayer::live_endpoint(const Endpoint& recorded) const {
+  if (const auto found = options_.map.find(recorded.to_string()); found != options_.map.end()) {
+    return found->second;
+  }
+  return {options_.target, options_.target_port.value_or(recorded.port)};
+}
+
+// Plugins read each recorded flow first: a flow they announce (an FTP data connection) is
+// replayed when the live server announces its counterpart, not on its own.
+void Replayer::find_children() {
+  for (std::size_t parent = 0; parent < flows_.size(); ++parent) {
+    const RecordedFlow& flow = flows_[parent];
+    const Plugin* plugin = plugin_for(flow);
+    if (plugin == nullptr || plugin->descriptor().replay_recorded == nullptr) continue;
+    PluginFlowState state(plugin, flow, 0);
+    RecordedSink sink;
+    std::uint32_t sequence[2] = {0, 0};
+    for (const Turn& turn : flow.turns) {
+      const int side = turn.side == Side::client ? PKTB_FROM_CLIENT : PKTB_FROM_SERVER;
+      pktb_packet packet{};
+      packet.l4_data = turn.data.data();
+      packet.l4_len = turn.data.size();
+      packet.tcp_seq = sequence[side];
+      packet.tcp_flags = 0x10;
+      packet.direction = static_cast<std::uint8_t>(side);
+      sequence[side] += static_cast<std::uint32_t>(turn.data.size());
+      plugin->call_replay_recorded(sink, state.abi, packet);
+    }
+    for (const auto& [pattern, wildcards] : sink.expected) {
+      for (std::size_t child = parent + 1; child < flows_.size(); ++child) {
+        if (is_child_.count(child) == 0 &&
+            tuple_matches(tuple_of(flows_[child]), pattern, wildcards)) {
+          children_[parent].push_back(child);
+          is_child_.insert(child);
+          break;
+        }
+      }
+    }
+  }
+}
+
+Summary Replayer::run() {
+  find_children();
+  for (std::size_t i = 0; i < flows_.size(); ++i) {
+    if (is_child_.count(i) == 0) waiting_.push_back(i);
+  }
+  t0_ = Clock::now();
+  launch();
+  housekeeping();
+  io_.run();
+  Summary summary;
+  for (std::size_t i = 0; i < flows_.size(); ++i) {
+    FlowResult result;
+    if (results_[i]) {
+      result = *results_[i];
+    } else {  // an expected flow its parent never announced live
+      result.id = flows_[i].id;
+      result.protocol = flows_[i].protocol;
+      result.recorded_server = flows_[i].server;
+      result.turns = flows_[i].turns.size();
+    }
+    for (std::size_t parent = 0; parent < flows_.size(); ++parent) {
+      const auto& kids = children_[parent];
+      if (std::find(kids.begin(), kids.end(), i) != kids.end()) result.parent = flows_[parent].id;
+    }
+    summary.flows.push_back(std::move(result));
+  }
+  summary.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0_);
+  return summary;
+}
+
+void Replayer::launch() {
+  while (!waiting_.empty() && active_ < options_.concurrency) {
+    const std::size_t index = waiting_.front();
+    waiting_.pop_front();
+    auto at = t0_;
+    if (options_.timing == Timing::original) {
+      at += std::chrono::duration_cast<Clock::duration>(flows_[index].start / options_.speed);
+    }
+    start_flow(index, live_endpoint(flows_[index].server), at);
+  }
+}
+
+void Replayer::start_flow(std::size_t index, Endpoint live, Clock::time_point at,
+                          std::optional<std::size_t> parent) {
+  ++active_;
+  auto run = std::make_shared<FlowRun>(*this, index, live, at, parent);
+  running_.push_back(run);
+  run->start();
+}
+
+bool Replayer::start_child(std::size_t parent, std::size_t n, Endpoint live) {
+  if (n >= children_[parent].size()) return false;
+  const std::size_t child = children_[parent][n];
+  if (results_[child]) return false;
+  start_flow(child, live, Clock::now(), parent);  // at once: the server waits for it
+  return true;
+}
+
+void Replayer::finished(std::size_t index, FlowResult result) {
+  results_[index] = std::move(result);
+  --active_;
+  ++done_;
+  launch();
+  if (active_ == 0 && waiting_.empty()) housekeeping_.cancel();  // nothing left to watch
+}
+
+// Reports progress and ends flows that made no progress within the flow timeout.
+void Replayer::housekeeping() {
+  const auto now = Clock::now();
+  std::erase_if(running_, [&](const std::weak_ptr<FlowRun>& weak) {
+    const auto run = weak.lock();
+    if (!run || run->finished()) return true;
+    if (now - run->last_progress() > options_.flow_timeout) run->stop(Status::stalled);
+    return false;
+  });
+  if (progress_) progress_(done_, flows_.size(), active_);
+  if (active_ == 0 && waiting_.empty()) return;  // io_.run() returns once the rest unwinds
+  housekeeping_.expires_after(housekeeping_period);
+  housekeeping_.async_wait([this](const boost::system::error_code& error) {
+    if (!error) housekeeping();
+  });
+}
+
+}  // namespace
+
+Summary replay_flows(const std::vector<RecordedFlow>& flows, const PluginSet& plugins,
+                     const Options& options, const Progress& progress) {
+  Replayer replayer(flows, plugins, options, progress);
+  return replayer.run();
+}
+
+}  // namespace pktbroker::replay

@@ -1,0 +1,74 @@
+// Replays recorded flows against live servers over ordinary sockets, many at once on Asio.
+#pragma once
+
+#include "plugins/host/plugin_set.hpp"
+#include "replay/flows.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pktbroker::replay {
+
+enum class Timing : std::uint8_t { asap, original };
+
+struct Options {
+  IpAddress target;                          ///< where every flow goes ...
+  std::optional<std::uint16_t> target_port;  ///< ... on its recorded port unless this is set
+  std::map<std::string, Endpoint> map;       ///< recorded server "ip:port" -> live endpoint
+  std::size_t concurrency = 64;
+  Timing timing = Timing::asap;
+  double speed = 1.0;                             ///< original timing divided by this
+  std::chrono::milliseconds turn_timeout{1000};   ///< server idle within a turn
+  std::chrono::milliseconds flow_timeout{30000};  ///< no progress at all: the flow is stalled
+  std::size_t max_flow_bytes = 16 << 20;          ///< live bytes kept per flow for --compare
+  std::size_t max_total_bytes = 1 << 30;          ///< recorded plus kept live bytes
+  bool compare = false;
+};
+
+enum class Status : std::uint8_t {
+  complete,          ///< every turn replayed
+  server_silent,     ///< the server sent nothing in a turn it answered in the capture
+  reset,             ///< the connection was reset
+  refused,           ///< the connection was refused
+  unreachable,       ///< no route, network down, or the connect timed out
+  closed_early,      ///< the server closed before the client's last turn
+  response_differs,  ///< --compare: a live answer differs from the recorded one
+  stalled,           ///< no progress within the flow timeout
+  not_started,       ///< an expected flow its parent never announced live
+};
+std::string_view to_string(Status status) noexcept;
+
+struct FlowResult {
+  std::size_t id = 0;
+  std::uint8_t protocol = 6;
+  Endpoint recorded_server;
+  Endpoint live_server;
+  Status status = Status::not_started;
+  std::size_t turn = 0;  ///< the turn (1-based) the status is about, 0 when none
+  std::size_t turns = 0;
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t bytes_received = 0;
+  std::string plugin;      ///< the plugin that drove the flow; empty: the default
+  std::size_t parent = 0;  ///< an expected flow: the flow that announced it
+  std::chrono::microseconds duration{};
+};
+
+struct Summary {
+  std::vector<FlowResult> flows;  ///< in flow id order
+  std::chrono::microseconds elapsed{};
+};
+
+/// Called about every 200 ms while replaying: (flows finished, flows in all, flows running).
+using Progress = std::function<void(std::size_t, std::size_t, std::size_t)>;
+
+/// Replays `flows` (which must outlive the call); blocks until every flow has ended.
+Summary replay_flows(const std::vector<RecordedFlow>& flows, const PluginSet& plugins,
+                     const Options& options, const Progress& progress = {});
+
+}  // namespace pktbroker::replay
