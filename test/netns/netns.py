@@ -8,6 +8,7 @@ when the test fails. Traffic goes only to loopback or to peer namespaces the tes
 import ctypes
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -352,6 +353,12 @@ def tcp_connects(address, port, timeout=1.0):
             return False
 
 
+def port_open(port, address="127.0.0.1"):
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((address, port)) == 0
+
+
 def tcp_listener(test, address, port):
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -438,6 +445,36 @@ class NetnsTestCase(unittest.TestCase):
         peer.exec("ip", "addr", "add", address, "dev", peer_if)
         peer.exec("ip", "link", "set", peer_if, "up")
         return peer, local_if
+
+    def scratch(self):
+        """A temporary directory removed after the test."""
+        path = tempfile.mkdtemp(prefix="pktbroker-test-")
+        self.addCleanup(shutil.rmtree, path, True)
+        return path
+
+    def server(self, *argv, port, address="127.0.0.1", udp=False):
+        """Starts a server program (nginx, dnsmasq, ...) in this namespace and waits until it
+        listens on `port`; it is killed after the test, its output shown if the test failed."""
+        log = open(os.path.join(self.scratch(), "server.log"), "w+")
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+        def stop():
+            process.kill()
+            process.wait()
+            log.seek(0)
+            if self._outcome is None or not self._outcome.success:
+                print(f"--- {argv[0]} output ---\n{log.read()[-3000:]}")
+            log.close()
+
+        self.addCleanup(stop)
+        if udp:
+            wait_for(lambda: f":{port} " in run("ss", "-lunH").stdout or process.poll() is not None,
+                     what=f"{argv[0]} to listen on udp {port}")
+        else:
+            wait_for(lambda: port_open(port, address) or process.poll() is not None,
+                     what=f"{argv[0]} to listen on {port}")
+        self.assertIsNone(process.poll(), f"{argv[0]} exited early")
+        return process
 
     def iptables(self, *args, ipv6=False):
         run("ip6tables" if ipv6 else "iptables", *args)

@@ -3,54 +3,15 @@ nginx, TLS clients against openssl s_server, and a passive-mode FTP download fro
 a policy that keeps every other high port closed."""
 
 import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import time
 
-from netns import PLUGINS, NetnsTestCase, main, run, tcp_connects, tcp_listener, wait_for
+from netns import PLUGINS, NetnsTestCase, main, run, tcp_connects, tcp_listener
 
 QUEUE = "broker:\n  queues: [{num: 0}]\n  default_verdict: accept\n"
 
 
-def port_open(port, address="127.0.0.1"):
-    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
-        s.settimeout(0.2)
-        return s.connect_ex((address, port)) == 0
-
-
-class PluginTestCase(NetnsTestCase):
-    def scratch(self):
-        path = tempfile.mkdtemp(prefix="pktbroker-plugin-test-")
-        self.addCleanup(shutil.rmtree, path, True)
-        return path
-
-    def server(self, *argv, port, address="127.0.0.1", udp=False):
-        """Starts a server program in this namespace and waits until it listens on `port`."""
-        log = open(os.path.join(self.scratch(), "server.log"), "w+")
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-
-        def stop():
-            process.kill()
-            process.wait()
-            log.seek(0)
-            if self._outcome is None or not self._outcome.success:
-                print(f"--- {argv[0]} output ---\n{log.read()[-3000:]}")
-            log.close()
-
-        self.addCleanup(stop)
-        if udp:
-            wait_for(lambda: f":{port} " in run("ss", "-lunH").stdout or process.poll() is not None,
-                     what=f"{argv[0]} to listen on udp {port}")
-        else:
-            wait_for(lambda: port_open(port, address) or process.poll() is not None,
-                     what=f"{argv[0]} to listen on {port}")
-        self.assertIsNone(process.poll(), f"{argv[0]} exited early")
-        return process
-
-
-class Dns(PluginTestCase):
+class Dns(NetnsTestCase):
     POLICY = QUEUE + """plugins:
   - name: dns
 rules:
@@ -165,7 +126,7 @@ http {{
 """
 
 
-class Http(PluginTestCase):
+class Http(NetnsTestCase):
     POLICY = QUEUE + """plugins: [{name: http}]
 rules:
   - name: no-blocked-host
@@ -225,7 +186,7 @@ rules:
         self.assertEqual(stats["queue"]["outstanding"], 0)
 
 
-class Tls(PluginTestCase):
+class Tls(NetnsTestCase):
     def setUp(self):
         super().setUp()
         scratch = self.scratch()
@@ -272,7 +233,7 @@ xferlog_enable=NO
 """
 
 
-class Ftp(PluginTestCase):
+class Ftp(NetnsTestCase):
     POLICY = QUEUE + """plugins: [{name: ftp}]
 rules:
   - name: no-new-high-ports
