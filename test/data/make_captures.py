@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Writes the small golden captures the replay unit tests read (test/unit/replay/). They are
+committed; run this again only to change them: python3 test/data/make_captures.py"""
+
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "netns"))
+import pcap_writer as pw  # noqa: E402
+
+REQUEST = b"GET /index.html HTTP/1.1\r\nHost: golden.test\r\n\r\n"
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello\n"
+
+
+def reordered():
+    """An HTTP exchange whose request segments arrive out of order, one of them twice and one
+    overlapping its neighbours."""
+    c = pw.TcpConversation("10.0.0.1", 41000, "10.0.0.2", 80).handshake()
+    c.client_says(REQUEST, segment=10).server_says(RESPONSE).close()
+    p = c.packets
+    data = p[3:8]
+    overlap = (data[1][0], pw.tcp("10.0.0.1", 41000, "10.0.0.2", 80, 1001 + 5, 5001, pw.ACK,
+                                  REQUEST[5:15]))
+    pw.write_pcap(os.path.join(HERE, "http-reordered.pcap"),
+                  p[:3] + [data[2], data[0], overlap, data[1], data[0], data[4], data[3]] + p[8:])
+
+
+def ipv6_midstream():
+    """A v6 TCP flow captured after its handshake; the client's last data rides on its FIN."""
+    c = pw.TcpConversation("fd00::1", 50000, "fd00::2", 8080)
+    c.cseq, c.sseq = 2000, 9000
+    c.client_says(b"first turn").server_says(b"answer")
+    c.packets.append((c.time + 0.001, pw.tcp("fd00::1", 50000, "fd00::2", 8080, c.cseq, c.sseq,
+                                             pw.FIN | pw.ACK, b"last words")))
+    pw.write_pcap(os.path.join(HERE, "ipv6-midstream.pcap"), c.packets)
+
+
+def dns_pcapng():
+    """Two DNS queries and one answer over UDP, as pcapng."""
+    query = bytes.fromhex("abcd01000001000000000000") + b"\x01a\x04test\x00\x00\x01\x00\x01"
+    answer = bytes.fromhex("abcd81800001000100000000") + query[12:] + \
+        bytes.fromhex("c00c000100010000003c00040a010101")
+    packets = [(0.0, pw.udp("10.0.0.1", 5353, "10.0.0.53", 53, query)),
+               (0.001, pw.udp("10.0.0.53", 53, "10.0.0.1", 5353, answer)),
+               (0.002, pw.udp("10.0.0.1", 5353, "10.0.0.53", 53, query))]
+    pw.write_pcapng(os.path.join(HERE, "dns.pcapng"), packets)
+
+
+def linux_cooked():
+    """tcpdump -i any: Linux cooked headers (SLL), with one ARP frame that is not IP."""
+    def sll(packet):
+        protocol = 0x0806 if packet.startswith(b"ARP") else pw.ETHERTYPE[packet[0] >> 4]
+        return struct.pack("!HHH8sH", 0, 1, 6, b"\x02\0\0\0\0\x01\0\0", protocol) + packet
+    packets = [(0.0, pw.udp("10.0.0.1", 40000, "10.0.0.2", 9999, b"ping")),
+               (0.001, b"ARP frame"),
+               (0.002, pw.udp("10.0.0.2", 9999, "10.0.0.1", 40000, b"pong"))]
+    pw.write_pcap(os.path.join(HERE, "cooked.pcap"), packets, linktype=113, frame=sll)
+
+
+def truncated():
+    """A pcap cut in the middle of its third packet."""
+    path = os.path.join(HERE, "truncated.pcap")
+    c = pw.TcpConversation("10.0.0.1", 41000, "10.0.0.2", 80).handshake()
+    pw.write_pcap(path, c.packets)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - 20)
+
+
+if __name__ == "__main__":
+    reordered()
+    ipv6_midstream()
+    dns_pcapng()
+    linux_cooked()
+    truncated()

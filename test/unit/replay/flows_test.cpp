@@ -1,0 +1,59 @@
+#include "replay/flows.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+
+using namespace pktbroker::replay;
+
+namespace {
+
+const std::string data_dir = TEST_DATA_DIR;
+
+std::string text(const Turn& turn) {
+  return {turn.data.begin(), turn.data.end()};
+}
+
+}  // namespace
+
+TEST_CASE("out-of-order, repeated and overlapping segments reassemble to the bytes sent") {
+  const Flows flows = assemble_flows(read_capture(data_dir + "/http-reordered.pcap"));
+  REQUIRE(flows.flows.size() == 1);
+  const RecordedFlow& flow = flows.flows[0];
+  CHECK(flow.protocol == 6);
+  CHECK(flow.client.to_string() == "10.0.0.1:41000");
+  CHECK(flow.server.to_string() == "10.0.0.2:80");
+  CHECK(flow.handshake_seen);
+  REQUIRE(flow.turns.size() == 2);
+  CHECK(flow.turns[0].side == Side::client);
+  CHECK(text(flow.turns[0]) == "GET /index.html HTTP/1.1\r\nHost: golden.test\r\n\r\n");
+  CHECK(flow.turns[1].side == Side::server);
+  CHECK(text(flow.turns[1]) == "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello\n");
+}
+
+TEST_CASE("a v6 stream without its handshake is followed, and data on a FIN is kept") {
+  const Flows flows = assemble_flows(read_capture(data_dir + "/ipv6-midstream.pcap"));
+  REQUIRE(flows.flows.size() == 1);
+  const RecordedFlow& flow = flows.flows[0];
+  CHECK(flow.client.to_string() == "[fd00::1]:50000");
+  CHECK(flow.server.to_string() == "[fd00::2]:8080");
+  CHECK_FALSE(flow.handshake_seen);
+  REQUIRE(flow.turns.size() == 3);
+  CHECK(text(flow.turns[0]) == "first turn");
+  CHECK(text(flow.turns[1]) == "answer");
+  CHECK(text(flow.turns[2]) == "last words");
+}
+
+TEST_CASE("UDP exchanges: each query a turn, answers grouped with their datagram sizes") {
+  const Flows flows = assemble_flows(read_capture(data_dir + "/dns.pcapng"));
+  REQUIRE(flows.flows.size() == 1);
+  const RecordedFlow& flow = flows.flows[0];
+  CHECK(flow.protocol == 17);
+  CHECK(flow.server.to_string() == "10.0.0.53:53");
+  REQUIRE(flow.turns.size() == 3);
+  CHECK(flow.turns[0].side == Side::client);
+  CHECK(flow.turns[1].side == Side::server);
+  CHECK(flow.turns[1].datagrams == std::vector<std::uint32_t>{40});
+  CHECK(flow.turns[2].side == Side::client);
+  CHECK(flow.client_bytes == 2 * 24);
+}
