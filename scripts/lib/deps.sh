@@ -13,7 +13,7 @@ PKTBROKER_PACKAGES=(
   iptables iproute2 iputils-ping curl netcat-openbsd dnsutils python3
   util-linux procps kmod conntrack tcpdump
   # servers the plugin tests talk to (started by the tests inside namespaces, never as services)
-  dnsmasq-base nginx-light vsftpd openssl
+  dnsmasq-base nginx-light vsftpd openssl apache2-utils
   # style checks (scripts/lint)
   clang-format clang-tidy
 )

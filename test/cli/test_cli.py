@@ -1,5 +1,6 @@
-"""pktbrokerd's command line: --check output compared to golden files, --help and --version.
-Needs no privileges. Run with UPDATE_GOLDEN=1 to rewrite the expected outputs."""
+"""pktbrokerd's and pktreplay's command lines: --check output compared to golden files, --help
+and --version, usage errors. Needs no privileges. Run with UPDATE_GOLDEN=1 to rewrite the
+expected outputs."""
 
 import os
 import subprocess
@@ -9,10 +10,15 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden")
 PKTBROKERD = os.environ["PKTBROKERD"]
+PKTREPLAY = os.environ["PKTREPLAY"]
 
 
 def pktbrokerd(*args):
     return subprocess.run([PKTBROKERD, *args], capture_output=True, text=True, cwd=GOLDEN)
+
+
+def pktreplay(*args):
+    return subprocess.run([PKTREPLAY, *args], capture_output=True, text=True, cwd=GOLDEN)
 
 
 class Cli(unittest.TestCase):
@@ -66,6 +72,30 @@ class Cli(unittest.TestCase):
             result = pktbrokerd(*args)
             self.assertEqual(result.returncode, 2, args)
             self.assertIn("pktbrokerd", result.stderr)
+
+    def test_pktreplay_help_and_version(self):
+        result = pktreplay("--help")
+        self.assertEqual(result.returncode, 0)
+        self.check_golden("pktreplay-help.out", result.stdout)
+        result = pktreplay("--version")
+        self.assertRegex(result.stdout, r"^pktreplay \d+\.\d+\.\d+\n$")
+
+    def test_pktreplay_bad_usage_exits_2_with_the_reason(self):
+        capture = os.path.join(os.path.dirname(os.path.dirname(HERE)), "test", "data",
+                               "dns.pcapng")
+        cases = {
+            (): "no capture file given",
+            (capture,): "--target is required",
+            (capture, "--target", "example.com"): "bad --target 'example.com'",
+            (capture, "--target", "10.0.0.1:99999"): "bad --target '10.0.0.1:99999'",
+            (capture, "-t", "::1", "--map", "10.0.0.53:53"): "bad --map '10.0.0.53:53'",
+            (capture, "-t", "::1", "--timing", "slow"): "bad --timing 'slow'",
+            (capture, "-t", "::1", "--plugin", "nope=/nonexistent.so"): "cannot load",
+        }
+        for args, message in cases.items():
+            result = pktreplay(*args)
+            self.assertEqual(result.returncode, 2, args)
+            self.assertIn(message, result.stderr, args)
 
 
 if __name__ == "__main__":
