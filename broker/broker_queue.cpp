@@ -300,11 +300,12 @@ bool BrokerQueue::offer_to(const std::shared_ptr<ChainState>& state) {
   return false;
 }
 
-void BrokerQueue::client_verdict(SessionId session, std::shared_ptr<SessionPort> port,
-                                 ClientVerdict verdict) {
+void BrokerQueue::client_verdicts(SessionId session, std::shared_ptr<SessionPort> port,
+                                  std::vector<ClientVerdict> verdicts) {
   boost::asio::post(
-      strand_, [this, session, port = std::move(port), verdict = std::move(verdict)]() mutable {
-        on_client_verdict(session, port, std::move(verdict));
+      strand_, [this, session, port = std::move(port), verdicts = std::move(verdicts)]() mutable {
+        for (ClientVerdict& verdict : verdicts)
+          on_client_verdict(session, port, std::move(verdict));
         flush_verdicts();
       });
 }

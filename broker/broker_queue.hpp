@@ -55,7 +55,9 @@ class BrokerQueue {
   void start();
   void set_policy(std::shared_ptr<const Policy> policy, std::shared_ptr<const PluginSet> plugins);
   void set_subscriptions(std::shared_ptr<const SubscriptionTable> table);
-  void client_verdict(SessionId session, std::shared_ptr<SessionPort> port, ClientVerdict verdict);
+  /// A session's verdicts, decided together and sent to the kernel in one message.
+  void client_verdicts(SessionId session, std::shared_ptr<SessionPort> port,
+                       std::vector<ClientVerdict> verdicts);
   /// The session went away: every packet it owns takes its fallback now.
   void release_session(SessionId session);
   void snapshot(std::function<void(QueueSnapshot)> done);

@@ -95,18 +95,25 @@ std::error_code Client::send(const proto::Message& message, std::uint32_t reques
   return {};
 }
 
+// Into a scratch buffer sized once (zero-filling 256 KiB per packet would cost more than the
+// packet), then copied out at its real size. Reads first and polls only when nothing is there.
 std::error_code Client::receive(std::vector<std::uint8_t>& buffer, int timeout_ms) {
   if (fd_ < 0) return ClientError::not_connected;
-  pollfd descriptor{fd_, POLLIN, 0};
-  const int ready = ::poll(&descriptor, 1, timeout_ms);
-  if (ready < 0) return system_error();
-  if (ready == 0) return ClientError::timeout;
-  buffer.resize(proto::max_datagram);
-  const ssize_t size = ::recv(fd_, buffer.data(), buffer.size(), 0);
-  if (size < 0) return system_error();
-  if (size == 0) return ClientError::closed;
-  buffer.resize(static_cast<std::size_t>(size));
-  return {};
+  if (scratch_.empty()) scratch_.resize(proto::max_datagram);
+  for (;;) {
+    const ssize_t size = ::recv(fd_, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
+    if (size > 0) {
+      buffer.assign(scratch_.begin(), scratch_.begin() + size);
+      return {};
+    }
+    if (size == 0) return ClientError::closed;
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return system_error();
+    if (timeout_ms == 0) return ClientError::timeout;
+    pollfd descriptor{fd_, POLLIN, 0};
+    const int ready = ::poll(&descriptor, 1, timeout_ms);
+    if (ready < 0) return system_error();
+    if (ready == 0) return ClientError::timeout;
+  }
 }
 
 template <typename Reply>
@@ -170,6 +177,26 @@ std::error_code Client::next_packet(ReceivedPacket& packet, int timeout_ms) {
       return ClientError::broker_error;
     }
   }
+}
+
+std::error_code Client::next_packets(std::vector<ReceivedPacket>& packets, std::size_t max,
+                                     int timeout_ms) {
+  packets.resize(std::max<std::size_t>(max, 1));
+  std::size_t count = 0;
+  std::error_code error = next_packet(packets[count], timeout_ms);
+  while (!error && ++count < packets.size()) {
+    error = next_packet(packets[count], 0);  // only what is already there
+  }
+  packets.resize(count);
+  return count > 0 ? std::error_code() : error;
+}
+
+std::error_code Client::verdicts(std::span<const proto::Verdict> verdicts) {
+  for (std::size_t at = 0; at < verdicts.size(); at += max_verdicts_per_batch) {
+    const auto part = verdicts.subspan(at, std::min(max_verdicts_per_batch, verdicts.size() - at));
+    if (const auto error = send(proto::VerdictBatch{{part.begin(), part.end()}}, 0)) return error;
+  }
+  return {};
 }
 
 std::error_code Client::verdict(std::uint64_t token, proto::VerdictCode verdict,

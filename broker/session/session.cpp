@@ -5,6 +5,12 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+
 namespace pktbroker {
 
 Session::Session(SeqPacketProtocol::socket socket, SessionId id, const ucred& peer,
@@ -65,9 +71,9 @@ void Session::handle(const proto::Decoded& decoded) {
       [&](const auto& message) {
         using T = std::decay_t<decltype(message)>;
         if constexpr (std::is_same_v<T, proto::Verdict>) {
-          handle_verdict(message);
+          handle_verdicts(std::span(&message, 1));
         } else if constexpr (std::is_same_v<T, proto::VerdictBatch>) {
-          for (const auto& verdict : message.verdicts) handle_verdict(verdict);
+          handle_verdicts(message.verdicts);
         } else if constexpr (std::is_same_v<T, proto::Subscribe>) {
           const auto needed =
               message.mode == proto::SubscriptionMode::verdict
@@ -126,17 +132,21 @@ void Session::handle_hello(const proto::Hello& hello, std::uint32_t request_id) 
   send(proto::Welcome{proto::protocol_version, id_, roles_, PKTBROKER_VERSION_STRING}, request_id);
 }
 
-void Session::handle_verdict(const proto::Verdict& verdict) {
+void Session::handle_verdicts(std::span<const proto::Verdict> verdicts) {
   if ((roles_ & proto::role_verdict) == 0) {
     report_error(proto::ErrorCode::not_permitted, "verdicts need the verdict role");
     return;
   }
-  verdicts_.fetch_add(1, std::memory_order_relaxed);
-  ClientVerdict copy{verdict.token,
-                     verdict.verdict,
-                     verdict.mark,
-                     {verdict.payload.begin(), verdict.payload.end()}};
-  manager_.verdict(shared_from_this(), std::move(copy));
+  verdicts_.fetch_add(verdicts.size(), std::memory_order_relaxed);
+  std::vector<ClientVerdict> copies;
+  copies.reserve(verdicts.size());
+  for (const proto::Verdict& verdict : verdicts) {
+    copies.push_back({verdict.token,
+                      verdict.verdict,
+                      verdict.mark,
+                      {verdict.payload.begin(), verdict.payload.end()}});
+  }
+  manager_.verdicts(shared_from_this(), std::move(copies));
 }
 
 bool Session::require(std::uint8_t role, std::uint32_t request_id) {
@@ -197,28 +207,55 @@ void Session::push(std::shared_ptr<const std::vector<std::uint8_t>> datagram) {
     return;
   }
   write_queue_.push_back(std::move(datagram));
-  if (write_queue_.size() == 1) do_write();
+  if (write_pending_) return;
+  // Written after the pushes already posted (a queue's whole receive batch): one syscall and
+  // one wake-up of the client for all of them.
+  write_pending_ = true;
+  boost::asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->write_pending_ = false;
+    self->do_write();
+  });
 }
 
 void Session::do_write() {
-  socket_.async_send(boost::asio::buffer(*write_queue_.front()), 0,
-                     [self = shared_from_this()](const boost::system::error_code& error,
-                                                 std::size_t) { self->on_write(error); });
-}
-
-void Session::on_write(const boost::system::error_code& error) {
-  if (write_queue_.empty()) return;  // closed while this write was in flight
-  write_queue_.pop_front();
-  queued_.fetch_sub(1, std::memory_order_relaxed);
-  if (error) {
-    close();
+  constexpr std::size_t max_batch = 64;
+  while (!write_queue_.empty() && !closed_) {
+    std::array<mmsghdr, max_batch> messages{};
+    std::array<iovec, max_batch> parts{};
+    const std::size_t count = std::min(write_queue_.size(), max_batch);
+    for (std::size_t i = 0; i < count; ++i) {
+      auto& datagram = *write_queue_[i];
+      parts[i] = {const_cast<std::uint8_t*>(datagram.data()), datagram.size()};
+      messages[i].msg_hdr.msg_iov = &parts[i];
+      messages[i].msg_hdr.msg_iovlen = 1;
+    }
+    const int sent = ::sendmmsg(socket_.native_handle(), messages.data(),
+                                static_cast<unsigned>(count), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent > 0) {
+      written(static_cast<std::size_t>(sent));
+      continue;
+    }
+    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait_writable();
+    if (sent < 0 && errno == EINTR) continue;
+    close();  // the client went away
     return;
   }
-  if (!write_queue_.empty()) {
-    do_write();
-  } else if (closing_) {
-    close();
-  }
+  if (write_queue_.empty() && closing_) close();
+}
+
+void Session::wait_writable() {
+  write_pending_ = true;
+  socket_.async_wait(SeqPacketProtocol::socket::wait_write,
+                     [self = shared_from_this()](const boost::system::error_code& error) {
+                       self->write_pending_ = false;
+                       if (error) return;  // closed
+                       self->do_write();
+                     });
+}
+
+void Session::written(std::size_t count) {
+  for (std::size_t i = 0; i < count; ++i) write_queue_.pop_front();
+  queued_.fetch_sub(count, std::memory_order_relaxed);
 }
 
 // Tells the client why, then closes once that message is written.

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <deque>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -49,11 +50,13 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
   void on_read(const boost::system::error_code& error, std::size_t size);
   void handle(const proto::Decoded& decoded);
   void handle_hello(const proto::Hello& hello, std::uint32_t request_id);
-  void handle_verdict(const proto::Verdict& verdict);
+  void handle_verdicts(std::span<const proto::Verdict> verdicts);
   bool require(std::uint8_t role, std::uint32_t request_id);
   void push(std::shared_ptr<const std::vector<std::uint8_t>> datagram);
+  /// Sends what is queued, many datagrams per sendmmsg; waits for room when the socket is full.
   void do_write();
-  void on_write(const boost::system::error_code& error);
+  void wait_writable();
+  void written(std::size_t count);
   void fail(proto::ErrorCode code, const std::string& text);
 
   SeqPacketProtocol::socket socket_;
@@ -71,6 +74,7 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
   std::vector<std::uint8_t> read_buffer_;
   boost::asio::socket_base::message_flags read_flags_ = 0;
   std::deque<std::shared_ptr<const std::vector<std::uint8_t>>> write_queue_;
+  bool write_pending_ = false;  // a do_write is posted, or a wait for room is in flight
   std::atomic<std::size_t> queued_{0};
   std::atomic<bool> closed_{false};
   std::atomic<std::uint64_t> delivered_{0};

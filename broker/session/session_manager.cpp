@@ -204,16 +204,25 @@ void SessionManager::unsubscribe(std::shared_ptr<Session> session, std::uint32_t
   });
 }
 
-void SessionManager::verdict(const std::shared_ptr<Session>& session, ClientVerdict verdict) {
-  const std::uint16_t queue = token_queue(verdict.token);
+void SessionManager::verdicts(const std::shared_ptr<Session>& session,
+                              std::vector<ClientVerdict> verdicts) {
+  // One hand-over per queue for the whole batch: the queue then sends the kernel one verdict
+  // message for all of them.
   for (BrokerQueue* q : queues_) {
-    if (q->number() == queue) {
-      q->client_verdict(session->id(), session, std::move(verdict));
-      return;
+    std::vector<ClientVerdict> mine;
+    for (auto& verdict : verdicts) {
+      if (verdict.token != 0 && token_queue(verdict.token) == q->number()) {
+        mine.push_back(std::move(verdict));
+        verdict.token = 0;  // taken
+      }
     }
+    if (!mine.empty()) q->client_verdicts(session->id(), session, std::move(mine));
   }
-  session->report_error(proto::ErrorCode::unknown_token,
-                        "token " + std::to_string(verdict.token) + " names no served queue");
+  for (const auto& verdict : verdicts) {
+    if (verdict.token == 0) continue;
+    session->report_error(proto::ErrorCode::unknown_token,
+                          "token " + std::to_string(verdict.token) + " names no served queue");
+  }
 }
 
 void SessionManager::session_closed(SessionId session) {

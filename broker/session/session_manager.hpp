@@ -41,7 +41,8 @@ class SessionManager {
   // Called by sessions, from their strands.
   void subscribe(std::shared_ptr<Session> session, proto::Subscribe request, std::uint32_t id);
   void unsubscribe(std::shared_ptr<Session> session, std::uint32_t subscription, std::uint32_t id);
-  void verdict(const std::shared_ptr<Session>& session, ClientVerdict verdict);
+  /// Hands a session's verdicts to their queues, one batch per queue.
+  void verdicts(const std::shared_ptr<Session>& session, std::vector<ClientVerdict> verdicts);
   void stats(std::shared_ptr<Session> session, std::uint32_t id);
   void sessions(std::shared_ptr<Session> session, std::uint32_t id);
   void reload(std::shared_ptr<Session> session, std::uint32_t id);

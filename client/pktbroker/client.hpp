@@ -78,10 +78,17 @@ class Client {
   /// Waits for the next packet; `timeout_ms` < 0 waits forever. An ERROR the broker sends about
   /// an earlier verdict ends the wait with ClientError::broker_error (see last_error()).
   std::error_code next_packet(ReceivedPacket& packet, int timeout_ms = -1);
+  /// Waits like next_packet for the first packet, then takes up to `max` in all that are
+  /// already waiting, without blocking again: `packets` holds what arrived (on an error after
+  /// the first packet, the packets so far and no error). Answer them with one verdicts() call.
+  std::error_code next_packets(std::vector<ReceivedPacket>& packets, std::size_t max,
+                               int timeout_ms = -1);
   /// Answers a packet: accept, drop, repeat or pass, optionally with a new mark and new bytes.
   std::error_code verdict(std::uint64_t token, proto::VerdictCode verdict,
                           std::optional<std::uint32_t> mark = std::nullopt,
                           std::span<const std::uint8_t> replacement = {});
+  /// Answers many packets in as few messages as possible (VERDICT_BATCH).
+  std::error_code verdicts(std::span<const proto::Verdict> verdicts);
   std::error_code stats(proto::StatsReply& reply);
   std::error_code sessions(proto::SessionsReply& reply);
   std::error_code reload(proto::ReloadReply& reply);
@@ -98,6 +105,9 @@ class Client {
  private:
   std::error_code send(const proto::Message& message, std::uint32_t request_id);
   std::error_code receive(std::vector<std::uint8_t>& buffer, int timeout_ms);
+
+  static constexpr std::size_t max_verdicts_per_batch = 256;
+  std::vector<std::uint8_t> scratch_;  ///< receive buffer, max_datagram bytes once used
   /// Sends a request and waits for its reply; packets arriving meanwhile are kept for later.
   template <typename Reply>
   std::error_code request(const proto::Message& message, Reply& reply);

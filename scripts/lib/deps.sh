@@ -13,7 +13,9 @@ PKTBROKER_PACKAGES=(
   iptables iproute2 iputils-ping curl netcat-openbsd dnsutils python3
   util-linux procps kmod conntrack tcpdump
   # servers the plugin tests talk to (started by the tests inside namespaces, never as services)
-  dnsmasq-base nginx-light vsftpd openssl apache2-utils
+  dnsmasq-base nginx-light vsftpd openssl
+  # the benchmark (scripts/bench): TCP bulk, a reference HTTP client, the chart
+  iperf3 apache2-utils gnuplot-nox
   # style checks (scripts/lint)
   clang-format clang-tidy
 )

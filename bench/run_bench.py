@@ -1,0 +1,468 @@
+#!/usr/bin/env python3
+"""The side-by-side benchmark: pktbrokerd scenarios against a bare NFQUEUE program (the
+reference) on the same machine, in the same invocation, runs alternating.
+
+Topology: namespace `gen` sends UDP (udp_blast, pinned to CPU 0) over a veth pair to namespace
+`sink`, where mangle PREROUTING sends it to NFQUEUE and filter INPUT drops it, so that rule's
+counter is the delivered count. The queue's consumer (reference or pktbrokerd and its clients)
+is pinned to CPU 1. Run by scripts/bench, which builds everything first; see its --help."""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD = os.environ.get("BUILD_DIR", "build")
+GEN, SINK = "pktb-bench-gen", "pktb-bench-sink"
+GEN_ADDR, SINK_ADDR = "10.77.0.1", "10.77.0.2"
+PORT, ECHO_PORT, DNS_PORT = 9999, 9998, 53
+CLIENT_PORTS = 8  # source ports 40000..40007, marked 1..8 in the sink
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def run(*args, check=True, ns=None, **kwargs):
+    argv = (["ip", "netns", "exec", ns] if ns else []) + list(args)
+    return subprocess.run(argv, check=check, capture_output=True, text=True, **kwargs)
+
+
+def popen(ns, *args, **kwargs):
+    return subprocess.Popen(["ip", "netns", "exec", ns, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def binary(name):
+    for path in (f"{BUILD}/bench/{name}", f"{BUILD}/broker/{name}"):
+        if os.path.exists(path):
+            return os.path.abspath(path)
+    raise SystemExit(f"run_bench: {name} is not built in {BUILD}/ (run scripts/bench)")
+
+
+class Topology:
+    def __enter__(self):
+        self.down()
+        run("ip", "netns", "add", GEN)
+        run("ip", "netns", "add", SINK)
+        run("ip", "link", "add", "pktbg0", "type", "veth", "peer", "name", "pktbs0")
+        run("ip", "link", "set", "pktbg0", "netns", GEN)
+        run("ip", "link", "set", "pktbs0", "netns", SINK)
+        for ns, dev, addr in ((GEN, "pktbg0", GEN_ADDR), (SINK, "pktbs0", SINK_ADDR)):
+            run("ip", "addr", "add", f"{addr}/24", "dev", dev, ns=ns)
+            run("ip", "link", "set", dev, "up", ns=ns)
+            run("ip", "link", "set", "lo", "up", ns=ns)
+        # Static neighbours: no ARP in the measurements.
+        mac = lambda ns, dev: re.search(r"link/ether (\S+)", run("ip", "link", "show", dev,
+                                                                 ns=ns).stdout).group(1)
+        run("ip", "neigh", "add", SINK_ADDR, "lladdr", mac(SINK, "pktbs0"), "dev", "pktbg0",
+            ns=GEN)
+        run("ip", "neigh", "add", GEN_ADDR, "lladdr", mac(GEN, "pktbg0"), "dev", "pktbs0", ns=SINK)
+        for i in range(CLIENT_PORTS):  # scenario 4 dispatches by mark
+            run("iptables", "-t", "mangle", "-A", "PREROUTING", "-p", "udp", "--sport",
+                str(40000 + i), "-j", "MARK", "--set-mark", str(i + 1), ns=SINK)
+        for port in (PORT, DNS_PORT):
+            run("iptables", "-A", "INPUT", "-p", "udp", "--dport", str(port), "-j", "DROP",
+                ns=SINK)
+        return self
+
+    def __exit__(self, *exc):
+        self.down()
+
+    @staticmethod
+    def down():
+        for ns in (GEN, SINK):
+            if os.path.exists(f"/run/netns/{ns}"):
+                for pid in run("ip", "netns", "pids", ns, check=False).stdout.split():
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                run("ip", "netns", "del", ns, check=False)
+
+    @staticmethod
+    def queue(spec, protocol="udp", ports=f"{PORT},{ECHO_PORT},{DNS_PORT}"):
+        """Sends the bench traffic to NFQUEUE: spec is '0', '0:1' (balance) or None (no queue)."""
+        run("iptables", "-t", "mangle", "-D", "PREROUTING", "-j", "BENCHQ", ns=SINK, check=False)
+        run("iptables", "-t", "mangle", "-F", "BENCHQ", ns=SINK, check=False)
+        run("iptables", "-t", "mangle", "-X", "BENCHQ", ns=SINK, check=False)
+        if spec is None:
+            return
+        run("iptables", "-t", "mangle", "-N", "BENCHQ", ns=SINK)
+        target = (["--queue-balance", spec] if ":" in spec else ["--queue-num", spec])
+        run("iptables", "-t", "mangle", "-A", "BENCHQ", "-p", protocol, "-m", "multiport",
+            "--dports", ports, "-j", "NFQUEUE", *target, ns=SINK)
+        run("iptables", "-t", "mangle", "-A", "PREROUTING", "-j", "BENCHQ", ns=SINK)
+
+
+def delivered(port):
+    out = run("iptables", "-L", "INPUT", "-v", "-x", "-n", ns=SINK).stdout
+    for line in out.splitlines():
+        if f"dpt:{port}" in line:
+            return int(line.split()[0])
+    return 0
+
+
+def kernel_queue_drops():
+    """queue_dropped + user_dropped over the bound queues of the sink namespace."""
+    text = run("cat", "/proc/net/netfilter/nfnetlink_queue", ns=SINK, check=False).stdout
+    return sum(int(f[5]) + int(f[6]) for f in (l.split() for l in text.splitlines()) if len(f) > 6)
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except FileNotFoundError:
+            pass
+    return total / TICKS
+
+
+class Consumer:
+    """The queue's consumer for one scenario: the reference, or pktbrokerd plus clients."""
+
+    def __init__(self, name, scenario, workdir):
+        self.name, self.scenario, self.workdir = name, scenario, workdir
+        self.processes = []
+
+    def start(self):
+        s = self.scenario
+        if self.name == "reference":
+            for queue in s.get("queues", [0]):
+                self.processes.append(popen(SINK, "taskset", "-c", "1", binary("nfq_reference"),
+                                            "--queue", str(queue)))
+            time.sleep(0.3)
+        else:
+            policy = os.path.join(self.workdir, "policy.yaml")
+            socket_path = os.path.join(self.workdir, "broker.sock")
+            with open(policy, "w") as f:
+                f.write(s["policy"].replace("SOCKET", socket_path))
+            env = dict(os.environ, PKTBROKER_PLUGIN_PATH=os.path.abspath(f"{BUILD}/plugins"))
+            broker = popen(SINK, "taskset", "-c", "1", binary("pktbrokerd"), "--config", policy,
+                           "--foreground", "--log-level", "warn", "--threads",
+                           str(s.get("threads", 1)), env=env)
+            self.processes.append(broker)
+            for _ in range(100):
+                if os.path.exists(socket_path) or broker.poll() is not None:
+                    break
+                time.sleep(0.05)
+            if broker.poll() is not None:
+                raise SystemExit(f"pktbrokerd exited: {broker.stderr.read()}")
+            for mode, selector in s.get("clients", []):
+                client = popen(SINK, "chrt", "--batch", "0", "taskset", "-c", "1",
+                               binary("bench_client"), socket_path,
+                               mode, selector)
+                if client.stdout.readline().strip() != "ready":
+                    raise SystemExit(f"bench_client failed: {client.stderr.read()}")
+                self.processes.append(client)
+        for p in self.processes:
+            if p.poll() is not None:
+                raise SystemExit(f"{self.name} consumer exited: {p.stderr.read()}")
+
+    def pids(self):
+        """The real pids (ip netns exec execs, so the Popen pid is the program's)."""
+        return [p.pid for p in self.processes]
+
+    def stop(self):
+        for p in self.processes:
+            p.send_signal(signal.SIGTERM)
+        for p in self.processes:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.processes = []
+
+
+def blast(rate, seconds, scenario):
+    args = ["taskset", "-c", "0", binary("udp_blast"), "--dst", SINK_ADDR, "--rate", str(rate),
+            "--duration", str(seconds), "--src-port-spread", str(CLIENT_PORTS)]
+    if scenario.get("payload_file"):
+        args += ["--port", str(DNS_PORT), "--payload-file", scenario["payload_file"]]
+    else:
+        args += ["--port", str(PORT), "--size", str(scenario.get("size", 64))]
+    out = run(*args, ns=GEN).stdout
+    return int(re.search(r"sent=(\d+)", out).group(1))
+
+
+def measure(consumer, scenario, rate, seconds):
+    port = DNS_PORT if scenario.get("payload_file") else PORT
+    before, drops_before = delivered(port), kernel_queue_drops()
+    cpu_before = cpu_seconds(consumer.pids())
+    start = time.monotonic()
+    sent = blast(rate, seconds, scenario)
+    time.sleep(0.2)  # the tail of the queue
+    elapsed = time.monotonic() - start
+    got = delivered(port) - before
+    cpu = cpu_seconds(consumer.pids()) - cpu_before
+    return {"sent": sent, "delivered": got, "pps": got / seconds, "elapsed": elapsed,
+            "kernel_drops": kernel_queue_drops() - drops_before,
+            "cpu_us_per_packet": cpu * 1e6 / got if got else None,
+            "loss": 1 - got / sent if sent else 0}
+
+
+def latency():
+    out = run(binary("udp_echo_latency"), "--client", SINK_ADDR, str(ECHO_PORT), "--count",
+              "2000", "--interval-us", "300", ns=GEN).stdout
+    values = dict(kv.split("=") for kv in out.split())
+    return {"p50_us": int(values["p50_us"]), "p99_us": int(values["p99_us"]),
+            "lost": int(values["lost"])}
+
+
+def loss_free_rate(consumer, scenario, saturation, seconds):
+    """The highest of a few paced rates below saturation with less than 0.1% loss."""
+    best = 0
+    for fraction in (0.5, 0.7, 0.85, 1.0):
+        rate = int(saturation * fraction)
+        if rate == 0:
+            continue
+        result = measure(consumer, scenario, rate, seconds)
+        if result["loss"] < 0.001:
+            best = rate
+        else:
+            break
+    return best
+
+
+def scenario_runs(name, scenario, args, workdir, baseline):
+    print(f"== {name}", flush=True)
+    sides = {"reference": [], "broker": []}
+    latency_of, loss_free = {}, {}
+    Topology.queue(scenario.get("queue", "0"))
+    for round_ in range(args.rounds):
+        for side in ("reference", "broker"):
+            consumer = Consumer(side, scenario, workdir)
+            consumer.start()
+            try:
+                result = measure(consumer, scenario, 0, args.seconds)
+                sides[side].append(result)
+                print(f"   {side:9} round {round_ + 1}: {result['pps']:>10.0f} pps delivered, "
+                      f"{result['kernel_drops']} kernel queue drops, "
+                      f"{result['cpu_us_per_packet'] or 0:.2f} us CPU/packet", flush=True)
+                if round_ == 0:
+                    latency_of[side] = latency()
+                    loss_free[side] = loss_free_rate(consumer, scenario, result["pps"],
+                                                     args.probe_seconds)
+            finally:
+                consumer.stop()
+    summary = {}
+    for side, results in sides.items():
+        summary[side] = {
+            "pps": statistics.median(r["pps"] for r in results),
+            "kernel_drops": statistics.median(r["kernel_drops"] for r in results),
+            "cpu_us_per_packet": statistics.median(r["cpu_us_per_packet"] or 0 for r in results),
+            "loss_free_pps": loss_free[side],
+            "latency": latency_of[side],
+            "added_p99_us": latency_of[side]["p99_us"] - baseline["p99_us"],
+            "runs": results,
+        }
+    summary["pps_ratio"] = summary["broker"]["pps"] / summary["reference"]["pps"]
+    summary["cpu_ratio"] = (summary["broker"]["cpu_us_per_packet"] /
+                            summary["reference"]["cpu_us_per_packet"])
+    summary["description"] = scenario["description"]
+    return summary
+
+
+def tcp_bulk(args, workdir):
+    """Gbit/s of one iperf3 stream through the queue: none, the reference, pktbrokerd with and
+    without GSO."""
+    server = popen(SINK, "iperf3", "-s", "-1", "-p", "5201")
+    results = {}
+    try:
+        cases = [("no queue", None, None), ("reference", "reference", None),
+                 ("pktbrokerd gso", "broker", True), ("pktbrokerd no gso", "broker", False)]
+        for label, side, gso in cases:
+            if server.poll() is not None:
+                server = popen(SINK, "iperf3", "-s", "-1", "-p", "5201")
+            time.sleep(0.3)
+            Topology.queue(None if side is None else "0", "tcp", "5201")
+            consumer = None
+            if side:
+                scenario = {"policy": POLICY_HEAD.replace("GSO", "true" if gso else "false") +
+                            "rules: []\n"}
+                consumer = Consumer(side, scenario, workdir)
+                consumer.start()
+            try:
+                out = run("iperf3", "-c", SINK_ADDR, "-p", "5201", "-t", str(args.seconds),
+                          "-J", ns=GEN, check=False).stdout
+                bits = json.loads(out)["end"]["sum_received"]["bits_per_second"] if out else 0
+            finally:
+                if consumer:
+                    consumer.stop()
+            results[label] = round(bits / 1e9, 2)
+            print(f"   tcp bulk, {label:18}: {results[label]} Gbit/s", flush=True)
+    finally:
+        server.kill()
+        Topology.queue(None)
+    return results
+
+
+POLICY_HEAD = """broker:
+  queues: [{num: 0, fail_open: false, max_len: 8192, copy_range: 128, gso: GSO}]
+  default_verdict: accept
+socket: {path: SOCKET}
+"""
+
+TWENTY_RULES = "".join(
+    f"  - {{name: miss{i}, match: {{proto: tcp, dport: {1000 + i}}}, verdict: drop}}\n"
+    if i % 2 else
+    f"  - {{name: miss{i}, match: {{proto: udp, dst: 10.{i}.0.0/16}}, verdict: drop}}\n"
+    for i in range(19)) + f"  - {{name: bench, match: {{proto: udp, dport: [{PORT}, {ECHO_PORT}]}}, verdict: accept}}\n"
+
+SELECT = f"{{proto: udp, dport: [{PORT}, {ECHO_PORT}]}}"
+
+
+def scenarios(workdir):
+    dns_query = os.path.join(workdir, "query.bin")
+    with open(dns_query, "wb") as f:  # a query for bench.example. A
+        f.write(bytes.fromhex("12340100000100000000000005") + b"bench\x07example\x00\x00\x01\x00\x01")
+    head = POLICY_HEAD.replace("GSO", "true")
+    return {
+        "1 reference accept-all": None,  # the reference column of every scenario
+        "2 policy only (20 rules)": {
+            "description": "pktbrokerd, 20 rules, the last one matches",
+            "policy": head + "rules:\n" + TWENTY_RULES},
+        "3 one verdict client": {
+            "description": "pktbrokerd + 1 libpktbroker client accepting everything",
+            "policy": head + "rules: []\n", "clients": [("verdict", SELECT)]},
+        "4 eight clients by mark": {
+            "description": "pktbrokerd + 8 clients on marks 1..8 (traffic spread across marks)",
+            "policy": head + "rules: []\n",
+            "clients": [("verdict", f"{{mark: {i + 1}}}") for i in range(CLIENT_PORTS)]},
+        "5 client + 4 observers": {
+            "description": "pktbrokerd + 1 verdict client + 4 observers",
+            "policy": head + "rules: []\n",
+            "clients": [("verdict", SELECT)] + [("observe", SELECT)] * 4},
+        "6 dns plugin": {
+            "description": "pktbrokerd with the dns plugin inspecting DNS queries",
+            "policy": head + "plugins: [{name: dns}]\nrules:\n  - {name: dns, match: {proto: "
+                      "udp, dport: 53}, verdict: {inspect: [dns], fallback: accept}}\n",
+            "payload_file": dns_query},
+        "7 two queues, queue-balance": {
+            "description": "two queues (--queue-balance 0:1): pktbrokerd with 2 threads vs 2 "
+                           "reference processes",
+            "policy": head.replace("queues: [{num: 0,", "queues: [{num: 1, fail_open: false, "
+                                   "max_len: 8192, copy_range: 128}, {num: 0,") + "rules: []\n",
+            "queue": "0:1", "queues": [0, 1], "threads": 2},
+    }
+
+
+def markdown(results):
+    lines = ["| scenario | reference pps | pktbroker pps | ratio | kernel drops (ref / pktb) | "
+             "CPU µs/pkt (ref / pktb) | loss-free pps (ref / pktb) | p50 / p99 µs (pktb) | "
+             "added p99 µs |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in results["scenarios"].items():
+        ref, pb = r["reference"], r["broker"]
+        lines.append(
+            f"| {name} | {ref['pps']:,.0f} | {pb['pps']:,.0f} | {r['pps_ratio']:.2f} | "
+            f"{ref['kernel_drops']:,.0f} / {pb['kernel_drops']:,.0f} | "
+            f"{ref['cpu_us_per_packet']:.2f} / {pb['cpu_us_per_packet']:.2f} | "
+            f"{ref['loss_free_pps']:,} / {pb['loss_free_pps']:,} | "
+            f"{pb['latency']['p50_us']} / {pb['latency']['p99_us']} | {pb['added_p99_us']} |")
+    lines += ["", f"Latency without any queue: p50 {results['baseline_latency']['p50_us']} µs, "
+                  f"p99 {results['baseline_latency']['p99_us']} µs; through the reference: "
+                  f"p99 {results['scenarios'][next(iter(results['scenarios']))]['reference']['latency']['p99_us']} µs.",
+              "", "| TCP bulk (one iperf3 stream) | Gbit/s |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in results["tcp_bulk"].items()]
+    m = results["micro"]
+    lines += ["", "| policy rules | ns per packet |", "|---:|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in m["match_ns"].items()]
+    lines += ["", "| tracked flows | bytes per flow |", "|---:|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in m["bytes_per_flow"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def chart(results, path):
+    if not shutil.which("gnuplot"):
+        print("   (gnuplot missing: no chart)")
+        return
+    data = path + ".dat"
+    with open(data, "w") as f:
+        for i, (name, r) in enumerate(results["scenarios"].items()):
+            label = name.split(" ", 1)[0]
+            f.write(f"{label} {r['reference']['pps'] / 1000:.1f} {r['broker']['pps'] / 1000:.1f} "
+                    f"{r['reference']['latency']['p99_us']} {r['broker']['latency']['p99_us']}\n")
+    script = f"""set terminal pngcairo size 1100,450 font ",10"
+set output "{path}"
+set multiplot layout 1,2 title "pktbroker vs the bare NFQUEUE reference ({results['machine']})"
+set style data histogram
+set style histogram cluster gap 1
+set style fill solid 0.8 border -1
+set grid ytics
+set xlabel "scenario"
+set ylabel "kpps delivered (saturation)"
+plot "{data}" using 2:xtic(1) title "reference", "" using 3 title "pktbroker"
+set ylabel "p99 round trip (µs)"
+plot "{data}" using 4:xtic(1) title "reference", "" using 5 title "pktbroker"
+unset multiplot
+"""
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    os.remove(data)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="bench/results", help="directory for the results")
+    parser.add_argument("--seconds", type=int, default=3, help="seconds per saturation run")
+    parser.add_argument("--probe-seconds", type=int, default=1,
+                        help="seconds per loss-free probe")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs per side")
+    parser.add_argument("--only", help="run only scenarios whose name contains this")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run_bench: needs root (network namespaces, iptables, NFQUEUE)")
+    if os.cpu_count() < 2:
+        raise SystemExit("run_bench: needs two CPUs (generator on 0, consumer on 1)")
+    os.makedirs(args.out, exist_ok=True)
+    started = time.monotonic()
+    workdir = tempfile.mkdtemp(prefix="pktbroker-bench-")
+    results = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+               "machine": f"{os.cpu_count()} CPUs, {platform.release()}",
+               "scenarios": {}}
+    try:
+        with Topology():
+            echo = popen(SINK, "taskset", "-c", "1", binary("udp_echo_latency"), "--server",
+                         SINK_ADDR, str(ECHO_PORT))
+            time.sleep(0.2)
+            Topology.queue(None)
+            results["baseline_latency"] = latency()
+            print(f"== latency without a queue: {results['baseline_latency']}", flush=True)
+            for name, scenario in scenarios(workdir).items():
+                if scenario is None or (args.only and args.only not in name):
+                    continue
+                results["scenarios"][name] = scenario_runs(name, scenario, args, workdir,
+                                                           results["baseline_latency"])
+            echo.kill()
+            print("== tcp bulk", flush=True)
+            results["tcp_bulk"] = tcp_bulk(args, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("== policy matching and flow memory", flush=True)
+    results["micro"] = json.loads(run(binary("policy_match_bench")).stdout)
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    table = markdown(results)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(table)
+    chart(results, os.path.join(args.out, "chart.png"))
+    print()
+    print(table)
+    print(f"results in {args.out}/ (results.json, results.md, chart.png); "
+          f"{results['elapsed_s']} s")
+
+
+if __name__ == "__main__":
+    main()
