@@ -12,11 +12,12 @@ namespace pktbroker {
 
 /// A delivered packet's hand-over state: who holds it, and who may take it after a `pass`.
 struct ChainState {
-  std::shared_ptr<SessionPort> port;    ///< the current owner
-  Subscription subscription;            ///< the current owner's subscription
-  std::vector<Subscription> remaining;  ///< chain subscribers after the current one
-  proto::Packet packet;                 ///< the message, payload pointing into `payload`
-  std::vector<std::uint8_t> payload;    ///< a copy: the receive buffer is reused
+  std::shared_ptr<SessionPort> port;               ///< the current owner
+  std::shared_ptr<const SubscriptionTable> table;  ///< keeps the subscriptions below alive
+  const Subscription* subscription = nullptr;      ///< the current owner's subscription
+  std::vector<const Subscription*> remaining;      ///< chain subscribers after the current one
+  proto::Packet packet;                            ///< the message, payload pointing into `payload`
+  std::vector<std::uint8_t> payload;               ///< a copy: the receive buffer is reused
   std::uint32_t packet_id = 0;
   Verdict fallback;  ///< on timeout, overflow, disconnect
   Verdict on_pass;   ///< when the last subscriber passes: the policy's answer
@@ -123,28 +124,28 @@ void BrokerQueue::on_packet(const PacketMeta& meta) {
   const SubscriptionTable& table = *subscriptions_;
   if (decision.parsed && !table.observers.empty()) copy_to_observers(meta, decision.view);
   if (decision.parsed && decision.offered_to_clients() && !table.deciders.empty()) {
-    std::vector<Subscription> candidates;
+    // Scratch vectors reused from packet to packet: no allocation once they have grown.
+    candidates_.clear();
     for (const Subscription& s : table.deciders) {
       if (decision.deliver != nullptr && s.name != decision.deliver->subscription) continue;
-      if (s.selects(meta, decision.view)) candidates.push_back(s);
+      if (s.selects(meta, decision.view)) candidates_.push_back(&s);
     }
-    if (!candidates.empty()) {
-      std::vector<Subscription> chain;
-      const Subscription& first = candidates.front();
+    if (!candidates_.empty()) {
+      chain_.clear();
+      const Subscription& first = *candidates_.front();
       if (first.clash == proto::Clash::balance) {
-        std::vector<Subscription> group;
-        std::copy_if(candidates.begin(), candidates.end(), std::back_inserter(group),
-                     [&](const Subscription& s) {
-                       return s.clash == proto::Clash::balance && s.name == first.name;
-                     });
-        chain.push_back(group[flow_hash(decision.view) % group.size()]);
+        for (const Subscription* s : candidates_) {
+          if (s->clash == proto::Clash::balance && s->name == first.name) chain_.push_back(s);
+        }
+        chain_ = {chain_[flow_hash(decision.view) % chain_.size()]};
       } else if (first.clash == proto::Clash::chain) {
-        std::copy_if(candidates.begin(), candidates.end(), std::back_inserter(chain),
-                     [](const Subscription& s) { return s.clash == proto::Clash::chain; });
+        for (const Subscription* s : candidates_) {
+          if (s->clash == proto::Clash::chain) chain_.push_back(s);
+        }
       } else {
-        chain.push_back(first);
+        chain_.push_back(&first);
       }
-      offer(meta, chain, decision);
+      offer(meta, chain_, decision);
       return;
     }
   }
@@ -257,9 +258,10 @@ void BrokerQueue::copy_to_observers(const PacketMeta& meta, const PacketView& vi
   }
 }
 
-void BrokerQueue::offer(const PacketMeta& meta, const std::vector<Subscription>& chain,
+void BrokerQueue::offer(const PacketMeta& meta, std::span<const Subscription* const> chain,
                         const Decision& decision) {
   auto state = std::make_shared<ChainState>();
+  state->table = subscriptions_;
   state->subscription = chain.front();
   state->remaining.assign(chain.begin() + 1, chain.end());
   state->packet = packet_message(meta);
@@ -277,7 +279,7 @@ void BrokerQueue::offer(const PacketMeta& meta, const std::vector<Subscription>&
 // Tracks the packet for state->subscription and sends it; on overflow counts it and returns
 // false (the caller applies the fallback).
 bool BrokerQueue::offer_to(const std::shared_ptr<ChainState>& state) {
-  const Subscription& s = state->subscription;
+  const Subscription& s = *state->subscription;
   state->port = s.port;
   // A deliver rule's timeout and fallback govern its packets; otherwise the subscriber's.
   const auto timeout = state->rule_timeout.value_or(s.timeout);

@@ -68,7 +68,7 @@ class BrokerQueue {
   void on_packet(const PacketMeta& meta);
   void copy_to_observers(const PacketMeta& meta, const PacketView& view);
   /// Hands the packet to the head of `chain`, or applies the fallback when it cannot.
-  void offer(const PacketMeta& meta, const std::vector<Subscription>& chain,
+  void offer(const PacketMeta& meta, std::span<const Subscription* const> chain,
              const Decision& decision);
   bool offer_to(const std::shared_ptr<ChainState>& state);
   void on_client_verdict(SessionId session, const std::shared_ptr<SessionPort>& port,
@@ -100,6 +100,8 @@ class BrokerQueue {
   bool expiry_armed_ = false;
   Clock::time_point expiry_at_{};
   std::vector<std::uint8_t> encode_buffer_;
+  std::vector<const Subscription*> candidates_;  ///< on_packet's scratch
+  std::vector<const Subscription*> chain_;       ///< on_packet's scratch
 
   /// Packets plugins hold: handle -> (tracker token, flow id), and each flow's handles.
   struct Held {
