@@ -400,6 +400,8 @@ set style data histogram
 set style histogram cluster gap 1
 set style fill solid 0.8 border -1
 set grid ytics
+set yrange [0:*]
+set key top left
 set xlabel "scenario"
 set ylabel "kpps delivered (saturation)"
 plot "{data}" using 2:xtic(1) title "reference", "" using 3 title "pktbroker"
@@ -420,7 +422,16 @@ def main():
                         help="seconds per loss-free probe")
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs per side")
     parser.add_argument("--only", help="run only scenarios whose name contains this")
+    parser.add_argument("--replot", action="store_true",
+                        help="rewrite results.md and chart.png from the last results.json")
     args = parser.parse_args()
+    if args.replot:
+        with open(os.path.join(args.out, "results.json")) as f:
+            results = json.load(f)
+        with open(os.path.join(args.out, "results.md"), "w") as f:
+            f.write(markdown(results))
+        chart(results, os.path.join(args.out, "chart.png"))
+        return
     if os.geteuid() != 0:
         raise SystemExit("run_bench: needs root (network namespaces, iptables, NFQUEUE)")
     if os.cpu_count() < 2:
