@@ -40,7 +40,7 @@ def popen(ns, *args, **kwargs):
 
 
 def binary(name):
-    for path in (f"{BUILD}/bench/{name}", f"{BUILD}/broker/{name}"):
+    for path in (f"{BUILD}/bench/{name}", f"{BUILD}/broker/{name}", f"{BUILD}/replay/{name}"):
         if os.path.exists(path):
             return os.path.abspath(path)
     raise SystemExit(f"run_bench: {name} is not built in {BUILD}/ (run scripts/bench)")
@@ -64,6 +64,9 @@ class Topology:
         run("ip", "neigh", "add", SINK_ADDR, "lladdr", mac(SINK, "pktbs0"), "dev", "pktbg0",
             ns=GEN)
         run("ip", "neigh", "add", GEN_ADDR, "lladdr", mac(GEN, "pktbg0"), "dev", "pktbs0", ns=SINK)
+        # 20,000 short connections per replay round: ports enough, TIME_WAIT reused.
+        run("sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65535", ns=GEN)
+        run("sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1", ns=GEN)
         for i in range(CLIENT_PORTS):  # scenario 4 dispatches by mark
             run("iptables", "-t", "mangle", "-A", "PREROUTING", "-p", "udp", "--sport",
                 str(40000 + i), "-j", "MARK", "--set-mark", str(i + 1), ns=SINK)
@@ -307,6 +310,73 @@ def tcp_bulk(args, workdir):
     return results
 
 
+NGINX_CONF = """daemon off;
+master_process off;
+pid {dir}/nginx.pid;
+error_log stderr;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
+  uwsgi_temp_path {dir}; scgi_temp_path {dir};
+  server {{ listen {addr}:80 backlog=4096; location / {{ root {dir}; }} }}
+}}
+"""
+
+
+def replay_bench(args, workdir):
+    """pktreplay replaying 10,000 one-request HTTP flows against nginx, side by side with ab
+    doing the same 10,000 requests (one connection each, 64 at once)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test",
+                                    "netns"))
+    import pcap_writer as pw
+    with open(os.path.join(workdir, "index.html"), "w") as f:
+        f.write("hello\n")
+    conf = os.path.join(workdir, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(dir=workdir, addr=SINK_ADDR))
+    nginx = popen(SINK, "taskset", "-c", "1", "nginx", "-c", conf, "-p", workdir)
+    capture = os.path.join(workdir, "10k.pcap")
+    packets = []
+    for i in range(10_000):
+        c = pw.TcpConversation(f"10.1.{i // 250}.{i % 250 + 1}", 20000 + i % 40000, "10.0.0.2",
+                               80, time=i * 0.0001)
+        c.handshake().client_says(b"GET /index.html HTTP/1.1\r\nHost: bench\r\n\r\n")
+        c.server_says(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello\n").close()
+        packets += c.packets
+    packets.sort(key=lambda p: p[0])
+    pw.write_pcap(capture, packets)
+    env = dict(os.environ, PKTBROKER_PLUGIN_PATH=os.path.abspath(f"{BUILD}/plugins"))
+    replays, abs_ = [], []
+    try:
+        time.sleep(0.3)
+        for _ in range(args.rounds):
+            out = subprocess.run(["ip", "netns", "exec", GEN, "taskset", "-c", "0", "/usr/bin/time",
+                                  "-f", "maxrss_kib=%M", binary("pktreplay"), capture, "--target",
+                                  SINK_ADDR, "--concurrency", "64", "--json"],
+                                 capture_output=True, text=True, env=env)
+            report = json.loads(out.stdout)
+            flows = report["flows"]
+            complete = sum(1 for f in flows if f["status"] == "complete")
+            elapsed = report["summary"]["elapsed_s"]
+            moved = sum(f["bytes_sent"] + f["bytes_received"] for f in flows)
+            rss = int(re.search(r"maxrss_kib=(\d+)", out.stderr).group(1))
+            replays.append({"flows_per_s": len(flows) / elapsed, "bytes_per_s": moved / elapsed,
+                            "complete": complete, "maxrss_mib": round(rss / 1024, 1)})
+            ab = run("taskset", "-c", "0", "ab", "-q", "-n", "10000", "-c", "64",
+                     f"http://{SINK_ADDR}/index.html", ns=GEN).stdout
+            abs_.append(float(re.search(r"Requests per second:\s+([\d.]+)", ab).group(1)))
+            print(f"   pktreplay {replays[-1]['flows_per_s']:8.0f} flows/s "
+                  f"({complete} of {len(flows)} complete, {replays[-1]['maxrss_mib']} MiB); "
+                  f"ab {abs_[-1]:8.0f} requests/s", flush=True)
+    finally:
+        nginx.kill()
+    best = {k: statistics.median(r[k] for r in replays) for k in replays[0]}
+    return {**best, "ab_requests_per_s": statistics.median(abs_),
+            "ratio": statistics.median(r["flows_per_s"] for r in replays) /
+            statistics.median(abs_)}
+
+
 POLICY_HEAD = """broker:
   queues: [{num: 0, fail_open: false, max_len: 8192, copy_range: 128, gso: GSO}]
   default_verdict: accept
@@ -370,11 +440,19 @@ def markdown(results):
             f"{ref['cpu_us_per_packet']:.2f} / {pb['cpu_us_per_packet']:.2f} | "
             f"{ref['loss_free_pps']:,} / {pb['loss_free_pps']:,} | "
             f"{pb['latency']['p50_us']} / {pb['latency']['p99_us']} | {pb['added_p99_us']} |")
-    lines += ["", f"Latency without any queue: p50 {results['baseline_latency']['p50_us']} µs, "
-                  f"p99 {results['baseline_latency']['p99_us']} µs; through the reference: "
-                  f"p99 {results['scenarios'][next(iter(results['scenarios']))]['reference']['latency']['p99_us']} µs.",
+    baseline = results["baseline_latency"]
+    lines += ["", f"Latency without any queue: p50 {baseline['p50_us']} µs, "
+                  f"p99 {baseline['p99_us']} µs.",
               "", "| TCP bulk (one iperf3 stream) | Gbit/s |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in results["tcp_bulk"].items()]
+    if "replay" in results:
+        r = results["replay"]
+        lines += ["", "| 10,000 one-request HTTP flows vs nginx | flows/s | MB/s | max RSS MiB |",
+                  "|---|---:|---:|---:|",
+                  f"| pktreplay --concurrency 64 | {r['flows_per_s']:,.0f} | "
+                  f"{r['bytes_per_s'] / 1e6:.1f} | {r['maxrss_mib']} |",
+                  f"| ab -n 10000 -c 64 (reference client) | {r['ab_requests_per_s']:,.0f} | | |",
+                  f"| ratio | {r['ratio']:.2f} | | |"]
     m = results["micro"]
     lines += ["", "| policy rules | ns per packet |", "|---:|---:|"]
     lines += [f"| {k} | {v} |" for k, v in m["match_ns"].items()]
@@ -458,6 +536,8 @@ def main():
             echo.kill()
             print("== tcp bulk", flush=True)
             results["tcp_bulk"] = tcp_bulk(args, workdir)
+            print("== pktreplay: 10,000 HTTP flows against nginx, and ab", flush=True)
+            results["replay"] = replay_bench(args, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print("== policy matching and flow memory", flush=True)
