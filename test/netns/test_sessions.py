@@ -50,6 +50,23 @@ class Sessions(NetnsTestCase):
         self.assertEqual(stats["outstanding"], 0)
         self.assertEqual(daemon.stop(), 0)
 
+    def test_batched_reads_and_verdict_batches_decide_every_packet(self):
+        daemon = self.daemon(POLICY)
+        self.mark_ports(1)
+        client = self.client(daemon, name="batch", selector="{mark: 1}", verdict="drop",
+                             batch="64", batch_delay_ms="50", count="500")
+        sink = UdpSink(self, "127.0.0.1", 6001)
+        send_udp("127.0.0.1", 6001, 500)
+        self.assertEqual(client.wait_exit(), 0)
+        done = client.wait_line("done")
+        largest = int(done.split("largest_batch=")[1])
+        self.assertGreater(largest, 1)  # packets piled up during the delay were read together
+        self.assertLessEqual(largest, 64)
+        self.assertEqual(sink.settle(), 0)
+        stats = daemon.stats()["queue"]
+        self.assertEqual((stats["delivered"], stats["client_verdicts"], stats["dropped"]),
+                         (500, 500, 500))
+
     def test_observer_gets_copies_and_cannot_decide(self):
         daemon = self.daemon(POLICY)
         self.mark_ports(1)

@@ -5,7 +5,9 @@
 // clash (exclusive|chain|balance), priority, selector, verdict (accept|drop|repeat|pass|none),
 // set-mark, timeout-ms, fallback (accept|drop), count (exit after N packets),
 // die-after (exit at once, without verdicts, after N packets), stall (never read),
-// foreign-token (send a verdict for this token first), uppercase (upper-case the UDP payload:
+// foreign-token (send a verdict for this token first), batch (read up to N packets at a time
+// with next_packets and answer them with one verdicts call; batch-delay-ms waits before each
+// read so packets pile up), uppercase (upper-case the UDP payload:
 // a replacement-payload verdict), quiet (no per-packet lines), bad-payload (answer with a
 // malformed replacement), raw (send these hex bytes as a
 // datagram and print the answer).
@@ -132,6 +134,26 @@ int main(int argc, char** argv) {
           ? std::optional<std::uint32_t>(static_cast<std::uint32_t>(number("set-mark", 0)))
           : std::nullopt;
   long packets = 0;
+  if (const long batch = number("batch", 0); batch > 0) {
+    std::vector<ReceivedPacket> received;
+    std::vector<proto::Verdict> verdicts;
+    std::size_t largest = 0;
+    while (count < 0 || packets < count) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(number("batch-delay-ms", 0)));
+      if (client.next_packets(received, static_cast<std::size_t>(batch),
+                              static_cast<int>(number("idle-ms", -1)))) {
+        break;
+      }
+      packets += static_cast<long>(received.size());
+      largest = std::max(largest, received.size());
+      verdicts.clear();
+      for (const auto& p : received)
+        verdicts.push_back({p.info().token, verdict_code(verdict), mark, {}});
+      client.verdicts(verdicts);
+    }
+    say("done packets=%ld largest_batch=%zu", packets, largest);
+    return 0;
+  }
   ReceivedPacket packet;
   while (count < 0 || packets < count) {
     const auto error = client.next_packet(packet, static_cast<int>(number("idle-ms", -1)));
