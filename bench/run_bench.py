@@ -279,34 +279,35 @@ def scenario_runs(name, scenario, args, workdir, baseline):
 def tcp_bulk(args, workdir):
     """Gbit/s of one iperf3 stream through the queue: none, the reference, pktbrokerd with and
     without GSO."""
-    server = popen(SINK, "iperf3", "-s", "-1", "-p", "5201")
     results = {}
-    try:
-        cases = [("no queue", None, None), ("reference", "reference", None),
-                 ("pktbrokerd gso", "broker", True), ("pktbrokerd no gso", "broker", False)]
-        for label, side, gso in cases:
-            if server.poll() is not None:
-                server = popen(SINK, "iperf3", "-s", "-1", "-p", "5201")
-            time.sleep(0.3)
-            Topology.queue(None if side is None else "0", "tcp", "5201")
-            consumer = None
-            if side:
-                scenario = {"policy": POLICY_HEAD.replace("GSO", "true" if gso else "false") +
-                            "rules: []\n"}
-                consumer = Consumer(side, scenario, workdir)
-                consumer.start()
-            try:
-                out = run("iperf3", "-c", SINK_ADDR, "-p", "5201", "-t", str(args.seconds),
-                          "-J", ns=GEN, check=False).stdout
-                bits = json.loads(out)["end"]["sum_received"]["bits_per_second"] if out else 0
-            finally:
-                if consumer:
-                    consumer.stop()
-            results[label] = round(bits / 1e9, 2)
-            print(f"   tcp bulk, {label:18}: {results[label]} Gbit/s", flush=True)
-    finally:
-        server.kill()
-        Topology.queue(None)
+    cases = [("no queue", None, None), ("reference", "reference", None),
+             ("pktbrokerd gso", "broker", True), ("pktbrokerd no gso", "broker", False)]
+    for label, side, gso in cases:
+        server = popen(SINK, "iperf3", "-s", "-1", "-p", "5201")  # one test, then it exits
+        for _ in range(100):
+            if ":5201 " in run("ss", "-Hltn", ns=SINK).stdout:
+                break
+            time.sleep(0.02)
+        Topology.queue(None if side is None else "0", "tcp", "5201")
+        consumer = None
+        if side:
+            scenario = {"policy": POLICY_HEAD.replace("GSO", "true" if gso else "false") +
+                        "rules: []\n"}
+            consumer = Consumer(side, scenario, workdir)
+            consumer.start()
+        try:
+            report = json.loads(run("iperf3", "-c", SINK_ADDR, "-p", "5201", "-t",
+                                    str(args.seconds), "-J", ns=GEN, check=False).stdout or "{}")
+        finally:
+            if consumer:
+                consumer.stop()
+            server.kill()
+            server.wait()
+        bits = report.get("end", {}).get("sum_received", {}).get("bits_per_second")
+        results[label] = round(bits / 1e9, 2) if bits else None
+        print(f"   tcp bulk, {label:18}: {results[label]} Gbit/s "
+              f"{report.get('error', '')}", flush=True)
+    Topology.queue(None)
     return results
 
 
