@@ -120,9 +120,9 @@ void BrokerQueue::start() {
 
 void BrokerQueue::on_packet(const PacketMeta& meta) {
   const Decision decision = dispatcher_.decide(meta);
-  if (decision.hold_ms && hold(meta.packet_id, decision)) return;
   const SubscriptionTable& table = *subscriptions_;
   if (decision.parsed && !table.observers.empty()) copy_to_observers(meta, decision.view);
+  if (decision.hold_ms && hold(meta.packet_id, decision)) return;
   if (decision.parsed && decision.offered_to_clients() && !table.deciders.empty()) {
     // Scratch vectors reused from packet to packet: no allocation once they have grown.
     candidates_.clear();
