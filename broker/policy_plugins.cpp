@@ -3,6 +3,9 @@
 #include "broker/policy/matcher.hpp"
 #include "plugins/host/plugin_path.hpp"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <string>
 
 namespace pktbroker {
@@ -21,14 +24,13 @@ void check_fields(const Rule& rule, const MatchFields& fields, const PluginSet& 
     const std::string plugin_name = match.field.substr(0, dot);
     const std::string field = match.field.substr(dot + 1);
     const auto plugin = plugins.find(plugin_name);
-    const std::string where =
-        rule.file + ":" + std::to_string(rule.line) + ": rule '" + rule.name + "': ";
-    if (!plugin) throw PluginError(where + "plugin '" + plugin_name + "' is not loaded");
+    const std::string where = fmt::format("{}:{}: rule '{}': ", rule.file, rule.line, rule.name);
+    if (!plugin) throw PluginError(fmt::format("{}plugin '{}' is not loaded", where, plugin_name));
     if (!plugin->has_field(field)) {
-      std::string known;
-      for (const auto& name : plugin->fields()) known += (known.empty() ? "" : ", ") + name;
-      throw PluginError(where + "plugin '" + plugin_name + "' has no field '" + field +
-                        "' (it publishes: " + (known.empty() ? "nothing" : known) + ")");
+      const auto& known = plugin->fields();
+      throw PluginError(fmt::format(
+          "{}plugin '{}' has no field '{}' (it publishes: {})", where, plugin_name, field,
+          known.empty() ? "nothing" : fmt::format("{}", fmt::join(known, ", "))));
     }
   }
 }

@@ -37,7 +37,7 @@ namespace {
 
 constexpr auto connect_timeout = std::chrono::seconds(5);
 constexpr auto housekeeping_period = std::chrono::milliseconds(200);
-constexpr std::size_t read_size = 64 * 1024;
+constexpr std::size_t read_size = std::size_t{64} * 1024;
 
 pktb_tuple tuple_of(const RecordedFlow& flow) {
   pktb_tuple tuple{};

@@ -98,8 +98,8 @@ void print_table(std::ostream& out, const CaptureFacts& capture, const Summary& 
 
 void print_json(std::ostream& out, const CaptureFacts& capture, const Summary& summary) {
   std::map<std::string_view, std::size_t> by_status;
-  out << "{\"capture\": {\"file\": " << json_string(capture.file)
-      << ", \"link_type\": " << json_string(capture.link_type)
+  out << R"({"capture": {"file": )" << json_string(capture.file) << R"(, "link_type": )"
+      << json_string(capture.link_type)
       << fmt::format(
              ", \"packets\": {}, \"skipped\": {}, \"bad_packets\": {}, "
              "\"other_protocols\": {}, \"fragments\": {}}},\n",
@@ -123,7 +123,7 @@ void print_json(std::ostream& out, const CaptureFacts& capture, const Summary& s
     separator = ",\n  ";
   }
   out << "],\n \"summary\": {"
-      << fmt::format("\"flows\": {}, \"elapsed_s\": {:.3f}", summary.flows.size(),
+      << fmt::format(R"("flows": {}, "elapsed_s": {:.3f})", summary.flows.size(),
                      seconds(summary.elapsed));
   for (const auto& [status, count] : by_status) out << fmt::format(", \"{}\": {}", status, count);
   out << "}}\n";

@@ -57,7 +57,7 @@ class PluginError : public std::runtime_error {
 class Plugin {
  public:
   static constexpr std::size_t max_counters = 32;
-  static constexpr std::size_t max_flow_state = 64 * 1024;
+  static constexpr std::size_t max_flow_state = std::size_t{64} * 1024;
   static constexpr std::size_t max_field_length = 255;
 
   explicit Plugin(const PluginSpec& spec);

@@ -19,6 +19,8 @@
 #ifndef PKTBROKER_PLUGIN_H
 #define PKTBROKER_PLUGIN_H
 
+/* A C header: C++-only advice does not apply. */
+/* NOLINTBEGIN(modernize-deprecated-headers, modernize-use-using, modernize-redundant-void-arg) */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -248,5 +250,7 @@ typedef const pktb_plugin* (*pktb_plugin_entry_fn)(void);
 #ifdef __cplusplus
 }
 #endif
+
+/* NOLINTEND(modernize-deprecated-headers, modernize-use-using, modernize-redundant-void-arg) */
 
 #endif /* PKTBROKER_PLUGIN_H */
