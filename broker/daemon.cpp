@@ -111,7 +111,7 @@ void Daemon::report_stats() {
     std::lock_guard lock(reload_mutex_);
     plugins = plugins_;
   }
-  collect_stats(0, {}, [this, plugins](std::vector<QueueSnapshot> all) {
+  collect_stats(0, {}, [this, plugins](const std::vector<QueueSnapshot>& all) {
     for (const auto& snapshot : all) {
       for (const auto& line : format_stats(snapshot)) spdlog::info("{}", line);
     }

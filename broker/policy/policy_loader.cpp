@@ -941,13 +941,14 @@ std::shared_ptr<const Policy> finish(PolicyDraft policy, std::vector<Diagnostic>
                                  std::to_string(it->second->rule.line) + ")"});
     }
   }
-  for (auto& [plugin, where] : policy.plugin_references) {
+  for (auto& reference : policy.plugin_references) {
     const auto& loaded = policy.broker.plugins;
     if (std::none_of(loaded.begin(), loaded.end(),
-                     [&](const PluginSpec& spec) { return spec.name == plugin; })) {
-      where.message = "plugin '" + plugin +
-                      "' is used here but not loaded: add it to the policy's plugins: list";
-      diagnostics.push_back(std::move(where));
+                     [&](const PluginSpec& spec) { return spec.name == reference.plugin; })) {
+      reference.where.message =
+          "plugin '" + reference.plugin +
+          "' is used here but not loaded: add it to the policy's plugins: list";
+      diagnostics.push_back(std::move(reference.where));
     }
   }
   if (!diagnostics.empty()) {

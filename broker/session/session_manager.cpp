@@ -208,20 +208,21 @@ void SessionManager::verdicts(const std::shared_ptr<Session>& session,
                               std::vector<ClientVerdict> verdicts) {
   // One hand-over per queue for the whole batch: the queue then sends the kernel one verdict
   // message for all of them.
+  std::vector<bool> taken(verdicts.size());
   for (BrokerQueue* q : queues_) {
     std::vector<ClientVerdict> mine;
-    for (auto& verdict : verdicts) {
-      if (verdict.token != 0 && token_queue(verdict.token) == q->number()) {
-        mine.push_back(std::move(verdict));
-        verdict.token = 0;  // taken
+    for (std::size_t i = 0; i < verdicts.size(); ++i) {
+      if (!taken[i] && token_queue(verdicts[i].token) == q->number()) {
+        taken[i] = true;
+        mine.push_back(std::move(verdicts[i]));
       }
     }
     if (!mine.empty()) q->client_verdicts(session->id(), session, std::move(mine));
   }
-  for (const auto& verdict : verdicts) {
-    if (verdict.token == 0) continue;
+  for (std::size_t i = 0; i < verdicts.size(); ++i) {
+    if (taken[i]) continue;
     session->report_error(proto::ErrorCode::unknown_token,
-                          "token " + std::to_string(verdict.token) + " names no served queue");
+                          "token " + std::to_string(verdicts[i].token) + " names no served queue");
   }
 }
 
