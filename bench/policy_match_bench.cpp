@@ -114,9 +114,10 @@ double bytes_per_flow(std::size_t flows) {
 }  // namespace
 
 int main() {
-  std::printf("{\"match_ns\": {\"10\": %.1f, \"1000\": %.1f, \"10000\": %.1f}, ", match_ns(10),
+  std::printf(R"({"match_ns": {"10": %.1f, "1000": %.1f, "10000": %.1f}, )", match_ns(10),
               match_ns(1000), match_ns(10000));
-  std::printf("\"bytes_per_flow\": {\"100000\": %.1f, \"1000000\": %.1f}}\n",
+  std::printf(R"("bytes_per_flow": {"100000": %.1f, "1000000": %.1f}})"
+              "\n",
               bytes_per_flow(100'000), bytes_per_flow(1'000'000));
   return 0;
 }
