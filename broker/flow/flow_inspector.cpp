@@ -226,8 +226,9 @@ int FlowInspector::remember_name(const Plugin& /*plugin*/, const IpAddress& addr
   }
 }
 
-int FlowInspector::release(const Plugin& /*plugin*/, std::uint64_t packet_id,
+int FlowInspector::release(const Plugin& plugin, std::uint64_t packet_id,
                            const pktb_decision& decision) {
+  if (!plugin.check(decision)) return -1;  // the held packet keeps waiting for its deadline
   return release_ ? release_(packet_id, decision) : -1;
 }
 

@@ -221,16 +221,22 @@ pktb_decision Plugin::call_on_packet(CallSink& sink, pktb_flow& flow,
     invalid_decisions_.fetch_add(1, std::memory_order_relaxed);
     return pktb_decision{};
   }
-  const bool valid =
-      decision.action <= PKTB_ACCEPT_MODIFIED && (decision.flags & ~known_decision_flags) == 0 &&
-      decision.hold_ms <= max_hold_ms &&
-      (decision.action != PKTB_ACCEPT_MODIFIED ||
-       (decision.payload != nullptr && decision.payload_len > 0 && decision.payload_len <= 65535));
-  if (!valid) {
-    invalid_decisions_.fetch_add(1, std::memory_order_relaxed);
-    return pktb_decision{};
+  return check(decision) ? decision : pktb_decision{};
+}
+
+bool Plugin::check(const pktb_decision& decision) const noexcept {
+  bool valid = decision.action <= PKTB_ACCEPT_MODIFIED &&
+               (decision.flags & ~known_decision_flags) == 0 && decision.hold_ms <= max_hold_ms;
+  if (valid && decision.action == PKTB_ACCEPT_MODIFIED) {
+    // The replacement goes to the kernel as the packet: it must be a whole IP packet.
+    PacketView view;
+    valid = decision.payload != nullptr && decision.payload_len > 0 &&
+            decision.payload_len <= 65535 &&
+            parse_packet({decision.payload, decision.payload_len}, view) == ParseError::none &&
+            !view.captured_truncated;
   }
-  return decision;
+  if (!valid) invalid_decisions_.fetch_add(1, std::memory_order_relaxed);
+  return valid;
 }
 
 void Plugin::call_on_timer(CallSink& sink, pktb_flow& flow) const noexcept {

@@ -79,6 +79,10 @@ class Plugin {
   /// counted as invalid_decisions and returned as pass.
   pktb_decision call_on_packet(CallSink& sink, pktb_flow& flow,
                                const pktb_packet& packet) const noexcept;
+  /// Whether a decision (from on_packet or pktb_host::release) is one the host can apply:
+  /// a known action and flags, a sane hold, a modified packet that parses as a whole IP packet.
+  /// Invalid ones are counted as invalid_decisions.
+  [[nodiscard]] bool check(const pktb_decision& decision) const noexcept;
   void call_on_timer(CallSink& sink, pktb_flow& flow) const noexcept;
   void call_replay_recorded(CallSink& sink, pktb_flow& flow,
                             const pktb_packet& packet) const noexcept;

@@ -133,12 +133,18 @@ rules:
   CHECK(decide("mark").verdict == Verdict{VerdictKind::accept, 7});
   CHECK(decide("pass").verdict == Verdict{VerdictKind::accept, 5});  // no opinion: fallback
   CHECK(decide("garbage").verdict == Verdict{VerdictKind::accept, 5});
+  const Decision modified = decide("Modified");
+  CHECK(modified.verdict == Verdict{VerdictKind::accept, {}});
+  CHECK(modified.replacement.size() == 28 + 8);
+  const Decision not_ip = decide("xnot an IP packet");  // counted, and the fallback applies
+  CHECK(not_ip.verdict == Verdict{VerdictKind::accept, 5});
+  CHECK(not_ip.replacement.empty());
   const Decision held = decide("hold");
   REQUIRE(held.hold_ms);
   CHECK(*held.hold_ms == 300);
   CHECK(held.verdict == Verdict{VerdictKind::accept, 5});  // what applies at the deadline
-  CHECK(dispatcher.counters().plugin_verdicts == 2);
-  CHECK(plugins->find("valid")->invalid_decisions() == 1);
+  CHECK(dispatcher.counters().plugin_verdicts == 3);
+  CHECK(plugins->find("valid")->invalid_decisions() == 2);
   CHECK(dispatcher.rule_stats()[0].counters.packets == 1);
 }
 

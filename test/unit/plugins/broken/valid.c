@@ -56,6 +56,16 @@ static void on_packet(void* global, pktb_call* call, pktb_flow* flow, const pktb
       decision->set_mark = 7;
       break;
     case 'g': decision->action = 42; break; /* garbage */
+    case 'M': /* the packet itself as its replacement: a whole IP packet */
+      decision->action = PKTB_ACCEPT_MODIFIED;
+      decision->payload = packet->data;
+      decision->payload_len = packet->len;
+      break;
+    case 'x': /* "modified" to its payload alone: not an IP packet */
+      decision->action = PKTB_ACCEPT_MODIFIED;
+      decision->payload = packet->l4_data;
+      decision->payload_len = packet->l4_len;
+      break;
     case 't':
       ((struct flow_state*)flow->state)->held_packet = packet->id;
       g->host->set_timer(call, 20);
