@@ -309,16 +309,7 @@ void FlowRun::send_client_turn() {
     self->next_turn();
   };
   if (!udp()) return asio::async_write(tcp_, asio::buffer(*data), done);
-  // One datagram per recorded datagram (a rewritten single datagram keeps its new size).
-  const auto& sizes = turn().datagrams;
-  if (sizes.size() <= 1) return udp_.async_send(asio::buffer(*data), done);
-  boost::system::error_code error;
-  std::size_t offset = 0;
-  for (const std::uint32_t size : sizes) {
-    udp_.send(asio::buffer(data->data() + offset, size), 0, error);
-    offset += size;
-  }
-  done(error, offset);
+  udp_.async_send(asio::buffer(*data), done);  // a client turn is one datagram (flows.cpp)
 }
 
 void FlowRun::arm_idle() {

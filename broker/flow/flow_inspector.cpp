@@ -51,7 +51,7 @@ void FlowInspector::set_plugins(std::shared_ptr<const PluginSet> plugins) {
 Inspection FlowInspector::inspect(const PacketMeta& meta, const PacketView& view,
                                   std::uint64_t packet_id, Clock::time_point now) noexcept {
   Inspection result;
-  if (!active() && table_.size() == 0) return result;
+  if (!tracking()) return result;
   now_ = now;
   FlowTable::Lookup found;
   try {

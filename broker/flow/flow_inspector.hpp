@@ -44,6 +44,8 @@ class FlowInspector final : private CallSink {
   ~FlowInspector() override;
 
   [[nodiscard]] bool active() const noexcept { return !plugins_->empty(); }
+  /// Plugins are loaded, or flows of earlier ones are still open: packets need inspecting.
+  [[nodiscard]] bool tracking() const noexcept { return active() || table_.size() != 0; }
   /// Replaces the plugins for new flows; flows already open keep theirs.
   void set_plugins(std::shared_ptr<const PluginSet> plugins);
 
