@@ -61,7 +61,7 @@ bool supported(int link_type) {
 
 }  // namespace
 
-Capture read_capture(const std::filesystem::path& file) {
+Capture read_capture(const std::filesystem::path& file, std::size_t max_bytes) {
   char error[PCAP_ERRBUF_SIZE] = {};
   std::unique_ptr<pcap_t, decltype(&pcap_close)> pcap(
       pcap_open_offline_with_tstamp_precision(file.c_str(), PCAP_TSTAMP_PRECISION_NANO, error),
@@ -76,6 +76,7 @@ Capture read_capture(const std::filesystem::path& file) {
                        " (supported: EN10MB, LINUX_SLL, LINUX_SLL2, RAW, IPV4, IPV6, NULL, LOOP)");
   }
   std::chrono::nanoseconds first{-1};
+  std::size_t bytes = 0;
   while (true) {
     pcap_pkthdr* header = nullptr;
     const std::uint8_t* frame = nullptr;
@@ -99,6 +100,11 @@ Capture read_capture(const std::filesystem::path& file) {
     const std::chrono::nanoseconds time =
         std::chrono::seconds(header->ts.tv_sec) + std::chrono::nanoseconds(header->ts.tv_usec);
     if (first.count() < 0) first = time;
+    bytes += header->caplen - static_cast<std::size_t>(offset);
+    if (bytes > max_bytes) {
+      throw CaptureError(file.string() + ": its packets take more than " +
+                         std::to_string(max_bytes >> 20) + " MiB (--max-memory)");
+    }
     capture.packets.push_back(
         {time - first, std::vector<std::uint8_t>(frame + offset, frame + header->caplen)});
   }

@@ -31,7 +31,9 @@ class CaptureError : public std::runtime_error {
 
 /// Reads the whole file (pcap or pcapng). Supported link types: Ethernet (with VLAN tags),
 /// Linux cooked v1 and v2 (tcpdump -i any), raw IPv4/IPv6, BSD loopback. Throws CaptureError for
-/// an unreadable, truncated or unsupported file.
-Capture read_capture(const std::filesystem::path& file);
+/// an unreadable, truncated or unsupported file, or one whose IP packets take more than
+/// `max_bytes`.
+Capture read_capture(const std::filesystem::path& file,
+                     std::size_t max_bytes = std::size_t{1} << 30);
 
 }  // namespace pktbroker::replay

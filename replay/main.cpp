@@ -172,10 +172,10 @@ int main(int argc, char** argv) {
       "load another plugin; repeatable")("no-plugins", po::bool_switch(&arguments.no_plugins),
                                          "use the default turn-taking for every flow")(
       "max-flow-memory", po::value(&arguments.max_flow_mib)->value_name("MIB")->default_value(16),
-      "live bytes kept per flow for --compare")(
+      "server bytes kept per turn for plugins and --compare (the rest is counted)")(
       "max-memory", po::value(&arguments.max_memory_mib)->value_name("MIB")->default_value(1024),
-      "refuse captures whose payloads need more")("json", po::bool_switch(&arguments.json),
-                                                  "print the results as JSON")(
+      "refuse captures whose packets take more")("json", po::bool_switch(&arguments.json),
+                                                 "print the results as JSON")(
       "all", po::bool_switch(&arguments.every_flow), "list every flow, not only failed ones")(
       "help,h", "show this help")("version", "show the version");
   po::options_description hidden;
@@ -246,7 +246,7 @@ int main(int argc, char** argv) {
 
   Capture capture;
   try {
-    capture = read_capture(arguments.capture);
+    capture = read_capture(arguments.capture, options.max_total_bytes);
   } catch (const CaptureError& error) {
     std::cerr << "pktreplay: " << error.what() << '\n';
     return exit_capture;
@@ -258,13 +258,6 @@ int main(int argc, char** argv) {
                      flows.fragments};
   capture.packets.clear();
   capture.packets.shrink_to_fit();
-  std::uint64_t payload = 0;
-  for (const RecordedFlow& flow : flows.flows) payload += flow.client_bytes + flow.server_bytes;
-  if (payload > options.max_total_bytes) {
-    std::cerr << "pktreplay: " << arguments.capture << ": its flows carry " << payload
-              << " bytes, more than --max-memory " << arguments.max_memory_mib << " MiB\n";
-    return exit_capture;
-  }
   if (flows.flows.empty()) {
     std::cerr << "pktreplay: " << arguments.capture << ": nothing to replay (" << facts.packets
               << " packets, no TCP or UDP flow carrying data)\n";

@@ -144,7 +144,8 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
   Clock::time_point last_progress_{};
   std::size_t turn_ = 0;
   std::vector<std::uint8_t> read_buffer_;
-  std::vector<std::uint8_t> received_;  ///< this server turn's bytes
+  std::vector<std::uint8_t> received_;  ///< this server turn's bytes, up to max_flow_bytes
+  std::size_t turn_bytes_ = 0;          ///< this server turn's bytes, all of them
   std::size_t datagrams_ = 0;           ///< this server turn's datagrams (UDP)
   std::size_t kept_ = 0;                ///< live bytes kept for --compare
   std::size_t first_difference_ = 0;    ///< turn (1-based) of the first differing answer
@@ -269,6 +270,7 @@ void FlowRun::next_turn() {
   }
   if (turn().side == Side::server) {
     received_.clear();
+    turn_bytes_ = 0;
     datagrams_ = 0;
     arm_idle();
     return do_read();
@@ -352,14 +354,18 @@ void FlowRun::do_read() {
 void FlowRun::on_data(std::size_t size) {
   last_progress_ = Clock::now();
   result_.bytes_received += size;
+  turn_bytes_ += size;
+  // Kept up to the per-flow cap: a server that streams forever costs bounded memory.
+  const std::size_t room = replayer_.options().max_flow_bytes -
+                           std::min(received_.size(), replayer_.options().max_flow_bytes);
   received_.insert(received_.end(), read_buffer_.begin(),
-                   read_buffer_.begin() + static_cast<long>(size));
+                   read_buffer_.begin() + static_cast<long>(std::min(size, room)));
   ++datagrams_;
   pktb_turn verdict = PKTB_EXPECT_MORE;
   if (plugin_ != nullptr && plugin_->descriptor().replay_server_data != nullptr) {
     verdict = plugin_->call_replay_server_data(*this, plugin_state_.abi, received_, turn().data);
   } else if (udp() ? datagrams_ >= std::max<std::size_t>(turn().datagrams.size(), 1)
-                   : received_.size() >= turn().data.size()) {
+                   : turn_bytes_ >= turn().data.size()) {
     verdict = PKTB_TURN_OVER;  // the default: as much as was recorded
   }
   if (verdict == PKTB_FLOW_DONE) {

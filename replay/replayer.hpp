@@ -26,8 +26,8 @@ struct Options {
   double speed = 1.0;                             ///< original timing divided by this
   std::chrono::milliseconds turn_timeout{1000};   ///< server idle within a turn
   std::chrono::milliseconds flow_timeout{30000};  ///< no progress at all: the flow is stalled
-  std::size_t max_flow_bytes = 16 << 20;          ///< live bytes kept per flow for --compare
-  std::size_t max_total_bytes = 1 << 30;          ///< recorded plus kept live bytes
+  std::size_t max_flow_bytes = 16 << 20;          ///< live bytes kept per server turn, and compared
+  std::size_t max_total_bytes = 1 << 30;  ///< the capture's packets, then its flows' payloads
   bool compare = false;
 };
 

@@ -11,7 +11,7 @@ PKTBROKER_PACKAGES=(
   libtins-dev libpcap-dev
   # run, test, demo
   iptables iproute2 iputils-ping curl netcat-openbsd dnsutils python3
-  util-linux procps kmod conntrack tcpdump
+  util-linux procps kmod conntrack tcpdump time
   # servers the plugin tests talk to (started by the tests inside namespaces, never as services)
   dnsmasq-base nginx-light vsftpd openssl
   # the benchmark (scripts/bench): TCP bulk, a reference HTTP client, the chart

@@ -6,6 +6,7 @@ over ordinary sockets."""
 import json
 import os
 import subprocess
+import threading
 import time
 
 import pcap_writer as pw
@@ -297,7 +298,32 @@ class Replay(NetnsTestCase):
         self.synthetic_http(big, b"GET / HTTP/1.1\r\n\r\n", b"x" * (3 << 20))
         status, _, stderr = self.pktreplay(big, "--target", "127.0.0.1", "--max-memory", "2")
         self.assertEqual(status, 3)
-        self.assertIn("more than --max-memory 2 MiB", stderr)
+        self.assertIn("big.pcap: its packets take more than 2 MiB (--max-memory)", stderr)
+
+    def test_a_server_that_streams_on_costs_no_more_than_the_turn_cap(self):
+        def stream_forever(listener):
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(4096)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+                for _ in range(64):
+                    connection.sendall(b"x" * (1 << 20))
+
+        listener = tcp_listener(self, "127.0.0.1", 8081)
+        threading.Thread(target=stream_forever, args=(listener,), daemon=True).start()
+        path = os.path.join(self.scratch(), "stream.pcap")
+        self.synthetic_http(path, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nshort")
+        # The http plugin waits for the close: all 64 MiB pass through one server turn.
+        env = dict(os.environ, PKTBROKER_PLUGIN_PATH=PLUGINS)
+        result = subprocess.run(["/usr/bin/time", "-f", "maxrss_kib=%M", PKTREPLAY, "--json",
+                                 path, "--target", "127.0.0.1:8081", "--max-flow-memory", "1"],
+                                capture_output=True, text=True, env=env, timeout=120)
+        (flow,) = json.loads(result.stdout)["flows"]
+        self.assertEqual((flow["status"], flow["plugin"]), ("complete", "http"))
+        self.assertGreater(flow["bytes_received"], 64 << 20)
+        rss_mib = int(result.stderr.split("maxrss_kib=")[1]) / 1024
+        self.assertLess(rss_mib, 32, "the turn's bytes were kept beyond --max-flow-memory")
 
     def test_a_bad_packet_is_counted_and_skipped(self):
         self.nginx({"index.html": b"hello\n"})
