@@ -492,12 +492,6 @@ class FileReader {
   }
 
  private:
-  static bool valid_plugin_name(std::string_view name) {
-    return !name.empty() && name.size() <= 32 && std::all_of(name.begin(), name.end(), [](char c) {
-      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-    });
-  }
-
   void reference_plugin(const std::string& plugin, const YAML::Mark& mark) {
     plugin_references_.push_back({plugin, {file_, mark.line + 1, mark.column + 1, {}}});
   }

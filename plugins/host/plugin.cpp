@@ -13,12 +13,6 @@ namespace {
 constexpr std::uint32_t known_decision_flags = PKTB_DECISION_SET_MARK;
 constexpr std::uint32_t max_hold_ms = 60'000;
 
-bool valid_name(std::string_view name) {
-  return !name.empty() && name.size() <= 32 && std::all_of(name.begin(), name.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-  });
-}
-
 int call_set_field(pktb_call* call, const char* field, const char* value, std::size_t len) {
   if (call == nullptr || field == nullptr || (value == nullptr && len != 0)) return -1;
   if (len > Plugin::max_field_length || !call->plugin->has_field(field)) return -1;
@@ -83,7 +77,7 @@ Plugin::Plugin(const PluginSpec& spec) : name_(spec.name), path_(spec.path), con
          std::to_string(PKTB_PLUGIN_ABI_VERSION) + " needs " + std::to_string(sizeof(pktb_plugin)));
   }
   const std::string own_name = descriptor_->name != nullptr ? descriptor_->name : "";
-  if (!valid_name(own_name)) {
+  if (!valid_plugin_name(own_name)) {
     fail("bad plugin name '" + own_name + "': expected 1 to 32 of a-z, 0-9, _");
   }
   if (own_name != spec.name) {
@@ -103,7 +97,7 @@ Plugin::Plugin(const PluginSpec& spec) : name_(spec.name), path_(spec.path), con
   }
   for (const char* const* field = descriptor_->fields; field != nullptr && *field != nullptr;
        ++field) {
-    if (!valid_name(*field)) fail(std::string("bad field name '") + *field + "'");
+    if (!valid_plugin_name(*field)) fail(std::string("bad field name '") + *field + "'");
     fields_.emplace_back(*field);
   }
   if (descriptor_->flow_state_size > max_flow_state) {

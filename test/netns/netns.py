@@ -359,6 +359,46 @@ def port_open(port, address="127.0.0.1"):
         return s.connect_ex((address, port)) == 0
 
 
+NGINX_CONF = """daemon off;
+master_process off;
+pid {dir}/nginx.pid;
+error_log stderr;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
+  uwsgi_temp_path {dir}; scgi_temp_path {dir};
+  server {{
+    listen 127.0.0.1:80;
+    listen [::1]:80;
+    location / {{ root {root}; }}
+  }}
+}}
+"""
+
+VSFTPD_CONF = """listen=YES
+listen_address=127.0.0.1
+background=NO
+anonymous_enable=YES
+local_enable=NO
+write_enable=NO
+anon_root={root}
+no_anon_password=YES
+pasv_enable=YES
+pasv_min_port=40000
+pasv_max_port=40999
+seccomp_sandbox=NO
+secure_chroot_dir={empty}
+xferlog_enable=NO
+"""
+
+
+def write_files(root, files):
+    for name, data in files.items():
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(data)
+
+
 def tcp_listener(test, address, port):
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -475,6 +515,31 @@ class NetnsTestCase(unittest.TestCase):
                      what=f"{argv[0]} to listen on {port}")
         self.assertIsNone(process.poll(), f"{argv[0]} exited early")
         return process
+
+    def nginx(self, files):
+        """nginx on 127.0.0.1:80 and [::1]:80 serving `files` ({name: bytes}); returns its root."""
+        scratch = self.scratch()
+        root = os.path.join(scratch, "www")
+        os.makedirs(root)
+        write_files(root, files)
+        conf = os.path.join(scratch, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(dir=scratch, root=root))
+        self.server("nginx", "-c", conf, "-p", scratch, port=80)
+        return root
+
+    def vsftpd(self, files):
+        """Anonymous vsftpd on 127.0.0.1:21 (passive ports 40000-40999) serving `files`."""
+        scratch = self.scratch()
+        root, empty = os.path.join(scratch, "root"), os.path.join(scratch, "empty")
+        os.makedirs(root)
+        os.makedirs(empty)
+        os.chmod(scratch, 0o755)  # vsftpd refuses a root others cannot read
+        write_files(root, files)
+        conf = os.path.join(scratch, "vsftpd.conf")
+        with open(conf, "w") as f:
+            f.write(VSFTPD_CONF.format(root=root, empty=empty))
+        self.server("vsftpd", conf, port=21)
 
     def iptables(self, *args, ipv6=False):
         run("ip6tables" if ipv6 else "iptables", *args)

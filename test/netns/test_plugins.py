@@ -109,23 +109,6 @@ rules:
             self.daemon(typo)
 
 
-NGINX_CONF = """daemon off;
-master_process off;
-pid {dir}/nginx.pid;
-error_log stderr;
-events {{ worker_connections 64; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
-  uwsgi_temp_path {dir}; scgi_temp_path {dir};
-  server {{
-    listen 127.0.0.1:80;
-    location / {{ return 200 "hello from nginx\\n"; }}
-  }}
-}}
-"""
-
-
 class Http(NetnsTestCase):
     POLICY = QUEUE + """plugins: [{name: http}]
 rules:
@@ -139,11 +122,7 @@ rules:
 
     def setUp(self):
         super().setUp()
-        scratch = self.scratch()
-        conf = os.path.join(scratch, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(dir=scratch))
-        self.server("nginx", "-c", conf, "-p", scratch, port=80)
+        self.nginx({"index.html": b"hello from nginx\n"})
         run("iptables", "-A", "OUTPUT", "-p", "tcp", "--dport", "80", "-j", "NFQUEUE",
             "--queue-num", "0")
 
@@ -216,23 +195,6 @@ rules:
         self.assertEqual(daemon.plugin_stats("tls")["client_hellos"], 2)
 
 
-VSFTPD_CONF = """listen=YES
-listen_address=127.0.0.1
-background=NO
-anonymous_enable=YES
-local_enable=NO
-write_enable=NO
-anon_root={root}
-no_anon_password=YES
-pasv_enable=YES
-pasv_min_port=40000
-pasv_max_port=40100
-seccomp_sandbox=NO
-secure_chroot_dir={empty}
-xferlog_enable=NO
-"""
-
-
 class Ftp(NetnsTestCase):
     POLICY = QUEUE + """plugins: [{name: ftp}]
 rules:
@@ -243,19 +205,9 @@ rules:
 
     def setUp(self):
         super().setUp()
-        scratch = self.scratch()
-        root, empty = os.path.join(scratch, "root"), os.path.join(scratch, "empty")
-        os.makedirs(root)
-        os.makedirs(empty)
-        os.chmod(scratch, 0o755)
         self.content = os.urandom(200_000)
-        with open(os.path.join(root, "file.bin"), "wb") as f:
-            f.write(self.content)
-        conf = os.path.join(scratch, "vsftpd.conf")
-        with open(conf, "w") as f:
-            f.write(VSFTPD_CONF.format(root=root, empty=empty))
-        self.server("vsftpd", conf, port=21)
-        self.target = os.path.join(scratch, "download.bin")
+        self.vsftpd({"file.bin": self.content})
+        self.target = os.path.join(self.scratch(), "download.bin")
         # Every TCP packet in both directions goes through the queue. This kernel sends no
         # conntrack state with queued packets: ct_state comes from pktbrokerd's flow table.
         run("iptables", "-A", "OUTPUT", "-p", "tcp", "-j", "NFQUEUE", "--queue-num", "0")

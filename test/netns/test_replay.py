@@ -10,44 +10,10 @@ import threading
 import time
 
 import pcap_writer as pw
-from netns import PLUGINS, NetnsTestCase, main, run, tcp_listener
+from netns import PLUGINS, NetnsTestCase, main, run, tcp_listener, write_files
 
 PKTREPLAY = os.environ.get("PKTREPLAY", "")
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-NGINX_CONF = """daemon off;
-master_process off;
-pid {dir}/nginx.pid;
-error_log stderr;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
-  uwsgi_temp_path {dir}; scgi_temp_path {dir};
-  server {{
-    listen 127.0.0.1:80;
-    listen [::1]:80;
-    location / {{ root {root}; }}
-  }}
-}}
-"""
-
-VSFTPD_CONF = """listen=YES
-listen_address=127.0.0.1
-background=NO
-anonymous_enable=YES
-local_enable=NO
-write_enable=NO
-anon_root={root}
-no_anon_password=YES
-pasv_enable=YES
-pasv_min_port=40000
-pasv_max_port=40999
-seccomp_sandbox=NO
-secure_chroot_dir={empty}
-xferlog_enable=NO
-"""
-
 
 def pattern(size, seed):
     return bytes((i * 7 + seed) % 251 for i in range(size))
@@ -66,23 +32,6 @@ class Replay(NetnsTestCase):
 
     def statuses(self, report):
         return [flow["status"] for flow in report["flows"]]
-
-    def nginx(self, files):
-        """nginx on 127.0.0.1:80 and [::1]:80 serving `files` {name: bytes}; returns the root."""
-        scratch = self.scratch()
-        root = os.path.join(scratch, "www")
-        os.makedirs(root)
-        self.write_files(root, files)
-        conf = os.path.join(scratch, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(dir=scratch, root=root))
-        self.server("nginx", "-c", conf, "-p", scratch, port=80)
-        return root
-
-    def write_files(self, root, files):
-        for name, data in files.items():
-            with open(os.path.join(root, name), "wb") as f:
-                f.write(data)
 
     def capture(self, filter_expression, action):
         """Runs `action` while tcpdump records loopback traffic; returns the pcap's path."""
@@ -118,7 +67,7 @@ class Replay(NetnsTestCase):
         self.assertEqual(report["flows"][0]["turns"], 4)  # request, response, request, response
         self.assertGreater(report["flows"][0]["bytes_received"], 200_000)
 
-        self.write_files(root, {"big.bin": pattern(200_000, 2)})  # same size, other content
+        write_files(root, {"big.bin": pattern(200_000, 2)})  # same size, other content
         _, report, _ = self.pktreplay(capture, "--target", "127.0.0.1", "--compare",
                                       expect_exit=1)
         first = report["flows"][0]
@@ -126,17 +75,9 @@ class Replay(NetnsTestCase):
         self.assertEqual(self.statuses(report)[1:], ["complete"] * 2)
 
     def test_ftp_data_connection_is_replayed_to_the_port_the_live_server_announces(self):
-        scratch = self.scratch()
-        root, empty = os.path.join(scratch, "root"), os.path.join(scratch, "empty")
-        os.makedirs(root)
-        os.makedirs(empty)
-        os.chmod(scratch, 0o755)
         content = pattern(300_000, 3)
-        self.write_files(root, {"file.bin": content})
-        conf = os.path.join(scratch, "vsftpd.conf")
-        with open(conf, "w") as f:
-            f.write(VSFTPD_CONF.format(root=root, empty=empty))
-        self.server("vsftpd", conf, port=21)
+        self.vsftpd({"file.bin": content})
+        scratch = self.scratch()
         download = os.path.join(scratch, "download.bin")
         capture = self.capture("tcp", lambda: run("curl", "-s", "--ftp-pasv", "-o", download,
                                                   "ftp://127.0.0.1/file.bin"))
