@@ -40,6 +40,8 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_queue.h>
 
+#include "bench_cli.h"
+
 #define BATCH 64                   /* datagrams per recvmmsg() */
 #define DGRAM_SIZE (0xffff + 4096) /* largest packet copy plus netlink/nfqueue metadata */
 #define QUEUE_MAXLEN 8192
@@ -54,22 +56,6 @@ static void on_signal(int sig) {
 
 static void usage(FILE* out) {
   fprintf(out, "usage: nfq_reference [--queue N] [--copy-range BYTES] [--cpu K] [--fail-open]\n");
-}
-
-static void die(const char* what) {
-  fprintf(stderr, "nfq_reference: %s: %s\n", what, strerror(errno));
-  exit(1);
-}
-
-static unsigned long parse_num(const char* opt, const char* s, unsigned long max) {
-  char* end;
-  errno = 0;
-  unsigned long v = strtoul(s, &end, 10);
-  if (errno || *s == '\0' || *end != '\0' || s[0] == '-' || v > max) {
-    fprintf(stderr, "nfq_reference: invalid value for %s: '%s'\n", opt, s);
-    exit(1);
-  }
-  return v;
 }
 
 /* Id bookkeeping for one recvmmsg() batch. Kernel ids are a wrapping u32 sequence, so

@@ -38,6 +38,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "bench_cli.h"
+
 #define BATCH 32
 #define SNDBUF_BYTES (16 << 20)
 #define MAX_PAYLOAD 65507
@@ -48,22 +50,6 @@ static void usage(FILE* out) {
           "usage: udp_blast --dst ADDR --port P --size BYTES --rate PPS --duration SECONDS\n"
           "                 [--cpu K] [--src-port-spread N] [--src-port BASE] [--mark-spread M]\n"
           "                 [--payload-file PATH]\n");
-}
-
-static void die(const char* what) {
-  fprintf(stderr, "udp_blast: %s: %s\n", what, strerror(errno));
-  exit(1);
-}
-
-static unsigned long parse_num(const char* opt, const char* s, unsigned long max) {
-  char* end;
-  errno = 0;
-  unsigned long v = strtoul(s, &end, 10);
-  if (errno || *s == '\0' || *end != '\0' || s[0] == '-' || v > max) {
-    fprintf(stderr, "udp_blast: invalid value for %s: '%s'\n", opt, s);
-    exit(1);
-  }
-  return v;
 }
 
 static double now_s(void) {

@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_cli.h"
+
 #define TIMEOUT_NS (200 * 1000000LL)
 
 struct probe {
@@ -39,22 +41,6 @@ static void usage(FILE* out) {
   fprintf(out,
           "usage: udp_echo_latency --server ADDR PORT\n"
           "       udp_echo_latency --client ADDR PORT --count N --interval-us U\n");
-}
-
-static void die(const char* what) {
-  fprintf(stderr, "udp_echo_latency: %s: %s\n", what, strerror(errno));
-  exit(1);
-}
-
-static unsigned long parse_num(const char* opt, const char* s, unsigned long max) {
-  char* end;
-  errno = 0;
-  unsigned long v = strtoul(s, &end, 10);
-  if (errno || *s == '\0' || *end != '\0' || s[0] == '-' || v > max) {
-    fprintf(stderr, "udp_echo_latency: invalid value for %s: '%s'\n", opt, s);
-    exit(1);
-  }
-  return v;
 }
 
 static uint64_t now_ns(void) {

@@ -1,0 +1,28 @@
+/* Error and argument helpers shared by the bench programs (messages carry the program name). */
+#ifndef PKTBROKER_BENCH_CLI_H
+#define PKTBROKER_BENCH_CLI_H
+
+#include <errno.h> /* program_invocation_short_name: define _GNU_SOURCE before any include */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Reports what failed with errno's text and exits 1. */
+static void die(const char* what) {
+  fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, what, strerror(errno));
+  exit(1);
+}
+
+/* A decimal number from 0 to max for option opt, or a message and exit 1. */
+static unsigned long parse_num(const char* opt, const char* s, unsigned long max) {
+  char* end;
+  errno = 0;
+  unsigned long v = strtoul(s, &end, 10);
+  if (errno || *s == '\0' || *end != '\0' || s[0] == '-' || v > max) {
+    fprintf(stderr, "%s: invalid value for %s: '%s'\n", program_invocation_short_name, opt, s);
+    exit(1);
+  }
+  return v;
+}
+
+#endif
