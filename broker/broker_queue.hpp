@@ -99,7 +99,6 @@ class BrokerQueue {
   boost::asio::steady_timer expiry_timer_;
   bool expiry_armed_ = false;
   Clock::time_point expiry_at_{};
-  std::vector<std::uint8_t> encode_buffer_;
   std::vector<const Subscription*> candidates_;  ///< on_packet's scratch
   std::vector<const Subscription*> chain_;       ///< on_packet's scratch
 

@@ -31,13 +31,6 @@ std::size_t FlowKeyHash::operator()(const FlowKey& key) const noexcept {
   return static_cast<std::size_t>(hash ^ (hash >> 29));
 }
 
-const std::string* PluginFlow::field(std::string_view name) const noexcept {
-  for (const auto& [key, value] : fields) {
-    if (key == name) return &value;
-  }
-  return nullptr;
-}
-
 FlowTable::FlowTable(FlowLimits limits, CloseHandler on_close)
     : limits_(limits), on_close_(std::move(on_close)) {
   flows_.reserve(std::min<std::size_t>(limits_.capacity, 4096));

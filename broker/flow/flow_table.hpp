@@ -60,8 +60,6 @@ struct PluginFlow {
   std::unique_ptr<std::uint8_t[]> state;
   std::vector<std::pair<std::string, std::string>> fields;  ///< "dns.qname" -> value
   std::optional<Clock::time_point> timer;
-
-  [[nodiscard]] const std::string* field(std::string_view name) const noexcept;
 };
 
 struct Flow {
@@ -131,7 +129,6 @@ class FlowTable {
   [[nodiscard]] std::size_t size() const noexcept { return flows_.size(); }
   [[nodiscard]] std::size_t expectations() const noexcept { return expectations_.size(); }
   [[nodiscard]] const Counters& counters() const noexcept { return counters_; }
-  [[nodiscard]] const FlowLimits& limits() const noexcept { return limits_; }
   /// The tuple of a flow as client -> server.
   [[nodiscard]] static pktb_tuple tuple_of(const Flow& flow) noexcept;
 
