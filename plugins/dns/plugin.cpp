@@ -24,11 +24,13 @@ struct Global {
   std::uint32_t queries;
   std::uint32_t responses;
   std::uint32_t addresses;
+  std::uint32_t too_long;
   std::array<std::uint32_t, static_cast<std::size_t>(DnsError::count_)> malformed;
 };
 
 struct FlowState {
-  StreamBuffer<2 + 512> from_client;  // TCP: one length-prefixed query
+  bool too_long;                      // TCP: a query over 512 bytes; the rest is not read
+  StreamBuffer<2 + 512> from_client;  // TCP: length-prefixed queries
 };
 
 void* init(const pktb_host* host, const char** error) {
@@ -43,6 +45,7 @@ void* init(const pktb_host* host, const char** error) {
   g->queries = host->counter(host, "queries");
   g->responses = host->counter(host, "responses");
   g->addresses = host->counter(host, "addresses");
+  g->too_long = host->counter(host, "tcp_query_too_long");
   for (std::size_t i = 1; i < g->malformed.size(); ++i) {
     const std::string name = "malformed_" + std::string(to_string(static_cast<DnsError>(i)));
     g->malformed[i] = host->counter(host, name.c_str());
@@ -78,6 +81,30 @@ bool decode(Global& g, pktb_call* call, std::span<const std::uint8_t> bytes) {
   return true;
 }
 
+// TCP: every complete query the stream holds; a query still arriving holds its segment.
+bool decode_stream(Global& g, pktb_call* call, FlowState& state, const pktb_packet& packet,
+                   pktb_decision& decision) {
+  if (state.too_long) return true;
+  state.from_client.add(packet);
+  bool ok = true;
+  while (true) {
+    const auto bytes = state.from_client.view();
+    if (bytes.size() < 2) return ok;
+    const std::size_t length = (std::size_t{bytes[0]} << 8) | bytes[1];
+    if (2 + length > sizeof(state.from_client.bytes)) {  // cannot be held whole: stop reading
+      g.host->count(g.host, g.too_long, 1);
+      state.too_long = true;
+      return ok;
+    }
+    if (bytes.size() < 2 + length) {
+      decision.action = PKTB_HOLD;  // the rest of the query is on its way
+      return ok;
+    }
+    ok = decode(g, call, bytes.subspan(2, length)) && ok;
+    state.from_client.consume(2 + length);
+  }
+}
+
 void on_packet(void* global, pktb_call* call, pktb_flow* flow, const pktb_packet* packet,
                pktb_decision* decision) {
   auto& g = *static_cast<Global*>(global);
@@ -87,17 +114,7 @@ void on_packet(void* global, pktb_call* call, pktb_flow* flow, const pktb_packet
     if (flow->tuple.protocol == 17) {
       ok = decode(g, call, {packet->l4_data, packet->l4_len});
     } else if (packet->direction == PKTB_FROM_CLIENT) {
-      auto& stream = static_cast<FlowState*>(flow->state)->from_client;
-      stream.add(*packet);
-      const auto bytes = stream.view();
-      if (bytes.size() < 2) return;
-      const std::size_t length = (std::size_t{bytes[0]} << 8) | bytes[1];
-      if (bytes.size() < 2 + length) {
-        if (stream.size < sizeof(stream.bytes)) decision->action = PKTB_HOLD;
-        return;
-      }
-      ok = decode(g, call, bytes.subspan(2, length));
-      stream.consume(2 + length);
+      ok = decode_stream(g, call, *static_cast<FlowState*>(flow->state), *packet, *decision);
     }
   } catch (...) {  // allocation failure: no opinion
     return;

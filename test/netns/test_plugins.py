@@ -34,9 +34,9 @@ rules:
         run("iptables", "-A", "OUTPUT", "-p", "udp", "--dport", "53", "-j", "NFQUEUE",
             "--queue-num", "0")
 
-    def dig(self, name, qtype="A"):
+    def dig(self, name, qtype="A", *options):
         result = run("dig", "@127.0.0.1", name, qtype, "+short", "+tries=1", "+time=1",
-                     check=False)
+                     *options, check=False)
         return result.returncode, result.stdout.strip()
 
     def test_a_name_under_a_blocked_domain_gets_no_answer_and_others_resolve(self):
@@ -52,6 +52,25 @@ rules:
         self.assertEqual(stats["queue"]["dropped"], 3)
         self.assertEqual(stats["queue"]["accepted"], 2)
         self.assertEqual(daemon.plugin_stats("dns")["queries"], 5)
+
+    def test_queries_over_tcp_are_read_from_the_stream(self):
+        daemon = self.daemon(QUEUE + """plugins: [{name: dns}]
+rules:
+  - {name: no-blocked-names, match: {dns.qname: "*.blocked.test"}, verdict: drop}
+""")
+        run("iptables", "-A", "OUTPUT", "-p", "tcp", "--dport", "53", "-j", "NFQUEUE",
+            "--queue-num", "0")
+        self.assertEqual(self.dig("allowed.test", "A", "+tcp"), (0, "10.1.1.1"))
+        self.assertEqual(self.dig("www.blocked.test", "A", "+tcp")[0], 9)
+        with socket.create_connection(("127.0.0.1", 53), timeout=2) as s:
+            s.sendall(b"\x03\x00" + b"\0" * 768)  # longer than any query the plugin holds
+            time.sleep(0.2)
+        daemon.stats()
+        counters = daemon.plugin_stats("dns")
+        self.assertEqual(counters["tcp_query_too_long"], 1)
+        self.assertEqual(counters["queries"], 2)
+        # The query and the rest of its connection (retransmissions, FIN): the field stays.
+        self.assertGreaterEqual(daemon.stats()["rules"]["no-blocked-names"]["packets"], 1)
 
     def test_malformed_queries_are_counted_and_dropped_when_inspected(self):
         daemon = self.daemon(QUEUE + """plugins:
