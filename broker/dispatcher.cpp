@@ -72,7 +72,7 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
 
   Inspection inspection;
   PacketMeta inspected = meta;
-  std::string dst_name;  // owns what inspected.dst_name views
+  std::string dst_name;                                   // owns what inspected.dst_name views
   if (inspector_ != nullptr && inspector_->tracking()) {  // no clock read without plugins
     const auto now = Clock::now();
     inspection = inspector_->inspect(meta, decision.view, packet_handle(meta.packet_id), now);
