@@ -1,7 +1,5 @@
 #include "broker/broker_queue.hpp"
 
-#include "pktbroker/codec.hpp"
-
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
@@ -113,7 +111,7 @@ BrokerQueue::BrokerQueue(boost::asio::io_context& io, const QueueConfig& config,
 void BrokerQueue::start() {
   boost::asio::post(strand_, [this] {
     reader_.start([this](const PacketMeta& meta) { on_packet(meta); },
-                  [this] { flush_verdicts(); });
+                  [this] { flush(); });
     schedule_flow_maintenance();
   });
 }
@@ -237,7 +235,7 @@ void BrokerQueue::schedule_flow_maintenance() {
     flow_timer_armed_ = false;
     if (error == boost::asio::error::operation_aborted) return;
     inspector_.maintain(Clock::now());
-    flush_verdicts();
+    flush();
     schedule_flow_maintenance();
   });
 }
@@ -248,9 +246,7 @@ void BrokerQueue::copy_to_observers(const PacketMeta& meta, const PacketView& vi
     proto::Packet packet = packet_message(meta);
     packet.subscription_id = s.id;
     packet.payload = first_bytes(meta.payload, s.snaplen);
-    auto datagram = std::make_shared<std::vector<std::uint8_t>>();
-    if (proto::encode(packet, 0, *datagram)) continue;
-    if (s.port->offer(std::move(datagram))) {
+    if (batcher_.add(s.port, packet)) {
       ++dispatcher_.counters().observed;
     } else {
       ++dispatcher_.counters().observer_overflows;
@@ -289,8 +285,7 @@ bool BrokerQueue::offer_to(const std::shared_ptr<ChainState>& state) {
   state->packet.token = token;
   state->packet.subscription_id = s.id;
   state->packet.payload = first_bytes(state->payload, s.snaplen);
-  auto datagram = std::make_shared<std::vector<std::uint8_t>>();
-  if (!proto::encode(state->packet, 0, *datagram) && s.port->offer(std::move(datagram))) {
+  if (batcher_.add(s.port, state->packet)) {
     ++dispatcher_.counters().delivered;
     schedule_expiry();
     return true;
@@ -308,7 +303,7 @@ void BrokerQueue::client_verdicts(SessionId session, std::shared_ptr<SessionPort
       strand_, [this, session, port = std::move(port), verdicts = std::move(verdicts)]() mutable {
         for (ClientVerdict& verdict : verdicts)
           on_client_verdict(session, port, std::move(verdict));
-        flush_verdicts();
+        flush();
       });
 }
 
@@ -359,7 +354,7 @@ void BrokerQueue::release_session(SessionId session) {
       ++dispatcher_.counters().disconnect_fallbacks;
       finish(packet_id, fallback);
     });
-    flush_verdicts();
+    flush();
   });
 }
 
@@ -373,7 +368,8 @@ void BrokerQueue::finish(std::uint32_t packet_id, const Verdict& verdict,
   }
 }
 
-void BrokerQueue::flush_verdicts() {
+void BrokerQueue::flush() {
+  batcher_.flush();
   if (writer_.empty()) return;
   if (const int error = writer_.flush(tracker_.oldest_packet_id()); error != 0) {
     dispatcher_.counters().count(NetlinkError::verdict_send_failed);
@@ -404,7 +400,7 @@ void BrokerQueue::expire_now() {
     }
     finish(packet_id, fallback);
   });
-  flush_verdicts();
+  flush();
   schedule_expiry();
 }
 
@@ -444,7 +440,7 @@ void BrokerQueue::stop(std::function<void()> done) {
     expiry_timer_.cancel();
     flow_timer_.cancel();
     inspector_.clear();
-    flush_verdicts();
+    flush();
     socket_.unbind();
     done();
   });

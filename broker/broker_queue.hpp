@@ -7,6 +7,7 @@
 #include "broker/queue/nfq_socket.hpp"
 #include "broker/queue/queue_reader.hpp"
 #include "broker/queue/verdict_writer.hpp"
+#include "broker/session/packet_batcher.hpp"
 #include "broker/session/subscription_table.hpp"
 #include "broker/verdict_tracker.hpp"
 
@@ -75,7 +76,8 @@ class BrokerQueue {
                          ClientVerdict verdict);
   void finish(std::uint32_t packet_id, const Verdict& verdict,
               std::span<const std::uint8_t> replacement = {});
-  void flush_verdicts();
+  /// Sends what this round decided: packets to clients, verdicts to the kernel.
+  void flush();
   void schedule_expiry();
   void expire_now();
   /// Keeps a packet a plugin holds; false when too many are held (decide it now).
@@ -95,6 +97,7 @@ class BrokerQueue {
   QueueReader reader_;
   VerdictWriter writer_;
   VerdictTracker tracker_;
+  PacketBatcher batcher_;
   std::shared_ptr<const SubscriptionTable> subscriptions_;
   boost::asio::steady_timer expiry_timer_;
   bool expiry_armed_ = false;

@@ -105,14 +105,9 @@ void AsyncClient::on_read(const boost::system::error_code& error, std::size_t si
     fail_all(bad);
     return;
   }
-  if (std::holds_alternative<proto::Packet>(decoded.message)) {
-    // The packet view must own its bytes: copy the datagram, then decode the copy.
-    packet_.datagram_.assign(read_buffer_.begin(),
-                             read_buffer_.begin() + static_cast<std::ptrdiff_t>(size));
-    proto::Decoded own;
-    (void)proto::decode(packet_.datagram_, own);
-    packet_.packet_ = std::get<proto::Packet>(own.message);
-    if (on_packet_) on_packet_(packet_);
+  if (std::holds_alternative<proto::Packet>(decoded.message) ||
+      std::holds_alternative<proto::PacketBatch>(decoded.message)) {
+    deliver_packets(size);
   } else if (const auto found = pending_.find(decoded.header.request_id);
              decoded.header.request_id != 0 && found != pending_.end()) {
     auto handler = std::move(found->second);
@@ -127,6 +122,25 @@ void AsyncClient::on_read(const boost::system::error_code& error, std::size_t si
     last_error_ = *failure;
   }
   do_read();
+}
+
+// The packet views must own their bytes: copy the datagram once, then decode the copy.
+void AsyncClient::deliver_packets(std::size_t size) {
+  auto datagram = std::make_shared<const std::vector<std::uint8_t>>(
+      read_buffer_.begin(), read_buffer_.begin() + static_cast<std::ptrdiff_t>(size));
+  proto::Decoded own;
+  (void)proto::decode(*datagram, own);
+  ReceivedPacket packet;
+  packet.datagram_ = datagram;
+  const auto hand_over = [&](const proto::Packet& p) {
+    packet.packet_ = p;
+    if (on_packet_) on_packet_(packet);
+  };
+  if (const auto* single = std::get_if<proto::Packet>(&own.message)) {
+    hand_over(*single);
+  } else {
+    for (const proto::Packet& p : std::get<proto::PacketBatch>(own.message).packets) hand_over(p);
+  }
 }
 
 void AsyncClient::fail_all(std::error_code error) {

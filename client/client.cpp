@@ -57,6 +57,9 @@ Client& Client::operator=(Client&& other) noexcept {
     fd_ = std::exchange(other.fd_, -1);
     next_request_ = other.next_request_;
     early_packets_ = std::move(other.early_packets_);
+    batch_ = std::move(other.batch_);
+    batch_packets_ = std::move(other.batch_packets_);
+    batch_next_ = std::exchange(other.batch_next_, 0);
     last_error_ = std::move(other.last_error_);
     welcome_ = std::move(other.welcome_);
   }
@@ -125,7 +128,8 @@ std::error_code Client::request(const proto::Message& message, Reply& reply) {
     if (const auto error = receive(datagram, -1)) return error;
     proto::Decoded decoded;
     if (const auto error = proto::decode(datagram, decoded)) return error;
-    if (std::holds_alternative<proto::Packet>(decoded.message)) {
+    if (std::holds_alternative<proto::Packet>(decoded.message) ||
+        std::holds_alternative<proto::PacketBatch>(decoded.message)) {
       early_packets_.push_back(std::move(datagram));
       continue;
     }
@@ -160,17 +164,30 @@ std::error_code Client::unsubscribe(std::uint32_t subscription_id) {
 
 std::error_code Client::next_packet(ReceivedPacket& packet, int timeout_ms) {
   for (;;) {
+    if (batch_next_ < batch_packets_.size()) {
+      packet.datagram_ = batch_;
+      packet.packet_ = batch_packets_[batch_next_++];  // its payload points into *batch_
+      return {};
+    }
+    auto datagram = std::make_shared<std::vector<std::uint8_t>>();
     if (!early_packets_.empty()) {
-      packet.datagram_ = std::move(early_packets_.front());
+      *datagram = std::move(early_packets_.front());
       early_packets_.pop_front();
-    } else if (const auto error = receive(packet.datagram_, timeout_ms)) {
+    } else if (const auto error = receive(*datagram, timeout_ms)) {
       return error;
     }
     proto::Decoded decoded;
-    if (const auto error = proto::decode(packet.datagram_, decoded)) return error;
-    if (auto* p = std::get_if<proto::Packet>(&decoded.message)) {
-      packet.packet_ = *p;  // its payload span points into packet.datagram_
+    if (const auto error = proto::decode(*datagram, decoded)) return error;
+    if (auto* single = std::get_if<proto::Packet>(&decoded.message)) {
+      packet.datagram_ = std::move(datagram);
+      packet.packet_ = *single;
       return {};
+    }
+    if (auto* batch = std::get_if<proto::PacketBatch>(&decoded.message)) {
+      batch_ = std::move(datagram);
+      batch_packets_ = std::move(batch->packets);
+      batch_next_ = 0;
+      continue;
     }
     if (const auto* error = std::get_if<proto::Error>(&decoded.message)) {
       last_error_ = *error;

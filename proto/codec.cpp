@@ -67,6 +67,7 @@ class Writer {
     integer(value.value_or(0));
   }
   [[nodiscard]] bool oversized() const { return oversized_; }
+  [[nodiscard]] std::vector<std::uint8_t>& out() const { return out_; }
 
  private:
   std::vector<std::uint8_t>& out_;
@@ -110,6 +111,12 @@ class Reader {
   std::span<const std::uint8_t> bytes() {
     const auto size = integer<std::uint32_t>();
     if (size > max_payload) fail(ProtocolError::oversized);
+    if (!take(size)) return {};
+    return body_.subspan(offset_ - size, size);
+  }
+  /// A u32-length-prefixed run of bytes holding a nested body (a batch's packet).
+  std::span<const std::uint8_t> block() {
+    const auto size = integer<std::uint32_t>();
     if (!take(size)) return {};
     return body_.subspan(offset_ - size, size);
   }
@@ -244,6 +251,35 @@ void read(Reader& r, Packet& m) {
   m.payload = r.bytes();
 }
 
+constexpr std::size_t packet_body_min_size = 8 + 4 + 1 + 2 + 1 + 1 + 4 * 3 + 5 * 2 + 8 + 4 + 4;
+
+void put_u32(std::uint8_t* at, std::size_t value) {
+  for (int i = 0; i < 4; ++i) at[i] = static_cast<std::uint8_t>(value >> (24 - 8 * i));
+}
+std::uint32_t get_u32(const std::uint8_t* at) {
+  return (std::uint32_t{at[0]} << 24) | (std::uint32_t{at[1]} << 16) |
+         (std::uint32_t{at[2]} << 8) | std::uint32_t{at[3]};
+}
+
+// Each packet is a u32 length and a PACKET body, so a batch is read without trusting counts.
+void write_batch_entry(Writer& w, const Packet& packet) {
+  std::vector<std::uint8_t>& out = w.out();
+  const std::size_t length_at = out.size();
+  w.integer(std::uint32_t{0});
+  write(w, packet);
+  put_u32(out.data() + length_at, out.size() - length_at - 4);
+}
+void read(Reader& r, PacketBatch& m) {
+  m.packets.resize(r.count(4 + packet_body_min_size));
+  for (auto& packet : m.packets) {
+    Reader entry(r.block());
+    read(entry, packet);
+    if (const std::error_code error = entry.finish()) {
+      r.fail(static_cast<ProtocolError>(error.value()));
+    }
+  }
+}
+
 void write_verdict_fields(Writer& w, const Verdict& m) {
   w.integer(m.token);
   w.enumeration(m.verdict);
@@ -342,6 +378,10 @@ void read(Reader& r, Error& m) {
   m.code = r.enumeration(ErrorCode::malformed, ErrorCode::internal);
   m.text = r.string();
 }
+void write(Writer& w, const PacketBatch& m) {
+  w.count(m.packets.size());
+  for (const auto& packet : m.packets) write_batch_entry(w, packet);
+}
 void write(Writer&, const Ping&) {}
 void read(Reader&, Ping&) {}
 void write(Writer&, const Pong&) {}
@@ -385,7 +425,32 @@ std::error_code encode(const Message& message, std::uint32_t request_id,
   std::visit([&](const auto& body) { write(w, body); }, message);
   const std::size_t body = out.size() - header_size;
   if (w.oversized() || out.size() > max_datagram) return ProtocolError::oversized;
-  for (int i = 0; i < 4; ++i) out[4 + i] = static_cast<std::uint8_t>(body >> (24 - 8 * i));
+  put_u32(out.data() + 4, body);
+  return {};
+}
+
+std::error_code append_to_batch(std::vector<std::uint8_t>& datagram, const Packet& packet) {
+  constexpr std::size_t count_at = header_size;
+  if (datagram.size() < header_size) return encode(packet, 0, datagram);
+  if (datagram[3] == static_cast<std::uint8_t>(MessageType::packet)) {
+    // A lone PACKET becomes a batch of one: the body moves behind the count and its length.
+    const std::size_t body = datagram.size() - header_size;
+    datagram.insert(datagram.begin() + header_size, 8, 0);
+    datagram[3] = static_cast<std::uint8_t>(MessageType::packet_batch);
+    put_u32(datagram.data() + count_at, 1);
+    put_u32(datagram.data() + count_at + 4, body);
+  }
+  const std::uint32_t count = get_u32(datagram.data() + count_at);
+  if (count >= max_entries) return ProtocolError::oversized;
+  const std::size_t before = datagram.size();
+  Writer w(datagram);
+  write_batch_entry(w, packet);
+  if (w.oversized() || datagram.size() > max_datagram) {
+    datagram.resize(before);
+    return ProtocolError::oversized;
+  }
+  put_u32(datagram.data() + count_at, count + 1);
+  put_u32(datagram.data() + 4, datagram.size() - header_size);
   return {};
 }
 

@@ -156,23 +156,26 @@ bool Session::require(std::uint8_t role, std::uint32_t request_id) {
   return false;
 }
 
-bool Session::offer(std::shared_ptr<const std::vector<std::uint8_t>> datagram) noexcept {
+bool Session::reserve() noexcept {
   if (closed_.load(std::memory_order_relaxed)) return false;
   if (queued_.fetch_add(1, std::memory_order_relaxed) >= queue_limit_) {
     queued_.fetch_sub(1, std::memory_order_relaxed);
     return false;
   }
   delivered_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+void Session::deliver(std::shared_ptr<const std::vector<std::uint8_t>> datagram,
+                      std::size_t packets) noexcept {
   try {
     boost::asio::post(socket_.get_executor(),
-                      [self = shared_from_this(), datagram = std::move(datagram)]() mutable {
-                        self->push(std::move(datagram));
+                      [self = shared_from_this(), datagram = std::move(datagram), packets]() mutable {
+                        self->push(std::move(datagram), packets);
                       });
-  } catch (...) {
-    queued_.fetch_sub(1, std::memory_order_relaxed);
-    return false;
+  } catch (...) {  // out of memory: the packets stay tracked and take their fallback
+    queued_.fetch_sub(packets, std::memory_order_relaxed);
   }
-  return true;
 }
 
 void Session::report_error(proto::ErrorCode code, std::string text) noexcept {
@@ -197,24 +200,18 @@ void Session::send(const proto::Message& message, std::uint32_t request_id) {
   }
   boost::asio::post(socket_.get_executor(),
                     [self = shared_from_this(), datagram = std::move(datagram)]() mutable {
-                      self->push(std::move(datagram));
+                      self->push(std::move(datagram), 1);
                     });
 }
 
-void Session::push(std::shared_ptr<const std::vector<std::uint8_t>> datagram) {
+void Session::push(std::shared_ptr<const std::vector<std::uint8_t>> datagram,
+                   std::size_t weight) {
   if (closed_) {
-    queued_.fetch_sub(1, std::memory_order_relaxed);
+    queued_.fetch_sub(weight, std::memory_order_relaxed);
     return;
   }
-  write_queue_.push_back(std::move(datagram));
-  if (write_pending_) return;
-  // Written after the pushes already posted (a queue's whole receive batch): one syscall and
-  // one wake-up of the client for all of them.
-  write_pending_ = true;
-  boost::asio::post(socket_.get_executor(), [self = shared_from_this()] {
-    self->write_pending_ = false;
-    self->do_write();
-  });
+  write_queue_.push_back({std::move(datagram), weight});
+  if (!waiting_for_room_) do_write();
 }
 
 void Session::do_write() {
@@ -224,7 +221,7 @@ void Session::do_write() {
     std::array<iovec, max_batch> parts{};
     const std::size_t count = std::min(write_queue_.size(), max_batch);
     for (std::size_t i = 0; i < count; ++i) {
-      auto& datagram = *write_queue_[i];
+      auto& datagram = *write_queue_[i].datagram;
       parts[i] = {const_cast<std::uint8_t*>(datagram.data()), datagram.size()};
       messages[i].msg_hdr.msg_iov = &parts[i];
       messages[i].msg_hdr.msg_iovlen = 1;
@@ -244,18 +241,20 @@ void Session::do_write() {
 }
 
 void Session::wait_writable() {
-  write_pending_ = true;
+  waiting_for_room_ = true;
   socket_.async_wait(SeqPacketProtocol::socket::wait_write,
                      [self = shared_from_this()](const boost::system::error_code& error) {
-                       self->write_pending_ = false;
+                       self->waiting_for_room_ = false;
                        if (error) return;  // closed
                        self->do_write();
                      });
 }
 
 void Session::written(std::size_t count) {
-  for (std::size_t i = 0; i < count; ++i) write_queue_.pop_front();
-  queued_.fetch_sub(count, std::memory_order_relaxed);
+  for (std::size_t i = 0; i < count; ++i) {
+    queued_.fetch_sub(write_queue_.front().weight, std::memory_order_relaxed);
+    write_queue_.pop_front();
+  }
 }
 
 // Tells the client why, then closes once that message is written.
@@ -271,8 +270,8 @@ void Session::close() {
     if (self->closed_.exchange(true)) return;
     boost::system::error_code ignored;
     self->socket_.close(ignored);
-    for (std::size_t i = 0; i < self->write_queue_.size(); ++i) {
-      self->queued_.fetch_sub(1, std::memory_order_relaxed);
+    for (const Outgoing& outgoing : self->write_queue_) {
+      self->queued_.fetch_sub(outgoing.weight, std::memory_order_relaxed);
     }
     self->write_queue_.clear();
     self->manager_.session_closed(self->id_);

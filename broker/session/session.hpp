@@ -30,7 +30,9 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
 
   // SessionPort
   [[nodiscard]] SessionId id() const noexcept override { return id_; }
-  bool offer(std::shared_ptr<const std::vector<std::uint8_t>> datagram) noexcept override;
+  bool reserve() noexcept override;
+  void deliver(std::shared_ptr<const std::vector<std::uint8_t>> datagram,
+               std::size_t packets) noexcept override;
   void report_error(proto::ErrorCode code, std::string text) noexcept override;
   void count_fallback() noexcept override { fallbacks_.fetch_add(1, std::memory_order_relaxed); }
 
@@ -52,7 +54,8 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
   void handle_hello(const proto::Hello& hello, std::uint32_t request_id);
   void handle_verdicts(std::span<const proto::Verdict> verdicts);
   bool require(std::uint8_t role, std::uint32_t request_id);
-  void push(std::shared_ptr<const std::vector<std::uint8_t>> datagram);
+  /// Queues a datagram that counts `weight` against the queue bound, and writes.
+  void push(std::shared_ptr<const std::vector<std::uint8_t>> datagram, std::size_t weight);
   /// Sends what is queued, many datagrams per sendmmsg; waits for room when the socket is full.
   void do_write();
   void wait_writable();
@@ -73,9 +76,13 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
   bool closing_ = false;  // an error was sent; close once it is written
   std::vector<std::uint8_t> read_buffer_;
   boost::asio::socket_base::message_flags read_flags_ = 0;
-  std::deque<std::shared_ptr<const std::vector<std::uint8_t>>> write_queue_;
-  bool write_pending_ = false;  // a do_write is posted, or a wait for room is in flight
-  std::atomic<std::size_t> queued_{0};
+  struct Outgoing {
+    std::shared_ptr<const std::vector<std::uint8_t>> datagram;
+    std::size_t weight;  // packets it carries (1 for a reply)
+  };
+  std::deque<Outgoing> write_queue_;
+  bool waiting_for_room_ = false;  // the socket is full; a wait for room is in flight
+  std::atomic<std::size_t> queued_{0};  // packets and replies not yet written
   std::atomic<bool> closed_{false};
   std::atomic<std::uint64_t> delivered_{0};
   std::atomic<std::uint64_t> verdicts_{0};

@@ -21,8 +21,11 @@ class SessionPort {
  public:
   virtual ~SessionPort() = default;
   [[nodiscard]] virtual SessionId id() const noexcept = 0;
-  /// Queues one datagram for the client; false when the session's queue is full or it closed.
-  virtual bool offer(std::shared_ptr<const std::vector<std::uint8_t>> datagram) noexcept = 0;
+  /// Claims room for one packet in the session's bounded queue; false when it is full or closed.
+  virtual bool reserve() noexcept = 0;
+  /// Sends a datagram carrying `packets` packets whose room was reserved.
+  virtual void deliver(std::shared_ptr<const std::vector<std::uint8_t>> datagram,
+                       std::size_t packets) noexcept = 0;
   /// Tells the client that a request of its own failed.
   virtual void report_error(proto::ErrorCode code, std::string text) noexcept = 0;
   /// Counts a packet of this session that took its fallback (timeout, overflow, disconnect).

@@ -59,6 +59,7 @@ class AsyncClient {
   void send(const proto::Message& message, std::uint32_t request_id);
   void do_read();
   void on_read(const boost::system::error_code& error, std::size_t size);
+  void deliver_packets(std::size_t size);
   void do_write();
   void fail_all(std::error_code error);
 
@@ -70,7 +71,6 @@ class AsyncClient {
   boost::asio::socket_base::message_flags read_flags_ = 0;
   PacketHandler on_packet_;
   CompletionHandler on_end_;
-  ReceivedPacket packet_;
   proto::Error last_error_;
   proto::Welcome welcome_;
 };

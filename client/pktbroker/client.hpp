@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -42,7 +43,8 @@ enum class ClientError {
 const std::error_category& client_category() noexcept;
 std::error_code make_error_code(ClientError error) noexcept;
 
-/// A packet delivered by the broker. Owns its bytes; the view stays valid while it lives.
+/// A packet delivered by the broker. Shares ownership of the datagram it came in (packets of
+/// one PACKET_BATCH share one buffer); the view stays valid while it lives.
 class ReceivedPacket {
  public:
   /// Metadata and payload (the payload span points into this object).
@@ -55,7 +57,7 @@ class ReceivedPacket {
  private:
   friend class Client;
   friend class AsyncClient;
-  std::vector<std::uint8_t> datagram_;
+  std::shared_ptr<const std::vector<std::uint8_t>> datagram_;
   proto::Packet packet_;
 };
 
@@ -115,7 +117,10 @@ class Client {
   int fd_ = -1;
   std::uint32_t next_request_ = 1;
   std::deque<std::vector<std::uint8_t>> early_packets_;
-  std::vector<std::uint8_t> buffer_;
+  // The PACKET_BATCH being handed out by next_packet, one packet per call.
+  std::shared_ptr<const std::vector<std::uint8_t>> batch_;
+  std::vector<proto::Packet> batch_packets_;
+  std::size_t batch_next_ = 0;
   proto::Error last_error_;
   proto::Welcome welcome_;
 };

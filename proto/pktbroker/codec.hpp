@@ -39,6 +39,12 @@ struct Decoded {
 std::error_code encode(const Message& message, std::uint32_t request_id,
                        std::vector<std::uint8_t>& out);
 
+/// Adds `packet` to `datagram`, which holds a PACKET or a PACKET_BATCH encoded by this library
+/// (or nothing: then it becomes a PACKET). A PACKET turns into a PACKET_BATCH of two.
+/// Fails with ProtocolError::oversized when the packet does not fit (max_datagram bytes, 4096
+/// packets); the packets already in `datagram` stay intact: send it and start a new one.
+std::error_code append_to_batch(std::vector<std::uint8_t>& datagram, const Packet& packet);
+
 /// Decodes one datagram. Never reads outside `datagram`; every failure is a ProtocolError.
 std::error_code decode(std::span<const std::uint8_t> datagram, Decoded& out);
 

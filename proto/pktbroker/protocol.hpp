@@ -47,6 +47,7 @@ enum class MessageType : std::uint8_t {
   error = 15,
   ping = 16,
   pong = 17,
+  packet_batch = 18,
 };
 
 /// Rights a session may hold (bit mask).
@@ -156,6 +157,12 @@ struct Verdict {
   std::span<const std::uint8_t> payload;
 };
 
+/// Several packets in one datagram: what the broker sends when more than one packet for a
+/// session is ready at once (one wake-up and one read of the client for all of them).
+struct PacketBatch {
+  std::vector<Packet> packets;
+};
+
 /// Several decisions without payloads.
 struct VerdictBatch {
   std::vector<Verdict> verdicts;
@@ -206,7 +213,7 @@ struct Pong {};
 /// Any message body.
 using Message = std::variant<Hello, Welcome, Subscribe, Subscribed, Unsubscribe, Packet, Verdict,
                              VerdictBatch, StatsRequest, StatsReply, SessionsRequest, SessionsReply,
-                             ReloadRequest, ReloadReply, Error, Ping, Pong>;
+                             ReloadRequest, ReloadReply, Error, Ping, Pong, PacketBatch>;
 
 /// The type code of a message body.
 MessageType type_of(const Message& message) noexcept;

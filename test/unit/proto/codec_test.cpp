@@ -46,6 +46,10 @@ std::vector<Message> samples() {
   packet.wire_length = 1500;
   packet.payload = payload;
   Verdict verdict{42, VerdictCode::repeat, 0x22, payload};
+  Packet second = packet;
+  second.token = 0x0001000000000043;
+  second.gid = 7;
+  second.payload = {};
   return {Hello{"dropper", role_verdict | role_observe, 1, 1},
           Welcome{1, 9, role_verdict, "0.1.0"},
           Subscribe{"web", "{proto: tcp, dport: 80}", SubscriptionMode::observe, Clash::chain, -5,
@@ -64,7 +68,8 @@ std::vector<Message> samples() {
           ReloadReply{false, "policy.yaml:1:1: error: x"},
           Error{ErrorCode::busy, "held by session 2"},
           Ping{},
-          Pong{}};
+          Pong{},
+          PacketBatch{{packet, second}}};
 }
 
 }  // namespace
@@ -126,6 +131,13 @@ TEST_CASE("every malformed datagram is rejected with its reason") {
   huge_count[header_size] = 0xff;  // 4 billion verdicts in 0 bytes
   auto lying_count = encoded(VerdictBatch{});
   lying_count[header_size + 3] = 10;  // 10 verdicts, no bytes
+  const auto batch = encoded(samples().back());
+  auto long_entry = batch;
+  long_entry[header_size + 7] += 1;  // the first packet claims a byte of the second
+  auto short_entry = batch;
+  short_entry[header_size + 7] -= 1;  // the first packet's payload runs past its entry
+  auto bad_entry = batch;
+  bad_entry[header_size + 8 + 12] = 2;  // the first packet's needs_verdict
 
   using E = ProtocolError;
   const std::vector<std::pair<std::vector<std::uint8_t>, E>> cases = {
@@ -142,6 +154,9 @@ TEST_CASE("every malformed datagram is rejected with its reason") {
       {bad_bool, E::bad_value},
       {huge_count, E::oversized},
       {lying_count, E::truncated_field},
+      {long_entry, E::trailing_bytes},
+      {short_entry, E::truncated_field},
+      {bad_entry, E::bad_value},
       {std::vector<std::uint8_t>(max_datagram + 1, 0), E::oversized},
   };
   for (const auto& [bytes, expected] : cases) {
@@ -150,6 +165,42 @@ TEST_CASE("every malformed datagram is rejected with its reason") {
     CHECK(error == expected);
     CHECK(error.category() == protocol_category());
   }
+}
+
+TEST_CASE("packets appended one by one make a PACKET, then a PACKET_BATCH") {
+  const auto all = samples();
+  const Packet& first = std::get<Packet>(all[5]);
+  const Packet& second = std::get<PacketBatch>(all.back()).packets[1];
+  std::vector<std::uint8_t> datagram;
+  REQUIRE_FALSE(append_to_batch(datagram, first));
+  CHECK(datagram == encoded(first, 0));  // a lone packet is a plain PACKET
+  REQUIRE_FALSE(append_to_batch(datagram, second));
+  CHECK(datagram == encoded(PacketBatch{{first, second}}, 0));
+  const Decoded d = decoded(datagram);
+  const auto& packets = std::get<PacketBatch>(d.message).packets;
+  REQUIRE(packets.size() == 2);
+  CHECK(std::vector<std::uint8_t>(packets[0].payload.begin(), packets[0].payload.end()) ==
+        payload);
+  CHECK(packets[1].gid == 7U);
+}
+
+TEST_CASE("a full batch refuses the next packet and keeps what it has") {
+  Packet big;
+  const std::vector<std::uint8_t> bytes(max_payload, 0x45);
+  big.payload = bytes;
+  std::vector<std::uint8_t> datagram;
+  std::size_t packets = 0;
+  while (!append_to_batch(datagram, big)) ++packets;
+  CHECK(packets == 3);  // four would pass max_datagram
+  CHECK(datagram.size() <= max_datagram);
+  CHECK(std::get<PacketBatch>(decoded(datagram).message).packets.size() == 3);
+
+  Packet small;
+  datagram.clear();
+  packets = 0;
+  while (!append_to_batch(datagram, small)) ++packets;
+  CHECK(packets == 4096);  // the list limit
+  CHECK(std::get<PacketBatch>(decoded(datagram).message).packets.size() == 4096);
 }
 
 TEST_CASE("oversized messages are refused by the encoder") {

@@ -1,0 +1,34 @@
+// Packets a queue hands to clients in one round of work, gathered into one datagram per session.
+#pragma once
+
+#include "broker/session/subscription_table.hpp"
+#include "pktbroker/protocol.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace pktbroker {
+
+/// Lives on its queue's strand. A round (a receive batch, a batch of client verdicts) adds its
+/// packets, then flush() sends each session one PACKET (a lone packet) or PACKET_BATCH: one
+/// write, one wake-up and one read of the client for the whole round.
+class PacketBatcher {
+ public:
+  /// Reserves room in the session's queue and adds the packet (whose payload must be at most
+  /// proto::max_payload bytes). False when the session's queue is full or it closed.
+  bool add(const std::shared_ptr<SessionPort>& port, const proto::Packet& packet);
+  /// Hands every session its datagram.
+  void flush();
+  [[nodiscard]] bool empty() const noexcept { return pending_.empty(); }
+
+ private:
+  struct Pending {
+    std::shared_ptr<SessionPort> port;
+    std::shared_ptr<std::vector<std::uint8_t>> datagram;
+    std::size_t packets = 0;
+  };
+  std::vector<Pending> pending_;  // a few sessions per round: a linear search is the fastest
+};
+
+}  // namespace pktbroker
