@@ -104,6 +104,7 @@ BrokerQueue::BrokerQueue(boost::asio::io_context& io, const QueueConfig& config,
       writer_(config.num,
               [this](std::span<const std::uint8_t> messages) { return socket_.send(messages); }),
       tracker_(config.num),
+      batcher_(dispatcher_.counters().client_datagrams),
       subscriptions_(std::make_shared<SubscriptionTable>()),
       expiry_timer_(strand_),
       flow_timer_(strand_) {}

@@ -38,6 +38,7 @@ struct QueueCounters {
   // Client sessions.
   std::uint64_t delivered = 0;             ///< packets handed to a verdict subscriber
   std::uint64_t observed = 0;              ///< copies sent to observers
+  std::uint64_t client_datagrams = 0;      ///< datagrams carrying those packets and copies
   std::uint64_t client_verdicts = 0;       ///< verdicts received from clients
   std::uint64_t passes = 0;                ///< `pass` answers
   std::uint64_t rejected_verdicts = 0;     ///< verdicts for foreign or unknown tokens, bad payloads

@@ -12,13 +12,15 @@ std::vector<std::string> format_stats(const QueueSnapshot& s) {
       "stats queue={} packets={} bytes={} accepted={} dropped={} repeated={} default={} "
       "malformed={} netlink_errors={} kernel_queue_total={} kernel_queue_dropped={} "
       "kernel_user_dropped={} outstanding={} verdict_sends={} verdict_messages={} "
-      "verdict_batches={} batched_packets={} delivered={} observed={} client_verdicts={} "
+      "verdict_batches={} batched_packets={} delivered={} observed={} client_datagrams={} "
+      "client_verdicts={} "
       "passes={} rejected_verdicts={} timeouts={} disconnect_fallbacks={} overflows={} "
       "observer_overflows={}",
       s.queue, c.received.packets, c.received.bytes, c.accepted, c.dropped, c.repeated,
       c.default_verdicts, c.malformed, c.netlink_error_total(), kernel.queue_total,
       kernel.queue_dropped, kernel.user_dropped, s.outstanding, s.writer.sends, s.writer.messages,
-      s.writer.batch_messages, s.writer.batched_packets, c.delivered, c.observed, c.client_verdicts,
+      s.writer.batch_messages, s.writer.batched_packets, c.delivered, c.observed,
+      c.client_datagrams, c.client_verdicts,
       c.passes, c.rejected_verdicts, c.timeouts, c.disconnect_fallbacks, c.overflows,
       c.observer_overflows));
   if (s.flows.flows.created != 0) {

@@ -13,6 +13,7 @@ bool PacketBatcher::add(const std::shared_ptr<SessionPort>& port, const proto::P
   if (found != pending_.end() && proto::append_to_batch(*found->datagram, packet)) {
     // The datagram is full: it goes now, the packet starts the session's next one.
     port->deliver(std::move(found->datagram), found->packets);
+    ++datagrams_;
     *found = {port, nullptr, 0};
   }
   if (found == pending_.end()) found = pending_.insert(pending_.end(), {port, nullptr, 0});
@@ -26,6 +27,7 @@ bool PacketBatcher::add(const std::shared_ptr<SessionPort>& port, const proto::P
 
 void PacketBatcher::flush() {
   for (Pending& p : pending_) p.port->deliver(std::move(p.datagram), p.packets);
+  datagrams_ += pending_.size();
   pending_.clear();
 }
 

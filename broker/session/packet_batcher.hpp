@@ -15,6 +15,9 @@ namespace pktbroker {
 /// write, one wake-up and one read of the client for the whole round.
 class PacketBatcher {
  public:
+  /// Counts each datagram sent in `datagrams`.
+  explicit PacketBatcher(std::uint64_t& datagrams) noexcept : datagrams_(datagrams) {}
+
   /// Reserves room in the session's queue and adds the packet (whose payload must be at most
   /// proto::max_payload bytes). False when the session's queue is full or it closed.
   bool add(const std::shared_ptr<SessionPort>& port, const proto::Packet& packet);
@@ -28,6 +31,7 @@ class PacketBatcher {
     std::shared_ptr<std::vector<std::uint8_t>> datagram;
     std::size_t packets = 0;
   };
+  std::uint64_t& datagrams_;
   std::vector<Pending> pending_;  // a few sessions per round: a linear search is the fastest
 };
 

@@ -267,6 +267,7 @@ void SessionManager::stats(std::shared_ptr<Session> session, std::uint32_t id) {
           add(scope, "netlink_errors", c.netlink_error_total());
           add(scope, "delivered", c.delivered);
           add(scope, "observed", c.observed);
+          add(scope, "client_datagrams", c.client_datagrams);
           add(scope, "client_verdicts", c.client_verdicts);
           add(scope, "rejected_verdicts", c.rejected_verdicts);
           add(scope, "timeouts", c.timeouts);

@@ -2,6 +2,7 @@
 chain and balance subscriptions, and exactly one verdict per packet whatever clients do."""
 
 import os
+import signal
 import socket
 
 from netns import (ClientProcess, NetnsTestCase, UdpSink, kernel_queues, main, run, send_udp,
@@ -66,6 +67,31 @@ class Sessions(NetnsTestCase):
         stats = daemon.stats()["queue"]
         self.assertEqual((stats["delivered"], stats["client_verdicts"], stats["dropped"]),
                          (500, 500, 500))
+
+    def test_packets_waiting_together_reach_a_client_in_batches(self):
+        # Stopped, the broker lets the kernel queue fill; resumed, it reads 32 packets per
+        # receive and sends each session one datagram per receive (PACKET_BATCH).
+        daemon = self.daemon(POLICY)
+        self.mark_ports(2)
+        for i in (1, 2):
+            self.client(daemon, name=f"m{i}", selector=f"{{mark: {i}}}",
+                        verdict="drop" if i == 1 else "accept", quiet=1)
+        sink = UdpSink(self, "127.0.0.1", 6002)
+        daemon.process.send_signal(signal.SIGSTOP)
+        try:
+            for i in (1, 2):
+                send_udp("127.0.0.1", 6000 + i, 300, payload=i.to_bytes(1, "big") * 200)
+            wait_for(lambda: kernel_queues().get(0, {}).get("queue_total", 0) == 600,
+                     what="600 packets waiting in the kernel queue")
+        finally:
+            daemon.process.send_signal(signal.SIGCONT)
+        self.assertEqual(sink.settle(300), 300)
+        wait_for(lambda: daemon.stats()["queue"]["client_verdicts"] == 600, what="600 verdicts")
+        stats = daemon.stats()["queue"]
+        self.assertEqual((stats["delivered"], stats["dropped"], stats["outstanding"]),
+                         (600, 300, 0))
+        self.assertLessEqual(stats["client_datagrams"], 600 // 8)
+        self.assertEqual(daemon.stop(), 0)
 
     def test_observer_gets_copies_and_cannot_decide(self):
         daemon = self.daemon(POLICY)
