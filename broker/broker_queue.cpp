@@ -1,6 +1,7 @@
 #include "broker/broker_queue.hpp"
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
@@ -298,9 +299,11 @@ bool BrokerQueue::offer_to(const std::shared_ptr<ChainState>& state) {
   return false;
 }
 
+// Dispatched: when the queue's strand is free the verdicts go to the kernel at once, from the
+// session's read handler, instead of after another turn of the event loop.
 void BrokerQueue::client_verdicts(SessionId session, std::shared_ptr<SessionPort> port,
                                   std::vector<ClientVerdict> verdicts) {
-  boost::asio::post(
+  boost::asio::dispatch(
       strand_, [this, session, port = std::move(port), verdicts = std::move(verdicts)]() mutable {
         for (ClientVerdict& verdict : verdicts)
           on_client_verdict(session, port, std::move(verdict));

@@ -55,6 +55,7 @@ Client& Client::operator=(Client&& other) noexcept {
   if (this != &other) {
     close();
     fd_ = std::exchange(other.fd_, -1);
+    found_empty_ = other.found_empty_;
     next_request_ = other.next_request_;
     early_packets_ = std::move(other.early_packets_);
     batch_ = std::move(other.batch_);
@@ -99,23 +100,28 @@ std::error_code Client::send(const proto::Message& message, std::uint32_t reques
 }
 
 // Into a scratch buffer sized once (zero-filling 256 KiB per packet would cost more than the
-// packet), then copied out at its real size. Reads first and polls only when nothing is there.
+// packet), then copied out at its real size. Reads first, unless the last read found the socket
+// empty: then it polls first (one system call less per wake-up).
 std::error_code Client::receive(std::vector<std::uint8_t>& buffer, int timeout_ms) {
   if (fd_ < 0) return ClientError::not_connected;
   if (scratch_.empty()) scratch_.resize(proto::max_datagram);
   for (;;) {
-    const ssize_t size = ::recv(fd_, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
-    if (size > 0) {
-      buffer.assign(scratch_.begin(), scratch_.begin() + size);
-      return {};
+    if (!found_empty_ || timeout_ms == 0) {
+      const ssize_t size = ::recv(fd_, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
+      if (size > 0) {
+        buffer.assign(scratch_.begin(), scratch_.begin() + size);
+        return {};
+      }
+      if (size == 0) return ClientError::closed;
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return system_error();
+      found_empty_ = true;
+      if (timeout_ms == 0) return ClientError::timeout;
     }
-    if (size == 0) return ClientError::closed;
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return system_error();
-    if (timeout_ms == 0) return ClientError::timeout;
     pollfd descriptor{fd_, POLLIN, 0};
     const int ready = ::poll(&descriptor, 1, timeout_ms);
     if (ready < 0) return system_error();
     if (ready == 0) return ClientError::timeout;
+    found_empty_ = false;
   }
 }
 

@@ -3,6 +3,7 @@
 #include "broker/session/session_manager.hpp"
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 
 #include <sys/socket.h>
@@ -166,10 +167,12 @@ bool Session::reserve() noexcept {
   return true;
 }
 
+// Dispatched: when the session's strand is free the datagram is written at once, from the
+// queue's handler, instead of after another turn of the event loop.
 void Session::deliver(std::shared_ptr<const std::vector<std::uint8_t>> datagram,
                       std::size_t packets) noexcept {
   try {
-    boost::asio::post(socket_.get_executor(),
+    boost::asio::dispatch(socket_.get_executor(),
                       [self = shared_from_this(), datagram = std::move(datagram), packets]() mutable {
                         self->push(std::move(datagram), packets);
                       });

@@ -115,6 +115,7 @@ class Client {
   std::error_code request(const proto::Message& message, Reply& reply);
 
   int fd_ = -1;
+  bool found_empty_ = false;  ///< the last read found nothing: the next wait polls first
   std::uint32_t next_request_ = 1;
   std::deque<std::vector<std::uint8_t>> early_packets_;
   // The PACKET_BATCH being handed out by next_packet, one packet per call.
