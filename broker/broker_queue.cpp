@@ -174,10 +174,11 @@ void BrokerQueue::settle(Flow* flow, const Verdict& verdict) {
   FlowInspector::record(flow, verdict);
   if (flow == nullptr || held_.empty()) return;
   const auto [first, last] = held_by_flow_.equal_range(flow->id);
-  std::vector<std::uint64_t> handles;
-  for (auto it = first; it != last; ++it) handles.push_back(it->second);
-  for (const std::uint64_t handle : handles) {
-    const PacketToken token = held_.at(handle).token;
+  // In arrival (token) order, so that the flow leaves in the order it came.
+  std::vector<std::pair<PacketToken, std::uint64_t>> held;
+  for (auto it = first; it != last; ++it) held.emplace_back(held_.at(it->second).token, it->second);
+  std::sort(held.begin(), held.end());
+  for (const auto& [token, handle] : held) {
     forget_held(handle);
     VerdictTracker::Pending pending;
     if (tracker_.take(token, plugin_owner, pending) == VerdictTracker::ResolveResult::resolved) {

@@ -6,7 +6,8 @@ import os
 import socket
 import time
 
-from netns import PLUGINS, NetnsTestCase, main, run, tcp_connects, tcp_listener
+from netns import (PLUGINS, NetnsTestCase, UdpSink, main, run, tcp_connects, tcp_listener,
+                   wait_for)
 
 QUEUE = "broker:\n  queues: [{num: 0}]\n  default_verdict: accept\n"
 
@@ -212,6 +213,62 @@ rules:
         stats = daemon.stats()
         self.assertGreaterEqual(stats["rules"]["no-blocked-sni"]["packets"], 1)
         self.assertEqual(daemon.plugin_stats("tls")["client_hellos"], 2)
+
+
+class HoldBounds(NetnsTestCase):
+    """A plugin that holds everything meets the broker's bounds: 16 held packets per flow and
+    1,024 per queue. A packet past a bound is decided at once by the rule's fallback, and so
+    are the packets its flow holds (before it, so the flow keeps its order); held packets left
+    take the fallback at their deadline: every packet exactly once."""
+
+    POLICY = QUEUE + f"""plugins:
+  - {{name: hold_all, path: {os.environ.get("HOLD_ALL_PLUGIN", "")}, config: {{hold_ms: "1500"}}}}
+rules:
+  - name: held
+    match: {{proto: udp, dport: 9000}}
+    verdict: {{inspect: [hold_all], fallback: accept}}
+"""
+
+    def setUp(self):
+        super().setUp()
+        run("iptables", "-A", "OUTPUT", "-p", "udp", "--dport", "9000", "-j", "NFQUEUE",
+            "--queue-num", "0")
+        self.sink = UdpSink(self, "127.0.0.1", 9000)
+
+    def send_flows(self, flows, per_flow):
+        """`per_flow` numbered datagrams from each of `flows` sockets (a flow each), flow after
+        flow. Returns the payloads in the order sent."""
+        sent = []
+        for flow in range(flows):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                for number in range(per_flow):
+                    sent.append(f"{flow}.{number}".encode())
+                    sock.sendto(sent[-1], ("127.0.0.1", 9000))
+        return sent
+
+    def hold_counters(self, daemon):
+        stats = daemon.stats()
+        self.assertEqual(stats["queue"]["outstanding"], 0)
+        self.assertEqual(stats["netlink_error"], {})
+        return tuple(stats["flows"][k] for k in ("held", "hold_overflows", "plugin_releases",
+                                                   "hold_timeouts"))
+
+    def test_a_flow_holds_at_most_sixteen_packets(self):
+        daemon = self.daemon(self.POLICY)
+        sent = self.send_flows(1, 20)
+        self.assertEqual(self.sink.settle(20, quiet=3), 20)
+        # The 17th is over the bound: it and the 16 before it go at once, in order; the last 3
+        # are held until their deadline.
+        self.assertEqual(self.sink.payloads, sent)
+        self.assertEqual(self.hold_counters(daemon), (19, 1, 16, 3))
+
+    def test_a_queue_holds_at_most_1024_packets(self):
+        daemon = self.daemon(self.POLICY)
+        sent = self.send_flows(70, 16)  # 64 flows fill the queue's 1,024; 6 flows overflow
+        self.assertEqual(self.sink.settle(len(sent), quiet=3), len(sent))
+        self.assertEqual(sorted(self.sink.payloads), sorted(sent))
+        self.assertEqual(self.sink.payloads[:96], sent[1024:])  # decided at once
+        self.assertEqual(self.hold_counters(daemon), (1024, 96, 0, 1024))
 
 
 class Ftp(NetnsTestCase):
