@@ -28,7 +28,8 @@ Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> 
   ControlHandler control{[this](std::function<void(std::vector<QueueSnapshot>)> done) {
                            collect_stats(0, {}, std::move(done));
                          },
-                         [this] { return reload(); }};
+                         [this] { return reload(); },
+                         [this] { return plugin_counters(); }};
   sessions_ = std::make_unique<SessionManager>(io_, std::move(queues), policy_, std::move(control));
   sessions_->start();
 }
@@ -105,24 +106,30 @@ std::pair<bool, std::string> Daemon::reload() {
   return {true, {}};
 }
 
-void Daemon::report_stats() {
+std::vector<PluginCounters> Daemon::plugin_counters() {
   std::shared_ptr<const PluginSet> plugins;
   {
     std::lock_guard lock(reload_mutex_);
     plugins = plugins_;
   }
-  collect_stats(0, {}, [this, plugins](const std::vector<QueueSnapshot>& all) {
+  std::vector<PluginCounters> all;
+  for (const auto& plugin : plugins->plugins()) all.push_back({plugin->name(), plugin->counters()});
+  return all;
+}
+
+void Daemon::report_stats() {
+  collect_stats(0, {}, [this](const std::vector<QueueSnapshot>& all) {
     for (const auto& snapshot : all) {
       for (const auto& line : format_stats(snapshot)) spdlog::info("{}", line);
     }
     spdlog::info("stats clients malformed_frames={} refused={}", sessions_->malformed(),
                  sessions_->refused());
-    for (const auto& plugin : plugins->plugins()) {
+    for (const PluginCounters& plugin : plugin_counters()) {
       std::string counters;
-      for (const auto& [name, value] : plugin->counters()) {
+      for (const auto& [name, value] : plugin.counters) {
         counters += " " + name + "=" + std::to_string(value);
       }
-      spdlog::info("stats plugin={}{}", plugin->name(), counters);
+      spdlog::info("stats plugin={}{}", plugin.name, counters);
     }
   });
 }

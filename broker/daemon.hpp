@@ -33,6 +33,7 @@ class Daemon {
   /// Loads the policy file again; true, or false with the diagnostics.
   std::pair<bool, std::string> reload();
   void report_stats();
+  std::vector<PluginCounters> plugin_counters();
   void collect_stats(std::size_t index, std::vector<QueueSnapshot> collected,
                      std::function<void(std::vector<QueueSnapshot>)> done);
   void shutdown();

@@ -26,7 +26,7 @@ Commands:
   status     one line per queue: packets, verdicts, how many clients decided,
              how many wait for a client now
   sessions   connected clients: id, name, pid, uid, roles, subscriptions, counters
-  stats      every counter, per queue, rule and client
+  stats      every counter, per queue, rule, client and plugin
   reload     make pktbrokerd load its policy again (as SIGHUP does); prints the
              problems when the new policy is rejected
 

@@ -1,6 +1,7 @@
 #include "broker/session/session_manager.hpp"
 
 #include "broker/policy/matcher.hpp"
+#include "broker/stats_report.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
@@ -252,34 +253,14 @@ void SessionManager::stats(std::shared_ptr<Session> session, std::uint32_t id) {
   control_.collect_stats(
       [this, session = std::move(session), id](const std::vector<QueueSnapshot>& all) {
         proto::StatsReply reply;
-        const auto add = [&](const std::string& scope, const char* name, std::uint64_t value) {
-          reply.entries.push_back({scope, name, value});
-        };
-        for (const QueueSnapshot& s : all) {
-          const std::string scope = "queue " + std::to_string(s.queue);
-          const QueueCounters& c = s.counters;
-          add(scope, "packets", c.received.packets);
-          add(scope, "bytes", c.received.bytes);
-          add(scope, "accepted", c.accepted);
-          add(scope, "dropped", c.dropped);
-          add(scope, "repeated", c.repeated);
-          add(scope, "malformed", c.malformed);
-          add(scope, "netlink_errors", c.netlink_error_total());
-          add(scope, "delivered", c.delivered);
-          add(scope, "observed", c.observed);
-          add(scope, "client_datagrams", c.client_datagrams);
-          add(scope, "client_verdicts", c.client_verdicts);
-          add(scope, "rejected_verdicts", c.rejected_verdicts);
-          add(scope, "timeouts", c.timeouts);
-          add(scope, "disconnect_fallbacks", c.disconnect_fallbacks);
-          add(scope, "overflows", c.overflows);
-          add(scope, "outstanding", s.outstanding);
-          add(scope, "kernel_queue_dropped", s.kernel ? s.kernel->queue_dropped : 0);
-          for (const RuleStats& rule : s.rules)
-            add("rule " + rule.name, "packets", rule.counters.packets);
+        for (const QueueSnapshot& s : all) add_stats_entries(s, reply.entries);
+        reply.entries.push_back({"clients", "malformed_frames", malformed()});
+        reply.entries.push_back({"clients", "refused", refused()});
+        for (const PluginCounters& plugin : control_.plugin_counters()) {
+          for (const auto& [name, value] : plugin.counters) {
+            reply.entries.push_back({"plugin " + plugin.name, name, value});
+          }
         }
-        add("clients", "malformed_frames", malformed());
-        add("clients", "refused", refused());
         session->send(reply, id);
       });
 }

@@ -17,12 +17,20 @@
 
 namespace pktbroker {
 
+/// A loaded plugin's named counters.
+struct PluginCounters {
+  std::string name;
+  std::vector<std::pair<std::string, std::uint64_t>> counters;
+};
+
 /// What the daemon does for manage-role requests.
 struct ControlHandler {
   /// Collects every queue's snapshot and calls back (on some pool thread).
   std::function<void(std::function<void(std::vector<QueueSnapshot>)>)> collect_stats;
   /// Reloads the policy: true, or false with the diagnostics.
   std::function<std::pair<bool, std::string>()> reload;
+  /// The counters of the plugins loaded now (any thread).
+  std::function<std::vector<PluginCounters>()> plugin_counters;
 };
 
 class SessionManager {

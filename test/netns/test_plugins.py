@@ -2,6 +2,7 @@
 nginx, TLS clients against openssl s_server, and a passive-mode FTP download from vsftpd through
 a policy that keeps every other high port closed."""
 
+import json
 import os
 import socket
 import time
@@ -95,6 +96,12 @@ rules:
         self.assertEqual(counters["malformed_truncated"], 1)
         self.assertEqual(counters["malformed_pointer_loop"], 1)
         self.assertEqual(counters["queries"], 1)
+        # pktbrokerctl shows the same plugin and flow counters.
+        reply = run(os.environ["PKTBROKERCTL"], f"--socket={daemon.socket}", "stats", "--json")
+        ctl = json.loads(reply.stdout)
+        self.assertEqual(ctl["plugin dns"], counters)
+        self.assertEqual(ctl["queue 0"]["plugin_verdicts"], 2)
+        self.assertEqual(ctl["queue 0"]["flows_created"], stats["flows"]["flows_created"])
 
     def test_connections_to_addresses_given_out_for_a_blocked_name_are_dropped(self):
         run("ip", "addr", "add", "127.0.0.2/8", "dev", "lo")
