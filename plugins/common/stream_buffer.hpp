@@ -22,6 +22,15 @@ struct StreamBuffer {
 
   /// Appends the segment's new bytes. `full` when some did not fit (what fits is kept).
   Added add(const pktb_packet& packet) noexcept {
+    std::span<const std::uint8_t> fresh;
+    const Added taken = take(packet, fresh);
+    if (taken != Added::data) return taken;
+    return append(fresh) < fresh.size() ? Added::full : Added::data;
+  }
+
+  /// The segment's bytes not seen before, in stream order, without keeping them (`data`), or
+  /// why there are none: `nothing_new` (empty, a retransmission) or `gap` (bytes are missing).
+  Added take(const pktb_packet& packet, std::span<const std::uint8_t>& fresh) noexcept {
     constexpr std::uint8_t syn = 0x02;
     if ((packet.tcp_flags & syn) != 0) {
       next_seq = packet.tcp_seq + 1;  // SYN takes one sequence number
@@ -36,13 +45,18 @@ struct StreamBuffer {
     if (ahead > 0) return Added::gap;
     const auto skip = static_cast<std::size_t>(-static_cast<std::int64_t>(ahead));
     if (skip >= packet.l4_len) return Added::nothing_new;  // a retransmission
-    const std::size_t fresh = packet.l4_len - skip;
+    fresh = {packet.l4_data + skip, packet.l4_len - skip};
+    next_seq += static_cast<std::uint32_t>(fresh.size());
+    return Added::data;
+  }
+
+  /// Keeps what fits of `data`; returns how many bytes that was.
+  std::size_t append(std::span<const std::uint8_t> data) noexcept {
     const std::size_t room = Capacity - size;
-    const std::size_t copied = fresh < room ? fresh : room;
-    std::memcpy(bytes + size, packet.l4_data + skip, copied);
+    const std::size_t copied = data.size() < room ? data.size() : room;
+    if (copied != 0) std::memcpy(bytes + size, data.data(), copied);
     size += static_cast<std::uint32_t>(copied);
-    next_seq += static_cast<std::uint32_t>(fresh);
-    return copied < fresh ? Added::full : Added::data;
+    return copied;
   }
 
   [[nodiscard]] std::span<const std::uint8_t> view() const noexcept { return {bytes, size}; }

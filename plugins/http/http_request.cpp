@@ -63,6 +63,8 @@ HeadStatus parse_request_head(std::span<const std::uint8_t> bytes, RequestHead& 
   const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   std::size_t start = 0;
   bool first = true;
+  bool has_length = false;
+  bool chunked = false;
   while (true) {
     const auto end = text.find('\n', start);
     if (end == std::string_view::npos) {
@@ -83,17 +85,114 @@ HeadStatus parse_request_head(std::span<const std::uint8_t> bytes, RequestHead& 
       first = false;
       continue;
     }
-    if (line.empty()) return HeadStatus::complete;
+    if (line.empty()) {
+      head.length = start;
+      head.body = chunked ? BodyKind::chunked : has_length ? BodyKind::length : BodyKind::none;
+      if (head.body != BodyKind::length) head.content_length = 0;
+      return HeadStatus::complete;
+    }
     if (std::any_of(line.begin(), line.end(),
                     [](char c) { return (c >= 0 && c < 0x20 && c != '\t') || c == 0x7f; })) {
       return HeadStatus::bad_header;
     }
     const auto colon = line.find(':');
     if (colon == std::string_view::npos || colon == 0) return HeadStatus::bad_header;
-    if (iequals(line.substr(0, colon), "host") && head.host.empty()) {
-      head.host = normalize_host(line.substr(colon + 1));
+    const std::string_view name = line.substr(0, colon);
+    const std::string_view value = trim(line.substr(colon + 1));
+    if (iequals(name, "host") && head.host.empty()) {
+      head.host = normalize_host(value);
+    } else if (iequals(name, "content-length")) {
+      // Digits only, and the same value when repeated: anything else makes the body's end
+      // unknowable (and is how request smuggling starts).
+      std::uint64_t length = 0;
+      if (value.empty() || value.size() > 18 ||
+          !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        return HeadStatus::bad_header;
+      }
+      for (const char c : value) length = length * 10 + static_cast<std::uint64_t>(c - '0');
+      if (has_length && length != head.content_length) return HeadStatus::bad_header;
+      has_length = true;
+      head.content_length = length;
+    } else if (iequals(name, "transfer-encoding")) {
+      const auto last = value.rfind(',');
+      if (!iequals(trim(last == std::string_view::npos ? value : value.substr(last + 1)),
+                   "chunked")) {
+        return HeadStatus::bad_header;  // a request body must end with chunked framing
+      }
+      chunked = true;
     }
   }
+}
+
+std::size_t ChunkedBody::consume(std::span<const std::uint8_t> bytes) noexcept {
+  std::size_t at = 0;
+  while (at < bytes.size() && active()) {
+    const char c = static_cast<char>(bytes[at]);
+    switch (state) {
+      case State::size: {
+        const int digit = c >= '0' && c <= '9'   ? c - '0'
+                          : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                          : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                 : -1;
+        if (digit >= 0) {
+          if (left >> 56 != 0) {  // a size over 2^60: no real body, only trouble
+            state = State::failed;
+            return at;
+          }
+          left = left * 16 + static_cast<std::uint64_t>(digit);
+        } else if (c == ';' || c == ' ' || c == '\t') {
+          state = State::extension;
+        } else if (c == '\n') {
+          state = left == 0 ? State::trailer : State::data;
+          line = 0;
+        } else if (c != '\r') {
+          state = State::failed;
+          return at;
+        }
+        ++at;
+        break;
+      }
+      case State::extension:
+        if (c == '\n') {
+          state = left == 0 ? State::trailer : State::data;
+          line = 0;
+        }
+        ++at;
+        break;
+      case State::data: {
+        const std::uint64_t take = std::min<std::uint64_t>(left, bytes.size() - at);
+        at += static_cast<std::size_t>(take);
+        left -= take;
+        if (left == 0) state = State::data_end;
+        break;
+      }
+      case State::data_end:  // the CRLF after a chunk's data
+        if (c == '\n') {
+          state = State::size;
+          left = 0;
+        } else if (c != '\r') {
+          state = State::failed;
+          return at;
+        }
+        ++at;
+        break;
+      case State::trailer:  // trailer lines, then an empty line ends the body
+        ++at;
+        if (c == '\n') {
+          if (line == 0) {
+            state = State::off;
+            return at;
+          }
+          line = 0;
+        } else if (c != '\r') {
+          ++line;
+        }
+        break;
+      case State::off:
+      case State::failed: break;
+    }
+  }
+  return at;
 }
 
 }  // namespace pktbroker::plugins::http

@@ -1,8 +1,9 @@
-// The http plugin: publishes http.method, http.host and http.path of a connection's first
-// request (TCP ports 80 and 8080), gathered across segments. Segments before the head is
-// complete are held, so a rule on the Host decides them too. In replay it ends the server's
-// turn when the response is complete (Content-Length, chunked, or no body) and masks the
-// headers that change between answers.
+// The http plugin: publishes http.method, http.host and http.path of each request on a
+// connection (TCP ports 80 and 8080), gathered across segments; request bodies (Content-Length
+// or chunked) are skipped to find the next request of a keep-alive connection. Segments that
+// carry a head not yet complete are held, so a rule on the Host or path decides them too. In
+// replay it ends the server's turn when the response is complete (Content-Length, chunked, or
+// no body) and masks the headers that change between answers.
 #include "pktbroker/plugin.h"
 #include "plugins/common/stream_buffer.hpp"
 #include "plugins/http/http_request.hpp"
@@ -18,18 +19,25 @@ namespace {
 using pktbroker::plugins::StreamBuffer;
 using namespace pktbroker::plugins::http;
 
+using HeadBuffer = StreamBuffer<4096>;
+
 struct Global {
   const pktb_host* host;
   std::uint32_t requests;
+  std::uint32_t pipelined;
   std::uint32_t not_http;
   std::uint32_t bad_header;
+  std::uint32_t bad_chunked_body;
   std::uint32_t oversized_head;
 };
 
+// Plain memory: the host zeroes it when the flow opens.
 struct FlowState {
-  bool done;
-  bool head_request;  // replay: the last request sent was HEAD
-  StreamBuffer<4096> from_client;
+  bool done;            // stopped following the connection (not HTTP, or no longer parseable)
+  bool head_request;    // replay: the last request sent was HEAD
+  std::uint64_t body_left;  // bytes of a Content-Length body still to come
+  ChunkedBody chunked;      // a chunked body being skipped
+  HeadBuffer head;          // the bytes of the head being read
 };
 
 void* init(const pktb_host* host, const char** error) {
@@ -40,8 +48,10 @@ void* init(const pktb_host* host, const char** error) {
   }
   g->host = host;
   g->requests = host->counter(host, "requests");
+  g->pipelined = host->counter(host, "pipelined");
   g->not_http = host->counter(host, "not_http");
   g->bad_header = host->counter(host, "bad_header");
+  g->bad_chunked_body = host->counter(host, "bad_chunked_body");
   g->oversized_head = host->counter(host, "oversized_head");
   return g;
 }
@@ -54,41 +64,72 @@ void publish(const pktb_host* host, pktb_call* call, const char* field, const st
   host->set_field(call, field, value.data(), value.size());
 }
 
+// Stops following the connection: its fields stay those of its last request.
+void give_up(Global& g, FlowState& state, std::uint32_t counter) {
+  state.done = true;
+  g.host->count(g.host, counter, 1);
+}
+
+// A segment's new bytes in stream order: body bytes are skipped, head bytes collected; each
+// complete head publishes its request (a segment completing several publishes the first and
+// counts the others as pipelined). Returns whether a head is still unfinished.
+bool follow(Global& g, pktb_call* call, FlowState& state, std::span<const std::uint8_t> fresh) {
+  bool published = false;
+  while (!fresh.empty() && !state.done) {
+    if (state.body_left > 0) {
+      const auto skipped = std::min<std::uint64_t>(state.body_left, fresh.size());
+      state.body_left -= skipped;
+      fresh = fresh.subspan(static_cast<std::size_t>(skipped));
+      continue;
+    }
+    if (state.chunked.active()) {
+      fresh = fresh.subspan(state.chunked.consume(fresh));
+      if (state.chunked.state == ChunkedBody::State::failed) give_up(g, state, g.bad_chunked_body);
+      continue;
+    }
+    const std::size_t copied = state.head.append(fresh);
+    RequestHead head;
+    switch (parse_request_head(state.head.view(), head)) {
+      case HeadStatus::complete: {
+        // The head ends inside the bytes just copied; those after it are the body or the next
+        // request, so they are read again from `fresh`.
+        const std::size_t after_head = state.head.size - head.length;
+        fresh = fresh.subspan(copied - after_head);
+        state.head.size = 0;
+        g.host->count(g.host, g.requests, 1);
+        if (published) {
+          g.host->count(g.host, g.pipelined, 1);
+        } else {
+          published = true;
+          publish(g.host, call, "method", head.method);
+          publish(g.host, call, "path", head.path);
+          publish(g.host, call, "host", head.host);
+        }
+        if (head.body == BodyKind::chunked) state.chunked.start();
+        state.body_left = head.content_length;
+        break;
+      }
+      case HeadStatus::incomplete:
+        fresh = fresh.subspan(copied);
+        if (!fresh.empty()) give_up(g, state, g.oversized_head);  // the head outgrew the buffer
+        break;
+      case HeadStatus::not_http: give_up(g, state, g.not_http); break;
+      case HeadStatus::bad_header: give_up(g, state, g.bad_header); break;
+    }
+  }
+  return !state.done && state.head.size > 0;
+}
+
 void on_packet(void* global, pktb_call* call, pktb_flow* flow, const pktb_packet* packet,
                pktb_decision* decision) {
   auto& g = *static_cast<Global*>(global);
   auto& state = *static_cast<FlowState*>(flow->state);
   if (state.done || packet->direction != PKTB_FROM_CLIENT) return;
-  const auto added = state.from_client.add(*packet);
-  if (added == StreamBuffer<4096>::Added::nothing_new) return;
+  std::span<const std::uint8_t> fresh;
+  if (state.head.take(*packet, fresh) != HeadBuffer::Added::data) return;
   try {
-    RequestHead head;
-    switch (parse_request_head(state.from_client.view(), head)) {
-      case HeadStatus::complete:
-        state.done = true;
-        g.host->count(g.host, g.requests, 1);
-        publish(g.host, call, "method", head.method);
-        publish(g.host, call, "path", head.path);
-        if (!head.host.empty()) publish(g.host, call, "host", head.host);
-        return;
-      case HeadStatus::incomplete:
-        if (added == StreamBuffer<4096>::Added::full) {
-          state.done = true;
-          g.host->count(g.host, g.oversized_head, 1);
-          return;
-        }
-        decision->action = PKTB_HOLD;  // the rest of the head is on its way
-        return;
-      case HeadStatus::not_http:
-        state.done = true;
-        g.host->count(g.host, g.not_http, 1);
-        return;
-      case HeadStatus::bad_header:
-        state.done = true;
-        g.host->count(g.host, g.bad_header, 1);
-        return;
-    }
-  } catch (...) {  // allocation failure: no opinion
+    if (follow(g, call, state, fresh)) decision->action = PKTB_HOLD;  // the rest is on its way
+  } catch (...) {  // allocation failure: no opinion, and no more following
     state.done = true;
   }
 }

@@ -4,6 +4,7 @@ a policy that keeps every other high port closed."""
 
 import json
 import os
+import re
 import socket
 import time
 
@@ -181,6 +182,57 @@ rules:
         self.assertGreaterEqual(stats["rules"]["no-admin"]["packets"], 1)
         self.assertEqual(daemon.plugin_stats("http")["requests"], 4)
 
+    @staticmethod
+    def response_complete(answer):
+        head, separator, body = answer.partition(b"\r\n\r\n")
+        if not separator:
+            return False
+        length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        return len(body) >= int(length.group(1)) if length else True
+
+    def keep_alive(self, *requests):
+        """Sends the requests one after another on one connection, each after the answer to
+        the one before; returns the answers (None for the first that got none)."""
+        answers = []
+        with socket.create_connection(("127.0.0.1", 80), timeout=2) as s:
+            for request in requests:
+                s.sendall(request)
+                answer = b""
+                try:
+                    while not self.response_complete(answer):
+                        chunk = s.recv(4096)
+                        if not chunk:
+                            break
+                        answer += chunk
+                except socket.timeout:
+                    answers.append(None)
+                    return answers
+                answers.append(answer)
+        return answers
+
+    def test_every_request_of_a_keep_alive_connection_is_inspected(self):
+        daemon = self.daemon(self.POLICY)
+        ok = b"GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n"
+        lure = b"GET /admin HTTP/1.1\r\nX: y\r\n\r\n"  # a body that looks like a request
+        post = (b"POST / HTTP/1.1\r\nHost: allowed.test\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(lure), lure))
+        chunked = (b"POST / HTTP/1.1\r\nHost: allowed.test\r\nTransfer-Encoding: chunked\r\n"
+                   b"\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(lure), lure))
+        admin = b"GET /admin/users HTTP/1.1\r\nHost: allowed.test\r\n\r\n"
+        answers = self.keep_alive(ok, post, ok, admin)
+        self.assertEqual(len(answers), 4)
+        self.assertIn(b"hello from nginx", answers[0])
+        self.assertTrue(answers[1].startswith(b"HTTP/1.1 405"), answers[1])  # a static site
+        self.assertIn(b"hello from nginx", answers[2])
+        self.assertIsNone(answers[3])  # the fourth request is dropped: no answer
+        # The chunked body's request-like chunk is skipped too (nginx closes after it).
+        self.assertTrue(self.keep_alive(chunked)[0].startswith(b"HTTP/1.1 405"))
+        stats = daemon.stats()
+        counters = daemon.plugin_stats("http")
+        self.assertEqual(counters["requests"], 5)
+        self.assertEqual(counters["bad_header"] + counters["bad_chunked_body"], 0)
+        self.assertGreaterEqual(stats["rules"]["no-admin"]["packets"], 1)
+
     def test_a_head_split_across_segments_is_held_until_the_host_is_known(self):
         daemon = self.daemon(self.POLICY)
         self.assertIn(b"hello from nginx", self.request_in_two_segments("allowed.test"))
@@ -246,11 +298,15 @@ rules:
         """`per_flow` numbered datagrams from each of `flows` sockets (a flow each), flow after
         flow. Returns the payloads in the order sent."""
         sent = []
-        for flow in range(flows):
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(flows)]
+        try:  # all open until the end: a closed socket's port could start the next flow
+            for flow, sock in enumerate(sockets):
                 for number in range(per_flow):
                     sent.append(f"{flow}.{number}".encode())
                     sock.sendto(sent[-1], ("127.0.0.1", 9000))
+        finally:
+            for sock in sockets:
+                sock.close()
         return sent
 
     def hold_counters(self, daemon):

@@ -47,3 +47,71 @@ TEST_CASE("streams that are not HTTP requests are recognized early") {
   CHECK(parse("GET / HTTP/1.1\r\nno colon here\r\n\r\n", head) == HeadStatus::bad_header);
   CHECK(parse("GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n", head) == HeadStatus::bad_header);
 }
+
+TEST_CASE("a head says how long it is and how its body ends") {
+  RequestHead head;
+  REQUIRE(parse("POST /u HTTP/1.1\r\nContent-Length: 12\r\n\r\nhello world!", head) ==
+          HeadStatus::complete);
+  CHECK(head.length == 40);  // up to the body
+  CHECK(head.body == BodyKind::length);
+  CHECK(head.content_length == 12);
+  REQUIRE(parse("POST /u HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                head) == HeadStatus::complete);
+  CHECK(head.body == BodyKind::chunked);  // chunked wins over Content-Length
+  CHECK(head.content_length == 0);
+  REQUIRE(parse("GET / HTTP/1.1\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n", head) ==
+          HeadStatus::complete);  // a repeated, equal length is fine
+  CHECK(head.content_length == 3);
+  REQUIRE(parse("GET / HTTP/1.1\r\n\r\n", head) == HeadStatus::complete);
+  CHECK(head.body == BodyKind::none);
+  // Lengths a server and the plugin could read differently: the connection is not followed.
+  for (const char* bad : {"Content-Length: 3\r\nContent-Length: 4", "Content-Length: -1",
+                          "Content-Length: 1 2", "Content-Length: 0x10", "Content-Length:",
+                          "Transfer-Encoding: gzip", "Transfer-Encoding: chunked, gzip",
+                          "Content-Length: 99999999999999999999"}) {
+    INFO(bad);
+    CHECK(parse("POST / HTTP/1.1\r\n" + std::string(bad) + "\r\n\r\n", head) ==
+          HeadStatus::bad_header);
+  }
+}
+
+namespace {
+
+// Feeds `body` to a chunked reader `step` bytes at a time; returns the bytes it consumed.
+std::size_t consumed_by_chunked(std::string_view body, std::size_t step, ChunkedBody& reader) {
+  reader.start();
+  std::size_t total = 0;
+  for (std::size_t at = 0; at < body.size() && reader.active(); at += step) {
+    const std::string_view part = body.substr(at, step);
+    const std::size_t used = reader.consume(
+        {reinterpret_cast<const std::uint8_t*>(part.data()), part.size()});
+    total += used;
+    if (used < part.size()) break;
+  }
+  return total;
+}
+
+}  // namespace
+
+TEST_CASE("a chunked body is followed to its end, however it is split") {
+  const std::string body = "5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nTrailer: x\r\n\r\n";
+  const std::string next = "GET /next HTTP/1.1\r\n\r\n";
+  for (std::size_t step = 1; step <= body.size() + next.size(); ++step) {
+    INFO("step " << step);
+    ChunkedBody reader{};
+    CHECK(consumed_by_chunked(body + next, step, reader) == body.size());
+    CHECK(reader.state == ChunkedBody::State::off);
+  }
+  ChunkedBody reader{};
+  CHECK(consumed_by_chunked("0\r\n\r\n", 1, reader) == 5);  // no data, no trailers
+  CHECK(reader.state == ChunkedBody::State::off);
+}
+
+TEST_CASE("a malformed chunked body stops the reader") {
+  for (const char* bad : {"5\r\nhelloXX", "zz\r\n", "ffffffffffffffffff\r\n"}) {
+    INFO(bad);
+    ChunkedBody reader{};
+    consumed_by_chunked(bad, 1, reader);
+    CHECK(reader.state == ChunkedBody::State::failed);
+  }
+}
