@@ -64,6 +64,8 @@ HeadStatus parse_request_head(std::span<const std::uint8_t> bytes, RequestHead& 
   std::size_t start = 0;
   bool first = true;
   bool has_length = false;
+  bool unknown_length = false;
+  bool transfer_encoding = false;
   bool chunked = false;
   while (true) {
     const auto end = text.find('\n', start);
@@ -87,7 +89,13 @@ HeadStatus parse_request_head(std::span<const std::uint8_t> bytes, RequestHead& 
     }
     if (line.empty()) {
       head.length = start;
-      head.body = chunked ? BodyKind::chunked : has_length ? BodyKind::length : BodyKind::none;
+      if (transfer_encoding) {  // Content-Length does not count then
+        head.body = chunked ? BodyKind::chunked : BodyKind::unknown;
+      } else {
+        head.body = unknown_length ? BodyKind::unknown
+                    : has_length   ? BodyKind::length
+                                   : BodyKind::none;
+      }
       if (head.body != BodyKind::length) head.content_length = 0;
       return HeadStatus::complete;
     }
@@ -107,19 +115,19 @@ HeadStatus parse_request_head(std::span<const std::uint8_t> bytes, RequestHead& 
       std::uint64_t length = 0;
       if (value.empty() || value.size() > 18 ||
           !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-        return HeadStatus::bad_header;
+        unknown_length = true;
+        continue;
       }
       for (const char c : value) length = length * 10 + static_cast<std::uint64_t>(c - '0');
-      if (has_length && length != head.content_length) return HeadStatus::bad_header;
+      if (has_length && length != head.content_length) unknown_length = true;
       has_length = true;
       head.content_length = length;
     } else if (iequals(name, "transfer-encoding")) {
       const auto last = value.rfind(',');
-      if (!iequals(trim(last == std::string_view::npos ? value : value.substr(last + 1)),
-                   "chunked")) {
-        return HeadStatus::bad_header;  // a request body must end with chunked framing
-      }
-      chunked = true;
+      // The codings of every Transfer-Encoding line form one list; its last one must be chunked.
+      transfer_encoding = true;
+      chunked =
+          iequals(trim(last == std::string_view::npos ? value : value.substr(last + 1)), "chunked");
     }
   }
 }

@@ -13,12 +13,12 @@ enum class HeadStatus : std::uint8_t {
   complete,    ///< the head ended (blank line) and was parsed
   incomplete,  ///< more bytes are needed
   not_http,    ///< the first line is not an HTTP request line
-  bad_header,  ///< a header line without a colon, a control character, or a body length that
-               ///< cannot be known (bad or conflicting Content-Length, unknown Transfer-Encoding)
+  bad_header,  ///< a header line without a colon, or a control character
 };
 
-/// How the request's body ends (RFC 9112 6.3: chunked wins over Content-Length).
-enum class BodyKind : std::uint8_t { none, length, chunked };
+/// How the request's body ends (RFC 9112 6.3: chunked wins over Content-Length). `unknown`:
+/// a bad or conflicting Content-Length, or a Transfer-Encoding not ending in chunked.
+enum class BodyKind : std::uint8_t { none, length, chunked, unknown };
 
 struct RequestHead {
   std::string method;

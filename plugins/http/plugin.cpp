@@ -28,6 +28,7 @@ struct Global {
   std::uint32_t not_http;
   std::uint32_t bad_header;
   std::uint32_t bad_chunked_body;
+  std::uint32_t unknown_body_length;
   std::uint32_t oversized_head;
 };
 
@@ -52,6 +53,7 @@ void* init(const pktb_host* host, const char** error) {
   g->not_http = host->counter(host, "not_http");
   g->bad_header = host->counter(host, "bad_header");
   g->bad_chunked_body = host->counter(host, "bad_chunked_body");
+  g->unknown_body_length = host->counter(host, "unknown_body_length");
   g->oversized_head = host->counter(host, "oversized_head");
   return g;
 }
@@ -106,6 +108,7 @@ bool follow(Global& g, pktb_call* call, FlowState& state, std::span<const std::u
           publish(g.host, call, "host", head.host);
         }
         if (head.body == BodyKind::chunked) state.chunked.start();
+        if (head.body == BodyKind::unknown) give_up(g, state, g.unknown_body_length);
         state.body_left = head.content_length;
         break;
       }

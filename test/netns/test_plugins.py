@@ -230,7 +230,8 @@ rules:
         stats = daemon.stats()
         counters = daemon.plugin_stats("http")
         self.assertEqual(counters["requests"], 5)
-        self.assertEqual(counters["bad_header"] + counters["bad_chunked_body"], 0)
+        self.assertEqual(counters["bad_header"] + counters["bad_chunked_body"] +
+                         counters["unknown_body_length"], 0)
         self.assertGreaterEqual(stats["rules"]["no-admin"]["packets"], 1)
 
     def test_a_head_split_across_segments_is_held_until_the_host_is_known(self):
