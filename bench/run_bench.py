@@ -224,6 +224,17 @@ def latency():
             "lost": int(values["lost"])}
 
 
+def hop_floor(rounds):
+    """The least a client process on the consumer's CPU can add to a round trip, paced like the
+    latency probe: median p50/p99 over the rounds."""
+    runs = []
+    for _ in range(rounds):
+        out = run(binary("hop_floor"), "--cpu", "1", "--count", "2000", "--interval-us",
+                  "300").stdout
+        runs.append({k: float(v) for k, v in (kv.split("=") for kv in out.split())})
+    return {key: statistics.median(r[key] for r in runs) for key in ("p50_us", "p99_us")}
+
+
 def loss_free_rate(consumer, scenario, saturation, seconds):
     """The highest of a few paced rates below saturation with less than 0.1% loss."""
     best = 0
@@ -242,7 +253,7 @@ def loss_free_rate(consumer, scenario, saturation, seconds):
 def scenario_runs(name, scenario, args, workdir, baseline):
     print(f"== {name}", flush=True)
     sides = {"reference": [], "broker": []}
-    latency_of, loss_free = {}, {}
+    latencies, loss_free = {"reference": [], "broker": []}, {}
     Topology.queue(scenario.get("queue", "0"))
     for round_ in range(args.rounds):
         for side in ("reference", "broker"):
@@ -254,21 +265,24 @@ def scenario_runs(name, scenario, args, workdir, baseline):
                 print(f"   {side:9} round {round_ + 1}: {result['pps']:>10.0f} pps delivered, "
                       f"{result['kernel_drops']} kernel queue drops, "
                       f"{result['cpu_us_per_packet'] or 0:.2f} us CPU/packet", flush=True)
+                latencies[side].append(latency())  # every round: p99 is the noisiest number
                 if round_ == 0:
-                    latency_of[side] = latency()
                     loss_free[side] = loss_free_rate(consumer, scenario, result["pps"],
                                                      args.probe_seconds)
             finally:
                 consumer.stop()
     summary = {}
     for side, results in sides.items():
+        latency_of = {key: statistics.median(l[key] for l in latencies[side])
+                      for key in ("p50_us", "p99_us", "lost")}
         summary[side] = {
             "pps": statistics.median(r["pps"] for r in results),
             "kernel_drops": statistics.median(r["kernel_drops"] for r in results),
             "cpu_us_per_packet": statistics.median(r["cpu_us_per_packet"] or 0 for r in results),
             "loss_free_pps": loss_free[side],
-            "latency": latency_of[side],
-            "added_p99_us": latency_of[side]["p99_us"] - baseline["p99_us"],
+            "latency": latency_of,
+            "added_p99_us": latency_of["p99_us"] - baseline["p99_us"],
+            "latency_runs": latencies[side],
             "runs": results,
         }
     summary["pps_ratio"] = summary["broker"]["pps"] / summary["reference"]["pps"]
@@ -432,9 +446,9 @@ def scenarios(workdir):
 
 def markdown(results):
     lines = ["| scenario | reference pps | pktbroker pps | ratio | kernel drops (ref / pktb) | "
-             "CPU µs/pkt (ref / pktb) | loss-free pps (ref / pktb) | p50 / p99 µs (pktb) | "
-             "added p99 µs |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "CPU µs/pkt (ref / pktb) | loss-free pps (ref / pktb) | p50 µs (ref / pktb) | "
+             "p99 µs (ref / pktb) | added p99 µs (ref / pktb) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in results["scenarios"].items():
         ref, pb = r["reference"], r["broker"]
         lines.append(
@@ -442,11 +456,20 @@ def markdown(results):
             f"{ref['kernel_drops']:,.0f} / {pb['kernel_drops']:,.0f} | "
             f"{ref['cpu_us_per_packet']:.2f} / {pb['cpu_us_per_packet']:.2f} | "
             f"{ref['loss_free_pps']:,} / {pb['loss_free_pps']:,} | "
-            f"{pb['latency']['p50_us']} / {pb['latency']['p99_us']} | {pb['added_p99_us']} |")
+            f"{ref['latency']['p50_us']:.0f} / {pb['latency']['p50_us']:.0f} | "
+            f"{ref['latency']['p99_us']:.0f} / {pb['latency']['p99_us']:.0f} | "
+            f"{ref['added_p99_us']:.0f} / {pb['added_p99_us']:.0f} |")
     baseline = results["baseline_latency"]
-    lines += ["", f"Latency without any queue: p50 {baseline['p50_us']} µs, "
-                  f"p99 {baseline['p99_us']} µs.",
-              "", "| TCP bulk (one iperf3 stream) | Gbit/s |", "|---|---:|"]
+    lines += ["", f"UDP echo round trips (2,000 at 300 µs intervals, median of the rounds) "
+                  f"without any queue: p50 {baseline['p50_us']:.0f} µs, "
+                  f"p99 {baseline['p99_us']:.0f} µs; added = p99 through the queue - that."]
+    if "hop_floor" in results:
+        hop = results["hop_floor"]
+        lines += ["", f"One client hop without a broker (two processes on the consumer's CPU "
+                      f"answering each other over a SOCK_SEQPACKET pair, paced the same; "
+                      f"`bench/hop_floor.c`): p50 {hop['p50_us']:.1f} µs, "
+                      f"p99 {hop['p99_us']:.1f} µs."]
+    lines += ["", "| TCP bulk (one iperf3 stream) | Gbit/s |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in results["tcp_bulk"].items()]
     if "replay" in results:
         r = results["replay"]
@@ -529,8 +552,13 @@ def main():
                          SINK_ADDR, str(ECHO_PORT))
             time.sleep(0.2)
             Topology.queue(None)
-            results["baseline_latency"] = latency()
+            results["baseline_latency"] = {
+                key: statistics.median(l[key] for l in runs)
+                for runs in [[latency() for _ in range(args.rounds)]]
+                for key in ("p50_us", "p99_us", "lost")}
             print(f"== latency without a queue: {results['baseline_latency']}", flush=True)
+            results["hop_floor"] = hop_floor(args.rounds)
+            print(f"== one client hop, without a broker: {results['hop_floor']}", flush=True)
             for name, scenario in scenarios(workdir).items():
                 if scenario is None or (args.only and args.only not in name):
                     continue
