@@ -250,38 +250,44 @@ def loss_free_rate(consumer, scenario, saturation, seconds):
     return best
 
 
-def scenario_runs(name, scenario, args, workdir, baseline):
+def scenario_runs(name, scenario, args, workdir):
     print(f"== {name}", flush=True)
     sides = {"reference": [], "broker": []}
     latencies, loss_free = {"reference": [], "broker": []}, {}
-    Topology.queue(scenario.get("queue", "0"))
+    # Latency is the noisiest number: every round also measures the round trip without a queue,
+    # and `added` is the median of each round's difference (pairs measured seconds apart).
+    baselines = []
     for round_ in range(args.rounds):
+        Topology.queue(None)
+        baselines.append(latency())
+        Topology.queue(scenario.get("queue", "0"))
         for side in ("reference", "broker"):
             consumer = Consumer(side, scenario, workdir)
             consumer.start()
             try:
                 result = measure(consumer, scenario, 0, args.seconds)
                 sides[side].append(result)
+                latencies[side].append(latency())
                 print(f"   {side:9} round {round_ + 1}: {result['pps']:>10.0f} pps delivered, "
                       f"{result['kernel_drops']} kernel queue drops, "
-                      f"{result['cpu_us_per_packet'] or 0:.2f} us CPU/packet", flush=True)
-                latencies[side].append(latency())  # every round: p99 is the noisiest number
+                      f"{result['cpu_us_per_packet'] or 0:.2f} us CPU/packet, p99 "
+                      f"{latencies[side][-1]['p99_us']} us (no queue: "
+                      f"{baselines[-1]['p99_us']} us)", flush=True)
                 if round_ == 0:
                     loss_free[side] = loss_free_rate(consumer, scenario, result["pps"],
                                                      args.probe_seconds)
             finally:
                 consumer.stop()
-    summary = {}
+    summary = {"baseline_latency": median_latency(baselines), "baseline_runs": baselines}
     for side, results in sides.items():
-        latency_of = {key: statistics.median(l[key] for l in latencies[side])
-                      for key in ("p50_us", "p99_us", "lost")}
         summary[side] = {
             "pps": statistics.median(r["pps"] for r in results),
             "kernel_drops": statistics.median(r["kernel_drops"] for r in results),
             "cpu_us_per_packet": statistics.median(r["cpu_us_per_packet"] or 0 for r in results),
             "loss_free_pps": loss_free[side],
-            "latency": latency_of,
-            "added_p99_us": latency_of["p99_us"] - baseline["p99_us"],
+            "latency": median_latency(latencies[side]),
+            "added_p99_us": statistics.median(
+                l["p99_us"] - b["p99_us"] for l, b in zip(latencies[side], baselines)),
             "latency_runs": latencies[side],
             "runs": results,
         }
@@ -290,6 +296,10 @@ def scenario_runs(name, scenario, args, workdir, baseline):
                             summary["reference"]["cpu_us_per_packet"])
     summary["description"] = scenario["description"]
     return summary
+
+
+def median_latency(runs):
+    return {key: statistics.median(r[key] for r in runs) for key in ("p50_us", "p99_us", "lost")}
 
 
 def tcp_bulk(args, workdir):
@@ -446,23 +456,25 @@ def scenarios(workdir):
 
 def markdown(results):
     lines = ["| scenario | reference pps | pktbroker pps | ratio | kernel drops (ref / pktb) | "
-             "CPU µs/pkt (ref / pktb) | loss-free pps (ref / pktb) | p50 µs (ref / pktb) | "
-             "p99 µs (ref / pktb) | added p99 µs (ref / pktb) |",
+             "CPU µs/pkt (ref / pktb) | loss-free pps (ref / pktb) | p50 µs (none / ref / pktb) "
+             "| p99 µs (none / ref / pktb) | added p99 µs (ref / pktb) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in results["scenarios"].items():
-        ref, pb = r["reference"], r["broker"]
+        ref, pb, none = r["reference"], r["broker"], r["baseline_latency"]
         lines.append(
             f"| {name} | {ref['pps']:,.0f} | {pb['pps']:,.0f} | {r['pps_ratio']:.2f} | "
             f"{ref['kernel_drops']:,.0f} / {pb['kernel_drops']:,.0f} | "
             f"{ref['cpu_us_per_packet']:.2f} / {pb['cpu_us_per_packet']:.2f} | "
             f"{ref['loss_free_pps']:,} / {pb['loss_free_pps']:,} | "
-            f"{ref['latency']['p50_us']:.0f} / {pb['latency']['p50_us']:.0f} | "
-            f"{ref['latency']['p99_us']:.0f} / {pb['latency']['p99_us']:.0f} | "
+            f"{none['p50_us']:.0f} / {ref['latency']['p50_us']:.0f} / "
+            f"{pb['latency']['p50_us']:.0f} | "
+            f"{none['p99_us']:.0f} / {ref['latency']['p99_us']:.0f} / "
+            f"{pb['latency']['p99_us']:.0f} | "
             f"{ref['added_p99_us']:.0f} / {pb['added_p99_us']:.0f} |")
-    baseline = results["baseline_latency"]
-    lines += ["", f"UDP echo round trips (2,000 at 300 µs intervals, median of the rounds) "
-                  f"without any queue: p50 {baseline['p50_us']:.0f} µs, "
-                  f"p99 {baseline['p99_us']:.0f} µs; added = p99 through the queue - that."]
+    lines += ["", "Latency: UDP echo round trips from the generator's CPU, 2,000 at 300 µs "
+                  "intervals, in every round without a queue (none), through the reference and "
+                  "through pktbrokerd; medians over the rounds; added p99 = the median of each "
+                  "round's p99 through the queue minus that round's p99 without one."]
     if "hop_floor" in results:
         hop = results["hop_floor"]
         lines += ["", f"One client hop without a broker (two processes on the consumer's CPU "
@@ -551,19 +563,12 @@ def main():
             echo = popen(SINK, "taskset", "-c", "1", binary("udp_echo_latency"), "--server",
                          SINK_ADDR, str(ECHO_PORT))
             time.sleep(0.2)
-            Topology.queue(None)
-            results["baseline_latency"] = {
-                key: statistics.median(l[key] for l in runs)
-                for runs in [[latency() for _ in range(args.rounds)]]
-                for key in ("p50_us", "p99_us", "lost")}
-            print(f"== latency without a queue: {results['baseline_latency']}", flush=True)
             results["hop_floor"] = hop_floor(args.rounds)
             print(f"== one client hop, without a broker: {results['hop_floor']}", flush=True)
             for name, scenario in scenarios(workdir).items():
                 if scenario is None or (args.only and args.only not in name):
                     continue
-                results["scenarios"][name] = scenario_runs(name, scenario, args, workdir,
-                                                           results["baseline_latency"])
+                results["scenarios"][name] = scenario_runs(name, scenario, args, workdir)
             echo.kill()
             print("== tcp bulk", flush=True)
             results["tcp_bulk"] = tcp_bulk(args, workdir)
