@@ -41,9 +41,7 @@ int main(int argc, char** argv) {
       case 'c': cpu = parse_num("--cpu", optarg, CPU_SETSIZE - 1); break;
       case 'n': count = parse_num("--count", optarg, 10000000); break;
       case 'i': interval_us = parse_num("--interval-us", optarg, 1000000); break;
-      default:
-        fprintf(stderr, "usage: %s --cpu K --count N --interval-us U\n", argv[0]);
-        return 2;
+      default: fprintf(stderr, "usage: %s --cpu K --count N --interval-us U\n", argv[0]); return 2;
     }
   }
   if (count == 0) count = 1;

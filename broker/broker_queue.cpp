@@ -112,8 +112,7 @@ BrokerQueue::BrokerQueue(boost::asio::io_context& io, const QueueConfig& config,
 
 void BrokerQueue::start() {
   boost::asio::post(strand_, [this] {
-    reader_.start([this](const PacketMeta& meta) { on_packet(meta); },
-                  [this] { flush(); });
+    reader_.start([this](const PacketMeta& meta) { on_packet(meta); }, [this] { flush(); });
     schedule_flow_maintenance();
   });
 }

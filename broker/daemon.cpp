@@ -28,8 +28,7 @@ Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> 
   ControlHandler control{[this](std::function<void(std::vector<QueueSnapshot>)> done) {
                            collect_stats(0, {}, std::move(done));
                          },
-                         [this] { return reload(); },
-                         [this] { return plugin_counters(); }};
+                         [this] { return reload(); }, [this] { return plugin_counters(); }};
   sessions_ = std::make_unique<SessionManager>(io_, std::move(queues), policy_, std::move(control));
   sessions_->start();
 }

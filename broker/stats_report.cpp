@@ -20,9 +20,8 @@ std::vector<std::string> format_stats(const QueueSnapshot& s) {
       c.default_verdicts, c.malformed, c.netlink_error_total(), kernel.queue_total,
       kernel.queue_dropped, kernel.user_dropped, s.outstanding, s.writer.sends, s.writer.messages,
       s.writer.batch_messages, s.writer.batched_packets, c.delivered, c.observed,
-      c.client_datagrams, c.client_verdicts,
-      c.passes, c.rejected_verdicts, c.timeouts, c.disconnect_fallbacks, c.overflows,
-      c.observer_overflows));
+      c.client_datagrams, c.client_verdicts, c.passes, c.rejected_verdicts, c.timeouts,
+      c.disconnect_fallbacks, c.overflows, c.observer_overflows));
   if (s.flows.flows.created != 0) {
     const InspectorCounters& f = s.flows;
     lines.push_back(fmt::format(

@@ -173,9 +173,8 @@ void Session::deliver(std::shared_ptr<const std::vector<std::uint8_t>> datagram,
                       std::size_t packets) noexcept {
   try {
     boost::asio::dispatch(socket_.get_executor(),
-                      [self = shared_from_this(), datagram = std::move(datagram), packets]() mutable {
-                        self->push(std::move(datagram), packets);
-                      });
+                          [self = shared_from_this(), datagram = std::move(datagram),
+                           packets]() mutable { self->push(std::move(datagram), packets); });
   } catch (...) {  // out of memory: the packets stay tracked and take their fallback
     queued_.fetch_sub(packets, std::memory_order_relaxed);
   }
@@ -207,8 +206,7 @@ void Session::send(const proto::Message& message, std::uint32_t request_id) {
                     });
 }
 
-void Session::push(std::shared_ptr<const std::vector<std::uint8_t>> datagram,
-                   std::size_t weight) {
+void Session::push(std::shared_ptr<const std::vector<std::uint8_t>> datagram, std::size_t weight) {
   if (closed_) {
     queued_.fetch_sub(weight, std::memory_order_relaxed);
     return;

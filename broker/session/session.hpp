@@ -81,7 +81,7 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
     std::size_t weight;  // packets it carries (1 for a reply)
   };
   std::deque<Outgoing> write_queue_;
-  bool waiting_for_room_ = false;  // the socket is full; a wait for room is in flight
+  bool waiting_for_room_ = false;       // the socket is full; a wait for room is in flight
   std::atomic<std::size_t> queued_{0};  // packets and replies not yet written
   std::atomic<bool> closed_{false};
   std::atomic<std::uint64_t> delivered_{0};

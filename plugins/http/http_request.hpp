@@ -22,9 +22,9 @@ enum class BodyKind : std::uint8_t { none, length, chunked, unknown };
 
 struct RequestHead {
   std::string method;
-  std::string path;     ///< request target as sent
-  std::string host;     ///< Host header, lowercase, without port; empty when absent
-  std::string version;  ///< "HTTP/1.1"
+  std::string path;        ///< request target as sent
+  std::string host;        ///< Host header, lowercase, without port; empty when absent
+  std::string version;     ///< "HTTP/1.1"
   std::size_t length = 0;  ///< bytes of the head, its blank line included
   BodyKind body = BodyKind::none;
   std::uint64_t content_length = 0;  ///< when body is BodyKind::length
@@ -42,7 +42,9 @@ struct ChunkedBody {
   std::uint32_t line;  ///< trailer: bytes of the current trailer line
 
   void start() noexcept { *this = {State::size, 0, 0}; }
-  [[nodiscard]] bool active() const noexcept { return state != State::off && state != State::failed; }
+  [[nodiscard]] bool active() const noexcept {
+    return state != State::off && state != State::failed;
+  }
   /// Consumes the body's bytes at the front of `bytes` and returns how many: fewer than given
   /// when the body ended (state off) or is malformed (state failed).
   std::size_t consume(std::span<const std::uint8_t> bytes) noexcept;

@@ -34,8 +34,8 @@ struct Global {
 
 // Plain memory: the host zeroes it when the flow opens.
 struct FlowState {
-  bool done;            // stopped following the connection (not HTTP, or no longer parseable)
-  bool head_request;    // replay: the last request sent was HEAD
+  bool done;                // stopped following the connection (not HTTP, or no longer parseable)
+  bool head_request;        // replay: the last request sent was HEAD
   std::uint64_t body_left;  // bytes of a Content-Length body still to come
   ChunkedBody chunked;      // a chunked body being skipped
   HeadBuffer head;          // the bytes of the head being read

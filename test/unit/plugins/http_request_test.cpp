@@ -69,11 +69,11 @@ TEST_CASE("a head says how long it is and how its body ends") {
   CHECK(head.body == BodyKind::chunked);  // Content-Length does not count then
   // Lengths a server and the plugin could read differently: the head is read (its fields
   // published) but what follows cannot be.
-  for (const char* bad : {"Content-Length: 3\r\nContent-Length: 4", "Content-Length: -1",
-                          "Content-Length: 1 2", "Content-Length: 0x10", "Content-Length:",
-                          "Transfer-Encoding: gzip", "Transfer-Encoding: chunked, gzip",
-                          "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip",
-                          "Content-Length: 99999999999999999999"}) {
+  for (const char* bad :
+       {"Content-Length: 3\r\nContent-Length: 4", "Content-Length: -1", "Content-Length: 1 2",
+        "Content-Length: 0x10", "Content-Length:", "Transfer-Encoding: gzip",
+        "Transfer-Encoding: chunked, gzip", "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip",
+        "Content-Length: 99999999999999999999"}) {
     INFO(bad);
     REQUIRE(parse("POST /p HTTP/1.1\r\n" + std::string(bad) + "\r\n\r\n", head) ==
             HeadStatus::complete);
@@ -90,8 +90,8 @@ std::size_t consumed_by_chunked(std::string_view body, std::size_t step, Chunked
   std::size_t total = 0;
   for (std::size_t at = 0; at < body.size() && reader.active(); at += step) {
     const std::string_view part = body.substr(at, step);
-    const std::size_t used = reader.consume(
-        {reinterpret_cast<const std::uint8_t*>(part.data()), part.size()});
+    const std::size_t used =
+        reader.consume({reinterpret_cast<const std::uint8_t*>(part.data()), part.size()});
     total += used;
     if (used < part.size()) break;
   }

@@ -179,8 +179,7 @@ TEST_CASE("packets appended one by one make a PACKET, then a PACKET_BATCH") {
   const Decoded d = decoded(datagram);
   const auto& packets = std::get<PacketBatch>(d.message).packets;
   REQUIRE(packets.size() == 2);
-  CHECK(std::vector<std::uint8_t>(packets[0].payload.begin(), packets[0].payload.end()) ==
-        payload);
+  CHECK(std::vector<std::uint8_t>(packets[0].payload.begin(), packets[0].payload.end()) == payload);
   CHECK(packets[1].gid == 7U);
 }
 
