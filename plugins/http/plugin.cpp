@@ -74,7 +74,9 @@ void give_up(Global& g, FlowState& state, std::uint32_t counter) {
 
 // A segment's new bytes in stream order: body bytes are skipped, head bytes collected; each
 // complete head publishes its request (a segment completing several publishes the first and
-// counts the others as pipelined). Returns whether a head is still unfinished.
+// counts the others as pipelined). Returns whether to hold the segment: it carries the start of
+// a head and completes none (one that does is decided by that head now; held, it would take
+// the verdict of the head it starts).
 bool follow(Global& g, pktb_call* call, FlowState& state, std::span<const std::uint8_t> fresh) {
   bool published = false;
   while (!fresh.empty() && !state.done) {
@@ -120,7 +122,7 @@ bool follow(Global& g, pktb_call* call, FlowState& state, std::span<const std::u
       case HeadStatus::bad_header: give_up(g, state, g.bad_header); break;
     }
   }
-  return !state.done && state.head.size > 0;
+  return !state.done && state.head.size > 0 && !published;
 }
 
 void on_packet(void* global, pktb_call* call, pktb_flow* flow, const pktb_packet* packet,

@@ -234,6 +234,18 @@ rules:
                          counters["unknown_body_length"], 0)
         self.assertGreaterEqual(stats["rules"]["no-admin"]["packets"], 1)
 
+    def test_a_segment_ending_a_blocked_request_is_decided_by_it(self):
+        # The segment ends GET /admin and starts another head. Held for that head, it would
+        # take the next request's verdict and carry /admin through; it is dropped at once.
+        daemon = self.daemon(self.POLICY)
+        with socket.create_connection(("127.0.0.1", 80), timeout=2) as s:
+            s.sendall(b"GET /admin HTTP/1.1\r\nHost: allowed.test\r\n\r\nGET / HTTP/1.1\r\nHo")
+            wait_for(lambda: daemon.stats()["rules"]["no-admin"]["packets"] >= 1,
+                     what="the no-admin rule")
+            stats = daemon.stats()
+            self.assertEqual(stats["flows"]["held"], 0)
+            self.assertGreaterEqual(stats["queue"]["dropped"], 1)
+
     def test_a_head_split_across_segments_is_held_until_the_host_is_known(self):
         daemon = self.daemon(self.POLICY)
         self.assertIn(b"hello from nginx", self.request_in_two_segments("allowed.test"))
