@@ -49,6 +49,7 @@ struct QueueCounters {
   // Plugins.
   std::uint64_t plugin_verdicts = 0;  ///< decided by a plugin through an `inspect` rule
   std::uint64_t expected_flows = 0;   ///< packets of expected flows, given their parent's verdict
+  std::uint64_t redropped = 0;        ///< TCP data a rule had dropped, sent again: dropped again
   std::uint64_t held = 0;             ///< packets a plugin held
   std::uint64_t hold_overflows = 0;   ///< holds refused (too many held): decided at once
   std::uint64_t hold_timeouts = 0;    ///< held packets that took their fallback at the deadline

@@ -85,6 +85,14 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
       }
       return decision;
     }
+    if (FlowInspector::dropped_before(inspection)) {  // what a rule dropped stays dropped
+      ++counters_.redropped;
+      decision.verdict = {VerdictKind::drop, std::nullopt};
+      if (spdlog::should_log(spdlog::level::debug)) {
+        log_verdict(meta, &decision.view, "(dropped before)", decision.verdict);
+      }
+      return decision;
+    }
     if (inspection.flow != nullptr && inspection.flow->plugin) {
       inspected.fields = inspection.flow->plugin->fields;
     }
@@ -118,6 +126,10 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
   if (inspection.decision.action == PKTB_HOLD && !decision.hold_ms) {
     decision.hold_ms =
         inspection.decision.hold_ms != 0 ? inspection.decision.hold_ms : Inspect{}.hold_timeout_ms;
+  }
+  if (decision.verdict.kind == VerdictKind::drop && !decision.hold_ms &&
+      decision.deliver == nullptr) {
+    FlowInspector::remember_drop(inspection);
   }
   if (spdlog::should_log(spdlog::level::debug)) {
     log_verdict(meta, &decision.view, rule_name, decision.verdict);

@@ -28,11 +28,12 @@ std::vector<std::string> format_stats(const QueueSnapshot& s) {
         "stats queue={} flows={} flows_created={} flows_expired={} flows_evicted={} "
         "flows_ignored={} plugin_calls={} plugin_verdicts={} expectations={} "
         "expectations_matched={} expectations_expired={} expectations_refused={} "
-        "expected_flow_packets={} held={} hold_overflows={} hold_timeouts={} plugin_releases={}",
+        "expected_flow_packets={} redropped={} held={} hold_overflows={} hold_timeouts={} "
+        "plugin_releases={}",
         s.queue, f.active_flows, f.flows.created, f.flows.expired, f.flows.evicted, f.ignored_flows,
         f.plugin_calls, c.plugin_verdicts, f.pending_expectations, f.flows.expectations_matched,
-        f.flows.expectations_expired, f.flows.expectations_refused, c.expected_flows, c.held,
-        c.hold_overflows, c.hold_timeouts, c.plugin_releases));
+        f.flows.expectations_expired, f.flows.expectations_refused, c.expected_flows, c.redropped,
+        c.held, c.hold_overflows, c.hold_timeouts, c.plugin_releases));
   }
   for (const RuleStats& rule : s.rules) {
     lines.push_back(fmt::format("stats queue={} rule={} packets={} bytes={}", s.queue, rule.name,
@@ -98,6 +99,7 @@ void add_stats_entries(const QueueSnapshot& s, std::vector<proto::StatsEntry>& e
     add("expectations_expired", f.flows.expectations_expired);
     add("expectations_refused", f.flows.expectations_refused);
     add("expected_flow_packets", c.expected_flows);
+    add("redropped", c.redropped);
     add("held", c.held);
     add("hold_overflows", c.hold_overflows);
     add("hold_timeouts", c.hold_timeouts);

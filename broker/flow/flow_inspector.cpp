@@ -48,6 +48,27 @@ void FlowInspector::set_plugins(std::shared_ptr<const PluginSet> plugins) {
   plugins_ = plugins ? std::move(plugins) : std::make_shared<const PluginSet>();
 }
 
+void FlowInspector::remember_drop(const Inspection& inspection) noexcept {
+  if (inspection.flow == nullptr || inspection.tcp_data == 0) return;
+  Flow& flow = *inspection.flow;
+  const int side = inspection.direction == PKTB_FROM_CLIENT ? 0 : 1;
+  const std::uint32_t end = inspection.tcp_seq + inspection.tcp_data;
+  const bool known = (flow.dropped & (1u << side)) != 0;
+  if (!known || static_cast<std::int32_t>(end - flow.dropped_end[side]) > 0) {
+    flow.dropped_end[side] = end;
+  }
+  flow.dropped |= static_cast<std::uint8_t>(1u << side);
+}
+
+bool FlowInspector::dropped_before(const Inspection& inspection) noexcept {
+  if (inspection.flow == nullptr || inspection.tcp_data == 0) return false;
+  const Flow& flow = *inspection.flow;
+  const int side = inspection.direction == PKTB_FROM_CLIENT ? 0 : 1;
+  // Sequence numbers wrap: "before" is a signed difference.
+  return (flow.dropped & (1u << side)) != 0 &&
+         static_cast<std::int32_t>(inspection.tcp_seq - flow.dropped_end[side]) < 0;
+}
+
 Inspection FlowInspector::inspect(const PacketMeta& meta, const PacketView& view,
                                   std::uint64_t packet_id, Clock::time_point now) noexcept {
   Inspection result;
@@ -76,6 +97,12 @@ Inspection FlowInspector::inspect(const PacketMeta& meta, const PacketView& view
   }
   result.inherited = flow.inherited;
   result.state = state_of(flow, view);
+  result.direction = found.direction;
+  if (view.protocol == IPPROTO_TCP) {
+    result.tcp_seq = tcp_sequence(view);
+    result.tcp_data =
+        view.ip_length > view.payload_offset ? view.ip_length - view.payload_offset : 0;
+  }
   if (!flow.plugin) return result;
 
   PluginFlow& pf = *flow.plugin;

@@ -21,6 +21,9 @@ struct Inspection {
   std::optional<Verdict> inherited;  ///< an expected flow's parent verdict
   /// The connection state by the flow table's own reckoning, for kernels that send none.
   CtState state = CtState::none;
+  pktb_direction direction = PKTB_FROM_CLIENT;
+  std::uint32_t tcp_seq = 0;   ///< TCP: the first sequence number of the segment's data
+  std::uint32_t tcp_data = 0;  ///< TCP: bytes of data the segment carries
   std::span<const std::uint8_t> replacement;  ///< accept-modified payload, valid until next call
 };
 
@@ -58,6 +61,12 @@ class FlowInspector final : private CallSink {
   static void record(Flow* flow, const Verdict& verdict) noexcept {
     if (flow != nullptr) flow->last_verdict = verdict;
   }
+
+  /// A rule dropped this TCP data: the same bytes sent again must be dropped again, whatever
+  /// the flow's plugin has published since (a request after it must not carry it through).
+  static void remember_drop(const Inspection& inspection) noexcept;
+  /// Whether the segment carries bytes a rule dropped before (a retransmission of them).
+  [[nodiscard]] static bool dropped_before(const Inspection& inspection) noexcept;
 
   /// Idle flows, stale expectations, due plugin timers.
   void maintain(Clock::time_point now) noexcept;

@@ -72,7 +72,9 @@ struct Flow {
   bool client_is_lo = true;  ///< the first packet came from the key's lower endpoint
   std::uint8_t fins = 0;     ///< bit per direction that sent a FIN
   bool seen_from_server = false;
-  std::optional<Verdict> inherited;  ///< an expected flow takes its parent's verdict
+  std::uint8_t dropped = 0;           ///< bit per direction: a rule dropped TCP data
+  std::uint32_t dropped_end[2] = {};  ///< per direction: the end of the last data dropped
+  std::optional<Verdict> inherited;   ///< an expected flow takes its parent's verdict
   std::optional<Verdict> last_verdict;
   std::unique_ptr<PluginFlow> plugin;
 };

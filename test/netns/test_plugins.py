@@ -246,6 +246,20 @@ rules:
             self.assertEqual(stats["flows"]["held"], 0)
             self.assertGreaterEqual(stats["queue"]["dropped"], 1)
 
+    def test_a_dropped_request_stays_dropped_when_a_later_one_is_allowed(self):
+        # GET /admin, and at once an allowed request after it: the retransmissions of the
+        # dropped segment must not be judged by the allowed request's fields.
+        daemon = self.daemon(self.POLICY)
+        with socket.create_connection(("127.0.0.1", 80), timeout=2) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(b"GET /admin HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+            time.sleep(0.05)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+            with self.assertRaises(socket.timeout):
+                s.recv(4096)
+        stats = daemon.stats()
+        self.assertGreaterEqual(stats["flows"]["redropped"], 1)  # retransmissions came
+
     def test_a_head_split_across_segments_is_held_until_the_host_is_known(self):
         daemon = self.daemon(self.POLICY)
         self.assertIn(b"hello from nginx", self.request_in_two_segments("allowed.test"))

@@ -160,3 +160,26 @@ rules:
                     "test.yaml:4: rule 'typo': plugin 'valid' has no field 'valu' (it publishes: "
                     "value)");
 }
+
+TEST_CASE("TCP data a rule dropped stays dropped when sent again, per direction") {
+  Flow flow;
+  const auto segment = [&flow](pktb_direction direction, std::uint32_t seq, std::uint32_t data) {
+    Inspection inspection;
+    inspection.flow = &flow;
+    inspection.direction = direction;
+    inspection.tcp_seq = seq;
+    inspection.tcp_data = data;
+    return inspection;
+  };
+  const std::uint32_t near_wrap = 0xffffff00;  // the dropped bytes run across the wrap
+  CHECK_FALSE(FlowInspector::dropped_before(segment(PKTB_FROM_CLIENT, near_wrap, 512)));
+  FlowInspector::remember_drop(segment(PKTB_FROM_CLIENT, near_wrap, 512));
+  CHECK(FlowInspector::dropped_before(segment(PKTB_FROM_CLIENT, near_wrap, 512)));
+  CHECK(FlowInspector::dropped_before(segment(PKTB_FROM_CLIENT, near_wrap, 1024)));     // collapsed
+  CHECK(FlowInspector::dropped_before(segment(PKTB_FROM_CLIENT, 0xff, 100)));           // its tail
+  CHECK_FALSE(FlowInspector::dropped_before(segment(PKTB_FROM_CLIENT, 0x100, 100)));    // after it
+  CHECK_FALSE(FlowInspector::dropped_before(segment(PKTB_FROM_CLIENT, near_wrap, 0)));  // an ACK
+  CHECK_FALSE(FlowInspector::dropped_before(segment(PKTB_FROM_SERVER, near_wrap, 512)));
+  FlowInspector::remember_drop(segment(PKTB_FROM_CLIENT, 0x50, 10));  // earlier: end stays
+  CHECK(FlowInspector::dropped_before(segment(PKTB_FROM_CLIENT, 0xff, 1)));
+}
