@@ -413,6 +413,7 @@ void BrokerQueue::set_policy(std::shared_ptr<const Policy> policy,
   boost::asio::post(strand_,
                     [this, policy = std::move(policy), plugins = std::move(plugins)]() mutable {
                       inspector_.set_plugins(std::move(plugins));
+                      inspector_.policy_changed();
                       dispatcher_.set_policy(std::move(policy));
                       schedule_flow_maintenance();
                     });

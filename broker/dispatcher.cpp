@@ -85,7 +85,7 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
       }
       return decision;
     }
-    if (FlowInspector::dropped_before(inspection)) {  // what a rule dropped stays dropped
+    if (inspector_->dropped_before(inspection)) {  // what a rule dropped stays dropped
       ++counters_.redropped;
       decision.verdict = {VerdictKind::drop, std::nullopt};
       if (spdlog::should_log(spdlog::level::debug)) {
@@ -129,7 +129,7 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
   }
   if (decision.verdict.kind == VerdictKind::drop && !decision.hold_ms &&
       decision.deliver == nullptr) {
-    FlowInspector::remember_drop(inspection);
+    if (inspector_ != nullptr) inspector_->remember_drop(inspection);
   }
   if (spdlog::should_log(spdlog::level::debug)) {
     log_verdict(meta, &decision.view, rule_name, decision.verdict);

@@ -48,9 +48,11 @@ void FlowInspector::set_plugins(std::shared_ptr<const PluginSet> plugins) {
   plugins_ = plugins ? std::move(plugins) : std::make_shared<const PluginSet>();
 }
 
-void FlowInspector::remember_drop(const Inspection& inspection) noexcept {
+void FlowInspector::remember_drop(const Inspection& inspection) const noexcept {
   if (inspection.flow == nullptr || inspection.tcp_data == 0) return;
   Flow& flow = *inspection.flow;
+  if (flow.drop_generation != policy_generation_) flow.dropped = 0;
+  flow.drop_generation = policy_generation_;
   const int side = inspection.direction == PKTB_FROM_CLIENT ? 0 : 1;
   const std::uint32_t end = inspection.tcp_seq + inspection.tcp_data;
   const bool known = (flow.dropped & (1u << side)) != 0;
@@ -60,9 +62,10 @@ void FlowInspector::remember_drop(const Inspection& inspection) noexcept {
   flow.dropped |= static_cast<std::uint8_t>(1u << side);
 }
 
-bool FlowInspector::dropped_before(const Inspection& inspection) noexcept {
+bool FlowInspector::dropped_before(const Inspection& inspection) const noexcept {
   if (inspection.flow == nullptr || inspection.tcp_data == 0) return false;
   const Flow& flow = *inspection.flow;
+  if (flow.drop_generation != policy_generation_) return false;
   const int side = inspection.direction == PKTB_FROM_CLIENT ? 0 : 1;
   // Sequence numbers wrap: "before" is a signed difference.
   return (flow.dropped & (1u << side)) != 0 &&

@@ -64,9 +64,11 @@ class FlowInspector final : private CallSink {
 
   /// A rule dropped this TCP data: the same bytes sent again must be dropped again, whatever
   /// the flow's plugin has published since (a request after it must not carry it through).
-  static void remember_drop(const Inspection& inspection) noexcept;
-  /// Whether the segment carries bytes a rule dropped before (a retransmission of them).
-  [[nodiscard]] static bool dropped_before(const Inspection& inspection) noexcept;
+  void remember_drop(const Inspection& inspection) const noexcept;
+  /// Whether the segment carries bytes a rule of this policy dropped before (a retransmission).
+  [[nodiscard]] bool dropped_before(const Inspection& inspection) const noexcept;
+  /// A new policy judges every packet anew: drops remembered under the old one are forgotten.
+  void policy_changed() noexcept { ++policy_generation_; }
 
   /// Idle flows, stale expectations, due plugin timers.
   void maintain(Clock::time_point now) noexcept;
@@ -93,6 +95,7 @@ class FlowInspector final : private CallSink {
   void cancel_timer(Flow& flow) noexcept;
 
   std::shared_ptr<const PluginSet> plugins_;
+  std::uint16_t policy_generation_ = 0;  ///< Flow::drop_generation of drops still remembered
   FlowTable table_;
   ReleaseHandler release_;
   std::shared_ptr<NameCache> names_;

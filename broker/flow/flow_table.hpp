@@ -73,6 +73,7 @@ struct Flow {
   std::uint8_t fins = 0;     ///< bit per direction that sent a FIN
   bool seen_from_server = false;
   std::uint8_t dropped = 0;           ///< bit per direction: a rule dropped TCP data
+  std::uint16_t drop_generation = 0;  ///< the policy those drops were decided under
   std::uint32_t dropped_end[2] = {};  ///< per direction: the end of the last data dropped
   std::optional<Verdict> inherited;   ///< an expected flow takes its parent's verdict
   std::optional<Verdict> last_verdict;

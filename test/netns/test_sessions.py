@@ -81,8 +81,11 @@ class Sessions(NetnsTestCase):
         try:
             for i in (1, 2):
                 send_udp("127.0.0.1", 6000 + i, 300, payload=i.to_bytes(1, "big") * 200)
-            wait_for(lambda: kernel_queues().get(0, {}).get("queue_total", 0) == 600,
-                     what="600 packets waiting in the kernel queue")
+            try:
+                wait_for(lambda: kernel_queues().get(0, {}).get("queue_total", 0) == 600,
+                         what="600 packets waiting in the kernel queue")
+            except AssertionError as error:
+                raise AssertionError(f"{error}: {kernel_queues()}") from None
         finally:
             daemon.process.send_signal(signal.SIGCONT)
         self.assertEqual(sink.settle(300), 300)

@@ -162,6 +162,7 @@ rules:
 }
 
 TEST_CASE("TCP data a rule dropped stays dropped when sent again, per direction") {
+  FlowInspector inspector(nullptr, FlowLimits{}, nullptr);
   Flow flow;
   const auto segment = [&flow](pktb_direction direction, std::uint32_t seq, std::uint32_t data) {
     Inspection inspection;
@@ -172,14 +173,16 @@ TEST_CASE("TCP data a rule dropped stays dropped when sent again, per direction"
     return inspection;
   };
   const std::uint32_t near_wrap = 0xffffff00;  // the dropped bytes run across the wrap
-  CHECK_FALSE(FlowInspector::dropped_before(segment(PKTB_FROM_CLIENT, near_wrap, 512)));
-  FlowInspector::remember_drop(segment(PKTB_FROM_CLIENT, near_wrap, 512));
-  CHECK(FlowInspector::dropped_before(segment(PKTB_FROM_CLIENT, near_wrap, 512)));
-  CHECK(FlowInspector::dropped_before(segment(PKTB_FROM_CLIENT, near_wrap, 1024)));     // collapsed
-  CHECK(FlowInspector::dropped_before(segment(PKTB_FROM_CLIENT, 0xff, 100)));           // its tail
-  CHECK_FALSE(FlowInspector::dropped_before(segment(PKTB_FROM_CLIENT, 0x100, 100)));    // after it
-  CHECK_FALSE(FlowInspector::dropped_before(segment(PKTB_FROM_CLIENT, near_wrap, 0)));  // an ACK
-  CHECK_FALSE(FlowInspector::dropped_before(segment(PKTB_FROM_SERVER, near_wrap, 512)));
-  FlowInspector::remember_drop(segment(PKTB_FROM_CLIENT, 0x50, 10));  // earlier: end stays
-  CHECK(FlowInspector::dropped_before(segment(PKTB_FROM_CLIENT, 0xff, 1)));
+  CHECK_FALSE(inspector.dropped_before(segment(PKTB_FROM_CLIENT, near_wrap, 512)));
+  inspector.remember_drop(segment(PKTB_FROM_CLIENT, near_wrap, 512));
+  CHECK(inspector.dropped_before(segment(PKTB_FROM_CLIENT, near_wrap, 512)));
+  CHECK(inspector.dropped_before(segment(PKTB_FROM_CLIENT, near_wrap, 1024)));     // collapsed
+  CHECK(inspector.dropped_before(segment(PKTB_FROM_CLIENT, 0xff, 100)));           // its tail
+  CHECK_FALSE(inspector.dropped_before(segment(PKTB_FROM_CLIENT, 0x100, 100)));    // after it
+  CHECK_FALSE(inspector.dropped_before(segment(PKTB_FROM_CLIENT, near_wrap, 0)));  // an ACK
+  CHECK_FALSE(inspector.dropped_before(segment(PKTB_FROM_SERVER, near_wrap, 512)));
+  inspector.remember_drop(segment(PKTB_FROM_CLIENT, 0x50, 10));  // earlier: end stays
+  CHECK(inspector.dropped_before(segment(PKTB_FROM_CLIENT, 0xff, 1)));
+  inspector.policy_changed();  // a reload judges them anew
+  CHECK_FALSE(inspector.dropped_before(segment(PKTB_FROM_CLIENT, near_wrap, 512)));
 }
