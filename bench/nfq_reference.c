@@ -20,7 +20,7 @@
  * Build: gcc -O2 -Wall -Wextra -std=gnu11 nfq_reference.c -o nfq_reference \
  *            -lnetfilter_queue -lmnl
  */
-#define _GNU_SOURCE
+#define _GNU_SOURCE /* NOLINT(bugprone-reserved-identifier): glibc asks for this name */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>

@@ -25,7 +25,7 @@
  *
  * Build: gcc -O2 -Wall -Wextra -std=gnu11 udp_blast.c -o udp_blast
  */
-#define _GNU_SOURCE
+#define _GNU_SOURCE /* NOLINT(bugprone-reserved-identifier): glibc asks for this name */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>

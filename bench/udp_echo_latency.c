@@ -13,7 +13,7 @@
  *
  * Build: gcc -O2 -Wall -Wextra -std=gnu11 udp_echo_latency.c -o udp_echo_latency
  */
-#define _GNU_SOURCE
+#define _GNU_SOURCE /* NOLINT(bugprone-reserved-identifier): glibc asks for this name */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
