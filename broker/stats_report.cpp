@@ -4,41 +4,22 @@
 
 namespace pktbroker {
 
+// The log lines are the reply's entries, one line per scope: the queue's counters (its flow
+// counters on a line of their own), then one line per rule.
 std::vector<std::string> format_stats(const QueueSnapshot& s) {
-  const QueueCounters& c = s.counters;
-  const KernelQueueStats kernel = s.kernel.value_or(KernelQueueStats{});
+  std::vector<proto::StatsEntry> entries;
+  add_stats_entries(s, entries);
   std::vector<std::string> lines;
-  lines.push_back(fmt::format(
-      "stats queue={} packets={} bytes={} accepted={} dropped={} repeated={} default={} "
-      "malformed={} netlink_errors={} kernel_queue_total={} kernel_queue_dropped={} "
-      "kernel_user_dropped={} outstanding={} verdict_sends={} verdict_messages={} "
-      "verdict_batches={} batched_packets={} delivered={} observed={} client_datagrams={} "
-      "client_verdicts={} "
-      "passes={} rejected_verdicts={} timeouts={} disconnect_fallbacks={} overflows={} "
-      "observer_overflows={}",
-      s.queue, c.received.packets, c.received.bytes, c.accepted, c.dropped, c.repeated,
-      c.default_verdicts, c.malformed, c.netlink_error_total(), kernel.queue_total,
-      kernel.queue_dropped, kernel.user_dropped, s.outstanding, s.writer.sends, s.writer.messages,
-      s.writer.batch_messages, s.writer.batched_packets, c.delivered, c.observed,
-      c.client_datagrams, c.client_verdicts, c.passes, c.rejected_verdicts, c.timeouts,
-      c.disconnect_fallbacks, c.overflows, c.observer_overflows));
-  if (s.flows.flows.created != 0) {
-    const InspectorCounters& f = s.flows;
-    lines.push_back(fmt::format(
-        "stats queue={} flows={} flows_created={} flows_expired={} flows_evicted={} "
-        "flows_ignored={} plugin_calls={} plugin_verdicts={} expectations={} "
-        "expectations_matched={} expectations_expired={} expectations_refused={} "
-        "expected_flow_packets={} redropped={} held={} hold_overflows={} hold_timeouts={} "
-        "plugin_releases={}",
-        s.queue, f.active_flows, f.flows.created, f.flows.expired, f.flows.evicted, f.ignored_flows,
-        f.plugin_calls, c.plugin_verdicts, f.pending_expectations, f.flows.expectations_matched,
-        f.flows.expectations_expired, f.flows.expectations_refused, c.expected_flows, c.redropped,
-        c.held, c.hold_overflows, c.hold_timeouts, c.plugin_releases));
+  const std::string head = fmt::format("stats queue={}", s.queue);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const proto::StatsEntry& e = entries[i];
+    if (i == 0 || e.scope != entries[i - 1].scope || e.name == "flows") {
+      lines.push_back(
+          e.scope.starts_with("rule ") ? fmt::format("{} rule={}", head, e.scope.substr(5)) : head);
+    }
+    lines.back() += fmt::format(" {}={}", e.name, e.value);
   }
-  for (const RuleStats& rule : s.rules) {
-    lines.push_back(fmt::format("stats queue={} rule={} packets={} bytes={}", s.queue, rule.name,
-                                rule.counters.packets, rule.counters.bytes));
-  }
+  const QueueCounters& c = s.counters;
   for (std::size_t i = 0; i < c.malformed_by_reason.size(); ++i) {
     if (c.malformed_by_reason[i] == 0) continue;
     lines.push_back(fmt::format("stats queue={} malformed={} count={}", s.queue,
