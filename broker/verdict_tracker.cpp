@@ -11,14 +11,6 @@ PacketToken VerdictTracker::track(const Pending& pending) {
   return token;
 }
 
-VerdictTracker::ResolveResult VerdictTracker::resolve(PacketToken token, SessionId session,
-                                                      std::uint32_t& packet_id) {
-  Pending pending;
-  const ResolveResult result = take(token, session, pending);
-  if (result == ResolveResult::resolved) packet_id = pending.packet_id;
-  return result;
-}
-
 VerdictTracker::ResolveResult VerdictTracker::take(PacketToken token, SessionId session,
                                                    Pending& out) {
   const auto found = pending_.find(token);
@@ -27,18 +19,6 @@ VerdictTracker::ResolveResult VerdictTracker::take(PacketToken token, SessionId 
   out = std::move(found->second);
   by_deadline_.erase({out.deadline, token});
   pending_.erase(found);
-  return ResolveResult::resolved;
-}
-
-VerdictTracker::ResolveResult VerdictTracker::transfer(PacketToken token, SessionId from,
-                                                       SessionId to, Clock::time_point deadline) {
-  const auto found = pending_.find(token);
-  if (found == pending_.end()) return ResolveResult::unknown_token;
-  if (found->second.owner != from) return ResolveResult::not_owner;
-  by_deadline_.erase({found->second.deadline, token});
-  found->second.owner = to;
-  found->second.deadline = deadline;
-  by_deadline_.emplace(deadline, token);
   return ResolveResult::resolved;
 }
 

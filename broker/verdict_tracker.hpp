@@ -43,15 +43,8 @@ class VerdictTracker {
 
   PacketToken track(const Pending& pending);
 
-  /// The owner's decision: on success removes the entry and returns its kernel id in `packet_id`.
-  ResolveResult resolve(PacketToken token, SessionId session, std::uint32_t& packet_id);
-
-  /// Like resolve, but hands the whole entry back (for `pass`).
+  /// The owner's decision: on success removes the entry and hands it back in `out`.
   ResolveResult take(PacketToken token, SessionId session, Pending& out);
-
-  /// Hands a packet to another owner (a `pass` down a chain) with a new deadline.
-  ResolveResult transfer(PacketToken token, SessionId from, SessionId to,
-                         Clock::time_point deadline);
 
   /// Removes every entry past its deadline, calling `expired(packet_id, fallback)` for each.
   template <typename F>

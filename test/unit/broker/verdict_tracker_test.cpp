@@ -37,12 +37,12 @@ TEST_CASE("tokens name their queue and are unique") {
 TEST_CASE("only the owner resolves a packet, and only once") {
   VerdictTracker tracker(0);
   const PacketToken token = tracker.track({42, 7, accept, t0 + 1s, nullptr});
-  std::uint32_t id = 0;
-  CHECK(tracker.resolve(token, 8, id) == Result::not_owner);
+  VerdictTracker::Pending taken;
+  CHECK(tracker.take(token, 8, taken) == Result::not_owner);
   CHECK(tracker.size() == 1);
-  CHECK(tracker.resolve(token, 7, id) == Result::resolved);
-  CHECK(id == 42);
-  CHECK(tracker.resolve(token, 7, id) == Result::unknown_token);
+  CHECK(tracker.take(token, 7, taken) == Result::resolved);
+  CHECK(taken.packet_id == 42);
+  CHECK(tracker.take(token, 7, taken) == Result::unknown_token);
   CHECK(tracker.size() == 0);
 }
 
@@ -94,27 +94,14 @@ TEST_CASE("a departing session releases all and only its packets") {
   CHECK(released[0].packet_id == 2);
 }
 
-TEST_CASE("transfer moves ownership and the deadline") {
-  VerdictTracker tracker(0);
-  const PacketToken token = tracker.track({9, 1, accept, t0 + 100ms, nullptr});
-  CHECK(tracker.transfer(token, 2, 3, t0 + 1s) == Result::not_owner);
-  CHECK(tracker.transfer(token, 1, 3, t0 + 1s) == Result::resolved);
-  std::size_t expired = 0;
-  tracker.expire(t0 + 500ms, [&](std::uint32_t, const Verdict&) { ++expired; });
-  CHECK(expired == 0);
-  std::uint32_t id = 0;
-  CHECK(tracker.resolve(token, 1, id) == Result::not_owner);
-  CHECK(tracker.resolve(token, 3, id) == Result::resolved);
-}
-
 TEST_CASE("the oldest pending kernel id follows arrival order") {
   VerdictTracker tracker(0);
   CHECK_FALSE(tracker.oldest_packet_id().has_value());
   const PacketToken first = tracker.track({100, 1, accept, t0 + 1s, nullptr});
   tracker.track({101, 1, accept, t0 + 1s, nullptr});
   CHECK(tracker.oldest_packet_id() == 100U);
-  std::uint32_t id = 0;
-  REQUIRE(tracker.resolve(first, 1, id) == Result::resolved);
+  VerdictTracker::Pending taken;
+  REQUIRE(tracker.take(first, 1, taken) == Result::resolved);
   CHECK(tracker.oldest_packet_id() == 101U);
   std::size_t released = 0;
   tracker.release_all([&](std::uint32_t, const Verdict&) { ++released; });
