@@ -132,6 +132,9 @@ HeadStatus parse_request_head(std::span<const std::uint8_t> bytes, RequestHead& 
   }
 }
 
+// Chunk extensions and trailer lines are bounded like a head (servers refuse longer ones).
+constexpr std::uint32_t max_chunk_line = 4096;
+
 std::size_t ChunkedBody::consume(std::span<const std::uint8_t> bytes) noexcept {
   std::size_t at = 0;
   while (at < bytes.size() && active()) {
@@ -150,6 +153,7 @@ std::size_t ChunkedBody::consume(std::span<const std::uint8_t> bytes) noexcept {
           left = left * 16 + static_cast<std::uint64_t>(digit);
         } else if (c == ';' || c == ' ' || c == '\t') {
           state = State::extension;
+          line = 0;
         } else if (c == '\n') {
           state = left == 0 ? State::trailer : State::data;
           line = 0;
@@ -164,6 +168,9 @@ std::size_t ChunkedBody::consume(std::span<const std::uint8_t> bytes) noexcept {
         if (c == '\n') {
           state = left == 0 ? State::trailer : State::data;
           line = 0;
+        } else if (++line > max_chunk_line) {  // no end in sight: stop following
+          state = State::failed;
+          return at;
         }
         ++at;
         break;
@@ -192,8 +199,9 @@ std::size_t ChunkedBody::consume(std::span<const std::uint8_t> bytes) noexcept {
             return at;
           }
           line = 0;
-        } else if (c != '\r') {
-          ++line;
+        } else if (c != '\r' && ++line > max_chunk_line) {
+          state = State::failed;
+          return at;
         }
         break;
       case State::off:

@@ -115,8 +115,12 @@ TEST_CASE("a chunked body is followed to its end, however it is split") {
 }
 
 TEST_CASE("a malformed chunked body stops the reader") {
-  for (const char* bad : {"5\r\nhelloXX", "zz\r\n", "ffffffffffffffffff\r\n"}) {
-    INFO(bad);
+  const std::string long_extension = "5;" + std::string(5000, 'x');
+  const std::string long_trailer = "0\r\n" + std::string(5000, 'x');
+  for (const std::string& bad :
+       {std::string("5\r\nhelloXX"), std::string("zz\r\n"), std::string("ffffffffffffffffff\r\n"),
+        long_extension, long_trailer}) {
+    INFO(bad.substr(0, 20));
     ChunkedBody reader{};
     consumed_by_chunked(bad, 1, reader);
     CHECK(reader.state == ChunkedBody::State::failed);
