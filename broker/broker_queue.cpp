@@ -15,8 +15,9 @@ struct ChainState {
   std::shared_ptr<const SubscriptionTable> table;  ///< keeps the subscriptions below alive
   const Subscription* subscription = nullptr;      ///< the current owner's subscription
   std::vector<const Subscription*> remaining;      ///< chain subscribers after the current one
-  proto::Packet packet;                            ///< the message, payload pointing into `payload`
-  std::vector<std::uint8_t> payload;               ///< a copy: the receive buffer is reused
+  proto::Packet packet;                            ///< the message (its payload is set per offer)
+  std::span<const std::uint8_t> bytes;             ///< the packet while it is being offered
+  std::vector<std::uint8_t> copy;  ///< for a chain: the receive buffer is reused before a `pass`
   std::uint32_t packet_id = 0;
   Verdict fallback;  ///< on timeout, overflow, disconnect
   Verdict on_pass;   ///< when the last subscriber passes: the policy's answer
@@ -264,7 +265,12 @@ void BrokerQueue::offer(const PacketMeta& meta, std::span<const Subscription* co
   state->remaining.assign(chain.begin() + 1, chain.end());
   state->packet = packet_message(meta);
   state->packet.needs_verdict = true;
-  state->payload.assign(meta.payload.begin(), meta.payload.end());
+  if (state->remaining.empty()) {
+    state->bytes = meta.payload;  // encoded at once and never offered again: no copy
+  } else {
+    state->copy.assign(meta.payload.begin(), meta.payload.end());
+    state->bytes = state->copy;
+  }
   state->packet_id = meta.packet_id;
   state->on_pass = decision.verdict;
   if (decision.deliver != nullptr) {
@@ -272,6 +278,7 @@ void BrokerQueue::offer(const PacketMeta& meta, std::span<const Subscription* co
     state->rule_fallback = decision.verdict;
   }
   if (!offer_to(state)) finish(meta.packet_id, state->fallback);
+  if (state->remaining.empty()) state->bytes = state->packet.payload = {};  // the receive buffer's
 }
 
 // Tracks the packet for state->subscription and sends it; on overflow counts it and returns
@@ -286,7 +293,7 @@ bool BrokerQueue::offer_to(const std::shared_ptr<ChainState>& state) {
       {state->packet_id, s.port->id(), state->fallback, Clock::now() + timeout, state});
   state->packet.token = token;
   state->packet.subscription_id = s.id;
-  state->packet.payload = first_bytes(state->payload, s.snaplen);
+  state->packet.payload = first_bytes(state->bytes, s.snaplen);
   if (batcher_.add(s.port, state->packet)) {
     ++dispatcher_.counters().delivered;
     schedule_expiry();
