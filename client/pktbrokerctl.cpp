@@ -1,5 +1,6 @@
 // pktbrokerctl: asks a running pktbrokerd for its status, sessions and counters, or to reload.
 #include "pktbroker/client.hpp"
+#include "tools/json_string.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -10,6 +11,7 @@
 #include <vector>
 
 namespace po = boost::program_options;
+using pktbroker::json_string;
 
 namespace {
 
@@ -39,23 +41,6 @@ Exit status:
   2  bad command line
   3  the broker could not be reached
 )";
-
-std::string json_string(const std::string& text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\u%04x", c);
-      out += escaped;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
 
 std::string roles_text(std::uint8_t roles) {
   std::string text;

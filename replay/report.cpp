@@ -1,5 +1,7 @@
 #include "replay/report.hpp"
 
+#include "tools/json_string.hpp"
+
 #include <fmt/format.h>
 
 #include <map>
@@ -11,21 +13,6 @@ constexpr std::size_t max_listed = 50;
 
 std::string protocol_name(std::uint8_t protocol) {
   return protocol == 6 ? "tcp" : "udp";
-}
-
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<int>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
 }
 
 std::string status_text(const FlowResult& flow) {
