@@ -3,6 +3,7 @@
 #define PKTBROKER_BENCH_CLI_H
 
 #include <errno.h> /* program_invocation_short_name: define _GNU_SOURCE before any include */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,14 @@ static unsigned long parse_num(const char* opt, const char* s, unsigned long max
     exit(1);
   }
   return v;
+}
+
+/* Runs the calling process (and what it forks) on CPU `cpu` only, or exits 1. */
+static inline void pin_to_cpu(unsigned long cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof set, &set) != 0) die("cannot pin to cpu");
 }
 
 #endif

@@ -45,10 +45,7 @@ int main(int argc, char** argv) {
     }
   }
   if (count == 0) count = 1;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  if (sched_setaffinity(0, sizeof set, &set) != 0) die("sched_setaffinity");
+  pin_to_cpu(cpu);
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, pair) != 0) die("socketpair");
   const pid_t echo = fork();  // inherits the CPU

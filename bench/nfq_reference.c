@@ -124,12 +124,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  if (cpu >= 0) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (sched_setaffinity(0, sizeof(set), &set) < 0) die("cannot pin to cpu");
-  }
+  if (cpu >= 0) pin_to_cpu((unsigned long)cpu);
 
   struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: recvmmsg must return */
   sigemptyset(&sa.sa_mask);

@@ -125,12 +125,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  if (cpu >= 0) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (sched_setaffinity(0, sizeof(set), &set) < 0) die("cannot pin to cpu");
-  }
+  if (cpu >= 0) pin_to_cpu((unsigned long)cpu);
 
   unsigned long nsock = spread;
   if (marks > 0) {
