@@ -18,6 +18,8 @@ PKTBROKER_PACKAGES=(
   iperf3 apache2-utils gnuplot-nox
   # style checks (scripts/lint)
   clang-format clang-tidy
+  # fuzzing (scripts/fuzz): clang with its sanitizer and libFuzzer runtimes
+  clang libclang-rt-dev
 )
 
 # Kernel modules for NFQUEUE and conntrack; they may also be built into the kernel.
