@@ -113,7 +113,9 @@ BrokerQueue::BrokerQueue(boost::asio::io_context& io, const QueueConfig& config,
 
 void BrokerQueue::start() {
   boost::asio::post(strand_, [this] {
-    reader_.start([this](const PacketMeta& meta) { on_packet(meta); }, [this] { flush(); });
+    reader_.start([this](const PacketMeta& meta) { on_packet(meta); },
+                  [this](std::uint32_t packet_id) { on_unreadable(packet_id); },
+                  [this] { flush(); });
     schedule_flow_maintenance();
   });
 }
@@ -121,14 +123,16 @@ void BrokerQueue::start() {
 void BrokerQueue::on_packet(const PacketMeta& meta) {
   const Decision decision = dispatcher_.decide(meta);
   const SubscriptionTable& table = *subscriptions_;
-  if (decision.parsed && !table.observers.empty()) copy_to_observers(meta, decision.view);
+  if (decision.parsed && !table.observers.empty()) {
+    copy_to_observers(decision.meta, decision.view);
+  }
   if (decision.hold_ms && hold(meta.packet_id, decision)) return;
   if (decision.parsed && decision.offered_to_clients() && !table.deciders.empty()) {
     // Scratch vectors reused from packet to packet: no allocation once they have grown.
     candidates_.clear();
     for (const Subscription& s : table.deciders) {
       if (decision.deliver != nullptr && s.name != decision.deliver->subscription) continue;
-      if (s.selects(meta, decision.view)) candidates_.push_back(&s);
+      if (s.selects(decision.meta, decision.view)) candidates_.push_back(&s);
     }
     if (!candidates_.empty()) {
       chain_.clear();
@@ -145,12 +149,22 @@ void BrokerQueue::on_packet(const PacketMeta& meta) {
       } else {
         chain_.push_back(&first);
       }
-      offer(meta, chain_, decision);
+      offer(decision.meta, chain_, decision);
       return;
     }
   }
+  if (decision.offered_to_clients() && decision.verdict.kind == VerdictKind::drop) {
+    dispatcher_.remember_drop(decision);
+  }
   settle(decision.flow, decision.verdict);
   finish(meta.packet_id, decision.verdict, decision.replacement);
+}
+
+// A packet whose message could not be parsed: it is malformed to us.
+void BrokerQueue::on_unreadable(std::uint32_t packet_id) {
+  ++dispatcher_.counters().received.packets;
+  ++dispatcher_.counters().malformed;
+  finish(packet_id, dispatcher_.malformed_verdict());
 }
 
 bool BrokerQueue::hold(std::uint32_t packet_id, const Decision& decision) {
@@ -229,7 +243,8 @@ bool BrokerQueue::forget_held(std::uint64_t handle) {
 
 // Idle flows, stale expectations and plugin timers, once a second or at the next timer.
 void BrokerQueue::schedule_flow_maintenance() {
-  if (!inspector_.active() || flow_timer_armed_) return;
+  // While flows are tracked (also those of plugins a reload removed), so that they expire.
+  if (stopped_ || !inspector_.tracking() || flow_timer_armed_) return;
   auto at = Clock::now() + flow_maintenance_period;
   if (const auto timer = inspector_.next_timer()) at = std::min(at, *timer);
   flow_timer_armed_ = true;
@@ -265,7 +280,8 @@ void BrokerQueue::offer(const PacketMeta& meta, std::span<const Subscription* co
   state->remaining.assign(chain.begin() + 1, chain.end());
   state->packet = packet_message(meta);
   state->packet.needs_verdict = true;
-  if (state->remaining.empty()) {
+  // A limited session's verdict is checked against the packet later (inside_grant).
+  if (state->remaining.empty() && !chain.front()->allowed) {
     state->bytes = meta.payload;  // encoded at once and never offered again: no copy
   } else {
     state->copy.assign(meta.payload.begin(), meta.payload.end());
@@ -278,7 +294,7 @@ void BrokerQueue::offer(const PacketMeta& meta, std::span<const Subscription* co
     state->rule_fallback = decision.verdict;
   }
   if (!offer_to(state)) finish(meta.packet_id, state->fallback);
-  if (state->remaining.empty()) state->bytes = state->packet.payload = {};  // the receive buffer's
+  if (state->copy.empty()) state->bytes = state->packet.payload = {};  // the receive buffer's
 }
 
 // Tracks the packet for state->subscription and sends it; on overflow counts it and returns
@@ -286,6 +302,11 @@ void BrokerQueue::offer(const PacketMeta& meta, std::span<const Subscription* co
 bool BrokerQueue::offer_to(const std::shared_ptr<ChainState>& state) {
   const Subscription& s = *state->subscription;
   state->port = s.port;
+  if (stopped_ || !s.port->claim_outstanding()) {
+    ++dispatcher_.counters().outstanding_overflows;
+    s.port->count_fallback();
+    return false;
+  }
   // A deliver rule's timeout and fallback govern its packets; otherwise the subscriber's.
   const auto timeout = state->rule_timeout.value_or(s.timeout);
   state->fallback = state->rule_fallback.value_or(s.fallback);
@@ -301,6 +322,7 @@ bool BrokerQueue::offer_to(const std::shared_ptr<ChainState>& state) {
   }
   VerdictTracker::Pending dropped;
   tracker_.take(token, s.port->id(), dropped);
+  s.port->release_outstanding();
   ++dispatcher_.counters().overflows;
   s.port->count_fallback();
   return false;
@@ -337,11 +359,25 @@ void BrokerQueue::on_client_verdict(SessionId session, const std::shared_ptr<Ses
     }
   }
   VerdictTracker::Pending pending;
-  if (tracker_.take(verdict.token, session, pending) != VerdictTracker::ResolveResult::resolved) {
+  if (stopped_ ||
+      tracker_.take(verdict.token, session, pending) != VerdictTracker::ResolveResult::resolved) {
     ++dispatcher_.counters().rejected_verdicts;
     port->report_error(proto::ErrorCode::unknown_token,
                        "token " + std::to_string(verdict.token) +
                            " is not a packet this session holds (foreign, decided or expired)");
+    return;
+  }
+  port->release_outstanding();
+  if (pending.chain && !inside_grant(*pending.chain, pending.chain->packet, verdict)) {
+    // A limited session may not move a packet outside its grant (spoofing, marks it may not
+    // set): the packet takes the fallback, and the client hears why.
+    ++dispatcher_.counters().rejected_verdicts;
+    ++dispatcher_.counters().fallbacks_outside_grant;
+    port->report_error(proto::ErrorCode::not_permitted,
+                       "the verdict for token " + std::to_string(verdict.token) +
+                           " sets a mark or bytes outside this session's grant; the packet "
+                           "took its fallback");
+    finish(pending.packet_id, pending.fallback);
     return;
   }
   if (verdict.code == proto::VerdictCode::pass) {
@@ -359,11 +395,43 @@ void BrokerQueue::on_client_verdict(SessionId session, const std::shared_ptr<Ses
   finish(pending.packet_id, final, verdict.replacement);
 }
 
+void BrokerQueue::settled(const VerdictTracker::Pending& pending) noexcept {
+  if (pending.owner != plugin_owner && pending.chain && pending.chain->port) {
+    pending.chain->port->release_outstanding();
+  }
+}
+
+bool BrokerQueue::inside_grant(const ChainState& state, const proto::Packet& packet,
+                               const ClientVerdict& verdict) noexcept {
+  const Matcher* allowed = state.subscription->allowed.get();
+  if (allowed == nullptr || (!verdict.mark && verdict.replacement.empty())) return true;
+  // The packet as it would leave: the kernel's metadata with the new mark, the new bytes.
+  PacketMeta meta;
+  meta.queue = packet.queue;
+  meta.hook = packet.hook;
+  meta.mark = verdict.mark.value_or(packet.mark);
+  meta.in_ifindex = packet.in_ifindex;
+  meta.out_ifindex = packet.out_ifindex;
+  meta.uid = packet.uid;
+  meta.gid = packet.gid;
+  meta.wire_length = packet.wire_length;
+  PacketView view;
+  if (!verdict.replacement.empty()) {
+    meta.wire_length = static_cast<std::uint32_t>(verdict.replacement.size());
+    if (parse_packet(verdict.replacement, view) != ParseError::none) return false;
+    return allowed->matches(meta, view);
+  }
+  if (parse_packet(state.bytes, view) != ParseError::none) return false;
+  return allowed->matches(meta, view);
+}
+
 void BrokerQueue::release_session(SessionId session) {
   boost::asio::post(strand_, [this, session] {
-    tracker_.release_session(session, [this](std::uint32_t packet_id, const Verdict& fallback) {
+    if (stopped_) return;
+    tracker_.release_session(session, [this](const VerdictTracker::Pending& pending) {
       ++dispatcher_.counters().disconnect_fallbacks;
-      finish(packet_id, fallback);
+      settled(pending);
+      finish(pending.packet_id, pending.fallback);
     });
     flush();
   });
@@ -390,6 +458,7 @@ void BrokerQueue::flush() {
 
 // Keeps one timer armed for the earliest client deadline.
 void BrokerQueue::schedule_expiry() {
+  if (stopped_) return;
   const auto next = tracker_.next_deadline();
   if (!next || (expiry_armed_ && *next >= expiry_at_)) return;
   expiry_armed_ = true;
@@ -403,13 +472,14 @@ void BrokerQueue::schedule_expiry() {
 }
 
 void BrokerQueue::expire_now() {
-  tracker_.expire(Clock::now(), [this](std::uint32_t packet_id, const Verdict& fallback) {
-    if (forget_held(dispatcher_.packet_handle(packet_id))) {
+  tracker_.expire(Clock::now(), [this](const VerdictTracker::Pending& pending) {
+    if (forget_held(dispatcher_.packet_handle(pending.packet_id))) {
       ++dispatcher_.counters().hold_timeouts;
     } else {
       ++dispatcher_.counters().timeouts;
+      settled(pending);
     }
-    finish(packet_id, fallback);
+    finish(pending.packet_id, pending.fallback);
   });
   flush();
   schedule_expiry();
@@ -419,6 +489,7 @@ void BrokerQueue::set_policy(std::shared_ptr<const Policy> policy,
                              std::shared_ptr<const PluginSet> plugins) {
   boost::asio::post(strand_,
                     [this, policy = std::move(policy), plugins = std::move(plugins)]() mutable {
+                      if (stopped_) return;
                       inspector_.set_plugins(std::move(plugins));
                       inspector_.policy_changed();
                       dispatcher_.set_policy(std::move(policy));
@@ -441,12 +512,15 @@ void BrokerQueue::snapshot(std::function<void(QueueSnapshot)> done) {
 
 void BrokerQueue::stop(std::function<void()> done) {
   boost::asio::post(strand_, [this, done = std::move(done)] {
+    stopped_ = true;
     reader_.stop();
     socket_.close_door(config_.fail_open);
     subscriptions_ = std::make_shared<SubscriptionTable>();  // late packets: the policy alone
     reader_.drain(drain_limit);
-    tracker_.release_all(
-        [this](std::uint32_t packet_id, const Verdict& fallback) { finish(packet_id, fallback); });
+    tracker_.release_all([this](const VerdictTracker::Pending& pending) {
+      settled(pending);
+      finish(pending.packet_id, pending.fallback);
+    });
     held_.clear();
     held_by_flow_.clear();
     expiry_timer_.cancel();

@@ -67,6 +67,7 @@ class BrokerQueue {
 
  private:
   void on_packet(const PacketMeta& meta);
+  void on_unreadable(std::uint32_t packet_id);
   void copy_to_observers(const PacketMeta& meta, const PacketView& view);
   /// Hands the packet to the head of `chain`, or applies the fallback when it cannot.
   void offer(const PacketMeta& meta, std::span<const Subscription* const> chain,
@@ -76,6 +77,11 @@ class BrokerQueue {
                          ClientVerdict verdict);
   void finish(std::uint32_t packet_id, const Verdict& verdict,
               std::span<const std::uint8_t> replacement = {});
+  /// A packet a client held left the tracker: the client may hold another.
+  static void settled(const VerdictTracker::Pending& pending) noexcept;
+  /// Whether a limited session's verdict keeps the packet inside its grant (new mark, new bytes).
+  [[nodiscard]] static bool inside_grant(const ChainState& state, const proto::Packet& packet,
+                                         const ClientVerdict& verdict) noexcept;
   /// Sends what this round decided: packets to clients, verdicts to the kernel.
   void flush();
   void schedule_expiry();
@@ -114,6 +120,7 @@ class BrokerQueue {
   std::unordered_multimap<std::uint64_t, std::uint64_t> held_by_flow_;
   boost::asio::steady_timer flow_timer_;
   bool flow_timer_armed_ = false;
+  bool stopped_ = false;  ///< after stop(): no timer is armed again, late verdicts are refused
 };
 
 }  // namespace pktbroker

@@ -46,6 +46,10 @@ struct QueueCounters {
   std::uint64_t disconnect_fallbacks = 0;  ///< fallbacks because the owner went away
   std::uint64_t overflows = 0;             ///< a session's queue was full: fallback at once
   std::uint64_t observer_overflows = 0;    ///< observer copies not sent (queue full)
+  /// A session (or its uid) held as many undecided packets as it may: fallback at once.
+  std::uint64_t outstanding_overflows = 0;
+  /// A limited session's verdict would have moved the packet outside its grant: fallback.
+  std::uint64_t fallbacks_outside_grant = 0;
   // Plugins.
   std::uint64_t plugin_verdicts = 0;  ///< decided by a plugin through an `inspect` rule
   std::uint64_t expected_flows = 0;   ///< packets of expected flows, given their parent's verdict

@@ -58,6 +58,7 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
   counters_.received.bytes += meta.wire_length;
 
   Decision decision;
+  decision.meta = meta;
   if (const ParseError error = parse_packet(meta.payload, decision.view);
       error != ParseError::none) {
     ++counters_.malformed;
@@ -70,9 +71,8 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
   }
   decision.parsed = true;
 
-  Inspection inspection;
-  PacketMeta inspected = meta;
-  std::string dst_name;                                   // owns what inspected.dst_name views
+  Inspection& inspection = decision.inspection;
+  PacketMeta& inspected = decision.meta;
   if (inspector_ != nullptr && inspector_->tracking()) {  // no clock read without plugins
     const auto now = Clock::now();
     inspection = inspector_->inspect(meta, decision.view, packet_handle(meta.packet_id), now);
@@ -99,10 +99,11 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
     if (inspected.ct_state == CtState::none) inspected.ct_state = inspection.state;
     if (policy_->uses_dst_name()) {
       try {
-        dst_name = inspector_->name_of(decision.view.dst, now);
+        dst_name_ = inspector_->name_of(decision.view.dst, now);
       } catch (...) {  // allocation failure: the name is unknown
+        dst_name_.clear();
       }
-      inspected.dst_name = dst_name;
+      inspected.dst_name = dst_name_;
     }
   }
 
@@ -127,9 +128,10 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
     decision.hold_ms =
         inspection.decision.hold_ms != 0 ? inspection.decision.hold_ms : Inspect{}.hold_timeout_ms;
   }
+  // A drop clients may still overturn is remembered only if none takes the packet.
   if (decision.verdict.kind == VerdictKind::drop && !decision.hold_ms &&
-      decision.deliver == nullptr) {
-    if (inspector_ != nullptr) inspector_->remember_drop(inspection);
+      !decision.offered_to_clients()) {
+    remember_drop(decision);
   }
   if (spdlog::should_log(spdlog::level::debug)) {
     log_verdict(meta, &decision.view, rule_name, decision.verdict);

@@ -26,6 +26,10 @@ struct Decision {
   const Delivery* deliver = nullptr;  ///< a `deliver` rule matched
   bool unmatched = false;             ///< no rule matched: subscribers may claim the packet
   Flow* flow = nullptr;               ///< the packet's flow, when plugins are loaded
+  /// The packet's metadata with what the broker adds: plugin fields, the flow's ct_state, the
+  /// destination's DNS name. Selectors and grants match this. Valid until the next decide().
+  PacketMeta meta;
+  Inspection inspection;  ///< what the flow's plugin said
   /// A plugin holds the packet: it waits until `hold_ms`, then takes `verdict`.
   std::optional<std::uint32_t> hold_ms;
   std::span<const std::uint8_t> replacement;  ///< a plugin's accept-modified packet
@@ -49,6 +53,17 @@ class Dispatcher {
     return (std::uint64_t{queue_} << 32) | packet_id;
   }
 
+  /// What a packet gets that cannot be read (the policy's malformed_verdict).
+  [[nodiscard]] const Verdict& malformed_verdict() const noexcept {
+    return policy_->broker().malformed_verdict;
+  }
+
+  /// A packet offered to clients that none took left with the policy's drop: remembered like
+  /// a rule's drop (retransmissions are dropped again).
+  void remember_drop(const Decision& decision) const noexcept {
+    if (inspector_ != nullptr) inspector_->remember_drop(decision.inspection);
+  }
+
   /// Counts the verdict a packet finally left with.
   void record(const Verdict& verdict) noexcept;
 
@@ -68,6 +83,7 @@ class Dispatcher {
   std::uint16_t queue_;
   std::shared_ptr<const Policy> policy_;
   FlowInspector* inspector_;
+  std::string dst_name_;  ///< what the last decision's meta.dst_name views
   QueueCounters counters_;
   std::vector<RuleStats> rules_;  // parallel to policy_->rules()
 };

@@ -66,6 +66,8 @@ void add_stats_entries(const QueueSnapshot& s, std::vector<proto::StatsEntry>& e
   add("disconnect_fallbacks", c.disconnect_fallbacks);
   add("overflows", c.overflows);
   add("observer_overflows", c.observer_overflows);
+  add("outstanding_overflows", c.outstanding_overflows);
+  add("fallbacks_outside_grant", c.fallbacks_outside_grant);
   if (s.flows.flows.created != 0) {
     const InspectorCounters& f = s.flows;
     add("flows", f.active_flows);

@@ -8,6 +8,7 @@ PacketToken VerdictTracker::track(const Pending& pending) {
   const PacketToken token = (static_cast<PacketToken>(queue_) << 48) | next_sequence_++;
   pending_.emplace(token, pending);
   by_deadline_.emplace(pending.deadline, token);
+  packet_ids_.insert(pending.packet_id);
   return token;
 }
 
@@ -19,12 +20,13 @@ VerdictTracker::ResolveResult VerdictTracker::take(PacketToken token, SessionId 
   out = std::move(found->second);
   by_deadline_.erase({out.deadline, token});
   pending_.erase(found);
+  forget_packet_id(out.packet_id);
   return ResolveResult::resolved;
 }
 
 std::optional<std::uint32_t> VerdictTracker::oldest_packet_id() const noexcept {
-  if (pending_.empty()) return std::nullopt;
-  return pending_.begin()->second.packet_id;
+  if (packet_ids_.empty()) return std::nullopt;
+  return *packet_ids_.begin();
 }
 
 std::optional<Clock::time_point> VerdictTracker::next_deadline() const noexcept {

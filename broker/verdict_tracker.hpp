@@ -46,19 +46,21 @@ class VerdictTracker {
   /// The owner's decision: on success removes the entry and hands it back in `out`.
   ResolveResult take(PacketToken token, SessionId session, Pending& out);
 
-  /// Removes every entry past its deadline, calling `expired(packet_id, fallback)` for each.
+  /// Removes every entry past its deadline, calling `expired(pending)` for each.
   template <typename F>
   void expire(Clock::time_point now, F&& expired) {
     while (!by_deadline_.empty() && by_deadline_.begin()->first <= now) {
       const PacketToken token = by_deadline_.begin()->second;
       by_deadline_.erase(by_deadline_.begin());
       const auto found = pending_.find(token);
-      expired(found->second.packet_id, found->second.fallback);
+      Pending pending = std::move(found->second);
       pending_.erase(found);
+      forget_packet_id(pending.packet_id);
+      expired(pending);
     }
   }
 
-  /// Removes every entry owned by `session` (it went away), calling `released` for each.
+  /// Removes every entry owned by `session` (it went away), calling `released(pending)` for each.
   template <typename F>
   void release_session(SessionId session, F&& released) {
     for (auto it = pending_.begin(); it != pending_.end();) {
@@ -67,20 +69,25 @@ class VerdictTracker {
         continue;
       }
       by_deadline_.erase({it->second.deadline, it->first});
-      released(it->second.packet_id, it->second.fallback);
+      Pending pending = std::move(it->second);
       it = pending_.erase(it);
+      forget_packet_id(pending.packet_id);
+      released(pending);
     }
   }
 
   /// Removes everything (shutdown), oldest first.
   template <typename F>
   void release_all(F&& released) {
-    for (const auto& [token, pending] : pending_) released(pending.packet_id, pending.fallback);
+    auto all = std::move(pending_);
     pending_.clear();
     by_deadline_.clear();
+    packet_ids_.clear();
+    for (auto& [token, pending] : all) released(pending);
   }
 
-  /// Kernel id of the oldest packet still waiting, for the verdict writer's batching.
+  /// The lowest kernel id still waiting, for the verdict writer's batching. A chain `pass`
+  /// re-tracks a packet under a newer token, so this is not the packet of the oldest token.
   [[nodiscard]] std::optional<std::uint32_t> oldest_packet_id() const noexcept;
   [[nodiscard]] std::optional<Clock::time_point> next_deadline() const noexcept;
   [[nodiscard]] std::size_t size() const noexcept { return pending_.size(); }
@@ -91,6 +98,19 @@ class VerdictTracker {
   std::uint64_t next_sequence_ = 1;
   std::map<PacketToken, Pending> pending_;  // token order is arrival order
   std::set<std::pair<Clock::time_point, PacketToken>> by_deadline_;
+  /// Kernel ids of the entries, in the kernel's (wrapping) order.
+  struct IdOrder {
+    bool operator()(std::uint32_t a, std::uint32_t b) const noexcept {
+      return static_cast<std::int32_t>(a - b) < 0;
+    }
+  };
+  std::multiset<std::uint32_t, IdOrder> packet_ids_;
+
+  void forget_packet_id(std::uint32_t packet_id) noexcept {
+    if (const auto found = packet_ids_.find(packet_id); found != packet_ids_.end()) {
+      packet_ids_.erase(found);
+    }
+  }
 };
 
 }  // namespace pktbroker

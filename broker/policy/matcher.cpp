@@ -204,4 +204,84 @@ void forget_interface_names() noexcept {
   interface_generation.fetch_add(1, std::memory_order_relaxed);
 }
 
+namespace {
+
+template <typename T>
+bool subset(const std::vector<T>& inner, const std::vector<T>& outer) {
+  return std::all_of(inner.begin(), inner.end(), [&](const T& value) {
+    return std::find(outer.begin(), outer.end(), value) != outer.end();
+  });
+}
+
+bool cidr_within(const Cidr& inner, const Cidr& outer) noexcept {
+  return inner.network.family == outer.network.family && inner.prefix >= outer.prefix &&
+         outer.contains(inner.network);
+}
+
+bool cidrs_within(const std::vector<Cidr>& inner, const std::vector<Cidr>& outer) {
+  return std::all_of(inner.begin(), inner.end(), [&](const Cidr& block) {
+    return std::any_of(outer.begin(), outer.end(),
+                       [&](const Cidr& o) { return cidr_within(block, o); });
+  });
+}
+
+bool ports_within(const PortSet& inner, const PortSet& outer) {
+  return std::all_of(inner.ranges().begin(), inner.ranges().end(), [&](const auto& range) {
+    return std::any_of(outer.ranges().begin(), outer.ranges().end(), [&](const auto& o) {
+      return o.first <= range.first && range.second <= o.second;
+    });
+  });
+}
+
+// Every mark `inner` accepts is accepted by `outer`: outer's mask bits are fixed by inner too.
+bool mark_within(std::pair<std::uint32_t, std::uint32_t> inner,
+                 std::pair<std::uint32_t, std::uint32_t> outer) noexcept {
+  return (outer.second & ~inner.second) == 0 &&
+         (inner.first & outer.second) == (outer.first & outer.second);
+}
+
+// Whether the values `inner` allows for `field` are a subset of those `outer` allows (both
+// present).
+bool field_within(MatchField field, const MatchFields& inner, const MatchFields& outer) {
+  switch (field) {
+    case MatchField::queue: return subset(inner.queues, outer.queues);
+    case MatchField::mark: return mark_within(*inner.mark, *outer.mark);
+    case MatchField::proto: return subset(inner.protocols, outer.protocols);
+    case MatchField::src: return cidrs_within(inner.src, outer.src);
+    case MatchField::dst: return cidrs_within(inner.dst, outer.dst);
+    case MatchField::sport: return ports_within(*inner.sport, *outer.sport);
+    case MatchField::dport: return ports_within(*inner.dport, *outer.dport);
+    case MatchField::iif: return subset(inner.iif, outer.iif);
+    case MatchField::oif: return subset(inner.oif, outer.oif);
+    case MatchField::uid: return subset(inner.uids, outer.uids);
+    case MatchField::gid: return subset(inner.gids, outer.gids);
+    case MatchField::ct_state: return (inner.ct_states & ~outer.ct_states) == 0;
+    case MatchField::icmp_type: return subset(inner.icmp_types, outer.icmp_types);
+    case MatchField::length:
+      return outer.length->first <= inner.length->first &&
+             inner.length->second <= outer.length->second;
+    case MatchField::dst_name: return *inner.dst_name == *outer.dst_name;
+    case MatchField::plugin_fields: return subset(outer.plugin_fields, inner.plugin_fields);
+  }
+  return false;
+}
+
+}  // namespace
+
+bool Matcher::within(const Matcher& outer) const noexcept {
+  try {
+    for (std::size_t i = 0; i < outer.required_present_.count; ++i) {
+      const MatchField field = outer.required_present_.fields[i];
+      if (!required_.has(field) || !field_within(field, required_, outer.required_)) return false;
+    }
+    for (std::size_t i = 0; i < outer.excluded_present_.count; ++i) {
+      const MatchField field = outer.excluded_present_.fields[i];
+      if (!excluded_.has(field) || !field_within(field, outer.excluded_, excluded_)) return false;
+    }
+    return true;
+  } catch (...) {  // allocation failure: unsure
+    return false;
+  }
+}
+
 }  // namespace pktbroker

@@ -41,6 +41,8 @@ class PortSet {
 struct IcmpType {
   std::optional<std::uint8_t> v4;
   std::optional<std::uint8_t> v6;
+
+  friend bool operator==(const IcmpType&, const IcmpType&) = default;
 };
 
 /// A field a `match:` (or its `not:`) may constrain.
@@ -72,6 +74,8 @@ struct FieldMatch {
   std::vector<std::string> patterns;
 
   [[nodiscard]] bool holds(std::string_view value) const noexcept;
+
+  friend bool operator==(const FieldMatch&, const FieldMatch&) = default;
 };
 
 /// The fields one `match:` (or its `not:`) may constrain; absent fields are not checked.
@@ -109,6 +113,10 @@ class Matcher {
   Matcher(MatchFields required, MatchFields excluded);
 
   [[nodiscard]] bool matches(const PacketMeta& meta, const PacketView& view) const noexcept;
+  /// Whether every packet this matches is certainly matched by `outer` as well: each field
+  /// `outer` requires is required here with a subset of its values, each field it excludes is
+  /// excluded here with a superset. Conservative: false when unsure.
+  [[nodiscard]] bool within(const Matcher& outer) const noexcept;
   [[nodiscard]] const MatchFields& required() const noexcept { return required_; }
   [[nodiscard]] const MatchFields& excluded() const noexcept { return excluded_; }
 

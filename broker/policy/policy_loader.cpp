@@ -37,7 +37,17 @@ constexpr std::string_view verdict_keys[] = {"accept", "drop", "repeat", "set_ma
 constexpr std::string_view deliver_keys[] = {"deliver", "fallback", "timeout_ms"};
 constexpr std::string_view inspect_keys[] = {"inspect", "fallback", "timeout_ms"};
 constexpr std::string_view plugin_keys[] = {"name", "path", "config"};
-constexpr std::string_view socket_keys[] = {"path", "mode", "group", "queue_limit"};
+constexpr std::string_view socket_keys[] = {"path",
+                                            "mode",
+                                            "group",
+                                            "queue_limit",
+                                            "max_sessions",
+                                            "max_sessions_per_uid",
+                                            "max_subscriptions",
+                                            "hello_timeout_ms",
+                                            "max_timeout_ms",
+                                            "max_outstanding",
+                                            "max_outstanding_per_uid"};
 constexpr std::string_view grant_keys[] = {"user", "group", "uid", "roles", "allowed"};
 
 // Optimal string alignment distance: edits, counting a swap of neighbours as one.
@@ -414,6 +424,20 @@ class FileReader {
     return ok;
   }
 
+  /// A whole match expression (a rule's `match:`, a grant's `allowed:`, a selector): its
+  /// fields and the fields of its `not:`. Empty on errors (they are reported).
+  std::shared_ptr<const Matcher> matcher(const YAML::Node& node) {
+    auto required = match(node, false);
+    if (!required) return nullptr;
+    MatchFields excluded;
+    if (const YAML::Node negated = node["not"]) {
+      auto not_fields = match(negated, true);
+      if (!not_fields) return nullptr;
+      excluded = std::move(*not_fields);
+    }
+    return std::make_shared<Matcher>(std::move(*required), std::move(excluded));
+  }
+
   std::optional<MatchFields> match(const YAML::Node& node, bool negated) {
     const std::string_view where = negated ? "not" : "match";
     if (!expect_map(node,
@@ -713,12 +737,22 @@ void read_socket(FileReader& reader, const YAML::Node& node, SocketConfig& socke
       socket.group = group.Scalar();
     }
   }
-  if (const YAML::Node limit = node["queue_limit"]) {
-    if (auto n = reader.number(limit, 1'000'000, "queue_limit")) {
-      if (*n == 0) reader.error(limit, "queue_limit must be at least 1");
-      socket.queue_limit = static_cast<std::uint32_t>(*n);
+  const auto bound = [&](const char* key, std::uint64_t max, std::uint32_t& out) {
+    const YAML::Node limit = node[key];
+    if (!limit) return;
+    if (auto n = reader.number(limit, max, key)) {
+      if (*n == 0) reader.error(limit, std::string(key) + " must be at least 1");
+      out = static_cast<std::uint32_t>(*n);
     }
-  }
+  };
+  bound("queue_limit", 1'000'000, socket.queue_limit);
+  bound("max_sessions", 100'000, socket.max_sessions);
+  bound("max_sessions_per_uid", 100'000, socket.max_sessions_per_uid);
+  bound("max_subscriptions", 100'000, socket.max_subscriptions);
+  bound("hello_timeout_ms", 3'600'000, socket.hello_timeout_ms);
+  bound("max_timeout_ms", 3'600'000, socket.max_timeout_ms);
+  bound("max_outstanding", 1'000'000, socket.max_outstanding);
+  bound("max_outstanding_per_uid", 1'000'000, socket.max_outstanding_per_uid);
 }
 
 void read_clients(FileReader& reader, const YAML::Node& node, std::vector<ClientGrant>& grants) {
@@ -776,11 +810,9 @@ void read_clients(FileReader& reader, const YAML::Node& node, std::vector<Client
       }
     });
     if (const YAML::Node allowed = item["allowed"]) {
-      if (auto fields = reader.match(allowed, false)) {
-        grant.allowed = std::make_shared<Matcher>(std::move(*fields), MatchFields{});
-      } else {
-        ok = false;
-      }
+      grant.allowed = reader.matcher(allowed);
+      grant.allowed_text = YAML::Dump(allowed);
+      ok = ok && grant.allowed != nullptr;
     }
     if (ok) grants.push_back(std::move(grant));
   }
@@ -817,21 +849,11 @@ void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraf
     } else {
       ok = false;
     }
-    MatchFields required;
-    MatchFields excluded;
+    std::shared_ptr<const Matcher> matcher =
+        std::make_shared<Matcher>(MatchFields{}, MatchFields{});
     if (const YAML::Node match = item["match"]) {
-      if (auto fields = reader.match(match, false)) {
-        required = std::move(*fields);
-        if (const YAML::Node negated = match["not"]) {
-          if (auto not_fields = reader.match(negated, true)) {
-            excluded = std::move(*not_fields);
-          } else {
-            ok = false;
-          }
-        }
-      } else {
-        ok = false;
-      }
+      matcher = reader.matcher(match);
+      ok = ok && matcher != nullptr;
     }
     if (item["priority"]) {
       if (!item["priority"].IsScalar()) {
@@ -849,8 +871,7 @@ void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraf
       }
     }
     draft.valid = ok;
-    if (ok)
-      draft.rule.matcher = std::make_shared<Matcher>(std::move(required), std::move(excluded));
+    if (ok) draft.rule.matcher = std::move(matcher);
     rules.push_back(std::move(draft));
   }
 }
@@ -991,15 +1012,7 @@ std::shared_ptr<const Matcher> compile_match(std::string_view yaml, std::string_
   const YAML::Node root = load_yaml(reader, yaml);
   std::shared_ptr<const Matcher> matcher;
   if (root) {
-    if (auto fields = reader.match(root, false)) {
-      MatchFields excluded;
-      if (const YAML::Node negated = root["not"]) {
-        if (auto not_fields = reader.match(negated, true)) excluded = std::move(*not_fields);
-      }
-      if (diagnostics.empty()) {
-        matcher = std::make_shared<Matcher>(std::move(*fields), std::move(excluded));
-      }
-    }
+    matcher = reader.matcher(root);
   }
   if (!diagnostics.empty()) throw PolicyError(std::move(diagnostics));
   return matcher;

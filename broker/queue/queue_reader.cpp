@@ -11,6 +11,7 @@
 #include <libnetfilter_queue/libnetfilter_queue.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -21,6 +22,8 @@ namespace {
 constexpr std::size_t batch_slots = 32;       // datagrams per recvmmsg
 constexpr int rounds_per_wakeup = 8;          // recvmmsg calls before yielding to other work
 constexpr std::size_t attribute_room = 4096;  // netlink attributes around the payload
+// The kernel never copies more than this (NFQNL_MAX_COPY_RANGE: 0xffff - NLA_HDRLEN).
+constexpr std::uint32_t max_copy_range = 0xffff - 4;
 
 // enum ip_conntrack_info, from linux/netfilter/nf_conntrack_common.h.
 CtState ct_state_from_info(std::uint32_t info) noexcept {
@@ -73,12 +76,43 @@ bool parse_packet_message(const nlmsghdr* message, PacketMeta& meta) noexcept {
   return true;
 }
 
+std::optional<std::uint32_t> packet_id_of(std::span<const std::uint8_t> message) noexcept {
+  constexpr std::size_t header_size = MNL_NLMSG_HDRLEN + MNL_ALIGN(sizeof(nfgenmsg));
+  if (message.size() < header_size) return std::nullopt;
+  nlmsghdr header{};
+  std::memcpy(&header, message.data(), sizeof header);
+  if (NFNL_MSG_TYPE(header.nlmsg_type) != NFQNL_MSG_PACKET) return std::nullopt;
+  const std::size_t end = std::min<std::size_t>(message.size(), header.nlmsg_len);
+  for (std::size_t at = header_size; at + sizeof(nlattr) <= end;) {
+    nlattr attribute{};
+    std::memcpy(&attribute, message.data() + at, sizeof attribute);
+    if (attribute.nla_len < sizeof(nlattr)) return std::nullopt;
+    if ((attribute.nla_type & NLA_TYPE_MASK) == NFQA_PACKET_HDR) {
+      if (attribute.nla_len < sizeof(nlattr) + sizeof(nfqnl_msg_packet_hdr) ||
+          at + sizeof(nlattr) + sizeof(nfqnl_msg_packet_hdr) > end) {
+        return std::nullopt;
+      }
+      nfqnl_msg_packet_hdr packet{};
+      std::memcpy(&packet, message.data() + at + sizeof(nlattr), sizeof packet);
+      return ntohl(packet.packet_id);
+    }
+    at += MNL_ALIGN(attribute.nla_len);
+  }
+  return std::nullopt;
+}
+
+std::size_t receive_buffer_size(std::uint32_t copy_range) noexcept {
+  const std::uint32_t payload =
+      copy_range == 0 || copy_range > max_copy_range ? max_copy_range : copy_range;
+  return payload + attribute_room;
+}
+
 QueueReader::QueueReader(const boost::asio::any_io_executor& executor, NfqSocket& socket,
                          std::uint32_t copy_range, QueueCounters& counters)
     : descriptor_(executor, socket.fd()),
       socket_(socket),
       counters_(counters),
-      buffers_(batch_slots, std::vector<std::uint8_t>(copy_range + attribute_room)),
+      buffers_(batch_slots, std::vector<std::uint8_t>(receive_buffer_size(copy_range))),
       iovecs_(batch_slots),
       headers_(batch_slots) {
   for (std::size_t i = 0; i < batch_slots; ++i) {
@@ -94,8 +128,10 @@ QueueReader::~QueueReader() {
   descriptor_.release();
 }
 
-void QueueReader::start(PacketHandler on_packet, BatchDoneHandler on_batch_done) {
+void QueueReader::start(PacketHandler on_packet, UnreadableHandler on_unreadable,
+                        BatchDoneHandler on_batch_done) {
   on_packet_ = std::move(on_packet);
+  on_unreadable_ = std::move(on_unreadable);
   on_batch_done_ = std::move(on_batch_done);
   for (const auto& message : socket_.take_early_messages()) handle_datagram(message);
   on_batch_done_();
@@ -151,7 +187,11 @@ int QueueReader::receive_batch() {
   }
   for (int i = 0; i < received; ++i) {
     if ((headers_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+      // Cannot happen with buffers sized for the kernel's cap; if it does, the packet still
+      // gets a verdict (an unjudged packet would be accepted by a later batch verdict).
       counters_.count(NetlinkError::message_truncated);
+      const auto id = packet_id_of(std::span(buffers_[i].data(), buffers_[i].size()));
+      if (id) on_unreadable_(*id);
       continue;
     }
     handle_datagram(std::span(buffers_[i].data(), headers_[i].msg_len));
@@ -177,6 +217,9 @@ void QueueReader::handle_datagram(std::span<const std::uint8_t> datagram) {
     if (NFNL_MSG_TYPE(message->nlmsg_type) != NFQNL_MSG_PACKET) continue;
     if (!parse_packet_message(message, meta)) {
       counters_.count(NetlinkError::bad_message);
+      const auto* start = reinterpret_cast<const std::uint8_t*>(message);
+      const auto id = packet_id_of(std::span(start, datagram.data() + datagram.size()));
+      if (id) on_unreadable_(*id);
       continue;
     }
     on_packet_(meta);

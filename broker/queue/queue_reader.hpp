@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -24,10 +25,21 @@ class NfqSocket;
 /// message lacks the packet header; the payload span points into the message.
 bool parse_packet_message(const nlmsghdr* message, PacketMeta& meta) noexcept;
 
+/// The kernel's packet id from the start of a packet message that cannot be parsed whole (cut
+/// short by the receive buffer, or with broken attributes): the packet must still get a
+/// verdict. Empty when even the id is not there.
+std::optional<std::uint32_t> packet_id_of(std::span<const std::uint8_t> message) noexcept;
+
+/// Receive buffer for one datagram: the largest payload the kernel copies for `copy_range`
+/// (0 and anything above the kernel's cap mean the cap, 65531 bytes) and its attributes.
+std::size_t receive_buffer_size(std::uint32_t copy_range) noexcept;
+
 class QueueReader {
  public:
   using PacketHandler = std::function<void(const PacketMeta&)>;
   using BatchDoneHandler = std::function<void()>;
+  /// A packet whose message could not be parsed: only its id is known.
+  using UnreadableHandler = std::function<void(std::uint32_t packet_id)>;
 
   /// `executor` must be the queue's strand: handlers run there.
   QueueReader(const boost::asio::any_io_executor& executor, NfqSocket& socket,
@@ -36,8 +48,10 @@ class QueueReader {
   QueueReader(const QueueReader&) = delete;
   QueueReader& operator=(const QueueReader&) = delete;
 
-  /// Starts reading; `on_packet` for every packet, `on_batch_done` after each receive batch.
-  void start(PacketHandler on_packet, BatchDoneHandler on_batch_done);
+  /// Starts reading; `on_packet` for every packet, `on_unreadable` for a packet message that
+  /// cannot be parsed, `on_batch_done` after each receive batch.
+  void start(PacketHandler on_packet, UnreadableHandler on_unreadable,
+             BatchDoneHandler on_batch_done);
   /// Stops the asynchronous reads. Call `drain` afterwards to consume what is left.
   void stop();
   /// Reads, without blocking, every message already waiting (bounded by `limit` packets).
@@ -54,6 +68,7 @@ class QueueReader {
   NfqSocket& socket_;
   QueueCounters& counters_;
   PacketHandler on_packet_;
+  UnreadableHandler on_unreadable_;
   BatchDoneHandler on_batch_done_;
   std::vector<std::vector<std::uint8_t>> buffers_;
   std::vector<iovec> iovecs_;

@@ -11,51 +11,107 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstring>
 
 namespace pktbroker {
 
-Session::Session(SeqPacketProtocol::socket socket, SessionId id, const ucred& peer,
-                 std::uint8_t grantable, std::shared_ptr<const Matcher> allowed,
-                 std::size_t queue_limit, SessionManager& manager, std::string refusal)
+namespace {
+
+// Datagrams read per wake-up before other sessions get a turn.
+constexpr int reads_per_wakeup = 16;
+
+// The receive buffer of the thread running a session's read handler: an idle connection holds
+// no buffer, and a datagram is handled before the handler returns.
+std::span<std::uint8_t> read_buffer() {
+  thread_local std::vector<std::uint8_t> buffer(proto::max_datagram + 1);
+  return buffer;
+}
+
+// A client name goes into logs and replies: printable, without line breaks or escapes.
+bool printable_name(std::string_view name) noexcept {
+  return name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+           const auto byte = static_cast<unsigned char>(c);
+           return byte >= 0x20 && byte != 0x7f;
+         });
+}
+
+}  // namespace
+
+Session::Session(SeqPacketProtocol::socket socket, SessionId id, const ucred& peer, Limits limits,
+                 SessionManager& manager, std::string refusal)
     : socket_(std::move(socket)),
       id_(id),
       peer_(peer),
-      grantable_(grantable),
-      allowed_(std::move(allowed)),
-      queue_limit_(queue_limit),
+      limits_(std::move(limits)),
       manager_(manager),
       refusal_(std::move(refusal)),
-      read_buffer_(proto::max_datagram + 1) {}
+      hello_timer_(socket_.get_executor()) {}
 
 void Session::start() {
-  boost::asio::post(socket_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+  boost::asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->hello_timer_.expires_after(self->limits_.hello_timeout);
+    self->hello_timer_.async_wait([self](const boost::system::error_code& error) {
+      if (error || self->welcomed_ || self->closing_) return;
+      self->fail(proto::ErrorCode::malformed,
+                 "no HELLO within " + std::to_string(self->limits_.hello_timeout.count()) + " ms");
+    });
+    self->do_read();
+  });
 }
 
 void Session::do_read() {
-  socket_.async_receive(
-      boost::asio::buffer(read_buffer_), read_flags_,
-      [self = shared_from_this()](const boost::system::error_code& error, std::size_t size) {
-        self->on_read(error, size);
-      });
+  socket_.async_wait(SeqPacketProtocol::socket::wait_read,
+                     [self = shared_from_this()](const boost::system::error_code& error) {
+                       self->on_readable(error);
+                     });
 }
 
-void Session::on_read(const boost::system::error_code& error, std::size_t size) {
-  if (error || size == 0) {  // size 0: the peer closed its end
-    if (error && error != boost::asio::error::operation_aborted &&
-        error != boost::asio::error::eof) {
-      spdlog::info("session {} ({}): read failed: {}", id_, name_, error.message());
+void Session::on_readable(const boost::system::error_code& error) {
+  if (closed_) return;
+  if (error) {
+    if (error != boost::asio::error::operation_aborted) {
+      spdlog::info("session {} ({}): waiting for data failed: {}", id_, name(), error.message());
     }
     close();
     return;
   }
+  const std::span<std::uint8_t> buffer = read_buffer();
+  for (int round = 0; round < reads_per_wakeup && !closing_ && !closed_; ++round) {
+    iovec part{buffer.data(), buffer.size()};
+    msghdr message{};
+    message.msg_iov = &part;
+    message.msg_iovlen = 1;
+    const ssize_t size = ::recvmsg(socket_.native_handle(), &message, MSG_DONTWAIT);
+    if (size < 0 && errno == EINTR) continue;
+    if (size < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return do_read();
+    if (size <= 0) {  // 0: the peer closed its end
+      if (size < 0) spdlog::info("session {} ({}): read failed: {}", id_, name(), strerror(errno));
+      close();
+      return;
+    }
+    if ((message.msg_flags & MSG_TRUNC) != 0) {
+      manager_.count_malformed();
+      fail(proto::ErrorCode::malformed, "malformed message: datagram longer than " +
+                                            std::to_string(proto::max_datagram) + " bytes");
+      return;
+    }
+    on_read(buffer.first(static_cast<std::size_t>(size)));
+  }
+  if (closing_ || closed_) return;
+  // More may be waiting: let other work run first.
+  boost::asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->on_readable(boost::system::error_code());
+  });
+}
+
+void Session::on_read(std::span<const std::uint8_t> datagram) {
   proto::Decoded decoded;
-  if (const std::error_code bad = proto::decode(std::span(read_buffer_.data(), size), decoded)) {
+  if (const std::error_code bad = proto::decode(datagram, decoded)) {
     manager_.count_malformed();
     fail(proto::ErrorCode::malformed, "malformed message: " + bad.message());
     return;
   }
   handle(decoded);
-  if (!closing_ && !closed_) do_read();
 }
 
 void Session::handle(const proto::Decoded& decoded) {
@@ -80,7 +136,7 @@ void Session::handle(const proto::Decoded& decoded) {
               message.mode == proto::SubscriptionMode::verdict
                   ? static_cast<std::uint8_t>(proto::role_verdict)
                   : static_cast<std::uint8_t>(proto::role_observe | proto::role_verdict);
-          if ((roles_ & needed) == 0) {
+          if ((roles() & needed) == 0) {
             send(proto::Error{proto::ErrorCode::not_permitted,
                               message.mode == proto::SubscriptionMode::verdict
                                   ? "a verdict subscription needs the verdict role"
@@ -120,21 +176,56 @@ void Session::handle_hello(const proto::Hello& hello, std::uint32_t request_id) 
     fail(proto::ErrorCode::not_permitted, refusal_);
     return;
   }
-  roles_ = hello.roles & grantable_;
-  if (roles_ == 0) {
+  if (!printable_name(hello.client_name)) {
+    fail(proto::ErrorCode::malformed,
+         "a client name must be at most 64 printable characters (no control characters)");
+    return;
+  }
+  const std::uint8_t roles = hello.roles & limits_.grantable;
+  if (roles == 0) {
     fail(proto::ErrorCode::not_permitted,
          "none of the requested roles is granted to uid " + std::to_string(peer_.uid));
     return;
   }
-  name_ = hello.client_name.empty() ? "pid " + std::to_string(peer_.pid) : hello.client_name;
+  {
+    const std::lock_guard lock(name_mutex_);
+    name_ = hello.client_name.empty() ? "pid " + std::to_string(peer_.pid) : hello.client_name;
+  }
+  roles_ = roles;
   welcomed_ = true;
-  spdlog::info("session {} ({}): pid {} uid {} gid {} roles {:#x}", id_, name_, peer_.pid,
-               peer_.uid, peer_.gid, roles_);
-  send(proto::Welcome{proto::protocol_version, id_, roles_, PKTBROKER_VERSION_STRING}, request_id);
+  hello_timer_.cancel();
+  spdlog::info("session {} ({}): pid {} uid {} gid {} roles {:#x}", id_, name(), peer_.pid,
+               peer_.uid, peer_.gid, roles);
+  send(proto::Welcome{proto::protocol_version, id_, roles, PKTBROKER_VERSION_STRING}, request_id);
+}
+
+std::string Session::name() const {
+  const std::lock_guard lock(name_mutex_);
+  return name_;
+}
+
+bool Session::claim_outstanding() noexcept {
+  if (outstanding_.fetch_add(1, std::memory_order_relaxed) >= limits_.max_outstanding) {
+    outstanding_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  if (limits_.uid_outstanding &&
+      limits_.uid_outstanding->fetch_add(1, std::memory_order_relaxed) >=
+          limits_.max_uid_outstanding) {
+    limits_.uid_outstanding->fetch_sub(1, std::memory_order_relaxed);
+    outstanding_.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+void Session::release_outstanding() noexcept {
+  outstanding_.fetch_sub(1, std::memory_order_relaxed);
+  if (limits_.uid_outstanding) limits_.uid_outstanding->fetch_sub(1, std::memory_order_relaxed);
 }
 
 void Session::handle_verdicts(std::span<const proto::Verdict> verdicts) {
-  if ((roles_ & proto::role_verdict) == 0) {
+  if ((roles() & proto::role_verdict) == 0) {
     report_error(proto::ErrorCode::not_permitted, "verdicts need the verdict role");
     return;
   }
@@ -151,7 +242,7 @@ void Session::handle_verdicts(std::span<const proto::Verdict> verdicts) {
 }
 
 bool Session::require(std::uint8_t role, std::uint32_t request_id) {
-  if ((roles_ & role) != 0) return true;
+  if ((roles() & role) != 0) return true;
   send(proto::Error{proto::ErrorCode::not_permitted, "this request needs the manage role"},
        request_id);
   return false;
@@ -159,7 +250,7 @@ bool Session::require(std::uint8_t role, std::uint32_t request_id) {
 
 bool Session::reserve() noexcept {
   if (closed_.load(std::memory_order_relaxed)) return false;
-  if (queued_.fetch_add(1, std::memory_order_relaxed) >= queue_limit_) {
+  if (queued_.fetch_add(1, std::memory_order_relaxed) >= limits_.queue_limit) {
     queued_.fetch_sub(1, std::memory_order_relaxed);
     return false;
   }
@@ -194,9 +285,9 @@ void Session::send(const proto::Message& message, std::uint32_t request_id) {
     return;
   }
   // Replies share the packet bound, with headroom; a client that never reads is dropped.
-  if (queued_.fetch_add(1, std::memory_order_relaxed) >= 2 * queue_limit_ + 16) {
+  if (queued_.fetch_add(1, std::memory_order_relaxed) >= 2 * limits_.queue_limit + 16) {
     queued_.fetch_sub(1, std::memory_order_relaxed);
-    spdlog::warn("session {} ({}): not reading its replies; closing it", id_, name_);
+    spdlog::warn("session {} ({}): not reading its replies; closing it", id_, name());
     close();
     return;
   }
@@ -260,16 +351,24 @@ void Session::written(std::size_t count) {
 
 // Tells the client why, then closes once that message is written.
 void Session::fail(proto::ErrorCode code, const std::string& text) {
-  spdlog::warn("session {} ({}): {}; closing it", id_, name_.empty() ? "before HELLO" : name_,
-               text);
+  const std::string who = name();
+  spdlog::warn("session {} ({}): {}; closing it", id_, who.empty() ? "before HELLO" : who, text);
   closing_ = true;
   send(proto::Error{code, text}, 0);
+}
+
+void Session::close_with(proto::ErrorCode code, std::string text) {
+  boost::asio::post(socket_.get_executor(),
+                    [self = shared_from_this(), code, text = std::move(text)] {
+                      if (!self->closing_ && !self->closed_) self->fail(code, text);
+                    });
 }
 
 void Session::close() {
   boost::asio::post(socket_.get_executor(), [self = shared_from_this()] {
     if (self->closed_.exchange(true)) return;
     boost::system::error_code ignored;
+    self->hello_timer_.cancel();
     self->socket_.close(ignored);
     for (const Outgoing& outgoing : self->write_queue_) {
       self->queued_.fetch_sub(outgoing.weight, std::memory_order_relaxed);
@@ -281,13 +380,13 @@ void Session::close() {
 
 proto::SessionInfo Session::info() const {
   return proto::SessionInfo{id_,
-                            name_,
+                            name(),
                             static_cast<std::uint32_t>(peer_.pid),
                             peer_.uid,
                             peer_.gid,
-                            roles_,
+                            roles(),
                             subscriptions_.load(),
-                            0,
+                            static_cast<std::uint32_t>(outstanding_.load()),
                             delivered_.load(),
                             verdicts_.load(),
                             fallbacks_.load()};

@@ -5,9 +5,12 @@
 #include "pktbroker/codec.hpp"
 #include "pktbroker/seq_packet_protocol.hpp"
 
+#include <boost/asio/steady_timer.hpp>
+
 #include <atomic>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -20,11 +23,23 @@ class SessionManager;
 
 class Session : public SessionPort, public std::enable_shared_from_this<Session> {
  public:
+  /// What a session may do and hold: its grant and the policy's bounds.
+  struct Limits {
+    std::uint8_t grantable = 0;  ///< roles the policy grants; 0: HELLO is answered with a refusal
+    std::shared_ptr<const Matcher> allowed;  ///< the grant's limit on packets, if any
+    std::size_t queue_limit = 1024;          ///< packets waiting to be written
+    std::size_t max_outstanding = 1024;      ///< packets held undecided by this session
+    /// Packets held undecided by every session of this uid, and their bound (no bound: null).
+    std::shared_ptr<std::atomic<std::size_t>> uid_outstanding;
+    std::size_t max_uid_outstanding = 0;
+    std::chrono::milliseconds hello_timeout{5000};
+    std::vector<gid_t> groups;  ///< the peer's supplementary groups (SO_PEERGROUPS)
+    std::string grant_key;      ///< roles and `allowed:` of the grant: a reload compares it
+  };
+
   /// `socket` must already run on its own strand.
-  /// `grantable` = 0 means the peer has no grant: its HELLO is answered with `refusal`.
-  Session(SeqPacketProtocol::socket socket, SessionId id, const ucred& peer, std::uint8_t grantable,
-          std::shared_ptr<const Matcher> allowed, std::size_t queue_limit, SessionManager& manager,
-          std::string refusal = {});
+  Session(SeqPacketProtocol::socket socket, SessionId id, const ucred& peer, Limits limits,
+          SessionManager& manager, std::string refusal = {});
 
   void start();
 
@@ -35,21 +50,33 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
                std::size_t packets) noexcept override;
   void report_error(proto::ErrorCode code, std::string text) noexcept override;
   void count_fallback() noexcept override { fallbacks_.fetch_add(1, std::memory_order_relaxed); }
+  bool claim_outstanding() noexcept override;
+  void release_outstanding() noexcept override;
 
   /// Sends a reply or notice (any thread). Replies are bounded like packets: a client that never
   /// reads its replies is disconnected.
   void send(const proto::Message& message, std::uint32_t request_id);
   /// Closes the connection (any thread); the manager releases everything the session held.
   void close();
+  /// Tells the client why, then closes (any thread).
+  void close_with(proto::ErrorCode code, std::string text);
 
-  [[nodiscard]] std::uint8_t roles() const noexcept { return roles_; }
-  [[nodiscard]] const std::shared_ptr<const Matcher>& allowed() const noexcept { return allowed_; }
-  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] std::uint8_t roles() const noexcept { return roles_.load(); }
+  [[nodiscard]] const std::shared_ptr<const Matcher>& allowed() const noexcept {
+    return limits_.allowed;
+  }
+  /// The name HELLO gave (any thread).
+  [[nodiscard]] std::string name() const;
+  [[nodiscard]] const ucred& peer() const noexcept { return peer_; }
+  [[nodiscard]] const Limits& limits() const noexcept { return limits_; }
   [[nodiscard]] proto::SessionInfo info() const;
+  /// Whether the connection is closed or closing (any thread).
+  [[nodiscard]] bool closed() const noexcept { return closed_.load(); }
 
  private:
   void do_read();
-  void on_read(const boost::system::error_code& error, std::size_t size);
+  void on_readable(const boost::system::error_code& error);
+  void on_read(std::span<const std::uint8_t> datagram);
   void handle(const proto::Decoded& decoded);
   void handle_hello(const proto::Hello& hello, std::uint32_t request_id);
   void handle_verdicts(std::span<const proto::Verdict> verdicts);
@@ -65,17 +92,15 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
   SeqPacketProtocol::socket socket_;
   SessionId id_;
   ucred peer_;
-  std::uint8_t grantable_;  // roles the policy grants this peer
-  std::uint8_t roles_ = 0;  // roles granted by HELLO
-  std::shared_ptr<const Matcher> allowed_;
-  std::size_t queue_limit_;
+  Limits limits_;
+  std::atomic<std::uint8_t> roles_{0};  // roles granted by HELLO
   SessionManager& manager_;
+  mutable std::mutex name_mutex_;  // HELLO writes the name on the session's strand; others read
   std::string name_;
   std::string refusal_;
+  boost::asio::steady_timer hello_timer_;
   bool welcomed_ = false;
   bool closing_ = false;  // an error was sent; close once it is written
-  std::vector<std::uint8_t> read_buffer_;
-  boost::asio::socket_base::message_flags read_flags_ = 0;
   struct Outgoing {
     std::shared_ptr<const std::vector<std::uint8_t>> datagram;
     std::size_t weight;  // packets it carries (1 for a reply)
@@ -88,6 +113,7 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
   std::atomic<std::uint64_t> verdicts_{0};
   std::atomic<std::uint64_t> fallbacks_{0};
   std::atomic<std::uint32_t> subscriptions_{0};
+  std::atomic<std::size_t> outstanding_{0};
 
   friend class SessionManager;
 };

@@ -7,10 +7,12 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <system_error>
 
 #include <grp.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,18 +21,42 @@ namespace {
 
 std::uint8_t all_roles = proto::role_observe | proto::role_verdict | proto::role_manage;
 
+struct Grant {
+  std::uint8_t roles = 0;
+  std::shared_ptr<const Matcher> allowed;
+  std::string key;  // identifies the grant across reloads
+};
+
 /// Roles and limit the policy gives this peer: root always gets everything; otherwise the first
-/// grant naming its uid, else the first naming its primary gid.
-std::optional<std::pair<std::uint8_t, std::shared_ptr<const Matcher>>> grant_for(
-    const Policy& policy, const ucred& peer) {
-  if (peer.uid == 0) return std::pair{all_roles, std::shared_ptr<const Matcher>()};
+/// grant naming its uid, else the first naming its primary or a supplementary group.
+std::optional<Grant> grant_for(const Policy& policy, const ucred& peer,
+                               const std::vector<gid_t>& groups) {
+  if (peer.uid == 0) return Grant{all_roles, nullptr, "root"};
+  const auto in_group = [&](std::uint32_t gid) {
+    return gid == peer.gid || std::find(groups.begin(), groups.end(), gid) != groups.end();
+  };
   for (const auto kind : {ClientGrant::Kind::uid, ClientGrant::Kind::gid}) {
     for (const ClientGrant& grant : policy.broker().clients) {
-      const std::uint32_t id = kind == ClientGrant::Kind::uid ? peer.uid : peer.gid;
-      if (grant.kind == kind && grant.id == id) return std::pair{grant.roles, grant.allowed};
+      if (grant.kind != kind) continue;
+      if (kind == ClientGrant::Kind::uid ? grant.id == peer.uid : in_group(grant.id)) {
+        return Grant{grant.roles, grant.allowed,
+                     std::to_string(grant.roles) + "\n" + grant.allowed_text};
+      }
     }
   }
   return std::nullopt;
+}
+
+std::vector<gid_t> peer_groups(int fd) {
+  std::vector<gid_t> groups(64);
+  socklen_t size = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &size) != 0) {
+    if (errno != ERANGE) return {};
+    groups.resize(size / sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &size) != 0) return {};
+  }
+  groups.resize(size / sizeof(gid_t));
+  return groups;
 }
 
 /// Conservative overlap test for exclusive subscriptions: same name, or selectors that could
@@ -53,7 +79,8 @@ SessionManager::SessionManager(boost::asio::io_context& io, std::vector<BrokerQu
       queues_(std::move(queues)),
       policy_(std::move(policy)),
       control_(std::move(control)),
-      acceptor_(strand_) {}
+      acceptor_(strand_),
+      accept_timer_(strand_) {}
 
 void SessionManager::start() {
   const SocketConfig& config = policy_->broker().socket;
@@ -63,14 +90,17 @@ void SessionManager::start() {
   ::unlink(path_.c_str());  // a stale socket from an earlier run
   const SeqPacketProtocol::endpoint endpoint(path_);
   acceptor_.open(endpoint.protocol());
-  acceptor_.bind(endpoint);
+  // The socket file is made with its final mode (no chmod by path afterwards, which would
+  // follow a symlink put in its place), and only its group is changed, without following one.
+  const mode_t previous_mask = ::umask(~config.mode & 0777);
+  boost::system::error_code bind_error;
+  acceptor_.bind(endpoint, bind_error);
+  ::umask(previous_mask);
+  if (bind_error) throw boost::system::system_error(bind_error, "bind " + path_);
   acceptor_.listen();
-  if (::chmod(path_.c_str(), config.mode) != 0) {
-    throw std::system_error(errno, std::generic_category(), "chmod " + path_);
-  }
   if (!config.group.empty()) {
     const group* entry = getgrnam(config.group.c_str());
-    if (entry == nullptr || ::chown(path_.c_str(), 0, entry->gr_gid) != 0) {
+    if (entry == nullptr || ::lchown(path_.c_str(), 0, entry->gr_gid) != 0) {
       throw std::system_error(errno, std::generic_category(), "chown " + path_);
     }
   }
@@ -90,8 +120,19 @@ void SessionManager::stop() {
 }
 
 void SessionManager::set_policy(std::shared_ptr<const Policy> policy) {
-  boost::asio::post(strand_,
-                    [this, policy = std::move(policy)]() mutable { policy_ = std::move(policy); });
+  boost::asio::post(strand_, [this, policy = std::move(policy)]() mutable {
+    policy_ = std::move(policy);
+    for (const auto& [id, weak] : sessions_) {
+      const auto session = weak.lock();
+      if (!session) continue;
+      const auto grant = grant_for(*policy_, session->peer(), session->limits().groups);
+      if (grant && grant->key == session->limits().grant_key) continue;
+      spdlog::info("session {} ({}): the reloaded policy {} its grant; closing it", id,
+                   session->name(), grant ? "changes" : "removes");
+      session->close_with(proto::ErrorCode::not_permitted,
+                          "the reloaded policy changed this session's grant; reconnect");
+    }
+  });
 }
 
 void SessionManager::do_accept() {
@@ -102,12 +143,58 @@ void SessionManager::do_accept() {
       });
 }
 
+void SessionManager::accept_later(const boost::system::error_code& error) {
+  // One line per second at most: a client that keeps the broker out of descriptors must not
+  // flood the log as well.
+  if (accept_failures_++ == 0) {
+    spdlog::warn("clients: accept failed: {}; retrying in 100 ms", error.message());
+  }
+  accept_timer_.expires_after(std::chrono::milliseconds(100));
+  accept_timer_.async_wait([this](const boost::system::error_code& timer_error) {
+    if (timer_error) return;
+    if (accept_failures_ >= 10) {
+      spdlog::warn("clients: accept failed {} more times", accept_failures_ - 1);
+      accept_failures_ = 0;
+    }
+    do_accept();
+  });
+}
+
+std::string SessionManager::session_bound(const ucred& peer) const {
+  const SocketConfig& config = policy_->broker().socket;
+  if (sessions_.size() >= config.max_sessions) {
+    return "the broker has " + std::to_string(sessions_.size()) +
+           " sessions, its bound (socket.max_sessions)";
+  }
+  if (peer.uid == 0) return {};
+  std::size_t same_uid = 0;
+  for (const auto& [id, weak] : sessions_) {
+    if (const auto session = weak.lock(); session && session->peer().uid == peer.uid) ++same_uid;
+  }
+  if (same_uid >= config.max_sessions_per_uid) {
+    return "uid " + std::to_string(peer.uid) + " has " + std::to_string(same_uid) +
+           " sessions, its bound (socket.max_sessions_per_uid)";
+  }
+  return {};
+}
+
+std::shared_ptr<std::atomic<std::size_t>> SessionManager::uid_outstanding(std::uint32_t uid) {
+  if (uid == 0) return nullptr;
+  std::erase_if(uid_outstanding_, [](const auto& entry) { return entry.second.expired(); });
+  auto& weak = uid_outstanding_[uid];
+  auto counter = weak.lock();
+  if (!counter) {
+    counter = std::make_shared<std::atomic<std::size_t>>(0);
+    weak = counter;
+  }
+  return counter;
+}
+
 void SessionManager::on_accept(const boost::system::error_code& error,
                                SeqPacketProtocol::socket socket) {
   if (error == boost::asio::error::operation_aborted) return;
   if (error) {
-    spdlog::warn("clients: accept failed: {}", error.message());
-    do_accept();
+    accept_later(error);
     return;
   }
   ucred peer{};
@@ -116,7 +203,10 @@ void SessionManager::on_accept(const boost::system::error_code& error,
     do_accept();
     return;
   }
-  const auto grant = grant_for(*policy_, peer);
+  const SocketConfig& config = policy_->broker().socket;
+  Session::Limits limits;
+  limits.groups = peer_groups(socket.native_handle());
+  const auto grant = grant_for(*policy_, peer, limits.groups);
   const SessionId id = next_session_++;
   std::string refusal;
   if (!grant) {
@@ -125,11 +215,27 @@ void SessionManager::on_accept(const boost::system::error_code& error,
                  peer.pid, peer.uid, peer.gid);
     refusal = "no grant for uid " + std::to_string(peer.uid) + " (gid " + std::to_string(peer.gid) +
               ") in the policy's clients section";
+  } else if (refusal = session_bound(peer); !refusal.empty()) {
+    refused_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("clients: refused pid {} uid {}: {}", peer.pid, peer.uid, refusal);
   }
-  auto session = std::make_shared<Session>(
-      std::move(socket), id, peer, grant ? grant->first : std::uint8_t{0},
-      grant ? grant->second : nullptr, policy_->broker().socket.queue_limit, *this, refusal);
-  if (grant) sessions_.emplace(id, session);
+  if (refusal.empty()) {
+    limits.grantable = grant->roles;
+    limits.allowed = grant->allowed;
+    limits.grant_key = grant->key;
+    limits.uid_outstanding = uid_outstanding(peer.uid);
+    std::uint32_t per_uid = config.max_outstanding_per_uid;
+    for (const QueueConfig& queue : policy_->broker().queues) {
+      per_uid = std::min(per_uid, std::max<std::uint32_t>(queue.max_len / 2, 1));
+    }
+    limits.max_uid_outstanding = per_uid;
+  }
+  limits.queue_limit = config.queue_limit;
+  limits.max_outstanding = config.max_outstanding;
+  limits.hello_timeout = std::chrono::milliseconds(config.hello_timeout_ms);
+  auto session = std::make_shared<Session>(std::move(socket), id, peer, std::move(limits), *this,
+                                           refusal);
+  if (refusal.empty()) sessions_.emplace(id, session);
   session->start();
   do_accept();
 }
@@ -149,14 +255,20 @@ void SessionManager::subscribe(std::shared_ptr<Session> session, proto::Subscrib
         s.selector_text = request.selector;
         s.allowed = session->allowed();
         s.port = session;
+        // A SUBSCRIBE read just before the session closed must not outlive it.
+        if (!sessions_.contains(session->id()) || session->closed()) return;
         try {
           s.selector = compile_match(request.selector, "selector");
-          s.selector_mark = selector_mark(*s.selector);
         } catch (const PolicyError& error) {
           session->send(
               proto::Error{proto::ErrorCode::bad_selector, error.diagnostics()[0].to_string()}, id);
           return;
         }
+        if (auto refused = admit(*session, s, request)) {
+          session->send(*refused, id);
+          return;
+        }
+        s.selector_mark = selector_mark(*s.selector);
         if (s.mode == proto::SubscriptionMode::verdict) {
           for (const Subscription& other : subscriptions_) {
             if (other.mode != proto::SubscriptionMode::verdict || other.port == s.port) continue;
@@ -182,6 +294,34 @@ void SessionManager::subscribe(std::shared_ptr<Session> session, proto::Subscrib
         publish();
         session->send(proto::Subscribed{s.id}, id);
       });
+}
+
+std::optional<proto::Error> SessionManager::admit(const Session& session, Subscription& s,
+                                                  const proto::Subscribe& request) const {
+  const SocketConfig& config = policy_->broker().socket;
+  if (session.subscriptions_.load() >= config.max_subscriptions) {
+    return proto::Error{proto::ErrorCode::limit,
+                        "this session has " + std::to_string(config.max_subscriptions) +
+                            " subscriptions, its bound (socket.max_subscriptions)"};
+  }
+  if (request.timeout_ms > config.max_timeout_ms) {
+    return proto::Error{proto::ErrorCode::limit,
+                        "timeout_ms " + std::to_string(request.timeout_ms) +
+                            " exceeds the policy's bound (socket.max_timeout_ms " +
+                            std::to_string(config.max_timeout_ms) + ")"};
+  }
+  if (s.allowed) {
+    // A limited session sees only packets inside its grant, and its selector says so: an
+    // empty one means "all I may see"; any other must lie inside the grant.
+    if (s.selector->required().empty() && s.selector->excluded().empty()) {
+      s.selector = s.allowed;
+    } else if (!s.selector->within(*s.allowed)) {
+      return proto::Error{proto::ErrorCode::not_permitted,
+                          "the selector is not inside this session's grant (allowed: in the "
+                          "policy's clients section)"};
+    }
+  }
+  return std::nullopt;
 }
 
 void SessionManager::unsubscribe(std::shared_ptr<Session> session, std::uint32_t subscription,

@@ -7,12 +7,14 @@
 #include "pktbroker/seq_packet_protocol.hpp"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
 #include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace pktbroker {
@@ -43,7 +45,8 @@ class SessionManager {
   void start();
   /// Stops accepting and closes every session.
   void stop();
-  /// New connections are granted by this policy; existing sessions keep their grant.
+  /// Connections are granted by this policy from now on; a session whose grant it changes or
+  /// removes is closed (its client reconnects under the new grant).
   void set_policy(std::shared_ptr<const Policy> policy);
 
   // Called by sessions, from their strands.
@@ -63,6 +66,16 @@ class SessionManager {
  private:
   void do_accept();
   void on_accept(const boost::system::error_code& error, SeqPacketProtocol::socket socket);
+  /// Out of descriptors: waits before accepting again instead of spinning.
+  void accept_later(const boost::system::error_code& error);
+  /// Why a new connection from `peer` is refused (sessions at their bound), or "".
+  [[nodiscard]] std::string session_bound(const ucred& peer) const;
+  /// The counter of undecided packets shared by the sessions of `uid` (null for root).
+  std::shared_ptr<std::atomic<std::size_t>> uid_outstanding(std::uint32_t uid);
+  /// Checks a new subscription against the session's grant and the policy's bounds; on
+  /// success may narrow its selector to the grant. Returns the error to send, if any.
+  std::optional<proto::Error> admit(const Session& session, Subscription& s,
+                                    const proto::Subscribe& request) const;
   void publish();  // hands the queues a new subscription table
 
   boost::asio::io_context& io_;
@@ -71,10 +84,13 @@ class SessionManager {
   std::shared_ptr<const Policy> policy_;
   ControlHandler control_;
   SeqPacketProtocol::acceptor acceptor_;
+  boost::asio::steady_timer accept_timer_;
+  std::uint64_t accept_failures_ = 0;  // since the last logged one
   std::string path_;
   SessionId next_session_ = 1;
   std::uint32_t next_subscription_ = 1;
   std::map<SessionId, std::weak_ptr<Session>> sessions_;
+  std::map<std::uint32_t, std::weak_ptr<std::atomic<std::size_t>>> uid_outstanding_;
   std::vector<Subscription> subscriptions_;  // in arrival order
   std::atomic<std::uint64_t> malformed_{0};
   std::atomic<std::uint64_t> refused_{0};

@@ -30,6 +30,10 @@ class SessionPort {
   virtual void report_error(proto::ErrorCode code, std::string text) noexcept = 0;
   /// Counts a packet of this session that took its fallback (timeout, overflow, disconnect).
   virtual void count_fallback() noexcept = 0;
+  /// Claims one of the packets the session (and its uid) may hold undecided; false at the bound.
+  virtual bool claim_outstanding() noexcept = 0;
+  /// A packet the session held was decided, expired or released.
+  virtual void release_outstanding() noexcept = 0;
 };
 
 struct Subscription {

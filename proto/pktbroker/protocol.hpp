@@ -84,6 +84,7 @@ enum class ErrorCode : std::uint16_t {
   unknown_subscription = 7,
   version = 8,  ///< no common protocol version
   internal = 9,
+  limit = 10,  ///< a bound of the broker's or the grant's was reached (sessions, subscriptions)
 };
 
 /// The fixed header in front of every body.

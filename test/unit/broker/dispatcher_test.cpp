@@ -128,7 +128,8 @@ TEST_CASE("stats lines carry every counter as key=value") {
         "netlink_errors=0 kernel_queue_total=0 kernel_queue_dropped=0 kernel_user_dropped=0 "
         "outstanding=0 verdict_sends=0 verdict_messages=0 verdict_batches=0 batched_packets=0 "
         "delivered=0 observed=0 client_datagrams=0 client_verdicts=0 passes=0 "
-        "rejected_verdicts=0 timeouts=0 disconnect_fallbacks=0 overflows=0 observer_overflows=0");
+        "rejected_verdicts=0 timeouts=0 disconnect_fallbacks=0 overflows=0 observer_overflows=0 "
+        "outstanding_overflows=0 fallbacks_outside_grant=0");
   CHECK(lines[1] == "stats queue=3 rule=no-telnet packets=1 bytes=40");
   CHECK(lines[2] == "stats queue=3 rule=tag packets=0 bytes=0");
   CHECK(lines[3] == "stats queue=3 malformed=ipv4_truncated_header count=1");

@@ -24,6 +24,8 @@ class RecordingPort : public SessionPort {
   }
   void report_error(proto::ErrorCode, std::string) noexcept override {}
   void count_fallback() noexcept override {}
+  bool claim_outstanding() noexcept override { return true; }
+  void release_outstanding() noexcept override {}
 
   /// The tokens each datagram carries, decoded as a client would.
   [[nodiscard]] std::vector<std::vector<std::uint64_t>> tokens() const {

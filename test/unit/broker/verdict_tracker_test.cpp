@@ -52,8 +52,8 @@ TEST_CASE("expiry releases exactly the packets past their deadline with their fa
   tracker.track({2, 1, drop, t0 + 300ms, nullptr});
   tracker.track({3, 2, accept, t0 + 200ms, nullptr});
   std::vector<Released> released;
-  tracker.expire(t0 + 250ms, [&](std::uint32_t id, const Verdict& v) {
-    released.push_back({id, v});
+  tracker.expire(t0 + 250ms, [&](const VerdictTracker::Pending& p) {
+    released.push_back({p.packet_id, p.fallback});
   });
   REQUIRE(released.size() == 2);
   CHECK(released[0].packet_id == 1);
@@ -61,8 +61,8 @@ TEST_CASE("expiry releases exactly the packets past their deadline with their fa
   CHECK(tracker.size() == 1);
   CHECK(tracker.next_deadline() == t0 + 300ms);
   released.clear();
-  tracker.expire(t0 + 10s, [&](std::uint32_t id, const Verdict& v) {
-    released.push_back({id, v});
+  tracker.expire(t0 + 10s, [&](const VerdictTracker::Pending& p) {
+    released.push_back({p.packet_id, p.fallback});
   });
   REQUIRE(released.size() == 1);
   CHECK(released[0].verdict == drop);
@@ -76,8 +76,8 @@ TEST_CASE("a departing session releases all and only its packets") {
   tracker.track({3, 1, drop, t0 + 2s, nullptr});
   CHECK(tracker.owned_by(1) == 2);
   std::vector<Released> released;
-  tracker.release_session(1, [&](std::uint32_t id, const Verdict& v) {
-    released.push_back({id, v});
+  tracker.release_session(1, [&](const VerdictTracker::Pending& p) {
+    released.push_back({p.packet_id, p.fallback});
   });
   REQUIRE(released.size() == 2);
   CHECK(released[0].packet_id == 1);
@@ -87,8 +87,8 @@ TEST_CASE("a departing session releases all and only its packets") {
   CHECK(tracker.owned_by(1) == 0);
   // The released entries no longer expire.
   released.clear();
-  tracker.expire(t0 + 1500ms, [&](std::uint32_t id, const Verdict& v) {
-    released.push_back({id, v});
+  tracker.expire(t0 + 1500ms, [&](const VerdictTracker::Pending& p) {
+    released.push_back({p.packet_id, p.fallback});
   });
   REQUIRE(released.size() == 1);
   CHECK(released[0].packet_id == 2);
@@ -104,7 +104,27 @@ TEST_CASE("the oldest pending kernel id follows arrival order") {
   REQUIRE(tracker.take(first, 1, taken) == Result::resolved);
   CHECK(tracker.oldest_packet_id() == 101U);
   std::size_t released = 0;
-  tracker.release_all([&](std::uint32_t, const Verdict&) { ++released; });
+  tracker.release_all([&](const VerdictTracker::Pending&) { ++released; });
   CHECK(released == 1);
   CHECK(tracker.size() == 0);
+}
+
+// A chain `pass` takes a packet and tracks it again under a newer token: the lowest kernel id
+// still waiting is then not the packet of the lowest token (a batch verdict up to that would
+// release the re-tracked packet unjudged).
+TEST_CASE("a packet tracked again keeps its place in the kernel's order") {
+  VerdictTracker tracker(0);
+  const PacketToken a = tracker.track({100, 1, accept, t0 + 1s, nullptr});
+  tracker.track({101, 3, accept, t0 + 1s, nullptr});
+  VerdictTracker::Pending taken;
+  REQUIRE(tracker.take(a, 1, taken) == Result::resolved);
+  tracker.track({100, 2, accept, t0 + 1s, nullptr});  // passed on to the chain's next member
+  CHECK(tracker.oldest_packet_id() == 100U);
+}
+
+TEST_CASE("the oldest pending kernel id follows the kernel's wrapping order") {
+  VerdictTracker tracker(0);
+  tracker.track({0xffffffffU, 1, accept, t0 + 1s, nullptr});
+  tracker.track({2, 1, accept, t0 + 1s, nullptr});
+  CHECK(tracker.oldest_packet_id() == 0xffffffffU);
 }
