@@ -23,24 +23,118 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
-/// "GET /path HTTP/1.1" -> head; false when it is not a request line.
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r';
+}
+
+/// The next word of a request line, skipping whitespace before it (RFC 9112 3: recipients may
+/// split on any whitespace, as servers do).
+std::string_view next_word(std::string_view& line) {
+  while (!line.empty() && is_space(line.front())) line.remove_prefix(1);
+  std::size_t end = 0;
+  while (end < line.size() && !is_space(line[end])) ++end;
+  const std::string_view word = line.substr(0, end);
+  line.remove_prefix(end);
+  return word;
+}
+
+bool is_scheme_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+         c == '-' || c == '.';
+}
+
+/// "GET /path HTTP/1.1" (or an absolute-form target, "http://host/path") -> head; false when it
+/// is not a request line.
 bool parse_request_line(std::string_view line, RequestHead& head) {
-  const auto first_space = line.find(' ');
-  if (first_space == std::string_view::npos || first_space == 0) return false;
-  const std::string_view method = line.substr(0, first_space);
-  if (!std::all_of(method.begin(), method.end(), is_token_char)) return false;
-  const auto second_space = line.find(' ', first_space + 1);
-  if (second_space == std::string_view::npos) return false;
-  const std::string_view target = line.substr(first_space + 1, second_space - first_space - 1);
-  const std::string_view version = line.substr(second_space + 1);
-  if (target.empty() || !version.starts_with("HTTP/")) return false;
+  const std::string_view method = next_word(line);
+  if (method.empty() || !std::all_of(method.begin(), method.end(), is_token_char)) return false;
+  const std::string_view target = next_word(line);
+  const std::string_view version = next_word(line);
+  if (target.empty() || !version.starts_with("HTTP/") || !next_word(line).empty()) return false;
   head.method = method;
-  head.path = target;
+  head.target = target;
   head.version = version;
+  std::string_view path = target;
+  // Absolute form (RFC 9112 3.2.2): the authority is the host, and a Host header is ignored.
+  if (const auto colon = target.find("://");
+      colon != std::string_view::npos && colon > 0 && !target.starts_with('/') &&
+      std::all_of(target.begin(), target.begin() + static_cast<long>(colon), is_scheme_char)) {
+    std::string_view rest = target.substr(colon + 3);
+    const auto authority_end = std::min(rest.find_first_of("/?#"), rest.size());
+    std::string_view authority = rest.substr(0, authority_end);
+    if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
+      authority.remove_prefix(at + 1);  // user info
+    }
+    head.host = normalize_host(authority);
+    head.host_from_target = true;
+    path = rest.substr(authority_end);
+    head.path = normalize_path(path.starts_with('/') ? std::string(path) : "/" + std::string(path));
+    return true;
+  }
+  head.path = normalize_path(path);
   return true;
 }
 
 }  // namespace
+
+std::string normalize_path(std::string_view target) {
+  if (!target.starts_with('/')) return std::string(target);  // "*", or an authority (CONNECT)
+  const auto query_at = std::min(target.find('?'), target.size());
+  const std::string_view path = target.substr(0, query_at);
+  const auto hex = [](char c) {
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+  };
+  // Percent-decode unreserved characters and the slash; upper-case the hex of the rest.
+  std::string decoded;
+  decoded.reserve(path.size());
+  for (std::size_t i = 0; i < path.size(); ++i) {
+    const int high = path[i] == '%' && i + 2 < path.size() ? hex(path[i + 1]) : -1;
+    const int low = high >= 0 ? hex(path[i + 2]) : -1;
+    if (low < 0) {
+      decoded += path[i];
+      continue;
+    }
+    const auto c = static_cast<char>(high * 16 + low);
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~' || c == '/') {
+      decoded += c;
+    } else {
+      constexpr std::string_view digits = "0123456789ABCDEF";
+      decoded += '%';
+      decoded += digits[static_cast<std::size_t>(high)];
+      decoded += digits[static_cast<std::size_t>(low)];
+    }
+    i += 2;
+  }
+  // Remove dot segments (RFC 3986 5.2.4), collapsing empty segments ("//") as servers do.
+  std::string out;
+  out.reserve(decoded.size());
+  std::size_t at = 1;
+  while (at <= decoded.size()) {
+    const auto end = std::min(decoded.find('/', at), decoded.size());
+    const std::string_view segment = std::string_view(decoded).substr(at, end - at);
+    const bool last = end == decoded.size();
+    if (segment == "..") {
+      const auto slash = out.rfind('/');
+      out.erase(slash == std::string::npos ? 0 : slash);
+      if (last) out += '/';
+    } else if (segment == ".") {
+      if (last) out += '/';
+    } else if (!segment.empty()) {
+      out += '/';
+      out += segment;
+    } else if (last) {
+      out += '/';
+    }
+    at = end + 1;
+  }
+  if (out.empty()) out = "/";
+  out += target.substr(query_at);
+  return out;
+}
 
 std::string normalize_host(std::string_view host) {
   host = trim(host);
@@ -63,6 +157,7 @@ HeadStatus parse_request_head(std::span<const std::uint8_t> bytes, RequestHead& 
   const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   std::size_t start = 0;
   bool first = true;
+  bool host_seen = false;
   bool has_length = false;
   bool unknown_length = false;
   bool transfer_encoding = false;
@@ -72,7 +167,7 @@ HeadStatus parse_request_head(std::span<const std::uint8_t> bytes, RequestHead& 
     if (end == std::string_view::npos) {
       // Judge an unfinished request line early: a TLS or binary stream is not worth waiting for.
       if (first && !text.empty()) {
-        const std::string_view partial = text.substr(0, std::min<std::size_t>(text.size(), 16));
+        const std::string_view partial = text.substr(start, 16);
         const auto space = partial.find(' ');
         const std::string_view method = partial.substr(0, space);
         if (!std::all_of(method.begin(), method.end(), is_token_char)) return HeadStatus::not_http;
@@ -83,6 +178,7 @@ HeadStatus parse_request_head(std::span<const std::uint8_t> bytes, RequestHead& 
     if (line.ends_with('\r')) line.remove_suffix(1);
     start = end + 1;
     if (first) {
+      if (line.empty()) continue;  // empty lines before a request line are ignored (RFC 9112 2.2)
       if (!parse_request_line(line, head)) return HeadStatus::not_http;
       first = false;
       continue;
@@ -107,8 +203,9 @@ HeadStatus parse_request_head(std::span<const std::uint8_t> bytes, RequestHead& 
     if (colon == std::string_view::npos || colon == 0) return HeadStatus::bad_header;
     const std::string_view name = line.substr(0, colon);
     const std::string_view value = trim(line.substr(colon + 1));
-    if (iequals(name, "host") && head.host.empty()) {
+    if (iequals(name, "host") && !head.host_from_target && !host_seen) {
       head.host = normalize_host(value);
+      host_seen = true;
     } else if (iequals(name, "content-length")) {
       // Digits only, and the same value when repeated: anything else makes the body's end
       // unknowable (and is how request smuggling starts).

@@ -22,8 +22,12 @@ enum class BodyKind : std::uint8_t { none, length, chunked, unknown };
 
 struct RequestHead {
   std::string method;
-  std::string path;        ///< request target as sent
-  std::string host;        ///< Host header, lowercase, without port; empty when absent
+  std::string target;  ///< request target as sent
+  std::string path;    ///< the target's path, normalized (normalize_path); from an
+                       ///< absolute-form target ("http://host/p") its path
+  std::string host;    ///< the absolute-form target's host, else the (first) Host header;
+                       ///< lowercase, without port; empty when absent
+  bool host_from_target = false;
   std::string version;     ///< "HTTP/1.1"
   std::size_t length = 0;  ///< bytes of the head, its blank line included
   BodyKind body = BodyKind::none;
@@ -49,6 +53,14 @@ struct ChunkedBody {
   /// when the body ended (state off) or is malformed (state failed).
   std::size_t consume(std::span<const std::uint8_t> bytes) noexcept;
 };
+
+/// A request target's path as a server resolves it, so a rule on `/admin*` also sees
+/// `/%61dmin`, `/x/../admin` and `//admin`: percent-encoded unreserved characters and `%2F` are
+/// decoded (the slash on purpose: servers such as nginx decode it before matching, so
+/// `/public/..%2Fadmin` is `/admin`), other escapes get upper-case hex, repeated slashes are
+/// collapsed and dot segments removed (RFC 3986 6.2.2, 5.2.4). The query is kept as sent. A
+/// target not starting with '/' is returned unchanged.
+std::string normalize_path(std::string_view target);
 
 /// Lowercases `host` and strips a port (and IPv6 brackets).
 std::string normalize_host(std::string_view host);

@@ -1,13 +1,13 @@
 #include "plugins/tls/client_hello.hpp"
 
-#include <vector>
+#include <algorithm>
 
 namespace pktbroker::plugins::tls {
 namespace {
 
 constexpr std::uint8_t record_handshake = 22;
 constexpr std::uint8_t client_hello = 1;
-constexpr std::size_t max_hello = 16384;
+constexpr std::size_t max_record = 16384 + 2048;
 
 /// A bounds-checked reader over a byte span: every read reports whether it fit.
 class Reader {
@@ -79,38 +79,63 @@ HelloStatus parse_hello_body(Reader body, std::string& server_name) {
   return HelloStatus::no_sni;
 }
 
+/// A handshake message from its first byte: the ClientHello's status once it is whole.
+HelloStatus parse_message(std::span<const std::uint8_t> bytes, std::string& server_name) {
+  Reader message(bytes);
+  std::size_t message_type = 0;
+  std::size_t message_length = 0;
+  if (message.u8(message_type) && message_type != client_hello) return HelloStatus::malformed;
+  if (!message.u24(message_length)) return HelloStatus::incomplete;
+  if (message_length > max_hello) return HelloStatus::malformed;
+  Reader body({});
+  if (!message.sub(message_length, body)) return HelloStatus::incomplete;
+  return parse_hello_body(body, server_name);
+}
+
 }  // namespace
 
-HelloStatus parse_client_hello(std::span<const std::uint8_t> stream, std::string& server_name) {
-  // Gather the handshake bytes carried by the leading handshake records.
-  std::vector<std::uint8_t> handshake;
-  Reader records(stream);
-  while (true) {
-    std::size_t type = 0;
-    std::size_t length = 0;
-    if (!records.u8(type)) return HelloStatus::incomplete;
-    if (type != record_handshake)
-      return handshake.empty() ? HelloStatus::not_tls : HelloStatus::malformed;
-    std::size_t major = 0;
-    if (!records.u8(major)) return HelloStatus::incomplete;
-    if (major != 3) return HelloStatus::not_tls;
-    if (!records.skip(1) || !records.u16(length)) return HelloStatus::incomplete;
-    if (length == 0 || length > max_hello + 2048) return HelloStatus::malformed;
-    const auto fragment = records.rest().first(std::min(length, records.rest().size()));
-    handshake.insert(handshake.end(), fragment.begin(), fragment.end());
-    const bool whole_record = records.skip(length);
-
-    Reader message(handshake);
-    std::size_t message_type = 0;
-    std::size_t message_length = 0;
-    if (message.u8(message_type) && message_type != client_hello) return HelloStatus::malformed;
-    if (message.u24(message_length)) {
-      if (message_length > max_hello) return HelloStatus::malformed;
-      Reader body({});
-      if (message.sub(message_length, body)) return parse_hello_body(body, server_name);
+HelloStatus HelloReader::add(std::span<const std::uint8_t> bytes, std::string& server_name,
+                             ByteBudget* budget) {
+  while (!bytes.empty()) {
+    if (record_left == 0) {  // a record header
+      while (header_size < 5 && !bytes.empty()) {
+        header[header_size++] = bytes.front();
+        bytes = bytes.subspan(1);
+        if (header_size == 1 && header[0] != record_handshake) {
+          return seen_record ? HelloStatus::malformed : HelloStatus::not_tls;
+        }
+        if (header_size == 2 && header[1] != 3) return HelloStatus::not_tls;
+      }
+      if (header_size < 5) return HelloStatus::incomplete;
+      const std::size_t length = (std::size_t{header[3]} << 8) | header[4];
+      if (length == 0 || length > max_record) return HelloStatus::malformed;
+      record_left = static_cast<std::uint16_t>(length);
+      header_size = 0;
+      seen_record = true;
     }
-    if (!whole_record) return HelloStatus::incomplete;
+    const std::size_t take = std::min<std::size_t>(record_left, bytes.size());
+    const auto fragment = bytes.first(take);
+    bytes = bytes.subspan(take);
+    record_left = static_cast<std::uint16_t>(record_left - take);
+    if (handshake.empty()) {  // the whole ClientHello may be in this fragment: read in place
+      const HelloStatus status = parse_message(fragment, server_name);
+      if (status != HelloStatus::incomplete) return status;
+    }
+    const std::size_t room = 4 + max_hello - handshake.size;
+    if (!handshake.append(fragment.first(std::min(room, fragment.size())), 4 + max_hello, budget)) {
+      return HelloStatus::no_buffer;
+    }
+    const HelloStatus status = parse_message(handshake.view(), server_name);
+    if (status != HelloStatus::incomplete) return status;
   }
+  return HelloStatus::incomplete;
+}
+
+HelloStatus parse_client_hello(std::span<const std::uint8_t> stream, std::string& server_name) {
+  HelloReader reader{};
+  const HelloStatus status = reader.add(stream, server_name, nullptr);
+  reader.clear(nullptr);
+  return status;
 }
 
 }  // namespace pktbroker::plugins::tls
