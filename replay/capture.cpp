@@ -11,6 +11,9 @@ constexpr std::uint16_t ether_ipv4 = 0x0800;
 constexpr std::uint16_t ether_ipv6 = 0x86dd;
 constexpr std::uint16_t ether_vlan = 0x8100;
 constexpr std::uint16_t ether_qinq = 0x88a8;
+// pcapng stores 64-bit timestamps; nanoseconds since 1970 end in 2262 (less a few seconds for
+// the fraction, which libpcap does not bound either).
+constexpr std::int64_t max_seconds = std::chrono::nanoseconds::max().count() / 1'000'000'000 - 5;
 
 std::uint16_t be16(const std::uint8_t* p) {
   return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
@@ -96,6 +99,12 @@ Capture read_capture(const std::filesystem::path& file, std::size_t max_bytes) {
     if (static_cast<std::size_t>(offset) + 20 > header->caplen || header->caplen < header->len) {
       ++capture.skipped_truncated;
       continue;
+    }
+    if (header->ts.tv_sec < 0 || header->ts.tv_sec > max_seconds || header->ts.tv_usec < 0) {
+      throw CaptureError(file.string() + ": packet " +
+                         std::to_string(capture.packets.size() + capture.skipped_non_ip +
+                                        capture.skipped_truncated + 1) +
+                         ": timestamp out of range (before 1970 or after 2262)");
     }
     const std::chrono::nanoseconds time =
         std::chrono::seconds(header->ts.tv_sec) + std::chrono::nanoseconds(header->ts.tv_usec);

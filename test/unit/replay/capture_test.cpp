@@ -39,3 +39,10 @@ TEST_CASE("unreadable and truncated files are errors that say where") {
   CHECK_THROWS_WITH(read_capture(data_dir + "/truncated.pcap"),
                     Catch::Contains("truncated.pcap: after packet 2: truncated dump file"));
 }
+
+TEST_CASE("a pcapng timestamp past 2262 is an error, not an overflowed capture time") {
+  // Found by test/fuzz (replay_capture): the nanosecond conversion overflowed.
+  const std::string file =
+      data_dir + "/../fuzz/regressions/replay_capture/pcapng_timestamp_past_2262";
+  CHECK_THROWS_WITH(read_capture(file), Catch::Contains("packet 1: timestamp out of range"));
+}
