@@ -85,3 +85,24 @@ TEST_CASE("a message without a packet header is rejected") {
   PacketMeta meta;
   CHECK_FALSE(parse_packet_message(as_message(bytes), meta));
 }
+
+// A message cut short (a receive buffer smaller than what the kernel sent) or with broken
+// attributes still names its packet: it must get a verdict, or a later batch verdict accepts it.
+TEST_CASE("the packet id is read from a message cut short") {
+  PacketMessage message;
+  message.id = 4242;
+  message.payload.assign(3000, 0x45);
+  const auto bytes = encode_packet_message(message);
+  CHECK(pktbroker::packet_id_of(std::span(bytes).first(64)) == 4242U);
+  CHECK(pktbroker::packet_id_of(bytes) == 4242U);
+  CHECK_FALSE(pktbroker::packet_id_of(std::span(bytes).first(20)).has_value());
+  message.id = std::nullopt;
+  CHECK_FALSE(pktbroker::packet_id_of(encode_packet_message(message)).has_value());
+}
+
+TEST_CASE("receive buffers hold the largest packet the kernel copies") {
+  CHECK(pktbroker::receive_buffer_size(0) >= 65531);  // 0: the kernel copies whole packets
+  CHECK(pktbroker::receive_buffer_size(0xffffffff) == pktbroker::receive_buffer_size(0));
+  CHECK(pktbroker::receive_buffer_size(128) >= 128);
+  CHECK(pktbroker::receive_buffer_size(128) < pktbroker::receive_buffer_size(0));
+}

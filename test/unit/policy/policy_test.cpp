@@ -470,6 +470,30 @@ rules:
   CHECK(rule.verdict.kind == VerdictKind::drop);
 }
 
+// A grant's not: was silently ignored: a client granted "everything but port 22" saw port 22.
+TEST_CASE("a grant's allowed: honours its not:") {
+  const auto policy = parse_policy(R"(
+socket: {max_sessions: 5, max_sessions_per_uid: 2, max_subscriptions: 3, hello_timeout_ms: 100,
+         max_timeout_ms: 2000, max_outstanding: 10, max_outstanding_per_uid: 20}
+clients:
+  - {uid: 4242, roles: verdict, allowed: {proto: tcp, not: {dport: 22}}}
+)",
+                                   "test.yaml");
+  const auto& socket = policy->broker().socket;
+  CHECK(socket.max_sessions == 5);
+  CHECK(socket.max_sessions_per_uid == 2);
+  CHECK(socket.max_subscriptions == 3);
+  CHECK(socket.hello_timeout_ms == 100);
+  CHECK(socket.max_timeout_ms == 2000);
+  CHECK(socket.max_outstanding == 10);
+  CHECK(socket.max_outstanding_per_uid == 20);
+  const auto& allowed = *policy->broker().clients.at(0).allowed;
+  CHECK(allowed.required().has(MatchField::proto));
+  CHECK(allowed.excluded().has(MatchField::dport));
+  CHECK(only_error("socket: {max_outstanding: 0}\n") ==
+        "test.yaml:1:27: error: max_outstanding must be at least 1");
+}
+
 TEST_CASE("errors in socket, clients and deliver") {
   CHECK(only_error("socket: {mode: 999}\n") ==
         "test.yaml:1:16: error: socket mode must be octal permissions such as 0660");

@@ -1,0 +1,305 @@
+"""The broker's promises against hostile local clients: exactly one verdict per packet, grants
+that bound a client, and limits no client can get past. Each test plays the attack that broke a
+promise (issue 11) and checks the promise holds."""
+
+import errno
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import wire
+from netns import (ClientProcess, NetnsTestCase, UdpSink, as_user, kernel_queues, main, run,
+                   send_udp, wait_for)
+
+POLICY = """broker:
+  queues: [{num: 0, max_len: 8192}]
+  default_verdict: accept
+"""
+
+
+def nobody_may_connect(daemon):
+    os.chmod(daemon.socket, 0o666)
+    os.chmod(daemon.dir, 0o755)
+
+
+class Adversarial(NetnsTestCase):
+    def setUp(self):
+        super().setUp()
+        run("iptables", "-A", "OUTPUT", "-p", "udp", "-j", "NFQUEUE", "--queue-num", "0")
+
+    def mark_ports(self, count, base=6000):
+        """UDP to port base+i carries mark i."""
+        for i in range(1, count + 1):
+            run("iptables", "-t", "mangle", "-A", "OUTPUT", "-p", "udp", "--dport",
+                str(base + i), "-j", "MARK", "--set-mark", str(i))
+
+    def wire_client(self, daemon):
+        client = wire.WireClient(daemon.socket)
+        self.addCleanup(client.close)
+        return client
+
+    # Exactly one verdict -------------------------------------------------------------------
+
+    def test_a_packet_passed_along_a_chain_is_not_released_by_a_later_batch(self):
+        # A (mark 1) goes to the chain c1 -> c2: c1 passes it, c2 holds it and lets it take its
+        # fallback, drop. B and C (mark 2) are accepted together by c3; E (mark 3) waits with h.
+        # A VERDICT_BATCH for B and C may cover only ids below every packet still waiting: A's
+        # id is the lowest of all, though c1's pass re-tracked it under the newest token.
+        daemon = self.daemon(POLICY)
+        self.mark_ports(3)
+        c1, c2, c3, h = (self.wire_client(daemon) for _ in range(4))
+        c1.start("c1", "{mark: 1}", clash=wire.CHAIN, priority=0)
+        c2.start("c2", "{mark: 1}", clash=wire.CHAIN, priority=1, timeout_ms=1500,
+                 fallback=wire.DROP)
+        c3.start("c3", "{mark: 2}")
+        h.start("h", "{mark: 3}", timeout_ms=1000)
+        sinks = {port: UdpSink(self, "127.0.0.1", port) for port in (6001, 6002, 6003)}
+        daemon.pause()  # the four arrive in one receive, tracked A, B, C, E
+        send_udp("127.0.0.1", 6001, 1)
+        send_udp("127.0.0.1", 6002, 2)
+        send_udp("127.0.0.1", 6003, 1)
+        daemon.send(signal.SIGCONT)
+        (a,) = c1.next_packets(1)
+        b, c = c3.next_packets(2)
+        h.next_packets(1)
+        c1.send(wire.verdict(a["token"], wire.PASS))
+        c2.next_packets(1)  # A is c2's now, under a newer token than E's
+        c3.send(wire.verdict_batch([(b["token"], wire.ACCEPT), (c["token"], wire.ACCEPT)]))
+        self.assertEqual(sinks[6002].settle(2), 2)
+        self.assertEqual(sinks[6001].settle(quiet=2.0), 0, "A left before c2 decided it")
+        # A (drop) and E (accept) took their fallbacks at their deadlines, each verdict accepted
+        # by the kernel (a verdict for a packet a batch had released fails with ENOENT).
+        wait_for(lambda: daemon.stats()["queue"]["timeouts"] == 2, what="both deadlines")
+        self.assertEqual(sinks[6003].settle(1), 1)
+        self.assertEqual(daemon.stats()["queue"]["netlink_errors"], 0)
+
+    def test_a_packet_larger_than_a_small_buffer_is_judged(self):
+        # copy_range 0 asks for whole packets (up to 64 KiB); the receive buffer was 4 KiB: the
+        # message was cut, skipped, and a later batch verdict accepted it unjudged.
+        daemon = self.daemon("""broker:
+  queues: [{num: 0, copy_range: 0}]
+  default_verdict: accept
+rules:
+  - {name: no-7000, match: {proto: udp, dport: 7000}, verdict: drop}
+""")
+        big, small = UdpSink(self, "127.0.0.1", 7000), UdpSink(self, "127.0.0.1", 7001)
+        send_udp("127.0.0.1", 7000, 3, payload=b"x" * 60000)
+        send_udp("127.0.0.1", 7001, 20)
+        self.assertEqual(small.settle(20), 20)
+        self.assertEqual(big.settle(), 0)
+        self.assertEqual(daemon.stats()["rules"]["no-7000"]["packets"], 3)
+        wait_for(lambda: kernel_queues()[0]["queue_total"] == 0, what="an empty kernel queue")
+
+    # Clients that do not play by the rules -------------------------------------------------
+
+    def test_a_subscription_read_after_its_session_closed_does_not_outlive_it(self):
+        daemon = self.daemon(POLICY)
+        flooder = self.wire_client(daemon)
+        flooder.send(wire.hello("flooder"))
+        try:
+            for _ in range(6000):  # never reading a reply: the broker closes the session
+                flooder.send(wire.frame(wire.PING, b"", 9))
+                flooder.send(wire.subscribe("", clash=wire.EXCLUSIVE, request_id=10))
+        except OSError as error:  # the broker closed the connection
+            self.assertIn(error.errno, (errno.EPIPE, errno.ECONNRESET))
+        wait_for(lambda: "not reading its replies" in daemon.log(), what="the session to close")
+        self.assertTrue(flooder.closed())
+        # Root may take every packet exclusively: nothing of the flooder's is left to clash.
+        other = self.wire_client(daemon)
+        other.start("after", "", clash=wire.EXCLUSIVE)
+        sink = UdpSink(self, "127.0.0.1", 7000)
+        send_udp("127.0.0.1", 7000, 5)
+        packets = other.next_packets(5)
+        other.send(wire.verdict_batch([(p["token"], wire.ACCEPT) for p in packets]))
+        self.assertEqual(sink.settle(5), 5)
+
+    def test_undecided_packets_are_bounded_per_uid_and_cannot_fill_the_queue(self):
+        # An unprivileged client that reads packets and never answers filled a 64-packet queue:
+        # with fail_open every later packet bypassed the policy. One uid may now hold at most
+        # half of the shortest queue; beyond that its packets take their fallback at once.
+        daemon = self.daemon("""broker:
+  queues: [{num: 0, max_len: 64, fail_open: true}]
+  default_verdict: accept
+clients:
+  - {user: nobody, roles: [verdict]}
+rules:
+  - {name: no-7000, match: {proto: udp, dport: 7000}, verdict: drop}
+""", socket_options="max_timeout_ms: 60000")
+        nobody_may_connect(daemon)
+        holders = [ClientProcess(self, daemon, name=f"holder{i}", user="nobody", verdict="none",
+                                 selector="{dport: 7001}", clash="balance", timeout_ms=60000,
+                                 fallback="accept")
+                   for i in range(3)]
+        for holder in holders:
+            holder.wait_line("ready")
+        held = UdpSink(self, "127.0.0.1", 7001)
+        send_udp("127.0.0.1", 7001, 200, rate=2000)
+        self.assertEqual(held.settle(168), 168)  # 32 held, the rest took the fallback
+        stats = daemon.stats()["queue"]
+        self.assertEqual(stats["outstanding"], 32)
+        self.assertEqual(stats["outstanding_overflows"], 168)
+        dropped = UdpSink(self, "127.0.0.1", 7000)
+        send_udp("127.0.0.1", 7000, 50, rate=500)  # paced: 32 free slots are not outrun
+        self.assertEqual(dropped.settle(), 0, "packets bypassed the policy through a full queue")
+        self.assertEqual(daemon.stats()["rules"]["no-7000"]["packets"], 50)
+
+    def test_a_timeout_beyond_the_bound_is_refused(self):
+        daemon = self.daemon(POLICY, socket_options="max_timeout_ms: 5000")
+        client = self.wire_client(daemon)
+        client.send(wire.hello("patient"))
+        client.expect(wire.WELCOME)
+        client.send(wire.subscribe("", timeout_ms=0xffffffff))  # 49 days
+        kind, _, (code, text) = client.receive()
+        self.assertEqual((kind, code), (wire.ERROR, 10))
+        self.assertIn("max_timeout_ms", text)
+
+    def test_subscriptions_sessions_and_hello_are_bounded(self):
+        daemon = self.daemon(POLICY, socket_options=(
+            "max_subscriptions: 3, max_sessions: 4, hello_timeout_ms: 300"))
+        client = self.wire_client(daemon)
+        client.send(wire.hello("many"))
+        client.expect(wire.WELCOME)
+        for i in range(3):
+            client.send(wire.subscribe(f"{{mark: {i + 1}}}", mode=1, request_id=10 + i))
+            client.expect(wire.SUBSCRIBED)
+        client.send(wire.subscribe("{mark: 9}", mode=1))
+        kind, _, (code, text) = client.receive()
+        self.assertEqual((kind, code), (wire.ERROR, 10))
+        self.assertIn("max_subscriptions", text)
+        # A connection that never says HELLO is closed at its deadline.
+        silent = self.wire_client(daemon)
+        kind, _, (code, text) = silent.receive()
+        self.assertEqual((kind, code), (wire.ERROR, 1))
+        self.assertIn("no HELLO within 300 ms", text)
+        self.assertTrue(silent.closed())
+        # Four sessions at once at most: the fifth is refused at HELLO.
+        others = [self.wire_client(daemon) for _ in range(3)]
+        for other in others:
+            other.send(wire.hello("other"))
+            other.expect(wire.WELCOME)
+        fifth = self.wire_client(daemon)
+        fifth.send(wire.hello("fifth"))
+        kind, _, (code, text) = fifth.receive()
+        self.assertEqual((kind, code), (wire.ERROR, 2))
+        self.assertIn("max_sessions", text)
+
+    def test_sessions_per_uid_are_bounded(self):
+        daemon = self.daemon(POLICY + "clients:\n  - {user: nobody, roles: [observe]}\n",
+                             socket_options="max_sessions_per_uid: 2")
+        nobody_may_connect(daemon)
+        clients = [ClientProcess(self, daemon, name=f"n{i}", user="nobody", mode="observe",
+                                 roles=1) for i in range(3)]
+        lines = [wait_for(lambda c=c: next((l for l in c.lines
+                                            if l.startswith(("ready", "error"))), None),
+                          what="ready or error") for c in clients]
+        self.assertEqual(sum(l.startswith("ready") for l in lines), 2)
+        self.assertEqual(sum("max_sessions_per_uid" in l for l in lines), 1)
+
+    def test_out_of_descriptors_the_broker_backs_off_and_recovers(self):
+        daemon = self.daemon(POLICY, log_level="info")
+        run("prlimit", f"--pid={daemon.process.pid}", "--nofile=48:48")
+        hogs = []
+        for _ in range(80):
+            hog = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            hog.connect(daemon.socket)  # the backlog takes them; accept runs out of fds
+            hogs.append(hog)
+        time.sleep(1.5)
+        failures = daemon.log().count("accept failed")
+        self.assertGreater(failures, 0)
+        self.assertLess(failures, 20, "accept spun on EMFILE, logging every attempt")
+        for hog in hogs:
+            hog.close()
+        client = self.wire_client(daemon)
+        wait_for(lambda: client.sock.send(wire.hello("late")) and True, what="connect")
+        client.expect(wire.WELCOME)
+
+    def test_a_client_name_cannot_inject_log_lines(self):
+        daemon = self.daemon(POLICY)
+        client = self.wire_client(daemon)
+        client.send(wire.hello("evil\nstats queue=0 packets=999999"))
+        kind, _, (code, text) = client.receive()
+        self.assertEqual((kind, code), (wire.ERROR, 1))
+        self.assertIn("printable", text)
+        self.assertNotIn("packets=999999", daemon.log())
+
+    # Grants ------------------------------------------------------------------------------------
+
+    def test_a_grant_bounds_what_a_client_sees_subscribes_and_marks(self):
+        daemon = self.daemon(POLICY + """clients:
+  - {user: nobody, roles: [verdict], allowed: {mark: 1, not: {dport: 6101}}}
+""")
+        nobody_may_connect(daemon)
+        run("iptables", "-t", "mangle", "-A", "OUTPUT", "-p", "udp", "--dport", "6100:6101",
+            "-j", "MARK", "--set-mark", "1")
+        self.mark_ports(2)
+        # An empty exclusive selector means "all I may see": it no longer refuses root's
+        # subscriptions outside the grant.
+        limited = ClientProcess(self, daemon, name="limited", user="nobody", verdict="accept",
+                                set_mark="2", fallback="drop")
+        limited.wait_line("ready")
+        root = self.wire_client(daemon)
+        root.start("root", "{mark: 2}", clash=wire.EXCLUSIVE)
+        # A selector outside the grant is refused.
+        outside = ClientProcess(self, daemon, name="outside", user="nobody",
+                                selector="{mark: 2}")
+        self.assertIn("code=2", outside.wait_line("error"))
+        # not: in the grant holds: port 6101 is never shown to the limited client.
+        sinks = {port: UdpSink(self, "127.0.0.1", port) for port in (6100, 6101)}
+        send_udp("127.0.0.1", 6100, 5)
+        send_udp("127.0.0.1", 6101, 5)
+        self.assertEqual(sinks[6101].settle(5), 5)  # the policy's default: accept
+        # The limited client tries to re-mark its packets to 2, outside its grant: refused,
+        # and each takes the subscription's fallback (drop).
+        self.assertEqual(sinks[6100].settle(), 0)
+        wait_for(lambda: len(limited.packets()) == 5, what="the limited client's packets")
+        self.assertEqual({p["dport"] for p in limited.packets()}, {"6100"})
+        stats = daemon.stats()["queue"]
+        self.assertEqual(stats["fallbacks_outside_grant"], 5)
+
+    def test_a_reload_that_changes_a_grant_closes_its_sessions(self):
+        grant = "clients:\n  - {user: nobody, roles: [verdict], allowed: {mark: %d}}\n"
+        daemon = self.daemon(POLICY + grant % 1)
+        nobody_may_connect(daemon)
+        client = ClientProcess(self, daemon, name="limited", user="nobody", verdict="accept")
+        client.wait_line("ready")
+        daemon.reload(POLICY + grant % 1)  # unchanged: the session stays
+        wait_for(lambda: "policy reloaded" in daemon.log(), what="the reload")
+        time.sleep(0.3)
+        self.assertIsNone(client.process.poll())
+        daemon.reload(POLICY + grant % 2)
+        self.assertIn("changed this session's grant", client.wait_line("error"))
+
+    def test_a_supplementary_group_is_granted(self):
+        run("groupadd", "--system", "pktbtestgrp")
+        self.addCleanup(run, "groupdel", "pktbtestgrp", check=False)
+        daemon = self.daemon(POLICY + "clients:\n  - {group: pktbtestgrp, roles: [observe]}\n")
+        nobody_may_connect(daemon)
+        argv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--groups=pktbtestgrp",
+                os.environ["TEST_CLIENT"], f"--socket={daemon.socket}", "--name=grouped",
+                "--mode=observe", "--roles=1"]
+        client = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True)
+        self.addCleanup(client.wait)
+        self.addCleanup(client.kill)
+        self.assertTrue(client.stdout.readline().startswith("ready"))
+
+    # The broker's own bookkeeping ---------------------------------------------------------------
+
+    def test_shutdown_is_prompt_while_clients_hold_packets_and_a_reload_races(self):
+        daemon = self.daemon(POLICY, socket_options="max_timeout_ms: 60000")
+        holder = ClientProcess(self, daemon, name="holder", verdict="none", timeout_ms=60000,
+                               quiet=1)
+        holder.wait_line("ready")
+        sink = UdpSink(self, "127.0.0.1", 7000)
+        send_udp("127.0.0.1", 7000, 20)
+        wait_for(lambda: daemon.stats()["queue"]["delivered"] == 20, what="delivery")
+        daemon.send(signal.SIGHUP)
+        self.assertEqual(daemon.stop(), 0)  # within 20 s, not the client's 60 s
+        self.assertEqual(sink.settle(20), 20)
+        self.assertNotIn(0, kernel_queues())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""The client wire protocol (proto/README.md) spoken directly, for tests that play a hostile or
+misbehaving client: whatever libpktbroker would refuse to send, this sends."""
+
+import socket
+import struct
+
+MAGIC, VERSION = 0x5042, 1
+HELLO, WELCOME, SUBSCRIBE, SUBSCRIBED = 1, 2, 3, 4
+PACKET, VERDICT, VERDICT_BATCH, ERROR, PING, PONG, PACKET_BATCH = 6, 7, 8, 15, 16, 17, 18
+ACCEPT, DROP, REPEAT, PASS = 0, 1, 2, 3
+EXCLUSIVE, CHAIN, BALANCE = 0, 1, 2
+ROLE_OBSERVE, ROLE_VERDICT, ROLE_MANAGE = 1, 2, 4
+
+
+def string(text):
+    data = text.encode()
+    return struct.pack("!H", len(data)) + data
+
+
+def opt_u32(value):
+    return struct.pack("!BI", 0, 0) if value is None else struct.pack("!BI", 1, value)
+
+
+def frame(kind, body=b"", request_id=0):
+    return struct.pack("!HBBIII", MAGIC, VERSION, kind, len(body), request_id, 0) + body
+
+
+def hello(name, roles=ROLE_VERDICT | ROLE_OBSERVE):
+    return frame(HELLO, string(name) + struct.pack("!BBB", roles, VERSION, VERSION), 1)
+
+
+def subscribe(selector="", name="", mode=0, clash=EXCLUSIVE, priority=0, timeout_ms=1000,
+              fallback=ACCEPT, request_id=2):
+    body = (string(name) + string(selector) +
+            struct.pack("!BBiIIB", mode, clash, priority, 0xffff, timeout_ms, fallback))
+    return frame(SUBSCRIBE, body, request_id)
+
+
+def verdict(token, code=ACCEPT, mark=None, payload=b""):
+    return frame(VERDICT, struct.pack("!QB", token, code) + opt_u32(mark) +
+                 struct.pack("!I", len(payload)) + payload)
+
+
+def verdict_batch(entries):
+    """entries: (token, code) pairs."""
+    body = struct.pack("!I", len(entries))
+    for token, code in entries:
+        body += struct.pack("!QB", token, code) + opt_u32(None)
+    return frame(VERDICT_BATCH, body)
+
+
+def parse_packet(body):
+    token, subscription, _, queue, _, _, mark = struct.unpack_from("!QIBHBBI", body)
+    (length,) = struct.unpack_from("!I", body, 52)
+    return {"token": token, "subscription": subscription, "queue": queue, "mark": mark,
+            "payload": body[56:56 + length]}
+
+
+def parse(datagram):
+    """(type, request_id, decoded): PACKET and PACKET_BATCH decode to lists of packets, ERROR to
+    (code, text), the rest to their raw bodies."""
+    _, _, kind, length, request_id, _ = struct.unpack_from("!HBBIII", datagram)
+    body = datagram[16:16 + length]
+    if kind == PACKET:
+        return kind, request_id, [parse_packet(body)]
+    if kind == PACKET_BATCH:
+        (count,) = struct.unpack_from("!I", body)
+        packets, at = [], 4
+        for _ in range(count):
+            (size,) = struct.unpack_from("!I", body, at)
+            packets.append(parse_packet(body[at + 4:at + 4 + size]))
+            at += 4 + size
+        return PACKET, request_id, packets
+    if kind == ERROR:
+        code, size = struct.unpack_from("!HH", body)
+        return kind, request_id, (code, body[4:4 + size].decode(errors="replace"))
+    return kind, request_id, body
+
+
+class WireClient:
+    """A raw SOCK_SEQPACKET connection to the broker."""
+
+    def __init__(self, path, timeout=5.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.packets = []  # PACKETs read while waiting for something else
+
+    def send(self, datagram):
+        self.sock.send(datagram)
+
+    def receive(self):
+        """The next message, or None when the broker closed the connection."""
+        data = self.sock.recv(1 << 18)
+        return parse(data) if data else None
+
+    def expect(self, kind):
+        """Reads until a message of `kind` (PACKETs are kept in self.packets); fails on ERROR
+        unless that was asked for, and on close."""
+        while True:
+            message = self.receive()
+            if message is None:
+                raise AssertionError(f"the broker closed the connection waiting for type {kind}")
+            if message[0] == kind:
+                return message
+            if message[0] == PACKET:
+                self.packets.extend(message[2])
+            elif message[0] == ERROR:
+                raise AssertionError(f"error {message[2]} waiting for type {kind}")
+
+    def start(self, name, selector="", **options):
+        """HELLO, then one subscription; returns its id."""
+        self.send(hello(name))
+        self.expect(WELCOME)
+        self.send(subscribe(selector, **options))
+        return struct.unpack("!I", self.expect(SUBSCRIBED)[2])[0]
+
+    def next_packets(self, count):
+        """The next `count` packets (errors and replies in between are skipped)."""
+        while len(self.packets) < count:
+            message = self.receive()
+            if message is None:
+                raise AssertionError("the broker closed the connection")
+            if message[0] == PACKET:
+                self.packets.extend(message[2])
+        taken, self.packets = self.packets[:count], self.packets[count:]
+        return taken
+
+    def closed(self, timeout=5.0):
+        """True once the broker has closed the connection (messages before that are skipped)."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                data = self.sock.recv(1 << 18)
+                if not data:
+                    return True
+        except (socket.timeout, ConnectionResetError):
+            return False
+
+    def close(self):
+        self.sock.close()
