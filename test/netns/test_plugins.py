@@ -126,6 +126,35 @@ rules:
         self.assertGreaterEqual(stats["rules"]["no-trackers"]["packets"], 1)
         self.assertEqual(daemon.plugin_stats("dns")["responses"], 2)
 
+    def test_an_unsolicited_answer_names_no_address(self):
+        # Any local user can send a message with the response bit set towards port 53: it
+        # must not teach the broker that 127.0.0.2 is cdn.tracker.test (nor unblock it).
+        run("ip", "addr", "add", "127.0.0.2/8", "dev", "lo")
+        daemon = self.daemon(QUEUE + """plugins: [{name: dns}]
+rules:
+  - name: tracker-only
+    match: {proto: tcp, dport: 8080, not: {dst_name: "*.tracker.test"}}
+    verdict: drop
+""")
+        run("iptables", "-A", "OUTPUT", "-p", "udp", "--sport", "53", "-j", "NFQUEUE",
+            "--queue-num", "0")
+        run("iptables", "-A", "OUTPUT", "-p", "tcp", "--syn", "-j", "NFQUEUE", "--queue-num", "0")
+        tcp_listener(self, "127.0.0.2", 8080)
+        name = b"".join(bytes([len(p)]) + p for p in (b"cdn", b"tracker", b"test")) + b"\0"
+        forged = (b"\x12\x34\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + name +
+                  b"\x00\x01\x00\x01\xc0\x0c\x00\x01\x00\x01\x00\x00\x0e\x10\x00\x04"
+                  b"\x7f\x00\x00\x02")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(forged, ("127.0.0.1", 53))
+        self.assertFalse(tcp_connects("127.0.0.2", 8080, timeout=0.5))
+        daemon.stats()
+        self.assertEqual(daemon.plugin_stats("dns")["unsolicited_answer"], 1)
+        # The real answer to a real query does name it.
+        self.assertEqual(self.dig("cdn.tracker.test"), (0, "127.0.0.2"))
+        self.assertTrue(tcp_connects("127.0.0.2", 8080))
+        daemon.stats()
+        self.assertEqual(daemon.plugin_stats("dns")["unsolicited_answer"], 1)
+
     def test_a_rule_on_a_field_of_a_plugin_not_loaded_is_refused(self):
         bad = QUEUE + "rules:\n  - {name: r, match: {dns.qname: x.test}, verdict: drop}\n"
         with self.assertRaisesRegex(AssertionError, "plugin 'dns' is used here but not loaded"):
@@ -259,6 +288,29 @@ rules:
                 s.recv(4096)
         stats = daemon.stats()
         self.assertGreaterEqual(stats["flows"]["redropped"], 1)  # retransmissions came
+
+    def raw_request(self, request):
+        """Sends the request on a connection of its own; returns the answer or None."""
+        with socket.create_connection(("127.0.0.1", 80), timeout=2) as s:
+            s.sendall(request)
+            try:
+                return s.recv(4096) or None
+            except socket.timeout:
+                return None
+
+    def test_evasive_forms_of_a_blocked_path_are_blocked(self):
+        daemon = self.daemon(self.POLICY)
+        ok = self.raw_request(b"GET / HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n")
+        self.assertIn(b"hello from nginx", ok)
+        padding = b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * 1000) for i in range(5))
+        for request in (b"GET /%61dmin HTTP/1.1\r\nHost: allowed.test\r\n\r\n",
+                        b"GET /x/../admin HTTP/1.1\r\nHost: allowed.test\r\n\r\n",
+                        b"GET //admin HTTP/1.1\r\nHost: allowed.test\r\n\r\n",
+                        b"GET http://allowed.test/admin HTTP/1.1\r\nHost: x\r\n\r\n",
+                        b"GET /admin HTTP/1.1\r\n" + padding + b"Host: allowed.test\r\n\r\n"):
+            with self.subTest(request=request[:40]):
+                self.assertIsNone(self.raw_request(request))
+        self.assertGreaterEqual(daemon.stats()["rules"]["no-admin"]["packets"], 5)
 
     def test_a_head_split_across_segments_is_held_until_the_host_is_known(self):
         daemon = self.daemon(self.POLICY)
@@ -403,6 +455,19 @@ rules:
         self.assertTrue(self.download("--ftp-port", "127.0.0.1", "--disable-eprt") ==
                         self.content, "PORT")
         self.assertEqual(daemon.stats()["flows"]["expectations_matched"], 2)
+
+    def test_a_port_command_naming_another_host_opens_nothing(self):
+        # FTP bounce: PORT naming a third host must not let anyone reach it through the hole.
+        daemon = self.daemon(self.POLICY)
+        with socket.create_connection(("127.0.0.1", 21), timeout=2) as s:
+            s.recv(1024)
+            s.sendall(b"PORT 127,0,0,9,200,10\r\n")
+            s.sendall(b"EPRT |1|10.1.2.3|51210|\r\n")
+            time.sleep(0.3)
+        stats = daemon.stats()
+        self.assertEqual(daemon.plugin_stats("ftp")["foreign_address"], 2)
+        self.assertEqual(daemon.plugin_stats("ftp")["data_connections"], 0)
+        self.assertEqual(stats["flows"]["expectations_matched"], 0)
 
     def test_without_the_ftp_plugin_the_data_connection_is_dropped(self):
         self.daemon(self.POLICY.replace("{name: ftp}", "{name: http}"))
