@@ -140,10 +140,11 @@ std::error_code Client::request(const proto::Message& message, Reply& reply) {
       continue;
     }
     if (const auto* error = std::get_if<proto::Error>(&decoded.message)) {
-      last_error_ = *error;
-      if (decoded.header.request_id == id || decoded.header.request_id == 0) {
+      if (decoded.header.request_id == id) {
+        last_error_ = *error;
         return ClientError::broker_error;
       }
+      if (decoded.header.request_id == 0) keep_notice(*error);  // not this request's answer
       continue;
     }
     if (decoded.header.request_id != id) continue;
@@ -195,11 +196,25 @@ std::error_code Client::next_packet(ReceivedPacket& packet, int timeout_ms) {
       batch_next_ = 0;
       continue;
     }
-    if (const auto* error = std::get_if<proto::Error>(&decoded.message)) {
-      last_error_ = *error;
-      return ClientError::broker_error;
-    }
+    if (const auto* error = std::get_if<proto::Error>(&decoded.message)) keep_notice(*error);
   }
+}
+
+void Client::keep_notice(const proto::Error& error) {
+  last_error_ = error;
+  constexpr std::size_t max_notices = 64;
+  if (notices_.size() == max_notices) {
+    notices_.pop_front();
+    ++dropped_notices_;
+  }
+  notices_.push_back(error);
+}
+
+std::vector<proto::Error> Client::take_notices() {
+  std::vector<proto::Error> taken(std::make_move_iterator(notices_.begin()),
+                                  std::make_move_iterator(notices_.end()));
+  notices_.clear();
+  return taken;
 }
 
 std::error_code Client::next_packets(std::vector<ReceivedPacket>& packets, std::size_t max,

@@ -2,6 +2,7 @@
 
 #include <net/if.h>
 #include <netinet/in.h>
+#include <time.h>
 
 #include <algorithm>
 #include <array>
@@ -182,7 +183,11 @@ std::string_view interface_name(std::uint32_t ifindex) noexcept {
     std::unordered_map<std::uint32_t, std::array<char, IF_NAMESIZE>> names;
   };
   thread_local Cache cache;
-  const unsigned generation = interface_generation.load(std::memory_order_relaxed);
+  // Interfaces are renamed and indexes reused: names are looked up again once a second.
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+  const unsigned generation =
+      interface_generation.load(std::memory_order_relaxed) + static_cast<unsigned>(now.tv_sec);
   try {
     if (cache.generation != generation) {
       cache.names.clear();

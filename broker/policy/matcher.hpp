@@ -134,7 +134,8 @@ class Matcher {
   MatchFields excluded_;
 };
 
-/// Interface name for an ifindex, cached per thread; empty when unknown.
+/// Interface name for an ifindex, cached per thread for at most a second (interfaces are
+/// renamed); empty when unknown.
 std::string_view interface_name(std::uint32_t ifindex) noexcept;
 /// Forgets cached interface names (called when a policy is loaded).
 void forget_interface_names() noexcept;

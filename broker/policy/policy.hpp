@@ -41,12 +41,12 @@ struct SocketConfig {
   std::string group;                 ///< owning group of the socket; empty: root's
   std::uint32_t queue_limit = 1024;  ///< packets waiting to be written to one session
   // Bounds on what clients may take (an unprivileged client must not pin a queue or the broker).
-  std::uint32_t max_sessions = 256;          ///< connections at once
-  std::uint32_t max_sessions_per_uid = 32;   ///< connections of one non-root uid
-  std::uint32_t max_subscriptions = 64;      ///< per session
-  std::uint32_t hello_timeout_ms = 5000;     ///< a connection must say HELLO within this
-  std::uint32_t max_timeout_ms = 60'000;     ///< the longest a subscription may hold a packet
-  std::uint32_t max_outstanding = 1024;      ///< packets one session holds undecided
+  std::uint32_t max_sessions = 256;         ///< connections at once
+  std::uint32_t max_sessions_per_uid = 32;  ///< connections of one non-root uid
+  std::uint32_t max_subscriptions = 64;     ///< per session
+  std::uint32_t hello_timeout_ms = 5000;    ///< a connection must say HELLO within this
+  std::uint32_t max_timeout_ms = 60'000;    ///< the longest a subscription may hold a packet
+  std::uint32_t max_outstanding = 1024;     ///< packets one session holds undecided
   /// Packets all sessions of one non-root uid hold undecided; never more than half of the
   /// shortest kernel queue (max_len), so one user cannot fill a queue.
   std::uint32_t max_outstanding_per_uid = 1024;
@@ -60,8 +60,9 @@ struct ClientGrant {
   std::uint32_t id = 0;
   std::uint8_t roles = 0;  ///< proto::Role bits
   std::shared_ptr<const Matcher> allowed;
-  std::string allowed_text;  ///< `allowed:` as written: a reload keeps sessions whose grant it keeps
-  std::string origin;        ///< "file:line", for logs
+  std::string
+      allowed_text;    ///< `allowed:` as written: a reload keeps sessions whose grant it keeps
+  std::string origin;  ///< "file:line", for logs
 };
 
 /// Policy `broker:` section.

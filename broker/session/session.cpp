@@ -167,24 +167,26 @@ void Session::handle(const proto::Decoded& decoded) {
 void Session::handle_hello(const proto::Hello& hello, std::uint32_t request_id) {
   if (hello.min_version > proto::protocol_version || hello.max_version < proto::protocol_version) {
     fail(proto::ErrorCode::version,
-         "this broker speaks protocol version " + std::to_string(proto::protocol_version));
+         "this broker speaks protocol version " + std::to_string(proto::protocol_version),
+         request_id);
     return;
   }
   // Refusals wait for HELLO: closing with the client's message unread would reset the
   // connection and the client would never see why.
   if (!refusal_.empty()) {
-    fail(proto::ErrorCode::not_permitted, refusal_);
+    fail(proto::ErrorCode::not_permitted, refusal_, request_id);
     return;
   }
   if (!printable_name(hello.client_name)) {
     fail(proto::ErrorCode::malformed,
-         "a client name must be at most 64 printable characters (no control characters)");
+         "a client name must be at most 64 printable characters (no control characters)",
+         request_id);
     return;
   }
   const std::uint8_t roles = hello.roles & limits_.grantable;
   if (roles == 0) {
     fail(proto::ErrorCode::not_permitted,
-         "none of the requested roles is granted to uid " + std::to_string(peer_.uid));
+         "none of the requested roles is granted to uid " + std::to_string(peer_.uid), request_id);
     return;
   }
   {
@@ -209,9 +211,8 @@ bool Session::claim_outstanding() noexcept {
     outstanding_.fetch_sub(1, std::memory_order_relaxed);
     return false;
   }
-  if (limits_.uid_outstanding &&
-      limits_.uid_outstanding->fetch_add(1, std::memory_order_relaxed) >=
-          limits_.max_uid_outstanding) {
+  if (limits_.uid_outstanding && limits_.uid_outstanding->fetch_add(1, std::memory_order_relaxed) >=
+                                     limits_.max_uid_outstanding) {
     limits_.uid_outstanding->fetch_sub(1, std::memory_order_relaxed);
     outstanding_.fetch_sub(1, std::memory_order_relaxed);
     return false;
@@ -350,11 +351,11 @@ void Session::written(std::size_t count) {
 }
 
 // Tells the client why, then closes once that message is written.
-void Session::fail(proto::ErrorCode code, const std::string& text) {
+void Session::fail(proto::ErrorCode code, const std::string& text, std::uint32_t request_id) {
   const std::string who = name();
   spdlog::warn("session {} ({}): {}; closing it", id_, who.empty() ? "before HELLO" : who, text);
   closing_ = true;
-  send(proto::Error{code, text}, 0);
+  send(proto::Error{code, text}, request_id);
 }
 
 void Session::close_with(proto::ErrorCode code, std::string text) {

@@ -87,7 +87,7 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
   void do_write();
   void wait_writable();
   void written(std::size_t count);
-  void fail(proto::ErrorCode code, const std::string& text);
+  void fail(proto::ErrorCode code, const std::string& text, std::uint32_t request_id = 0);
 
   SeqPacketProtocol::socket socket_;
   SessionId id_;

@@ -233,8 +233,8 @@ void SessionManager::on_accept(const boost::system::error_code& error,
   limits.queue_limit = config.queue_limit;
   limits.max_outstanding = config.max_outstanding;
   limits.hello_timeout = std::chrono::milliseconds(config.hello_timeout_ms);
-  auto session = std::make_shared<Session>(std::move(socket), id, peer, std::move(limits), *this,
-                                           refusal);
+  auto session =
+      std::make_shared<Session>(std::move(socket), id, peer, std::move(limits), *this, refusal);
   if (refusal.empty()) sessions_.emplace(id, session);
   session->start();
   do_accept();

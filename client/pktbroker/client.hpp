@@ -77,8 +77,10 @@ class Client {
   /// Subscribes; on success `subscription_id` names the subscription.
   std::error_code subscribe(const proto::Subscribe& request, std::uint32_t& subscription_id);
   std::error_code unsubscribe(std::uint32_t subscription_id);
-  /// Waits for the next packet; `timeout_ms` < 0 waits forever. An ERROR the broker sends about
-  /// an earlier verdict ends the wait with ClientError::broker_error (see last_error()).
+  /// Waits for the next packet; `timeout_ms` < 0 waits forever. An ERROR the broker sends on
+  /// its own (about an earlier verdict: a late or foreign token, a bad payload) does not end the
+  /// wait: it is kept for take_notices(). When the broker closes the session, the wait ends
+  /// with ClientError::closed and the notices say why.
   std::error_code next_packet(ReceivedPacket& packet, int timeout_ms = -1);
   /// Waits like next_packet for the first packet, then takes up to `max` in all that are
   /// already waiting, without blocking again: `packets` holds what arrived (on an error after
@@ -96,8 +98,12 @@ class Client {
   std::error_code reload(proto::ReloadReply& reply);
   std::error_code ping();
 
-  /// The last ERROR received from the broker.
+  /// The last ERROR received from the broker (a reply to a request, or a notice).
   [[nodiscard]] const proto::Error& last_error() const noexcept { return last_error_; }
+  /// The ERRORs the broker sent on its own since the last call, oldest first (at most 64 are
+  /// kept; older ones are counted in dropped_notices()).
+  std::vector<proto::Error> take_notices();
+  [[nodiscard]] std::uint64_t dropped_notices() const noexcept { return dropped_notices_; }
   /// The broker's WELCOME (session id, granted roles).
   [[nodiscard]] const proto::Welcome& welcome() const noexcept { return welcome_; }
   /// The socket, for poll()/select() integration.
@@ -122,7 +128,12 @@ class Client {
   std::shared_ptr<const std::vector<std::uint8_t>> batch_;
   std::vector<proto::Packet> batch_packets_;
   std::size_t batch_next_ = 0;
+  /// Keeps an unsolicited ERROR (request id 0) for take_notices().
+  void keep_notice(const proto::Error& error);
+
   proto::Error last_error_;
+  std::deque<proto::Error> notices_;
+  std::uint64_t dropped_notices_ = 0;
   proto::Welcome welcome_;
 };
 

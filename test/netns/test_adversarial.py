@@ -224,6 +224,21 @@ rules:
         self.assertIn("printable", text)
         self.assertNotIn("packets=999999", daemon.log())
 
+    def test_an_unsolicited_error_does_not_end_a_library_clients_loop(self):
+        # libpktbroker's `while (!client.next_packet(p))` ended at the first ERROR the broker
+        # sent about an earlier verdict (here: a foreign token sent before any packet).
+        daemon = self.daemon(POLICY)
+        self.mark_ports(1)
+        client = ClientProcess(self, daemon, name="liar", selector="{mark: 1}",
+                               foreign_token="12345", verdict="drop")
+        client.wait_line("ready")
+        self.assertIn("code=5", client.wait_line("error"))
+        sink = UdpSink(self, "127.0.0.1", 6001)
+        send_udp("127.0.0.1", 6001, 5)
+        wait_for(lambda: len(client.packets()) == 5, what="packets after the error")
+        self.assertEqual(sink.settle(), 0)
+        self.assertIsNone(client.process.poll())
+
     # Grants ------------------------------------------------------------------------------------
 
     def test_a_grant_bounds_what_a_client_sees_subscribes_and_marks(self):

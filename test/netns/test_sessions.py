@@ -166,7 +166,7 @@ class Sessions(NetnsTestCase):
     def test_killed_client_packets_take_their_fallback_at_once(self):
         daemon = self.daemon(POLICY)
         # A long timeout: only the disconnect can release the packets in time.
-        client = self.client(daemon, name="crash", die_after=1, timeout_ms=600000,
+        client = self.client(daemon, name="crash", die_after=1, timeout_ms=60000,
                              fallback="accept")
         sink = UdpSink(self, "127.0.0.1", 7000)
         send_udp("127.0.0.1", 7000, 100)
@@ -204,7 +204,7 @@ class Sessions(NetnsTestCase):
         daemon = self.daemon(POLICY, socket_options="queue_limit: 32")
         self.mark_ports(2)
         stalled = self.client(daemon, name="stalled", selector="{mark: 1}", stall=1,
-                              timeout_ms=600000)
+                              timeout_ms=60000)
         healthy = self.client(daemon, name="healthy", selector="{mark: 2}")
         stalled_sink, healthy_sink = UdpSink(self, "127.0.0.1", 6001), UdpSink(self, "127.0.0.1", 6002)
         send_udp("127.0.0.1", 6001, 3000, payload=b"x" * 1000)
@@ -303,7 +303,7 @@ class Sessions(NetnsTestCase):
         daemon = self.daemon(POLICY)
         run("iptables", "-R", "OUTPUT", "1", "-p", "udp", "-j", "NFQUEUE", "--queue-num", "0",
             "--queue-bypass")
-        holder = self.client(daemon, name="holder", verdict="none", timeout_ms=600000)
+        holder = self.client(daemon, name="holder", verdict="none", timeout_ms=60000)
         sink = UdpSink(self, "127.0.0.1", 7000)
         send_udp("127.0.0.1", 7000, 30)
         wait_for(lambda: len(holder.packets()) == 30, what="the holder's packets")

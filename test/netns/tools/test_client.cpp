@@ -155,13 +155,14 @@ int main(int argc, char** argv) {
     return 0;
   }
   ReceivedPacket packet;
+  const long idle_ms = number("idle-ms", -1);
   while (count < 0 || packets < count) {
-    const auto error = client.next_packet(packet, static_cast<int>(number("idle-ms", -1)));
-    if (error == ClientError::broker_error) {
-      say("error code=%d text=%s", static_cast<int>(client.last_error().code),
-          client.last_error().text.c_str());
-      continue;
+    // Without idle-ms, wake up now and then to report the broker's notices.
+    const auto error = client.next_packet(packet, static_cast<int>(idle_ms < 0 ? 100 : idle_ms));
+    for (const proto::Error& notice : client.take_notices()) {
+      say("error code=%d text=%s", static_cast<int>(notice.code), notice.text.c_str());
     }
+    if (error == ClientError::timeout && idle_ms < 0) continue;
     if (error) break;
     ++packets;
     if (!option("quiet").empty()) {  // benchmark mode: answer at once, print nothing

@@ -238,19 +238,22 @@ rules:
 }
 
 TEST_CASE("a selector lies within a grant only when every packet it takes is granted") {
-  const auto grant = compile_match("{mark: {value: 0x10, mask: 0xf0}, dport: 1000-2000, "
-                                   "dst: 10.0.0.0/8, not: {src: 10.9.0.0/16}}",
-                                   "grant");
+  const auto grant = compile_match(
+      "{mark: {value: 0x10, mask: 0xf0}, dport: 1000-2000, "
+      "dst: 10.0.0.0/8, not: {src: 10.9.0.0/16}}",
+      "grant");
   const auto inside = [&](const char* selector) {
     return compile_match(selector, "selector")->within(*grant);
   };
-  CHECK(inside("{mark: {value: 0x12, mask: 0xff}, dport: [1000, 1500], dst: 10.1.0.0/16, "
-               "not: {src: 10.0.0.0/8}}"));
+  CHECK(
+      inside("{mark: {value: 0x12, mask: 0xff}, dport: [1000, 1500], dst: 10.1.0.0/16, "
+             "not: {src: 10.0.0.0/8}}"));
   CHECK_FALSE(inside("{}"));
   CHECK_FALSE(inside("{mark: 0x12, dport: 1000, dst: 10.1.0.0/16}"));  // no not: src
   CHECK_FALSE(inside("{mark: 0x22, dport: 1000, dst: 10.1.0.0/16, not: {src: 10.9.0.0/16}}"));
-  CHECK_FALSE(inside("{mark: {value: 0x10, mask: 0x10}, dport: 1000, dst: 10.1.0.0/16, "
-                     "not: {src: 10.9.0.0/16}}"));  // mask narrower than the grant's
+  CHECK_FALSE(
+      inside("{mark: {value: 0x10, mask: 0x10}, dport: 1000, dst: 10.1.0.0/16, "
+             "not: {src: 10.9.0.0/16}}"));  // mask narrower than the grant's
   CHECK_FALSE(inside("{mark: 0x12, dport: 999-1000, dst: 10.1.0.0/16, not: {src: 10.9.0.0/16}}"));
   CHECK_FALSE(inside("{mark: 0x12, dport: 1000, dst: 0.0.0.0/0, not: {src: 10.9.0.0/16}}"));
   CHECK_FALSE(inside("{mark: 0x12, dport: 1000, dst: 10.1.0.0/16, not: {src: 10.9.1.0/24}}"));
