@@ -3,6 +3,7 @@
 #include "broker/logging.hpp"
 #include "broker/policy/policy.hpp"
 #include "broker/policy_plugins.hpp"
+#include "broker/privileges.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/program_options.hpp>
@@ -84,6 +85,7 @@ struct Options {
   bool syslog = false;
   std::string log_level = "info";
   unsigned threads = 0;
+  std::string user;
 };
 
 int check_policy(const fs::path& config) {
@@ -136,11 +138,16 @@ int serve(const Options& options) {
     const unsigned threads =
         options.threads != 0 ? options.threads : std::max(1U, std::thread::hardware_concurrency());
     pktbroker::Daemon daemon(options.config, policy, std::move(plugins), threads);
+    if (!options.user.empty()) {
+      pktbroker::drop_privileges(options.user);
+      spdlog::info("running as user {}, with CAP_NET_ADMIN only", options.user);
+    }
     return daemon.run();
   } catch (const std::system_error& error) {
     spdlog::error("{}", error.what());
-    if (error.code().value() == EPERM &&
-        std::string_view(error.what()).find("already") == std::string_view::npos) {
+    const std::string_view what = error.what();
+    if (error.code().value() == EPERM && what.find("already") == std::string_view::npos &&
+        !what.starts_with("--user")) {
       spdlog::error("binding NFQUEUE queues needs CAP_NET_ADMIN (run as root)");
     }
     return exit_failure;
@@ -165,7 +172,10 @@ int main(int argc, char** argv) {
       "foreground,f", po::bool_switch(&options.foreground),
       "stay in the foreground and log to stderr (default: detach and log to syslog)")(
       "syslog", po::bool_switch(&options.syslog), "log to syslog even in the foreground")(
-      "help,h", "show this help and exit")("version,V", "show the version and exit");
+      "user,u", po::value<std::string>(&options.user)->value_name("USER"),
+      "once the queues and the client socket are bound, become USER (its uid and groups) "
+      "keeping only CAP_NET_ADMIN; the policy and plugins must then be readable by USER for "
+      "reloads")("help,h", "show this help and exit")("version,V", "show the version and exit");
 
   po::variables_map values;
   try {

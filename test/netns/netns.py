@@ -325,6 +325,13 @@ class UdpSink:
         self.sock.close()
 
 
+def mark_ports(count, base=6000):
+    """UDP to port base+i carries mark i (iptables mangle OUTPUT)."""
+    for i in range(1, count + 1):
+        run("iptables", "-t", "mangle", "-A", "OUTPUT", "-p", "udp", "--dport", str(base + i),
+            "-j", "MARK", "--set-mark", str(i))
+
+
 def send_udp(address, port, count, rate=None, payload=b"x" * 64):
     """Sends `count` datagrams, paced at `rate` per second when given. Returns count sent."""
     family = socket.AF_INET6 if ":" in address else socket.AF_INET

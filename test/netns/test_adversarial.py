@@ -10,8 +10,8 @@ import subprocess
 import time
 
 import wire
-from netns import (ClientProcess, NetnsTestCase, UdpSink, as_user, kernel_queues, main, run,
-                   send_udp, wait_for)
+from netns import (ClientProcess, NetnsTestCase, UdpSink, kernel_queues, main, mark_ports,
+                   run, send_udp, wait_for)
 
 POLICY = """broker:
   queues: [{num: 0, max_len: 8192}]
@@ -29,12 +29,6 @@ class Adversarial(NetnsTestCase):
         super().setUp()
         run("iptables", "-A", "OUTPUT", "-p", "udp", "-j", "NFQUEUE", "--queue-num", "0")
 
-    def mark_ports(self, count, base=6000):
-        """UDP to port base+i carries mark i."""
-        for i in range(1, count + 1):
-            run("iptables", "-t", "mangle", "-A", "OUTPUT", "-p", "udp", "--dport",
-                str(base + i), "-j", "MARK", "--set-mark", str(i))
-
     def wire_client(self, daemon):
         client = wire.WireClient(daemon.socket)
         self.addCleanup(client.close)
@@ -48,7 +42,7 @@ class Adversarial(NetnsTestCase):
         # A VERDICT_BATCH for B and C may cover only ids below every packet still waiting: A's
         # id is the lowest of all, though c1's pass re-tracked it under the newest token.
         daemon = self.daemon(POLICY)
-        self.mark_ports(3)
+        mark_ports(3)
         c1, c2, c3, h = (self.wire_client(daemon) for _ in range(4))
         c1.start("c1", "{mark: 1}", clash=wire.CHAIN, priority=0)
         c2.start("c2", "{mark: 1}", clash=wire.CHAIN, priority=1, timeout_ms=1500,
@@ -185,6 +179,23 @@ rules:
         self.assertEqual((kind, code), (wire.ERROR, 2))
         self.assertIn("max_sessions", text)
 
+    def test_idle_connections_hold_no_receive_buffer(self):
+        # Each connection held a 256 KiB receive buffer: 600 idle ones cost 150 MiB.
+        daemon = self.daemon(POLICY, socket_options="max_sessions: 1000")
+
+        def rss_kib():
+            with open(f"/proc/{daemon.process.pid}/status") as f:
+                return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+
+        before = rss_kib()
+        idle = [self.wire_client(daemon) for _ in range(600)]
+        for client in idle:
+            client.send(wire.hello("idle"))
+        for client in idle:
+            client.expect(wire.WELCOME)
+        grown_mib = (rss_kib() - before) / 1024
+        self.assertLess(grown_mib, 40, f"600 idle sessions cost {grown_mib:.0f} MiB")
+
     def test_sessions_per_uid_are_bounded(self):
         daemon = self.daemon(POLICY + "clients:\n  - {user: nobody, roles: [observe]}\n",
                              socket_options="max_sessions_per_uid: 2")
@@ -228,7 +239,7 @@ rules:
         # libpktbroker's `while (!client.next_packet(p))` ended at the first ERROR the broker
         # sent about an earlier verdict (here: a foreign token sent before any packet).
         daemon = self.daemon(POLICY)
-        self.mark_ports(1)
+        mark_ports(1)
         client = ClientProcess(self, daemon, name="liar", selector="{mark: 1}",
                                foreign_token="12345", verdict="drop")
         client.wait_line("ready")
@@ -248,7 +259,7 @@ rules:
         nobody_may_connect(daemon)
         run("iptables", "-t", "mangle", "-A", "OUTPUT", "-p", "udp", "--dport", "6100:6101",
             "-j", "MARK", "--set-mark", "1")
-        self.mark_ports(2)
+        mark_ports(2)
         # An empty exclusive selector means "all I may see": it no longer refuses root's
         # subscriptions outside the grant.
         limited = ClientProcess(self, daemon, name="limited", user="nobody", verdict="accept",
@@ -314,6 +325,136 @@ rules:
         self.assertEqual(daemon.stop(), 0)  # within 20 s, not the client's 60 s
         self.assertEqual(sink.settle(20), 20)
         self.assertNotIn(0, kernel_queues())
+
+
+    def test_run_as_an_unprivileged_user_with_cap_net_admin_alone(self):
+        daemon = self.daemon(POLICY + """rules:
+  - {name: no-7000, match: {proto: udp, dport: 7000}, verdict: drop}
+""", args=("--user", "nobody"))
+        wait_for(lambda: "running as user nobody" in daemon.log(), what="the privilege drop")
+        with open(f"/proc/{daemon.process.pid}/status") as f:
+            status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+        self.assertEqual(status["Uid"].split(), ["65534"] * 4)
+        self.assertEqual(int(status["CapEff"], 16), 1 << 12)  # CAP_NET_ADMIN
+        self.assertEqual(int(status["CapPrm"], 16), 1 << 12)
+        # Still decides, by policy and through a root client (verdicts need CAP_NET_ADMIN).
+        client = self.wire_client(daemon)
+        client.start("decider", "{dport: 7001}")
+        dropped, decided = UdpSink(self, "127.0.0.1", 7000), UdpSink(self, "127.0.0.1", 7001)
+        send_udp("127.0.0.1", 7000, 5)
+        send_udp("127.0.0.1", 7001, 5)
+        packets = client.next_packets(5)
+        client.send(wire.verdict_batch([(p["token"], wire.ACCEPT) for p in packets]))
+        self.assertEqual(decided.settle(5), 5)
+        self.assertEqual(dropped.settle(), 0)
+        # A reload reads the policy as nobody.
+        os.chmod(daemon.dir, 0o755)
+        daemon.reload(POLICY)
+        os.chmod(daemon.config, 0o644)
+        daemon.send(signal.SIGHUP)
+        wait_for(lambda: "policy reloaded" in daemon.log(), what="the reload")
+        self.assertEqual(daemon.stop(), 0)
+
+    def test_a_renamed_interface_is_matched_by_its_new_name(self):
+        daemon = self.daemon(POLICY + """rules:
+  - {name: out-dummy-a, match: {oif: pktbdummya}, verdict: drop}
+""")
+        run("ip", "link", "add", "pktbdummya", "type", "dummy")
+        run("ip", "addr", "add", "10.77.0.1/24", "dev", "pktbdummya")
+        run("ip", "link", "set", "pktbdummya", "up")
+        send_udp("10.77.0.2", 7000, 3)
+        wait_for(lambda: daemon.stats()["rules"]["out-dummy-a"]["packets"] == 3, what="matches")
+        run("ip", "link", "set", "pktbdummya", "down")
+        run("ip", "link", "set", "pktbdummya", "name", "pktbdummyb")
+        run("ip", "link", "set", "pktbdummyb", "up")
+        run("ip", "route", "replace", "10.77.0.0/24", "dev", "pktbdummyb")
+        time.sleep(1.2)  # names are looked up again once a second
+        send_udp("10.77.0.2", 7000, 3)
+        wait_for(lambda: daemon.stats()["queue"]["packets"] == 6, what="the second packets")
+        self.assertEqual(daemon.stats()["rules"]["out-dummy-a"]["packets"], 3)
+
+
+def payload_length(ip_packet):
+    """TCP payload bytes of an IPv4 packet."""
+    header = (ip_packet[0] & 0x0f) * 4
+    total = int.from_bytes(ip_packet[2:4], "big")
+    return total - header - (ip_packet[header + 12] >> 4) * 4
+
+
+class WithPlugins(NetnsTestCase):
+    """Selectors and the flow table when plugins are loaded."""
+
+    def setUp(self):
+        super().setUp()
+        self.nginx({"index.html": b"hello from nginx\n"})
+        run("iptables", "-A", "OUTPUT", "-p", "tcp", "--dport", "80", "-j", "NFQUEUE",
+            "--queue-num", "0")
+
+    def curl(self, host="x.test"):
+        return subprocess.Popen(["curl", "-s", "--max-time", "8", "-H", f"Host: {host}",
+                                 "http://127.0.0.1/"], stdout=subprocess.PIPE)
+
+    def test_selectors_see_plugin_fields_and_the_flow_tables_ct_state(self):
+        # Selectors were matched against the kernel's metadata alone: a plugin field never
+        # matched, and ct_state (which this kernel does not send) never did either.
+        daemon = self.daemon("broker:\n  queues: [{num: 0}]\n  default_verdict: accept\n"
+                             "plugins: [{name: http}]\n")
+        watcher = wire.WireClient(daemon.socket)
+        self.addCleanup(watcher.close)
+        watcher.start("watcher", "{http.host: watched.test}", timeout_ms=2000, fallback=wire.DROP)
+        syns = wire.WireClient(daemon.socket)
+        self.addCleanup(syns.close)
+        syns.start("syns", "{proto: tcp, ct_state: new}", mode=1)
+        self.assertEqual(self.curl("other.test").communicate()[0], b"hello from nginx\n")
+        self.assertGreaterEqual(len(syns.next_packets(1)), 1)
+        watched = self.curl("watched.test")
+        (packet,) = watcher.next_packets(1)
+        self.assertIn(b"Host: watched.test", packet["payload"])
+        watcher.send(wire.verdict(packet["token"], wire.DROP))
+        self.assertEqual(watched.communicate()[0], b"")
+
+    def test_a_drop_a_client_overturns_is_not_remembered(self):
+        # default_verdict drop with a plugin loaded: the policy's provisional drop was
+        # remembered before the client was asked, so the retransmission of data the client
+        # then accepted was dropped again by the broker (TCP through a client stalled on loss).
+        daemon = self.daemon("broker:\n  queues: [{num: 0}]\n  default_verdict: drop\n"
+                             "plugins: [{name: http}]\n")
+        client = wire.WireClient(daemon.socket)
+        self.addCleanup(client.close)
+        client.start("slow", "{proto: tcp}", timeout_ms=5000)
+        request = self.curl()
+        held, seen_data = None, 0
+        deadline = time.monotonic() + 8
+        while request.poll() is None and time.monotonic() < deadline:
+            try:
+                packets = client.next_packets(1)
+            except socket.timeout:
+                packets = []
+            client.sock.settimeout(0.2)
+            for packet in packets:
+                if payload_length(packet["payload"]) > 0:
+                    seen_data += 1
+                if payload_length(packet["payload"]) > 0 and held is None:
+                    held = (packet, time.monotonic())  # held past the RTO: it is sent again
+                else:
+                    client.send(wire.verdict(packet["token"], wire.ACCEPT))
+            if held and time.monotonic() - held[1] > 1.0:
+                client.send(wire.verdict(held[0]["token"], wire.ACCEPT))
+                held = (held[0], float("inf"))
+        self.assertEqual(request.communicate()[0], b"hello from nginx\n")
+        self.assertGreater(seen_data, 1, "the retransmission did not reach the client")
+        self.assertEqual(daemon.stats()["queue"].get("redropped", 0), 0)
+
+    def test_flows_expire_after_a_reload_removes_every_plugin(self):
+        daemon = self.daemon("broker:\n  queues: [{num: 0}]\n  default_verdict: accept\n"
+                             "plugins: [{name: http}]\n")
+        self.assertEqual(self.curl().communicate()[0], b"hello from nginx\n")
+        self.assertEqual(daemon.stats()["queue"]["flows"], 1)
+        daemon.reload("broker:\n  queues: [{num: 0}]\n  default_verdict: accept\n")
+        wait_for(lambda: "policy reloaded" in daemon.log(), what="the reload")
+        # A closed TCP flow is idle for 10 s at most.
+        wait_for(lambda: daemon.stats()["queue"]["flows"] == 0, timeout=25, interval=1,
+                 what="the flow to expire")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ import os
 import signal
 import socket
 
-from netns import (ClientProcess, NetnsTestCase, UdpSink, kernel_queues, main, run, send_udp,
-                   wait_for)
+from netns import (ClientProcess, NetnsTestCase, UdpSink, kernel_queues, main, mark_ports, run,
+                   send_udp, wait_for)
 
 POLICY = """broker:
   queues: [{num: 0, max_len: 8192}]
@@ -19,12 +19,6 @@ class Sessions(NetnsTestCase):
         super().setUp()
         run("iptables", "-A", "OUTPUT", "-p", "udp", "-j", "NFQUEUE", "--queue-num", "0")
 
-    def mark_ports(self, count, base=6000):
-        """UDP to port base+i carries mark i."""
-        for i in range(1, count + 1):
-            run("iptables", "-t", "mangle", "-A", "OUTPUT", "-p", "udp", "--dport",
-                str(base + i), "-j", "MARK", "--set-mark", str(i))
-
     def client(self, daemon, *args, **options):
         """A client that has subscribed."""
         c = ClientProcess(self, daemon, *args, **options)
@@ -33,7 +27,7 @@ class Sessions(NetnsTestCase):
 
     def test_eight_clients_each_receive_exactly_their_mark(self):
         daemon = self.daemon(POLICY, log_level="info")
-        self.mark_ports(8)
+        mark_ports(8)
         clients = {i: self.client(daemon, name=f"m{i}", selector=f"{{mark: {i}}}")
                    for i in range(1, 9)}
         sinks = {i: UdpSink(self, "127.0.0.1", 6000 + i) for i in range(1, 9)}
@@ -53,7 +47,7 @@ class Sessions(NetnsTestCase):
 
     def test_batched_reads_and_verdict_batches_decide_every_packet(self):
         daemon = self.daemon(POLICY)
-        self.mark_ports(1)
+        mark_ports(1)
         client = self.client(daemon, name="batch", selector="{mark: 1}", verdict="drop",
                              batch="64", batch_delay_ms="50", count="500")
         sink = UdpSink(self, "127.0.0.1", 6001)
@@ -72,7 +66,7 @@ class Sessions(NetnsTestCase):
         # Stopped, the broker lets the kernel queue fill; resumed, it reads 32 packets per
         # receive and sends each session one datagram per receive (PACKET_BATCH).
         daemon = self.daemon(POLICY)
-        self.mark_ports(2)
+        mark_ports(2)
         for i in (1, 2):
             self.client(daemon, name=f"m{i}", selector=f"{{mark: {i}}}",
                         verdict="drop" if i == 1 else "accept", quiet=1)
@@ -98,7 +92,7 @@ class Sessions(NetnsTestCase):
 
     def test_observer_gets_copies_and_cannot_decide(self):
         daemon = self.daemon(POLICY)
-        self.mark_ports(1)
+        mark_ports(1)
         dropper = self.client(daemon, name="dropper", selector="{mark: 1}", verdict="drop")
         observer = self.client(daemon, name="watch", mode="observe", selector="{mark: 1}")
         sink = UdpSink(self, "127.0.0.1", 6001)
@@ -125,7 +119,7 @@ class Sessions(NetnsTestCase):
 
     def test_chain_pass_hands_on_then_to_the_policy(self):
         daemon = self.daemon(POLICY)
-        self.mark_ports(2)
+        mark_ports(2)
         first = self.client(daemon, name="chain", clash="chain", priority=1, verdict="pass",
                             selector="{proto: udp}")
         second = self.client(daemon, name="chain", clash="chain", priority=2, verdict="drop",
@@ -192,7 +186,7 @@ class Sessions(NetnsTestCase):
         daemon = self.daemon(POLICY)
         owner = self.client(daemon, name="owner", selector="{mark: 1}", verdict="none",
                             timeout_ms=60000)
-        self.mark_ports(1)
+        mark_ports(1)
         send_udp("127.0.0.1", 6001, 1)
         token = owner.wait_line("packet").split()[1].split("=")[1]
         thief = self.client(daemon, name="thief", selector="{mark: 2}", foreign_token=token)
@@ -202,7 +196,7 @@ class Sessions(NetnsTestCase):
 
     def test_stalled_client_overflows_and_others_keep_flowing(self):
         daemon = self.daemon(POLICY, socket_options="queue_limit: 32")
-        self.mark_ports(2)
+        mark_ports(2)
         stalled = self.client(daemon, name="stalled", selector="{mark: 1}", stall=1,
                               timeout_ms=60000)
         healthy = self.client(daemon, name="healthy", selector="{mark: 2}")
@@ -316,7 +310,7 @@ class Sessions(NetnsTestCase):
         daemon = self.daemon(POLICY + "clients:\n  - {user: nobody, roles: [verdict], allowed: {mark: 1}}\n")
         os.chmod(daemon.socket, 0o666)
         os.chmod(daemon.dir, 0o755)
-        self.mark_ports(2)
+        mark_ports(2)
         limited = ClientProcess(self, daemon, name="limited", user="nobody", verdict="drop")
         limited.wait_line("ready")
         first, second = UdpSink(self, "127.0.0.1", 6001), UdpSink(self, "127.0.0.1", 6002)
