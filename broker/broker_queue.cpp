@@ -23,6 +23,7 @@ struct ChainState {
   Verdict on_pass;   ///< when the last subscriber passes: the policy's answer
   std::optional<std::chrono::milliseconds> rule_timeout;  ///< a deliver rule's timeout
   std::optional<Verdict> rule_fallback;                   ///< a deliver rule's fallback
+  bool untrusted_claim = false;  ///< the owner is not root: counted in untrusted_outstanding_
 };
 
 namespace {
@@ -280,8 +281,7 @@ void BrokerQueue::offer(const PacketMeta& meta, std::span<const Subscription* co
   state->remaining.assign(chain.begin() + 1, chain.end());
   state->packet = packet_message(meta);
   state->packet.needs_verdict = true;
-  // A limited session's verdict is checked against the packet later (inside_grant).
-  if (state->remaining.empty() && !chain.front()->allowed) {
+  if (state->remaining.empty()) {
     state->bytes = meta.payload;  // encoded at once and never offered again: no copy
   } else {
     state->copy.assign(meta.payload.begin(), meta.payload.end());
@@ -294,7 +294,7 @@ void BrokerQueue::offer(const PacketMeta& meta, std::span<const Subscription* co
     state->rule_fallback = decision.verdict;
   }
   if (!offer_to(state)) finish(meta.packet_id, state->fallback);
-  if (state->copy.empty()) state->bytes = state->packet.payload = {};  // the receive buffer's
+  if (state->remaining.empty()) state->bytes = state->packet.payload = {};  // the receive buffer's
 }
 
 // Tracks the packet for state->subscription and sends it; on overflow counts it and returns
@@ -302,14 +302,19 @@ void BrokerQueue::offer(const PacketMeta& meta, std::span<const Subscription* co
 bool BrokerQueue::offer_to(const std::shared_ptr<ChainState>& state) {
   const Subscription& s = *state->subscription;
   state->port = s.port;
-  if (stopped_ || !s.port->claim_outstanding()) {
+  // A deliver rule's timeout and fallback govern its packets; otherwise the subscriber's.
+  const auto timeout = state->rule_timeout.value_or(s.timeout);
+  state->fallback = state->rule_fallback.value_or(s.fallback);
+  // Clients other than root together hold at most half the kernel queue: the rest stays
+  // for the policy, so they cannot fill it (and push a fail-open queue into bypass).
+  const bool untrusted_full = s.untrusted && untrusted_outstanding_ >= config_.max_len / 2;
+  if (stopped_ || untrusted_full || !s.port->claim_outstanding()) {
     ++dispatcher_.counters().outstanding_overflows;
     s.port->count_fallback();
     return false;
   }
-  // A deliver rule's timeout and fallback govern its packets; otherwise the subscriber's.
-  const auto timeout = state->rule_timeout.value_or(s.timeout);
-  state->fallback = state->rule_fallback.value_or(s.fallback);
+  state->untrusted_claim = s.untrusted;
+  untrusted_outstanding_ += s.untrusted ? 1 : 0;
   const PacketToken token = tracker_.track(
       {state->packet_id, s.port->id(), state->fallback, Clock::now() + timeout, state});
   state->packet.token = token;
@@ -322,7 +327,7 @@ bool BrokerQueue::offer_to(const std::shared_ptr<ChainState>& state) {
   }
   VerdictTracker::Pending dropped;
   tracker_.take(token, s.port->id(), dropped);
-  s.port->release_outstanding();
+  settled(dropped);
   ++dispatcher_.counters().overflows;
   s.port->count_fallback();
   return false;
@@ -367,7 +372,7 @@ void BrokerQueue::on_client_verdict(SessionId session, const std::shared_ptr<Ses
                            " is not a packet this session holds (foreign, decided or expired)");
     return;
   }
-  port->release_outstanding();
+  settled(pending);
   if (pending.chain && !inside_grant(*pending.chain, pending.chain->packet, verdict)) {
     // A limited session may not move a packet outside its grant (spoofing, marks it may not
     // set): the packet takes the fallback, and the client hears why.
@@ -396,33 +401,35 @@ void BrokerQueue::on_client_verdict(SessionId session, const std::shared_ptr<Ses
 }
 
 void BrokerQueue::settled(const VerdictTracker::Pending& pending) noexcept {
-  if (pending.owner != plugin_owner && pending.chain && pending.chain->port) {
-    pending.chain->port->release_outstanding();
-  }
+  if (pending.owner == plugin_owner || !pending.chain || !pending.chain->port) return;
+  pending.chain->port->release_outstanding();
+  if (pending.chain->untrusted_claim) --untrusted_outstanding_;
+  pending.chain->untrusted_claim = false;
 }
 
 bool BrokerQueue::inside_grant(const ChainState& state, const proto::Packet& packet,
                                const ClientVerdict& verdict) noexcept {
   const Matcher* allowed = state.subscription->allowed.get();
-  if (allowed == nullptr || (!verdict.mark && verdict.replacement.empty())) return true;
-  // The packet as it would leave: the kernel's metadata with the new mark, the new bytes.
+  if (allowed == nullptr) return true;
+  // The packet was inside the grant when it was offered; a new mark must keep it there.
+  const std::uint32_t mark = verdict.mark.value_or(packet.mark);
+  if (verdict.replacement.empty()) return allowed->allows_mark(mark);
+  // New bytes are judged again as they would leave. What only the broker knew of the old
+  // bytes (their flow's ct_state, plugin fields, DNS name) says nothing of new ones: a grant
+  // naming those allows no rewrite.
+  if (allowed->uses_broker_fields()) return false;
   PacketMeta meta;
   meta.queue = packet.queue;
   meta.hook = packet.hook;
-  meta.mark = verdict.mark.value_or(packet.mark);
+  meta.mark = mark;
   meta.in_ifindex = packet.in_ifindex;
   meta.out_ifindex = packet.out_ifindex;
   meta.uid = packet.uid;
   meta.gid = packet.gid;
-  meta.wire_length = packet.wire_length;
+  meta.wire_length = static_cast<std::uint32_t>(verdict.replacement.size());
   PacketView view;
-  if (!verdict.replacement.empty()) {
-    meta.wire_length = static_cast<std::uint32_t>(verdict.replacement.size());
-    if (parse_packet(verdict.replacement, view) != ParseError::none) return false;
-    return allowed->matches(meta, view);
-  }
-  if (parse_packet(state.bytes, view) != ParseError::none) return false;
-  return allowed->matches(meta, view);
+  return parse_packet(verdict.replacement, view) == ParseError::none &&
+         allowed->matches(meta, view);
 }
 
 void BrokerQueue::release_session(SessionId session) {

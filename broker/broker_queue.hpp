@@ -78,7 +78,7 @@ class BrokerQueue {
   void finish(std::uint32_t packet_id, const Verdict& verdict,
               std::span<const std::uint8_t> replacement = {});
   /// A packet a client held left the tracker: the client may hold another.
-  static void settled(const VerdictTracker::Pending& pending) noexcept;
+  void settled(const VerdictTracker::Pending& pending) noexcept;
   /// Whether a limited session's verdict keeps the packet inside its grant (new mark, new bytes).
   [[nodiscard]] static bool inside_grant(const ChainState& state, const proto::Packet& packet,
                                          const ClientVerdict& verdict) noexcept;
@@ -121,6 +121,7 @@ class BrokerQueue {
   boost::asio::steady_timer flow_timer_;
   bool flow_timer_armed_ = false;
   bool stopped_ = false;  ///< after stop(): no timer is armed again, late verdicts are refused
+  std::size_t untrusted_outstanding_ = 0;  ///< undecided packets held by non-root sessions
 };
 
 }  // namespace pktbroker

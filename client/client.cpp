@@ -62,6 +62,8 @@ Client& Client::operator=(Client&& other) noexcept {
     batch_packets_ = std::move(other.batch_packets_);
     batch_next_ = std::exchange(other.batch_next_, 0);
     last_error_ = std::move(other.last_error_);
+    notices_ = std::move(other.notices_);
+    dropped_notices_ = std::exchange(other.dropped_notices_, 0);
     welcome_ = std::move(other.welcome_);
   }
   return *this;

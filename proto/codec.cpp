@@ -375,7 +375,7 @@ void write(Writer& w, const Error& m) {
   w.string(m.text);
 }
 void read(Reader& r, Error& m) {
-  m.code = r.enumeration(ErrorCode::malformed, ErrorCode::limit);
+  m.code = r.enumeration(ErrorCode::malformed, ErrorCode::internal);
   m.text = r.string();
 }
 void write(Writer& w, const PacketBatch& m) {

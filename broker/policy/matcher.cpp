@@ -129,13 +129,16 @@ bool MatchFields::holds(MatchField field, const PacketMeta& meta,
       return meta.wire_length >= length->first && meta.wire_length <= length->second;
     case MatchField::dst_name: return !meta.dst_name.empty() && dst_name->holds(meta.dst_name);
     case MatchField::plugin_fields:
-      return std::all_of(plugin_fields.begin(), plugin_fields.end(), [&](const FieldMatch& m) {
-        const auto found = std::find_if(meta.fields.begin(), meta.fields.end(),
-                                        [&](const auto& field) { return field.first == m.field; });
-        return found != meta.fields.end() && m.holds(found->second);
-      });
+      return std::all_of(plugin_fields.begin(), plugin_fields.end(),
+                         [&](const FieldMatch& m) { return m.holds_in(meta); });
   }
   return false;
+}
+
+bool FieldMatch::holds_in(const PacketMeta& meta) const noexcept {
+  const auto found = std::find_if(meta.fields.begin(), meta.fields.end(),
+                                  [&](const auto& published) { return published.first == field; });
+  return found != meta.fields.end() && holds(found->second);
 }
 
 bool FieldMatch::holds(std::string_view value) const noexcept {
@@ -172,7 +175,14 @@ bool Matcher::matches(const PacketMeta& meta, const PacketView& view) const noex
     if (!required_.holds(required_present_.fields[i], meta, view)) return false;
   }
   for (std::size_t i = 0; i < excluded_present_.count; ++i) {
-    if (excluded_.holds(excluded_present_.fields[i], meta, view)) return false;
+    const MatchField field = excluded_present_.fields[i];
+    if (field == MatchField::plugin_fields) {  // negated each on its own, like every field
+      for (const FieldMatch& one : excluded_.plugin_fields) {
+        if (one.holds_in(meta)) return false;
+      }
+      continue;
+    }
+    if (excluded_.holds(field, meta, view)) return false;
   }
   return true;
 }
@@ -273,6 +283,20 @@ bool field_within(MatchField field, const MatchFields& inner, const MatchFields&
 
 }  // namespace
 
+bool Matcher::allows_mark(std::uint32_t mark) const noexcept {
+  const auto holds = [mark](const auto& wanted) {
+    return (mark & wanted->second) == wanted->first;
+  };
+  return (!required_.mark || holds(required_.mark)) && (!excluded_.mark || !holds(excluded_.mark));
+}
+
+bool Matcher::uses_broker_fields() const noexcept {
+  const auto uses = [](const MatchFields& f) {
+    return f.ct_states != 0 || f.dst_name.has_value() || !f.plugin_fields.empty();
+  };
+  return uses(required_) || uses(excluded_);
+}
+
 bool Matcher::within(const Matcher& outer) const noexcept {
   try {
     for (std::size_t i = 0; i < outer.required_present_.count; ++i) {
@@ -281,7 +305,12 @@ bool Matcher::within(const Matcher& outer) const noexcept {
     }
     for (std::size_t i = 0; i < outer.excluded_present_.count; ++i) {
       const MatchField field = outer.excluded_present_.fields[i];
-      if (!excluded_.has(field) || !field_within(field, outer.excluded_, excluded_)) return false;
+      if (!excluded_.has(field)) return false;
+      if (field == MatchField::plugin_fields) {  // each excluded on its own: keep all of outer's
+        if (!subset(outer.excluded_.plugin_fields, excluded_.plugin_fields)) return false;
+      } else if (!field_within(field, outer.excluded_, excluded_)) {
+        return false;
+      }
     }
     return true;
   } catch (...) {  // allocation failure: unsure

@@ -74,6 +74,8 @@ struct FieldMatch {
   std::vector<std::string> patterns;
 
   [[nodiscard]] bool holds(std::string_view value) const noexcept;
+  /// Whether the packet's flow has published `field` with a value that holds.
+  [[nodiscard]] bool holds_in(const PacketMeta& meta) const noexcept;
 
   friend bool operator==(const FieldMatch&, const FieldMatch&) = default;
 };
@@ -94,8 +96,10 @@ struct MatchFields {
   std::uint8_t ct_states = 0;  ///< bit per CtState
   std::vector<IcmpType> icmp_types;
   std::optional<std::pair<std::uint32_t, std::uint32_t>> length;  ///< inclusive range
-  std::optional<FieldMatch> dst_name;     ///< the name DNS gave out for the destination
-  std::vector<FieldMatch> plugin_fields;  ///< all must hold; a field not published fails
+  std::optional<FieldMatch> dst_name;  ///< the name DNS gave out for the destination
+  /// Required: all must hold (a field not published fails). Excluded: each on its own, like
+  /// every other field: the packet is excluded when any one holds.
+  std::vector<FieldMatch> plugin_fields;
 
   [[nodiscard]] bool has(MatchField field) const noexcept;
   [[nodiscard]] bool empty() const noexcept;
@@ -117,6 +121,11 @@ class Matcher {
   /// `outer` requires is required here with a subset of its values, each field it excludes is
   /// excluded here with a superset. Conservative: false when unsure.
   [[nodiscard]] bool within(const Matcher& outer) const noexcept;
+  /// Whether a packet given `mark` still satisfies this expression's mark field (if any).
+  [[nodiscard]] bool allows_mark(std::uint32_t mark) const noexcept;
+  /// Whether it names what only the broker knows of a packet (ct_state from its flow table,
+  /// dst_name, plugin fields): these cannot be judged again for rewritten bytes.
+  [[nodiscard]] bool uses_broker_fields() const noexcept;
   [[nodiscard]] const MatchFields& required() const noexcept { return required_; }
   [[nodiscard]] const MatchFields& excluded() const noexcept { return excluded_; }
 

@@ -28,9 +28,13 @@ std::string summarize(const std::vector<Diagnostic>& diagnostics) {
 
 Policy::Policy(BrokerConfig broker, std::vector<Rule> rules)
     : broker_(std::move(broker)), rules_(std::move(rules)), index_(matchers_of(rules_)) {
-  uses_dst_name_ = std::any_of(rules_.begin(), rules_.end(), [](const Rule& rule) {
-    return rule.matcher->required().dst_name || rule.matcher->excluded().dst_name;
-  });
+  const auto names = [](const Matcher& m) {
+    return m.required().dst_name || m.excluded().dst_name;
+  };
+  uses_dst_name_ =
+      std::any_of(rules_.begin(), rules_.end(), [&](const Rule& r) { return names(*r.matcher); }) ||
+      std::any_of(broker_.clients.begin(), broker_.clients.end(),
+                  [&](const ClientGrant& g) { return g.allowed && names(*g.allowed); });
 }
 
 std::size_t Policy::match(const PacketMeta& meta, const PacketView& view) const noexcept {

@@ -45,12 +45,12 @@ Session::Session(SeqPacketProtocol::socket socket, SessionId id, const ucred& pe
       limits_(std::move(limits)),
       manager_(manager),
       refusal_(std::move(refusal)),
-      hello_timer_(socket_.get_executor()) {}
+      timer_(socket_.get_executor()) {}
 
 void Session::start() {
   boost::asio::post(socket_.get_executor(), [self = shared_from_this()] {
-    self->hello_timer_.expires_after(self->limits_.hello_timeout);
-    self->hello_timer_.async_wait([self](const boost::system::error_code& error) {
+    self->timer_.expires_after(self->limits_.hello_timeout);
+    self->timer_.async_wait([self](const boost::system::error_code& error) {
       if (error || self->welcomed_ || self->closing_) return;
       self->fail(proto::ErrorCode::malformed,
                  "no HELLO within " + std::to_string(self->limits_.hello_timeout.count()) + " ms");
@@ -195,7 +195,7 @@ void Session::handle_hello(const proto::Hello& hello, std::uint32_t request_id) 
   }
   roles_ = roles;
   welcomed_ = true;
-  hello_timer_.cancel();
+  timer_.cancel();
   spdlog::info("session {} ({}): pid {} uid {} gid {} roles {:#x}", id_, name(), peer_.pid,
                peer_.uid, peer_.gid, roles);
   send(proto::Welcome{proto::protocol_version, id_, roles, PKTBROKER_VERSION_STRING}, request_id);
@@ -250,7 +250,10 @@ bool Session::require(std::uint8_t role, std::uint32_t request_id) {
 }
 
 bool Session::reserve() noexcept {
-  if (closed_.load(std::memory_order_relaxed)) return false;
+  if (closed_.load(std::memory_order_relaxed) ||
+      refusing_packets_.load(std::memory_order_relaxed)) {
+    return false;
+  }
   if (queued_.fetch_add(1, std::memory_order_relaxed) >= limits_.queue_limit) {
     queued_.fetch_sub(1, std::memory_order_relaxed);
     return false;
@@ -355,6 +358,14 @@ void Session::fail(proto::ErrorCode code, const std::string& text, std::uint32_t
   const std::string who = name();
   spdlog::warn("session {} ({}): {}; closing it", id_, who.empty() ? "before HELLO" : who, text);
   closing_ = true;
+  // The client may never read the error: it takes no more packets, its subscriptions go now,
+  // and the connection closes within a second whatever it does.
+  refusing_packets_ = true;
+  manager_.drop_subscriptions(id_);
+  timer_.expires_after(std::chrono::seconds(1));
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& error) {
+    if (!error) self->close();
+  });
   send(proto::Error{code, text}, request_id);
 }
 
@@ -369,7 +380,7 @@ void Session::close() {
   boost::asio::post(socket_.get_executor(), [self = shared_from_this()] {
     if (self->closed_.exchange(true)) return;
     boost::system::error_code ignored;
-    self->hello_timer_.cancel();
+    self->timer_.cancel();
     self->socket_.close(ignored);
     for (const Outgoing& outgoing : self->write_queue_) {
       self->queued_.fetch_sub(outgoing.weight, std::memory_order_relaxed);

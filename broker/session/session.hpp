@@ -98,7 +98,7 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
   mutable std::mutex name_mutex_;  // HELLO writes the name on the session's strand; others read
   std::string name_;
   std::string refusal_;
-  boost::asio::steady_timer hello_timer_;
+  boost::asio::steady_timer timer_;  // the HELLO deadline, then the linger after fail()
   bool welcomed_ = false;
   bool closing_ = false;  // an error was sent; close once it is written
   struct Outgoing {
@@ -109,6 +109,7 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
   bool waiting_for_room_ = false;       // the socket is full; a wait for room is in flight
   std::atomic<std::size_t> queued_{0};  // packets and replies not yet written
   std::atomic<bool> closed_{false};
+  std::atomic<bool> refusing_packets_{false};  // failing: no packet is queued any more
   std::atomic<std::uint64_t> delivered_{0};
   std::atomic<std::uint64_t> verdicts_{0};
   std::atomic<std::uint64_t> fallbacks_{0};

@@ -110,8 +110,13 @@ void SessionManager::start() {
 
 void SessionManager::stop() {
   boost::asio::post(strand_, [this] {
+    stopping_ = true;
     boost::system::error_code ignored;
+    accept_timer_.cancel();
     acceptor_.close(ignored);
+    for (auto& [id, weak] : refused_sessions_) {
+      if (auto session = weak.lock()) session->close();
+    }
     ::unlink(path_.c_str());
     for (auto& [id, weak] : sessions_) {
       if (auto session = weak.lock()) session->close();
@@ -144,6 +149,7 @@ void SessionManager::do_accept() {
 }
 
 void SessionManager::accept_later(const boost::system::error_code& error) {
+  if (stopping_) return;
   // One line per second at most: a client that keeps the broker out of descriptors must not
   // flood the log as well.
   if (accept_failures_++ == 0) {
@@ -151,7 +157,7 @@ void SessionManager::accept_later(const boost::system::error_code& error) {
   }
   accept_timer_.expires_after(std::chrono::milliseconds(100));
   accept_timer_.async_wait([this](const boost::system::error_code& timer_error) {
-    if (timer_error) return;
+    if (timer_error || stopping_) return;
     if (accept_failures_ >= 10) {
       spdlog::warn("clients: accept failed {} more times", accept_failures_ - 1);
       accept_failures_ = 0;
@@ -192,7 +198,7 @@ std::shared_ptr<std::atomic<std::size_t>> SessionManager::uid_outstanding(std::u
 
 void SessionManager::on_accept(const boost::system::error_code& error,
                                SeqPacketProtocol::socket socket) {
-  if (error == boost::asio::error::operation_aborted) return;
+  if (error == boost::asio::error::operation_aborted || stopping_) return;
   if (error) {
     accept_later(error);
     return;
@@ -235,7 +241,18 @@ void SessionManager::on_accept(const boost::system::error_code& error,
   limits.hello_timeout = std::chrono::milliseconds(config.hello_timeout_ms);
   auto session =
       std::make_shared<Session>(std::move(socket), id, peer, std::move(limits), *this, refusal);
-  if (refusal.empty()) sessions_.emplace(id, session);
+  if (refusal.empty()) {
+    sessions_.emplace(id, session);
+  } else {
+    // A refused peer hears why at its HELLO; so many waiting at once are closed at once.
+    std::erase_if(refused_sessions_, [](const auto& entry) { return entry.second.expired(); });
+    if (refused_sessions_.size() >= max_refused_waiting) {
+      session->close();
+      do_accept();
+      return;
+    }
+    refused_sessions_.emplace(id, session);
+  }
   session->start();
   do_accept();
 }
@@ -254,6 +271,7 @@ void SessionManager::subscribe(std::shared_ptr<Session> session, proto::Subscrib
         s.fallback = Verdict{static_cast<VerdictKind>(request.fallback), std::nullopt};
         s.selector_text = request.selector;
         s.allowed = session->allowed();
+        s.untrusted = session->peer().uid != 0;
         s.port = session;
         // A SUBSCRIBE read just before the session closed must not outlive it.
         if (!sessions_.contains(session->id()) || session->closed()) return;
@@ -272,6 +290,9 @@ void SessionManager::subscribe(std::shared_ptr<Session> session, proto::Subscrib
         if (s.mode == proto::SubscriptionMode::verdict) {
           for (const Subscription& other : subscriptions_) {
             if (other.mode != proto::SubscriptionMode::verdict || other.port == s.port) continue;
+            // A limited session's exclusive claim does not refuse an unlimited one: that one
+            // goes first (publish) and the limited one keeps what is left.
+            if (other.allowed && !s.allowed) continue;
             const bool clash =
                 other.clash == proto::Clash::exclusive || s.clash == proto::Clash::exclusive;
             if (clash && may_overlap(s, other)) {
@@ -300,15 +321,27 @@ std::optional<proto::Error> SessionManager::admit(const Session& session, Subscr
                                                   const proto::Subscribe& request) const {
   const SocketConfig& config = policy_->broker().socket;
   if (session.subscriptions_.load() >= config.max_subscriptions) {
-    return proto::Error{proto::ErrorCode::limit,
+    return proto::Error{proto::ErrorCode::not_permitted,
                         "this session has " + std::to_string(config.max_subscriptions) +
                             " subscriptions, its bound (socket.max_subscriptions)"};
   }
   if (request.timeout_ms > config.max_timeout_ms) {
-    return proto::Error{proto::ErrorCode::limit,
+    return proto::Error{proto::ErrorCode::not_permitted,
                         "timeout_ms " + std::to_string(request.timeout_ms) +
                             " exceeds the policy's bound (socket.max_timeout_ms " +
                             std::to_string(config.max_timeout_ms) + ")"};
+  }
+  if (s.selector->required().dst_name || s.selector->excluded().dst_name) {
+    // Names are looked up only for policies that use them (a lookup per packet otherwise).
+    return proto::Error{proto::ErrorCode::bad_selector,
+                        "dst_name is not available to selectors: hand such packets over with a "
+                        "rule's `verdict: {deliver: NAME}`"};
+  }
+  if (s.untrusted && request.fallback == proto::VerdictCode::repeat) {
+    // A packet that falls back to repeat comes back to the same client: a client that never
+    // answers would keep it looping through the kernel.
+    return proto::Error{proto::ErrorCode::not_permitted,
+                        "only root may choose repeat as a subscription's fallback"};
   }
   if (s.allowed) {
     // A limited session sees only packets inside its grant, and its selector says so: an
@@ -367,9 +400,18 @@ void SessionManager::verdicts(const std::shared_ptr<Session>& session,
   }
 }
 
+void SessionManager::drop_subscriptions(SessionId session) {
+  boost::asio::post(strand_, [this, session] {
+    const auto before = subscriptions_.size();
+    std::erase_if(subscriptions_, [&](const Subscription& s) { return s.port->id() == session; });
+    if (subscriptions_.size() != before) publish();
+  });
+}
+
 void SessionManager::session_closed(SessionId session) {
   boost::asio::post(strand_, [this, session] {
     sessions_.erase(session);
+    refused_sessions_.erase(session);
     const auto before = subscriptions_.size();
     std::erase_if(subscriptions_, [&](const Subscription& s) { return s.port->id() == session; });
     if (subscriptions_.size() != before) publish();
@@ -384,8 +426,12 @@ void SessionManager::publish() {
   for (const Subscription& s : subscriptions_) {
     (s.mode == proto::SubscriptionMode::verdict ? table->deciders : table->observers).push_back(s);
   }
+  // By priority; at equal priority an unlimited subscription before a limited one.
   std::stable_sort(table->deciders.begin(), table->deciders.end(),
-                   [](const auto& a, const auto& b) { return a.priority < b.priority; });
+                   [](const auto& a, const auto& b) {
+                     return std::pair(a.priority, a.allowed != nullptr) <
+                            std::pair(b.priority, b.allowed != nullptr);
+                   });
   for (BrokerQueue* q : queues_) q->set_subscriptions(table);
 }
 

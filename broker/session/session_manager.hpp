@@ -58,6 +58,8 @@ class SessionManager {
   void sessions(std::shared_ptr<Session> session, std::uint32_t id);
   void reload(std::shared_ptr<Session> session, std::uint32_t id);
   void session_closed(SessionId session);
+  /// The session is closing: its subscriptions go at once (it may never drain its queue).
+  void drop_subscriptions(SessionId session);
   void count_malformed() noexcept { malformed_.fetch_add(1, std::memory_order_relaxed); }
 
   [[nodiscard]] std::uint64_t malformed() const noexcept { return malformed_.load(); }
@@ -90,6 +92,10 @@ class SessionManager {
   SessionId next_session_ = 1;
   std::uint32_t next_subscription_ = 1;
   std::map<SessionId, std::weak_ptr<Session>> sessions_;
+  /// Connections refused at accept, waiting to be told why at their HELLO (bounded).
+  std::map<SessionId, std::weak_ptr<Session>> refused_sessions_;
+  static constexpr std::size_t max_refused_waiting = 64;
+  bool stopping_ = false;
   std::map<std::uint32_t, std::weak_ptr<std::atomic<std::size_t>>> uid_outstanding_;
   std::vector<Subscription> subscriptions_;  // in arrival order
   std::atomic<std::uint64_t> malformed_{0};

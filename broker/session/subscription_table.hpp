@@ -49,6 +49,7 @@ struct Subscription {
   std::string selector_text;
   std::shared_ptr<const Matcher> selector;
   std::shared_ptr<const Matcher> allowed;  ///< the session's grant limit, if any
+  bool untrusted = false;                  ///< the session's peer is not root
   std::optional<std::pair<std::uint32_t, std::uint32_t>> selector_mark;  ///< value, mask
 
   [[nodiscard]] bool selects(const PacketMeta& meta, const PacketView& view) const noexcept {

@@ -75,8 +75,10 @@ enum class CtStateCode : std::uint8_t { none = 0, new_ = 1, established = 2, rel
 
 /// Error codes carried by ERROR messages.
 enum class ErrorCode : std::uint16_t {
-  malformed = 1,      ///< the peer's datagram could not be decoded; the session is closed
-  not_permitted = 2,  ///< the session lacks the role, or the grant does not cover the selector
+  malformed = 1,  ///< the peer's datagram could not be decoded; the session is closed
+  /// The session lacks the role, the grant does not cover the selector, or a bound of the
+  /// policy's `socket:` section was reached (sessions, subscriptions, timeout): the text says.
+  not_permitted = 2,
   busy = 3,           ///< an exclusive subscription clashes with another session's
   bad_selector = 4,   ///< the selector does not compile
   unknown_token = 5,  ///< a verdict for a packet the session does not own (or no longer)
@@ -84,7 +86,6 @@ enum class ErrorCode : std::uint16_t {
   unknown_subscription = 7,
   version = 8,  ///< no common protocol version
   internal = 9,
-  limit = 10,  ///< a bound of the broker's or the grant's was reached (sessions, subscriptions)
 };
 
 /// The fixed header in front of every body.

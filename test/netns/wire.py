@@ -51,9 +51,10 @@ def verdict_batch(entries):
 
 def parse_packet(body):
     token, subscription, _, queue, _, _, mark = struct.unpack_from("!QIBHBBI", body)
-    (length,) = struct.unpack_from("!I", body, 52)
+    # in/out ifindex (8), uid and gid (opt_u32: 5 each), timestamp (8), wire length (4)
+    (length,) = struct.unpack_from("!I", body, 51)
     return {"token": token, "subscription": subscription, "queue": queue, "mark": mark,
-            "payload": body[56:56 + length]}
+            "payload": body[55:55 + length]}
 
 
 def parse(datagram):

@@ -258,3 +258,27 @@ TEST_CASE("a selector lies within a grant only when every packet it takes is gra
   CHECK_FALSE(inside("{mark: 0x12, dport: 1000, dst: 0.0.0.0/0, not: {src: 10.9.0.0/16}}"));
   CHECK_FALSE(inside("{mark: 0x12, dport: 1000, dst: 10.1.0.0/16, not: {src: 10.9.1.0/24}}"));
 }
+
+// `not:` negates every field on its own; plugin fields were negated together (a packet was
+// excluded only when all of them held, which never happens across two plugins).
+TEST_CASE("not: excludes a packet when any one plugin field holds") {
+  const auto matcher = compile_match("{not: {http.host: a.test, tls.sni: b.test}}", "selector");
+  Packet web = tcp4(80);
+  const std::pair<std::string, std::string> http[] = {{"http.host", "a.test"}};
+  web.meta.fields = http;
+  CHECK_FALSE(matcher->matches(web.meta, web.view));
+  const std::pair<std::string, std::string> other[] = {{"http.host", "c.test"}};
+  web.meta.fields = other;
+  CHECK(matcher->matches(web.meta, web.view));
+}
+
+TEST_CASE("a mark set by a limited client must stay inside its grant's mark") {
+  const auto grant = compile_match("{mark: {value: 0x10, mask: 0xf0}, not: {mark: 0x1f}}", "g");
+  CHECK(grant->allows_mark(0x12));
+  CHECK_FALSE(grant->allows_mark(0x22));
+  CHECK_FALSE(grant->allows_mark(0x1f));
+  CHECK(compile_match("{dport: 80}", "g")->allows_mark(0xdead));
+  CHECK(compile_match("{http.host: x}", "g")->uses_broker_fields());
+  CHECK(compile_match("{not: {dst_name: x}}", "g")->uses_broker_fields());
+  CHECK_FALSE(compile_match("{dport: 80}", "g")->uses_broker_fields());
+}
