@@ -116,7 +116,8 @@ class Soak(NetnsTestCase):
         wait_for(lambda: kernel_queues().get(0, {}).get("queue_total", 0) == 0, timeout=15,
                  what="an empty kernel queue")
         arrived = {port: sink.settle(quiet=1.0) for port, sink in sinks.items()}
-        stats = daemon.stats()["queue"]
+        block = daemon.stats()
+        stats, flows = block["queue"], block["flows"]
         for client in clients:
             client.kill()
         wait_for(lambda: resources(daemon.process.pid)[1] == baseline_fds, timeout=10,
@@ -128,7 +129,7 @@ class Soak(NetnsTestCase):
         verdicts = stats["accepted"] + stats["dropped"] + stats["repeated"]
         print(f"soak: kernel ids received {stats['packets']}, verdicts {verdicts}, "
               f"timeouts {stats['timeouts']}, disconnect fallbacks "
-              f"{stats['disconnect_fallbacks']}, held {stats.get('held', 0)}")
+              f"{stats['disconnect_fallbacks']}, held by the plugin {flows['held']}")
         self.assertEqual(stats["packets"], sum(sent.values()))
         self.assertEqual(verdicts, stats["packets"], "a packet got no verdict, or two")
         self.assertEqual(stats["outstanding"], 0)
