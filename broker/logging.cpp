@@ -6,6 +6,8 @@
 
 #include <syslog.h>
 
+#include <utility>
+
 namespace pktbroker {
 
 void setup_logging(bool use_syslog, spdlog::level::level_enum level) {
@@ -23,6 +25,27 @@ void setup_logging(bool use_syslog, spdlog::level::level_enum level) {
   logger->set_level(level);
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(std::move(logger));
+}
+
+bool LogLimiter::allow(std::uint64_t& suppressed) noexcept {
+  const auto now = std::chrono::steady_clock::now();
+  const std::lock_guard lock(mutex_);
+  if (now - window_ >= std::chrono::seconds(1)) {
+    window_ = now;
+    written_ = 0;
+  }
+  if (written_ >= per_second_) {
+    ++suppressed_;
+    return false;
+  }
+  ++written_;
+  suppressed = std::exchange(suppressed_, 0);
+  return true;
+}
+
+LogLimiter& client_log_limiter() noexcept {
+  static LogLimiter limiter(100);
+  return limiter;
 }
 
 }  // namespace pktbroker

@@ -2,6 +2,8 @@
 
 #include "broker/session/session_manager.hpp"
 
+#include "broker/logging.hpp"
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
@@ -70,7 +72,8 @@ void Session::on_readable(const boost::system::error_code& error) {
   if (closed_) return;
   if (error) {
     if (error != boost::asio::error::operation_aborted) {
-      spdlog::info("session {} ({}): waiting for data failed: {}", id_, name(), error.message());
+      log_client_event(spdlog::level::info, "session {} ({}): waiting for data failed: {}", id_,
+                       name(), error.message());
     }
     close();
     return;
@@ -85,7 +88,9 @@ void Session::on_readable(const boost::system::error_code& error) {
     if (size < 0 && errno == EINTR) continue;
     if (size < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return do_read();
     if (size <= 0) {  // 0: the peer closed its end
-      if (size < 0) spdlog::info("session {} ({}): read failed: {}", id_, name(), strerror(errno));
+      if (size < 0)
+        log_client_event(spdlog::level::info, "session {} ({}): read failed: {}", id_, name(),
+                         strerror(errno));
       close();
       return;
     }
@@ -196,8 +201,8 @@ void Session::handle_hello(const proto::Hello& hello, std::uint32_t request_id) 
   roles_ = roles;
   welcomed_ = true;
   timer_.cancel();
-  spdlog::info("session {} ({}): pid {} uid {} gid {} roles {:#x}", id_, name(), peer_.pid,
-               peer_.uid, peer_.gid, roles);
+  log_client_event(spdlog::level::info, "session {} ({}): pid {} uid {} gid {} roles {:#x}", id_,
+                   name(), peer_.pid, peer_.uid, peer_.gid, roles);
   send(proto::Welcome{proto::protocol_version, id_, roles, PKTBROKER_VERSION_STRING}, request_id);
 }
 
@@ -291,7 +296,8 @@ void Session::send(const proto::Message& message, std::uint32_t request_id) {
   // Replies share the packet bound, with headroom; a client that never reads is dropped.
   if (queued_.fetch_add(1, std::memory_order_relaxed) >= 2 * limits_.queue_limit + 16) {
     queued_.fetch_sub(1, std::memory_order_relaxed);
-    spdlog::warn("session {} ({}): not reading its replies; closing it", id_, name());
+    log_client_event(spdlog::level::warn, "session {} ({}): not reading its replies; closing it",
+                     id_, name());
     close();
     return;
   }
@@ -356,7 +362,8 @@ void Session::written(std::size_t count) {
 // Tells the client why, then closes once that message is written.
 void Session::fail(proto::ErrorCode code, const std::string& text, std::uint32_t request_id) {
   const std::string who = name();
-  spdlog::warn("session {} ({}): {}; closing it", id_, who.empty() ? "before HELLO" : who, text);
+  log_client_event(spdlog::level::warn, "session {} ({}): {}; closing it", id_,
+                   who.empty() ? "before HELLO" : who, text);
   closing_ = true;
   // The client may never read the error: it takes no more packets, its subscriptions go now,
   // and the connection closes within a second whatever it does.

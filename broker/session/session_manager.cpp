@@ -3,6 +3,8 @@
 #include "broker/policy/matcher.hpp"
 #include "broker/stats_report.hpp"
 
+#include "broker/logging.hpp"
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
@@ -217,13 +219,16 @@ void SessionManager::on_accept(const boost::system::error_code& error,
   std::string refusal;
   if (!grant) {
     refused_.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("clients: refused pid {} uid {} gid {}: no grant in the policy's clients section",
-                 peer.pid, peer.uid, peer.gid);
+    log_client_event(
+        spdlog::level::warn,
+        "clients: refused pid {} uid {} gid {}: no grant in the policy's clients section", peer.pid,
+        peer.uid, peer.gid);
     refusal = "no grant for uid " + std::to_string(peer.uid) + " (gid " + std::to_string(peer.gid) +
               ") in the policy's clients section";
   } else if (refusal = session_bound(peer); !refusal.empty()) {
     refused_.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("clients: refused pid {} uid {}: {}", peer.pid, peer.uid, refusal);
+    log_client_event(spdlog::level::warn, "clients: refused pid {} uid {}: {}", peer.pid, peer.uid,
+                     refusal);
   }
   if (refusal.empty()) {
     limits.grantable = grant->roles;
@@ -259,62 +264,62 @@ void SessionManager::on_accept(const boost::system::error_code& error,
 
 void SessionManager::subscribe(std::shared_ptr<Session> session, proto::Subscribe request,
                                std::uint32_t id) {
-  boost::asio::post(
-      strand_, [this, session = std::move(session), request = std::move(request), id] {
-        Subscription s;
-        s.name = request.name.empty() ? session->name() : request.name;
-        s.mode = request.mode;
-        s.clash = request.clash;
-        s.priority = request.priority;
-        s.snaplen = request.snaplen;
-        s.timeout = std::chrono::milliseconds(std::max<std::uint32_t>(request.timeout_ms, 1));
-        s.fallback = Verdict{static_cast<VerdictKind>(request.fallback), std::nullopt};
-        s.selector_text = request.selector;
-        s.allowed = session->allowed();
-        s.untrusted = session->peer().uid != 0;
-        s.port = session;
-        // A SUBSCRIBE read just before the session closed must not outlive it.
-        if (!sessions_.contains(session->id()) || session->closed()) return;
-        try {
-          s.selector = compile_match(request.selector, "selector");
-        } catch (const PolicyError& error) {
-          session->send(
-              proto::Error{proto::ErrorCode::bad_selector, error.diagnostics()[0].to_string()}, id);
+  boost::asio::post(strand_, [this, session = std::move(session), request = std::move(request),
+                              id] {
+    Subscription s;
+    s.name = request.name.empty() ? session->name() : request.name;
+    s.mode = request.mode;
+    s.clash = request.clash;
+    s.priority = request.priority;
+    s.snaplen = request.snaplen;
+    s.timeout = std::chrono::milliseconds(std::max<std::uint32_t>(request.timeout_ms, 1));
+    s.fallback = Verdict{static_cast<VerdictKind>(request.fallback), std::nullopt};
+    s.selector_text = request.selector;
+    s.allowed = session->allowed();
+    s.untrusted = session->peer().uid != 0;
+    s.port = session;
+    // A SUBSCRIBE read just before the session closed must not outlive it.
+    if (!sessions_.contains(session->id()) || session->closed()) return;
+    try {
+      s.selector = compile_match(request.selector, "selector");
+    } catch (const PolicyError& error) {
+      session->send(
+          proto::Error{proto::ErrorCode::bad_selector, error.diagnostics()[0].to_string()}, id);
+      return;
+    }
+    if (auto refused = admit(*session, s, request)) {
+      session->send(*refused, id);
+      return;
+    }
+    s.selector_mark = selector_mark(*s.selector);
+    if (s.mode == proto::SubscriptionMode::verdict) {
+      for (const Subscription& other : subscriptions_) {
+        if (other.mode != proto::SubscriptionMode::verdict || other.port == s.port) continue;
+        // A limited session's exclusive claim does not refuse an unlimited one: that one
+        // goes first (publish) and the limited one keeps what is left.
+        if (other.allowed && !s.allowed) continue;
+        const bool clash =
+            other.clash == proto::Clash::exclusive || s.clash == proto::Clash::exclusive;
+        if (clash && may_overlap(s, other)) {
+          session->send(proto::Error{proto::ErrorCode::busy,
+                                     "selector overlaps exclusive subscription '" + other.name +
+                                         "' (id " + std::to_string(other.id) + ") of session " +
+                                         std::to_string(other.port->id())},
+                        id);
           return;
         }
-        if (auto refused = admit(*session, s, request)) {
-          session->send(*refused, id);
-          return;
-        }
-        s.selector_mark = selector_mark(*s.selector);
-        if (s.mode == proto::SubscriptionMode::verdict) {
-          for (const Subscription& other : subscriptions_) {
-            if (other.mode != proto::SubscriptionMode::verdict || other.port == s.port) continue;
-            // A limited session's exclusive claim does not refuse an unlimited one: that one
-            // goes first (publish) and the limited one keeps what is left.
-            if (other.allowed && !s.allowed) continue;
-            const bool clash =
-                other.clash == proto::Clash::exclusive || s.clash == proto::Clash::exclusive;
-            if (clash && may_overlap(s, other)) {
-              session->send(proto::Error{proto::ErrorCode::busy,
-                                         "selector overlaps exclusive subscription '" + other.name +
-                                             "' (id " + std::to_string(other.id) + ") of session " +
-                                             std::to_string(other.port->id())},
-                            id);
-              return;
-            }
-          }
-        }
-        s.id = next_subscription_++;
-        subscriptions_.push_back(s);
-        session->subscriptions_.fetch_add(1);
-        spdlog::info("session {} ({}): subscription {} '{}' {} selector {}", session->id(),
-                     session->name(), s.id, s.name,
+      }
+    }
+    s.id = next_subscription_++;
+    subscriptions_.push_back(s);
+    session->subscriptions_.fetch_add(1);
+    log_client_event(spdlog::level::info, "session {} ({}): subscription {} '{}' {} selector {}",
+                     session->id(), session->name(), s.id, s.name,
                      s.mode == proto::SubscriptionMode::verdict ? "verdict" : "observe",
                      s.selector_text.empty() ? "(all)" : s.selector_text);
-        publish();
-        session->send(proto::Subscribed{s.id}, id);
-      });
+    publish();
+    session->send(proto::Subscribed{s.id}, id);
+  });
 }
 
 std::optional<proto::Error> SessionManager::admit(const Session& session, Subscription& s,
@@ -417,7 +422,7 @@ void SessionManager::session_closed(SessionId session) {
     if (subscriptions_.size() != before) publish();
     // After the new table: no new packet can reach the session once its old ones are released.
     for (BrokerQueue* q : queues_) q->release_session(session);
-    spdlog::info("session {} closed", session);
+    log_client_event(spdlog::level::info, "session {} closed", session);
   });
 }
 

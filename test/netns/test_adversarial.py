@@ -167,6 +167,62 @@ clients:
         self.assertEqual(stats["outstanding"], 32)  # half of max_len 64
         self.assertEqual(stats["outstanding_overflows"], 28)
 
+    def test_a_client_answering_twice_decides_once(self):
+        daemon = self.daemon(POLICY)
+        client = self.wire_client(daemon)
+        client.start("twice", "{dport: 7000}")
+        sink = UdpSink(self, "127.0.0.1", 7000)
+        send_udp("127.0.0.1", 7000, 10)
+        packets = client.next_packets(10)
+        for packet in packets:  # accept, then drop the same packet
+            client.send(wire.verdict(packet["token"], wire.ACCEPT))
+            client.send(wire.verdict(packet["token"], wire.DROP))
+        self.assertEqual(sink.settle(10), 10)
+        stats = daemon.stats()["queue"]
+        self.assertEqual((stats["accepted"], stats["dropped"]), (10, 0))
+        self.assertEqual(stats["rejected_verdicts"], 10)
+        self.assertEqual(stats["netlink_errors"], 0)
+
+    def test_a_client_reconnecting_ten_thousand_times_leaves_nothing_behind(self):
+        daemon = self.daemon(POLICY, log_level="info")
+        with open(f"/proc/{daemon.process.pid}/status") as f:
+            rss_before = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+        fds_before = len(os.listdir(f"/proc/{daemon.process.pid}/fd"))
+        lines_before = daemon.log().count("\n")
+        for i in range(10000):
+            client = wire.WireClient(daemon.socket)
+            client.send(wire.hello("again"))
+            client.send(wire.subscribe("", mode=1))
+            client.close()  # without waiting for an answer
+        time.sleep(1.1)  # the next line written says how many were held back
+        probe = self.wire_client(daemon)
+        probe.start("probe", "{dport: 7000}")
+        wait_for(lambda: len(os.listdir(f"/proc/{daemon.process.pid}/fd")) == fds_before + 1,
+                 what="every closed connection's descriptor released")
+        with open(f"/proc/{daemon.process.pid}/status") as f:
+            rss_after = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+        self.assertLess(rss_after - rss_before, 16 * 1024, "memory grew with the reconnects")
+        # 30,000 session events, logged at most 100 lines a second.
+        self.assertLess(daemon.log().count("\n") - lines_before, 3000)
+        self.assertTrue("log lines about clients held back" in daemon.log())
+
+    def test_a_client_holding_a_hundred_thousand_packets_holds_its_bound(self):
+        daemon = self.daemon("""broker:
+  queues: [{num: 0, max_len: 16384}]
+  default_verdict: accept
+""", socket_options="max_timeout_ms: 60000")
+        client = self.wire_client(daemon)
+        client.start("hoarder", "{dport: 7000}", timeout_ms=60000)  # never answers
+        sink = UdpSink(self, "127.0.0.1", 7000)
+        send_udp("127.0.0.1", 7000, 100000)
+        sink.settle(quiet=1.0)
+        stats = daemon.stats()["queue"]
+        self.assertEqual(stats["outstanding"], 1024)  # max_outstanding
+        self.assertEqual(stats["outstanding_overflows"] + 1024, stats["packets"])
+        self.assertEqual(sink.count + 1024, stats["packets"])  # the rest took the fallback
+        self.assertEqual(daemon.stop(), 0)  # the 1024 get theirs at shutdown
+        self.assertEqual(sink.settle(), stats["packets"])
+
     def test_a_timeout_beyond_the_bound_is_refused(self):
         daemon = self.daemon(POLICY, socket_options="max_timeout_ms: 5000")
         client = self.wire_client(daemon)
