@@ -124,11 +124,12 @@ void BrokerQueue::start() {
 void BrokerQueue::on_packet(const PacketMeta& meta) {
   const Decision decision = dispatcher_.decide(meta);
   const SubscriptionTable& table = *subscriptions_;
-  if (decision.parsed && !table.observers.empty()) {
+  const bool to_clients = decision.parsed && !stopped_;  // packets drained at stop: policy alone
+  if (to_clients && !table.observers.empty()) {
     copy_to_observers(decision.meta, decision.view);
   }
   if (decision.hold_ms && hold(meta.packet_id, decision)) return;
-  if (decision.parsed && decision.offered_to_clients() && !table.deciders.empty()) {
+  if (to_clients && decision.offered_to_clients() && !table.deciders.empty()) {
     // Scratch vectors reused from packet to packet: no allocation once they have grown.
     candidates_.clear();
     for (const Subscription& s : table.deciders) {
@@ -522,7 +523,6 @@ void BrokerQueue::stop(std::function<void()> done) {
     stopped_ = true;
     reader_.stop();
     socket_.close_door(config_.fail_open);
-    subscriptions_ = std::make_shared<SubscriptionTable>();  // late packets: the policy alone
     reader_.drain(drain_limit);
     tracker_.release_all([this](const VerdictTracker::Pending& pending) {
       settled(pending);

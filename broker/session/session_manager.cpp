@@ -205,6 +205,9 @@ void SessionManager::on_accept(const boost::system::error_code& error,
     accept_later(error);
     return;
   }
+  if (accept_failures_ > 1)
+    spdlog::warn("clients: accept failed {} more times", accept_failures_ - 1);
+  accept_failures_ = 0;
   ucred peer{};
   socklen_t size = sizeof peer;
   if (getsockopt(socket.native_handle(), SOL_SOCKET, SO_PEERCRED, &peer, &size) != 0) {

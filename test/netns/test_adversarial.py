@@ -12,7 +12,7 @@ import time
 
 import wire
 from netns import (ClientProcess, NetnsTestCase, UdpSink, kernel_queues, main, mark_ports,
-                   run, send_udp, wait_for)
+                   run, sanitized, send_udp, wait_for, without_asan_quarantine)
 
 POLICY = """broker:
   queues: [{num: 0, max_len: 8192}]
@@ -184,6 +184,7 @@ clients:
         self.assertEqual(stats["netlink_errors"], 0)
 
     def test_a_client_reconnecting_ten_thousand_times_leaves_nothing_behind(self):
+        without_asan_quarantine(self)
         daemon = self.daemon(POLICY, log_level="info")
         with open(f"/proc/{daemon.process.pid}/status") as f:
             rss_before = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
@@ -207,8 +208,9 @@ clients:
         self.assertTrue("log lines about clients held back" in daemon.log())
 
     def test_a_client_holding_a_hundred_thousand_packets_holds_its_bound(self):
+        # Not fail-open: what the kernel queue cannot take is dropped, not let through unseen.
         daemon = self.daemon("""broker:
-  queues: [{num: 0, max_len: 16384}]
+  queues: [{num: 0, max_len: 16384, fail_open: false}]
   default_verdict: accept
 """, socket_options="max_timeout_ms: 60000")
         client = self.wire_client(daemon)
@@ -266,6 +268,7 @@ clients:
 
     def test_idle_connections_hold_no_receive_buffer(self):
         # Each connection held a 256 KiB receive buffer: 600 idle ones cost 150 MiB.
+        without_asan_quarantine(self)
         daemon = self.daemon(POLICY, socket_options="max_sessions: 1000")
 
         def rss_kib():
@@ -294,6 +297,10 @@ clients:
         self.assertEqual(sum("max_sessions_per_uid" in l for l in lines), 1)
 
     def test_out_of_descriptors_the_broker_backs_off_and_recovers(self):
+        if sanitized():
+            # The sanitizers' checks open pipes of their own (to test that memory is readable)
+            # and report false errors when none can be opened: the release build runs this.
+            self.skipTest("a process out of descriptors cannot be checked by the sanitizers")
         daemon = self.daemon(POLICY, log_level="info")
         run("prlimit", f"--pid={daemon.process.pid}", "--nofile=48:48")
         hogs = []
@@ -314,10 +321,13 @@ clients:
         hogs = [socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(80)]
         for hog in hogs:
             hog.connect(daemon.socket)
-        wait_for(lambda: daemon.log().count("accept failed") > failures, what="a new back-off")
-        self.assertEqual(daemon.stop(), 0)
-        for hog in hogs:
+        wait_for(lambda: len(os.listdir(f"/proc/{daemon.process.pid}/fd")) >= 47,
+                 what="the broker out of descriptors again")
+        time.sleep(0.2)
+        daemon.send(signal.SIGTERM)
+        for hog in hogs:  # a sanitizer's exit checks need descriptors too
             hog.close()
+        self.assertEqual(daemon.process.wait(timeout=20), 0)
 
     def test_a_client_name_cannot_inject_log_lines(self):
         daemon = self.daemon(POLICY)

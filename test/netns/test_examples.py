@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 
 from netns import NetnsTestCase, UdpSink, main, run, send_udp, wait_for
@@ -55,8 +56,11 @@ class Examples(NetnsTestCase):
         workers = [self.start("balance_worker", daemon.socket, f"w{i}") for i in range(2)]
         wait_for(lambda: daemon.log().count("subscription") == 2, what="both workers")
         sink = UdpSink(self, "127.0.0.1", 7000)
-        for _ in range(16):
-            send_udp("127.0.0.1", 7000, 3)  # each call is a new source port: a new flow
+        for i in range(16):  # 16 flows: 16 source ports (random ones may repeat)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+                sender.bind(("127.0.0.1", 41000 + i))
+                for _ in range(3):
+                    sender.sendto(b"x" * 64, ("127.0.0.1", 7000))
         self.assertEqual(sink.settle(48), 48)
         flows = []
         for w in workers:

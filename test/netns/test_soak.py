@@ -12,7 +12,8 @@ import socket
 import threading
 import time
 
-from netns import (ClientProcess, NetnsTestCase, UdpSink, kernel_queues, main, run, wait_for)
+from netns import (ClientProcess, NetnsTestCase, UdpSink, kernel_queues, main, run, wait_for,
+                   without_asan_quarantine)
 
 HOLD_ALL = os.environ.get("HOLD_ALL_PLUGIN", "")
 POLICY = f"""broker:
@@ -61,9 +62,7 @@ class Soak(NetnsTestCase):
     def test_invariants_hold_under_chaos(self):
         minutes = float(os.environ.get("SOAK_MINUTES", "1"))
         seconds = minutes * 60
-        # Under AddressSanitizer freed memory waits in a quarantine that would read as growth.
-        os.environ["ASAN_OPTIONS"] = ":".join(
-            filter(None, [os.environ.get("ASAN_OPTIONS"), "quarantine_size_mb=0"]))
+        without_asan_quarantine(self)
         daemon = self.daemon(POLICY.replace("{hold}", "50"), log_level="info",
                              socket_options="max_timeout_ms: 60000")
         baseline_fds = resources(daemon.process.pid)[1]

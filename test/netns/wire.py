@@ -83,8 +83,8 @@ class WireClient:
 
     def __init__(self, path, timeout=5.0):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.connect(path)  # blocking: waits while the broker's backlog is full
         self.sock.settimeout(timeout)
-        self.sock.connect(path)
         self.packets = []  # PACKETs read while waiting for something else
 
     def send(self, datagram):
