@@ -128,14 +128,17 @@ class WireClient:
         return taken
 
     def closed(self, timeout=5.0):
-        """True once the broker has closed the connection (messages before that are skipped)."""
+        """True once the broker has closed the connection (messages before that are skipped).
+        A broker that closes with messages of ours unread resets the connection instead."""
         self.sock.settimeout(timeout)
         try:
             while True:
                 data = self.sock.recv(1 << 18)
                 if not data:
                     return True
-        except (socket.timeout, ConnectionResetError):
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
             return False
 
     def close(self):
