@@ -6,9 +6,14 @@ namespace pktbroker {
 
 PacketToken VerdictTracker::track(const Pending& pending) {
   const PacketToken token = (static_cast<PacketToken>(queue_) << 48) | next_sequence_++;
-  pending_.emplace(token, pending);
+  Pending& entry = pending_.emplace(token, pending).first->second;
   by_deadline_.emplace(pending.deadline, token);
-  packet_ids_.insert(pending.packet_id);
+  entry.out_of_order = newest_id_ && IdOrder{}(pending.packet_id, *newest_id_);
+  if (entry.out_of_order) {
+    out_of_order_ids_.insert(pending.packet_id);
+  } else {
+    newest_id_ = pending.packet_id;
+  }
   return token;
 }
 
@@ -20,13 +25,16 @@ VerdictTracker::ResolveResult VerdictTracker::take(PacketToken token, SessionId 
   out = std::move(found->second);
   by_deadline_.erase({out.deadline, token});
   pending_.erase(found);
-  forget_packet_id(out.packet_id);
+  forget_order(out);
   return ResolveResult::resolved;
 }
 
 std::optional<std::uint32_t> VerdictTracker::oldest_packet_id() const noexcept {
-  if (packet_ids_.empty()) return std::nullopt;
-  return *packet_ids_.begin();
+  if (pending_.empty()) return std::nullopt;
+  const std::uint32_t first = pending_.begin()->second.packet_id;
+  if (out_of_order_ids_.empty()) return first;
+  const std::uint32_t apart = *out_of_order_ids_.begin();
+  return IdOrder{}(apart, first) ? apart : first;
 }
 
 std::optional<Clock::time_point> VerdictTracker::next_deadline() const noexcept {

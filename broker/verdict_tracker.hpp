@@ -36,6 +36,8 @@ class VerdictTracker {
     Verdict fallback;
     Clock::time_point deadline;
     std::shared_ptr<ChainState> chain;  ///< set when other subscribers may still take it
+    /// Set by track(): an id older than one tracked before it (a chain `pass` re-tracks).
+    bool out_of_order = false;
   };
   enum class ResolveResult : std::uint8_t { resolved, unknown_token, not_owner };
 
@@ -55,7 +57,7 @@ class VerdictTracker {
       const auto found = pending_.find(token);
       Pending pending = std::move(found->second);
       pending_.erase(found);
-      forget_packet_id(pending.packet_id);
+      forget_order(pending);
       expired(pending);
     }
   }
@@ -71,7 +73,7 @@ class VerdictTracker {
       by_deadline_.erase({it->second.deadline, it->first});
       Pending pending = std::move(it->second);
       it = pending_.erase(it);
-      forget_packet_id(pending.packet_id);
+      forget_order(pending);
       released(pending);
     }
   }
@@ -82,7 +84,7 @@ class VerdictTracker {
     auto all = std::move(pending_);
     pending_.clear();
     by_deadline_.clear();
-    packet_ids_.clear();
+    out_of_order_ids_.clear();
     for (auto& [token, pending] : all) released(pending);
   }
 
@@ -98,17 +100,22 @@ class VerdictTracker {
   std::uint64_t next_sequence_ = 1;
   std::map<PacketToken, Pending> pending_;  // token order is arrival order
   std::set<std::pair<Clock::time_point, PacketToken>> by_deadline_;
-  /// Kernel ids of the entries, in the kernel's (wrapping) order.
+  // Kernel ids arrive in order, so entries tracked in order have ascending ids and the first
+  // of them by token holds the lowest. Only entries tracked again after newer ones (a chain
+  // `pass`) are kept apart, in the kernel's wrapping order: no allocation per packet for that.
   struct IdOrder {
     bool operator()(std::uint32_t a, std::uint32_t b) const noexcept {
       return static_cast<std::int32_t>(a - b) < 0;
     }
   };
-  std::multiset<std::uint32_t, IdOrder> packet_ids_;
+  std::optional<std::uint32_t> newest_id_;
+  std::multiset<std::uint32_t, IdOrder> out_of_order_ids_;
 
-  void forget_packet_id(std::uint32_t packet_id) noexcept {
-    if (const auto found = packet_ids_.find(packet_id); found != packet_ids_.end()) {
-      packet_ids_.erase(found);
+  void forget_order(const Pending& pending) noexcept {
+    if (!pending.out_of_order) return;
+    if (const auto found = out_of_order_ids_.find(pending.packet_id);
+        found != out_of_order_ids_.end()) {
+      out_of_order_ids_.erase(found);
     }
   }
 };

@@ -47,8 +47,8 @@ struct SocketConfig {
   std::uint32_t hello_timeout_ms = 5000;    ///< a connection must say HELLO within this
   std::uint32_t max_timeout_ms = 60'000;    ///< the longest a subscription may hold a packet
   std::uint32_t max_outstanding = 1024;     ///< packets one session holds undecided
-  /// Packets all sessions of one non-root uid hold undecided; never more than half of the
-  /// shortest kernel queue (max_len), so one user cannot fill a queue.
+  /// Packets all sessions of one non-root uid hold undecided. (All non-root sessions together
+  /// hold at most half of each queue's max_len, so clients cannot fill a queue.)
   std::uint32_t max_outstanding_per_uid = 1024;
 };
 

@@ -238,11 +238,7 @@ void SessionManager::on_accept(const boost::system::error_code& error,
     limits.allowed = grant->allowed;
     limits.grant_key = grant->key;
     limits.uid_outstanding = uid_outstanding(peer.uid);
-    std::uint32_t per_uid = config.max_outstanding_per_uid;
-    for (const QueueConfig& queue : policy_->broker().queues) {
-      per_uid = std::min(per_uid, std::max<std::uint32_t>(queue.max_len / 2, 1));
-    }
-    limits.max_uid_outstanding = per_uid;
+    limits.max_uid_outstanding = config.max_outstanding_per_uid;
   }
   limits.queue_limit = config.queue_limit;
   limits.max_outstanding = config.max_outstanding;

@@ -128,3 +128,17 @@ TEST_CASE("the oldest pending kernel id follows the kernel's wrapping order") {
   tracker.track({2, 1, accept, t0 + 1s, nullptr});
   CHECK(tracker.oldest_packet_id() == 0xffffffffU);
 }
+
+TEST_CASE("a re-tracked packet first in token order still yields the lowest id") {
+  VerdictTracker tracker(0);
+  const PacketToken a = tracker.track({100, 1, accept, t0 + 1s, nullptr});
+  const PacketToken b = tracker.track({101, 1, accept, t0 + 1s, nullptr});
+  tracker.track({102, 1, accept, t0 + 1s, nullptr});
+  VerdictTracker::Pending taken;
+  REQUIRE(tracker.take(b, 1, taken) == Result::resolved);
+  tracker.track({101, 2, accept, t0 + 1s, nullptr});  // 101 passed on: tracked after 102
+  REQUIRE(tracker.take(a, 1, taken) == Result::resolved);
+  CHECK(tracker.oldest_packet_id() == 101U);  // first by token is 102; 101 waits apart
+  tracker.track({103, 1, accept, t0 + 1s, nullptr});
+  CHECK(tracker.oldest_packet_id() == 101U);
+}
