@@ -387,6 +387,55 @@ clients:
         stats = daemon.stats()["queue"]
         self.assertEqual(stats["fallbacks_outside_grant"], 5)
 
+    def test_a_limited_client_may_rewrite_inside_its_grant_but_not_out_of_it(self):
+        daemon = self.daemon(POLICY + """clients:
+  - {user: nobody, roles: [verdict], allowed: {proto: udp, dport: 6300}}
+""")
+        nobody_may_connect(daemon)
+        inside, outside, moved_to = (UdpSink(self, "127.0.0.1", port) for port in (6300, 6301,
+                                                                                   6302))
+        shouter = ClientProcess(self, daemon, name="shouter", user="nobody", uppercase=1,
+                                fallback="drop", clash="chain")
+        shouter.wait_line("ready")
+        send_udp("127.0.0.1", 6300, 5, payload=b"quiet")
+        self.assertEqual(inside.settle(5), 5)
+        self.assertEqual(set(inside.payloads), {b"QUIET"})  # the rewrite stays in the grant
+        shouter.kill()
+        # Sending the packet to another port (a port the grant does not cover) is refused: the
+        # packet takes the fallback (drop) and reaches neither port.
+        mover = ClientProcess(self, daemon, name="mover", user="nobody", rewrite_dport=6302,
+                              fallback="drop", clash="chain")
+        mover.wait_line("ready")
+        send_udp("127.0.0.1", 6300, 5)
+        wait_for(lambda: daemon.stats()["queue"]["fallbacks_outside_grant"] == 5,
+                 what="five refused rewrites")
+        self.assertEqual(moved_to.settle(), 0)
+        self.assertEqual(inside.settle(), 5)
+        self.assertEqual(outside.count, 0)
+        self.assertIn("outside this session's grant", mover.wait_line("error"))
+
+    def test_connections_refused_at_accept_are_bounded(self):
+        # A user with no grant opens 300 connections and never says HELLO: each waits for it to
+        # be told why, but at most 64 wait at once; the rest are closed at once.
+        daemon = self.daemon(POLICY)
+        nobody_may_connect(daemon)
+        baseline = len(os.listdir(f"/proc/{daemon.process.pid}/fd"))
+        script = ("import socket,sys,time\n"
+                  "s=[socket.socket(socket.AF_UNIX,socket.SOCK_SEQPACKET) for _ in range(300)]\n"
+                  f"[x.connect('{daemon.socket}') for x in s]\n"
+                  "print('connected',flush=True)\ntime.sleep(30)\n")
+        hog = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                "python3", "-c", script], stdout=subprocess.PIPE, text=True)
+        self.addCleanup(hog.wait)
+        self.addCleanup(hog.kill)
+        self.assertEqual(hog.stdout.readline().strip(), "connected")
+        time.sleep(0.5)
+        held = len(os.listdir(f"/proc/{daemon.process.pid}/fd")) - baseline
+        self.assertLessEqual(held, 64)
+        self.assertGreater(held, 0)
+        client = self.wire_client(daemon)  # root still gets in
+        client.start("root", "")
+
     def test_a_reload_that_changes_a_grant_closes_its_sessions(self):
         grant = "clients:\n  - {user: nobody, roles: [verdict], allowed: {mark: %d}}\n"
         daemon = self.daemon(POLICY + grant % 1)

@@ -7,7 +7,8 @@
 // die-after (exit at once, without verdicts, after N packets), stall (never read),
 // foreign-token (send a verdict for this token first), batch (read up to N packets at a time
 // with next_packets and answer them with one verdicts call; batch-delay-ms waits before each
-// read so packets pile up), uppercase (upper-case the UDP payload:
+// read so packets pile up), rewrite-dport (send the packet back to this UDP port instead:
+// a replacement that moves it), uppercase (upper-case the UDP payload:
 // a replacement-payload verdict), quiet (no per-packet lines), bad-payload (answer with a
 // malformed replacement), raw (send these hex bytes as a
 // datagram and print the answer).
@@ -179,10 +180,17 @@ int main(int argc, char** argv) {
     if (!option("bad-payload").empty()) {  // four bytes that are no IP packet
       const std::uint8_t garbage[] = {0x45, 0, 0, 99};
       client.verdict(packet.info().token, proto::VerdictCode::accept, mark, garbage);
-    } else if (!option("uppercase").empty() && view.has_ports) {
+    } else if ((!option("uppercase").empty() || !option("rewrite-dport").empty()) &&
+               view.has_ports) {
       std::vector<std::uint8_t> bytes(packet.payload().begin(), packet.payload().end());
-      for (std::size_t i = view.payload_offset; i < bytes.size(); ++i) {
-        bytes[i] = static_cast<std::uint8_t>(std::toupper(bytes[i]));
+      if (!option("uppercase").empty()) {
+        for (std::size_t i = view.payload_offset; i < bytes.size(); ++i) {
+          bytes[i] = static_cast<std::uint8_t>(std::toupper(bytes[i]));
+        }
+      } else {
+        const auto port = static_cast<std::uint16_t>(number("rewrite-dport", 0));
+        bytes[view.l4_offset + 2] = static_cast<std::uint8_t>(port >> 8);
+        bytes[view.l4_offset + 3] = static_cast<std::uint8_t>(port & 0xff);
       }
       bytes[view.l4_offset + 6] = 0;  // UDP over IPv4: checksum 0 means none
       bytes[view.l4_offset + 7] = 0;
