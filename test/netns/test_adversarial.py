@@ -146,7 +146,8 @@ rules:
 
     def test_non_root_clients_together_hold_at_most_half_a_queue(self):
         # Two users, each within its own bound, must still not fill the queue between them.
-        run("useradd", "--system", "--no-create-home", "pktbtestuser")
+        run("userdel", "pktbtestuser", check=False)  # left by a run that was killed
+        run("useradd", "--system", "--no-create-home", "--user-group", "pktbtestuser")
         self.addCleanup(run, "userdel", "pktbtestuser", check=False)
         daemon = self.daemon("""broker:
   queues: [{num: 0, max_len: 64, fail_open: true}]
@@ -462,6 +463,7 @@ clients:
         self.assertEqual(sink.settle(5), 5)  # the policy's accept, not the stalled fallback
 
     def test_a_supplementary_group_is_granted(self):
+        run("groupdel", "pktbtestgrp", check=False)  # left by a run that was killed
         run("groupadd", "--system", "pktbtestgrp")
         self.addCleanup(run, "groupdel", "pktbtestgrp", check=False)
         daemon = self.daemon(POLICY + "clients:\n  - {group: pktbtestgrp, roles: [observe]}\n")

@@ -109,6 +109,7 @@ class Soak(NetnsTestCase):
                 curve.append((round(time.monotonic() - start), *resources(daemon.process.pid)))
                 next_sample += max(5.0, seconds / 12)
         sender.join()
+        self.assertGreaterEqual(time.monotonic() - start, seconds - 1, "the sender stopped early")
         time.sleep(0.5)
         for client in clients:  # SIGCONT any still stopped, then let them go
             client.process.send_signal(signal.SIGCONT)
@@ -131,6 +132,14 @@ class Soak(NetnsTestCase):
               f"{stats['disconnect_fallbacks']}, held by the plugin {flows['held']}")
         self.assertEqual(stats["packets"], sum(sent.values()))
         self.assertEqual(verdicts, stats["packets"], "a packet got no verdict, or two")
+        # The split as well as the sum: a lost verdict and a doubled one would cancel out.
+        self.assertEqual(stats["dropped"], sent[DROP_PORT])
+        self.assertEqual(stats["accepted"], sent[CLIENT_PORT] + sent[HOLD_PORT])
+        # The chaos happened.
+        self.assertGreater(min(events.values()), 0, events)
+        self.assertGreater(stats["disconnect_fallbacks"], 0)
+        self.assertGreater(flows["held"], 0)
+        self.assertNotIn("reload failed", daemon.log())
         self.assertEqual(stats["outstanding"], 0)
         self.assertEqual(stats["netlink_errors"], 0)
         self.assertEqual(arrived[CLIENT_PORT], sent[CLIENT_PORT])
