@@ -99,11 +99,11 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
     if (inspected.ct_state == CtState::none) inspected.ct_state = inspection.state;
     if (policy_->uses_dst_name()) {
       try {
-        dst_name_ = inspector_->name_of(decision.view.dst, now);
-      } catch (...) {  // allocation failure: the name is unknown
-        dst_name_.clear();
+        dst_names_ = inspector_->names_of(decision.view.dst, now);
+      } catch (...) {  // allocation failure: the names are unknown
+        dst_names_.clear();
       }
-      inspected.dst_name = dst_name_;
+      inspected.dst_names = dst_names_;
     }
   }
 

@@ -83,7 +83,7 @@ class Dispatcher {
   std::uint16_t queue_;
   std::shared_ptr<const Policy> policy_;
   FlowInspector* inspector_;
-  std::string dst_name_;  ///< what the last decision's meta.dst_name views
+  std::vector<std::string> dst_names_;  ///< what the last decision's meta.dst_names views
   QueueCounters counters_;
   std::vector<RuleStats> rules_;  // parallel to policy_->rules()
 };

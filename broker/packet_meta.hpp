@@ -29,8 +29,8 @@ struct PacketMeta {
   std::span<const std::uint8_t> payload;  ///< captured bytes, starting at the network header
   /// Fields plugins published for this packet's flow ("dns.qname" -> value); empty without.
   std::span<const std::pair<std::string, std::string>> fields;
-  /// The name DNS last gave out for the destination address (dst_name:); empty when unknown.
-  std::string_view dst_name;
+  /// The names DNS gave out the destination address for (dst_name:); empty when unknown.
+  std::span<const std::string> dst_names;
 };
 
 }  // namespace pktbroker

@@ -75,6 +75,7 @@ void add_stats_entries(const QueueSnapshot& s, std::vector<proto::StatsEntry>& e
     add("flows_expired", f.flows.expired);
     add("flows_evicted", f.flows.evicted);
     add("flows_ignored", f.ignored_flows);
+    add("dns_names_refused", f.names_refused);
     add("plugin_calls", f.plugin_calls);
     add("plugin_verdicts", c.plugin_verdicts);
     add("expectations", f.pending_expectations);

@@ -201,7 +201,8 @@ void FlowInspector::clear() noexcept {
 }
 
 InspectorCounters FlowInspector::counters() const noexcept {
-  return {table_.counters(), table_.size(), table_.expectations(), plugin_calls_, ignored_flows_};
+  return {table_.counters(), table_.size(),  table_.expectations(),
+          plugin_calls_,     ignored_flows_, names_refused_};
 }
 
 int FlowInspector::set_field(const Plugin& plugin, std::string_view field, std::string_view value) {
@@ -242,14 +243,15 @@ int FlowInspector::expect(const Plugin& /*plugin*/, const pktb_tuple& pattern,
   }
 }
 
-std::string FlowInspector::name_of(const IpAddress& address, Clock::time_point now) const {
+std::vector<std::string> FlowInspector::names_of(const IpAddress& address,
+                                                 Clock::time_point now) const {
   return names_->lookup(address, now);
 }
 
 int FlowInspector::remember_name(const Plugin& /*plugin*/, const IpAddress& address,
                                  std::string_view name, std::uint32_t ttl_s) {
   try {
-    names_->remember(address, name, ttl_s, now_);
+    if (!names_->remember(address, name, ttl_s, now_)) ++names_refused_;
     return 0;
   } catch (...) {
     return -1;

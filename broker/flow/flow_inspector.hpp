@@ -33,6 +33,7 @@ struct InspectorCounters {
   std::size_t pending_expectations = 0;
   std::uint64_t plugin_calls = 0;
   std::uint64_t ignored_flows = 0;  ///< flow_open declined
+  std::uint64_t names_refused = 0;  ///< DNS names not kept: the address had max_names live
 };
 
 /// Lives on its queue's executor.
@@ -77,8 +78,9 @@ class FlowInspector final : private CallSink {
   void clear() noexcept;
 
   [[nodiscard]] InspectorCounters counters() const noexcept;
-  /// The name DNS last gave out for `address`, or "".
-  [[nodiscard]] std::string name_of(const IpAddress& address, Clock::time_point now) const;
+  /// The live names DNS gave `address` out for.
+  [[nodiscard]] std::vector<std::string> names_of(const IpAddress& address,
+                                                  Clock::time_point now) const;
 
  private:
   int set_field(const Plugin& plugin, std::string_view field, std::string_view value) override;
@@ -105,6 +107,7 @@ class FlowInspector final : private CallSink {
   std::vector<std::uint8_t> replacement_;
   std::uint64_t plugin_calls_ = 0;
   std::uint64_t ignored_flows_ = 0;
+  std::uint64_t names_refused_ = 0;
 };
 
 }  // namespace pktbroker

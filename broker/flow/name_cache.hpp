@@ -1,4 +1,4 @@
-// Which name each address was given out for, as plugins saw it in DNS answers, so rules can
+// Which names each address was given out for, as plugins saw them in DNS answers, so rules can
 // match `dst_name:` on later flows. Shared by every queue.
 #pragma once
 
@@ -12,6 +12,8 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace pktbroker {
 
@@ -23,14 +25,21 @@ class NameCache {
 
   explicit NameCache(std::size_t capacity = 65536) : capacity_(capacity) {}
 
-  /// The address answers for `name` until ttl_s seconds from `now` (kept 60 s to a day). At
-  /// capacity the least recently remembered address is forgotten.
-  void remember(const IpAddress& address, std::string_view name, std::uint32_t ttl_s,
+  /// Names one address keeps at once.
+  static constexpr std::size_t max_names = 8;
+
+  /// The address answers for `name` until ttl_s seconds from `now` (kept 60 s to a day). A
+  /// name never displaces another that has not expired: anyone may make a DNS zone answer with
+  /// any address, and a later answer must not rename it (`*.tracker.example` would stop
+  /// matching). Returns false when the address already has max_names live names (the new one
+  /// is not kept). At capacity the least recently remembered address is forgotten.
+  bool remember(const IpAddress& address, std::string_view name, std::uint32_t ttl_s,
                 Clock::time_point now);
 
-  /// The name the address was last given out for, or "" when none is known (or it expired).
-  /// Copies the name: another queue may replace it at any time.
-  [[nodiscard]] std::string lookup(const IpAddress& address, Clock::time_point now) const;
+  /// Every live name the address was given out for, oldest first; empty when none is known.
+  /// Copies: another queue may change them at any time.
+  [[nodiscard]] std::vector<std::string> lookup(const IpAddress& address,
+                                                Clock::time_point now) const;
 
   [[nodiscard]] std::size_t size() const;
 
@@ -39,9 +48,8 @@ class NameCache {
     std::size_t operator()(const IpAddress& address) const noexcept;
   };
   struct Entry {
-    std::string name;
-    Clock::time_point expires;
-    std::list<IpAddress>::iterator age;  ///< position in `order_`
+    std::vector<std::pair<std::string, Clock::time_point>> names;  ///< name, expiry
+    std::list<IpAddress>::iterator age;                            ///< position in `order_`
   };
 
   std::size_t capacity_;

@@ -127,7 +127,9 @@ bool MatchFields::holds(MatchField field, const PacketMeta& meta,
     case MatchField::icmp_type: return icmp_type_in(icmp_types, view);
     case MatchField::length:
       return meta.wire_length >= length->first && meta.wire_length <= length->second;
-    case MatchField::dst_name: return !meta.dst_name.empty() && dst_name->holds(meta.dst_name);
+    case MatchField::dst_name:
+      return std::any_of(meta.dst_names.begin(), meta.dst_names.end(),
+                         [this](const std::string& name) { return dst_name->holds(name); });
     case MatchField::plugin_fields:
       return std::all_of(plugin_fields.begin(), plugin_fields.end(),
                          [&](const FieldMatch& m) { return m.holds_in(meta); });

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <vector>
 
 using namespace pktbroker;
 using namespace pktbroker::test;
@@ -67,7 +68,7 @@ TEST_CASE("dns: only the server's answer to a query seen on its flow names an ad
   CHECK(driver.counter("dns", "unsolicited_answer") == 4);
   // The real answer, once; the same answer again is unsolicited.
   driver.send(datagram(53, 40002, dns_message(8, "WWW.test", true), true));
-  CHECK(driver.names->lookup(given_out(), now) == "www.test");
+  CHECK(driver.names->lookup(given_out(), now) == std::vector<std::string>{"www.test"});
   driver.send(datagram(53, 40002, dns_message(8, "www.test", true), true));
   CHECK(driver.counter("dns", "unsolicited_answer") == 5);
   CHECK(driver.counter("dns", "addresses") == 1);
