@@ -158,7 +158,11 @@ void BrokerQueue::on_packet(const PacketMeta& meta) {
   if (decision.offered_to_clients() && decision.verdict.kind == VerdictKind::drop) {
     dispatcher_.remember_drop(decision);
   }
-  settle(decision.flow, decision.verdict);
+  if ((decision.inspection.decision.flags & PKTB_DECISION_LEAVE_HELD) != 0) {
+    FlowInspector::record(decision.flow, decision.verdict);
+  } else {
+    settle(decision.flow, decision.verdict);
+  }
   finish(meta.packet_id, decision.verdict, decision.replacement);
 }
 
@@ -241,6 +245,14 @@ bool BrokerQueue::forget_held(std::uint64_t handle) {
   }
   held_.erase(found);
   return true;
+}
+
+void BrokerQueue::wake_plugin(std::shared_ptr<const Plugin> plugin) {
+  boost::asio::post(strand_, [this, plugin = std::move(plugin)] {
+    if (stopped_) return;
+    inspector_.fire_timers(*plugin, Clock::now());
+    flush();
+  });
 }
 
 // Idle flows, stale expectations and plugin timers, once a second or at the next timer.

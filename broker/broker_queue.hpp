@@ -62,6 +62,8 @@ class BrokerQueue {
   /// The session went away: every packet it owns takes its fallback now.
   void release_session(SessionId session);
   void snapshot(std::function<void(QueueSnapshot)> done);
+  /// pktb_host::wake: the timers of `plugin`'s flows on this queue fire now.
+  void wake_plugin(std::shared_ptr<const Plugin> plugin);
   /// Stops reading, verdicts every packet already handed to us, unbinds, then calls `done`.
   void stop(std::function<void()> done);
 

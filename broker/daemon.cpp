@@ -3,9 +3,11 @@
 #include "broker/policy_plugins.hpp"
 #include "broker/stats_report.hpp"
 
+#include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/executor_work_guard.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <thread>
 
@@ -25,10 +27,16 @@ Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> 
   }
   std::vector<BrokerQueue*> queues;
   for (auto& queue : queues_) queues.push_back(queue.get());
-  ControlHandler control{[this](std::function<void(std::vector<QueueSnapshot>)> done) {
-                           collect_stats(0, {}, std::move(done));
-                         },
-                         [this] { return reload(); }, [this] { return plugin_counters(); }};
+  ControlHandler control{.collect_stats =
+                             [this](std::function<void(std::vector<QueueSnapshot>)> done) {
+                               collect_stats(0, {}, std::move(done));
+                             },
+                         .reload = [this] { return reload(); },
+                         .plugin_counters = [this] { return plugin_counters(); },
+                         .plugin_command =
+                             [this](const std::string& name, const std::vector<std::string>& args) {
+                               return plugin_command(name, args);
+                             }};
   sessions_ = std::make_unique<SessionManager>(io_, std::move(queues), policy_, std::move(control));
   sessions_->start();
 }
@@ -36,6 +44,7 @@ Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> 
 int Daemon::run() {
   auto work = boost::asio::make_work_guard(io_);
   for (auto& queue : queues_) queue->start();
+  set_wakers(*plugins_);
   do_wait_signal();
   std::string bound;
   for (const auto& queue : queues_)
@@ -98,11 +107,43 @@ std::pair<bool, std::string> Daemon::reload() {
                  next_plugins->plugins().size());
   }
   policy_ = next;
+  if (next_plugins != plugins_) set_wakers(*next_plugins);
   plugins_ = next_plugins;
   for (auto& queue : queues_) queue->set_policy(next, next_plugins);
   sessions_->set_policy(next);
   spdlog::info("policy reloaded: {} rules from {}", next->rules().size(), config_file_.string());
   return {true, {}};
+}
+
+void Daemon::set_wakers(const PluginSet& plugins) {
+  for (const auto& plugin : plugins.plugins()) {
+    plugin->set_waker([this, weak = std::weak_ptr<const Plugin>(plugin)] {
+      const std::lock_guard lock(wake_mutex_);
+      const auto plugin = weak.lock();  // null while the plugin shuts down
+      if (wakes_stopped_ || !plugin) return;
+      for (auto& queue : queues_) queue->wake_plugin(plugin);
+    });
+  }
+}
+
+std::pair<bool, std::string> Daemon::plugin_command(const std::string& name,
+                                                    const std::vector<std::string>& args) {
+  std::shared_ptr<const PluginSet> plugins;
+  {
+    std::lock_guard lock(reload_mutex_);
+    plugins = plugins_;
+  }
+  const auto printable = [](const std::string& text) {
+    return std::all_of(text.begin(), text.end(), [](char c) { return c >= 0x20 && c != 0x7f; });
+  };
+  if (!printable(name) || !std::all_of(args.begin(), args.end(), printable)) {
+    return {false, "a plugin command and its arguments must be printable text"};
+  }
+  const auto plugin = plugins->find(name);
+  if (!plugin) return {false, "no plugin named '" + name + "' is loaded"};
+  auto [ok, text] = plugin->command(args);
+  spdlog::info("plugin {} command '{}': {}", name, fmt::join(args, " "), ok ? "done" : "refused");
+  return {ok, std::move(text)};
 }
 
 std::vector<PluginCounters> Daemon::plugin_counters() {
@@ -152,6 +193,10 @@ void Daemon::shutdown() {
   if (stopping_) return;
   stopping_ = true;
   spdlog::info("shutting down: verdicting packets in flight and unbinding");
+  {
+    const std::lock_guard lock(wake_mutex_);  // a plugin's thread may wake it while queues stop
+    wakes_stopped_ = true;
+  }
   boost::system::error_code ignored;
   signals_.cancel(ignored);
   sessions_->stop();

@@ -34,11 +34,19 @@ class Daemon {
   std::pair<bool, std::string> reload();
   void report_stats();
   std::vector<PluginCounters> plugin_counters();
+  /// An operator's command for a loaded plugin (`pktbrokerctl plugin`).
+  std::pair<bool, std::string> plugin_command(const std::string& name,
+                                              const std::vector<std::string>& args);
+  /// Makes pktb_host::wake of each plugin fire its flows' timers on every queue.
+  void set_wakers(const PluginSet& plugins);
   void collect_stats(std::size_t index, std::vector<QueueSnapshot> collected,
                      std::function<void(std::vector<QueueSnapshot>)> done);
   void shutdown();
 
   std::filesystem::path config_file_;
+  // Before the plugins and queues: a plugin's own thread may call wake until it is unloaded.
+  std::mutex wake_mutex_;
+  bool wakes_stopped_ = false;
   std::shared_ptr<const Policy> policy_;      // touched only under reload_mutex_
   std::shared_ptr<const PluginSet> plugins_;  // outlives the queues (declared before them)
   std::shared_ptr<NameCache> names_ = std::make_shared<NameCache>();  // DNS answers, all queues

@@ -120,6 +120,8 @@ Inspection FlowInspector::inspect(const PacketMeta& meta, const PacketView& view
   packet.direction = static_cast<std::uint8_t>(found.direction);
   packet.mark = meta.mark;
   packet.id = packet_id;
+  packet.in_ifindex = meta.in_ifindex;
+  packet.out_ifindex = meta.out_ifindex;
   packet.timestamp_ns =
       static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                      std::chrono::system_clock::now().time_since_epoch())
@@ -189,6 +191,22 @@ void FlowInspector::maintain(Clock::time_point now) noexcept {
     current_ = nullptr;
   }
   table_.expire(now);
+}
+
+void FlowInspector::fire_timers(const Plugin& plugin, Clock::time_point now) noexcept {
+  for (auto it = timers_.upper_bound(now); it != timers_.end();) {
+    Flow* flow = table_.find(it->second);
+    if (flow == nullptr || !flow->plugin || flow->plugin->plugin.get() != &plugin) {
+      ++it;
+      continue;
+    }
+    // Due now: keyed again at `now`, before every timer still to come.
+    auto node = timers_.extract(it++);
+    node.key() = now;
+    flow->plugin->timer = now;
+    timers_.insert(std::move(node));
+  }
+  maintain(now);
 }
 
 std::optional<Clock::time_point> FlowInspector::next_timer() const noexcept {

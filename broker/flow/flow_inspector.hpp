@@ -74,6 +74,8 @@ class FlowInspector final : private CallSink {
   /// Idle flows, stale expectations, due plugin timers.
   void maintain(Clock::time_point now) noexcept;
   [[nodiscard]] std::optional<Clock::time_point> next_timer() const noexcept;
+  /// The timers set by `plugin`'s flows fire now (pktb_host::wake).
+  void fire_timers(const Plugin& plugin, Clock::time_point now) noexcept;
   /// Closes every flow (shutdown).
   void clear() noexcept;
 

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 #include <dlfcn.h>
@@ -10,8 +11,9 @@
 namespace pktbroker {
 namespace {
 
-constexpr std::uint32_t known_decision_flags = PKTB_DECISION_SET_MARK;
 constexpr std::uint32_t max_hold_ms = 60'000;
+/// The descriptor of an ABI 1 plugin ends before on_command.
+constexpr std::size_t abi1_descriptor_size = offsetof(pktb_plugin, on_command);
 
 int call_set_field(pktb_call* call, const char* field, const char* value, std::size_t len) {
   if (call == nullptr || field == nullptr || (value == nullptr && len != 0)) return -1;
@@ -67,14 +69,17 @@ Plugin::Plugin(const PluginSpec& spec) : name_(spec.name), path_(spec.path), con
   if (entry == nullptr) fail("no " PKTB_PLUGIN_ENTRY " symbol: not a pktbroker plugin");
   descriptor_ = reinterpret_cast<pktb_plugin_entry_fn>(entry)();
   if (descriptor_ == nullptr) fail(PKTB_PLUGIN_ENTRY " returned no descriptor");
-  if (descriptor_->abi_version != PKTB_PLUGIN_ABI_VERSION) {
-    fail("built for plugin ABI " + std::to_string(descriptor_->abi_version) +
-         ", this host speaks ABI " + std::to_string(PKTB_PLUGIN_ABI_VERSION) +
+  abi_ = descriptor_->abi_version;
+  if (abi_ < PKTB_PLUGIN_ABI_VERSION_MIN || abi_ > PKTB_PLUGIN_ABI_VERSION) {
+    fail("built for plugin ABI " + std::to_string(abi_) + ", this host speaks ABI " +
+         std::to_string(PKTB_PLUGIN_ABI_VERSION_MIN) + " to " +
+         std::to_string(PKTB_PLUGIN_ABI_VERSION) +
          ": rebuild it against this pktbroker's plugin.h");
   }
-  if (descriptor_->struct_size < sizeof(pktb_plugin)) {
+  const std::size_t needed = abi_ == 1 ? abi1_descriptor_size : sizeof(pktb_plugin);
+  if (descriptor_->struct_size < needed) {
     fail("its descriptor is " + std::to_string(descriptor_->struct_size) + " bytes, ABI " +
-         std::to_string(PKTB_PLUGIN_ABI_VERSION) + " needs " + std::to_string(sizeof(pktb_plugin)));
+         std::to_string(abi_) + " needs " + std::to_string(needed));
   }
   const std::string own_name = descriptor_->name != nullptr ? descriptor_->name : "";
   if (!valid_plugin_name(own_name)) {
@@ -109,9 +114,9 @@ Plugin::Plugin(const PluginSpec& spec) : name_(spec.name), path_(spec.path), con
   }
 
   host_.self = this;
-  host_.host =
-      pktb_host{sizeof(pktb_host), host_log,    host_counter, host_count,     host_config,
-                call_set_field,    call_expect, call_release, call_set_timer, call_remember_name};
+  host_.host = pktb_host{sizeof(pktb_host), host_log,           host_counter, host_count,
+                         host_config,       call_set_field,     call_expect,  call_release,
+                         call_set_timer,    call_remember_name, host_wake};
   if (descriptor_->init != nullptr) {
     const char* error = nullptr;
     try {
@@ -177,6 +182,41 @@ void Plugin::host_count(const pktb_host* host, std::uint32_t counter, std::uint6
   from(host).counter_values_[counter].fetch_add(n, std::memory_order_relaxed);
 }
 
+void Plugin::host_wake(const pktb_host* host) noexcept {
+  if (host == nullptr) return;
+  Plugin& self = from(host);
+  try {
+    const std::lock_guard lock(self.waker_mutex_);
+    if (self.waker_) self.waker_();
+  } catch (...) {  // the timers still fire when they are due
+  }
+}
+
+void Plugin::set_waker(std::function<void()> waker) const {
+  const std::lock_guard lock(waker_mutex_);
+  waker_ = std::move(waker);
+}
+
+std::pair<bool, std::string> Plugin::command(std::span<const std::string> args) const {
+  if (abi_ < 2 || descriptor_->on_command == nullptr) {
+    return {false, "plugin " + name_ + " takes no commands"};
+  }
+  std::vector<const char*> argv;
+  argv.reserve(args.size() + 1);
+  for (const std::string& arg : args) argv.push_back(arg.c_str());
+  argv.push_back(nullptr);
+  std::string reply(max_command_reply, '\0');
+  int status = 0;
+  try {
+    status = descriptor_->on_command(global_, args.size(), argv.data(), reply.data(), reply.size());
+  } catch (...) {
+    invalid_decisions_.fetch_add(1, std::memory_order_relaxed);
+    return {false, "plugin " + name_ + " failed on this command"};
+  }
+  reply.resize(std::min(reply.find('\0'), reply.size()));
+  return {status == 0, std::move(reply)};
+}
+
 const char* Plugin::host_config(const pktb_host* host, const char* key) noexcept {
   if (host == nullptr || key == nullptr) return nullptr;
   const auto& config = from(host).config_;
@@ -219,8 +259,10 @@ pktb_decision Plugin::call_on_packet(CallSink& sink, pktb_flow& flow,
 }
 
 bool Plugin::check(const pktb_decision& decision) const noexcept {
-  bool valid = decision.action <= PKTB_ACCEPT_MODIFIED &&
-               (decision.flags & ~known_decision_flags) == 0 && decision.hold_ms <= max_hold_ms;
+  const std::uint32_t known_flags =
+      abi_ >= 2 ? PKTB_DECISION_SET_MARK | PKTB_DECISION_LEAVE_HELD : PKTB_DECISION_SET_MARK;
+  bool valid = decision.action <= PKTB_ACCEPT_MODIFIED && (decision.flags & ~known_flags) == 0 &&
+               decision.hold_ms <= max_hold_ms;
   if (valid && decision.action == PKTB_ACCEPT_MODIFIED) {
     // The replacement goes to the kernel as the packet: it must be a whole IP packet.
     PacketView view;

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -59,6 +60,7 @@ class Plugin {
   static constexpr std::size_t max_counters = 32;
   static constexpr std::size_t max_flow_state = std::size_t{64} * 1024;
   static constexpr std::size_t max_field_length = 255;
+  static constexpr std::size_t max_command_reply = std::size_t{64} * 1024;
 
   explicit Plugin(const PluginSpec& spec);
   ~Plugin();
@@ -69,6 +71,8 @@ class Plugin {
   [[nodiscard]] const std::string& version() const noexcept { return version_; }
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
   [[nodiscard]] const pktb_plugin& descriptor() const noexcept { return *descriptor_; }
+  /// The ABI version the plugin was built for: members of later versions are absent.
+  [[nodiscard]] std::uint32_t abi() const noexcept { return abi_; }
   [[nodiscard]] const std::vector<std::string>& fields() const noexcept { return fields_; }
   [[nodiscard]] bool has_field(std::string_view field) const noexcept;
 
@@ -94,6 +98,12 @@ class Plugin {
   /// Masks `data` in place (resizing it); unchanged without the hook.
   void call_replay_mask(pktb_flow& flow, std::vector<std::uint8_t>& data) const noexcept;
 
+  /// Runs an operator's command (on_command): true and the answer, or false and why not.
+  std::pair<bool, std::string> command(std::span<const std::string> args) const;
+  /// What pktb_host::wake does: the broker sets it to fire the plugin's flow timers on each
+  /// queue; empty (replay, shutdown) makes wake do nothing.
+  void set_waker(std::function<void()> waker) const;
+
   /// Counters the plugin registered, by name; plus the host's invalid_decisions.
   [[nodiscard]] std::vector<std::pair<std::string, std::uint64_t>> counters() const;
   [[nodiscard]] std::uint64_t invalid_decisions() const noexcept {
@@ -112,6 +122,7 @@ class Plugin {
   static std::uint32_t host_counter(const pktb_host* host, const char* name) noexcept;
   static void host_count(const pktb_host* host, std::uint32_t counter, std::uint64_t n) noexcept;
   static const char* host_config(const pktb_host* host, const char* key) noexcept;
+  static void host_wake(const pktb_host* host) noexcept;
 
   std::string name_;
   std::string version_;
@@ -120,6 +131,7 @@ class Plugin {
   std::vector<std::string> fields_;
   void* handle_ = nullptr;
   const pktb_plugin* descriptor_ = nullptr;
+  std::uint32_t abi_ = 0;
   void* global_ = nullptr;
   HostBlock host_{};
 
@@ -127,6 +139,8 @@ class Plugin {
   std::vector<std::string> counter_names_;
   mutable std::array<std::atomic<std::uint64_t>, max_counters> counter_values_{};
   mutable std::atomic<std::uint64_t> invalid_decisions_{0};
+  mutable std::mutex waker_mutex_;  // wake may come from any thread, also the plugin's own
+  mutable std::function<void()> waker_;
 };
 
 }  // namespace pktbroker

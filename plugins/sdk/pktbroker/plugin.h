@@ -28,8 +28,17 @@
 extern "C" {
 #endif
 
-/** ABI version of this header. The host refuses plugins built against another version. */
-#define PKTB_PLUGIN_ABI_VERSION 1u
+/**
+ * ABI version of this header. The host loads plugins built for this version and for every
+ * version down to #PKTB_PLUGIN_ABI_VERSION_MIN; each version only appends members.
+ *
+ * - 1: the first.
+ * - 2: pktb_packet::in_ifindex and out_ifindex, #PKTB_DECISION_LEAVE_HELD,
+ *      pktb_host::wake, pktb_plugin::on_command.
+ */
+#define PKTB_PLUGIN_ABI_VERSION 2u
+/** The oldest ABI version the host still loads. */
+#define PKTB_PLUGIN_ABI_VERSION_MIN 1u
 
 /** Name of the entry point every plugin exports (see ::pktb_plugin_entry_fn). */
 #define PKTB_PLUGIN_ENTRY "pktb_plugin_entry"
@@ -56,6 +65,11 @@ typedef struct pktb_decision {
 
 /** pktb_decision::flags: set_mark is valid. */
 #define PKTB_DECISION_SET_MARK 0x1u
+/**
+ * pktb_decision::flags (ABI 2): the flow's held packets stay held. Without it, deciding a
+ * packet decides the packets its flow holds the same way (a held head goes with its tail).
+ */
+#define PKTB_DECISION_LEAVE_HELD 0x2u
 
 /** Which way a packet travels within its flow. */
 typedef enum pktb_direction {
@@ -92,6 +106,8 @@ typedef struct pktb_packet {
   uint32_t mark;         /**< packet mark (broker); 0 in replay */
   uint64_t id;           /**< handle for pktb_host::release; 0 in replay */
   uint64_t timestamp_ns; /**< wall-clock time the packet was seen or captured */
+  uint32_t in_ifindex;   /**< ABI 2: interface the packet came in on; 0 when none or in replay */
+  uint32_t out_ifindex;  /**< ABI 2: interface it leaves by; 0 when not routed yet or in replay */
 } pktb_packet;
 
 /** One flow: both directions of a 5-tuple (or of an expected flow). */
@@ -166,6 +182,14 @@ typedef struct pktb_host {
    */
   int (*remember_name)(pktb_call* call, uint8_t family, const uint8_t* address, const char* name,
                        size_t len, uint32_t ttl_s);
+
+  /**
+   * ABI 2 (check struct_size): calls on_timer soon, each on the thread that owns its flow, for
+   * every flow of this plugin that has a timer set. For a plugin that learns something outside
+   * its hooks (a command, its own thread) that flows wait for. Safe from any thread, also while
+   * a hook runs; does nothing in replay.
+   */
+  void (*wake)(const struct pktb_host* host);
 } pktb_host;
 
 /** A flow the plugin is asked to handle: IP protocol plus a range of server ports. */
@@ -239,6 +263,15 @@ typedef struct pktb_plugin {
    * Returns the new length (at most len).
    */
   size_t (*replay_mask)(void* global, pktb_flow* flow, uint8_t* data, size_t len);
+
+  /**
+   * ABI 2: a command from an operator (`pktbrokerctl plugin NAME ARG...`): argc arguments,
+   * each NUL-terminated. Writes its answer, NUL-terminated, into reply (capacity bytes; longer
+   * answers are cut). Returns 0, or nonzero when it refuses the command (reply says why).
+   * Called from a control thread, concurrently with the other hooks.
+   */
+  int (*on_command)(void* global, size_t argc, const char* const* argv, char* reply,
+                    size_t capacity);
 } pktb_plugin;
 
 /** The entry point's type: returns a descriptor that stays valid until the library unloads. */

@@ -15,8 +15,10 @@ TEST_CASE("a flow that saw only a SYN costs at most 512 bytes with any shipped p
   SUCCEED("the sanitizer's allocator does not report through mallinfo2");
 #else
   constexpr std::uint32_t flows = 20'000;
-  const auto plugins = shipped_plugins({"dns", "http", "tls", "ftp"});
-  for (const std::uint16_t port : {53, 80, 443, 21}) {
+  // resend takes every TCP flow no other plugin claims (8080 here); it serves "lo".
+  const auto plugins =
+      shipped_plugins({"dns", "http", "tls", "ftp", "resend"}, {{"interface", "lo"}});
+  for (const std::uint16_t port : {53, 80, 443, 21, 8080}) {
     FlowLimits limits;
     limits.capacity = flows;
     PluginDriver driver(plugins, limits);
@@ -38,7 +40,11 @@ TEST_CASE("a flow that saw only a SYN costs at most 512 bytes with any shipped p
     }
     const double per_flow = static_cast<double>(mallinfo2().uordblks - before) / flows;
     REQUIRE(driver.inspector.counters().active_flows == flows);
-    const std::string name = port == 53 ? "dns" : port == 80 ? "http" : port == 443 ? "tls" : "ftp";
+    const std::string name = port == 53    ? "dns"
+                             : port == 80  ? "http"
+                             : port == 443 ? "tls"
+                             : port == 21  ? "ftp"
+                                           : "resend";
     INFO(name << ": flow_state_size " << plugins->find(name)->descriptor().flow_state_size
               << ", bytes per flow " << per_flow);
     WARN(name << ": flow_state_size " << plugins->find(name)->descriptor().flow_state_size

@@ -86,17 +86,34 @@ TEST_CASE("each loader failure is refused with a message naming the file and the
   CHECK(load_error({spec("null_descriptor")})
             .ends_with(": pktb_plugin_entry returned no descriptor"));
   CHECK(load_error({spec("abi_mismatch")})
-            .ends_with(": built for plugin ABI 2, this host speaks ABI 1: rebuild it against this "
-                       "pktbroker's "
-                       "plugin.h"));
+            .ends_with(": built for plugin ABI 3, this host speaks ABI 1 to 2: rebuild it "
+                       "against this pktbroker's plugin.h"));
   CHECK(load_error({spec("struct_too_small")})
-            .ends_with(": its descriptor is 16 bytes, ABI 1 needs " +
+            .ends_with(": its descriptor is 16 bytes, ABI 2 needs " +
                        std::to_string(sizeof(pktb_plugin))));
   CHECK(load_error({spec("init_fails")}).ends_with(": init failed: missing license file"));
   CHECK(load_error({spec("bad_name")})
             .ends_with(": bad plugin name 'Bad Name!': expected 1 to 32 of a-z, 0-9, _"));
   CHECK(load_error({{"other", dir + "/valid.so", {}, "test:1"}})
             .ends_with(": the file holds plugin 'valid', not 'other'"));
+}
+
+TEST_CASE("a plugin built for ABI 1 still loads and runs; it takes no commands") {
+  const PluginSet set(std::vector{spec("abi_v1")});
+  const auto plugin = set.find("abi_v1");
+  REQUIRE(plugin);
+  CHECK(plugin->abi() == 1);
+  CHECK(plugin->command(std::vector<std::string>{"status"}) ==
+        std::pair<bool, std::string>{false, "plugin abi_v1 takes no commands"});
+  // ABI 2's flag means nothing to it: garbage, counted.
+  pktb_decision leave{};
+  leave.flags = PKTB_DECISION_LEAVE_HELD;
+  CHECK_FALSE(plugin->check(leave));
+  CHECK(plugin->invalid_decisions() == 1);
+  CHECK(set.find("abi_v1") == plugin);
+  const PluginSet current(std::vector{spec("valid")});
+  CHECK(current.find("valid")->check(leave));
+  CHECK(current.find("valid")->command(std::vector<std::string>{"status"}).first == false);
 }
 
 TEST_CASE("a duplicate name and two plugins claiming one port are refused, naming both") {
