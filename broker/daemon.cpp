@@ -137,7 +137,7 @@ std::pair<bool, std::string> Daemon::plugin_command(const std::string& name,
     return std::all_of(text.begin(), text.end(), [](char c) { return c >= 0x20 && c != 0x7f; });
   };
   if (!printable(name) || !std::all_of(args.begin(), args.end(), printable)) {
-    return {false, "a plugin command and its arguments must be printable text"};
+    return {false, "a plugin command and its arguments must be printable ASCII"};
   }
   const auto plugin = plugins->find(name);
   if (!plugin) return {false, "no plugin named '" + name + "' is loaded"};

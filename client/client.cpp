@@ -257,6 +257,12 @@ std::error_code Client::reload(proto::ReloadReply& reply) {
   return request(proto::ReloadRequest{}, reply);
 }
 
+std::error_code Client::plugin_command(std::string_view plugin,
+                                       const std::vector<std::string>& args,
+                                       proto::PluginCommandReply& reply) {
+  return request(proto::PluginCommand{std::string(plugin), args}, reply);
+}
+
 std::error_code Client::ping() {
   proto::Pong pong;
   return request(proto::Ping{}, pong);

@@ -1,4 +1,5 @@
-// pktbrokerctl: asks a running pktbrokerd for its status, sessions and counters, or to reload.
+// pktbrokerctl: asks a running pktbrokerd for its status, sessions and counters, to reload, or
+// to run a command of a loaded plugin.
 #include "pktbroker/client.hpp"
 #include "tools/json_string.hpp"
 
@@ -16,13 +17,14 @@ using pktbroker::json_string;
 namespace {
 
 constexpr int exit_ok = 0;
-constexpr int exit_refused = 1;  // the broker answered with an error, or the reload failed
+constexpr int exit_refused = 1;  // the broker answered with an error, a reload or plugin failed
 constexpr int exit_usage = 2;
 constexpr int exit_unreachable = 3;
 
 constexpr const char* usage = R"(pktbrokerctl - control a running pktbrokerd
 
 Usage: pktbrokerctl [OPTIONS] COMMAND
+       pktbrokerctl [OPTIONS] plugin NAME [ARGS...]
 
 Commands:
   status     one line per queue: packets, verdicts, how many clients decided,
@@ -31,13 +33,26 @@ Commands:
   stats      every counter, per queue, rule, client and plugin
   reload     make pktbrokerd load its policy again (as SIGHUP does); prints the
              problems when the new policy is rejected
+  plugin NAME [ARGS...]
+             run a command of the loaded plugin NAME and print its answer.
+             Everything after NAME goes to the plugin as it is, options too:
+             pktbrokerctl's own options (-s, --json) go before 'plugin'.
+             The commands are the plugin's own: see its documentation.
+             At most 16 ARGS of up to 256 bytes each; NAME has 1 to 32 bytes.
+             With --json, prints {"ok": true|false, "text": "..."}
 
 Options)";
 
 constexpr const char* epilogue = R"(
+Examples:
+  pktbrokerctl status
+  pktbrokerctl --json stats
+  pktbrokerctl plugin resend wakeup --iface ppp0 --addr 192.0.2.7
+
 Exit status:
   0  success
-  1  the broker refused the request (no manage role) or rejected the policy
+  1  the broker refused the request (no manage role), rejected the policy, or
+     the plugin refused or failed the command
   2  bad command line
   3  the broker could not be reached
 )";
@@ -148,6 +163,62 @@ int reload(pktbroker::Client& client, bool json) {
   return reply.ok ? exit_ok : exit_refused;
 }
 
+/// Ends option parsing at the `plugin` command: it and every token after it are positionals, so
+/// a plugin's own options (`--json`, `-s`) reach the plugin instead of being taken for ours.
+std::vector<po::option> stop_at_plugin(std::vector<std::string>& args) {
+  if (args.front() != "plugin") return {};
+  std::vector<po::option> positionals;
+  for (const std::string& arg : args) {
+    po::option positional;
+    positional.value = {arg};
+    positional.original_tokens = {arg};
+    positionals.push_back(std::move(positional));
+  }
+  args.clear();
+  return positionals;
+}
+
+/// Why `name` and `args` cannot be sent (the protocol's limits), or "".
+std::string plugin_usage_error(const std::string& name, const std::vector<std::string>& args) {
+  namespace proto = pktbroker::proto;
+  if (name.empty()) return "plugin: no plugin NAME";
+  if (name.starts_with('-')) {
+    return "plugin: '" + name +
+           "' is not a plugin NAME (pktbrokerctl's options go before 'plugin')";
+  }
+  if (name.size() > proto::max_plugin_name) {
+    return "plugin: a plugin NAME has at most " + std::to_string(proto::max_plugin_name) + " bytes";
+  }
+  if (args.size() > proto::max_plugin_args) {
+    return "plugin " + name + ": at most " + std::to_string(proto::max_plugin_args) +
+           " arguments, not " + std::to_string(args.size());
+  }
+  for (const std::string& arg : args) {
+    if (arg.size() > proto::max_plugin_arg) {
+      return "plugin " + name + ": an argument has at most " +
+             std::to_string(proto::max_plugin_arg) + " bytes, not " + std::to_string(arg.size());
+    }
+  }
+  return {};
+}
+
+int plugin_command(pktbroker::Client& client, const std::string& name,
+                   const std::vector<std::string>& args, bool json) {
+  pktbroker::proto::PluginCommandReply reply;
+  if (const auto error = client.plugin_command(name, args, reply)) return fail(client, error);
+  const char* line_end = reply.text.empty() || reply.text.ends_with('\n') ? "" : "\n";
+  if (json) {
+    std::cout << "{\"ok\":" << (reply.ok ? "true" : "false")
+              << ",\"text\":" << json_string(reply.text) << "}\n";
+  } else if (reply.ok) {
+    std::cout << reply.text << line_end;
+  } else {
+    std::cerr << "pktbrokerctl: plugin " << name << ": "
+              << (reply.text.empty() ? "failed, no reason given\n" : reply.text) << line_end;
+  }
+  return reply.ok ? exit_ok : exit_refused;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -159,15 +230,22 @@ int main(int argc, char** argv) {
                         "the broker's socket (default /run/pktbroker/broker.sock)")(
       "json", po::bool_switch(&json), "print JSON for scripts instead of tables")(
       "help,h", "show this help and exit");
+  std::string plugin;
+  std::vector<std::string> plugin_args;
   po::options_description hidden;
-  hidden.add_options()("command", po::value(&command));
+  hidden.add_options()("command", po::value(&command))("name", po::value(&plugin))(
+      "args", po::value(&plugin_args));
   po::options_description all;
   all.add(visible).add(hidden);
   po::positional_options_description positional;
-  positional.add("command", 1);
+  positional.add("command", 1).add("name", 1).add("args", -1);
   po::variables_map values;
   try {
-    po::store(po::command_line_parser(argc, argv).options(all).positional(positional).run(),
+    po::store(po::command_line_parser(argc, argv)
+                  .options(all)
+                  .positional(positional)
+                  .extra_style_parser(stop_at_plugin)
+                  .run(),
               values);
     po::notify(values);
   } catch (const po::error& error) {
@@ -178,11 +256,22 @@ int main(int argc, char** argv) {
     std::cout << visible << epilogue;
     return exit_ok;
   }
-  if (command != "status" && command != "sessions" && command != "stats" && command != "reload") {
+  if (command != "status" && command != "sessions" && command != "stats" && command != "reload" &&
+      command != "plugin") {
     std::cerr << "pktbrokerctl: "
               << (command.empty() ? "no command" : "unknown command '" + command + "'")
-              << "; expected status, sessions, stats or reload\n";
+              << "; expected status, sessions, stats, reload or plugin\n";
     return exit_usage;
+  }
+  if (command != "plugin" && values.count("name") != 0) {
+    std::cerr << "pktbrokerctl: " << command << " takes no arguments\n";
+    return exit_usage;
+  }
+  if (command == "plugin") {
+    if (const std::string error = plugin_usage_error(plugin, plugin_args); !error.empty()) {
+      std::cerr << "pktbrokerctl: " << error << "\nTry 'pktbrokerctl --help'.\n";
+      return exit_usage;
+    }
   }
   pktbroker::Client client;
   if (const auto error =
@@ -194,5 +283,6 @@ int main(int argc, char** argv) {
   }
   if (command == "sessions") return show_sessions(client, json);
   if (command == "reload") return reload(client, json);
+  if (command == "plugin") return plugin_command(client, plugin, plugin_args, json);
   return show_stats(client, json, command == "status");
 }

@@ -9,6 +9,8 @@ namespace {
 
 constexpr std::size_t max_string = 4096;   // names, selectors, error texts
 constexpr std::size_t max_entries = 4096;  // list lengths (stats, sessions, verdict batches)
+static_assert(max_plugin_name <= max_string && max_plugin_arg <= max_string);
+static_assert(max_plugin_reply_text <= 0xffff, "a string's length is a u16");
 
 class ProtocolCategory : public std::error_category {
  public:
@@ -46,32 +48,36 @@ class Writer {
   void enumeration(E value) {
     integer(static_cast<std::underlying_type_t<E>>(value));
   }
-  void string(std::string_view text) {
-    if (text.size() > max_string) oversized_ = true;
-    const std::size_t size = std::min(text.size(), max_string);
+  void string(std::string_view text, std::size_t limit = max_string) {
+    if (text.size() > limit) fail(ProtocolError::oversized);
+    const std::size_t size = std::min(text.size(), limit);
     integer(static_cast<std::uint16_t>(size));
     out_.insert(out_.end(), text.begin(), text.begin() + static_cast<std::ptrdiff_t>(size));
   }
   void bytes(std::span<const std::uint8_t> data) {
-    if (data.size() > max_payload) oversized_ = true;
+    if (data.size() > max_payload) fail(ProtocolError::oversized);
     const std::size_t size = std::min(data.size(), max_payload);
     integer(static_cast<std::uint32_t>(size));
     out_.insert(out_.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(size));
   }
-  void count(std::size_t n) {
-    if (n > max_entries) oversized_ = true;
+  void count(std::size_t n, std::size_t limit = max_entries) {
+    if (n > limit) fail(ProtocolError::oversized);
     integer(static_cast<std::uint32_t>(n));
   }
   void optional_u32(const std::optional<std::uint32_t>& value) {
     integer(static_cast<std::uint8_t>(value.has_value()));
     integer(value.value_or(0));
   }
-  [[nodiscard]] bool oversized() const { return oversized_; }
+  /// Marks the message as one the decoder would refuse; the first failure sticks.
+  void fail(ProtocolError error) {
+    if (error_ == ProtocolError{}) error_ = error;
+  }
+  [[nodiscard]] ProtocolError error() const { return error_; }
   [[nodiscard]] std::vector<std::uint8_t>& out() const { return out_; }
 
  private:
   std::vector<std::uint8_t>& out_;
-  bool oversized_ = false;
+  ProtocolError error_{};
 };
 
 /// Reads big-endian fields; the first failure sticks and later reads return zeros.
@@ -102,9 +108,9 @@ class Reader {
     if (raw > 1) fail(ProtocolError::bad_value);
     return raw == 1;
   }
-  std::string string() {
+  std::string string(std::size_t limit = max_string) {
     const auto size = integer<std::uint16_t>();
-    if (size > max_string) fail(ProtocolError::oversized);
+    if (size > limit) fail(ProtocolError::oversized);
     if (!take(size)) return {};
     return {reinterpret_cast<const char*>(body_.data() + offset_ - size), size};
   }
@@ -120,10 +126,10 @@ class Reader {
     if (!take(size)) return {};
     return body_.subspan(offset_ - size, size);
   }
-  std::size_t count(std::size_t min_entry_size) {
+  std::size_t count(std::size_t min_entry_size, std::size_t limit = max_entries) {
     const auto n = integer<std::uint32_t>();
     // A count that cannot fit in what is left is a lie: reject before allocating for it.
-    if (n > max_entries) fail(ProtocolError::oversized);
+    if (n > limit) fail(ProtocolError::oversized);
     if (error_ == ProtocolError{} && n * min_entry_size > body_.size() - offset_) {
       fail(ProtocolError::truncated_field);
     }
@@ -370,6 +376,26 @@ void read(Reader& r, ReloadReply& m) {
   m.ok = r.boolean();
   m.text = r.string();
 }
+void write(Writer& w, const PluginCommand& m) {
+  if (m.plugin.empty()) w.fail(ProtocolError::bad_value);
+  w.string(m.plugin, max_plugin_name);
+  w.count(m.args.size(), max_plugin_args);
+  for (const auto& arg : m.args) w.string(arg, max_plugin_arg);
+}
+void read(Reader& r, PluginCommand& m) {
+  m.plugin = r.string(max_plugin_name);
+  if (m.plugin.empty()) r.fail(ProtocolError::bad_value);
+  m.args.resize(r.count(2, max_plugin_args));
+  for (auto& arg : m.args) arg = r.string(max_plugin_arg);
+}
+void write(Writer& w, const PluginCommandReply& m) {
+  w.integer(static_cast<std::uint8_t>(m.ok));
+  w.string(m.text, max_plugin_reply_text);
+}
+void read(Reader& r, PluginCommandReply& m) {
+  m.ok = r.boolean();
+  m.text = r.string(max_plugin_reply_text);
+}
 void write(Writer& w, const Error& m) {
   w.enumeration(m.code);
   w.string(m.text);
@@ -424,7 +450,8 @@ std::error_code encode(const Message& message, std::uint32_t request_id,
   w.integer(std::uint32_t{0});  // reserved
   std::visit([&](const auto& body) { write(w, body); }, message);
   const std::size_t body = out.size() - header_size;
-  if (w.oversized() || out.size() > max_datagram) return ProtocolError::oversized;
+  if (w.error() != ProtocolError{}) return w.error();
+  if (out.size() > max_datagram) return ProtocolError::oversized;
   put_u32(out.data() + 4, body);
   return {};
 }
@@ -445,7 +472,7 @@ std::error_code append_to_batch(std::vector<std::uint8_t>& datagram, const Packe
   const std::size_t before = datagram.size();
   Writer w(datagram);
   write_batch_entry(w, packet);
-  if (w.oversized() || datagram.size() > max_datagram) {
+  if (w.error() != ProtocolError{} || datagram.size() > max_datagram) {
     datagram.resize(before);
     return ProtocolError::oversized;
   }

@@ -158,6 +158,10 @@ void Session::handle(const proto::Decoded& decoded) {
           if (require(proto::role_manage, request)) manager_.sessions(shared_from_this(), request);
         } else if constexpr (std::is_same_v<T, proto::ReloadRequest>) {
           if (require(proto::role_manage, request)) manager_.reload(shared_from_this(), request);
+        } else if constexpr (std::is_same_v<T, proto::PluginCommand>) {
+          if (require(proto::role_manage, request)) {
+            manager_.plugin_command(shared_from_this(), message, request);
+          }
         } else if constexpr (std::is_same_v<T, proto::Ping>) {
           send(proto::Pong{}, request);
         } else if constexpr (std::is_same_v<T, proto::Pong>) {

@@ -72,6 +72,14 @@ bool may_overlap(const Subscription& a, const Subscription& b) {
   return (ma->first & mask) == (mb->first & mask);
 }
 
+/// The longest prefix of `text` of at most `limit` bytes that does not split a UTF-8 sequence.
+std::size_t utf8_prefix(std::string_view text, std::size_t limit) {
+  if (text.size() <= limit) return text.size();
+  std::size_t size = limit;
+  while (size > 0 && (static_cast<unsigned char>(text[size]) & 0xc0) == 0x80) --size;
+  return size;
+}
+
 }  // namespace
 
 SessionManager::SessionManager(boost::asio::io_context& io, std::vector<BrokerQueue*> queues,
@@ -469,6 +477,30 @@ void SessionManager::reload(std::shared_ptr<Session> session, std::uint32_t id) 
   boost::asio::post(strand_, [this, session = std::move(session), id] {
     const auto [ok, text] = control_.reload();
     session->send(proto::ReloadReply{ok, text}, id);
+  });
+}
+
+void SessionManager::plugin_command(std::shared_ptr<Session> session, proto::PluginCommand request,
+                                    std::uint32_t id) {
+  boost::asio::post(strand_, [this, session = std::move(session), request = std::move(request),
+                              id] {
+    proto::PluginCommandReply reply{false, "this broker runs no plugin commands"};
+    if (control_.plugin_command) {
+      // A plugin's failure is its reply's, not the manager's: nothing escapes into the strand.
+      try {
+        auto [ok, text] = control_.plugin_command(request.plugin, request.args);
+        reply = {ok, std::move(text)};
+      } catch (const std::exception& error) {
+        reply = {false, std::string("the command failed: ") + error.what()};
+      }
+    }
+    if (reply.text.size() > proto::max_plugin_reply_text) {
+      log_client_event(
+          spdlog::level::warn, "session {} ({}): a plugin command's reply of {} bytes cut to {}",
+          session->id(), session->name(), reply.text.size(), proto::max_plugin_reply_text);
+      reply.text.resize(utf8_prefix(reply.text, proto::max_plugin_reply_text));
+    }
+    session->send(reply, id);
   });
 }
 

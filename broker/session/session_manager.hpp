@@ -33,6 +33,11 @@ struct ControlHandler {
   std::function<std::pair<bool, std::string>()> reload;
   /// The counters of the plugins loaded now (any thread).
   std::function<std::vector<PluginCounters>()> plugin_counters;
+  /// Runs a command on the named plugin's command hook (on the manager's strand): true and its
+  /// output, or false and why not. Empty: the broker runs no plugin commands.
+  std::function<std::pair<bool, std::string>(const std::string& plugin,
+                                             const std::vector<std::string>& args)>
+      plugin_command;
 };
 
 class SessionManager {
@@ -57,6 +62,9 @@ class SessionManager {
   void stats(std::shared_ptr<Session> session, std::uint32_t id);
   void sessions(std::shared_ptr<Session> session, std::uint32_t id);
   void reload(std::shared_ptr<Session> session, std::uint32_t id);
+  /// Hands a PLUGIN_COMMAND to ControlHandler::plugin_command and answers with its reply.
+  void plugin_command(std::shared_ptr<Session> session, proto::PluginCommand request,
+                      std::uint32_t id);
   void session_closed(SessionId session);
   /// The session is closing: its subscriptions go at once (it may never drain its queue).
   void drop_subscriptions(SessionId session);

@@ -24,6 +24,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -96,6 +97,14 @@ class Client {
   std::error_code stats(proto::StatsReply& reply);
   std::error_code sessions(proto::SessionsReply& reply);
   std::error_code reload(proto::ReloadReply& reply);
+  /// Runs a command on a loaded plugin's command hook (needs the manage role): `args` reach the
+  /// plugin unchanged and in order. The plugin's answer, success or failure, is in `reply`;
+  /// the error code says only whether one came. Fails without sending with
+  /// proto::ProtocolError::bad_value for an empty `plugin` and ProtocolError::oversized beyond
+  /// proto::max_plugin_name, proto::max_plugin_args or proto::max_plugin_arg; with
+  /// ClientError::broker_error (last_error() says why) when the session lacks the manage role.
+  std::error_code plugin_command(std::string_view plugin, const std::vector<std::string>& args,
+                                 proto::PluginCommandReply& reply);
   std::error_code ping();
 
   /// The last ERROR received from the broker (a reply to a request, or a notice).

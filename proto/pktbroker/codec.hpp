@@ -35,7 +35,8 @@ struct Decoded {
 };
 
 /// Encodes `message` as one datagram into `out` (replacing its contents).
-/// Fails with ProtocolError::oversized when a string, list or payload exceeds its limit.
+/// Fails with ProtocolError::oversized when a string, list or payload exceeds its limit, and
+/// with ProtocolError::bad_value for a value the decoder would refuse (an empty plugin name).
 std::error_code encode(const Message& message, std::uint32_t request_id,
                        std::vector<std::uint8_t>& out);
 

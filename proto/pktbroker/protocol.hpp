@@ -25,6 +25,14 @@ inline constexpr std::size_t header_size = 16;
 inline constexpr std::size_t max_datagram = std::size_t{256} * 1024;
 /// Largest packet payload carried in PACKET or VERDICT.
 inline constexpr std::size_t max_payload = 65535;
+/// Longest plugin name in PLUGIN_COMMAND (at least 1 byte).
+inline constexpr std::size_t max_plugin_name = 32;
+/// Most arguments in one PLUGIN_COMMAND.
+inline constexpr std::size_t max_plugin_args = 16;
+/// Longest single PLUGIN_COMMAND argument.
+inline constexpr std::size_t max_plugin_arg = 256;
+/// Longest PLUGIN_COMMAND_REPLY text: 64 KiB less the one byte a u16 string length cannot say.
+inline constexpr std::size_t max_plugin_reply_text = 65535;
 /// Default Unix socket path of the broker.
 inline constexpr const char* default_socket_path = "/run/pktbroker/broker.sock";
 
@@ -48,13 +56,15 @@ enum class MessageType : std::uint8_t {
   ping = 16,
   pong = 17,
   packet_batch = 18,
+  plugin_command = 19,
+  plugin_command_reply = 20,
 };
 
 /// Rights a session may hold (bit mask).
 enum Role : std::uint8_t {
   role_observe = 1 << 0,  ///< receive copies of packets
   role_verdict = 1 << 1,  ///< own and decide packets
-  role_manage = 1 << 2,   ///< control commands (stats, sessions, reload)
+  role_manage = 1 << 2,   ///< control commands (stats, sessions, reload, plugin commands)
 };
 
 /// How a subscriber takes part in a packet's fate.
@@ -204,6 +214,18 @@ struct ReloadReply {
   std::string text;  ///< the diagnostics when not ok
 };
 
+/// A command for a loaded plugin's command hook (manage role), e.g. plugin "resend" with
+/// args {"wakeup", "--iface", "ppp0"}. What the args mean is the plugin's business.
+struct PluginCommand {
+  std::string plugin;             ///< the plugin's name, 1..max_plugin_name bytes
+  std::vector<std::string> args;  ///< at most max_plugin_args, each at most max_plugin_arg bytes
+};
+/// The plugin's answer to a PluginCommand.
+struct PluginCommandReply {
+  bool ok = false;
+  std::string text;  ///< the output, or why it failed; at most max_plugin_reply_text bytes
+};
+
 struct Error {
   ErrorCode code = ErrorCode::internal;
   std::string text;
@@ -213,9 +235,10 @@ struct Ping {};
 struct Pong {};
 
 /// Any message body.
-using Message = std::variant<Hello, Welcome, Subscribe, Subscribed, Unsubscribe, Packet, Verdict,
-                             VerdictBatch, StatsRequest, StatsReply, SessionsRequest, SessionsReply,
-                             ReloadRequest, ReloadReply, Error, Ping, Pong, PacketBatch>;
+using Message =
+    std::variant<Hello, Welcome, Subscribe, Subscribed, Unsubscribe, Packet, Verdict, VerdictBatch,
+                 StatsRequest, StatsReply, SessionsRequest, SessionsReply, ReloadRequest,
+                 ReloadReply, Error, Ping, Pong, PacketBatch, PluginCommand, PluginCommandReply>;
 
 /// The type code of a message body.
 MessageType type_of(const Message& message) noexcept;

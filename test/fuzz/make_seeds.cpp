@@ -71,6 +71,9 @@ void wire_codec_seeds() {
       {"error", Error{ErrorCode::bad_selector, "selector: unknown field"}},
       {"ping", Ping{}},
       {"pong", Pong{}},
+      {"plugin_command",
+       PluginCommand{"resend", {"wakeup", "--iface", "ppp0", "--addr", "192.0.2.7"}}},
+      {"plugin_command_reply", PluginCommandReply{true, "woke 192.0.2.7 on ppp0\n"}},
   };
   Bytes out;
   for (const auto& [name, message] : messages) {

@@ -29,6 +29,38 @@ std::error_code decode_error(const std::vector<std::uint8_t>& bytes) {
   return decode(bytes, out);
 }
 
+/// A datagram with `type` and `body` as given, the header's length honest: what a hostile
+/// client could send where the encoder would refuse.
+std::vector<std::uint8_t> raw_datagram(MessageType type, const std::vector<std::uint8_t>& body) {
+  std::vector<std::uint8_t> out = encoded(Ping{}, 3);
+  out[3] = static_cast<std::uint8_t>(type);
+  const auto size = static_cast<std::uint32_t>(body.size());
+  for (int i = 0; i < 4; ++i) out[4 + i] = static_cast<std::uint8_t>(size >> (24 - 8 * i));
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
+}
+
+void put_u16(std::vector<std::uint8_t>& out, std::size_t value) {
+  out.push_back(static_cast<std::uint8_t>(value >> 8));
+  out.push_back(static_cast<std::uint8_t>(value));
+}
+
+void put_string(std::vector<std::uint8_t>& out, const std::string& text) {
+  put_u16(out, text.size());
+  out.insert(out.end(), text.begin(), text.end());
+}
+
+/// A PLUGIN_COMMAND body built field by field, without the encoder's checks.
+std::vector<std::uint8_t> plugin_command_body(const std::string& plugin,
+                                              const std::vector<std::string>& args) {
+  std::vector<std::uint8_t> body;
+  put_string(body, plugin);
+  put_u16(body, 0);  // the u32 count's high half
+  put_u16(body, args.size());
+  for (const auto& arg : args) put_string(body, arg);
+  return body;
+}
+
 /// One of each message type, every field set to a non-default value.
 std::vector<Message> samples() {
   Packet packet;
@@ -69,7 +101,9 @@ std::vector<Message> samples() {
           Error{ErrorCode::busy, "held by session 2"},
           Ping{},
           Pong{},
-          PacketBatch{{packet, second}}};
+          PluginCommand{"resend", {"wakeup", "--iface", "ppp0", "", "--addr", "10.0.0.5"}},
+          PluginCommandReply{true, "woke 10.0.0.5 on ppp0\n"},
+          PacketBatch{{packet, second}}};  // last: the batch tests below take it from the back
 }
 
 }  // namespace
@@ -165,6 +199,86 @@ TEST_CASE("every malformed datagram is rejected with its reason") {
     CHECK(error == expected);
     CHECK(error.category() == protocol_category());
   }
+}
+
+TEST_CASE("a plugin command and its reply carry their fields, up to their limits") {
+  const std::vector<std::string> args = {"status", "--json", "", "--addr", "192.0.2.7"};
+  const auto command =
+      std::get<PluginCommand>(decoded(encoded(PluginCommand{"resend", args})).message);
+  CHECK(command.plugin == "resend");
+  CHECK(command.args == args);
+  // The hand-built body is the encoder's: the layout is the one proto/README.md gives.
+  CHECK(encoded(PluginCommand{"resend", args}, 3) ==
+        raw_datagram(MessageType::plugin_command, plugin_command_body("resend", args)));
+
+  const PluginCommand largest{
+      std::string(max_plugin_name, 'p'),
+      std::vector<std::string>(max_plugin_args, std::string(max_plugin_arg, 'a'))};
+  const auto big = std::get<PluginCommand>(decoded(encoded(largest)).message);
+  CHECK(big.plugin == largest.plugin);
+  CHECK(big.args == largest.args);
+  const auto no_args = std::get<PluginCommand>(decoded(encoded(PluginCommand{"p", {}})).message);
+  CHECK(no_args.plugin == "p");
+  CHECK(no_args.args.empty());
+
+  const PluginCommandReply longest{true, std::string(max_plugin_reply_text, 'x')};
+  const auto reply = std::get<PluginCommandReply>(decoded(encoded(longest)).message);
+  CHECK(reply.ok);
+  CHECK(reply.text == longest.text);
+  const auto refusal = std::get<PluginCommandReply>(
+      decoded(encoded(PluginCommandReply{false, "no plugin"})).message);
+  CHECK_FALSE(refusal.ok);
+  CHECK(refusal.text == "no plugin");
+}
+
+TEST_CASE("a plugin command over its limits is refused by the decoder with its reason") {
+  using E = ProtocolError;
+  const auto command = [](const std::string& plugin, const std::vector<std::string>& args) {
+    return raw_datagram(MessageType::plugin_command, plugin_command_body(plugin, args));
+  };
+  auto truncated = encoded(PluginCommand{"resend", {"wakeup", "--iface", "ppp0"}});
+  truncated.pop_back();  // the last argument runs past the body
+  truncated[7] -= 1;
+  auto lying_count = encoded(PluginCommand{"resend", {}});
+  lying_count.back() = 3;  // three arguments, no bytes
+  auto huge_count = encoded(PluginCommand{"resend", {}});
+  huge_count[huge_count.size() - 4] = 0xff;  // 4 billion arguments
+  std::vector<std::uint8_t> bad_bool;
+  bad_bool.push_back(2);
+  put_string(bad_bool, "text");
+  auto short_reply = encoded(PluginCommandReply{true, "text"});
+  short_reply[header_size + 2] = 5;  // claims five bytes of text, four follow
+
+  const std::vector<std::pair<std::vector<std::uint8_t>, E>> cases = {
+      {command("resend", std::vector<std::string>(max_plugin_args + 1, "a")), E::oversized},
+      {command("resend", {"ok", std::string(max_plugin_arg + 1, 'a')}), E::oversized},
+      {command(std::string(max_plugin_name + 1, 'p'), {}), E::oversized},
+      {command("", {"wakeup"}), E::bad_value},
+      {truncated, E::truncated_field},
+      {lying_count, E::truncated_field},
+      {huge_count, E::oversized},
+      {raw_datagram(MessageType::plugin_command, {}), E::truncated_field},
+      {raw_datagram(MessageType::plugin_command_reply, bad_bool), E::bad_value},
+      {short_reply, E::truncated_field},
+  };
+  for (const auto& [bytes, expected] : cases) {
+    const std::error_code error = decode_error(bytes);
+    INFO("expected " << make_error_code(expected).message() << ", got " << error.message());
+    CHECK(error == expected);
+  }
+}
+
+TEST_CASE("a plugin command over its limits is refused by the encoder") {
+  std::vector<std::uint8_t> out;
+  CHECK(encode(PluginCommand{"", {"wakeup"}}, 0, out) == ProtocolError::bad_value);
+  CHECK(encode(PluginCommand{std::string(max_plugin_name + 1, 'p'), {}}, 0, out) ==
+        ProtocolError::oversized);
+  CHECK(encode(PluginCommand{"resend", std::vector<std::string>(max_plugin_args + 1, "a")}, 0,
+               out) == ProtocolError::oversized);
+  CHECK(encode(PluginCommand{"resend", {std::string(max_plugin_arg + 1, 'a')}}, 0, out) ==
+        ProtocolError::oversized);
+  CHECK(encode(PluginCommandReply{true, std::string(max_plugin_reply_text + 1, 'x')}, 0, out) ==
+        ProtocolError::oversized);
 }
 
 TEST_CASE("packets appended one by one make a PACKET, then a PACKET_BATCH") {
