@@ -55,7 +55,9 @@ struct Config {
   std::string interface;
   std::uint32_t wakeup_wait_ms = 10'000;
   std::uint32_t response_wait_ms = 10'000;
-  std::uint32_t hold_packets = 1;
+  // A resolver sends A and AAAA from one socket, and a TCP connect sends its SYN again after 1,
+  // 3 and 7 s: 4 keeps both whole within the default wait.
+  std::uint32_t hold_packets = 4;
   bool drop_at_timeout = false;
   bool watch_addresses = false;
 };
@@ -67,7 +69,7 @@ struct Tally {
 };
 
 struct Tallies {
-  Tally held, rewritten, timeouts, passed_while_held, not_held, translated_out, translated_in,
+  Tally held, rewritten, timeouts, dropped_while_held, not_held, translated_out, translated_in,
       table_full, wakeups, downs, bad_commands;
 };
 
@@ -322,8 +324,16 @@ void on_packet(void* global, pktb_call* call, pktb_flow* flow, const pktb_packet
   if (st.held_count < g.config.hold_packets && hold(g, call, st, *packet, ends->family, decision)) {
     return;
   }
-  add(g, st.held_count > 0 ? g.tallies.passed_while_held : g.tallies.not_held);
-  if (st.held_count > 0) decision->flags |= PKTB_DECISION_LEAVE_HELD;  // they still wait
+  if (st.held_count == 0) {
+    add(g, g.tallies.not_held);  // over the budget: the policy decides
+    return;
+  }
+  // Beyond hold_packets: a retry of what is held (a SYN sent again) would leave from the old
+  // address, and could even complete unmoved while the old address lasts. Dropped; the held
+  // packets still wait.
+  decision->action = PKTB_DROP;
+  decision->flags |= PKTB_DECISION_LEAVE_HELD;
+  add(g, g.tallies.dropped_while_held);
 }
 
 void on_timer(void* global, pktb_call* call, pktb_flow* flow) {
@@ -396,7 +406,7 @@ std::string status(Global& g, bool json) {
       {"held", &t.held},
       {"rewritten", &t.rewritten},
       {"timeouts", &t.timeouts},
-      {"passed_while_held", &t.passed_while_held},
+      {"dropped_while_held", &t.dropped_while_held},
       {"not_held", &t.not_held},
       {"translated_out", &t.translated_out},
       {"translated_in", &t.translated_in},
@@ -588,7 +598,7 @@ void* init(const pktb_host* host, const char** error) {
   const std::pair<const char*, Tally*> names[] = {{"held", &t.held},
                                                   {"rewritten", &t.rewritten},
                                                   {"timeouts", &t.timeouts},
-                                                  {"passed_while_held", &t.passed_while_held},
+                                                  {"dropped_while_held", &t.dropped_while_held},
                                                   {"not_held", &t.not_held},
                                                   {"translated_out", &t.translated_out},
                                                   {"translated_in", &t.translated_in},

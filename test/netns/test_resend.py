@@ -415,8 +415,8 @@ class Resend(NetnsTestCase):
 
     def test_a_tcp_connection_whose_syn_was_held_completes(self):
         self.far_nginx()
-        # SYN retransmissions come every second or so: they are held with the first SYN.
-        self.start_broker(hold_packets=16)
+        # SYN retransmissions (after 1, 3, 7 s) are held with the first SYN (hold_packets: 4).
+        self.start_broker(hold_packets=4)
         capture = FarCapture(self, self.far, FAR_LINK)
         curl = self.start("curl", "-sS", "--interface", OLD[4], "--connect-timeout", "40",
                           "--max-time", "80", f"http://{FAR[4]}/{FILE}")

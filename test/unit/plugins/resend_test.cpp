@@ -195,9 +195,10 @@ TEST_CASE("resend: held until the wakeup, then released from the new address; re
   const Inspection first = resend.send(udp4("query"));
   CHECK(first.decision.action == PKTB_HOLD);
   CHECK(first.decision.hold_ms == 11'000);
-  // A retry while the first waits passes, and does not take the held one with it.
+  // A retry while the first waits is dropped (it would leave from the old address), and does
+  // not take the held one with it.
   const Inspection retry = resend.send(udp4("query"));
-  CHECK(retry.decision.action == PKTB_PASS);
+  CHECK(retry.decision.action == PKTB_DROP);
   CHECK((retry.decision.flags & PKTB_DECISION_LEAVE_HELD) != 0);
   // Nothing changes on a refused wakeup.
   CHECK(resend.command({"wakeup", "--iface", "eth9", "--addr", "192.0.2.7"}) ==
@@ -237,13 +238,18 @@ TEST_CASE("resend: held until the wakeup, then released from the new address; re
   CHECK(resend.driver.counter("resend", "rewritten") == 1);
   CHECK(resend.driver.counter("resend", "translated_out") == 1);
   CHECK(resend.driver.counter("resend", "translated_in") == 1);
-  CHECK(resend.driver.counter("resend", "passed_while_held") == 1);
+  CHECK(resend.driver.counter("resend", "dropped_while_held") == 1);
   CHECK(resend.driver.counter("resend", "bad_commands") == 3);
   // Up now: a new flow is not held.
   CHECK(resend.send(udp4("new", {10, 0, 0, 1}, {10, 0, 0, 9})).decision.action == PKTB_PASS);
+  // Down again (ip-down): new flows wait once more.
+  CHECK(resend.command({"down", "--iface", "lo"}) ==
+        std::pair<bool, std::string>{true, "lo is down: new flows through it are held"});
+  CHECK(resend.send(udp4("after", {10, 0, 0, 1}, {10, 0, 0, 8})).decision.action == PKTB_HOLD);
+  CHECK(resend.command({"wakeup", "--iface", "lo", "--addr", "192.0.2.7"}).first);
   const auto status = resend.command({"status", "--json"});
   CHECK(status.second.starts_with(
-      R"({"interface":"lo","ipv4":{"up":true,"address":"192.0.2.7"},"ipv6":{"up":false,"address":null},"held":0,"translations":1,)"));
+      R"({"interface":"lo","ipv4":{"up":true,"address":"192.0.2.7"},"ipv6":{"up":false,"address":null},"held":1,"translations":1,)"));
 }
 
 TEST_CASE(
