@@ -183,7 +183,7 @@ bool BrokerQueue::hold(std::uint32_t packet_id, const Decision& decision) {
   const PacketToken token =
       tracker_.track({packet_id, plugin_owner, decision.verdict, deadline, nullptr});
   const std::uint64_t handle = dispatcher_.packet_handle(packet_id);
-  held_[handle] = {token, flow_id};
+  held_[handle] = {token, flow_id, decision.plugin_decides};
   held_by_flow_.emplace(flow_id, handle);
   ++dispatcher_.counters().held;
   schedule_expiry();
@@ -212,12 +212,17 @@ int BrokerQueue::release_held(std::uint64_t handle, const pktb_decision& decisio
   const auto found = held_.find(handle);
   if (found == held_.end() || decision.action == PKTB_HOLD) return -1;
   const PacketToken token = found->second.token;
+  const bool plugin_decides = found->second.plugin_decides;
   forget_held(handle);
   VerdictTracker::Pending pending;
   if (tracker_.take(token, plugin_owner, pending) != VerdictTracker::ResolveResult::resolved) {
     return -1;
   }
   ++dispatcher_.counters().plugin_releases;
+  if (!plugin_decides) {  // the rule did not hand this plugin the decision: its verdict stands
+    finish(pending.packet_id, pending.fallback);
+    return 0;
+  }
   const std::optional<std::uint32_t> mark = (decision.flags & PKTB_DECISION_SET_MARK) != 0
                                                 ? std::optional(decision.set_mark)
                                                 : std::nullopt;
@@ -247,9 +252,12 @@ bool BrokerQueue::forget_held(std::uint64_t handle) {
   return true;
 }
 
-void BrokerQueue::wake_plugin(std::shared_ptr<const Plugin> plugin) {
-  boost::asio::post(strand_, [this, plugin = std::move(plugin)] {
-    if (stopped_) return;
+void BrokerQueue::wake_plugin(std::weak_ptr<const Plugin> plugin) {
+  // A weak pointer: the plugin's own thread, which calls wake, must never end up holding the
+  // last reference (it would unload the plugin from inside it).
+  boost::asio::post(strand_, [this, weak = std::move(plugin)] {
+    const auto plugin = weak.lock();
+    if (stopped_ || !plugin) return;
     inspector_.fire_timers(*plugin, Clock::now());
     flush();
   });

@@ -62,8 +62,8 @@ class BrokerQueue {
   /// The session went away: every packet it owns takes its fallback now.
   void release_session(SessionId session);
   void snapshot(std::function<void(QueueSnapshot)> done);
-  /// pktb_host::wake: the timers of `plugin`'s flows on this queue fire now.
-  void wake_plugin(std::shared_ptr<const Plugin> plugin);
+  /// pktb_host::wake: the timers of `plugin`'s flows on this queue fire now (if it still lives).
+  void wake_plugin(std::weak_ptr<const Plugin> plugin);
   /// Stops reading, verdicts every packet already handed to us, unbinds, then calls `done`.
   void stop(std::function<void()> done);
 
@@ -117,6 +117,7 @@ class BrokerQueue {
   struct Held {
     PacketToken token = 0;
     std::uint64_t flow_id = 0;
+    bool plugin_decides = false;  ///< Decision::plugin_decides: a release's verdict counts
   };
   std::unordered_map<std::uint64_t, Held> held_;
   std::unordered_multimap<std::uint64_t, std::uint64_t> held_by_flow_;

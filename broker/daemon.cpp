@@ -119,9 +119,8 @@ void Daemon::set_wakers(const PluginSet& plugins) {
   for (const auto& plugin : plugins.plugins()) {
     plugin->set_waker([this, weak = std::weak_ptr<const Plugin>(plugin)] {
       const std::lock_guard lock(wake_mutex_);
-      const auto plugin = weak.lock();  // null while the plugin shuts down
-      if (wakes_stopped_ || !plugin) return;
-      for (auto& queue : queues_) queue->wake_plugin(plugin);
+      if (wakes_stopped_) return;
+      for (auto& queue : queues_) queue->wake_plugin(weak);
     });
   }
 }
@@ -134,7 +133,10 @@ std::pair<bool, std::string> Daemon::plugin_command(const std::string& name,
     plugins = plugins_;
   }
   const auto printable = [](const std::string& text) {
-    return std::all_of(text.begin(), text.end(), [](char c) { return c >= 0x20 && c != 0x7f; });
+    return std::all_of(text.begin(), text.end(), [](char c) {
+      const auto byte = static_cast<unsigned char>(c);
+      return byte >= 0x20 && byte < 0x7f;
+    });
   };
   if (!printable(name) || !std::all_of(args.begin(), args.end(), printable)) {
     return {false, "a plugin command and its arguments must be printable ASCII"};

@@ -146,6 +146,7 @@ void Dispatcher::apply_plugin(const Rule& rule, const Inspection& inspection,
       std::find(names.begin(), names.end(), inspection.plugin->name()) == names.end()) {
     return;  // not a flow these plugins handle: the rule's fallback
   }
+  decision.plugin_decides = true;
   const pktb_decision& d = inspection.decision;
   const std::optional<std::uint32_t> mark =
       (d.flags & PKTB_DECISION_SET_MARK) != 0 ? std::optional(d.set_mark) : std::nullopt;

@@ -32,6 +32,9 @@ struct Decision {
   Inspection inspection;  ///< what the flow's plugin said
   /// A plugin holds the packet: it waits until `hold_ms`, then takes `verdict`.
   std::optional<std::uint32_t> hold_ms;
+  /// The matched rule hands the decision to the flow's plugin (`inspect:` lists it): only then
+  /// may the plugin's release of a held packet decide it; otherwise `verdict` does.
+  bool plugin_decides = false;
   std::span<const std::uint8_t> replacement;  ///< a plugin's accept-modified packet
 
   [[nodiscard]] bool offered_to_clients() const noexcept { return deliver != nullptr || unmatched; }

@@ -130,6 +130,7 @@ Plugin::Plugin(const PluginSpec& spec) : name_(spec.name), path_(spec.path), con
 }
 
 Plugin::~Plugin() {
+  set_waker(nullptr);  // the plugin's own threads may call wake until shutdown joins them
   if (descriptor_ != nullptr && descriptor_->shutdown != nullptr) {
     try {
       descriptor_->shutdown(global_);

@@ -56,6 +56,8 @@ bool rewrite_v6(pkt_buff* pktb, Endpoint which, std::span<const std::uint8_t> ad
   if (ip == nullptr) return false;
   // Only a transport header right after the fixed header: extension headers (a fragment one
   // above all) are left alone.
+  // libnetfilter_queue sums ip6_plen bytes without checking them against the buffer.
+  if (sizeof(ip6_hdr) + ntohs(ip->ip6_plen) > pktb_len(pktb)) return false;
   const std::uint8_t next = ip->ip6_nxt;
   if (next != IPPROTO_TCP && next != IPPROTO_UDP) return false;
   if (nfq_ip6_set_transport_header(pktb, ip, next) != 1) return false;  // 1: found

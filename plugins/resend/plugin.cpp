@@ -9,7 +9,7 @@
 // INPUT; forwarded packets are not rewritten).
 #include "pktbroker/plugin.h"
 #include "plugins/resend/address_rewrite.hpp"
-#include "plugins/resend/address_watch.hpp"
+#include "plugins/resend/link_watch.hpp"
 #include "plugins/resend/reply_table.hpp"
 
 #include <algorithm>
@@ -30,6 +30,7 @@
 #include <vector>
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
 
@@ -38,8 +39,9 @@ namespace {
 using namespace pktbroker::plugins::resend;
 using Address = ReplyTable::Address;
 
-constexpr std::uint32_t max_hold_packets = 16;        // the broker holds at most 16 packets a flow
-constexpr std::uint32_t max_wakeup_wait_ms = 55'000;  // the broker holds a packet 60 s at most
+constexpr std::uint32_t max_hold_packets = 16;  // the broker holds at most 16 packets a flow
+// Below the 30 s a UDP flow (or a TCP one still opening) stays idle before the broker closes it.
+constexpr std::uint32_t max_wakeup_wait_ms = 25'000;
 constexpr std::uint32_t host_margin_ms = 1'000;  // the broker's own deadline, after the plugin's
 constexpr std::uint32_t max_response_wait_ms = 3'600'000;
 constexpr std::size_t held_bytes_budget = std::size_t{4} << 20;  // copies of held packets
@@ -60,6 +62,7 @@ struct Config {
   std::uint32_t hold_packets = 4;
   bool drop_at_timeout = false;
   bool watch_addresses = false;
+  bool start_up = false;  ///< addresses the link has at start-up count as up
 };
 
 /// A counter the broker shows (pktbrokerctl stats) and the plugin reads back (status).
@@ -69,8 +72,8 @@ struct Tally {
 };
 
 struct Tallies {
-  Tally held, rewritten, timeouts, dropped_while_held, not_held, translated_out, translated_in,
-      table_full, wakeups, downs, bad_commands;
+  Tally held, rewritten, released, timeouts, dropped_while_held, not_held, translated_out,
+      translated_in, table_full, wakeups, downs, bad_commands;
 };
 
 /// One address family of the link: down until a wakeup brings an address.
@@ -89,7 +92,7 @@ struct Global {
   std::array<LinkFamily, 2> families;  // IPv4, IPv6
   ReplyTable replies{reply_table_capacity};
   std::size_t held_bytes = 0;
-  std::unique_ptr<AddressWatch> watch;  // last: its thread uses the rest
+  std::unique_ptr<LinkWatch> watch;  // last: its thread uses the rest
 };
 
 struct HeldPacket {
@@ -102,12 +105,11 @@ struct HeldPacket {
 struct FlowState {
   HeldPacket* held;  // hold_packets entries
   std::uint32_t held_count;
-  std::uint8_t family;        // of the held packets: 4 or 6
-  std::uint64_t deadline_ns;  // when held packets stop waiting for a wakeup
-  bool moved;                 // released with the new source address
-  Address old_address;
-  Address new_address;
-  std::uint64_t translate_until_ns;
+  std::uint8_t family;                 // of the held packets: 4 or 6
+  std::uint64_t deadline_ns;           // when held packets stop waiting for a wakeup
+  bool moved;                          // released with the new source address
+  Address old_address;                 // the one it had
+  ReplyKey reply;                      // its far end and its new local end
   std::vector<std::uint8_t>* scratch;  // a rewritten packet, until the host has copied it
 };
 
@@ -135,9 +137,13 @@ std::optional<Ends> ends_of(const pktb_packet& packet) {
   if (bytes.empty()) return std::nullopt;
   Ends ends;
   ends.family = bytes[0] >> 4;
-  if (ends.family == 4 && bytes.size() >= 20) {
+  // Whole packets only: one the queue's copy_range cut cannot get its checksums right.
+  const auto length_at = [&](std::size_t at) {
+    return static_cast<std::size_t>(bytes[at] << 8 | bytes[at + 1]);
+  };
+  if (ends.family == 4 && bytes.size() >= 20 && length_at(2) <= bytes.size()) {
     ends.protocol = bytes[9];
-  } else if (ends.family == 6 && bytes.size() >= 40) {
+  } else if (ends.family == 6 && bytes.size() >= 40 && 40 + length_at(4) <= bytes.size()) {
     ends.protocol = bytes[6];
   } else {
     return std::nullopt;
@@ -208,9 +214,28 @@ bool hold(Global& g, pktb_call* call, FlowState& st, const pktb_packet& packet, 
   return true;
 }
 
+/// The reply-table key of a flow sent from here: its far end and its end at `local`.
+ReplyKey reply_key(std::span<const std::uint8_t> packet, int family, const Address& local) {
+  const std::size_t l4 = family == 4 ? std::size_t{packet[0] & 0x0fu} * 4 : 40;
+  const auto port = [&](std::size_t at) {
+    return at + 2 <= packet.size() ? static_cast<std::uint16_t>(packet[at] << 8 | packet[at + 1])
+                                   : std::uint16_t{0};
+  };
+  return {family == 4 ? packet[9] : packet[6],
+          static_cast<std::uint8_t>(family),
+          port(l4 + 2),
+          port(l4),
+          to_address(address_of(packet, Endpoint::destination)),
+          local};
+}
+
+std::uint64_t translate_until(const Global& g, std::uint64_t now) {
+  return now + std::uint64_t{g.config.response_wait_ms} * 1'000'000;
+}
+
 /// Releases the flow's held packets if their family woke (rewritten) or their wait is over
 /// (unchanged or dropped); false when they keep waiting.
-bool release_held(Global& g, pktb_call* call, pktb_flow* flow, FlowState& st, std::uint64_t now) {
+bool release_held(Global& g, pktb_call* call, FlowState& st, std::uint64_t now) {
   const LinkFamily link = family_state(g, st.family);
   if (!link.up && now < st.deadline_ns) return false;
   for (std::uint32_t i = 0; i < st.held_count; ++i) {
@@ -219,48 +244,55 @@ bool release_held(Global& g, pktb_call* call, pktb_flow* flow, FlowState& st, st
     std::vector<std::uint8_t>& bytes = scratch(st);
     bytes.assign(held.bytes, held.bytes + held.len);
     const Address old_address = to_address(address_of(bytes, Endpoint::source));
+    bool moved = false;
     if (!link.up) {
       decision.action = g.config.drop_at_timeout ? PKTB_DROP : PKTB_ACCEPT;
-      add(g, g.tallies.timeouts);
     } else if (old_address != link.address &&
                rewrite_address(bytes, Endpoint::source,
                                std::span(link.address).first(address_size(st.family)))) {
       decision.action = PKTB_ACCEPT_MODIFIED;
       decision.payload = bytes.data();
       decision.payload_len = bytes.size();
-      st.moved = true;
-      st.old_address = old_address;
-      st.new_address = link.address;
-      add(g, g.tallies.rewritten);
+      moved = true;
     } else {
       decision.action = PKTB_ACCEPT;  // already from the new address, or not rewritable
     }
-    g.host->release(call, held.id, &decision);
+    // -1: the broker decided the packet already (its own deadline, a full queue).
+    if (g.host->release(call, held.id, &decision) != 0) continue;
+    add(g, !link.up ? g.tallies.timeouts : moved ? g.tallies.rewritten : g.tallies.released);
+    if (moved && !st.moved) {
+      st.moved = true;
+      st.old_address = old_address;
+      st.reply = reply_key(bytes, st.family, link.address);
+    }
   }
   free_held(g, st);
   if (st.moved && g.config.response_wait_ms > 0) {
-    st.translate_until_ns = now + std::uint64_t{g.config.response_wait_ms} * 1'000'000;
-    const pktb_tuple& t = flow->tuple;  // the client is the local end: it sent the first packet
-    ReplyKey key{t.protocol, st.family, t.server_port, t.client_port, {}, st.new_address};
-    std::copy_n(t.server_addr, key.remote.size(), key.remote.begin());
     bool kept = false;
     {
       const std::lock_guard lock(g.mutex);
-      kept = g.replies.add(key, st.old_address, st.translate_until_ns, now);
+      kept = g.replies.add(st.reply, st.old_address, translate_until(g, now), now);
     }
     if (!kept) add(g, g.tallies.table_full);
   }
   return true;
 }
 
-/// A later packet of a moved flow: the new source, while translations last.
+/// A later packet of a moved flow: the new source, while its translation lives (each packet,
+/// either way, keeps it alive for response_wait_ms more).
 void translate_out(Global& g, FlowState& st, const pktb_packet& packet, const Ends& ends,
                    std::uint64_t now, pktb_decision* decision) {
-  if (now >= st.translate_until_ns || to_address(ends.source) != st.old_address) return;
+  if (to_address(ends.source) != st.old_address) return;
+  std::optional<Address> live;
+  {
+    const std::lock_guard lock(g.mutex);
+    live = g.replies.use(st.reply, now, translate_until(g, now));
+  }
+  if (!live) return;
   std::vector<std::uint8_t>& bytes = scratch(st);
   bytes.assign(packet.data, packet.data + packet.len);
   if (!rewrite_address(bytes, Endpoint::source,
-                       std::span(st.new_address).first(address_size(ends.family)))) {
+                       std::span(st.reply.local).first(address_size(ends.family)))) {
     return;
   }
   decision->action = PKTB_ACCEPT_MODIFIED;
@@ -269,24 +301,18 @@ void translate_out(Global& g, FlowState& st, const pktb_packet& packet, const En
   add(g, g.tallies.translated_out);
 }
 
-std::uint16_t port_at(const pktb_packet& packet, std::size_t offset) {
-  return offset + 2 <= packet.len
-             ? static_cast<std::uint16_t>(packet.data[offset] << 8 | packet.data[offset + 1])
-             : 0;
-}
-
 /// A reply arriving at the new address for a moved flow: back to the old one.
 void translate_in(Global& g, FlowState& st, const pktb_packet& packet, const Ends& ends,
                   std::uint64_t now, pktb_decision* decision) {
-  if (g.config.response_wait_ms == 0) return;
-  const std::size_t l4 = ends.family == 4 ? std::size_t{packet.data[0] & 0x0fu} * 4 : 40;
-  ReplyKey key{ends.protocol,           static_cast<std::uint8_t>(ends.family),
-               port_at(packet, l4),     port_at(packet, l4 + 2),
-               to_address(ends.source), to_address(ends.destination)};
+  const std::span<const std::uint8_t> bytes_in(packet.data, packet.len);
+  // The reply's far end is its source; its local end the destination.
+  ReplyKey key = reply_key(bytes_in, ends.family, to_address(ends.destination));
+  std::swap(key.remote_port, key.local_port);
+  key.remote = to_address(ends.source);
   std::optional<Address> old_address;
   {
     const std::lock_guard lock(g.mutex);
-    old_address = g.replies.find(key, now);
+    old_address = g.replies.use(key, now, translate_until(g, now));
   }
   if (!old_address) return;
   std::vector<std::uint8_t>& bytes = scratch(st);
@@ -305,18 +331,26 @@ void on_packet(void* global, pktb_call* call, pktb_flow* flow, const pktb_packet
                pktb_decision* decision) {
   auto& g = *static_cast<Global*>(global);
   auto& st = *static_cast<FlowState*>(flow->state);
+  // Whatever this packet's fate, packets the flow holds keep waiting for the link.
+  if (st.held_count > 0) decision->flags |= PKTB_DECISION_LEAVE_HELD;
   const unsigned link = g.ifindex.load(std::memory_order_relaxed);
   const auto ends = ends_of(*packet);
   if (link == 0 || !ends) return;
   const std::uint64_t now = now_ns();
   if (packet->in_ifindex == link && packet->out_ifindex == 0) {
-    translate_in(g, st, *packet, *ends, now, decision);
+    if (g.config.response_wait_ms > 0) translate_in(g, st, *packet, *ends, now, decision);
     return;
   }
-  if (packet->out_ifindex != link || packet->in_ifindex != 0) return;  // not sent from here
-  if (st.held_count > 0) release_held(g, call, flow, st, now);         // the earlier ones go first
+  // Only flows started here (not forwarded, not answers to a peer's connection).
+  if (packet->out_ifindex != link || packet->in_ifindex != 0 ||
+      packet->direction != PKTB_FROM_CLIENT) {
+    return;
+  }
+  if (st.held_count > 0 && release_held(g, call, st, now)) {  // the earlier ones go first
+    decision->flags &= ~PKTB_DECISION_LEAVE_HELD;
+  }
   if (st.moved) {
-    translate_out(g, st, *packet, *ends, now, decision);
+    if (g.config.response_wait_ms > 0) translate_out(g, st, *packet, *ends, now, decision);
     return;
   }
   if (st.held_count == 0 && family_state(g, ends->family).up) return;
@@ -332,7 +366,6 @@ void on_packet(void* global, pktb_call* call, pktb_flow* flow, const pktb_packet
   // address, and could even complete unmoved while the old address lasts. Dropped; the held
   // packets still wait.
   decision->action = PKTB_DROP;
-  decision->flags |= PKTB_DECISION_LEAVE_HELD;
   add(g, g.tallies.dropped_while_held);
 }
 
@@ -341,7 +374,7 @@ void on_timer(void* global, pktb_call* call, pktb_flow* flow) {
   auto& st = *static_cast<FlowState*>(flow->state);
   if (st.held_count == 0) return;
   const std::uint64_t now = now_ns();
-  if (!release_held(g, call, flow, st, now)) {  // woken for another family: wait on
+  if (!release_held(g, call, st, now)) {  // woken for another family: wait on
     const std::uint64_t left_ms = (st.deadline_ns - now + 999'999) / 1'000'000;
     g.host->set_timer(call, static_cast<std::uint32_t>(std::max<std::uint64_t>(left_ms, 1)));
   }
@@ -351,6 +384,10 @@ void flow_close(void* global, pktb_flow* flow) {
   auto& g = *static_cast<Global*>(global);
   auto& st = *static_cast<FlowState*>(flow->state);
   free_held(g, st);
+  if (st.moved) {
+    const std::lock_guard lock(g.mutex);
+    g.replies.remove(st.reply);
+  }
   delete st.scratch;
   st.scratch = nullptr;
 }
@@ -367,8 +404,56 @@ std::string to_text(int family, const Address& address) {
   return text.data();
 }
 
+/// The link's global addresses now, the first of each family (none: not there or no address).
+std::array<std::optional<Address>, 2> addresses_of(const std::string& interface) {
+  std::array<std::optional<Address>, 2> found;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return found;
+  for (const ifaddrs* it = list; it != nullptr; it = it->ifa_next) {
+    if (it->ifa_addr == nullptr || interface != it->ifa_name) continue;
+    Address address{};
+    if (it->ifa_addr->sa_family == AF_INET) {
+      std::memcpy(address.data(), &reinterpret_cast<const sockaddr_in*>(it->ifa_addr)->sin_addr, 4);
+      if (!found[0]) found[0] = address;
+    } else if (it->ifa_addr->sa_family == AF_INET6) {
+      const auto* v6 = reinterpret_cast<const sockaddr_in6*>(it->ifa_addr);
+      if (IN6_IS_ADDR_LINKLOCAL(&v6->sin6_addr)) continue;
+      std::memcpy(address.data(), &v6->sin6_addr, 16);
+      if (!found[1]) found[1] = address;
+    }
+  }
+  freeifaddrs(list);
+  return found;
+}
+
+/// Whether `address` is one of the link's own now.
+bool link_has(const std::string& interface, int family, const Address& address) {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return false;
+  bool has = false;
+  for (const ifaddrs* it = list; it != nullptr && !has; it = it->ifa_next) {
+    if (it->ifa_addr == nullptr || interface != it->ifa_name) continue;
+    if (family == 4 && it->ifa_addr->sa_family == AF_INET) {
+      has = std::memcmp(&reinterpret_cast<const sockaddr_in*>(it->ifa_addr)->sin_addr,
+                        address.data(), 4) == 0;
+    } else if (family == 6 && it->ifa_addr->sa_family == AF_INET6) {
+      has = std::memcmp(&reinterpret_cast<const sockaddr_in6*>(it->ifa_addr)->sin6_addr,
+                        address.data(), 16) == 0;
+    }
+  }
+  freeifaddrs(list);
+  return has;
+}
+
+void take_down(Global& g) {
+  const std::lock_guard lock(g.mutex);
+  for (LinkFamily& family : g.families) family.up = false;
+}
+
+/// The link was made anew or removed: its index changes; gone, it is down.
 void refresh_ifindex(Global& g) {
-  g.ifindex.store(if_nametoindex(g.config.interface.c_str()), std::memory_order_relaxed);
+  const unsigned index = if_nametoindex(g.config.interface.c_str());
+  if (g.ifindex.exchange(index, std::memory_order_relaxed) != 0 && index == 0) take_down(g);
 }
 
 /// The family is up at `address`: flows holding packets of it release them now.
@@ -385,11 +470,15 @@ void wake_family(Global& g, int family, const Address& address) {
   }
 }
 
-void take_down(Global& g, std::optional<int> only_family = std::nullopt) {
-  const std::lock_guard lock(g.mutex);
-  for (int family : {4, 6}) {
-    if (!only_family || *only_family == family) g.families[family_index(family)].up = false;
+/// The address went away: if it was the family's, the family is down.
+void address_removed(Global& g, int family, const Address& address) {
+  {
+    const std::lock_guard lock(g.mutex);
+    LinkFamily& state = g.families[family_index(family)];
+    if (!state.up || state.address != address) return;
+    state.up = false;
   }
+  add(g, g.tallies.downs);
 }
 
 std::string status(Global& g, bool json) {
@@ -405,6 +494,7 @@ std::string status(Global& g, bool json) {
   const std::pair<const char*, const Tally*> counters[] = {
       {"held", &t.held},
       {"rewritten", &t.rewritten},
+      {"released", &t.released},
       {"timeouts", &t.timeouts},
       {"dropped_while_held", &t.dropped_while_held},
       {"not_held", &t.not_held},
@@ -494,6 +584,9 @@ std::pair<bool, std::string> run_command(Global& g, std::span<const char* const>
   } else {
     return {false, "'" + value + "' is not an IPv4 or IPv6 address"};
   }
+  if (!link_has(g.config.interface, family, address)) {
+    return {false, value + " is not an address of " + g.config.interface};
+  }
   const std::size_t waiting = g.held_now.load(std::memory_order_relaxed);
   wake_family(g, family, address);
   return {true, g.config.interface + " " + family_name(family) + " is up at " +
@@ -561,7 +654,7 @@ const char* configure(const pktb_host* host, Config& config) {
   config.interface = interface;
   if (!parse_number(host->config(host, "wakeup_wait_ms"), 1, max_wakeup_wait_ms,
                     config.wakeup_wait_ms)) {
-    return "config 'wakeup_wait_ms' must be a number of milliseconds from 1 to 55000";
+    return "config 'wakeup_wait_ms' must be a number of milliseconds from 1 to 25000";
   }
   if (!parse_number(host->config(host, "response_wait_ms"), 0, max_response_wait_ms,
                     config.response_wait_ms)) {
@@ -580,6 +673,14 @@ const char* configure(const pktb_host* host, Config& config) {
   if (!parse_bool(host->config(host, "watch_addresses"), config.watch_addresses)) {
     return "config 'watch_addresses' must be true or false";
   }
+  if (const char* start = host->config(host, "initial_state"); start != nullptr) {
+    const std::string_view value(start);
+    if (value != "down" && value != "up") {
+      return "config 'initial_state' must be 'down' (held until a wakeup) or 'up' (the link's "
+             "addresses now)";
+    }
+    config.start_up = value == "up";
+  }
   return nullptr;
 }
 
@@ -597,6 +698,7 @@ void* init(const pktb_host* host, const char** error) {
   Tallies& t = g->tallies;
   const std::pair<const char*, Tally*> names[] = {{"held", &t.held},
                                                   {"rewritten", &t.rewritten},
+                                                  {"released", &t.released},
                                                   {"timeouts", &t.timeouts},
                                                   {"dropped_while_held", &t.dropped_while_held},
                                                   {"not_held", &t.not_held},
@@ -608,23 +710,29 @@ void* init(const pktb_host* host, const char** error) {
                                                   {"bad_commands", &t.bad_commands}};
   for (const auto& [name, tally] : names) tally->handle = host->counter(host, name);
   refresh_ifindex(*g);
-  if (g->config.watch_addresses) {
-    Global* raw = g.get();
-    try {
-      g->watch = std::make_unique<AddressWatch>(
-          g->config.interface, [raw](bool added, int family, std::span<const std::uint8_t> bytes) {
-            const Address address = to_address(bytes);
-            if (added) {
-              wake_family(*raw, family, address);
-            } else if (family_state(*raw, family).address == address) {
-              take_down(*raw, family);  // its address went away
-              add(*raw, raw->tallies.downs);
-            }
-          });
-    } catch (const std::exception&) {
-      *error = "cannot watch the interface's addresses (rtnetlink)";
-      return nullptr;
+  if (g->config.start_up) {  // a restart, or a reload that made a new instance
+    const auto now = addresses_of(g->config.interface);
+    for (int family : {4, 6}) {
+      if (const auto& address = now[family_index(family)]) {
+        g->families[family_index(family)] = {true, *address};
+      }
     }
+  }
+  Global* raw = g.get();
+  try {
+    g->watch = std::make_unique<LinkWatch>(
+        g->config.interface, [raw] { refresh_ifindex(*raw); },
+        [raw](bool added, int family, std::span<const std::uint8_t> bytes) {
+          if (!raw->config.watch_addresses) return;
+          if (added) {
+            wake_family(*raw, family, to_address(bytes));
+          } else {
+            address_removed(*raw, family, to_address(bytes));
+          }
+        });
+  } catch (const std::exception&) {
+    *error = "cannot watch the interface (rtnetlink)";
+    return nullptr;
   }
   return g.release();
 }

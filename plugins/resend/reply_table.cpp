@@ -1,5 +1,6 @@
 #include "plugins/resend/reply_table.hpp"
 
+#include <algorithm>
 #include <functional>
 #include <string_view>
 
@@ -32,10 +33,11 @@ bool ReplyTable::add(const ReplyKey& key, const Address& old_local, std::uint64_
   return true;
 }
 
-std::optional<ReplyTable::Address> ReplyTable::find(const ReplyKey& key,
-                                                    std::uint64_t now_ns) const {
+std::optional<ReplyTable::Address> ReplyTable::use(const ReplyKey& key, std::uint64_t now_ns,
+                                                   std::uint64_t expires_ns) {
   const auto found = entries_.find(key);
   if (found == entries_.end() || found->second.expires_ns <= now_ns) return std::nullopt;
+  found->second.expires_ns = std::max(found->second.expires_ns, expires_ns);
   return found->second.old_local;
 }
 

@@ -32,8 +32,11 @@ class ReplyTable {
   /// false when the table is still full.
   bool add(const ReplyKey& key, const Address& old_local, std::uint64_t expires_ns,
            std::uint64_t now_ns);
-  /// The old local address for a reply arriving at `key`, if a live translation holds it.
-  [[nodiscard]] std::optional<Address> find(const ReplyKey& key, std::uint64_t now_ns) const;
+  /// The old local address of a live translation for `key`, which then lives until
+  /// `expires_ns` (traffic either way keeps a connection translated).
+  std::optional<Address> use(const ReplyKey& key, std::uint64_t now_ns, std::uint64_t expires_ns);
+  /// The flow is gone: its translation too.
+  void remove(const ReplyKey& key) { entries_.erase(key); }
   /// Live translations (expired ones are forgotten first).
   std::size_t live(std::uint64_t now_ns);
 

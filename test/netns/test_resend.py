@@ -66,7 +66,8 @@ http {{
 """
 
 
-def policy(wakeup_wait_ms=20000, on_timeout="release", hold_packets=1, watch_addresses=False):
+def policy(wakeup_wait_ms=20000, on_timeout="release", hold_packets=1, watch_addresses=False,
+           first_rules=""):
     """Everything through the link goes to resend. Its replies stay translated for the whole
     test (response_wait_ms), so `translations` does not depend on how fast the machine is."""
     watch = "true" if watch_addresses else "false"
@@ -78,7 +79,7 @@ plugins:
     config: {{interface: {LINK}, wakeup_wait_ms: {wakeup_wait_ms}, response_wait_ms: 600000,
               hold_packets: {hold_packets}, on_timeout: {on_timeout}, watch_addresses: {watch}}}
 rules:
-  - name: dial-out
+{first_rules}  - name: dial-out
     match: {{oif: {LINK}}}
     verdict: {{inspect: [resend], fallback: accept, timeout_ms: {wakeup_wait_ms + 10000}}}
   - name: dial-in
@@ -488,6 +489,20 @@ class Resend(NetnsTestCase):
         queries = [s for s in capture.arrived() if s.protocol == UDP and s.dport == 53]
         self.assertEqual([q.source for q in queries], [OLD[4]])
         self.assert_every_packet_decided_once()
+
+    def test_a_query_the_policy_drops_stays_dropped_after_resend_held_it(self):
+        # resend holds whatever rule matched (it cannot see rules), but only a rule that hands
+        # it the decision lets its release count: here the rule's drop stands.
+        self.start_broker(first_rules="  - {name: no-dns, match: {proto: udp, dport: 53}, "
+                                      "verdict: drop}\n")
+        dig = self.start_query(4, timeout=8)
+        self.assertEqual(self.wait_until_held()["held"], 1)
+        self.renumber(4)
+        self.wakeup(4)
+        self.assertTrue(self.answer(dig).startswith("dig failed"))
+        self.assertEqual(self.far_received(), 0, "a packet the policy drops reached the far side")
+        stats = self.assert_every_packet_decided_once()
+        self.assertGreaterEqual(stats["queue"]["dropped"], 1)
 
     def test_bad_wakeups_are_refused_and_change_nothing(self):
         self.start_broker()

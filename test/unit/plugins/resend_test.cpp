@@ -148,13 +148,17 @@ TEST_CASE("resend: the reply table forgets expired translations and is bounded")
   CHECK(table.add(a, old_address, 100, 0));
   CHECK(table.add(b, old_address, 200, 0));
   CHECK_FALSE(table.add(c, old_address, 300, 50));  // full, nothing expired yet
-  CHECK(table.find(a, 99) == old_address);
-  CHECK_FALSE(table.find(a, 100));
+  CHECK(table.use(a, 99, 120) == old_address);      // traffic keeps it alive: until 120 now
+  CHECK(table.use(a, 110, 0) == old_address);
+  CHECK_FALSE(table.use(a, 120, 0));
   CHECK(table.add(c, old_address, 300, 150));  // a expired and made room
+  table.remove(c);
+  CHECK_FALSE(table.use(c, 150, 0));
+  CHECK(table.add(c, old_address, 300, 150));
   CHECK(table.live(150) == 2);
   ReplyKey other_remote = b;
   other_remote.remote[3] = 3;
-  CHECK_FALSE(table.find(other_remote, 150));  // another server's packet is not a reply
+  CHECK_FALSE(table.use(other_remote, 150, 0));  // another server's packet is not a reply
 }
 
 namespace {
@@ -201,16 +205,19 @@ TEST_CASE("resend: held until the wakeup, then released from the new address; re
   CHECK(retry.decision.action == PKTB_DROP);
   CHECK((retry.decision.flags & PKTB_DECISION_LEAVE_HELD) != 0);
   // Nothing changes on a refused wakeup.
-  CHECK(resend.command({"wakeup", "--iface", "eth9", "--addr", "192.0.2.7"}) ==
+  CHECK(resend.command({"wakeup", "--iface", "eth9", "--addr", "127.0.0.1"}) ==
         std::pair<bool, std::string>{false, "resend serves interface 'lo', not 'eth9'"});
   CHECK(resend.command({"wakeup", "--iface", "lo", "--addr", "192.0.2.999"}) ==
         std::pair<bool, std::string>{false, "'192.0.2.999' is not an IPv4 or IPv6 address"});
   CHECK_FALSE(resend.command({"wakeup", "--iface", "lo"}).first);
+  // Only an address the link has: a manage user cannot make flows leave from any address.
+  CHECK(resend.command({"wakeup", "--iface", "lo", "--addr", "192.0.2.7"}) ==
+        std::pair<bool, std::string>{false, "192.0.2.7 is not an address of lo"});
   resend.fire_timers();
   CHECK(resend.driver.released.empty());
-  const auto [ok, text] = resend.command({"wakeup", "--iface", "lo", "--addr", "192.0.2.7"});
+  const auto [ok, text] = resend.command({"wakeup", "--iface", "lo", "--addr", "127.0.0.1"});
   CHECK(ok);
-  CHECK(text == "lo ipv4 is up at 192.0.2.7; 1 held packet(s) are released");
+  CHECK(text == "lo ipv4 is up at 127.0.0.1; 1 held packet(s) are released");
   resend.fire_timers();  // what pktb_host::wake makes the broker do
   REQUIRE(resend.driver.released.size() == 1);
   CHECK(resend.driver.released[0] ==
@@ -219,13 +226,13 @@ TEST_CASE("resend: held until the wakeup, then released from the new address; re
   const Inspection later = resend.send(udp4("again"));
   REQUIRE(later.decision.action == PKTB_ACCEPT_MODIFIED);
   const Bytes moved(later.replacement.begin(), later.replacement.end());
-  CHECK(Bytes(moved.begin() + 12, moved.begin() + 16) == Bytes{192, 0, 2, 7});
+  CHECK(Bytes(moved.begin() + 12, moved.begin() + 16) == Bytes{127, 0, 0, 1});
   CHECK(transport_valid(moved));
   // The answer to the new address is handed to the old one.
   Bytes answer_l4 = udp_header(53, 40000, 6);
   answer_l4.insert(answer_l4.end(), {'a', 'n', 's', 'w', 'e', 'r'});
   const Inspection answer = resend.send(
-      with_checksums(ipv4(IPPROTO_UDP, answer_l4, 0, {10, 0, 0, 2}, {192, 0, 2, 7})), false);
+      with_checksums(ipv4(IPPROTO_UDP, answer_l4, 0, {10, 0, 0, 2}, {127, 0, 0, 1})), false);
   REQUIRE(answer.decision.action == PKTB_ACCEPT_MODIFIED);
   const Bytes back(answer.replacement.begin(), answer.replacement.end());
   CHECK(Bytes(back.begin() + 16, back.begin() + 20) == Bytes{10, 0, 0, 1});
@@ -233,23 +240,23 @@ TEST_CASE("resend: held until the wakeup, then released from the new address; re
   CHECK(transport_valid(back));
   // Another server's packet to the new address is not a reply.
   const Inspection stranger = resend.send(
-      with_checksums(ipv4(IPPROTO_UDP, answer_l4, 0, {10, 0, 0, 3}, {192, 0, 2, 7})), false);
+      with_checksums(ipv4(IPPROTO_UDP, answer_l4, 0, {10, 0, 0, 3}, {127, 0, 0, 1})), false);
   CHECK(stranger.decision.action == PKTB_PASS);
   CHECK(resend.driver.counter("resend", "rewritten") == 1);
   CHECK(resend.driver.counter("resend", "translated_out") == 1);
   CHECK(resend.driver.counter("resend", "translated_in") == 1);
   CHECK(resend.driver.counter("resend", "dropped_while_held") == 1);
-  CHECK(resend.driver.counter("resend", "bad_commands") == 3);
+  CHECK(resend.driver.counter("resend", "bad_commands") == 4);
   // Up now: a new flow is not held.
   CHECK(resend.send(udp4("new", {10, 0, 0, 1}, {10, 0, 0, 9})).decision.action == PKTB_PASS);
   // Down again (ip-down): new flows wait once more.
   CHECK(resend.command({"down", "--iface", "lo"}) ==
         std::pair<bool, std::string>{true, "lo is down: new flows through it are held"});
   CHECK(resend.send(udp4("after", {10, 0, 0, 1}, {10, 0, 0, 8})).decision.action == PKTB_HOLD);
-  CHECK(resend.command({"wakeup", "--iface", "lo", "--addr", "192.0.2.7"}).first);
+  CHECK(resend.command({"wakeup", "--iface", "lo", "--addr", "127.0.0.1"}).first);
   const auto status = resend.command({"status", "--json"});
   CHECK(status.second.starts_with(
-      R"({"interface":"lo","ipv4":{"up":true,"address":"192.0.2.7"},"ipv6":{"up":false,"address":null},"held":1,"translations":1,)"));
+      R"({"interface":"lo","ipv4":{"up":true,"address":"127.0.0.1"},"ipv6":{"up":false,"address":null},"held":1,"translations":1,)"));
 }
 
 TEST_CASE(
@@ -289,11 +296,23 @@ TEST_CASE("resend: bad configuration is refused at load, naming the key") {
   CHECK(error({{"interface", "a b"}}).ends_with("config 'interface' is not an interface name"));
   CHECK(error({{"interface", "lo"}, {"hold_packets", "17"}})
             .ends_with("config 'hold_packets' must be a number from 1 to 16"));
-  CHECK(error({{"interface", "lo"}, {"wakeup_wait_ms", "60000"}})
-            .ends_with("config 'wakeup_wait_ms' must be a number of milliseconds from 1 to 55000"));
+  CHECK(error({{"interface", "lo"}, {"wakeup_wait_ms", "25001"}})
+            .ends_with("config 'wakeup_wait_ms' must be a number of milliseconds from 1 to 25000"));
+  CHECK(error({{"interface", "lo"}, {"initial_state", "sideways"}})
+            .ends_with("config 'initial_state' must be 'down' (held until a wakeup) or 'up' (the "
+                       "link's addresses now)"));
   CHECK(error({{"interface", "lo"}, {"on_timeout", "later"}})
             .ends_with("config 'on_timeout' must be 'release' (send unchanged) or 'drop'"));
   CHECK(error({{"interface", "lo"}, {"watch_addresses", "maybe"}})
             .ends_with("config 'watch_addresses' must be true or false"));
   CHECK(error({{"interface", "lo"}, {"watch_addresses", "true"}}) == "loaded");
+}
+
+TEST_CASE("resend: initial_state up takes the link's addresses at start-up (a restart)") {
+  ResendDriver resend({{"interface", "lo"}, {"initial_state", "up"}});
+  CHECK(resend.send(udp4("query")).decision.action == PKTB_PASS);
+  CHECK(
+      resend.command({"status", "--json"})
+          .second.starts_with(
+              R"({"interface":"lo","ipv4":{"up":true,"address":"127.0.0.1"})"));
 }

@@ -1,4 +1,4 @@
-#include "plugins/resend/address_watch.hpp"
+#include "plugins/resend/link_watch.hpp"
 
 #include <array>
 #include <cerrno>
@@ -22,13 +22,15 @@ namespace {
 
 }  // namespace
 
-AddressWatch::AddressWatch(std::string interface, Handler handler)
-    : interface_(std::move(interface)), handler_(std::move(handler)) {
+LinkWatch::LinkWatch(std::string interface, LinkHandler on_link, AddressHandler on_address)
+    : interface_(std::move(interface)),
+      on_link_(std::move(on_link)),
+      on_address_(std::move(on_address)) {
   socket_ = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
   if (socket_ < 0) fail("rtnetlink socket");
   sockaddr_nl local{};
   local.nl_family = AF_NETLINK;
-  local.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+  local.nl_groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
   if (bind(socket_, reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {
     close(socket_);
     fail("rtnetlink bind");
@@ -41,7 +43,7 @@ AddressWatch::AddressWatch(std::string interface, Handler handler)
   thread_ = std::thread([this] { run(); });
 }
 
-AddressWatch::~AddressWatch() {
+LinkWatch::~LinkWatch() {
   const std::uint64_t one = 1;
   (void)!write(stop_, &one, sizeof one);
   thread_.join();
@@ -49,7 +51,7 @@ AddressWatch::~AddressWatch() {
   close(socket_);
 }
 
-void AddressWatch::run() {
+void LinkWatch::run() {
   std::array<char, 16384> buffer{};
   std::array<pollfd, 2> fds{pollfd{socket_, POLLIN, 0}, pollfd{stop_, POLLIN, 0}};
   while (true) {
@@ -57,16 +59,23 @@ void AddressWatch::run() {
     if ((fds[1].revents & POLLIN) != 0) return;
     if ((fds[0].revents & POLLIN) == 0) continue;
     const ssize_t n = recv(socket_, buffer.data(), buffer.size(), 0);
-    // ENOBUFS: events were lost; the next ones still come.
-    if (n > 0) on_message(buffer.data(), static_cast<std::size_t>(n));
+    if (n > 0) {
+      on_message(buffer.data(), static_cast<std::size_t>(n));
+    } else if (n < 0 && errno == ENOBUFS) {
+      on_link_();  // events were lost: at least look the link up anew; the next ones still come
+    }
   }
 }
 
-void AddressWatch::on_message(const void* data, std::size_t len) {
+void LinkWatch::on_message(const void* data, std::size_t len) {
   const unsigned watched = if_nametoindex(interface_.c_str());  // the link may be made anew
   int remaining = static_cast<int>(len);
   for (auto* nlh = static_cast<const nlmsghdr*>(data); mnl_nlmsg_ok(nlh, remaining);
        nlh = mnl_nlmsg_next(nlh, &remaining)) {
+    if (nlh->nlmsg_type == RTM_NEWLINK || nlh->nlmsg_type == RTM_DELLINK) {
+      on_link_();
+      continue;
+    }
     if (nlh->nlmsg_type != RTM_NEWADDR && nlh->nlmsg_type != RTM_DELADDR) continue;
     if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof(ifaddrmsg))) continue;
     const auto* ifa = static_cast<const ifaddrmsg*>(mnl_nlmsg_get_payload(nlh));
@@ -95,7 +104,8 @@ void AddressWatch::on_message(const void* data, std::size_t len) {
     if (chosen == nullptr || family == 0 || mnl_attr_get_payload_len(chosen) != size) continue;
     const bool added = nlh->nlmsg_type == RTM_NEWADDR;
     if (added && (flags & (IFA_F_TENTATIVE | IFA_F_DADFAILED)) != 0) continue;  // not usable yet
-    handler_(added, family, {static_cast<const std::uint8_t*>(mnl_attr_get_payload(chosen)), size});
+    on_address_(added, family,
+                {static_cast<const std::uint8_t*>(mnl_attr_get_payload(chosen)), size});
   }
 }
 
