@@ -55,6 +55,35 @@ class Control(NetnsTestCase):
         self.assertIn("policy.yaml:2:23: error: unknown key 'dprot' in match (did you mean 'dport'?)",
                       answer["problems"])
 
+    def test_plugin_commands_reach_the_plugin_and_are_refused_clearly(self):
+        daemon = self.daemon(POLICY + "plugins:\n  - {name: resend, config: {interface: lo}}\n"
+                             "clients:\n  - {user: nobody, roles: [observe]}\n")
+        os.chmod(daemon.socket, 0o666)
+        os.chmod(daemon.dir, 0o755)
+        status = self.ctl(daemon, "plugin", "resend", "status", "--json")
+        self.assertEqual(status.returncode, 0, status.stderr)
+        self.assertEqual(json.loads(status.stdout)["interface"], "lo")
+        missing = self.ctl(daemon, "plugin", "nosuch", "status")
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn("no plugin named 'nosuch' is loaded", missing.stderr)
+        refused = self.ctl(daemon, "plugin", "resend", "wakeup", "--iface", "lo", "--addr", "127.0.0.1",
+                           user="nobody")
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("none of the requested roles is granted", refused.stderr)
+        injected = self.ctl(daemon, "plugin", "resend", "status\nstats fake=1")
+        self.assertEqual(injected.returncode, 1)
+        self.assertIn("printable ASCII", injected.stderr)
+        self.assertNotIn("fake=1", daemon.log())
+        too_many = self.ctl(daemon, "plugin", "resend", *["x"] * 17)
+        self.assertEqual(too_many.returncode, 2)
+        # The plugin's own refusal, and what stayed unchanged: lo is still down.
+        unknown = self.ctl(daemon, "plugin", "resend", "frobnicate")
+        self.assertEqual(unknown.returncode, 1)
+        self.assertIn("unknown command 'frobnicate'", unknown.stderr)
+        after = json.loads(self.ctl(daemon, "plugin", "resend", "status", "--json").stdout)
+        self.assertEqual(after["ipv4"], {"up": False, "address": None})
+        self.assertEqual(after["counters"]["bad_commands"], 1)
+
     def test_exit_codes(self):
         daemon = self.daemon(POLICY + "clients:\n  - {user: nobody, roles: [observe]}\n")
         os.chmod(daemon.socket, 0o666)
