@@ -76,6 +76,22 @@ struct Tallies {
       translated_in, table_full, wakeups, downs, bad_commands;
 };
 
+/// Every tally by the name the broker and `status` show it under.
+std::array<std::pair<const char*, Tally*>, 12> named(Tallies& t) {
+  return {{{"held", &t.held},
+           {"rewritten", &t.rewritten},
+           {"released", &t.released},
+           {"timeouts", &t.timeouts},
+           {"dropped_while_held", &t.dropped_while_held},
+           {"not_held", &t.not_held},
+           {"translated_out", &t.translated_out},
+           {"translated_in", &t.translated_in},
+           {"table_full", &t.table_full},
+           {"wakeups", &t.wakeups},
+           {"downs", &t.downs},
+           {"bad_commands", &t.bad_commands}}};
+}
+
 /// One address family of the link: down until a wakeup brings an address.
 struct LinkFamily {
   bool up = false;
@@ -490,27 +506,15 @@ std::string status(Global& g, bool json) {
     translations = g.replies.live(now_ns());
   }
   const std::size_t held = g.held_now.load(std::memory_order_relaxed);
-  const Tallies& t = g.tallies;
-  const std::pair<const char*, const Tally*> counters[] = {
-      {"held", &t.held},
-      {"rewritten", &t.rewritten},
-      {"released", &t.released},
-      {"timeouts", &t.timeouts},
-      {"dropped_while_held", &t.dropped_while_held},
-      {"not_held", &t.not_held},
-      {"translated_out", &t.translated_out},
-      {"translated_in", &t.translated_in},
-      {"table_full", &t.table_full},
-      {"wakeups", &t.wakeups},
-      {"downs", &t.downs},
-      {"bad_commands", &t.bad_commands}};
+  const auto counters = named(g.tallies);
   std::string out;
   if (json) {
-    out = "{\"interface\":\"" + g.config.interface + "\"";
+    out = R"({"interface":")" + g.config.interface + "\"";
     for (int family : {4, 6}) {
       const LinkFamily& f = families[family_index(family)];
-      out += std::string(",\"") + family_name(family) + "\":{\"up\":" + (f.up ? "true" : "false") +
-             ",\"address\":" + (f.up ? "\"" + to_text(family, f.address) + "\"" : "null") + "}";
+      out += std::string(R"(,")") + family_name(family) + R"(":{"up":)" +
+             (f.up ? "true" : "false") + R"(,"address":)" +
+             (f.up ? "\"" + to_text(family, f.address) + "\"" : "null") + "}";
     }
     out += ",\"held\":" + std::to_string(held) +
            ",\"translations\":" + std::to_string(translations) + ",\"counters\":{";
@@ -695,20 +699,7 @@ void* init(const pktb_host* host, const char** error) {
     *error = problem;
     return nullptr;
   }
-  Tallies& t = g->tallies;
-  const std::pair<const char*, Tally*> names[] = {{"held", &t.held},
-                                                  {"rewritten", &t.rewritten},
-                                                  {"released", &t.released},
-                                                  {"timeouts", &t.timeouts},
-                                                  {"dropped_while_held", &t.dropped_while_held},
-                                                  {"not_held", &t.not_held},
-                                                  {"translated_out", &t.translated_out},
-                                                  {"translated_in", &t.translated_in},
-                                                  {"table_full", &t.table_full},
-                                                  {"wakeups", &t.wakeups},
-                                                  {"downs", &t.downs},
-                                                  {"bad_commands", &t.bad_commands}};
-  for (const auto& [name, tally] : names) tally->handle = host->counter(host, name);
+  for (const auto& [name, tally] : named(g->tallies)) tally->handle = host->counter(host, name);
   refresh_ifindex(*g);
   if (g->config.start_up) {  // a restart, or a reload that made a new instance
     const auto now = addresses_of(g->config.interface);

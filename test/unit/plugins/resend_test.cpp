@@ -311,8 +311,6 @@ TEST_CASE("resend: bad configuration is refused at load, naming the key") {
 TEST_CASE("resend: initial_state up takes the link's addresses at start-up (a restart)") {
   ResendDriver resend({{"interface", "lo"}, {"initial_state", "up"}});
   CHECK(resend.send(udp4("query")).decision.action == PKTB_PASS);
-  CHECK(
-      resend.command({"status", "--json"})
-          .second.starts_with(
-              R"({"interface":"lo","ipv4":{"up":true,"address":"127.0.0.1"})"));
+  CHECK(resend.command({"status", "--json"})
+            .second.starts_with(R"({"interface":"lo","ipv4":{"up":true,"address":"127.0.0.1"})"));
 }
