@@ -122,9 +122,10 @@ ParseError parse_ipv6(std::span<const std::uint8_t> bytes, PacketView& view) noe
     if (end < offset + 8) return ParseError::ipv6_truncated_extension;
     std::size_t length = 0;
     if (next == 44) {
+      // An atomic fragment (offset 0, no more fragments: RFC 6946) is a whole packet.
       const std::uint16_t fragment = read16(bytes, offset + 2);
-      view.fragment = true;
-      view.first_fragment = (fragment & 0xfff8) == 0;
+      view.fragment = view.fragment || (fragment & 0xfff9) != 0;
+      view.first_fragment = view.first_fragment && (fragment & 0xfff8) == 0;
       length = 8;
     } else if (next == 51) {
       length = (static_cast<std::size_t>(bytes[offset + 1]) + 2) * 4;

@@ -18,8 +18,9 @@ struct CapturedPacket {
 
 struct Capture {
   std::vector<CapturedPacket> packets;
-  std::uint64_t skipped_non_ip = 0;     ///< ARP, LLDP, ... (not an error)
-  std::uint64_t skipped_truncated = 0;  ///< captured with a snap length shorter than the headers
+  std::uint64_t skipped_non_ip = 0;     ///< ARP, LLDP, STP, non-IP MPLS or SNAP, ... (no error)
+  std::uint64_t skipped_truncated = 0;  ///< cut by the capture's snap length
+  std::uint64_t tso_lengths = 0;        ///< IPv4 total length 0 (TSO): the captured size used
   std::string link_type;                ///< e.g. "EN10MB", "LINUX_SLL"
 };
 
@@ -29,7 +30,8 @@ class CaptureError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// Reads the whole file (pcap or pcapng). Supported link types: Ethernet (with VLAN tags),
+/// Reads the whole file (pcap or pcapng). Supported link types: Ethernet (Ethernet II or
+/// 802.3 LLC/SNAP, with VLAN/QinQ tags and MPLS labels),
 /// Linux cooked v1 and v2 (tcpdump -i any), raw IPv4/IPv6, BSD loopback. Throws CaptureError for
 /// an unreadable, truncated or unsupported file, or one whose IP packets take more than
 /// `max_bytes`.

@@ -1,5 +1,7 @@
 #include "replay/flows.hpp"
 
+#include "replay/defragment.hpp"
+
 #include <tins/ip.h>
 #include <tins/ipv6.h>
 #include <tins/tcp.h>
@@ -8,6 +10,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <map>
 #include <tuple>
 
@@ -16,6 +19,17 @@ namespace {
 
 using Key = std::tuple<std::array<std::uint8_t, 16>, std::uint16_t, std::array<std::uint8_t, 16>,
                        std::uint16_t, std::uint8_t>;
+using TcpFlow = Tins::TCPIP::Flow;
+
+constexpr std::uint8_t tcp_fin = 0x01;
+constexpr std::uint8_t tcp_syn = 0x02;
+constexpr std::uint8_t tcp_ack = 0x10;
+// A hole no retransmission filled: skipped once this much waits behind it, well below where
+// libtins' follower gives the stream up (512 segments or 3 MiB, both directions together).
+constexpr std::size_t max_waiting_segments = 200;
+constexpr std::uint32_t max_waiting_bytes = 1 << 20;
+constexpr std::uint16_t well_known_ports = 1024;
+constexpr std::uint16_t ephemeral_ports = 32768;  // Linux's range starts here, IANA's above
 
 /// Both directions of a 5-tuple give the same key.
 Key key_of(const PacketView& view) {
@@ -25,35 +39,348 @@ Key key_of(const PacketView& view) {
   return {a.first, a.second, b.first, b.second, view.protocol};
 }
 
-Endpoint endpoint(const IpAddress& address, std::uint16_t port) {
-  return {address, port};
+Endpoint source(const PacketView& view) {
+  return {view.src, view.src_port};
 }
 
-/// Appends data to the flow's last turn when `side` spoke last, else opens a new turn.
-void add_data(RecordedFlow& flow, Side side, const std::uint8_t* data, std::size_t size,
-              std::chrono::nanoseconds time, bool datagram) {
-  if (size == 0 && !datagram) return;
-  const bool new_turn = flow.turns.empty() || flow.turns.back().side != side ||
-                        (datagram && side == Side::client);  // each query is its own turn
-  if (new_turn) flow.turns.push_back({side, {}, time, {}});
-  Turn& turn = flow.turns.back();
-  turn.data.insert(turn.data.end(), data, data + size);
-  if (datagram) turn.datagrams.push_back(static_cast<std::uint32_t>(size));
-  (side == Side::client ? flow.client_bytes : flow.server_bytes) += size;
+Endpoint destination(const PacketView& view) {
+  return {view.dst, view.dst_port};
 }
 
-IpAddress address_of(const Tins::IPv4Address& v4) {
-  IpAddress address;
-  address.family = 4;
-  inet_pton(AF_INET, v4.to_string().c_str(), address.bytes.data());
-  return address;
+/// Sequence numbers wrap: how far `to` lies after `from`.
+std::uint32_t distance(std::uint32_t from, std::uint32_t to) {
+  return to - from;
 }
 
-IpAddress address_of(const Tins::IPv6Address& v6) {
-  IpAddress address;
-  address.family = 6;
-  std::copy(v6.begin(), v6.end(), address.bytes.begin());
-  return address;
+bool after(std::uint32_t a, std::uint32_t b) {
+  return static_cast<std::int32_t>(a - b) > 0;
+}
+
+/// The turn `side` speaks in now: the last one, or a new one when the other side spoke last.
+Turn& turn_of(RecordedFlow& flow, Side side, std::chrono::nanoseconds time) {
+  if (flow.turns.empty() || flow.turns.back().side != side) flow.turns.push_back({side, {}, time, {}, 0});
+  return flow.turns.back();
+}
+
+void add_data(RecordedFlow& flow, Side side, std::span<const std::uint8_t> data,
+              std::chrono::nanoseconds time) {
+  if (data.empty()) return;
+  Turn& turn = turn_of(flow, side, time);
+  turn.data.insert(turn.data.end(), data.begin(), data.end());
+  (side == Side::client ? flow.client_bytes : flow.server_bytes) += data.size();
+}
+
+/// Each query is a turn of its own; answers in a row share one, datagram sizes kept.
+void add_datagram(RecordedFlow& flow, Side side, std::span<const std::uint8_t> data,
+                  std::chrono::nanoseconds time) {
+  if (side == Side::client) flow.turns.push_back({side, {}, time, {}, 0});
+  Turn& turn = turn_of(flow, side, time);
+  turn.data.insert(turn.data.end(), data.begin(), data.end());
+  turn.datagrams.push_back(static_cast<std::uint32_t>(data.size()));
+  (side == Side::client ? flow.client_bytes : flow.server_bytes) += data.size();
+}
+
+void add_gap(RecordedFlow& flow, Side side, std::uint32_t bytes, std::chrono::nanoseconds time) {
+  if (bytes == 0) return;
+  turn_of(flow, side, time).missing += bytes;
+  ++flow.gaps;
+  flow.gap_bytes += bytes;
+}
+
+/// The server of a flow whose handshake the capture lacks: true when it is the `a` side,
+/// false for `b`, none when the ports do not tell.
+std::optional<bool> a_is_server(std::uint8_t protocol, std::uint16_t a, std::uint16_t b,
+                                const ServicePort& service_port) {
+  if (service_port && service_port(protocol, a) != service_port(protocol, b)) {
+    return service_port(protocol, a);
+  }
+  if ((a < well_known_ports) != (b < well_known_ports)) return a < well_known_ports;
+  if ((a < ephemeral_ports) != (b < ephemeral_ports)) return a < ephemeral_ports;
+  return std::nullopt;
+}
+
+/// Builds the flows packet by packet.
+class Assembler {
+ public:
+  Assembler(Flows& result, const ServicePort& service_port)
+      : result_(result), service_port_(service_port) {
+    follower_.follow_partial_streams(true);
+    follower_.new_stream_callback([this](Tins::TCPIP::Stream& stream) { on_new_stream(stream); });
+    follower_.stream_termination_callback(
+        [this](Tins::TCPIP::Stream& stream, Tins::TCPIP::StreamFollower::TerminationReason) {
+          on_stream_end(stream);
+        });
+  }
+
+  void add(const CapturedPacket& packet);
+  /// The capture has ended: what still waits behind a hole is kept, the hole counted.
+  std::vector<RecordedFlow> finish();
+
+ private:
+  /// A TCP connection libtins follows.
+  struct Connection {
+    Tins::TCPIP::Stream* stream = nullptr;
+    std::size_t index = 0;  ///< in flows_
+    bool reversed = false;  ///< libtins' client (the first sender) is the server
+    bool sent[2] = {};      ///< data seen from each Side (so its sequence numbers are known)
+  };
+
+  void add_ip(std::span<const std::uint8_t> ip, const PacketView& view);
+  void add_tcp(std::span<const std::uint8_t> ip, const PacketView& view);
+  void add_udp(const PacketView& view);
+  void on_new_stream(Tins::TCPIP::Stream& stream);
+  void on_stream_end(Tins::TCPIP::Stream& stream);
+  [[nodiscard]] TcpFlow& tcp_flow(const Connection& c, Side side) const;
+  void skip_to(Connection& c, Side side, std::uint32_t acknowledged);
+  void skip_all(Connection& c, Side side);
+  bool skip_hole(Connection& c, Side side);
+
+  Flows& result_;
+  const ServicePort& service_port_;
+  Tins::TCPIP::StreamFollower follower_;
+  Defragmenter defragmenter_;
+  std::vector<RecordedFlow> flows_;  // in order of first packet
+  std::map<Key, std::size_t> udp_flows_;
+  std::map<Key, Connection> connections_;  // open
+  std::map<Key, Endpoint> handshakes_;     // the client, by the SYN or SYN-ACK seen
+  std::map<Key, std::size_t> closed_;      // connections that ended (FINs or a reset)
+  std::chrono::nanoseconds now_{};
+  const PacketView* packet_ = nullptr;  // the packet libtins is processing
+};
+
+TcpFlow& Assembler::tcp_flow(const Connection& c, Side side) const {
+  return (side == Side::client) != c.reversed ? c.stream->client_flow()
+                                              : c.stream->server_flow();
+}
+
+void Assembler::on_new_stream(Tins::TCPIP::Stream& stream) {
+  const PacketView& view = *packet_;
+  const Key key = key_of(view);
+  RecordedFlow flow;
+  flow.protocol = IPPROTO_TCP;
+  flow.start = now_;
+  // libtins' client sent the packet the stream starts at; this packet.
+  Endpoint first_sender = source(view);
+  Endpoint other = destination(view);
+  Connection connection{&stream, flows_.size()};
+  if (const auto handshake = handshakes_.find(key); handshake != handshakes_.end()) {
+    flow.handshake_seen = true;
+    connection.reversed = handshake->second != first_sender;
+    handshakes_.erase(handshake);
+  } else if (const auto server = a_is_server(IPPROTO_TCP, first_sender.port, other.port,
+                                             service_port_)) {
+    connection.reversed = *server;
+  } else {
+    flow.skip_reason = "no handshake in the capture, and neither port " +
+                       std::to_string(first_sender.port) + " nor " + std::to_string(other.port) +
+                       " is a known service port: the server cannot be told";
+  }
+  flow.client = connection.reversed ? other : first_sender;
+  flow.server = connection.reversed ? first_sender : other;
+  flows_.push_back(std::move(flow));
+  connections_[key] = connection;
+
+  const auto data = [this, key](Side side) {
+    return [this, key, side](Tins::TCPIP::Stream&) {
+      const Connection& c = connections_.at(key);
+      add_data(flows_[c.index], side, tcp_flow(c, side).payload(), now_);
+    };
+  };
+  const auto waiting = [this, key](Side side) {
+    return [this, key, side](Tins::TCPIP::Stream&, std::uint32_t, const TcpFlow::payload_type&) {
+      Connection& c = connections_.at(key);
+      const TcpFlow& flow = tcp_flow(c, side);
+      if (flow.buffered_payload().size() >= max_waiting_segments ||
+          flow.total_buffered_bytes() >= max_waiting_bytes) {
+        skip_hole(c, side);
+      }
+    };
+  };
+  const Side libtins_client = connection.reversed ? Side::server : Side::client;
+  const Side libtins_server = connection.reversed ? Side::client : Side::server;
+  stream.client_data_callback(data(libtins_client));
+  stream.server_data_callback(data(libtins_server));
+  stream.client_out_of_order_callback(waiting(libtins_client));
+  stream.server_out_of_order_callback(waiting(libtins_server));
+  stream.stream_closed_callback([this](Tins::TCPIP::Stream& s) { on_stream_end(s); });
+}
+
+void Assembler::on_stream_end(Tins::TCPIP::Stream& stream) {
+  const auto open = std::find_if(connections_.begin(), connections_.end(),
+                                 [&](const auto& entry) { return entry.second.stream == &stream; });
+  if (open == connections_.end()) return;
+  skip_all(open->second, Side::client);
+  skip_all(open->second, Side::server);
+  closed_[open->first] = open->second.index;
+  connections_.erase(open);
+}
+
+// The hole before the nearest data waiting is counted; the run of data after it goes on.
+// False when nothing moved (nothing waits).
+bool Assembler::skip_hole(Connection& c, Side side) {
+  TcpFlow& flow = tcp_flow(c, side);
+  auto& waiting = flow.buffered_payload();
+  if (waiting.empty()) return false;
+  const std::uint32_t next = flow.sequence_number();
+  std::vector<std::pair<std::uint32_t, const TcpFlow::payload_type*>> chunks;
+  for (const auto& [seq, data] : waiting) chunks.emplace_back(seq, &data);
+  std::sort(chunks.begin(), chunks.end(), [next](const auto& a, const auto& b) {
+    return distance(next, a.first) < distance(next, b.first);
+  });
+  const std::uint32_t start = chunks.front().first;
+  add_gap(flows_[c.index], side, distance(next, start), now_);
+  std::vector<std::uint8_t> run;
+  std::uint32_t end = start;
+  for (const auto& [seq, data] : chunks) {
+    if (distance(start, seq) > distance(start, end)) break;  // another hole
+    const std::uint32_t seen = distance(seq, end);
+    if (seen < data->size()) {
+      run.insert(run.end(), data->begin() + seen, data->end());
+      end = seq + static_cast<std::uint32_t>(data->size());
+    }
+  }
+  add_data(flows_[c.index], side, run, now_);
+  flow.advance_sequence(end);  // drops every chunk starting at or before `end`: the run's
+  return end != next;
+}
+
+void Assembler::skip_all(Connection& c, Side side) {
+  while (skip_hole(c, side)) {
+  }
+}
+
+// The peer acknowledged `acknowledged`: what the capture lacks before it was lost by the
+// capture, not the network (a retransmission would have come before the acknowledgement).
+void Assembler::skip_to(Connection& c, Side side, std::uint32_t acknowledged) {
+  TcpFlow& flow = tcp_flow(c, side);
+  if (flow.state() == TcpFlow::FIN_SENT) --acknowledged;  // the FIN takes a sequence number
+  while (after(acknowledged, flow.sequence_number())) {
+    const auto& waiting = flow.buffered_payload();
+    const bool data_before = std::any_of(waiting.begin(), waiting.end(), [&](const auto& chunk) {
+      return !after(chunk.first, acknowledged);
+    });
+    if (data_before) {
+      if (!skip_hole(c, side)) return;
+    } else {  // the hole runs up to the acknowledgement
+      add_gap(flows_[c.index], side, distance(flow.sequence_number(), acknowledged), now_);
+      flow.advance_sequence(acknowledged);
+    }
+  }
+}
+
+void Assembler::add(const CapturedPacket& packet) {
+  now_ = packet.time;
+  PacketView view;
+  if (parse_packet(packet.ip, view) != ParseError::none || view.captured_truncated) {
+    ++result_.bad_packets;
+    return;
+  }
+  if (!view.fragment) return add_ip(packet.ip, view);
+  try {
+    const auto whole = defragmenter_.add(packet.ip, view);
+    if (!whole) return;
+    PacketView whole_view;
+    if (parse_packet(*whole, whole_view) != ParseError::none || whole_view.fragment) {
+      ++result_.bad_packets;
+      return;
+    }
+    add_ip(*whole, whole_view);
+  } catch (const std::exception&) {  // libtins: malformed_packet and friends
+    ++result_.bad_packets;
+  }
+}
+
+void Assembler::add_ip(std::span<const std::uint8_t> ip, const PacketView& view) {
+  if (view.protocol == IPPROTO_TCP) {
+    add_tcp(ip, view);
+  } else if (view.protocol == IPPROTO_UDP) {
+    add_udp(view);
+  } else {
+    ++result_.other_protocols;
+  }
+}
+
+void Assembler::add_tcp(std::span<const std::uint8_t> ip, const PacketView& view) {
+  if (!view.has_ports || view.l4_offset + 14 > ip.size()) {
+    ++result_.bad_packets;
+    return;
+  }
+  const std::uint8_t flags = ip[view.l4_offset + 13];
+  const bool syn = (flags & tcp_syn) != 0;
+  const bool data = !view.payload().empty();
+  const Key key = key_of(view);
+  if (const auto closed = closed_.find(key); closed != closed_.end()) {
+    if (!syn || (flags & tcp_ack) != 0) {  // a retransmission, or the last ACK
+      if (data || (flags & tcp_fin) != 0) ++result_.late_segments;
+      return;
+    }
+    closed_.erase(closed);  // the port pair used again: a new connection
+  }
+  const auto open = connections_.find(key);
+  if (syn && open == connections_.end()) {
+    handshakes_[key] = (flags & tcp_ack) != 0 ? destination(view) : source(view);
+  }
+  if (open != connections_.end()) {
+    Connection& c = open->second;
+    const Side from = flows_[c.index].client == source(view) ? Side::client : Side::server;
+    const Side peer = from == Side::client ? Side::server : Side::client;
+    // Only a packet that carries data moves past a hole: a bare ACK the capture recorded
+    // ahead of the data it acknowledges (capture reordering) must not.
+    if (data && (flags & tcp_ack) != 0 && c.sent[static_cast<int>(peer)]) {
+      skip_to(c, peer, static_cast<std::uint32_t>(ip[view.l4_offset + 8]) << 24 |
+                           static_cast<std::uint32_t>(ip[view.l4_offset + 9]) << 16 |
+                           static_cast<std::uint32_t>(ip[view.l4_offset + 10]) << 8 |
+                           ip[view.l4_offset + 11]);
+    }
+  }
+  packet_ = &view;
+  try {
+    const auto size = static_cast<std::uint32_t>(std::min<std::size_t>(ip.size(), view.ip_length));
+    if (view.ip_version == 4) {
+      Tins::IP pdu(ip.data(), size);
+      follower_.process_packet(pdu);
+    } else {
+      Tins::IPv6 pdu(ip.data(), size);
+      follower_.process_packet(pdu);
+    }
+  } catch (const std::exception&) {  // libtins: malformed_packet and friends
+    ++result_.bad_packets;
+  }
+  packet_ = nullptr;
+  if (const auto now_open = connections_.find(key); data && now_open != connections_.end()) {
+    Connection& c = now_open->second;
+    const Side from = flows_[c.index].client == source(view) ? Side::client : Side::server;
+    c.sent[static_cast<int>(from)] = true;
+  }
+}
+
+void Assembler::add_udp(const PacketView& view) {
+  const auto [it, created] = udp_flows_.try_emplace(key_of(view), flows_.size());
+  if (created) {
+    RecordedFlow flow;
+    flow.protocol = IPPROTO_UDP;
+    flow.start = now_;
+    // Without a handshake the ports tell; when they do not, the first sender is the client.
+    const bool reversed =
+        a_is_server(IPPROTO_UDP, view.src_port, view.dst_port, service_port_).value_or(false);
+    flow.client = reversed ? destination(view) : source(view);
+    flow.server = reversed ? source(view) : destination(view);
+    flows_.push_back(std::move(flow));
+  }
+  RecordedFlow& flow = flows_[it->second];
+  add_datagram(flow, flow.client == source(view) ? Side::client : Side::server, view.payload(),
+               now_);
+}
+
+std::vector<RecordedFlow> Assembler::finish() {
+  for (auto& [key, connection] : connections_) {
+    skip_all(connection, Side::client);
+    skip_all(connection, Side::server);
+  }
+  connections_.clear();
+  result_.fragments = defragmenter_.unused();
+  result_.reassembled = defragmenter_.reassembled();
+  return std::move(flows_);
 }
 
 }  // namespace
@@ -63,80 +390,14 @@ std::string Endpoint::to_string() const {
                              : address.to_string() + ":" + std::to_string(port);
 }
 
-Flows assemble_flows(const Capture& capture) {
+Flows assemble_flows(const Capture& capture, const ServicePort& service_port) {
   Flows result;
-  std::vector<RecordedFlow> flows;  // in order of first packet
-  std::map<Key, std::size_t> udp_flows;
-  std::chrono::nanoseconds now{};
-
-  Tins::TCPIP::StreamFollower follower;
-  follower.follow_partial_streams(true);
-  follower.new_stream_callback([&](Tins::TCPIP::Stream& stream) {
-    RecordedFlow flow;
-    flow.protocol = IPPROTO_TCP;
-    flow.client = endpoint(
-        stream.is_v6() ? address_of(stream.client_addr_v6()) : address_of(stream.client_addr_v4()),
-        stream.client_port());
-    flow.server = endpoint(
-        stream.is_v6() ? address_of(stream.server_addr_v6()) : address_of(stream.server_addr_v4()),
-        stream.server_port());
-    flow.start = now;
-    flow.handshake_seen = !stream.is_partial_stream();
-    const std::size_t index = flows.size();
-    flows.push_back(std::move(flow));
-    stream.client_data_callback([&flows, &now, index](Tins::TCPIP::Stream& s) {
-      const auto& payload = s.client_payload();
-      add_data(flows[index], Side::client, payload.data(), payload.size(), now, false);
-    });
-    stream.server_data_callback([&flows, &now, index](Tins::TCPIP::Stream& s) {
-      const auto& payload = s.server_payload();
-      add_data(flows[index], Side::server, payload.data(), payload.size(), now, false);
-    });
-  });
-
-  for (const CapturedPacket& packet : capture.packets) {
-    now = packet.time;
-    PacketView view;
-    if (parse_packet(packet.ip, view) != ParseError::none || view.captured_truncated) {
-      ++result.bad_packets;
-      continue;
-    }
-    if (view.fragment) {
-      ++result.fragments;
-      continue;
-    }
-    if (view.protocol == IPPROTO_TCP) {
-      try {
-        if (view.ip_version == 4) {
-          Tins::IP ip(packet.ip.data(), static_cast<std::uint32_t>(packet.ip.size()));
-          follower.process_packet(ip);
-        } else {
-          Tins::IPv6 ip(packet.ip.data(), static_cast<std::uint32_t>(packet.ip.size()));
-          follower.process_packet(ip);
-        }
-      } catch (const std::exception&) {  // libtins: malformed_packet and friends
-        ++result.bad_packets;
-      }
-    } else if (view.protocol == IPPROTO_UDP) {
-      const auto [it, created] = udp_flows.try_emplace(key_of(view), flows.size());
-      if (created) {
-        RecordedFlow flow;
-        flow.protocol = IPPROTO_UDP;
-        flow.client = endpoint(view.src, view.src_port);
-        flow.server = endpoint(view.dst, view.dst_port);
-        flow.start = now;
-        flows.push_back(std::move(flow));
-      }
-      RecordedFlow& flow = flows[it->second];
-      const Side side =
-          flow.client == endpoint(view.src, view.src_port) ? Side::client : Side::server;
-      const auto payload = view.payload();
-      add_data(flow, side, payload.data(), payload.size(), now, true);
-    } else {
-      ++result.other_protocols;
-    }
+  std::vector<RecordedFlow> flows;
+  {
+    Assembler assembler(result, service_port);
+    for (const CapturedPacket& packet : capture.packets) assembler.add(packet);
+    flows = assembler.finish();
   }
-
   for (RecordedFlow& flow : flows) {
     if (flow.turns.empty()) continue;  // a handshake without data, a port scan
     flow.id = result.flows.size() + 1;

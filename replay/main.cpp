@@ -43,11 +43,28 @@ recorded byte count or an idle timeout, whichever comes first.
 Options)";
 
 constexpr const char* epilogue = R"(
-Each flow ends with a status: complete, server_silent (no answer in a turn
-the server answered in the capture), reset, refused, unreachable,
-closed_early, response_differs (--compare), stalled (no progress within
---flow-timeout), not_started (an expected flow the live server never
-announced).
+Each flow ends with a status:
+  complete             every turn replayed (and, with --compare, answered as
+                       recorded)
+  capture_gap          every turn replayed, but the capture lost some of the
+                       flow's bytes (a segment never captured)
+  server_silent        no answer in a turn the server answered in the capture
+  reset, refused       the connection was reset or refused (TCP RST, or ICMP
+                       port unreachable for UDP)
+  unreachable          no route, or the connect timed out
+  closed_early         the server closed before the client's last turn
+  response_differs     --compare: an answer differs from the recorded one
+  no_recorded_answer   --compare: the server answered where the capture has
+                       no answer to compare with
+  stalled              no progress within --flow-timeout
+  turn_bytes_exceeded  a server turn sent more than --turn-max-bytes
+  turn_time_exceeded   a server turn lasted longer than --turn-max-time
+  not_started          an expected flow the live server never announced
+  skipped              not replayed: a TCP flow without its handshake whose
+                       ports do not tell the server (the reason says so)
+What the server sends outside a turn it answers in is kept for its next turn
+(between_turns); after the client's last turn its answer is read until it is
+quiet. The summary counts every status, and ok and failed.
 
 Plugins: dns, http and ftp are loaded from $PKTBROKER_PLUGIN_PATH or the
 installed plugin directory when present; --plugin adds others.
@@ -70,6 +87,8 @@ struct Arguments {
   bool every_flow = false;
   unsigned turn_timeout_ms = 1000;
   unsigned flow_timeout_ms = 30000;
+  unsigned turn_max_time_s = 120;
+  std::uint64_t turn_max_mib = 1024;
   std::size_t max_flow_mib = 16;
   std::size_t max_memory_mib = 1024;
 };
@@ -165,6 +184,13 @@ int main(int argc, char** argv) {
       "a server quiet this long has finished its turn (or is silent, if it said nothing)")(
       "flow-timeout", po::value(&arguments.flow_timeout_ms)->value_name("MS")->default_value(30000),
       "a flow without progress this long is ended as stalled")(
+      "turn-max-time",
+      po::value(&arguments.turn_max_time_s)->value_name("S")->default_value(120),
+      "a server turn that lasts longer ends the flow (turn_time_exceeded): a server "
+      "that streams on")(
+      "turn-max-bytes",
+      po::value(&arguments.turn_max_mib)->value_name("MIB")->default_value(1024),
+      "a server turn that sends more ends the flow (turn_bytes_exceeded)")(
       "compare", po::bool_switch(&options.compare),
       "compare each live answer with the recorded one (plugins mask what always changes: "
       "HTTP dates, DNS ids)")(
@@ -231,7 +257,21 @@ int main(int argc, char** argv) {
     usage_error("--speed and --concurrency must be positive");
     return exit_usage;
   }
+  if (arguments.max_flow_mib == 0 || arguments.turn_timeout_ms == 0 ||
+      arguments.flow_timeout_ms == 0 || arguments.turn_max_time_s == 0 ||
+      arguments.turn_max_mib == 0) {
+    usage_error(
+        "--max-flow-memory, --turn-timeout, --flow-timeout, --turn-max-time and "
+        "--turn-max-bytes must be positive");
+    return exit_usage;
+  }
+  if (arguments.max_flow_mib > 4096 || arguments.turn_max_mib > (std::uint64_t{1} << 40)) {
+    usage_error("--max-flow-memory is at most 4096 MiB, --turn-max-bytes at most 2^40 MiB");
+    return exit_usage;
+  }
   options.turn_timeout = std::chrono::milliseconds(arguments.turn_timeout_ms);
+  options.turn_max_time = std::chrono::seconds(arguments.turn_max_time_s);
+  options.turn_max_bytes = arguments.turn_max_mib << 20;
   options.flow_timeout = std::chrono::milliseconds(arguments.flow_timeout_ms);
   options.max_flow_bytes = arguments.max_flow_mib << 20;
   options.max_total_bytes = arguments.max_memory_mib << 20;
@@ -251,16 +291,17 @@ int main(int argc, char** argv) {
     std::cerr << "pktreplay: " << error.what() << '\n';
     return exit_capture;
   }
-  const Flows flows = assemble_flows(capture);
-  CaptureFacts facts{arguments.capture,      capture.link_type,
-                     capture.packets.size(), capture.skipped_non_ip + capture.skipped_truncated,
-                     flows.bad_packets,      flows.other_protocols,
-                     flows.fragments};
+  const Flows flows = assemble_flows(capture, [&](std::uint8_t protocol, std::uint16_t port) {
+    return plugins->serves_port(protocol, port);
+  });
+  const CaptureFacts facts(arguments.capture, capture, flows);
   capture.packets.clear();
   capture.packets.shrink_to_fit();
   if (flows.flows.empty()) {
+    const std::string left_out = facts.left_out();
     std::cerr << "pktreplay: " << arguments.capture << ": nothing to replay (" << facts.packets
-              << " packets, no TCP or UDP flow carrying data)\n";
+              << " IP packets, no TCP or UDP flow carrying data"
+              << (left_out.empty() ? "" : "; left out: " + left_out) << ")\n";
     return exit_capture;
   }
 

@@ -21,14 +21,19 @@ using Clock = std::chrono::steady_clock;
 std::string_view to_string(Status status) noexcept {
   switch (status) {
     case Status::complete: return "complete";
+    case Status::capture_gap: return "capture_gap";
     case Status::server_silent: return "server_silent";
     case Status::reset: return "reset";
     case Status::refused: return "refused";
     case Status::unreachable: return "unreachable";
     case Status::closed_early: return "closed_early";
     case Status::response_differs: return "response_differs";
+    case Status::no_recorded_answer: return "no_recorded_answer";
     case Status::stalled: return "stalled";
+    case Status::turn_bytes_exceeded: return "turn_bytes_exceeded";
+    case Status::turn_time_exceeded: return "turn_time_exceeded";
     case Status::not_started: return "not_started";
+    case Status::skipped: return "skipped";
   }
   return "unknown";
 }
@@ -95,7 +100,8 @@ class RecordedSink final : public CallSink {
 
 class Replayer;
 
-/// One flow being replayed: connect, then each turn in order.
+/// One flow being replayed: connect, then each turn in order. The socket is read all the
+/// time: what the server sends outside a turn it answers in is kept for the next one.
 class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
  public:
   /// `parent`: the flow that announced this one (its plugin handles it too), or none.
@@ -103,18 +109,25 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
           std::optional<std::size_t> parent);
   void start();
   void stop(Status status);  ///< ends the flow now (the cleanup pass)
-  [[nodiscard]] Clock::time_point last_progress() const noexcept { return last_progress_; }
+  /// Ends the flow when it made no progress within the flow timeout, or its server turn has
+  /// lasted longer than allowed.
+  void check_time(Clock::time_point now);
   [[nodiscard]] bool finished() const noexcept { return finished_; }
 
  private:
   void do_connect();
   void next_turn();
   void send_client_turn();
-  void do_read();
-  void on_data(std::size_t size);
+  void start_server_turn();
+  void read();
+  void on_read(std::span<const std::uint8_t> data);
+  void on_server_data(std::span<const std::uint8_t> data);
+  void on_eof();
   void arm_idle();
   void end_server_turn();
+  void end_drain();
   void finish(Status status, std::size_t turn = 0);
+  [[nodiscard]] Status ended_status() const;
   [[nodiscard]] bool udp() const noexcept { return flow_.protocol == 17; }
   [[nodiscard]] const Turn& turn() const { return flow_.turns[turn_]; }
   [[nodiscard]] bool client_turns_left() const;
@@ -142,13 +155,21 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
   Clock::time_point start_at_;
   Clock::time_point started_{};
   Clock::time_point last_progress_{};
+  Clock::time_point turn_started_{};
   std::size_t turn_ = 0;
   std::vector<std::uint8_t> read_buffer_;
+  bool reading_ = false;               ///< a read is outstanding
+  bool eof_ = false;                   ///< the server closed its side
+  bool answering_ = false;             ///< in a server turn, or reading the drain
+  bool draining_ = false;              ///< after the last turn, a client's: reading until quiet
+  std::deque<std::vector<std::uint8_t>> early_;  ///< read outside a server turn, for the next
+  std::size_t early_bytes_ = 0;
   std::vector<std::uint8_t> received_;  ///< this server turn's bytes, up to max_flow_bytes
-  std::size_t turn_bytes_ = 0;          ///< this server turn's bytes, all of them
+  std::uint64_t turn_bytes_ = 0;        ///< this server turn's bytes, all of them
   std::size_t datagrams_ = 0;           ///< this server turn's datagrams (UDP)
   std::size_t kept_ = 0;                ///< live bytes kept for --compare
   std::size_t first_difference_ = 0;    ///< turn (1-based) of the first differing answer
+  std::size_t unrecorded_answer_ = 0;   ///< turn (1-based) of a live answer with no recording
   std::size_t expectations_ = 0;        ///< live announcements so far
   bool finished_ = false;
   FlowResult result_;
@@ -223,6 +244,8 @@ FlowRun::FlowRun(Replayer& replayer, std::size_t index, Endpoint live, Clock::ti
   result_.live_server = live;
   result_.turns = flow_.turns.size();
   result_.plugin = plugin_ != nullptr ? plugin_->name() : "";
+  result_.gaps = flow_.gaps;
+  result_.gap_bytes = flow_.gap_bytes;
 }
 
 void FlowRun::start() {
@@ -241,6 +264,7 @@ void FlowRun::do_connect() {
     udp_.open(udp_endpoint_.protocol(), error);
     if (!error) udp_.connect(udp_endpoint_, error);
     if (error) return finish(Status::unreachable);
+    read();
     return next_turn();
   }
   timer_.expires_after(connect_timeout);
@@ -253,6 +277,7 @@ void FlowRun::do_connect() {
     if (error == asio::error::connection_refused) return self->finish(Status::refused);
     if (error) return self->finish(Status::unreachable);
     self->last_progress_ = Clock::now();
+    self->read();
     self->next_turn();
   });
 }
@@ -262,19 +287,25 @@ bool FlowRun::client_turns_left() const {
                      [](const Turn& t) { return t.side == Side::client; });
 }
 
+Status FlowRun::ended_status() const {
+  if (first_difference_ != 0) return Status::response_differs;
+  if (unrecorded_answer_ != 0) return Status::no_recorded_answer;
+  return flow_.gaps != 0 ? Status::capture_gap : Status::complete;
+}
+
 void FlowRun::next_turn() {
   if (finished_) return;
   if (turn_ == flow_.turns.size()) {
-    return finish(first_difference_ != 0 ? Status::response_differs : Status::complete,
-                  first_difference_);
+    // After the client's last words, the server's answer (the capture has none) is read
+    // until it is quiet or closes.
+    if (!draining_ && !eof_ && !flow_.turns.empty() && flow_.turns.back().side == Side::client) {
+      draining_ = true;
+      return start_server_turn();
+    }
+    return finish(ended_status(),
+                  first_difference_ != 0 ? first_difference_ : unrecorded_answer_);
   }
-  if (turn().side == Side::server) {
-    received_.clear();
-    turn_bytes_ = 0;
-    datagrams_ = 0;
-    arm_idle();
-    return do_read();
-  }
+  if (turn().side == Side::server) return start_server_turn();
   const auto& options = replayer_.options();
   if (options.timing == Timing::original && turn_ > 0) {
     // Keep the recorded pause before this client turn, scaled.
@@ -302,9 +333,10 @@ void FlowRun::send_client_turn() {
                                                       std::size_t) {
     if (self->finished_) return;
     if (error) {
-      return self->finish(
-          error == asio::error::connection_reset ? Status::reset : Status::closed_early,
-          self->turn_ + 1);
+      const Status status = error == asio::error::connection_reset     ? Status::reset
+                            : error == asio::error::connection_refused ? Status::refused
+                                                                       : Status::closed_early;
+      return self->finish(status, self->turn_ + 1);
     }
     self->last_progress_ = Clock::now();
     ++self->turn_;
@@ -314,35 +346,42 @@ void FlowRun::send_client_turn() {
   udp_.async_send(asio::buffer(*data), done);  // a client turn is one datagram (flows.cpp)
 }
 
-void FlowRun::arm_idle() {
-  timer_.expires_after(replayer_.options().turn_timeout);
-  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& error) {
-    if (error || self->finished_) return;
-    // The server went quiet: with nothing said it is silent, otherwise its turn is over.
-    if (self->received_.empty() && self->datagrams_ == 0) {
-      self->finish(Status::server_silent, self->turn_ + 1);
-    } else {
-      self->end_server_turn();
-    }
-  });
+void FlowRun::start_server_turn() {
+  answering_ = true;
+  turn_started_ = Clock::now();
+  received_.clear();
+  turn_bytes_ = 0;
+  datagrams_ = 0;
+  arm_idle();
+  const std::size_t turn = turn_;
+  const bool drain = draining_;
+  // What came early belongs to this turn (it may end the turn, and start the next).
+  while (!early_.empty() && answering_ && turn_ == turn && draining_ == drain && !finished_) {
+    const std::vector<std::uint8_t> data = std::move(early_.front());
+    early_.pop_front();
+    early_bytes_ -= std::min(early_bytes_, data.size());
+    on_server_data(data);
+  }
+  if (eof_ && answering_ && turn_ == turn && draining_ == drain && !finished_) on_eof();
 }
 
-void FlowRun::do_read() {
-  const auto handler = [self = shared_from_this(), turn = turn_](boost::system::error_code error,
-                                                                 std::size_t size) {
-    if (self->finished_ || self->turn_ != turn) return;
+void FlowRun::read() {
+  if (reading_ || eof_ || finished_) return;
+  reading_ = true;
+  const auto handler = [self = shared_from_this()](boost::system::error_code error,
+                                                   std::size_t size) {
+    self->reading_ = false;
+    if (self->finished_) return;
     if (error == asio::error::eof) {
-      // The server closed: fine once the client has nothing left to say.
-      if (self->client_turns_left()) return self->finish(Status::closed_early, self->turn_ + 1);
-      self->timer_.cancel();
-      self->keep(self->received_);
-      self->turn_ = self->flow_.turns.size();
-      return self->next_turn();
+      self->eof_ = true;
+      return self->on_eof();
     }
-    if (error == asio::error::connection_reset) return self->finish(Status::reset, turn + 1);
-    if (error == asio::error::connection_refused) return self->finish(Status::refused, turn + 1);
-    if (error) return self->finish(Status::closed_early, turn + 1);
-    self->on_data(size);
+    const std::size_t turn = self->turn_ + 1;
+    if (error == asio::error::connection_reset) return self->finish(Status::reset, turn);
+    if (error == asio::error::connection_refused) return self->finish(Status::refused, turn);
+    if (error) return self->finish(Status::closed_early, turn);
+    self->on_read({self->read_buffer_.data(), size});
+    self->read();
   };
   if (udp()) {
     udp_.async_receive(asio::buffer(read_buffer_), handler);
@@ -351,35 +390,82 @@ void FlowRun::do_read() {
   }
 }
 
-void FlowRun::on_data(std::size_t size) {
+void FlowRun::on_read(std::span<const std::uint8_t> data) {
   last_progress_ = Clock::now();
-  result_.bytes_received += size;
-  turn_bytes_ += size;
+  result_.bytes_received += data.size();
+  if (answering_) return on_server_data(data);
+  // Between turns: kept (up to the per-flow cap) for the next turn the server answers in.
+  result_.between_turns += data.size();
+  if (early_bytes_ + data.size() > replayer_.options().max_flow_bytes) return;
+  early_bytes_ += data.size();
+  early_.emplace_back(data.begin(), data.end());
+}
+
+void FlowRun::on_server_data(std::span<const std::uint8_t> data) {
+  const auto& options = replayer_.options();
+  turn_bytes_ += data.size();
+  if (turn_bytes_ > options.turn_max_bytes) {
+    return finish(Status::turn_bytes_exceeded, turn_ + 1);
+  }
   // Kept up to the per-flow cap: a server that streams forever costs bounded memory.
-  const std::size_t room = replayer_.options().max_flow_bytes -
-                           std::min(received_.size(), replayer_.options().max_flow_bytes);
-  received_.insert(received_.end(), read_buffer_.begin(),
-                   read_buffer_.begin() + static_cast<long>(std::min(size, room)));
+  const std::size_t room =
+      options.max_flow_bytes - std::min(received_.size(), options.max_flow_bytes);
+  received_.insert(received_.end(), data.begin(),
+                   data.begin() + static_cast<long>(std::min(data.size(), room)));
   ++datagrams_;
+  if (draining_) return arm_idle();  // no recording to say when it is over: until quiet
   pktb_turn verdict = PKTB_EXPECT_MORE;
   if (plugin_ != nullptr && plugin_->descriptor().replay_server_data != nullptr) {
-    verdict = plugin_->call_replay_server_data(*this, plugin_state_.abi, received_, turn().data);
+    // A UDP plugin judges each datagram; a TCP plugin the turn's stream so far.
+    verdict = plugin_->call_replay_server_data(*this, plugin_state_.abi,
+                                               udp() ? data : std::span<const std::uint8_t>(received_),
+                                               turn().data);
   } else if (udp() ? datagrams_ >= std::max<std::size_t>(turn().datagrams.size(), 1)
-                   : turn_bytes_ >= turn().data.size()) {
+                   : turn_bytes_ >= turn().data.size() + turn().missing) {
     verdict = PKTB_TURN_OVER;  // the default: as much as was recorded
   }
   if (verdict == PKTB_FLOW_DONE) {
+    timer_.cancel();
     keep(received_);
+    answering_ = false;
     turn_ = flow_.turns.size();
+    draining_ = true;  // the plugin says the flow is over: nothing more to read
     return next_turn();
   }
   if (verdict == PKTB_TURN_OVER) return end_server_turn();
   arm_idle();
-  do_read();
+}
+
+// The server closed: fine once the client has nothing left to say.
+void FlowRun::on_eof() {
+  if (!answering_) return;  // the next server turn (or the drain) finds it
+  if (client_turns_left()) return finish(Status::closed_early, turn_ + 1);
+  timer_.cancel();
+  if (draining_) return end_drain();
+  keep(received_);
+  answering_ = false;
+  turn_ = flow_.turns.size();
+  draining_ = true;
+  next_turn();
+}
+
+void FlowRun::arm_idle() {
+  timer_.expires_after(replayer_.options().turn_timeout);
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& error) {
+    if (error || self->finished_ || !self->answering_) return;
+    if (self->draining_) return self->end_drain();
+    // The server went quiet: with nothing said it is silent, otherwise its turn is over.
+    if (self->turn_bytes_ == 0 && self->datagrams_ == 0) {
+      self->finish(Status::server_silent, self->turn_ + 1);
+    } else {
+      self->end_server_turn();
+    }
+  });
 }
 
 void FlowRun::keep(std::span<const std::uint8_t> live) {
   if (!replayer_.options().compare || first_difference_ != 0) return;
+  if (turn().missing != 0) return;  // the capture lost part of it: nothing to compare with
   kept_ += live.size();
   if (kept_ > replayer_.options().max_flow_bytes) return;  // beyond the cap: not compared
   std::vector<std::uint8_t> recorded = turn().data;
@@ -395,7 +481,19 @@ void FlowRun::keep(std::span<const std::uint8_t> live) {
 void FlowRun::end_server_turn() {
   timer_.cancel();
   keep(received_);
+  answering_ = false;
   ++turn_;
+  next_turn();
+}
+
+// The answer after the client's last turn has been read. Under --compare it has nothing to
+// be compared with, and neither has a flow whose server side the capture lacks entirely.
+void FlowRun::end_drain() {
+  answering_ = false;
+  if (replayer_.options().compare && unrecorded_answer_ == 0 &&
+      (turn_bytes_ > 0 || flow_.server_bytes == 0)) {
+    unrecorded_answer_ = turn_bytes_ > 0 ? flow_.turns.size() + 1 : 1;
+  }
   next_turn();
 }
 
@@ -407,6 +505,14 @@ int FlowRun::expect(const Plugin&, const pktb_tuple& pattern, std::uint32_t, std
 
 void FlowRun::stop(Status status) {
   finish(status, turn_ + 1);
+}
+
+void FlowRun::check_time(Clock::time_point now) {
+  if (finished_) return;
+  if (now - last_progress_ > replayer_.options().flow_timeout) return stop(Status::stalled);
+  if (answering_ && now - turn_started_ > replayer_.options().turn_max_time) {
+    stop(Status::turn_time_exceeded);
+  }
 }
 
 void FlowRun::finish(Status status, std::size_t turn) {
@@ -438,7 +544,10 @@ void Replayer::find_children() {
   for (std::size_t parent = 0; parent < flows_.size(); ++parent) {
     const RecordedFlow& flow = flows_[parent];
     const Plugin* plugin = plugin_for(flow);
-    if (plugin == nullptr || plugin->descriptor().replay_recorded == nullptr) continue;
+    if (plugin == nullptr || plugin->descriptor().replay_recorded == nullptr ||
+        !flow.skip_reason.empty()) {
+      continue;
+    }
     PluginFlowState state(plugin, flow, 0);
     RecordedSink sink;
     std::uint32_t sequence[2] = {0, 0};
@@ -469,7 +578,18 @@ void Replayer::find_children() {
 Summary Replayer::run() {
   find_children();
   for (std::size_t i = 0; i < flows_.size(); ++i) {
-    if (is_child_.count(i) == 0) waiting_.push_back(i);
+    if (!flows_[i].skip_reason.empty()) {
+      FlowResult& result = results_[i].emplace();
+      result.id = flows_[i].id;
+      result.protocol = flows_[i].protocol;
+      result.recorded_server = flows_[i].server;
+      result.turns = flows_[i].turns.size();
+      result.status = Status::skipped;
+      result.reason = flows_[i].skip_reason;
+      ++done_;
+    } else if (is_child_.count(i) == 0) {
+      waiting_.push_back(i);
+    }
   }
   t0_ = Clock::now();
   launch();
@@ -538,7 +658,7 @@ void Replayer::housekeeping() {
   std::erase_if(running_, [&](const std::weak_ptr<FlowRun>& weak) {
     const auto run = weak.lock();
     if (!run || run->finished()) return true;
-    if (now - run->last_progress() > options_.flow_timeout) run->stop(Status::stalled);
+    run->check_time(now);
     return false;
   });
   if (progress_) progress_(done_, flows_.size(), active_);

@@ -26,22 +26,30 @@ struct Options {
   double speed = 1.0;                             ///< original timing divided by this
   std::chrono::milliseconds turn_timeout{1000};   ///< server idle within a turn
   std::chrono::milliseconds flow_timeout{30000};  ///< no progress at all: the flow is stalled
-  std::size_t max_flow_bytes = 16 << 20;          ///< live bytes kept per server turn, and compared
+  std::chrono::milliseconds turn_max_time{120000};  ///< a server turn that lasts longer ends it
+  std::uint64_t turn_max_bytes = std::uint64_t{1} << 30;  ///< ... or sends more
+  std::size_t max_flow_bytes = 16 << 20;  ///< live bytes kept per server turn, and compared
   std::size_t max_total_bytes = 1 << 30;  ///< the capture's packets, then its flows' payloads
   bool compare = false;
 };
 
 enum class Status : std::uint8_t {
-  complete,          ///< every turn replayed
-  server_silent,     ///< the server sent nothing in a turn it answered in the capture
-  reset,             ///< the connection was reset
-  refused,           ///< the connection was refused
-  unreachable,       ///< no route, network down, or the connect timed out
-  closed_early,      ///< the server closed before the client's last turn
-  response_differs,  ///< --compare: a live answer differs from the recorded one
-  stalled,           ///< no progress within the flow timeout
-  not_started,       ///< an expected flow its parent never announced live
+  complete,             ///< every turn replayed
+  capture_gap,          ///< every turn replayed, but the capture lost some of the flow's bytes
+  server_silent,        ///< the server sent nothing in a turn it answered in the capture
+  reset,                ///< the connection was reset
+  refused,              ///< the connection was refused (TCP RST, or ICMP port unreachable)
+  unreachable,          ///< no route, network down, or the connect timed out
+  closed_early,         ///< the server closed before the client's last turn
+  response_differs,     ///< --compare: a live answer differs from the recorded one
+  no_recorded_answer,   ///< --compare: the live server answered where the capture has nothing
+  stalled,              ///< no progress within the flow timeout
+  turn_bytes_exceeded,  ///< a server turn sent more than --turn-max-bytes
+  turn_time_exceeded,   ///< a server turn lasted longer than --turn-max-time
+  not_started,          ///< an expected flow its parent never announced live
+  skipped,              ///< not replayed: the capture does not say enough (see the reason)
 };
+inline constexpr std::size_t status_count = static_cast<std::size_t>(Status::skipped) + 1;
 std::string_view to_string(Status status) noexcept;
 
 struct FlowResult {
@@ -55,7 +63,11 @@ struct FlowResult {
   std::uint64_t bytes_sent = 0;
   std::uint64_t bytes_received = 0;
   std::string plugin;      ///< the plugin that drove the flow; empty: the default
-  std::size_t parent = 0;  ///< an expected flow: the flow that announced it
+  std::uint64_t between_turns = 0;  ///< bytes the server sent outside the turns it answered in
+  std::uint64_t gaps = 0;           ///< holes in the capture of this flow ...
+  std::uint64_t gap_bytes = 0;      ///< ... and the bytes lost in them
+  std::size_t parent = 0;           ///< an expected flow: the flow that announced it
+  std::string reason;               ///< skipped: why
   std::chrono::microseconds duration{};
 };
 

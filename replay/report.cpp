@@ -4,7 +4,8 @@
 
 #include <fmt/format.h>
 
-#include <map>
+#include <algorithm>
+#include <vector>
 
 namespace pktbroker::replay {
 namespace {
@@ -25,28 +26,69 @@ double seconds(std::chrono::microseconds us) {
   return static_cast<double>(us.count()) / 1e6;
 }
 
+/// "complete 3, capture_gap 0, ...": every status, in declaration order, then ok and failed.
+std::vector<std::pair<std::string_view, std::size_t>> status_counts(const Summary& summary) {
+  std::vector<std::pair<std::string_view, std::size_t>> counts;
+  for (std::size_t i = 0; i < status_count; ++i) {
+    const auto status = static_cast<Status>(i);
+    counts.emplace_back(to_string(status),
+                        std::count_if(summary.flows.begin(), summary.flows.end(),
+                                      [&](const FlowResult& f) { return f.status == status; }));
+  }
+  const std::size_t ok = counts.front().second;  // complete
+  counts.emplace_back("ok", ok);
+  counts.emplace_back("failed", summary.flows.size() - ok);
+  return counts;
+}
+
 }  // namespace
+
+CaptureFacts::CaptureFacts(std::string file_name, const Capture& capture, const Flows& flows)
+    : file(std::move(file_name)),
+      link_type(capture.link_type),
+      packets(capture.packets.size()),
+      truncated(capture.skipped_truncated),
+      not_ip(capture.skipped_non_ip),
+      tso_lengths(capture.tso_lengths),
+      bad_packets(flows.bad_packets),
+      other_protocols(flows.other_protocols),
+      fragments(flows.fragments),
+      reassembled(flows.reassembled),
+      late_segments(flows.late_segments) {}
+
+std::string CaptureFacts::left_out() const {
+  std::string text;
+  const auto add = [&](std::uint64_t count, std::string_view what) {
+    if (count != 0) text += fmt::format("{}{} {}", text.empty() ? "" : ", ", count, what);
+  };
+  add(truncated, "cut by the snap length");
+  add(not_ip, "not IP (ARP, LLDP, STP, ...)");
+  add(bad_packets, "not parsed (bad lengths or headers)");
+  add(other_protocols, "neither TCP nor UDP");
+  add(fragments, "fragments never completed");
+  add(late_segments, "TCP segments after their connection closed");
+  return text;
+}
 
 void print_table(std::ostream& out, const CaptureFacts& capture, const Summary& summary,
                  bool every_flow) {
   std::size_t tcp = 0;
-  std::map<std::string_view, std::size_t> by_status;
   std::uint64_t sent = 0;
   std::uint64_t received = 0;
   for (const FlowResult& flow : summary.flows) {
     tcp += flow.protocol == 6 ? 1 : 0;
-    ++by_status[to_string(flow.status)];
     sent += flow.bytes_sent;
     received += flow.bytes_received;
   }
   out << fmt::format("{}: {} packets ({}), {} flows ({} tcp, {} udp)", capture.file,
                      capture.packets, capture.link_type, summary.flows.size(), tcp,
                      summary.flows.size() - tcp);
-  if (capture.skipped + capture.bad_packets + capture.other_protocols + capture.fragments > 0) {
-    out << fmt::format(
-        "; skipped: {} bad, {} not IP or truncated, {} other protocols, {} "
-        "fragments",
-        capture.bad_packets, capture.skipped, capture.other_protocols, capture.fragments);
+  if (const std::string left_out = capture.left_out(); !left_out.empty()) {
+    out << "; left out: " << left_out;
+  }
+  if (capture.reassembled != 0) out << fmt::format("; {} reassembled", capture.reassembled);
+  if (capture.tso_lengths != 0) {
+    out << fmt::format("; {} TSO lengths taken from the capture", capture.tso_lengths);
   }
   out << "\n";
   std::size_t listed = 0;
@@ -69,6 +111,11 @@ void print_table(std::ostream& out, const CaptureFacts& capture, const Summary& 
         protocol_name(flow.protocol), server, flow.plugin.empty() ? "-" : flow.plugin, flow.turns,
         flow.bytes_sent, flow.bytes_received, status_text(flow),
         flow.parent != 0 ? fmt::format(" (expected by flow {})", flow.parent) : std::string());
+    if (flow.gaps != 0) {
+      out << fmt::format("       the capture lost {} bytes in {} gaps\n", flow.gap_bytes,
+                         flow.gaps);
+    }
+    if (!flow.reason.empty()) out << "       " << flow.reason << "\n";
   }
   const double elapsed = seconds(summary.elapsed);
   out << fmt::format(
@@ -77,42 +124,45 @@ void print_table(std::ostream& out, const CaptureFacts& capture, const Summary& 
       summary.flows.size(), elapsed,
       elapsed > 0 ? static_cast<double>(summary.flows.size()) / elapsed : 0.0, sent, received);
   std::string statuses;
-  for (const auto& [status, count] : by_status) {
+  for (const auto& [status, count] : status_counts(summary)) {
     statuses += fmt::format("{}{} {}", statuses.empty() ? "" : ", ", status, count);
   }
   out << "status: " << statuses << "\n";
 }
 
 void print_json(std::ostream& out, const CaptureFacts& capture, const Summary& summary) {
-  std::map<std::string_view, std::size_t> by_status;
   out << R"({"capture": {"file": )" << json_string(capture.file) << R"(, "link_type": )"
       << json_string(capture.link_type)
       << fmt::format(
-             ", \"packets\": {}, \"skipped\": {}, \"bad_packets\": {}, "
-             "\"other_protocols\": {}, \"fragments\": {}}},\n",
-             capture.packets, capture.skipped, capture.bad_packets, capture.other_protocols,
-             capture.fragments)
-      << " \"flows\": [";
+             R"(, "packets": {}, "truncated": {}, "not_ip": {}, "tso_lengths": {}, )"
+             R"("bad_packets": {}, "other_protocols": {}, "fragments": {}, "reassembled": {}, )"
+             R"("late_segments": {}}},)",
+             capture.packets, capture.truncated, capture.not_ip, capture.tso_lengths,
+             capture.bad_packets, capture.other_protocols, capture.fragments,
+             capture.reassembled, capture.late_segments)
+      << "\n \"flows\": [";
   const char* separator = "\n  ";
   for (const FlowResult& flow : summary.flows) {
-    ++by_status[to_string(flow.status)];
     out << separator
         << fmt::format(
-               "{{\"id\": {}, \"protocol\": \"{}\", \"recorded_server\": {}, "
-               "\"live_server\": {}, \"plugin\": {}, \"status\": \"{}\", \"turn\": {}, "
-               "\"turns\": {}, \"bytes_sent\": {}, \"bytes_received\": {}, "
-               "\"duration_us\": {}, \"parent\": {}}}",
+               R"({{"id": {}, "protocol": "{}", "recorded_server": {}, "live_server": {}, )"
+               R"("plugin": {}, "status": "{}", "turn": {}, "turns": {}, "bytes_sent": {}, )"
+               R"("bytes_received": {}, "between_turns": {}, "gaps": {}, "gap_bytes": {}, )"
+               R"("duration_us": {}, "parent": {}, "reason": {}}})",
                flow.id, protocol_name(flow.protocol), json_string(flow.recorded_server.to_string()),
                json_string(flow.live_server.port != 0 ? flow.live_server.to_string()
                                                       : std::string()),
                json_string(flow.plugin), to_string(flow.status), flow.turn, flow.turns,
-               flow.bytes_sent, flow.bytes_received, flow.duration.count(), flow.parent);
+               flow.bytes_sent, flow.bytes_received, flow.between_turns, flow.gaps,
+               flow.gap_bytes, flow.duration.count(), flow.parent, json_string(flow.reason));
     separator = ",\n  ";
   }
   out << "],\n \"summary\": {"
       << fmt::format(R"("flows": {}, "elapsed_s": {:.3f})", summary.flows.size(),
                      seconds(summary.elapsed));
-  for (const auto& [status, count] : by_status) out << fmt::format(", \"{}\": {}", status, count);
+  for (const auto& [status, count] : status_counts(summary)) {
+    out << fmt::format(R"(, "{}": {})", status, count);
+  }
   out << "}}\n";
 }
 

@@ -11,6 +11,7 @@
 #include <sys/random.h>
 
 #include <array>
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <ctime>
@@ -217,34 +218,64 @@ void on_packet(void* global, pktb_call* call, pktb_flow* flow, const pktb_packet
   if (!ok && g.drop_malformed) decision->action = PKTB_DROP;
 }
 
-// The message's offset in a turn: TCP messages carry a 2-byte length first.
-std::size_t message_offset(const pktb_flow* flow) {
-  return flow->tuple.protocol == 6 ? 2 : 0;
+// A replayed turn's messages: one per UDP datagram; TCP's each carry a 2-byte length first.
+// Calls `each(offset)` for each whole message, at its header.
+template <typename Each>
+void for_each_message(const pktb_flow* flow, std::size_t len, const std::uint8_t* data,
+                      Each each) {
+  if (flow->tuple.protocol != 6) {
+    if (len >= 2) each(std::size_t{0});
+    return;
+  }
+  for (std::size_t at = 0; at + 2 <= len;) {
+    const std::size_t length = (std::size_t{data[at]} << 8) | data[at + 1];
+    if (at + 2 + length > len) return;
+    if (length >= 2) each(at + 2);
+    at += 2 + length;
+  }
+}
+
+// In replay the pending slots hold the ids this run sent, until their answers come.
+void await_answer(FlowState& state, std::uint16_t id) {
+  state.pending[state.next_pending] = PendingQuery{0, id, 0, true};
+  state.next_pending = static_cast<std::uint8_t>((state.next_pending + 1) % max_pending);
 }
 
 int replay_client_data(void*, pktb_call*, pktb_flow* flow, std::uint8_t* data, std::size_t* len,
                        std::size_t) {
   static std::atomic<std::uint32_t> next_id{static_cast<std::uint32_t>(std::time(nullptr))};
-  const std::size_t at = message_offset(flow);
-  if (*len >= at + 2) {
-    const std::uint32_t id = next_id.fetch_add(0x9e37, std::memory_order_relaxed);
+  auto& state = *static_cast<FlowState*>(flow->state);
+  for_each_message(flow, *len, data, [&](std::size_t at) {
+    const auto id = static_cast<std::uint16_t>(next_id.fetch_add(0x9e37, std::memory_order_relaxed));
     data[at] = static_cast<std::uint8_t>(id >> 8);
     data[at + 1] = static_cast<std::uint8_t>(id);
-  }
+    await_answer(state, id);
+  });
   return 0;
 }
 
+// The turn is over once every query sent has its answer, matched by id (A and AAAA from one
+// socket are answered separately, in either order).
 pktb_turn replay_server_data(void*, pktb_call*, pktb_flow* flow, const std::uint8_t* data,
                              std::size_t len, const std::uint8_t*, std::size_t) {
-  if (flow->tuple.protocol != 6) return len >= 12 ? PKTB_TURN_OVER : PKTB_EXPECT_MORE;
-  if (len < 2) return PKTB_EXPECT_MORE;
-  const std::size_t length = (std::size_t{data[0]} << 8) | data[1];
-  return len >= 2 + length ? PKTB_TURN_OVER : PKTB_EXPECT_MORE;
+  auto& state = *static_cast<FlowState*>(flow->state);
+  bool answered = false;
+  for_each_message(flow, len, data, [&](std::size_t at) {
+    const auto id = static_cast<std::uint16_t>((data[at] << 8) | data[at + 1]);
+    for (PendingQuery& query : state.pending) {
+      if (query.waiting && query.id == id) {
+        query.waiting = false;
+        answered = true;
+      }
+    }
+  });
+  const bool waiting = std::any_of(state.pending.begin(), state.pending.end(),
+                                   [](const PendingQuery& q) { return q.waiting; });
+  return answered && !waiting ? PKTB_TURN_OVER : PKTB_EXPECT_MORE;
 }
 
 std::size_t replay_mask(void*, pktb_flow* flow, std::uint8_t* data, std::size_t len) {
-  const std::size_t at = message_offset(flow);
-  if (len >= at + 2) data[at] = data[at + 1] = 0;  // the id
+  for_each_message(flow, len, data, [&](std::size_t at) { data[at] = data[at + 1] = 0; });
   return len;
 }
 

@@ -1,5 +1,6 @@
 #include "plugins/host/plugin_set.hpp"
 
+#include <algorithm>
 #include <string>
 
 namespace pktbroker {
@@ -63,6 +64,14 @@ std::shared_ptr<const Plugin> PluginSet::for_flow(std::uint8_t protocol,
     }
   }
   return fallback != nullptr ? fallback->plugin : nullptr;
+}
+
+bool PluginSet::serves_port(std::uint8_t protocol, std::uint16_t port) const noexcept {
+  return std::any_of(claims_.begin(), claims_.end(), [&](const Claim& claim) {
+    const pktb_registration& r = claim.registration;
+    return r.protocol == protocol && r.is_default == 0 && r.port_first <= port &&
+           port <= r.port_last;
+  });
 }
 
 }  // namespace pktbroker

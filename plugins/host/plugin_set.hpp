@@ -28,6 +28,8 @@ class PluginSet {
   /// The plugin registered for this IP protocol and server port (or the protocol's default).
   [[nodiscard]] std::shared_ptr<const Plugin> for_flow(std::uint8_t protocol,
                                                        std::uint16_t server_port) const noexcept;
+  /// Whether a plugin registered this port by name (not as the protocol's default).
+  [[nodiscard]] bool serves_port(std::uint8_t protocol, std::uint16_t port) const noexcept;
 
  private:
   struct Claim {

@@ -204,7 +204,8 @@ class Replay(NetnsTestCase):
                               (0.1, b"\x45garbage-that-is-no-ip-packet-at-all")])
         status, _, stderr = self.pktreplay(pings, "--target", "127.0.0.1")
         self.assertEqual(status, 3)
-        self.assertIn("nothing to replay (2 packets, no TCP or UDP flow carrying data)", stderr)
+        self.assertIn("nothing to replay (2 IP packets, no TCP or UDP flow carrying data; left out: "
+                      "1 not parsed (bad lengths or headers), 1 neither TCP nor UDP)", stderr)
 
         status, report, stderr = self.pktreplay(good, "--target", "127.0.0.1:81")
         self.assertEqual(status, 1)
