@@ -12,6 +12,7 @@ constexpr std::size_t ipv6_header = 40;
 constexpr std::uint8_t ipv6_fragment_header = 44;
 constexpr std::size_t max_datagram = 65535;
 constexpr std::size_t max_pending_ipv6 = 1024;  // datagrams waiting for pieces
+constexpr int max_headers = 8;                  // extension headers before the Fragment header
 
 std::uint16_t be16(const std::uint8_t* p) {
   return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
@@ -24,7 +25,7 @@ std::uint32_t be32(const std::uint8_t* p) {
 
 }  // namespace
 
-std::optional<std::vector<std::uint8_t>> Defragmenter::add(const std::vector<std::uint8_t>& ip,
+std::optional<std::vector<std::uint8_t>> Defragmenter::add(std::span<const std::uint8_t> ip,
                                                            const PacketView& view) {
   ++fragments_;
   auto whole = view.ip_version == 4 ? add_ipv4(ip) : add_ipv6(ip, view);
@@ -33,7 +34,7 @@ std::optional<std::vector<std::uint8_t>> Defragmenter::add(const std::vector<std
 }
 
 std::optional<std::vector<std::uint8_t>> Defragmenter::add_ipv4(
-    const std::vector<std::uint8_t>& bytes) {
+    std::span<const std::uint8_t> bytes) {
   Tins::IP ip(bytes.data(), static_cast<std::uint32_t>(bytes.size()));
   const auto key = std::tuple(ip.id(), static_cast<std::uint32_t>(ip.src_addr()),
                               static_cast<std::uint32_t>(ip.dst_addr()));
@@ -48,17 +49,18 @@ std::optional<std::vector<std::uint8_t>> Defragmenter::add_ipv4(
 
 // RFC 8200 4.5: the headers before the Fragment header are the same in every piece; the
 // pieces' payloads, at their offsets, make the rest.
-std::optional<std::vector<std::uint8_t>> Defragmenter::add_ipv6(const std::vector<std::uint8_t>& ip,
+std::optional<std::vector<std::uint8_t>> Defragmenter::add_ipv6(std::span<const std::uint8_t> ip,
                                                                 const PacketView& view) {
-  // Find the Fragment header (parse_packet has checked the chain's lengths).
+  // Find the Fragment header: each header before it names the next and says its length.
   std::size_t at = ipv6_header;
   std::size_t next_at = 6;
-  while (ip[next_at] != ipv6_fragment_header) {
+  for (int headers = 0;; ++headers) {
+    if (at + 8 > ip.size() || headers == max_headers) return std::nullopt;
+    if (ip[next_at] == ipv6_fragment_header) break;
     const std::size_t length =
         ip[next_at] == 51 ? (std::size_t{ip[at + 1]} + 2) * 4 : (std::size_t{ip[at + 1]} + 1) * 8;
     next_at = at;
     at += length;
-    if (at + 8 > ip.size()) return std::nullopt;
   }
   const std::uint16_t field = be16(&ip[at + 2]);
   const std::size_t offset = field & 0xfff8;
@@ -67,6 +69,7 @@ std::optional<std::vector<std::uint8_t>> Defragmenter::add_ipv6(const std::vecto
   if (end < at + 8) return std::nullopt;
   std::vector<std::uint8_t> piece(ip.begin() + static_cast<long>(at + 8),
                                   ip.begin() + static_cast<long>(end));
+  if (piece.empty()) return std::nullopt;
 
   Ipv6Key key{view.src.bytes, view.dst.bytes, be32(&ip[at + 4])};
   auto found = ipv6_.find(key);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <tuple>
 #include <vector>
 
@@ -18,7 +19,7 @@ namespace pktbroker::replay {
 class Defragmenter {
  public:
   /// Takes one fragment (`view.fragment`); returns the whole packet once its last piece is in.
-  std::optional<std::vector<std::uint8_t>> add(const std::vector<std::uint8_t>& ip,
+  std::optional<std::vector<std::uint8_t>> add(std::span<const std::uint8_t> ip,
                                                const PacketView& view);
 
   /// Fragments that never became a whole packet (a piece missing, overlapping, or too big).
@@ -38,8 +39,8 @@ class Defragmenter {
   using Ipv6Key = std::tuple<std::array<std::uint8_t, 16>, std::array<std::uint8_t, 16>,
                              std::uint32_t>;
 
-  std::optional<std::vector<std::uint8_t>> add_ipv4(const std::vector<std::uint8_t>& ip);
-  std::optional<std::vector<std::uint8_t>> add_ipv6(const std::vector<std::uint8_t>& ip,
+  std::optional<std::vector<std::uint8_t>> add_ipv4(std::span<const std::uint8_t> ip);
+  std::optional<std::vector<std::uint8_t>> add_ipv6(std::span<const std::uint8_t> ip,
                                                     const PacketView& view);
 
   Tins::IPv4Reassembler ipv4_;

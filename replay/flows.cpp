@@ -47,6 +47,11 @@ Endpoint destination(const PacketView& view) {
   return {view.dst, view.dst_port};
 }
 
+std::uint32_t read32(std::span<const std::uint8_t> bytes, std::size_t at) {
+  return static_cast<std::uint32_t>(bytes[at]) << 24 | static_cast<std::uint32_t>(bytes[at + 1]) << 16 |
+         static_cast<std::uint32_t>(bytes[at + 2]) << 8 | bytes[at + 3];
+}
+
 /// Sequence numbers wrap: how far `to` lies after `from`.
 std::uint32_t distance(std::uint32_t from, std::uint32_t to) {
   return to - from;
@@ -123,8 +128,11 @@ class Assembler {
     std::size_t index = 0;  ///< in flows_
     bool reversed = false;  ///< libtins' client (the first sender) is the server
     bool sent[2] = {};      ///< data seen from each Side (so its sequence numbers are known)
+    std::optional<std::uint32_t> acknowledged[2];  ///< of each Side's bytes, by the other
+    std::optional<std::uint32_t> fin[2];           ///< where each Side's FIN is
   };
 
+  void add_fragment(std::span<const std::uint8_t> ip, const PacketView& view);
   void add_ip(std::span<const std::uint8_t> ip, const PacketView& view);
   void add_tcp(std::span<const std::uint8_t> ip, const PacketView& view);
   void add_udp(const PacketView& view);
@@ -133,6 +141,7 @@ class Assembler {
   [[nodiscard]] TcpFlow& tcp_flow(const Connection& c, Side side) const;
   void skip_to(Connection& c, Side side, std::uint32_t acknowledged);
   void skip_all(Connection& c, Side side);
+  void skip_rest(Connection& c);
   bool skip_hole(Connection& c, Side side);
 
   Flows& result_;
@@ -162,7 +171,9 @@ void Assembler::on_new_stream(Tins::TCPIP::Stream& stream) {
   // libtins' client sent the packet the stream starts at; this packet.
   Endpoint first_sender = source(view);
   Endpoint other = destination(view);
-  Connection connection{&stream, flows_.size()};
+  Connection connection;
+  connection.stream = &stream;
+  connection.index = flows_.size();
   if (const auto handshake = handshakes_.find(key); handshake != handshakes_.end()) {
     flow.handshake_seen = true;
     connection.reversed = handshake->second != first_sender;
@@ -209,10 +220,19 @@ void Assembler::on_stream_end(Tins::TCPIP::Stream& stream) {
   const auto open = std::find_if(connections_.begin(), connections_.end(),
                                  [&](const auto& entry) { return entry.second.stream == &stream; });
   if (open == connections_.end()) return;
-  skip_all(open->second, Side::client);
-  skip_all(open->second, Side::server);
+  skip_rest(open->second);
   closed_[open->first] = open->second.index;
   connections_.erase(open);
+}
+
+// The connection is over: a hole before what the peer acknowledged last (the final segment
+// lost, nothing behind it) or before data still waiting is a gap.
+void Assembler::skip_rest(Connection& c) {
+  for (const Side side : {Side::client, Side::server}) {
+    const auto& acknowledged = c.acknowledged[static_cast<int>(side)];
+    if (acknowledged && c.sent[static_cast<int>(side)]) skip_to(c, side, *acknowledged);
+    skip_all(c, side);
+  }
 }
 
 // The hole before the nearest data waiting is counted; the run of data after it goes on.
@@ -253,7 +273,8 @@ void Assembler::skip_all(Connection& c, Side side) {
 // capture, not the network (a retransmission would have come before the acknowledgement).
 void Assembler::skip_to(Connection& c, Side side, std::uint32_t acknowledged) {
   TcpFlow& flow = tcp_flow(c, side);
-  if (flow.state() == TcpFlow::FIN_SENT) --acknowledged;  // the FIN takes a sequence number
+  const auto& fin = c.fin[static_cast<int>(side)];
+  if (fin && after(acknowledged, *fin)) acknowledged = *fin;  // the FIN takes a number too
   while (after(acknowledged, flow.sequence_number())) {
     const auto& waiting = flow.buffered_payload();
     const bool data_before = std::any_of(waiting.begin(), waiting.end(), [&](const auto& chunk) {
@@ -271,13 +292,22 @@ void Assembler::skip_to(Connection& c, Side side, std::uint32_t acknowledged) {
 void Assembler::add(const CapturedPacket& packet) {
   now_ = packet.time;
   PacketView view;
-  if (parse_packet(packet.ip, view) != ParseError::none || view.captured_truncated) {
+  const ParseError error = parse_packet(packet.ip, view);
+  if (view.fragment && !view.captured_truncated) {
+    // A first fragment's transport header promises more than the fragment holds: it is
+    // checked once the packet is whole.
+    return add_fragment(packet.ip, view);
+  }
+  if (error != ParseError::none || view.captured_truncated) {
     ++result_.bad_packets;
     return;
   }
-  if (!view.fragment) return add_ip(packet.ip, view);
+  add_ip(packet.ip, view);
+}
+
+void Assembler::add_fragment(std::span<const std::uint8_t> ip, const PacketView& view) {
   try {
-    const auto whole = defragmenter_.add(packet.ip, view);
+    const auto whole = defragmenter_.add(ip, view);
     if (!whole) return;
     PacketView whole_view;
     if (parse_packet(*whole, whole_view) != ParseError::none || whole_view.fragment) {
@@ -322,16 +352,20 @@ void Assembler::add_tcp(std::span<const std::uint8_t> ip, const PacketView& view
   }
   if (open != connections_.end()) {
     Connection& c = open->second;
-    const Side from = flows_[c.index].client == source(view) ? Side::client : Side::server;
-    const Side peer = from == Side::client ? Side::server : Side::client;
-    // Only a packet that carries data moves past a hole: a bare ACK the capture recorded
-    // ahead of the data it acknowledges (capture reordering) must not.
-    if (data && (flags & tcp_ack) != 0 && c.sent[static_cast<int>(peer)]) {
-      skip_to(c, peer, static_cast<std::uint32_t>(ip[view.l4_offset + 8]) << 24 |
-                           static_cast<std::uint32_t>(ip[view.l4_offset + 9]) << 16 |
-                           static_cast<std::uint32_t>(ip[view.l4_offset + 10]) << 8 |
-                           ip[view.l4_offset + 11]);
+    const int from = flows_[c.index].client == source(view) ? 0 : 1;
+    const int peer = 1 - from;
+    if ((flags & tcp_fin) != 0) {
+      c.fin[from] = read32(ip, view.l4_offset + 4) + static_cast<std::uint32_t>(view.payload().size());
     }
+    const std::uint32_t ack = read32(ip, view.l4_offset + 8);
+    const bool acks = (flags & tcp_ack) != 0;
+    if (acks && (!c.acknowledged[peer] || after(ack, *c.acknowledged[peer]))) {
+      c.acknowledged[peer] = ack;
+    }
+    // Only a packet that carries data moves past a hole now: a bare ACK the capture recorded
+    // ahead of the data it acknowledges (capture reordering) must not. The connection's end
+    // looks at the last acknowledgement too.
+    if (data && acks && c.sent[peer]) skip_to(c, static_cast<Side>(peer), ack);
   }
   packet_ = &view;
   try {
@@ -373,10 +407,7 @@ void Assembler::add_udp(const PacketView& view) {
 }
 
 std::vector<RecordedFlow> Assembler::finish() {
-  for (auto& [key, connection] : connections_) {
-    skip_all(connection, Side::client);
-    skip_all(connection, Side::server);
-  }
+  for (auto& [key, connection] : connections_) skip_rest(connection);
   connections_.clear();
   result_.fragments = defragmenter_.unused();
   result_.reassembled = defragmenter_.reassembled();
@@ -399,6 +430,13 @@ Flows assemble_flows(const Capture& capture, const ServicePort& service_port) {
     flows = assembler.finish();
   }
   for (RecordedFlow& flow : flows) {
+    if (!flow.handshake_seen) {
+      // Joined mid-conversation: an answer to a request the capture missed cannot be asked
+      // for again. (With a handshake, a server turn first is a greeting: FTP, SMTP.)
+      const auto first_client = std::find_if(flow.turns.begin(), flow.turns.end(),
+                                             [](const Turn& t) { return t.side == Side::client; });
+      flow.turns.erase(flow.turns.begin(), first_client);
+    }
     if (flow.turns.empty()) continue;  // a handshake without data, a port scan
     flow.id = result.flows.size() + 1;
     result.flows.push_back(std::move(flow));

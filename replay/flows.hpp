@@ -67,7 +67,8 @@ using ServicePort = std::function<bool(std::uint8_t protocol, std::uint16_t port
 /// (or the connection ends), so the connection stays one flow. Fragments are reassembled.
 /// The server is the side that answered the SYN; without a handshake it is decided by ports
 /// (a plugin's, then well-known, then non-ephemeral), and a TCP flow where the ports do not
-/// tell is kept with a `skip_reason`. Flows without any payload are dropped.
+/// tell is kept with a `skip_reason`. A flow joined mid-conversation starts at its client's
+/// first turn. Flows without any payload are dropped.
 Flows assemble_flows(const Capture& capture, const ServicePort& service_port = {});
 
 }  // namespace pktbroker::replay

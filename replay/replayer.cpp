@@ -132,6 +132,8 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
   [[nodiscard]] const Turn& turn() const { return flow_.turns[turn_]; }
   [[nodiscard]] bool client_turns_left() const;
   void keep(std::span<const std::uint8_t> data);
+  [[nodiscard]] std::vector<std::vector<std::uint8_t>> masked(
+      std::span<const std::uint8_t> data, std::span<const std::uint32_t> sizes) const;
 
   // CallSink: live-phase services (a plugin announcing the data connection it saw).
   int set_field(const Plugin&, std::string_view, std::string_view) override { return 0; }
@@ -166,7 +168,8 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
   std::size_t early_bytes_ = 0;
   std::vector<std::uint8_t> received_;  ///< this server turn's bytes, up to max_flow_bytes
   std::uint64_t turn_bytes_ = 0;        ///< this server turn's bytes, all of them
-  std::size_t datagrams_ = 0;           ///< this server turn's datagrams (UDP)
+  std::size_t datagrams_ = 0;           ///< this server turn's datagrams (UDP) ...
+  std::vector<std::uint32_t> live_datagrams_;  ///< ... and the size of each kept
   std::size_t kept_ = 0;                ///< live bytes kept for --compare
   std::size_t first_difference_ = 0;    ///< turn (1-based) of the first differing answer
   std::size_t unrecorded_answer_ = 0;   ///< turn (1-based) of a live answer with no recording
@@ -352,6 +355,7 @@ void FlowRun::start_server_turn() {
   received_.clear();
   turn_bytes_ = 0;
   datagrams_ = 0;
+  live_datagrams_.clear();
   arm_idle();
   const std::size_t turn = turn_;
   const bool drain = draining_;
@@ -413,6 +417,9 @@ void FlowRun::on_server_data(std::span<const std::uint8_t> data) {
   received_.insert(received_.end(), data.begin(),
                    data.begin() + static_cast<long>(std::min(data.size(), room)));
   ++datagrams_;
+  if (udp() && room != 0) {
+    live_datagrams_.push_back(static_cast<std::uint32_t>(std::min(data.size(), room)));
+  }
   if (draining_) return arm_idle();  // no recording to say when it is over: until quiet
   pktb_turn verdict = PKTB_EXPECT_MORE;
   if (plugin_ != nullptr && plugin_->descriptor().replay_server_data != nullptr) {
@@ -463,19 +470,33 @@ void FlowRun::arm_idle() {
   });
 }
 
+// The turn's messages as the plugin masks them: each UDP datagram on its own (a DNS id is
+// at the start of each), a TCP turn as one.
+std::vector<std::vector<std::uint8_t>> FlowRun::masked(std::span<const std::uint8_t> data,
+                                                       std::span<const std::uint32_t> sizes) const {
+  std::vector<std::vector<std::uint8_t>> messages;
+  std::size_t at = 0;
+  for (const std::uint32_t size : sizes) {
+    const std::size_t end = std::min(data.size(), at + size);
+    messages.emplace_back(data.begin() + static_cast<long>(at), data.begin() + static_cast<long>(end));
+    at = end;
+  }
+  if (at < data.size() || sizes.empty()) messages.emplace_back(data.begin() + static_cast<long>(at), data.end());
+  if (plugin_ != nullptr) {
+    PluginFlowState scratch(plugin_, flow_, 0);  // masks see no live state
+    for (auto& message : messages) plugin_->call_replay_mask(scratch.abi, message);
+  }
+  return messages;
+}
+
 void FlowRun::keep(std::span<const std::uint8_t> live) {
   if (!replayer_.options().compare || first_difference_ != 0) return;
   if (turn().missing != 0) return;  // the capture lost part of it: nothing to compare with
   kept_ += live.size();
   if (kept_ > replayer_.options().max_flow_bytes) return;  // beyond the cap: not compared
-  std::vector<std::uint8_t> recorded = turn().data;
-  std::vector<std::uint8_t> mine(live.begin(), live.end());
-  if (plugin_ != nullptr) {
-    PluginFlowState scratch(plugin_, flow_, 0);  // masks see no live state
-    plugin_->call_replay_mask(scratch.abi, recorded);
-    plugin_->call_replay_mask(scratch.abi, mine);
+  if (masked(turn().data, turn().datagrams) != masked(live, live_datagrams_)) {
+    first_difference_ = turn_ + 1;
   }
-  if (recorded != mine) first_difference_ = turn_ + 1;
 }
 
 void FlowRun::end_server_turn() {

@@ -390,6 +390,7 @@ error_log stderr;
 events {{ worker_connections 1024; }}
 http {{
   access_log off;
+  keepalive_requests 10000;
   client_body_temp_path {dir}; proxy_temp_path {dir}; fastcgi_temp_path {dir};
   uwsgi_temp_path {dir}; scgi_temp_path {dir};
   server {{

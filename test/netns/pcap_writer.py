@@ -126,3 +126,69 @@ def write_pcapng(path, packets):
             micros = int(time * 1e6)
             f.write(block(6, struct.pack("<IIIII", 0, micros >> 32, micros & 0xFFFFFFFF,
                                          len(data), len(data)) + data))
+
+
+def tso(packet):
+    """An IPv4 packet as captured on the host that sent it with TCP segmentation offload: its
+    total length is 0 (the NIC fills it in)."""
+    return packet[:2] + b"\0\0" + packet[4:]
+
+
+def ipv4_fragments(packet, size):
+    """An IPv4 packet split into fragments whose payloads hold `size` bytes (a multiple of 8)."""
+    header, payload = packet[:20], packet[20:]
+    pieces = []
+    for offset in range(0, len(payload), size):
+        chunk = payload[offset:offset + size]
+        more = offset + size < len(payload)
+        fragment = bytearray(header)
+        struct.pack_into("!HHH", fragment, 2, 20 + len(chunk), 0x1234,
+                         (0x2000 if more else 0) | offset // 8)
+        struct.pack_into("!H", fragment, 10, 0)
+        struct.pack_into("!H", fragment, 10, _checksum(bytes(fragment)))
+        pieces.append(bytes(fragment) + chunk)
+    return pieces
+
+
+def ipv6_fragments(packet, size, ident=0x1234):
+    """An IPv6 packet (no extension headers) as fragments of `size` payload bytes (a multiple
+    of 8) behind a Fragment header; with size >= the payload, one atomic fragment."""
+    header, payload = packet[:40], packet[40:]
+    pieces = []
+    for offset in range(0, max(len(payload), 1), size):
+        chunk = payload[offset:offset + size]
+        more = offset + size < len(payload)
+        fragment = struct.pack("!BBHI", header[6], 0, offset | (1 if more else 0), ident)
+        pieces.append(header[:4] + struct.pack("!HB", 8 + len(chunk), 44) + header[7:] +
+                      fragment + chunk)
+    return pieces
+
+
+def mpls(packet, labels=(16, 17)):
+    """An Ethernet frame carrying `packet` under an MPLS label stack."""
+    stack = b"".join(struct.pack("!I", label << 12 | (1 << 8 if i == len(labels) - 1 else 0) | 64)
+                     for i, label in enumerate(labels))
+    return b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x88\x47" + stack + packet
+
+
+def snap(packet):
+    """An 802.3 frame with an LLC/SNAP header carrying `packet`."""
+    body = b"\xaa\xaa\x03\0\0\0" + struct.pack("!H", ETHERTYPE[packet[0] >> 4]) + packet
+    return b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01" + struct.pack("!H", len(body)) + body
+
+
+def arp():
+    """An Ethernet frame with an ARP request: not IP."""
+    return b"\xff" * 6 + b"\x02\0\0\0\0\x01\x08\x06" + bytes.fromhex(
+        "0001080006040001020000000001c0a80001000000000000c0a80002")
+
+
+def write_frames(path, frames, snaplen=262144):
+    """Ethernet frames as they are: [(seconds, frame)]; a frame longer than `snaplen` is cut
+    to it, its original length kept (as tcpdump -s does)."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, 1))
+        for time, frame in frames:
+            kept = frame[:snaplen]
+            f.write(struct.pack("<IIII", int(time), int(time % 1 * 1e6), len(kept), len(frame)))
+            f.write(kept)

@@ -20,7 +20,9 @@ def pattern(size, seed):
     return bytes((i * 7 + seed) % 251 for i in range(size))
 
 
-class Replay(NetnsTestCase):
+class ReplayCase(NetnsTestCase):
+    """Runs pktreplay, records captures on loopback, writes synthetic ones."""
+
     def pktreplay(self, *args, expect_exit=None):
         """Runs pktreplay --json; returns (exit status, parsed JSON or None, stderr)."""
         env = dict(os.environ, PKTBROKER_PLUGIN_PATH=PLUGINS)
@@ -60,6 +62,23 @@ class Replay(NetnsTestCase):
                 return path
         self.fail(f"tcpdump dropped packets in three recordings: {statistics}")
 
+    def synthetic_http(self, path, request, response, reorder=False):
+        """One HTTP exchange as pcap_writer builds it; with `reorder`, the request's segments
+        arrive out of order, one twice and one overlapping its neighbour."""
+        conversation = pw.TcpConversation("127.0.0.1", 41000, "127.0.0.1", 80).handshake()
+        conversation.client_says(request, segment=10)
+        conversation.server_says(response).close()
+        packets = conversation.packets
+        if reorder:
+            data = packets[3:3 + (len(request) + 9) // 10]
+            overlap = pw.tcp("127.0.0.1", 41000, "127.0.0.1", 80, 1001 + 5, 5001, pw.ACK,
+                             request[5:15])
+            shuffled = [data[2], data[0], (data[1][0], overlap), data[1], data[0]] + data[3:]
+            packets = packets[:3] + shuffled + packets[3 + len(data):]
+        pw.write_pcap(path, packets)
+
+
+class Replay(ReplayCase):
     def test_http_requests_replay_with_equal_bodies_and_differences_are_reported(self):
         files = {"index.html": b"hello\n", "big.bin": pattern(200_000, 1), "c.txt": b"c" * 5000}
         root = self.nginx(files)
@@ -116,21 +135,6 @@ class Replay(NetnsTestCase):
                                       expect_exit=0)
         self.assertEqual(self.statuses(report), ["complete"] * 3)
         self.assertEqual({flow["plugin"] for flow in report["flows"]}, {"dns"})
-
-    def synthetic_http(self, path, request, response, reorder=False):
-        """One HTTP exchange as pcap_writer builds it; with `reorder`, the request's segments
-        arrive out of order, one twice and one overlapping its neighbour."""
-        conversation = pw.TcpConversation("127.0.0.1", 41000, "127.0.0.1", 80).handshake()
-        conversation.client_says(request, segment=10)
-        conversation.server_says(response).close()
-        packets = conversation.packets
-        if reorder:
-            data = packets[3:3 + (len(request) + 9) // 10]
-            overlap = pw.tcp("127.0.0.1", 41000, "127.0.0.1", 80, 1001 + 5, 5001, pw.ACK,
-                             request[5:15])
-            shuffled = [data[2], data[0], (data[1][0], overlap), data[1], data[0]] + data[3:]
-            packets = packets[:3] + shuffled + packets[3 + len(data):]
-        pw.write_pcap(path, packets)
 
     def test_reordered_retransmitted_and_overlapping_segments_replay_as_one_request(self):
         self.nginx({"index.html": b"hello\n"})
