@@ -55,6 +55,20 @@ pktb_tuple tuple_of(const RecordedFlow& flow) {
   return tuple;
 }
 
+IpAddress to_ip(const asio::ip::address& address) {
+  IpAddress ip;
+  if (address.is_v6()) {
+    ip.family = 6;
+    const auto bytes = address.to_v6().to_bytes();
+    std::copy(bytes.begin(), bytes.end(), ip.bytes.begin());
+  } else {
+    ip.family = 4;
+    const auto bytes = address.to_v4().to_bytes();
+    std::copy(bytes.begin(), bytes.end(), ip.bytes.begin());
+  }
+  return ip;
+}
+
 asio::ip::address to_asio(const IpAddress& address) {
   if (address.family == 6) {
     asio::ip::address_v6::bytes_type bytes;
@@ -108,6 +122,8 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
   FlowRun(Replayer& replayer, std::size_t index, Endpoint live, Clock::time_point start_at,
           std::optional<std::size_t> parent);
   void start();
+  /// A flow the live server opened to us (active FTP): its recorded server side is ours.
+  void start_accepted(asio::ip::tcp::socket socket);
   void stop(Status status);  ///< ends the flow now (the cleanup pass)
   /// Ends the flow when it made no progress within the flow timeout, or its server turn has
   /// lasted longer than allowed.
@@ -130,7 +146,11 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
   [[nodiscard]] Status ended_status() const;
   [[nodiscard]] bool udp() const noexcept { return flow_.protocol == 17; }
   [[nodiscard]] const Turn& turn() const { return flow_.turns[turn_]; }
-  [[nodiscard]] bool client_turns_left() const;
+  [[nodiscard]] bool our_turns_left() const;
+  /// Whether pktreplay sends this turn: the client's, or the server's in a mirrored flow.
+  [[nodiscard]] bool ours(const Turn& t) const noexcept {
+    return (t.side == Side::client) != mirrored_;
+  }
   void keep(std::span<const std::uint8_t> data);
   [[nodiscard]] std::vector<std::vector<std::uint8_t>> masked(
       std::span<const std::uint8_t> data, std::span<const std::uint32_t> sizes) const;
@@ -143,6 +163,8 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
   int remember_name(const Plugin&, const IpAddress&, std::string_view, std::uint32_t) override {
     return 0;
   }
+  int replay_listen(const Plugin&, std::array<std::uint8_t, 16>& address,
+                    std::uint16_t& port) override;
 
   Replayer& replayer_;
   std::size_t index_;
@@ -174,6 +196,8 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
   std::size_t first_difference_ = 0;    ///< turn (1-based) of the first differing answer
   std::size_t unrecorded_answer_ = 0;   ///< turn (1-based) of a live answer with no recording
   std::size_t expectations_ = 0;        ///< live announcements so far
+  bool mirrored_ = false;  ///< the live server connected to us: we play the recorded server
+  std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;  ///< active data ports
   bool finished_ = false;
   FlowResult result_;
 };
@@ -200,8 +224,12 @@ class Replayer {
   }
   /// The live endpoint of a recorded server.
   Endpoint live_endpoint(const Endpoint& recorded) const;
-  /// A live announcement (number `n`, from 0) by `parent`: replays its n-th expected flow.
-  bool start_child(std::size_t parent, std::size_t n, Endpoint live);
+  /// The recorded flow `parent`'s n-th announcement (from 0) stands for, if any left.
+  [[nodiscard]] std::optional<std::size_t> child(std::size_t parent, std::size_t n) const;
+  /// A live announcement by `parent`: replays its expected flow to the live endpoint ...
+  void start_child(std::size_t parent, std::size_t child, Endpoint live);
+  /// ... or on a connection the live server made to us.
+  void start_accepted_child(std::size_t parent, std::size_t child, asio::ip::tcp::socket socket);
   void finished(std::size_t index, FlowResult result);
 
  private:
@@ -285,9 +313,52 @@ void FlowRun::do_connect() {
   });
 }
 
-bool FlowRun::client_turns_left() const {
+bool FlowRun::our_turns_left() const {
   return std::any_of(flow_.turns.begin() + static_cast<long>(turn_), flow_.turns.end(),
-                     [](const Turn& t) { return t.side == Side::client; });
+                     [this](const Turn& t) { return ours(t); });
+}
+
+void FlowRun::start_accepted(asio::ip::tcp::socket socket) {
+  mirrored_ = true;
+  tcp_ = std::move(socket);
+  boost::system::error_code error;
+  const auto peer = tcp_.remote_endpoint(error);
+  if (!error) {
+    result_.live_server = {to_ip(peer.address()), peer.port()};
+  }
+  started_ = last_progress_ = Clock::now();
+  read();
+  next_turn();
+}
+
+int FlowRun::replay_listen(const Plugin&, std::array<std::uint8_t, 16>& address,
+                           std::uint16_t& port) {
+  if (udp() || finished_) return -1;
+  const auto child = replayer_.child(index_, expectations_);
+  if (!child) return -1;
+  boost::system::error_code error;
+  const auto local = tcp_.local_endpoint(error);
+  if (error) return -1;
+  auto acceptor = std::make_shared<asio::ip::tcp::acceptor>(replayer_.io());
+  const asio::ip::tcp::endpoint any_port(local.address(), 0);
+  acceptor->open(any_port.protocol(), error);
+  if (!error) acceptor->bind(any_port, error);
+  if (!error) acceptor->listen(1, error);
+  const auto listening = acceptor->local_endpoint(error);
+  if (error) return -1;
+  ++expectations_;
+  acceptors_.push_back(acceptor);
+  acceptor->async_accept([self = shared_from_this(), acceptor, child = *child](
+                             boost::system::error_code e, asio::ip::tcp::socket socket) {
+    acceptor->close(e);
+    if (!e && !self->finished_) {
+      self->replayer_.start_accepted_child(self->index_, child, std::move(socket));
+    }
+  });
+  const IpAddress ip = to_ip(listening.address());
+  address = ip.bytes;
+  port = listening.port();
+  return 0;
 }
 
 Status FlowRun::ended_status() const {
@@ -301,14 +372,14 @@ void FlowRun::next_turn() {
   if (turn_ == flow_.turns.size()) {
     // After the client's last words, the server's answer (the capture has none) is read
     // until it is quiet or closes.
-    if (!draining_ && !eof_ && !flow_.turns.empty() && flow_.turns.back().side == Side::client) {
+    if (!draining_ && !eof_ && !flow_.turns.empty() && ours(flow_.turns.back())) {
       draining_ = true;
       return start_server_turn();
     }
     return finish(ended_status(),
                   first_difference_ != 0 ? first_difference_ : unrecorded_answer_);
   }
-  if (turn().side == Side::server) return start_server_turn();
+  if (!ours(turn())) return start_server_turn();
   const auto& options = replayer_.options();
   if (options.timing == Timing::original && turn_ > 0) {
     // Keep the recorded pause before this client turn, scaled.
@@ -446,7 +517,7 @@ void FlowRun::on_server_data(std::span<const std::uint8_t> data) {
 // The server closed: fine once the client has nothing left to say.
 void FlowRun::on_eof() {
   if (!answering_) return;  // the next server turn (or the drain) finds it
-  if (client_turns_left()) return finish(Status::closed_early, turn_ + 1);
+  if (our_turns_left()) return finish(Status::closed_early, turn_ + 1);
   timer_.cancel();
   if (draining_) return end_drain();
   keep(received_);
@@ -511,8 +582,9 @@ void FlowRun::end_server_turn() {
 // be compared with, and neither has a flow whose server side the capture lacks entirely.
 void FlowRun::end_drain() {
   answering_ = false;
+  const std::uint64_t recorded_answers = mirrored_ ? flow_.client_bytes : flow_.server_bytes;
   if (replayer_.options().compare && unrecorded_answer_ == 0 &&
-      (turn_bytes_ > 0 || flow_.server_bytes == 0)) {
+      (turn_bytes_ > 0 || recorded_answers == 0)) {
     unrecorded_answer_ = turn_bytes_ > 0 ? flow_.turns.size() + 1 : 1;
   }
   next_turn();
@@ -521,7 +593,10 @@ void FlowRun::end_drain() {
 int FlowRun::expect(const Plugin&, const pktb_tuple& pattern, std::uint32_t, std::uint32_t) {
   Endpoint live = result_.live_server;  // the announced host is often a private address
   live.port = pattern.server_port;
-  return replayer_.start_child(index_, expectations_++, live) ? 0 : -1;
+  const auto child = replayer_.child(index_, expectations_++);
+  if (!child) return -1;
+  replayer_.start_child(index_, *child, live);
+  return 0;
 }
 
 void FlowRun::stop(Status status) {
@@ -543,6 +618,7 @@ void FlowRun::finish(Status status, std::size_t turn) {
   boost::system::error_code ignored;
   tcp_.close(ignored);
   udp_.close(ignored);
+  for (const auto& acceptor : acceptors_) acceptor->close(ignored);
   result_.status = status;
   result_.turn = status == Status::complete ? 0 : turn;
   if (started_ != Clock::time_point{}) {
@@ -657,12 +733,21 @@ void Replayer::start_flow(std::size_t index, Endpoint live, Clock::time_point at
   run->start();
 }
 
-bool Replayer::start_child(std::size_t parent, std::size_t n, Endpoint live) {
-  if (n >= children_[parent].size()) return false;
-  const std::size_t child = children_[parent][n];
-  if (results_[child]) return false;
+std::optional<std::size_t> Replayer::child(std::size_t parent, std::size_t n) const {
+  if (n >= children_[parent].size() || results_[children_[parent][n]]) return std::nullopt;
+  return children_[parent][n];
+}
+
+void Replayer::start_child(std::size_t parent, std::size_t child, Endpoint live) {
   start_flow(child, live, Clock::now(), parent);  // at once: the server waits for it
-  return true;
+}
+
+void Replayer::start_accepted_child(std::size_t parent, std::size_t child,
+                                   asio::ip::tcp::socket socket) {
+  ++active_;
+  auto run = std::make_shared<FlowRun>(*this, child, Endpoint{}, Clock::now(), parent);
+  running_.push_back(run);
+  run->start_accepted(std::move(socket));
 }
 
 void Replayer::finished(std::size_t index, FlowResult result) {

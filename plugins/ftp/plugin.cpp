@@ -4,14 +4,19 @@
 // nf_conntrack_ftp helper it refuses announcements naming another host than the control
 // connection's own ends (FTP bounce), and it keeps at most a few announcements per control
 // connection outstanding. In replay it announces the recorded data connections, then, as the
-// live server announces its own ports, has each replayed to the live port; a server turn ends
-// with as many complete replies as recorded.
+// live server announces its own ports, has each replayed to the live port; a PORT/EPRT command
+// is rewritten to name where pktreplay listens for the live server's data connection; a server
+// turn ends with as many complete replies as recorded.
 #include "pktbroker/plugin.h"
 #include "plugins/common/stream_buffer.hpp"
 #include "plugins/ftp/ftp_line.hpp"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
+#include <string>
 #include <mutex>
 #include <new>
 #include <string_view>
@@ -260,6 +265,59 @@ void replay_recorded(void* global, pktb_call* call, pktb_flow* flow, const pktb_
   on_packet(global, call, flow, packet, nullptr);
 }
 
+/// "PORT a,b,c,d,p1,p2" (IPv4) or "EPRT |2|addr|port|" naming where pktreplay listens.
+std::string data_port_command(bool extended, std::uint8_t family, const std::uint8_t* address,
+                              std::uint16_t port) {
+  if (!extended && family == 4) {
+    return "PORT " + std::to_string(address[0]) + "," + std::to_string(address[1]) + "," +
+           std::to_string(address[2]) + "," + std::to_string(address[3]) + "," +
+           std::to_string(port >> 8) + "," + std::to_string(port & 0xff);
+  }
+  char text[INET6_ADDRSTRLEN] = {};
+  inet_ntop(family == 4 ? AF_INET : AF_INET6, address, text, sizeof text);
+  return std::string("EPRT |") + (family == 4 ? "1" : "2") + "|" + text + "|" +
+         std::to_string(port) + "|";
+}
+
+// Replay: an active-mode data connection is made by the live server to pktreplay, which
+// listens where the rewritten PORT/EPRT command says.
+int replay_client_data(void* global, pktb_call* call, pktb_flow* flow, std::uint8_t* data,
+                       std::size_t* len, std::size_t capacity) {
+  auto& g = *static_cast<Global*>(global);
+  if (flow->parent_id != 0 ||
+      g.host->struct_size < offsetof(pktb_host, replay_listen) + sizeof g.host->replay_listen) {
+    return 0;
+  }
+  try {
+    const std::string_view turn(reinterpret_cast<const char*>(data), *len);
+    std::string out;
+    std::size_t at = 0;
+    while (at < turn.size()) {
+      const std::size_t end = std::min(turn.find('\n', at), turn.size() - 1) + 1;
+      std::string_view line = turn.substr(at, end - at);
+      at = end;
+      const bool crlf = line.ends_with("\r\n");
+      std::string_view command = line.substr(0, line.size() - (crlf ? 2 : line.ends_with('\n')));
+      DataEndpoint endpoint;
+      std::uint8_t address[16] = {};
+      std::uint16_t port = 0;
+      if (parse_line(command, false, endpoint) != Announcement::active ||
+          g.host->replay_listen(call, address, &port) != 0) {
+        out.append(line);
+        continue;
+      }
+      const bool extended = command.size() >= 4 && (command[0] == 'E' || command[0] == 'e');
+      out += data_port_command(extended, flow->tuple.family, address, port);
+      out += crlf ? "\r\n" : "\n";
+    }
+    if (out.size() > capacity) return 0;
+    std::memcpy(data, out.data(), out.size());
+    *len = out.size();
+  } catch (...) {  // allocation failure: the turn goes as recorded
+  }
+  return 0;
+}
+
 pktb_turn replay_server_data(void* global, pktb_call* call, pktb_flow* flow,
                              const std::uint8_t* data, std::size_t len,
                              const std::uint8_t* recorded, std::size_t recorded_len) {
@@ -328,6 +386,7 @@ const pktb_plugin descriptor = {
     .flow_close = flow_close,
     .on_packet = on_packet,
     .replay_recorded = replay_recorded,
+    .replay_client_data = replay_client_data,
     .replay_server_data = replay_server_data,
     .replay_mask = replay_mask,
 };

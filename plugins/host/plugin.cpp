@@ -49,6 +49,14 @@ int call_remember_name(pktb_call* call, std::uint8_t family, const std::uint8_t*
   return call->sink->remember_name(*call->plugin, ip, std::string_view(name, len), ttl_s);
 }
 
+int call_replay_listen(pktb_call* call, std::uint8_t address[16], std::uint16_t* port) {
+  if (call == nullptr || address == nullptr || port == nullptr) return -1;
+  std::array<std::uint8_t, 16> bytes{};
+  if (call->sink->replay_listen(*call->plugin, bytes, *port) != 0) return -1;
+  std::memcpy(address, bytes.data(), bytes.size());
+  return 0;
+}
+
 }  // namespace
 
 Plugin::Plugin(const PluginSpec& spec) : name_(spec.name), path_(spec.path), config_(spec.config) {
@@ -116,7 +124,8 @@ Plugin::Plugin(const PluginSpec& spec) : name_(spec.name), path_(spec.path), con
   host_.self = this;
   host_.host = pktb_host{sizeof(pktb_host), host_log,           host_counter, host_count,
                          host_config,       call_set_field,     call_expect,  call_release,
-                         call_set_timer,    call_remember_name, host_wake};
+                         call_set_timer,    call_remember_name, host_wake,
+                         call_replay_listen};
   if (descriptor_->init != nullptr) {
     const char* error = nullptr;
     try {

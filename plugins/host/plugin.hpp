@@ -44,6 +44,11 @@ class CallSink {
   virtual int set_timer(const Plugin& plugin, std::uint32_t ms) = 0;
   virtual int remember_name(const Plugin& plugin, const IpAddress& address, std::string_view name,
                             std::uint32_t ttl_s) = 0;
+  /// Replay only (pktb_host::replay_listen); -1 elsewhere.
+  virtual int replay_listen(const Plugin& /*plugin*/, std::array<std::uint8_t, 16>& /*address*/,
+                            std::uint16_t& /*port*/) {
+    return -1;
+  }
 };
 
 /// A plugin could not be loaded: the message names the file and the reason.

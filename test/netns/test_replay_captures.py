@@ -276,6 +276,20 @@ class ReplayCaptures(ReplayCase):
         _, report, _ = self.pktreplay(path, "--target", "127.0.0.1", expect_exit=0)
         self.assertEqual(self.statuses(report), ["complete"] * 2)
 
+    # Defect 12
+    def test_active_ftp_data_connections_are_accepted_from_the_live_server(self):
+        content = bytes(i * 13 % 251 for i in range(300_000))
+        self.vsftpd({"file.bin": content})
+        download = os.path.join(self.scratch(), "download.bin")
+        capture = self.capture("tcp", lambda: run("curl", "-s", "--ftp-port", "127.0.0.1",
+                                                  "-o", download, "ftp://127.0.0.1/file.bin"))
+        _, report, _ = self.pktreplay(capture, "--target", "127.0.0.1", "--compare",
+                                      expect_exit=0)
+        control, data = report["flows"]
+        self.assertEqual((control["status"], control["plugin"]), ("complete", "ftp"))
+        self.assertEqual((data["status"], data["parent"]), ("complete", control["id"]))
+        self.assertEqual(data["bytes_received"], len(content))
+
     # Defect 11 and the summary
     def test_udp_to_a_closed_port_is_refused_and_the_summary_counts_every_status(self):
         path = self.write("closed.pcap", [

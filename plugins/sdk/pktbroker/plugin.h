@@ -190,6 +190,16 @@ typedef struct pktb_host {
    * a hook runs; does nothing in replay.
    */
   void (*wake)(const struct pktb_host* host);
+
+  /**
+   * Replay only, after ABI 2 (check struct_size): for a connection the live server will open
+   * to the client (active FTP: PORT, EPRT), listens on the client's side of the current flow
+   * and writes the address (family as the current flow's, network order) and port to name to
+   * the server. The next recorded flow this plugin announced (pktb_host::expect in
+   * replay_recorded) is replayed on the connection the server makes, its recorded server side
+   * played by pktreplay. Returns 0, or -1 (not in replay, nothing announced, no socket).
+   */
+  int (*replay_listen)(pktb_call* call, uint8_t address[16], uint16_t* port);
 } pktb_host;
 
 /** A flow the plugin is asked to handle: IP protocol plus a range of server ports. */
