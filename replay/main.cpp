@@ -84,6 +84,7 @@ struct Arguments {
   bool no_plugins = false;
   std::string timing = "asap";
   bool json = false;
+  std::string pcap_out;
   bool every_flow = false;
   unsigned turn_timeout_ms = 1000;
   unsigned flow_timeout_ms = 30000;
@@ -200,7 +201,10 @@ int main(int argc, char** argv) {
       "max-flow-memory", po::value(&arguments.max_flow_mib)->value_name("MIB")->default_value(16),
       "server bytes kept per turn for plugins and --compare (the rest is counted)")(
       "max-memory", po::value(&arguments.max_memory_mib)->value_name("MIB")->default_value(1024),
-      "refuse captures whose packets take more")("json", po::bool_switch(&arguments.json),
+      "refuse captures whose packets take more")(
+      "pcap-out", po::value(&arguments.pcap_out)->value_name("FILE"),
+      "write the live traffic as a pcap (raw IP; each flow's exchange as TCP segments or "
+      "UDP datagrams, rebuilt from what the sockets sent and read)")("json", po::bool_switch(&arguments.json),
                                                  "print the results as JSON")(
       "all", po::bool_switch(&arguments.every_flow), "list every flow, not only failed ones")(
       "help,h", "show this help")("version", "show the version");
@@ -303,6 +307,16 @@ int main(int argc, char** argv) {
               << " IP packets, no TCP or UDP flow carrying data"
               << (left_out.empty() ? "" : "; left out: " + left_out) << ")\n";
     return exit_capture;
+  }
+
+  std::optional<LiveCapture> pcap_out;
+  if (!arguments.pcap_out.empty()) {
+    try {
+      options.pcap_out = &pcap_out.emplace(arguments.pcap_out);
+    } catch (const CaptureError& error) {
+      std::cerr << "pktreplay: --pcap-out " << error.what() << '\n';
+      return exit_usage;
+    }
   }
 
   Progress progress;

@@ -147,6 +147,10 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
   [[nodiscard]] bool udp() const noexcept { return flow_.protocol == 17; }
   [[nodiscard]] const Turn& turn() const { return flow_.turns[turn_]; }
   [[nodiscard]] bool our_turns_left() const;
+  /// --pcap-out: the connection is up (`connector` opened it), data went one way, a side closed.
+  void record_open(Side connector);
+  void record(bool ours, std::span<const std::uint8_t> data);
+  void record_close(bool ours);
   /// Whether pktreplay sends this turn: the client's, or the server's in a mirrored flow.
   [[nodiscard]] bool ours(const Turn& t) const noexcept {
     return (t.side == Side::client) != mirrored_;
@@ -197,6 +201,7 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
   std::size_t unrecorded_answer_ = 0;   ///< turn (1-based) of a live answer with no recording
   std::size_t expectations_ = 0;        ///< live announcements so far
   bool mirrored_ = false;  ///< the live server connected to us: we play the recorded server
+  std::optional<LiveCapture::Conversation> recording_;  ///< with --pcap-out
   std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;  ///< active data ports
   bool finished_ = false;
   FlowResult result_;
@@ -295,6 +300,7 @@ void FlowRun::do_connect() {
     udp_.open(udp_endpoint_.protocol(), error);
     if (!error) udp_.connect(udp_endpoint_, error);
     if (error) return finish(Status::unreachable);
+    record_open(Side::client);
     read();
     return next_turn();
   }
@@ -308,6 +314,7 @@ void FlowRun::do_connect() {
     if (error == asio::error::connection_refused) return self->finish(Status::refused);
     if (error) return self->finish(Status::unreachable);
     self->last_progress_ = Clock::now();
+    self->record_open(Side::client);
     self->read();
     self->next_turn();
   });
@@ -316,6 +323,33 @@ void FlowRun::do_connect() {
 bool FlowRun::our_turns_left() const {
   return std::any_of(flow_.turns.begin() + static_cast<long>(turn_), flow_.turns.end(),
                      [this](const Turn& t) { return ours(t); });
+}
+
+void FlowRun::record_open(Side connector) {
+  LiveCapture* capture = replayer_.options().pcap_out;
+  if (capture == nullptr) return;
+  boost::system::error_code error;
+  const auto local = udp() ? Endpoint{to_ip(udp_.local_endpoint(error).address()),
+                                      udp_.local_endpoint(error).port()}
+                           : Endpoint{to_ip(tcp_.local_endpoint(error).address()),
+                                      tcp_.local_endpoint(error).port()};
+  if (error) return;
+  const bool we_connected = connector == Side::client;
+  recording_ = capture->open(flow_.protocol, we_connected ? local : result_.live_server,
+                             we_connected ? result_.live_server : local);
+}
+
+// In the recording the connector is the client: us, unless the live server connected to us.
+void FlowRun::record(bool ours, std::span<const std::uint8_t> data) {
+  if (!recording_) return;
+  replayer_.options().pcap_out->data(*recording_, ours != mirrored_ ? Side::client : Side::server,
+                                     data);
+}
+
+void FlowRun::record_close(bool ours) {
+  if (!recording_) return;
+  replayer_.options().pcap_out->close(*recording_,
+                                      ours != mirrored_ ? Side::client : Side::server);
 }
 
 void FlowRun::start_accepted(asio::ip::tcp::socket socket) {
@@ -327,6 +361,7 @@ void FlowRun::start_accepted(asio::ip::tcp::socket socket) {
     result_.live_server = {to_ip(peer.address()), peer.port()};
   }
   started_ = last_progress_ = Clock::now();
+  record_open(Side::server);
   read();
   next_turn();
 }
@@ -413,6 +448,7 @@ void FlowRun::send_client_turn() {
       return self->finish(status, self->turn_ + 1);
     }
     self->last_progress_ = Clock::now();
+    self->record(true, *data);
     ++self->turn_;
     self->next_turn();
   };
@@ -449,6 +485,7 @@ void FlowRun::read() {
     if (self->finished_) return;
     if (error == asio::error::eof) {
       self->eof_ = true;
+      self->record_close(false);
       return self->on_eof();
     }
     const std::size_t turn = self->turn_ + 1;
@@ -467,6 +504,7 @@ void FlowRun::read() {
 
 void FlowRun::on_read(std::span<const std::uint8_t> data) {
   last_progress_ = Clock::now();
+  record(false, data);
   result_.bytes_received += data.size();
   if (answering_) return on_server_data(data);
   // Between turns: kept (up to the per-flow cap) for the next turn the server answers in.
@@ -619,6 +657,7 @@ void FlowRun::finish(Status status, std::size_t turn) {
   tcp_.close(ignored);
   udp_.close(ignored);
   for (const auto& acceptor : acceptors_) acceptor->close(ignored);
+  record_close(true);
   result_.status = status;
   result_.turn = status == Status::complete ? 0 : turn;
   if (started_ != Clock::time_point{}) {

@@ -3,6 +3,7 @@
 
 #include "plugins/host/plugin_set.hpp"
 #include "replay/flows.hpp"
+#include "replay/live_capture.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -31,6 +32,7 @@ struct Options {
   std::size_t max_flow_bytes = 16 << 20;  ///< live bytes kept per server turn, and compared
   std::size_t max_total_bytes = 1 << 30;  ///< the capture's packets, then its flows' payloads
   bool compare = false;
+  LiveCapture* pcap_out = nullptr;  ///< records the live traffic when set
 };
 
 enum class Status : std::uint8_t {

@@ -290,6 +290,35 @@ class ReplayCaptures(ReplayCase):
         self.assertEqual((data["status"], data["parent"]), ("complete", control["id"]))
         self.assertEqual(data["bytes_received"], len(content))
 
+    # Beyond: --pcap-out
+    def test_the_live_traffic_is_written_as_a_capture_that_replays_the_same(self):
+        self.nginx({"index.html": b"hello\n", "big.bin": bytes(range(256)) * 400})
+        self.dnsmasq()
+
+        def traffic():
+            run("curl", "-s", "-o", "/dev/null", "-o", "/dev/null", "http://127.0.0.1/index.html",
+                "http://127.0.0.1/big.bin")
+            run("dig", "@127.0.0.1", "a.test", "+tries=1")
+
+        capture = self.capture("tcp port 80 or udp port 53", traffic)
+        live = os.path.join(self.scratch(), "live.pcap")
+        _, first, _ = self.pktreplay(capture, "--target", "127.0.0.1", "--pcap-out", live,
+                                     expect_exit=0)
+        # The written capture reads back as the same flows, and replays equal to the live run.
+        _, again, _ = self.pktreplay(live, "--target", "127.0.0.1", "--compare", expect_exit=0)
+        self.assertEqual(again["capture"]["link_type"], "RAW")
+        def shape(report):  # flows ran at once: the written capture has them in live order
+            return sorted((f["protocol"], f["turns"], f["bytes_sent"]) for f in report["flows"])
+        self.assertEqual(shape(again), shape(first))
+        self.assertEqual(self.statuses(again), ["complete"] * 2)
+        listing = run("tcpdump", "-nn", "-r", live).stdout
+        self.assertIn("Flags [S]", listing)
+        self.assertIn("A? a.test.", listing)
+        status, _, stderr = self.pktreplay(capture, "--target", "127.0.0.1", "--pcap-out",
+                                           "/nonexistent/dir/x.pcap")
+        self.assertEqual(status, 2)
+        self.assertIn("--pcap-out /nonexistent/dir/x.pcap: ", stderr)
+
     # Defect 11 and the summary
     def test_udp_to_a_closed_port_is_refused_and_the_summary_counts_every_status(self):
         path = self.write("closed.pcap", [
