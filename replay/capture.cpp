@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <memory>
 #include <optional>
+#include <span>
 
 namespace pktbroker::replay {
 namespace {
@@ -80,13 +81,14 @@ long ip_offset(int link_type, const std::uint8_t* frame, std::size_t size) {
 
 /// An IPv4 total length of 0 on a packet captured where it was sent: the NIC segments it
 /// (TSO) and fills the length in later. As Wireshark does, the captured size stands for it.
-bool fill_tso_length(std::vector<std::uint8_t>& ip) {
-  if (ip.size() < 20 || ip[0] >> 4 != 4 || ip[2] != 0 || ip[3] != 0) return false;
-  const auto length = static_cast<std::uint16_t>(std::min<std::size_t>(ip.size(), 0xffff));
-  ip[2] = static_cast<std::uint8_t>(length >> 8);
-  ip[3] = static_cast<std::uint8_t>(length);
-  ip.resize(length);
-  return true;
+/// (A packet over 64 KiB, BIG TCP, cannot be given a length: the caller skips it.)
+bool is_tso(std::span<const std::uint8_t> ip) {
+  return ip.size() >= 20 && ip[0] >> 4 == 4 && ip[2] == 0 && ip[3] == 0;
+}
+
+void fill_tso_length(std::vector<std::uint8_t>& ip) {
+  ip[2] = static_cast<std::uint8_t>(ip.size() >> 8);
+  ip[3] = static_cast<std::uint8_t>(ip.size());
 }
 
 bool supported(int link_type) {
@@ -157,7 +159,14 @@ Capture read_capture(const std::filesystem::path& file, std::size_t max_bytes) {
                          std::to_string(max_bytes >> 20) + " MiB (--max-memory)");
     }
     std::vector<std::uint8_t> ip(frame + offset, frame + header->caplen);
-    if (fill_tso_length(ip)) ++capture.tso_lengths;
+    if (is_tso(ip)) {
+      if (ip.size() > 0xffff) {
+        ++capture.skipped_truncated;  // its length cannot be said: not replayed
+        continue;
+      }
+      fill_tso_length(ip);
+      ++capture.tso_lengths;
+    }
     capture.packets.push_back({time - *first, std::move(ip)});
   }
   return capture;

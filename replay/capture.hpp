@@ -19,7 +19,7 @@ struct CapturedPacket {
 struct Capture {
   std::vector<CapturedPacket> packets;
   std::uint64_t skipped_non_ip = 0;     ///< ARP, LLDP, STP, non-IP MPLS or SNAP, ... (no error)
-  std::uint64_t skipped_truncated = 0;  ///< cut by the capture's snap length
+  std::uint64_t skipped_truncated = 0;  ///< cut by the snap length, or IPv4 over 64 KiB (BIG TCP)
   std::uint64_t tso_lengths = 0;        ///< IPv4 total length 0 (TSO): the captured size used
   std::string link_type;                ///< e.g. "EN10MB", "LINUX_SLL"
 };

@@ -17,8 +17,8 @@
 namespace pktbroker::replay {
 namespace {
 
-using Key = std::tuple<std::array<std::uint8_t, 16>, std::uint16_t, std::array<std::uint8_t, 16>,
-                       std::uint16_t, std::uint8_t>;
+using Key = std::tuple<std::uint8_t, std::array<std::uint8_t, 16>, std::uint16_t,
+                       std::array<std::uint8_t, 16>, std::uint16_t, std::uint8_t>;
 using TcpFlow = Tins::TCPIP::Flow;
 
 constexpr std::uint8_t tcp_fin = 0x01;
@@ -30,13 +30,16 @@ constexpr std::size_t max_waiting_segments = 200;
 constexpr std::uint32_t max_waiting_bytes = 1 << 20;
 constexpr std::uint16_t well_known_ports = 1024;
 constexpr std::uint16_t ephemeral_ports = 32768;  // Linux's range starts here, IANA's above
+// A segment the capture recorded this many packets after the acknowledgement of it is
+// reordering (several capture queues, merged captures), not loss.
+constexpr std::size_t reorder_window = 16;
 
 /// Both directions of a 5-tuple give the same key.
 Key key_of(const PacketView& view) {
   auto a = std::pair(view.src.bytes, view.src_port);
   auto b = std::pair(view.dst.bytes, view.dst_port);
   if (b < a) std::swap(a, b);
-  return {a.first, a.second, b.first, b.second, view.protocol};
+  return {view.ip_version, a.first, a.second, b.first, b.second, view.protocol};
 }
 
 Endpoint source(const PacketView& view) {
@@ -107,17 +110,21 @@ std::optional<bool> a_is_server(std::uint8_t protocol, std::uint16_t a, std::uin
 /// Builds the flows packet by packet.
 class Assembler {
  public:
-  Assembler(Flows& result, const ServicePort& service_port)
-      : result_(result), service_port_(service_port) {
+  Assembler(Flows& result, const Capture& capture, const ServicePort& service_port)
+      : result_(result), packets_(capture.packets), service_port_(service_port) {
     follower_.follow_partial_streams(true);
+    follower_.stream_keep_alive(std::chrono::hours(24 * 365));  // libtins times by the wall
     follower_.new_stream_callback([this](Tins::TCPIP::Stream& stream) { on_new_stream(stream); });
     follower_.stream_termination_callback(
         [this](Tins::TCPIP::Stream& stream, Tins::TCPIP::StreamFollower::TerminationReason) {
-          on_stream_end(stream);
+          const auto open = std::find_if(connections_.begin(), connections_.end(),
+                                         [&](const auto& c) { return c.second.stream == &stream; });
+          if (open != connections_.end()) on_stream_end(open->first);
         });
   }
 
-  void add(const CapturedPacket& packet);
+  /// The next packet of the capture.
+  void add(std::size_t index);
   /// The capture has ended: what still waits behind a hole is kept, the hole counted.
   std::vector<RecordedFlow> finish();
 
@@ -130,6 +137,7 @@ class Assembler {
     bool sent[2] = {};      ///< data seen from each Side (so its sequence numbers are known)
     std::optional<std::uint32_t> acknowledged[2];  ///< of each Side's bytes, by the other
     std::optional<std::uint32_t> fin[2];           ///< where each Side's FIN is
+    bool synced[2] = {true, true};  ///< each Side's first sequence number is known to libtins
   };
 
   void add_fragment(std::span<const std::uint8_t> ip, const PacketView& view);
@@ -137,14 +145,18 @@ class Assembler {
   void add_tcp(std::span<const std::uint8_t> ip, const PacketView& view);
   void add_udp(const PacketView& view);
   void on_new_stream(Tins::TCPIP::Stream& stream);
-  void on_stream_end(Tins::TCPIP::Stream& stream);
+  void on_stream_end(const Key& key);
   [[nodiscard]] TcpFlow& tcp_flow(const Connection& c, Side side) const;
-  void skip_to(Connection& c, Side side, std::uint32_t acknowledged);
+  void skip_to(Connection& c, Side side, std::uint32_t acknowledged, bool may_be_reordered);
+  [[nodiscard]] bool arrives_soon(const Connection& c, Side side, std::uint32_t seq) const;
   void skip_all(Connection& c, Side side);
+  void stand_in_for_syn(Connection& c, Side side, std::uint32_t seq);
   void skip_rest(Connection& c);
   bool skip_hole(Connection& c, Side side);
 
   Flows& result_;
+  std::span<const CapturedPacket> packets_;
+  std::size_t position_ = 0;  // the packet being added
   const ServicePort& service_port_;
   Tins::TCPIP::StreamFollower follower_;
   Defragmenter defragmenter_;
@@ -155,6 +167,7 @@ class Assembler {
   std::map<Key, std::size_t> closed_;      // connections that ended (FINs or a reset)
   std::chrono::nanoseconds now_{};
   const PacketView* packet_ = nullptr;  // the packet libtins is processing
+  bool starts_with_syn_ = false;        // ... is a SYN
 };
 
 TcpFlow& Assembler::tcp_flow(const Connection& c, Side side) const {
@@ -174,6 +187,9 @@ void Assembler::on_new_stream(Tins::TCPIP::Stream& stream) {
   Connection connection;
   connection.stream = &stream;
   connection.index = flows_.size();
+  // A stream that starts at a SYN takes the server's sequence numbers from the SYN-ACK. (One
+  // that starts at data takes each side's from the packet and its ACK.)
+  if (starts_with_syn_) connection.synced[1] = false;
   if (const auto handshake = handshakes_.find(key); handshake != handshakes_.end()) {
     flow.handshake_seen = true;
     connection.reversed = handshake->second != first_sender;
@@ -213,15 +229,14 @@ void Assembler::on_new_stream(Tins::TCPIP::Stream& stream) {
   stream.server_data_callback(data(libtins_server));
   stream.client_out_of_order_callback(waiting(libtins_client));
   stream.server_out_of_order_callback(waiting(libtins_server));
-  stream.stream_closed_callback([this](Tins::TCPIP::Stream& s) { on_stream_end(s); });
+  stream.stream_closed_callback([this, key](Tins::TCPIP::Stream&) { on_stream_end(key); });
 }
 
-void Assembler::on_stream_end(Tins::TCPIP::Stream& stream) {
-  const auto open = std::find_if(connections_.begin(), connections_.end(),
-                                 [&](const auto& entry) { return entry.second.stream == &stream; });
+void Assembler::on_stream_end(const Key& key) {
+  const auto open = connections_.find(key);
   if (open == connections_.end()) return;
   skip_rest(open->second);
-  closed_[open->first] = open->second.index;
+  closed_[key] = open->second.index;
   connections_.erase(open);
 }
 
@@ -230,7 +245,7 @@ void Assembler::on_stream_end(Tins::TCPIP::Stream& stream) {
 void Assembler::skip_rest(Connection& c) {
   for (const Side side : {Side::client, Side::server}) {
     const auto& acknowledged = c.acknowledged[static_cast<int>(side)];
-    if (acknowledged && c.sent[static_cast<int>(side)]) skip_to(c, side, *acknowledged);
+    if (acknowledged && c.sent[static_cast<int>(side)]) skip_to(c, side, *acknowledged, false);
     skip_all(c, side);
   }
 }
@@ -264,6 +279,26 @@ bool Assembler::skip_hole(Connection& c, Side side) {
   return end != next;
 }
 
+// The capture lost the SYN-ACK (libtins then expects the server's data at the SYN's ACK
+// field, 0): a SYN-ACK at the sequence number before `seq` sets the server's data right.
+void Assembler::stand_in_for_syn(Connection& c, Side side, std::uint32_t seq) {
+  const RecordedFlow& flow = flows_[c.index];
+  const Endpoint& from = side == Side::client ? flow.client : flow.server;
+  const Endpoint& to = side == Side::client ? flow.server : flow.client;
+  Tins::TCP tcp(to.port, from.port);
+  tcp.flags(Tins::TCP::SYN | Tins::TCP::ACK);
+  tcp.seq(seq);
+  c.synced[static_cast<int>(side)] = true;
+  packet_ = nullptr;
+  if (from.address.family == 4) {
+    Tins::IP pdu = Tins::IP(to.address.to_string(), from.address.to_string()) / tcp;
+    follower_.process_packet(pdu);
+  } else {
+    Tins::IPv6 pdu = Tins::IPv6(to.address.to_string(), from.address.to_string()) / tcp;
+    follower_.process_packet(pdu);
+  }
+}
+
 void Assembler::skip_all(Connection& c, Side side) {
   while (skip_hole(c, side)) {
   }
@@ -271,11 +306,14 @@ void Assembler::skip_all(Connection& c, Side side) {
 
 // The peer acknowledged `acknowledged`: what the capture lacks before it was lost by the
 // capture, not the network (a retransmission would have come before the acknowledgement).
-void Assembler::skip_to(Connection& c, Side side, std::uint32_t acknowledged) {
+// Unless the capture has the segment a few packets on (`may_be_reordered`).
+void Assembler::skip_to(Connection& c, Side side, std::uint32_t acknowledged,
+                        bool may_be_reordered) {
   TcpFlow& flow = tcp_flow(c, side);
   const auto& fin = c.fin[static_cast<int>(side)];
   if (fin && after(acknowledged, *fin)) acknowledged = *fin;  // the FIN takes a number too
   while (after(acknowledged, flow.sequence_number())) {
+    if (may_be_reordered && arrives_soon(c, side, flow.sequence_number())) return;
     const auto& waiting = flow.buffered_payload();
     const bool data_before = std::any_of(waiting.begin(), waiting.end(), [&](const auto& chunk) {
       return !after(chunk.first, acknowledged);
@@ -289,35 +327,60 @@ void Assembler::skip_to(Connection& c, Side side, std::uint32_t acknowledged) {
   }
 }
 
-void Assembler::add(const CapturedPacket& packet) {
+// Whether a data segment from `side` holding sequence number `seq` comes within the next
+// few packets.
+bool Assembler::arrives_soon(const Connection& c, Side side, std::uint32_t seq) const {
+  const RecordedFlow& flow = flows_[c.index];
+  const Endpoint& sender = side == Side::client ? flow.client : flow.server;
+  const std::size_t end = std::min(packets_.size(), position_ + 1 + reorder_window);
+  for (std::size_t i = position_ + 1; i < end; ++i) {
+    PacketView view;
+    const auto& ip = packets_[i].ip;
+    if (parse_packet(ip, view) != ParseError::none || view.protocol != IPPROTO_TCP ||
+        source(view) != sender || destination(view) != (side == Side::client ? flow.server : flow.client) ||
+        view.payload().empty() || view.l4_offset + 8 > ip.size()) {
+      continue;
+    }
+    const std::uint32_t start = read32(ip, view.l4_offset + 4);
+    const auto size = static_cast<std::uint32_t>(view.payload().size());
+    if (!after(start, seq) && after(start + size, seq)) return true;
+  }
+  return false;
+}
+
+void Assembler::add(std::size_t index) {
+  position_ = index;
+  const CapturedPacket& packet = packets_[index];
   now_ = packet.time;
   PacketView view;
-  const ParseError error = parse_packet(packet.ip, view);
+  ParseError error = parse_packet(packet.ip, view);
+  std::optional<std::vector<std::uint8_t>> whole;
+  if (view.ip_version == 6 && (whole = Defragmenter::without_atomic_fragment(packet.ip))) {
+    view = PacketView{};
+    error = parse_packet(*whole, view);  // libtins would not look past the Fragment header
+  }
+  const std::span<const std::uint8_t> ip = whole ? std::span(*whole) : std::span(packet.ip);
   if (view.fragment && !view.captured_truncated) {
     // A first fragment's transport header promises more than the fragment holds: it is
     // checked once the packet is whole.
-    return add_fragment(packet.ip, view);
+    return add_fragment(ip, view);
   }
   if (error != ParseError::none || view.captured_truncated) {
     ++result_.bad_packets;
     return;
   }
-  add_ip(packet.ip, view);
+  add_ip(ip, view);
 }
 
 void Assembler::add_fragment(std::span<const std::uint8_t> ip, const PacketView& view) {
-  try {
-    const auto whole = defragmenter_.add(ip, view);
-    if (!whole) return;
-    PacketView whole_view;
-    if (parse_packet(*whole, whole_view) != ParseError::none || whole_view.fragment) {
-      ++result_.bad_packets;
-      return;
-    }
-    add_ip(*whole, whole_view);
-  } catch (const std::exception&) {  // libtins: malformed_packet and friends
+  const auto whole = defragmenter_.add(ip, view, now_);
+  if (!whole) return;
+  PacketView whole_view;
+  if (parse_packet(*whole, whole_view) != ParseError::none || whole_view.fragment) {
     ++result_.bad_packets;
+    return;
   }
+  add_ip(*whole, whole_view);
 }
 
 void Assembler::add_ip(std::span<const std::uint8_t> ip, const PacketView& view) {
@@ -365,9 +428,16 @@ void Assembler::add_tcp(std::span<const std::uint8_t> ip, const PacketView& view
     // Only a packet that carries data moves past a hole now: a bare ACK the capture recorded
     // ahead of the data it acknowledges (capture reordering) must not. The connection's end
     // looks at the last acknowledgement too.
-    if (data && acks && c.sent[peer]) skip_to(c, static_cast<Side>(peer), ack);
+    if (data && acks && c.sent[peer]) skip_to(c, static_cast<Side>(peer), ack, true);
+    if (syn) c.synced[from] = true;
+    if (!c.synced[peer] && from == 0 && acks) {
+      stand_in_for_syn(c, Side::server, ack - 1);
+    } else if (!c.synced[from] && from == 1 && data) {
+      stand_in_for_syn(c, Side::server, read32(ip, view.l4_offset + 4) - 1);
+    }
   }
   packet_ = &view;
+  starts_with_syn_ = syn && (flags & tcp_ack) == 0;
   try {
     const auto size = static_cast<std::uint32_t>(std::min<std::size_t>(ip.size(), view.ip_length));
     if (view.ip_version == 4) {
@@ -425,8 +495,8 @@ Flows assemble_flows(const Capture& capture, const ServicePort& service_port) {
   Flows result;
   std::vector<RecordedFlow> flows;
   {
-    Assembler assembler(result, service_port);
-    for (const CapturedPacket& packet : capture.packets) assembler.add(packet);
+    Assembler assembler(result, capture, service_port);
+    for (std::size_t i = 0; i < capture.packets.size(); ++i) assembler.add(i);
     flows = assembler.finish();
   }
   for (RecordedFlow& flow : flows) {

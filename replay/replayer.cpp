@@ -43,6 +43,7 @@ namespace {
 constexpr auto connect_timeout = std::chrono::seconds(5);
 constexpr auto housekeeping_period = std::chrono::milliseconds(200);
 constexpr std::size_t read_size = std::size_t{64} * 1024;
+constexpr std::size_t max_early_reads = 4096;  // reads kept between turns (empty datagrams too)
 
 pktb_tuple tuple_of(const RecordedFlow& flow) {
   pktb_tuple tuple{};
@@ -192,6 +193,7 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
   bool draining_ = false;              ///< after the last turn, a client's: reading until quiet
   std::deque<std::vector<std::uint8_t>> early_;  ///< read outside a server turn, for the next
   std::size_t early_bytes_ = 0;
+  bool early_full_ = false;  ///< the cap was reached: nothing more kept until the next turn
   std::vector<std::uint8_t> received_;  ///< this server turn's bytes, up to max_flow_bytes
   std::uint64_t turn_bytes_ = 0;        ///< this server turn's bytes, all of them
   std::size_t datagrams_ = 0;           ///< this server turn's datagrams (UDP) ...
@@ -458,6 +460,7 @@ void FlowRun::send_client_turn() {
 
 void FlowRun::start_server_turn() {
   answering_ = true;
+  early_full_ = false;
   turn_started_ = Clock::now();
   received_.clear();
   turn_bytes_ = 0;
@@ -508,8 +511,13 @@ void FlowRun::on_read(std::span<const std::uint8_t> data) {
   result_.bytes_received += data.size();
   if (answering_) return on_server_data(data);
   // Between turns: kept (up to the per-flow cap) for the next turn the server answers in.
+  // Past the cap the rest is only counted, so what is kept stays in one piece.
   result_.between_turns += data.size();
-  if (early_bytes_ + data.size() > replayer_.options().max_flow_bytes) return;
+  if (early_full_ || early_bytes_ + data.size() > replayer_.options().max_flow_bytes ||
+      early_.size() == max_early_reads) {
+    early_full_ = true;
+    return;
+  }
   early_bytes_ += data.size();
   early_.emplace_back(data.begin(), data.end());
 }
@@ -603,9 +611,13 @@ void FlowRun::keep(std::span<const std::uint8_t> live) {
   if (turn().missing != 0) return;  // the capture lost part of it: nothing to compare with
   kept_ += live.size();
   if (kept_ > replayer_.options().max_flow_bytes) return;  // beyond the cap: not compared
-  if (masked(turn().data, turn().datagrams) != masked(live, live_datagrams_)) {
-    first_difference_ = turn_ + 1;
+  auto recorded = masked(turn().data, turn().datagrams);
+  auto mine = masked(live, live_datagrams_);
+  if (udp()) {  // datagrams answer in any order (A and AAAA)
+    std::sort(recorded.begin(), recorded.end());
+    std::sort(mine.begin(), mine.end());
   }
+  if (recorded != mine) first_difference_ = turn_ + 1;
 }
 
 void FlowRun::end_server_turn() {
@@ -617,13 +629,11 @@ void FlowRun::end_server_turn() {
 }
 
 // The answer after the client's last turn has been read. Under --compare it has nothing to
-// be compared with, and neither has a flow whose server side the capture lacks entirely.
+// be compared with (silence matches silence).
 void FlowRun::end_drain() {
   answering_ = false;
-  const std::uint64_t recorded_answers = mirrored_ ? flow_.client_bytes : flow_.server_bytes;
-  if (replayer_.options().compare && unrecorded_answer_ == 0 &&
-      (turn_bytes_ > 0 || recorded_answers == 0)) {
-    unrecorded_answer_ = turn_bytes_ > 0 ? flow_.turns.size() + 1 : 1;
+  if (replayer_.options().compare && unrecorded_answer_ == 0 && turn_bytes_ > 0) {
+    unrecorded_answer_ = flow_.turns.size() + 1;
   }
   next_turn();
 }

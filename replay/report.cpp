@@ -61,7 +61,7 @@ std::string CaptureFacts::left_out() const {
   const auto add = [&](std::uint64_t count, std::string_view what) {
     if (count != 0) text += fmt::format("{}{} {}", text.empty() ? "" : ", ", count, what);
   };
-  add(truncated, "cut by the snap length");
+  add(truncated, "cut short (snap length, or IPv4 over 64 KiB)");
   add(not_ip, "not IP (ARP, LLDP, STP, ...)");
   add(bad_packets, "not parsed (bad lengths or headers)");
   add(other_protocols, "neither TCP nor UDP");

@@ -52,6 +52,7 @@ struct PendingQuery {
 // segments.
 struct FlowState {
   bool too_long;  // TCP: a query over 512 bytes; the rest is not read
+  bool server_answered;  // replay: the server spoke since the client's last query
   std::uint8_t next_pending;
   std::array<PendingQuery, max_pending> pending;  // oldest replaced when full
   TcpStream from_client;                          // TCP: length-prefixed queries
@@ -245,6 +246,10 @@ int replay_client_data(void*, pktb_call*, pktb_flow* flow, std::uint8_t* data, s
                        std::size_t) {
   static std::atomic<std::uint32_t> next_id{static_cast<std::uint32_t>(std::time(nullptr))};
   auto& state = *static_cast<FlowState*>(flow->state);
+  if (state.server_answered) {  // a server turn has ended: what it did not answer is over
+    for (PendingQuery& query : state.pending) query.waiting = false;
+    state.server_answered = false;
+  }
   for_each_message(flow, *len, data, [&](std::size_t at) {
     const auto id = static_cast<std::uint16_t>(next_id.fetch_add(0x9e37, std::memory_order_relaxed));
     data[at] = static_cast<std::uint8_t>(id >> 8);
@@ -259,6 +264,7 @@ int replay_client_data(void*, pktb_call*, pktb_flow* flow, std::uint8_t* data, s
 pktb_turn replay_server_data(void*, pktb_call*, pktb_flow* flow, const std::uint8_t* data,
                              std::size_t len, const std::uint8_t*, std::size_t) {
   auto& state = *static_cast<FlowState*>(flow->state);
+  state.server_answered = true;
   bool answered = false;
   for_each_message(flow, len, data, [&](std::size_t at) {
     const auto id = static_cast<std::uint16_t>((data[at] << 8) | data[at + 1]);

@@ -68,9 +68,52 @@ def truncated():
         f.truncate(os.path.getsize(path) - 20)
 
 
+def lost_syn_ack():
+    """A handshake whose SYN-ACK the capture lost; the server's answer comes at its ISN + 1."""
+    c = pw.TcpConversation("10.0.0.1", 41000, "10.0.0.2", 80).handshake()
+    c.client_says(REQUEST).server_says(RESPONSE).close()
+    pw.write_pcap(os.path.join(HERE, "lost-syn-ack.pcap"), c.packets[:1] + c.packets[2:])
+
+
+def ack_before_data():
+    """Capture reordering: the client's next request, acknowledging the answer's second
+    segment, is recorded just before that segment."""
+    c = pw.TcpConversation("10.0.0.1", 41000, "10.0.0.2", 80).handshake()
+    c.client_says(REQUEST).server_says(RESPONSE, segment=20).client_says(REQUEST).close()
+    p = c.packets
+    # 3: request, 4-6: the answer's segments, 7: the second request
+    pw.write_pcap(os.path.join(HERE, "ack-before-data.pcap"), p[:5] + [p[6], p[7], p[5]] + p[8:])
+
+
+def ipv6_atomic_tcp():
+    """TCP segments inside IPv6 atomic fragments (RFC 6946), as some middleboxes send them."""
+    c = pw.TcpConversation("fd00::1", 41000, "fd00::2", 80).handshake()
+    c.client_says(REQUEST).server_says(RESPONSE).close()
+    packets = [(t, pw.ipv6_fragments(p, 2048)[0]) for t, p in c.packets]
+    pw.write_pcap(os.path.join(HERE, "ipv6-atomic-tcp.pcap"), packets)
+
+
+def fragments_both_ways():
+    """Two UDP datagrams with the same IPv4 id, one each way, fragmented and interleaved; and
+    an IPv6 datagram whose pieces overlap (dropped, RFC 5722)."""
+    query = pw.udp("10.0.0.1", 40000, "10.0.0.2", 9999, b"q" * 40)
+    answer = pw.udp("10.0.0.2", 9999, "10.0.0.1", 40000, b"a" * 40)
+    q, a = pw.ipv4_fragments(query, 24), pw.ipv4_fragments(answer, 24)
+    overlapping = pw.ipv6_fragments(pw.udp("fd00::1", 40001, "fd00::2", 9999, b"o" * 40), 24)
+    first = bytearray(overlapping[1])
+    first[42:44] = (16).to_bytes(2, "big")  # offset 16, overlapping the first piece's 24 bytes
+    packets = [q[0], a[0], q[1], a[1], overlapping[0], bytes(first)]
+    pw.write_pcap(os.path.join(HERE, "fragments.pcap"),
+                  [(0.001 * i, p) for i, p in enumerate(packets)])
+
+
 if __name__ == "__main__":
     reordered()
     ipv6_midstream()
     dns_pcapng()
     linux_cooked()
     truncated()
+    lost_syn_ack()
+    ack_before_data()
+    ipv6_atomic_tcp()
+    fragments_both_ways()

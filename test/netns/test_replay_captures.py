@@ -262,7 +262,7 @@ class ReplayCaptures(ReplayCase):
         status, _, stderr = self.pktreplay(path, "--target", "127.0.0.1")
         self.assertEqual(status, 3)
         self.assertIn("nothing to replay (1 IP packets, no TCP or UDP flow carrying data; "
-                      "left out: 1 cut by the snap length, 2 not IP (ARP, LLDP, STP, ...), "
+                      "left out: 1 cut short (snap length, or IPv4 over 64 KiB), 2 not IP (ARP, LLDP, STP, ...), "
                       "1 not parsed (bad lengths or headers))", stderr)
 
         # MPLS and 802.3 LLC/SNAP frames carry IP that is replayed.

@@ -57,3 +57,53 @@ TEST_CASE("UDP exchanges: each query a turn, answers grouped with their datagram
   CHECK(flow.turns[2].side == Side::client);
   CHECK(flow.client_bytes == 2 * 24);
 }
+
+namespace {
+
+const std::string request = "GET /index.html HTTP/1.1\r\nHost: golden.test\r\n\r\n";
+const std::string response = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello\n";
+
+}  // namespace
+
+TEST_CASE("a lost SYN-ACK: the server's data is found at the sequence number the client acks") {
+  const Flows flows = assemble_flows(read_capture(data_dir + "/lost-syn-ack.pcap"));
+  REQUIRE(flows.flows.size() == 1);
+  const RecordedFlow& flow = flows.flows[0];
+  CHECK(flow.handshake_seen);
+  CHECK(flow.gaps == 0);
+  REQUIRE(flow.turns.size() == 2);
+  CHECK(text(flow.turns[0]) == request);
+  CHECK(text(flow.turns[1]) == response);
+}
+
+TEST_CASE("an acknowledgement recorded before the segment it acknowledges is no gap") {
+  const Flows flows = assemble_flows(read_capture(data_dir + "/ack-before-data.pcap"));
+  REQUIRE(flows.flows.size() == 1);
+  const RecordedFlow& flow = flows.flows[0];
+  CHECK(flow.gaps == 0);
+  CHECK(flow.server_bytes == response.size());
+  REQUIRE(flow.turns.size() >= 2);
+  CHECK(text(flow.turns[1]).starts_with(response.substr(0, 20)));
+}
+
+TEST_CASE("TCP inside IPv6 atomic fragments is whole TCP") {
+  const Flows flows = assemble_flows(read_capture(data_dir + "/ipv6-atomic-tcp.pcap"));
+  CHECK(flows.fragments == 0);
+  REQUIRE(flows.flows.size() == 1);
+  const RecordedFlow& flow = flows.flows[0];
+  CHECK(flow.server.to_string() == "[fd00::2]:80");
+  REQUIRE(flow.turns.size() == 2);
+  CHECK(text(flow.turns[0]) == request);
+  CHECK(text(flow.turns[1]) == response);
+}
+
+TEST_CASE("fragments: one id both ways stays two datagrams; overlapping pieces are dropped") {
+  const Flows flows = assemble_flows(read_capture(data_dir + "/fragments.pcap"));
+  CHECK(flows.reassembled == 2);
+  CHECK(flows.fragments == 2);  // the overlapping IPv6 pieces
+  REQUIRE(flows.flows.size() == 1);
+  const RecordedFlow& flow = flows.flows[0];
+  REQUIRE(flow.turns.size() == 2);
+  CHECK(text(flow.turns[0]) == std::string(40, 'q'));
+  CHECK(text(flow.turns[1]) == std::string(40, 'a'));
+}
