@@ -30,15 +30,19 @@ constexpr const char* description =
 
 Usage: pktreplay CAPTURE --target ADDRESS[:PORT] [OPTIONS]
 
-pktreplay reads a pcap or pcapng capture, reassembles its TCP streams (out of
-order, retransmitted and overlapping segments, streams without a handshake)
-and UDP exchanges, v4 and v6, and replays each flow's client side over an
+pktreplay reads a pcap or pcapng capture (Ethernet with VLAN/QinQ, MPLS or
+802.3 SNAP; Linux cooked; raw IP; loopback), reassembles its TCP streams (out
+of order, retransmitted and overlapping segments, streams without a handshake,
+segments the capture lost: skipped and counted as gaps) and UDP exchanges, v4
+and v6, fragments included, and replays each flow's client side over an
 ordinary socket (no root needed): it sends what the client sent, turn by turn,
 and reads what the live server answers. When the server's answer is complete
 is decided by the flow's plugin (http: Content-Length, chunked or close; dns:
-one response per query; ftp: a complete reply, and the data connection is
-replayed to the port the live server announces) or, without one, by the
-recorded byte count or an idle timeout, whichever comes first.
+one response per query, by id; ftp: a complete reply, and each data
+connection is replayed to the port the live server announces, or accepted
+from it in active mode) or, without one, by the recorded byte count or an
+idle timeout, whichever comes first. A capture that starts mid-connection has
+its server told by the ports (a plugin's, well-known, non-ephemeral).
 
 Options)";
 

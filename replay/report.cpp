@@ -123,9 +123,14 @@ void print_table(std::ostream& out, const CaptureFacts& capture, const Summary& 
       "bytes\n",
       summary.flows.size(), elapsed,
       elapsed > 0 ? static_cast<double>(summary.flows.size()) / elapsed : 0.0, sent, received);
-  std::string statuses;
-  for (const auto& [status, count] : status_counts(summary)) {
-    statuses += fmt::format("{}{} {}", statuses.empty() ? "" : ", ", status, count);
+  // ok and failed, then the statuses that occurred (--json lists every one, zeros too).
+  const auto counts = status_counts(summary);
+  std::string statuses = fmt::format("{} {}, {} {}", counts[status_count].first,
+                                     counts[status_count].second,
+                                     counts[status_count + 1].first,
+                                     counts[status_count + 1].second);
+  for (std::size_t i = 0; i < status_count; ++i) {
+    if (counts[i].second != 0) statuses += fmt::format("; {} {}", counts[i].first, counts[i].second);
   }
   out << "status: " << statuses << "\n";
 }
