@@ -37,9 +37,9 @@ std::optional<std::pair<std::size_t, std::size_t>> find_fragment_header(
     if (at + 8 > ip.size()) return std::nullopt;
     switch (ip[next_at]) {
       case ipv6_fragment_header: return std::pair(at, next_at);
-      case 0:    // hop-by-hop options
-      case 43:   // routing
-      case 60:   // destination options
+      case 0:     // hop-by-hop options
+      case 43:    // routing
+      case 60:    // destination options
       case 51: {  // authentication header
         const std::size_t length = ip[next_at] == 51 ? (std::size_t{ip[at + 1]} + 2) * 4
                                                      : (std::size_t{ip[at + 1]} + 1) * 8;
@@ -129,8 +129,8 @@ std::optional<std::vector<std::uint8_t>> Defragmenter::add(std::span<const std::
   // Overlapping pieces drop the datagram (RFC 5722); an exact repeat is a retransmission.
   const auto after = datagram.pieces.lower_bound(piece->offset);
   const bool repeat = after != datagram.pieces.end() && after->first == piece->offset &&
-                      std::equal(after->second.begin(), after->second.end(),
-                                 piece->data.begin(), piece->data.end());
+                      std::equal(after->second.begin(), after->second.end(), piece->data.begin(),
+                                 piece->data.end());
   const bool overlaps =
       !repeat && ((after != datagram.pieces.end() && after->first < end) ||
                   (after != datagram.pieces.begin() &&
@@ -139,7 +139,8 @@ std::optional<std::vector<std::uint8_t>> Defragmenter::add(std::span<const std::
     pending_.erase(found);
     return std::nullopt;
   }
-  if (!repeat) datagram.pieces.emplace(piece->offset, std::vector(piece->data.begin(), piece->data.end()));
+  if (!repeat)
+    datagram.pieces.emplace(piece->offset, std::vector(piece->data.begin(), piece->data.end()));
   if (!datagram.size || datagram.head.empty()) return std::nullopt;
 
   std::size_t covered = 0;
@@ -185,7 +186,8 @@ std::vector<std::uint8_t> Defragmenter::rebuild(Datagram& datagram, std::uint8_t
 void Defragmenter::expire(std::chrono::nanoseconds now) {
   if (now - last_expiry_ < std::chrono::seconds(1)) return;
   last_expiry_ = now;
-  std::erase_if(pending_, [&](const auto& entry) { return now - entry.second.first_seen > max_age; });
+  std::erase_if(pending_,
+                [&](const auto& entry) { return now - entry.second.first_seen > max_age; });
 }
 
 }  // namespace pktbroker::replay

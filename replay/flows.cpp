@@ -51,7 +51,8 @@ Endpoint destination(const PacketView& view) {
 }
 
 std::uint32_t read32(std::span<const std::uint8_t> bytes, std::size_t at) {
-  return static_cast<std::uint32_t>(bytes[at]) << 24 | static_cast<std::uint32_t>(bytes[at + 1]) << 16 |
+  return static_cast<std::uint32_t>(bytes[at]) << 24 |
+         static_cast<std::uint32_t>(bytes[at + 1]) << 16 |
          static_cast<std::uint32_t>(bytes[at + 2]) << 8 | bytes[at + 3];
 }
 
@@ -66,7 +67,8 @@ bool after(std::uint32_t a, std::uint32_t b) {
 
 /// The turn `side` speaks in now: the last one, or a new one when the other side spoke last.
 Turn& turn_of(RecordedFlow& flow, Side side, std::chrono::nanoseconds time) {
-  if (flow.turns.empty() || flow.turns.back().side != side) flow.turns.push_back({side, {}, time, {}, 0});
+  if (flow.turns.empty() || flow.turns.back().side != side)
+    flow.turns.push_back({side, {}, time, {}, 0});
   return flow.turns.back();
 }
 
@@ -171,8 +173,7 @@ class Assembler {
 };
 
 TcpFlow& Assembler::tcp_flow(const Connection& c, Side side) const {
-  return (side == Side::client) != c.reversed ? c.stream->client_flow()
-                                              : c.stream->server_flow();
+  return (side == Side::client) != c.reversed ? c.stream->client_flow() : c.stream->server_flow();
 }
 
 void Assembler::on_new_stream(Tins::TCPIP::Stream& stream) {
@@ -194,8 +195,8 @@ void Assembler::on_new_stream(Tins::TCPIP::Stream& stream) {
     flow.handshake_seen = true;
     connection.reversed = handshake->second != first_sender;
     handshakes_.erase(handshake);
-  } else if (const auto server = a_is_server(IPPROTO_TCP, first_sender.port, other.port,
-                                             service_port_)) {
+  } else if (const auto server =
+                 a_is_server(IPPROTO_TCP, first_sender.port, other.port, service_port_)) {
     connection.reversed = *server;
   } else {
     flow.skip_reason = "no handshake in the capture, and neither port " +
@@ -337,7 +338,8 @@ bool Assembler::arrives_soon(const Connection& c, Side side, std::uint32_t seq) 
     PacketView view;
     const auto& ip = packets_[i].ip;
     if (parse_packet(ip, view) != ParseError::none || view.protocol != IPPROTO_TCP ||
-        source(view) != sender || destination(view) != (side == Side::client ? flow.server : flow.client) ||
+        source(view) != sender ||
+        destination(view) != (side == Side::client ? flow.server : flow.client) ||
         view.payload().empty() || view.l4_offset + 8 > ip.size()) {
       continue;
     }
@@ -418,7 +420,8 @@ void Assembler::add_tcp(std::span<const std::uint8_t> ip, const PacketView& view
     const int from = flows_[c.index].client == source(view) ? 0 : 1;
     const int peer = 1 - from;
     if ((flags & tcp_fin) != 0) {
-      c.fin[from] = read32(ip, view.l4_offset + 4) + static_cast<std::uint32_t>(view.payload().size());
+      c.fin[from] =
+          read32(ip, view.l4_offset + 4) + static_cast<std::uint32_t>(view.payload().size());
     }
     const std::uint32_t ack = read32(ip, view.l4_offset + 8);
     const bool acks = (flags & tcp_ack) != 0;

@@ -189,13 +189,11 @@ int main(int argc, char** argv) {
       "a server quiet this long has finished its turn (or is silent, if it said nothing)")(
       "flow-timeout", po::value(&arguments.flow_timeout_ms)->value_name("MS")->default_value(30000),
       "a flow without progress this long is ended as stalled")(
-      "turn-max-time",
-      po::value(&arguments.turn_max_time_s)->value_name("S")->default_value(120),
+      "turn-max-time", po::value(&arguments.turn_max_time_s)->value_name("S")->default_value(120),
       "a server turn that lasts longer ends the flow (turn_time_exceeded): a server "
-      "that streams on")(
-      "turn-max-bytes",
-      po::value(&arguments.turn_max_mib)->value_name("MIB")->default_value(1024),
-      "a server turn that sends more ends the flow (turn_bytes_exceeded)")(
+      "that streams on")("turn-max-bytes",
+                         po::value(&arguments.turn_max_mib)->value_name("MIB")->default_value(1024),
+                         "a server turn that sends more ends the flow (turn_bytes_exceeded)")(
       "compare", po::bool_switch(&options.compare),
       "compare each live answer with the recorded one (plugins mask what always changes: "
       "HTTP dates, DNS ids)")(
@@ -208,8 +206,8 @@ int main(int argc, char** argv) {
       "refuse captures whose packets take more")(
       "pcap-out", po::value(&arguments.pcap_out)->value_name("FILE"),
       "write the live traffic as a pcap (raw IP; each flow's exchange as TCP segments or "
-      "UDP datagrams, rebuilt from what the sockets sent and read)")("json", po::bool_switch(&arguments.json),
-                                                 "print the results as JSON")(
+      "UDP datagrams, rebuilt from what the sockets sent and read)")(
+      "json", po::bool_switch(&arguments.json), "print the results as JSON")(
       "all", po::bool_switch(&arguments.every_flow), "list every flow, not only failed ones")(
       "help,h", "show this help")("version", "show the version");
   po::options_description hidden;

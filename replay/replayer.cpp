@@ -187,23 +187,23 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
   Clock::time_point turn_started_{};
   std::size_t turn_ = 0;
   std::vector<std::uint8_t> read_buffer_;
-  bool reading_ = false;               ///< a read is outstanding
-  bool eof_ = false;                   ///< the server closed its side
-  bool answering_ = false;             ///< in a server turn, or reading the drain
-  bool draining_ = false;              ///< after the last turn, a client's: reading until quiet
+  bool reading_ = false;    ///< a read is outstanding
+  bool eof_ = false;        ///< the server closed its side
+  bool answering_ = false;  ///< in a server turn, or reading the drain
+  bool draining_ = false;   ///< after the last turn, a client's: reading until quiet
   std::deque<std::vector<std::uint8_t>> early_;  ///< read outside a server turn, for the next
   std::size_t early_bytes_ = 0;
   bool early_full_ = false;  ///< the cap was reached: nothing more kept until the next turn
-  std::vector<std::uint8_t> received_;  ///< this server turn's bytes, up to max_flow_bytes
-  std::uint64_t turn_bytes_ = 0;        ///< this server turn's bytes, all of them
-  std::size_t datagrams_ = 0;           ///< this server turn's datagrams (UDP) ...
+  std::vector<std::uint8_t> received_;         ///< this server turn's bytes, up to max_flow_bytes
+  std::uint64_t turn_bytes_ = 0;               ///< this server turn's bytes, all of them
+  std::size_t datagrams_ = 0;                  ///< this server turn's datagrams (UDP) ...
   std::vector<std::uint32_t> live_datagrams_;  ///< ... and the size of each kept
-  std::size_t kept_ = 0;                ///< live bytes kept for --compare
-  std::size_t first_difference_ = 0;    ///< turn (1-based) of the first differing answer
-  std::size_t unrecorded_answer_ = 0;   ///< turn (1-based) of a live answer with no recording
-  std::size_t expectations_ = 0;        ///< live announcements so far
+  std::size_t kept_ = 0;                       ///< live bytes kept for --compare
+  std::size_t first_difference_ = 0;           ///< turn (1-based) of the first differing answer
+  std::size_t unrecorded_answer_ = 0;  ///< turn (1-based) of a live answer with no recording
+  std::size_t expectations_ = 0;       ///< live announcements so far
   bool mirrored_ = false;  ///< the live server connected to us: we play the recorded server
-  std::optional<LiveCapture::Conversation> recording_;  ///< with --pcap-out
+  std::optional<LiveCapture::Conversation> recording_;               ///< with --pcap-out
   std::vector<std::shared_ptr<asio::ip::tcp::acceptor>> acceptors_;  ///< active data ports
   bool finished_ = false;
   FlowResult result_;
@@ -350,8 +350,7 @@ void FlowRun::record(bool ours, std::span<const std::uint8_t> data) {
 
 void FlowRun::record_close(bool ours) {
   if (!recording_) return;
-  replayer_.options().pcap_out->close(*recording_,
-                                      ours != mirrored_ ? Side::client : Side::server);
+  replayer_.options().pcap_out->close(*recording_, ours != mirrored_ ? Side::client : Side::server);
 }
 
 void FlowRun::start_accepted(asio::ip::tcp::socket socket) {
@@ -413,8 +412,7 @@ void FlowRun::next_turn() {
       draining_ = true;
       return start_server_turn();
     }
-    return finish(ended_status(),
-                  first_difference_ != 0 ? first_difference_ : unrecorded_answer_);
+    return finish(ended_status(), first_difference_ != 0 ? first_difference_ : unrecorded_answer_);
   }
   if (!ours(turn())) return start_server_turn();
   const auto& options = replayer_.options();
@@ -541,9 +539,9 @@ void FlowRun::on_server_data(std::span<const std::uint8_t> data) {
   pktb_turn verdict = PKTB_EXPECT_MORE;
   if (plugin_ != nullptr && plugin_->descriptor().replay_server_data != nullptr) {
     // A UDP plugin judges each datagram; a TCP plugin the turn's stream so far.
-    verdict = plugin_->call_replay_server_data(*this, plugin_state_.abi,
-                                               udp() ? data : std::span<const std::uint8_t>(received_),
-                                               turn().data);
+    verdict = plugin_->call_replay_server_data(
+        *this, plugin_state_.abi, udp() ? data : std::span<const std::uint8_t>(received_),
+        turn().data);
   } else if (udp() ? datagrams_ >= std::max<std::size_t>(turn().datagrams.size(), 1)
                    : turn_bytes_ >= turn().data.size() + turn().missing) {
     verdict = PKTB_TURN_OVER;  // the default: as much as was recorded
@@ -595,10 +593,12 @@ std::vector<std::vector<std::uint8_t>> FlowRun::masked(std::span<const std::uint
   std::size_t at = 0;
   for (const std::uint32_t size : sizes) {
     const std::size_t end = std::min(data.size(), at + size);
-    messages.emplace_back(data.begin() + static_cast<long>(at), data.begin() + static_cast<long>(end));
+    messages.emplace_back(data.begin() + static_cast<long>(at),
+                          data.begin() + static_cast<long>(end));
     at = end;
   }
-  if (at < data.size() || sizes.empty()) messages.emplace_back(data.begin() + static_cast<long>(at), data.end());
+  if (at < data.size() || sizes.empty())
+    messages.emplace_back(data.begin() + static_cast<long>(at), data.end());
   if (plugin_ != nullptr) {
     PluginFlowState scratch(plugin_, flow_, 0);  // masks see no live state
     for (auto& message : messages) plugin_->call_replay_mask(scratch.abi, message);
@@ -792,7 +792,7 @@ void Replayer::start_child(std::size_t parent, std::size_t child, Endpoint live)
 }
 
 void Replayer::start_accepted_child(std::size_t parent, std::size_t child,
-                                   asio::ip::tcp::socket socket) {
+                                    asio::ip::tcp::socket socket) {
   ++active_;
   auto run = std::make_shared<FlowRun>(*this, child, Endpoint{}, Clock::now(), parent);
   running_.push_back(run);

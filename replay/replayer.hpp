@@ -24,9 +24,9 @@ struct Options {
   std::map<std::string, Endpoint> map;       ///< recorded server "ip:port" -> live endpoint
   std::size_t concurrency = 64;
   Timing timing = Timing::asap;
-  double speed = 1.0;                             ///< original timing divided by this
-  std::chrono::milliseconds turn_timeout{1000};   ///< server idle within a turn
-  std::chrono::milliseconds flow_timeout{30000};  ///< no progress at all: the flow is stalled
+  double speed = 1.0;                               ///< original timing divided by this
+  std::chrono::milliseconds turn_timeout{1000};     ///< server idle within a turn
+  std::chrono::milliseconds flow_timeout{30000};    ///< no progress at all: the flow is stalled
   std::chrono::milliseconds turn_max_time{120000};  ///< a server turn that lasts longer ends it
   std::uint64_t turn_max_bytes = std::uint64_t{1} << 30;  ///< ... or sends more
   std::size_t max_flow_bytes = 16 << 20;  ///< live bytes kept per server turn, and compared
@@ -64,7 +64,7 @@ struct FlowResult {
   std::size_t turns = 0;
   std::uint64_t bytes_sent = 0;
   std::uint64_t bytes_received = 0;
-  std::string plugin;      ///< the plugin that drove the flow; empty: the default
+  std::string plugin;               ///< the plugin that drove the flow; empty: the default
   std::uint64_t between_turns = 0;  ///< bytes the server sent outside the turns it answered in
   std::uint64_t gaps = 0;           ///< holes in the capture of this flow ...
   std::uint64_t gap_bytes = 0;      ///< ... and the bytes lost in them

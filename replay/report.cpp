@@ -125,12 +125,12 @@ void print_table(std::ostream& out, const CaptureFacts& capture, const Summary& 
       elapsed > 0 ? static_cast<double>(summary.flows.size()) / elapsed : 0.0, sent, received);
   // ok and failed, then the statuses that occurred (--json lists every one, zeros too).
   const auto counts = status_counts(summary);
-  std::string statuses = fmt::format("{} {}, {} {}", counts[status_count].first,
-                                     counts[status_count].second,
-                                     counts[status_count + 1].first,
-                                     counts[status_count + 1].second);
+  std::string statuses =
+      fmt::format("{} {}, {} {}", counts[status_count].first, counts[status_count].second,
+                  counts[status_count + 1].first, counts[status_count + 1].second);
   for (std::size_t i = 0; i < status_count; ++i) {
-    if (counts[i].second != 0) statuses += fmt::format("; {} {}", counts[i].first, counts[i].second);
+    if (counts[i].second != 0)
+      statuses += fmt::format("; {} {}", counts[i].first, counts[i].second);
   }
   out << "status: " << statuses << "\n";
 }
@@ -143,8 +143,8 @@ void print_json(std::ostream& out, const CaptureFacts& capture, const Summary& s
              R"("bad_packets": {}, "other_protocols": {}, "fragments": {}, "reassembled": {}, )"
              R"("late_segments": {}}},)",
              capture.packets, capture.truncated, capture.not_ip, capture.tso_lengths,
-             capture.bad_packets, capture.other_protocols, capture.fragments,
-             capture.reassembled, capture.late_segments)
+             capture.bad_packets, capture.other_protocols, capture.fragments, capture.reassembled,
+             capture.late_segments)
       << "\n \"flows\": [";
   const char* separator = "\n  ";
   for (const FlowResult& flow : summary.flows) {
@@ -158,8 +158,8 @@ void print_json(std::ostream& out, const CaptureFacts& capture, const Summary& s
                json_string(flow.live_server.port != 0 ? flow.live_server.to_string()
                                                       : std::string()),
                json_string(flow.plugin), to_string(flow.status), flow.turn, flow.turns,
-               flow.bytes_sent, flow.bytes_received, flow.between_turns, flow.gaps,
-               flow.gap_bytes, flow.duration.count(), flow.parent, json_string(flow.reason));
+               flow.bytes_sent, flow.bytes_received, flow.between_turns, flow.gaps, flow.gap_bytes,
+               flow.duration.count(), flow.parent, json_string(flow.reason));
     separator = ",\n  ";
   }
   out << "],\n \"summary\": {"

@@ -10,8 +10,8 @@
 
 #include <sys/random.h>
 
-#include <array>
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <ctime>
@@ -51,7 +51,7 @@ struct PendingQuery {
 // Plain memory, zeroed by the host; a TCP query is kept on the heap only while it spans
 // segments.
 struct FlowState {
-  bool too_long;  // TCP: a query over 512 bytes; the rest is not read
+  bool too_long;         // TCP: a query over 512 bytes; the rest is not read
   bool server_answered;  // replay: the server spoke since the client's last query
   std::uint8_t next_pending;
   std::array<PendingQuery, max_pending> pending;  // oldest replaced when full
@@ -222,8 +222,7 @@ void on_packet(void* global, pktb_call* call, pktb_flow* flow, const pktb_packet
 // A replayed turn's messages: one per UDP datagram; TCP's each carry a 2-byte length first.
 // Calls `each(offset)` for each whole message, at its header.
 template <typename Each>
-void for_each_message(const pktb_flow* flow, std::size_t len, const std::uint8_t* data,
-                      Each each) {
+void for_each_message(const pktb_flow* flow, std::size_t len, const std::uint8_t* data, Each each) {
   if (flow->tuple.protocol != 6) {
     if (len >= 2) each(std::size_t{0});
     return;
@@ -251,7 +250,8 @@ int replay_client_data(void*, pktb_call*, pktb_flow* flow, std::uint8_t* data, s
     state.server_answered = false;
   }
   for_each_message(flow, *len, data, [&](std::size_t at) {
-    const auto id = static_cast<std::uint16_t>(next_id.fetch_add(0x9e37, std::memory_order_relaxed));
+    const auto id =
+        static_cast<std::uint16_t>(next_id.fetch_add(0x9e37, std::memory_order_relaxed));
     data[at] = static_cast<std::uint8_t>(id >> 8);
     data[at + 1] = static_cast<std::uint8_t>(id);
     await_answer(state, id);

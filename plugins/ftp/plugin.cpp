@@ -16,9 +16,9 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
-#include <string>
 #include <mutex>
 #include <new>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 
@@ -311,7 +311,7 @@ int replay_client_data(void* global, pktb_call* call, pktb_flow* flow, std::uint
       out += crlf ? "\r\n" : "\n";
     }
     if (out.size() > capacity) return 0;
-    std::memcpy(data, out.data(), out.size());
+    std::copy(out.begin(), out.end(), data);  // a byte buffer, not a C string
     *len = out.size();
   } catch (...) {  // allocation failure: the turn goes as recorded
   }

@@ -124,8 +124,7 @@ Plugin::Plugin(const PluginSpec& spec) : name_(spec.name), path_(spec.path), con
   host_.self = this;
   host_.host = pktb_host{sizeof(pktb_host), host_log,           host_counter, host_count,
                          host_config,       call_set_field,     call_expect,  call_release,
-                         call_set_timer,    call_remember_name, host_wake,
-                         call_replay_listen};
+                         call_set_timer,    call_remember_name, host_wake,    call_replay_listen};
   if (descriptor_->init != nullptr) {
     const char* error = nullptr;
     try {

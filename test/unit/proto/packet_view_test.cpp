@@ -110,7 +110,8 @@ TEST_CASE("fragments: only the first carries the transport header") {
   }
   SECTION("IPv6 atomic fragment (offset 0, no more fragments) is a whole packet") {
     const Bytes fragment = ipv6_extension(44, IPPROTO_UDP, 8);
-    const PacketView v = parse_ok(ipv6(44, concat({fragment, udp_header(1000, 2000, 6), Bytes(6, 0)})));
+    const PacketView v =
+        parse_ok(ipv6(44, concat({fragment, udp_header(1000, 2000, 6), Bytes(6, 0)})));
     CHECK_FALSE(v.fragment);
     CHECK(v.first_fragment);
     CHECK(v.has_ports);
@@ -119,7 +120,8 @@ TEST_CASE("fragments: only the first carries the transport header") {
   SECTION("IPv6 first fragment (more fragments)") {
     Bytes fragment = ipv6_extension(44, IPPROTO_UDP, 8);
     put16(fragment, 2, 0x0001);
-    const PacketView v = parse_ok(ipv6(44, concat({fragment, udp_header(1000, 2000, 6), Bytes(6, 0)})));
+    const PacketView v =
+        parse_ok(ipv6(44, concat({fragment, udp_header(1000, 2000, 6), Bytes(6, 0)})));
     CHECK(v.fragment);
     CHECK(v.first_fragment);
   }
