@@ -10,6 +10,7 @@ constexpr std::size_t ipv6_header = 40;
 constexpr std::uint8_t ipv6_fragment_header = 44;
 constexpr std::size_t max_datagram = 65535;
 constexpr std::size_t max_pending = 1024;  // datagrams waiting for pieces
+constexpr std::size_t max_pieces = 128;    // per datagram (8-byte pieces would cost time)
 constexpr int max_headers = 8;             // IPv6 extension headers before the Fragment header
 constexpr auto max_age = std::chrono::seconds(60);  // RFC 8200's reassembly time
 
@@ -62,8 +63,12 @@ std::optional<std::vector<std::uint8_t>> Defragmenter::without_atomic_fragment(
   if (!found) return std::nullopt;
   const auto [at, next_at] = *found;
   if ((be16(&ip[at + 2]) & 0xfff9) != 0) return std::nullopt;  // a real fragment
+  // Up to the IP length: not a frame's padding or FCS; a packet cut short stays as it is.
+  const std::size_t length = ipv6_header + be16(&ip[4]);
+  if (length > ip.size() || length < at + 8) return std::nullopt;
   std::vector<std::uint8_t> whole(ip.begin(), ip.begin() + static_cast<long>(at));
-  whole.insert(whole.end(), ip.begin() + static_cast<long>(at + 8), ip.end());
+  whole.insert(whole.end(), ip.begin() + static_cast<long>(at + 8),
+               ip.begin() + static_cast<long>(length));
   whole[next_at] = ip[at];
   put16(&whole[4], whole.size() - ipv6_header);
   return whole;
@@ -135,21 +140,23 @@ std::optional<std::vector<std::uint8_t>> Defragmenter::add(std::span<const std::
       !repeat && ((after != datagram.pieces.end() && after->first < end) ||
                   (after != datagram.pieces.begin() &&
                    std::prev(after)->first + std::prev(after)->second.size() > piece->offset));
-  if (overlaps || end > max_datagram || (datagram.size && end > *datagram.size)) {
+  const bool past_the_end =
+      datagram.size && !datagram.pieces.empty() &&
+      datagram.pieces.rbegin()->first + datagram.pieces.rbegin()->second.size() > *datagram.size;
+  if (overlaps || end > max_datagram || (datagram.size && end > *datagram.size) || past_the_end ||
+      datagram.pieces.size() == max_pieces) {
     pending_.erase(found);
     return std::nullopt;
   }
-  if (!repeat)
+  if (!repeat) {
     datagram.pieces.emplace(piece->offset, std::vector(piece->data.begin(), piece->data.end()));
-  if (!datagram.size || datagram.head.empty()) return std::nullopt;
-
-  std::size_t covered = 0;
-  for (const auto& [start, data] : datagram.pieces) {
-    if (start != covered) return std::nullopt;  // a piece is missing
-    covered += data.size();
+    datagram.bytes += piece->data.size();
   }
-  if (covered != *datagram.size) return std::nullopt;
-  if (datagram.head.size() + covered > max_datagram) {
+  // The pieces do not overlap and end by the size: all of it is there once their bytes add up.
+  if (!datagram.size || datagram.head.empty() || datagram.bytes != *datagram.size) {
+    return std::nullopt;
+  }
+  if (datagram.head.size() + datagram.bytes > max_datagram) {
     pending_.erase(found);
     return std::nullopt;
   }

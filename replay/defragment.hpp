@@ -37,12 +37,12 @@ class Defragmenter {
 
  private:
   struct Datagram {
-    std::vector<std::uint8_t>
-        head;  ///< the first piece's IP header (v6: up to its Fragment header)
+    std::vector<std::uint8_t> head;  ///< the first piece's IP header (IPv6: to the Fragment one)
     std::size_t next_header_at = 0;  ///< IPv6: where `head` names the header that follows it
     std::uint8_t protocol = 0;       ///< what follows the reassembled header
     std::map<std::size_t, std::vector<std::uint8_t>> pieces;  ///< by offset
     std::optional<std::size_t> size;                          ///< known once the last piece is in
+    std::size_t bytes = 0;                                    ///< in the pieces so far
     std::size_t fragments = 0;
     std::chrono::nanoseconds first_seen{};
   };

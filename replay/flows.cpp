@@ -245,8 +245,10 @@ void Assembler::on_stream_end(const Key& key) {
 // lost, nothing behind it) or before data still waiting is a gap.
 void Assembler::skip_rest(Connection& c) {
   for (const Side side : {Side::client, Side::server}) {
-    const auto& acknowledged = c.acknowledged[static_cast<int>(side)];
-    if (acknowledged && c.sent[static_cast<int>(side)]) skip_to(c, side, *acknowledged, false);
+    // The data ends at the FIN when one was captured, else at the last acknowledgement.
+    const int at = static_cast<int>(side);
+    const auto& end = c.fin[at] ? c.fin[at] : c.acknowledged[at];
+    if (end && c.sent[at]) skip_to(c, side, *end, false);
     skip_all(c, side);
   }
 }
@@ -422,6 +424,8 @@ void Assembler::add_tcp(std::span<const std::uint8_t> ip, const PacketView& view
     if ((flags & tcp_fin) != 0) {
       c.fin[from] =
           read32(ip, view.l4_offset + 4) + static_cast<std::uint32_t>(view.payload().size());
+      auto& closed_first = flows_[c.index].closed_first;
+      if (!closed_first) closed_first = static_cast<Side>(from);
     }
     const std::uint32_t ack = read32(ip, view.l4_offset + 8);
     const bool acks = (flags & tcp_ack) != 0;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,9 +43,10 @@ struct RecordedFlow {
   bool handshake_seen = false;  ///< TCP: the capture holds the SYN or the SYN-ACK
   std::uint64_t client_bytes = 0;
   std::uint64_t server_bytes = 0;
-  std::uint64_t gaps = 0;       ///< TCP: holes the capture lost (a segment never captured)
-  std::uint64_t gap_bytes = 0;  ///< ... and the bytes in them
-  std::string skip_reason;      ///< not empty: the flow cannot be replayed, and why
+  std::optional<Side> closed_first;  ///< TCP: the side whose FIN came first, if any
+  std::uint64_t gaps = 0;            ///< TCP: holes the capture lost (a segment never captured)
+  std::uint64_t gap_bytes = 0;       ///< ... and the bytes in them
+  std::string skip_reason;           ///< not empty: the flow cannot be replayed, and why
 };
 
 struct Flows {

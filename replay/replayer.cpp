@@ -43,7 +43,9 @@ namespace {
 constexpr auto connect_timeout = std::chrono::seconds(5);
 constexpr auto housekeeping_period = std::chrono::milliseconds(200);
 constexpr std::size_t read_size = std::size_t{64} * 1024;
-constexpr std::size_t max_early_reads = 4096;  // reads kept between turns (empty datagrams too)
+constexpr std::size_t max_early_reads = 4096;       // datagrams kept between turns (empty ones too)
+constexpr std::size_t max_turn_datagrams = 65536;   // their sizes kept per server turn
+constexpr std::size_t max_foreign_connections = 8;  // to an active data port, from elsewhere
 
 pktb_tuple tuple_of(const RecordedFlow& flow) {
   pktb_tuple tuple{};
@@ -170,6 +172,8 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
   }
   int replay_listen(const Plugin&, std::array<std::uint8_t, 16>& address,
                     std::uint16_t& port) override;
+  void accept_data_connection(const std::shared_ptr<asio::ip::tcp::acceptor>& acceptor,
+                              std::size_t child, std::size_t tries_left);
 
   Replayer& replayer_;
   std::size_t index_;
@@ -190,6 +194,7 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
   bool reading_ = false;    ///< a read is outstanding
   bool eof_ = false;        ///< the server closed its side
   bool answering_ = false;  ///< in a server turn, or reading the drain
+  bool writing_ = false;    ///< our turn is being written
   bool draining_ = false;   ///< after the last turn, a client's: reading until quiet
   std::deque<std::vector<std::uint8_t>> early_;  ///< read outside a server turn, for the next
   std::size_t early_bytes_ = 0;
@@ -367,6 +372,25 @@ void FlowRun::start_accepted(asio::ip::tcp::socket socket) {
   next_turn();
 }
 
+// The data connection must come from the live server's host; another host's attempts are
+// closed, a few of them, before the port is given up.
+void FlowRun::accept_data_connection(const std::shared_ptr<asio::ip::tcp::acceptor>& acceptor,
+                                     std::size_t child, std::size_t tries_left) {
+  acceptor->async_accept([self = shared_from_this(), acceptor, child, tries_left](
+                             boost::system::error_code error, asio::ip::tcp::socket socket) {
+    if (error || self->finished_) return;
+    boost::system::error_code ignored;
+    const auto server = self->tcp_.remote_endpoint(ignored).address();
+    if (socket.remote_endpoint(ignored).address() != server) {
+      socket.close(ignored);
+      if (tries_left > 0) self->accept_data_connection(acceptor, child, tries_left - 1);
+      return;
+    }
+    acceptor->close(ignored);
+    self->replayer_.start_accepted_child(self->index_, child, std::move(socket));
+  });
+}
+
 int FlowRun::replay_listen(const Plugin&, std::array<std::uint8_t, 16>& address,
                            std::uint16_t& port) {
   if (udp() || finished_) return -1;
@@ -384,13 +408,7 @@ int FlowRun::replay_listen(const Plugin&, std::array<std::uint8_t, 16>& address,
   if (error) return -1;
   ++expectations_;
   acceptors_.push_back(acceptor);
-  acceptor->async_accept([self = shared_from_this(), acceptor, child = *child](
-                             boost::system::error_code e, asio::ip::tcp::socket socket) {
-    acceptor->close(e);
-    if (!e && !self->finished_) {
-      self->replayer_.start_accepted_child(self->index_, child, std::move(socket));
-    }
-  });
+  accept_data_connection(acceptor, *child, max_foreign_connections);
   const IpAddress ip = to_ip(listening.address());
   address = ip.bytes;
   port = listening.port();
@@ -410,6 +428,13 @@ void FlowRun::next_turn() {
     // until it is quiet or closes.
     if (!draining_ && !eof_ && !flow_.turns.empty() && ours(flow_.turns.back())) {
       draining_ = true;
+      // As recorded: a side that closed first (an FTP upload's end) is waited for.
+      const Side us = mirrored_ ? Side::server : Side::client;
+      if (!udp() && flow_.closed_first == us) {
+        boost::system::error_code ignored;
+        tcp_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+        record_close(true);
+      }
       return start_server_turn();
     }
     return finish(ended_status(), first_difference_ != 0 ? first_difference_ : unrecorded_answer_);
@@ -438,8 +463,11 @@ void FlowRun::send_client_turn() {
     return next_turn();
   }
   result_.bytes_sent += data->size();
+  writing_ = true;
+  turn_started_ = Clock::now();
   const auto done = [self = shared_from_this(), data](boost::system::error_code error,
                                                       std::size_t) {
+    self->writing_ = false;
     if (self->finished_) return;
     if (error) {
       const Status status = error == asio::error::connection_reset     ? Status::reset
@@ -504,10 +532,12 @@ void FlowRun::read() {
 }
 
 void FlowRun::on_read(std::span<const std::uint8_t> data) {
-  last_progress_ = Clock::now();
   record(false, data);
   result_.bytes_received += data.size();
-  if (answering_) return on_server_data(data);
+  if (answering_) {
+    last_progress_ = Clock::now();  // between turns only our writes are progress
+    return on_server_data(data);
+  }
   // Between turns: kept (up to the per-flow cap) for the next turn the server answers in.
   // Past the cap the rest is only counted, so what is kept stays in one piece.
   result_.between_turns += data.size();
@@ -517,7 +547,11 @@ void FlowRun::on_read(std::span<const std::uint8_t> data) {
     return;
   }
   early_bytes_ += data.size();
-  early_.emplace_back(data.begin(), data.end());
+  if (!udp() && !early_.empty()) {  // a stream: one piece
+    early_.back().insert(early_.back().end(), data.begin(), data.end());
+  } else {
+    early_.emplace_back(data.begin(), data.end());
+  }
 }
 
 void FlowRun::on_server_data(std::span<const std::uint8_t> data) {
@@ -532,7 +566,7 @@ void FlowRun::on_server_data(std::span<const std::uint8_t> data) {
   received_.insert(received_.end(), data.begin(),
                    data.begin() + static_cast<long>(std::min(data.size(), room)));
   ++datagrams_;
-  if (udp() && room != 0) {
+  if (udp() && room != 0 && live_datagrams_.size() < max_turn_datagrams) {
     live_datagrams_.push_back(static_cast<std::uint32_t>(std::min(data.size(), room)));
   }
   if (draining_) return arm_idle();  // no recording to say when it is over: until quiet
@@ -654,7 +688,9 @@ void FlowRun::stop(Status status) {
 void FlowRun::check_time(Clock::time_point now) {
   if (finished_) return;
   if (now - last_progress_ > replayer_.options().flow_timeout) return stop(Status::stalled);
-  if (answering_ && now - turn_started_ > replayer_.options().turn_max_time) {
+  // A server turn, or our turn's write (a server that does not read), lasts this long at most.
+  const bool busy = answering_ || writing_;
+  if (busy && now - turn_started_ > replayer_.options().turn_max_time) {
     stop(Status::turn_time_exceeded);
   }
 }

@@ -107,6 +107,21 @@ def fragments_both_ways():
                   [(0.001 * i, p) for i, p in enumerate(packets)])
 
 
+def fragments_hostile():
+    """Pieces a reassembler must refuse: IPv4 pieces that overlap, and a datagram cut into 150
+    pieces of 8 bytes. And an IPv6 atomic fragment with 4 bytes after its IP length (an
+    Ethernet FCS), which are no part of its UDP payload."""
+    overlap = pw.ipv4_fragments(pw.udp("10.0.0.1", 40000, "10.0.0.2", 9999, b"v" * 40), 24)
+    second = bytearray(overlap[1])
+    second[6:8] = (16 // 8).to_bytes(2, "big")  # offset 16, inside the first piece's 24 bytes
+    second[10:12] = b"\0\0"
+    tiny = pw.ipv4_fragments(pw.udp("10.0.0.1", 40001, "10.0.0.2", 9999, b"t" * 1192), 8)
+    atomic = pw.ipv6_fragments(pw.udp("fd00::1", 40002, "fd00::2", 9999, b"whole"), 1024)[0]
+    packets = [overlap[0], bytes(second)] + tiny + [atomic + b"\xde\xad\xbe\xef"]
+    pw.write_pcap(os.path.join(HERE, "fragments-hostile.pcap"),
+                  [(0.001 * i, p) for i, p in enumerate(packets)])
+
+
 if __name__ == "__main__":
     reordered()
     ipv6_midstream()
@@ -117,3 +132,4 @@ if __name__ == "__main__":
     ack_before_data()
     ipv6_atomic_tcp()
     fragments_both_ways()
+    fragments_hostile()

@@ -406,7 +406,6 @@ listen_address=127.0.0.1
 background=NO
 anonymous_enable=YES
 local_enable=NO
-write_enable=NO
 anon_root={root}
 no_anon_password=YES
 pasv_enable=YES
@@ -553,8 +552,9 @@ class NetnsTestCase(unittest.TestCase):
         self.server("nginx", "-c", conf, "-p", scratch, port=80)
         return root
 
-    def vsftpd(self, files):
-        """Anonymous vsftpd on 127.0.0.1:21 (passive ports 40000-40999) serving `files`."""
+    def vsftpd(self, files, upload=False):
+        """Anonymous vsftpd on 127.0.0.1:21 (passive ports 40000-40999) serving `files`; with
+        `upload`, anonymous uploads go to incoming/. Returns its root."""
         scratch = self.scratch()
         root, empty = os.path.join(scratch, "root"), os.path.join(scratch, "empty")
         os.makedirs(root)
@@ -564,7 +564,12 @@ class NetnsTestCase(unittest.TestCase):
         conf = os.path.join(scratch, "vsftpd.conf")
         with open(conf, "w") as f:
             f.write(VSFTPD_CONF.format(root=root, empty=empty))
+            if upload:
+                os.makedirs(os.path.join(root, "incoming"))
+                os.chmod(os.path.join(root, "incoming"), 0o777)
+                f.write("write_enable=YES\nanon_upload_enable=YES\nanon_umask=022\n")
         self.server("vsftpd", conf, port=21)
+        return root
 
     def iptables(self, *args, ipv6=False):
         run("ip6tables" if ipv6 else "iptables", *args)

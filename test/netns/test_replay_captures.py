@@ -203,6 +203,27 @@ class ReplayCaptures(ReplayCase):
                                       "1", expect_exit=1)
         self.assertEqual(self.only(report)["status"], "turn_time_exceeded")
 
+        # A server that never reads a 20 MB upload and keeps saying something meanwhile: the
+        # write is bounded in time too, and what it says is no progress.
+        def deaf(connection):
+            while True:
+                connection.sendall(b"x")
+                time.sleep(0.1)
+
+        c = pw.TcpConversation("127.0.0.1", 41000, "127.0.0.1", 80).handshake()
+        c.client_says(b"PUT / HTTP/1.1\r\n\r\n" + b"u" * (20 << 20), segment=65000)
+        c.server_says(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").close()
+        upload = self.write("upload.pcap", c.packets)
+        self.serve(9003, deaf)
+        _, report, _ = self.pktreplay(upload, "--target", "127.0.0.1:9003", "--turn-max-time",
+                                      "1", expect_exit=1)
+        self.assertEqual((self.only(report)["status"], self.only(report)["turn"]),
+                         ("turn_time_exceeded", 1))
+        self.serve(9004, deaf)
+        _, report, _ = self.pktreplay(upload, "--target", "127.0.0.1:9004", "--flow-timeout",
+                                      "1000", expect_exit=1)
+        self.assertEqual(self.only(report)["status"], "stalled")
+
     # Defect 7
     def test_a_retransmission_after_the_close_is_counted_not_a_new_flow(self):
         self.nginx({"index.html": b"hello\n"})
@@ -318,6 +339,27 @@ class ReplayCaptures(ReplayCase):
                                            "/nonexistent/dir/x.pcap")
         self.assertEqual(status, 2)
         self.assertIn("--pcap-out /nonexistent/dir/x.pcap: ", stderr)
+
+    def test_ftp_uploads_end_as_recorded_passive_and_active(self):
+        content = bytes(i * 7 % 251 for i in range(200_000))
+        root = self.vsftpd({}, upload=True)
+        upload = os.path.join(self.scratch(), "up.bin")
+        with open(upload, "wb") as f:
+            f.write(content)
+        for mode in ([], ["--ftp-port", "127.0.0.1"]):
+            capture = self.capture("tcp", lambda: run("curl", "-s", *mode, "-T", upload,
+                                                      "ftp://127.0.0.1/incoming/up.bin"))
+            os.remove(os.path.join(root, "incoming", "up.bin"))  # anonymous cannot overwrite
+            # The upload's end (the client's close) is what the server waits for to say 226.
+            _, report, _ = self.pktreplay(capture, "--target", "127.0.0.1", "--compare",
+                                          expect_exit=0)
+            control, data = report["flows"]
+            self.assertEqual((control["status"], data["status"], data["parent"]),
+                             ("complete", "complete", control["id"]), mode)
+            self.assertEqual(data["bytes_sent"], len(content))
+            with open(os.path.join(root, "incoming", "up.bin"), "rb") as f:
+                self.assertEqual(f.read(), content)
+            os.remove(os.path.join(root, "incoming", "up.bin"))
 
     # Defect 11 and the summary
     def test_udp_to_a_closed_port_is_refused_and_the_summary_counts_every_status(self):

@@ -107,3 +107,13 @@ TEST_CASE("fragments: one id both ways stays two datagrams; overlapping pieces a
   CHECK(text(flow.turns[0]) == std::string(40, 'q'));
   CHECK(text(flow.turns[1]) == std::string(40, 'a'));
 }
+
+TEST_CASE("fragments: overlapping IPv4 pieces and a datagram in 150 pieces are refused") {
+  const Flows flows = assemble_flows(read_capture(data_dir + "/fragments-hostile.pcap"));
+  CHECK(flows.reassembled == 0);
+  CHECK(flows.fragments == 2 + 150);
+  // The atomic fragment's frame had 4 bytes past its IP length: not part of the datagram.
+  REQUIRE(flows.flows.size() == 1);
+  REQUIRE(flows.flows[0].turns.size() == 1);
+  CHECK(text(flows.flows[0].turns[0]) == "whole");
+}
