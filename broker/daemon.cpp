@@ -51,6 +51,7 @@ int Daemon::run() {
     bound += (bound.empty() ? "" : ",") + std::to_string(queue->number());
   spdlog::info("pktbrokerd ready: serving queue {} with {} rules from {} ({} threads)", bound,
                policy_->rules().size(), config_file_.string(), threads_);
+  systemd_.ready(fmt::format("serving queue {} with {} rules", bound, policy_->rules().size()));
 
   std::vector<std::jthread> pool;
   for (unsigned i = 1; i < threads_; ++i) pool.emplace_back([this] { io_.run(); });
@@ -78,6 +79,14 @@ void Daemon::on_signal(const boost::system::error_code& error, int signal) {
 
 std::pair<bool, std::string> Daemon::reload() {
   std::lock_guard lock(reload_mutex_);
+  systemd_.reloading();
+  auto result = load_and_apply();
+  systemd_.ready(result.first ? fmt::format("serving {} rules", policy_->rules().size())
+                              : "reload failed: the old policy stays");
+  return result;
+}
+
+std::pair<bool, std::string> Daemon::load_and_apply() {
   std::shared_ptr<const Policy> next;
   std::shared_ptr<const PluginSet> next_plugins;
   try {
@@ -195,6 +204,7 @@ void Daemon::shutdown() {
   if (stopping_) return;
   stopping_ = true;
   spdlog::info("shutting down: verdicting packets in flight and unbinding");
+  systemd_.stopping();
   {
     const std::lock_guard lock(wake_mutex_);  // a plugin's thread may wake it while queues stop
     wakes_stopped_ = true;

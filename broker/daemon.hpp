@@ -4,6 +4,7 @@
 #include "broker/broker_queue.hpp"
 #include "broker/policy/policy.hpp"
 #include "broker/session/session_manager.hpp"
+#include "broker/systemd_notify.hpp"
 #include "plugins/host/plugin_set.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -32,6 +33,7 @@ class Daemon {
   void on_signal(const boost::system::error_code& error, int signal);
   /// Loads the policy file again; true, or false with the diagnostics.
   std::pair<bool, std::string> reload();
+  std::pair<bool, std::string> load_and_apply();  ///< reload()'s work, under its lock
   void report_stats();
   std::vector<PluginCounters> plugin_counters();
   /// An operator's command for a loaded plugin (`pktbrokerctl plugin`).
@@ -53,6 +55,7 @@ class Daemon {
   unsigned threads_;
   boost::asio::io_context io_;
   boost::asio::signal_set signals_;
+  SystemdNotifier systemd_{io_};
   std::vector<std::unique_ptr<BrokerQueue>> queues_;
   std::unique_ptr<SessionManager> sessions_;
   std::mutex reload_mutex_;  // SIGHUP and a client's RELOAD may arrive together

@@ -8,7 +8,7 @@ PKTBROKER_PACKAGES=(
   libnetfilter-queue-dev libmnl-dev
   libboost-dev libboost-program-options-dev
   libspdlog-dev libyaml-cpp-dev catch2
-  libtins-dev libpcap-dev libcap-dev
+  libtins-dev libpcap-dev libcap-dev libsystemd-dev
   # run, test, demo
   iptables iproute2 iputils-ping curl netcat-openbsd dnsutils python3
   util-linux procps kmod conntrack tcpdump time

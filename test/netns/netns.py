@@ -124,7 +124,8 @@ def as_user(user, *argv):
 class Daemon:
     """A pktbrokerd process serving a policy written to a temporary directory."""
 
-    def __init__(self, test, policy, drop_ins=None, args=(), log_level="debug", socket_options=""):
+    def __init__(self, test, policy, drop_ins=None, args=(), log_level="debug", socket_options="",
+                 env=None):
         if not PKTBROKERD or not os.access(PKTBROKERD, os.X_OK):
             raise AssertionError(f"PKTBROKERD='{PKTBROKERD}' does not name the pktbrokerd binary")
         self.test = test
@@ -140,7 +141,9 @@ class Daemon:
                     f.write(text)
         self.log_path = os.path.join(self.dir, "pktbrokerd.log")
         self.log_file = open(self.log_path, "w")
-        env = dict(os.environ, PKTBROKER_PLUGIN_PATH=PLUGINS) if PLUGINS else None
+        env = dict(os.environ, **(env or {}))
+        if PLUGINS:
+            env["PKTBROKER_PLUGIN_PATH"] = PLUGINS
         self.process = subprocess.Popen(
             [PKTBROKERD, "--config", self.config, "--foreground", "--log-level", log_level, *args],
             stdout=self.log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, env=env)

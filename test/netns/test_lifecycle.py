@@ -1,7 +1,9 @@
 """Every packet gets exactly one verdict across reloads, shutdown, a killed daemon and a full
 kernel queue."""
 
+import os
 import signal
+import socket
 import threading
 import time
 
@@ -127,6 +129,43 @@ class Lifecycle(NetnsTestCase):
         stats = daemon.stats()
         self.assertEqual(stats["queue"]["dropped"], 16)  # the queued ones got the policy
         self.assertEqual(sink.settle(), 184)
+
+    def test_systemd_hears_ready_reloading_stopping_and_the_watchdog(self):
+        # The notify socket systemd would give a Type=notify service, with WatchdogSec=1.
+        path = os.path.join(self.scratch(), "notify")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(path)
+        notify.settimeout(5)
+        self.addCleanup(notify.close)
+        daemon = self.daemon(ACCEPT_ALL.format(name="v0"), log_level="info",
+                             env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"})
+        # WATCHDOG_PID unset: the pings are for whoever reads the socket, as systemd allows.
+        messages = []
+
+        def until(predicate, what):
+            deadline = time.monotonic() + 10
+            while not any(predicate(m) for m in messages):
+                self.assertLess(time.monotonic(), deadline, f"{what}; got {messages}")
+                messages.append(notify.recv(4096).decode())
+
+        until(lambda m: m.startswith("READY=1\nSTATUS=serving queue 0 with 1 rules"), "READY")
+        until(lambda m: m == "WATCHDOG=1", "a watchdog ping")
+        pings = sum(m == "WATCHDOG=1" for m in messages)
+        until(lambda m: m == "WATCHDOG=1" and sum(x == "WATCHDOG=1" for x in messages) > pings,
+              "a second ping")  # at half of WatchdogSec, from the event loop
+        messages.clear()
+        daemon.reload(ACCEPT_ALL.format(name="v1"))
+        until(lambda m: m.startswith("RELOADING=1\nMONOTONIC_USEC="), "RELOADING")
+        until(lambda m: m.startswith("READY=1\nSTATUS=serving 1 rules"), "READY after reload")
+        reloading = next(i for i, m in enumerate(messages) if m.startswith("RELOADING=1"))
+        ready = next(i for i, m in enumerate(messages) if m.startswith("READY=1"))
+        self.assertLess(reloading, ready)
+        messages.clear()
+        daemon.reload(BROKEN)  # a rejected policy: systemd is told it is ready again anyway
+        until(lambda m: m.startswith("READY=1\nSTATUS=reload failed"), "READY after a failure")
+        daemon.send(signal.SIGTERM)
+        until(lambda m: m == "STOPPING=1", "STOPPING")
+        self.assertEqual(daemon.process.wait(timeout=10), 0)
 
     def test_a_second_daemon_cannot_steal_the_queue(self):
         self.daemon(ACCEPT_ALL.format(name="r"))
