@@ -122,6 +122,18 @@ def fragments_hostile():
                   [(0.001 * i, p) for i, p in enumerate(packets)])
 
 
+def long_hole():
+    """A download captured on one side only after its request: the server's second segment
+    is lost and 300 more follow, with no acknowledgement to tell (libtins would give the stream
+    up at 512 waiting segments)."""
+    c = pw.TcpConversation("10.0.0.1", 41000, "10.0.0.2", 80).handshake().client_says(REQUEST)
+    answer = b"".join(b"%05d" % i * 20 for i in range(302))  # 100-byte segments, numbered
+    start = len(c.packets)
+    c.server_says(answer, segment=100)
+    packets = c.packets[:start + 1] + c.packets[start + 2:]
+    pw.write_pcap(os.path.join(HERE, "long-hole.pcap"), packets)
+
+
 if __name__ == "__main__":
     reordered()
     ipv6_midstream()
@@ -133,3 +145,4 @@ if __name__ == "__main__":
     ipv6_atomic_tcp()
     fragments_both_ways()
     fragments_hostile()
+    long_hole()

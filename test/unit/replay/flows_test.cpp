@@ -117,3 +117,18 @@ TEST_CASE("fragments: overlapping IPv4 pieces and a datagram in 150 pieces are r
   REQUIRE(flows.flows[0].turns.size() == 1);
   CHECK(text(flows.flows[0].turns[0]) == "whole");
 }
+
+TEST_CASE("a hole nothing acknowledges is skipped before libtins gives the stream up") {
+  const Flows flows = assemble_flows(read_capture(data_dir + "/long-hole.pcap"));
+  REQUIRE(flows.flows.size() == 1);
+  const RecordedFlow& flow = flows.flows[0];
+  CHECK(flow.gaps == 1);
+  CHECK(flow.gap_bytes == 100);
+  REQUIRE(flow.turns.size() == 2);
+  CHECK(flow.turns[1].missing == 100);
+  const std::string answer = text(flow.turns[1]);
+  CHECK(answer.size() == 301 * 100);
+  CHECK(answer.substr(0, 100) == std::string(100, '0'));  // segment 0: "00000" 20 times
+  CHECK(answer.substr(100, 5) == "00002");  // segment 1 is the hole
+  CHECK(answer.ends_with("00301"));
+}
