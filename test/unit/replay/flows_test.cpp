@@ -129,6 +129,6 @@ TEST_CASE("a hole nothing acknowledges is skipped before libtins gives the strea
   const std::string answer = text(flow.turns[1]);
   CHECK(answer.size() == 301 * 100);
   CHECK(answer.substr(0, 100) == std::string(100, '0'));  // segment 0: "00000" 20 times
-  CHECK(answer.substr(100, 5) == "00002");  // segment 1 is the hole
+  CHECK(answer.substr(100, 5) == "00002");                // segment 1 is the hole
   CHECK(answer.ends_with("00301"));
 }
