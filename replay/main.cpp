@@ -201,7 +201,8 @@ int main(int argc, char** argv) {
       "load another plugin; repeatable")("no-plugins", po::bool_switch(&arguments.no_plugins),
                                          "use the default turn-taking for every flow")(
       "max-flow-memory", po::value(&arguments.max_flow_mib)->value_name("MIB")->default_value(16),
-      "server bytes kept per turn for plugins and --compare (the rest is counted)")(
+      "server bytes kept per turn for plugins and --compare (the rest is counted; "
+      "a larger answer is not compared)")(
       "max-memory", po::value(&arguments.max_memory_mib)->value_name("MIB")->default_value(1024),
       "refuse captures whose packets take more")(
       "pcap-out", po::value(&arguments.pcap_out)->value_name("FILE"),

@@ -203,7 +203,6 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
   std::uint64_t turn_bytes_ = 0;               ///< this server turn's bytes, all of them
   std::size_t datagrams_ = 0;                  ///< this server turn's datagrams (UDP) ...
   std::vector<std::uint32_t> live_datagrams_;  ///< ... and the size of each kept
-  std::size_t kept_ = 0;                       ///< live bytes kept for --compare
   std::size_t first_difference_ = 0;           ///< turn (1-based) of the first differing answer
   std::size_t unrecorded_answer_ = 0;  ///< turn (1-based) of a live answer with no recording
   std::size_t expectations_ = 0;       ///< live announcements so far
@@ -394,6 +393,8 @@ void FlowRun::accept_data_connection(const std::shared_ptr<asio::ip::tcp::accept
 int FlowRun::replay_listen(const Plugin&, std::array<std::uint8_t, 16>& address,
                            std::uint16_t& port) {
   if (udp() || finished_) return -1;
+  // The command names an address of the recorded family: the live side must have it too.
+  if (tcp_endpoint_.address().is_v6() != (flow_.client.address.family == 6)) return -1;
   const auto child = replayer_.child(index_, expectations_);
   if (!child) return -1;
   boost::system::error_code error;
@@ -643,8 +644,10 @@ std::vector<std::vector<std::uint8_t>> FlowRun::masked(std::span<const std::uint
 void FlowRun::keep(std::span<const std::uint8_t> live) {
   if (!replayer_.options().compare || first_difference_ != 0) return;
   if (turn().missing != 0) return;  // the capture lost part of it: nothing to compare with
-  kept_ += live.size();
-  if (kept_ > replayer_.options().max_flow_bytes) return;  // beyond the cap: not compared
+  // An answer larger than --max-flow-memory was not kept whole: it is counted, not compared.
+  if (turn_bytes_ > live.size() || turn().data.size() > replayer_.options().max_flow_bytes) {
+    return;
+  }
   auto recorded = masked(turn().data, turn().datagrams);
   auto mine = masked(live, live_datagrams_);
   if (udp()) {  // datagrams answer in any order (A and AAAA)

@@ -134,6 +134,30 @@ def long_hole():
     pw.write_pcap(os.path.join(HERE, "long-hole.pcap"), packets)
 
 
+def link_layers():
+    """One UDP exchange under each other link layer read: QinQ-tagged Ethernet, Linux cooked
+    v2 (tcpdump -i any on newer libpcap) and BSD loopback (DLT_NULL, IPv6)."""
+    def exchange(client, server):
+        return [(0.0, pw.udp(client, 40000, server, 9999, b"ping")),
+                (0.001, pw.udp(server, 9999, client, 40000, b"pong"))]
+
+    def qinq(packet):
+        return (b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01" + b"\x88\xa8\x00\x64\x81\x00\x00\x0a" +
+                struct.pack("!H", pw.ETHERTYPE[packet[0] >> 4]) + packet)
+
+    def sll2(packet):
+        return struct.pack("!HHIHBB8s", pw.ETHERTYPE[packet[0] >> 4], 0, 2, 1, 0, 6,
+                           b"\x02\0\0\0\0\x01\0\0") + packet
+
+    def null(packet):
+        return struct.pack("<I", 30) + packet  # AF_INET6 as some BSDs number it
+    pw.write_pcap(os.path.join(HERE, "qinq.pcap"), exchange("10.0.0.1", "10.0.0.2"), frame=qinq)
+    pw.write_pcap(os.path.join(HERE, "sll2.pcap"), exchange("10.0.0.1", "10.0.0.2"),
+                  linktype=276, frame=sll2)
+    pw.write_pcap(os.path.join(HERE, "loopback.pcap"), exchange("fd00::1", "fd00::2"),
+                  linktype=0, frame=null)
+
+
 if __name__ == "__main__":
     reordered()
     ipv6_midstream()
@@ -146,3 +170,4 @@ if __name__ == "__main__":
     fragments_both_ways()
     fragments_hostile()
     long_hole()
+    link_layers()

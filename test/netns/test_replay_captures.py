@@ -298,18 +298,31 @@ class ReplayCaptures(ReplayCase):
         self.assertEqual(self.statuses(report), ["complete"] * 2)
 
     # Defect 12
-    def test_active_ftp_data_connections_are_accepted_from_the_live_server(self):
+    def test_ftp_data_connections_active_by_eprt_or_port_and_passive_by_pasv(self):
         content = bytes(i * 13 % 251 for i in range(300_000))
         self.vsftpd({"file.bin": content})
         download = os.path.join(self.scratch(), "download.bin")
-        capture = self.capture("tcp", lambda: run("curl", "-s", "--ftp-port", "127.0.0.1",
-                                                  "-o", download, "ftp://127.0.0.1/file.bin"))
+        # EPRT (curl's default) and PORT; and passive mode by PASV (227) next to EPSV.
+        for mode in (["--ftp-port", "127.0.0.1"], ["--ftp-port", "127.0.0.1", "--disable-eprt"],
+                     ["--disable-epsv"]):
+            capture = self.capture("tcp", lambda: run("curl", "-s", *mode, "-o", download,
+                                                      "ftp://127.0.0.1/file.bin"))
+            _, report, _ = self.pktreplay(capture, "--target", "127.0.0.1", "--compare",
+                                          expect_exit=0)
+            control, data = report["flows"]
+            self.assertEqual((control["status"], control["plugin"]), ("complete", "ftp"), mode)
+            self.assertEqual((data["status"], data["parent"]), ("complete", control["id"]))
+            self.assertEqual(data["bytes_received"], len(content))
+
+    def test_an_answer_larger_than_the_memory_cap_is_counted_not_compared(self):
+        self.nginx({"big.bin": bytes(i % 251 for i in range(3 << 20))})
+        capture = self.capture("tcp port 80", lambda: run("curl", "-s", "-o", "/dev/null",
+                                                          "http://127.0.0.1/big.bin"))
         _, report, _ = self.pktreplay(capture, "--target", "127.0.0.1", "--compare",
-                                      expect_exit=0)
-        control, data = report["flows"]
-        self.assertEqual((control["status"], control["plugin"]), ("complete", "ftp"))
-        self.assertEqual((data["status"], data["parent"]), ("complete", control["id"]))
-        self.assertEqual(data["bytes_received"], len(content))
+                                      "--max-flow-memory", "1", expect_exit=0)
+        flow = self.only(report)
+        self.assertEqual(flow["status"], "complete")  # not a truncated copy compared to it all
+        self.assertGreater(flow["bytes_received"], 3 << 20)
 
     # Beyond: --pcap-out
     def test_the_live_traffic_is_written_as_a_capture_that_replays_the_same(self):

@@ -86,3 +86,15 @@ TEST_CASE("a timestamp whose fraction is a second or more is an error") {
   REQUIRE(at_epoch.packets.size() == 1);
   CHECK(at_epoch.packets[0].time.count() == 0);
 }
+
+TEST_CASE("QinQ-tagged Ethernet, Linux cooked v2 and BSD loopback frames give their packets") {
+  for (const auto& [file, link_type] :
+       {std::pair{"qinq.pcap", "EN10MB"}, {"sll2.pcap", "LINUX_SLL2"}, {"loopback.pcap", "NULL"}}) {
+    const Capture capture = read_capture(data_dir + "/" + file);
+    INFO(file);
+    CHECK(capture.link_type == link_type);
+    REQUIRE(capture.packets.size() == 2);
+    CHECK(capture.skipped_non_ip == 0);
+    CHECK(capture.packets[0].ip[0] >> 4 == (std::string(file) == "loopback.pcap" ? 6 : 4));
+  }
+}
