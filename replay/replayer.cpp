@@ -593,10 +593,12 @@ void FlowRun::on_server_data(std::span<const std::uint8_t> data) {
   arm_idle();
 }
 
-// The server closed: fine once the client has nothing left to say.
+// The server closed: fine once the client has nothing left to say, unless it closed without
+// the answer it gave in the capture.
 void FlowRun::on_eof() {
   if (!answering_) return;  // the next server turn (or the drain) finds it
-  if (our_turns_left()) return finish(Status::closed_early, turn_ + 1);
+  const bool unanswered = !draining_ && turn_bytes_ == 0 && datagrams_ == 0 && !turn().data.empty();
+  if (our_turns_left() || unanswered) return finish(Status::closed_early, turn_ + 1);
   timer_.cancel();
   if (draining_) return end_drain();
   keep(received_);

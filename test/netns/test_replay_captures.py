@@ -324,6 +324,29 @@ class ReplayCaptures(ReplayCase):
         self.assertEqual(flow["status"], "complete")  # not a truncated copy compared to it all
         self.assertGreater(flow["bytes_received"], 3 << 20)
 
+    def test_a_reset_an_early_close_and_no_route_each_say_so(self):
+        def reset(connection):
+            connection.recv(100)
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+        def close_after_one(connection):
+            connection.recv(100)
+            connection.sendall(b"1")
+
+        c = pw.TcpConversation("127.0.0.1", 41000, "127.0.0.1", 9000).handshake()
+        c.client_says(b"A").server_says(b"1").client_says(b"B").server_says(b"2").close()
+        path = self.write("two-turns.pcap", c.packets)
+        for port, server, status in ((9005, reset, "reset"), (9006, close_after_one,
+                                                              "closed_early")):
+            self.serve(port, server)
+            _, report, _ = self.pktreplay(path, "--target", f"127.0.0.1:{port}", "--no-plugins",
+                                          expect_exit=1)
+            self.assertEqual(self.only(report)["status"], status)
+        # No route to the target: nothing leaves the namespace.
+        _, report, _ = self.pktreplay(path, "--target", "192.0.2.1", "--no-plugins",
+                                      expect_exit=1)
+        self.assertEqual(self.only(report)["status"], "unreachable")
+
     # Beyond: --pcap-out
     def test_the_live_traffic_is_written_as_a_capture_that_replays_the_same(self):
         self.nginx({"index.html": b"hello\n", "big.bin": bytes(range(256)) * 400})
