@@ -512,6 +512,9 @@ Flows assemble_flows(const Capture& capture, const ServicePort& service_port) {
       // for again. (With a handshake, a server turn first is a greeting: FTP, SMTP.)
       const auto first_client = std::find_if(flow.turns.begin(), flow.turns.end(),
                                              [](const Turn& t) { return t.side == Side::client; });
+      for (auto turn = flow.turns.begin(); turn != first_client; ++turn) {
+        flow.server_bytes -= turn->data.size();
+      }
       flow.turns.erase(flow.turns.begin(), first_client);
     }
     if (flow.turns.empty()) continue;  // a handshake without data, a port scan
