@@ -332,6 +332,11 @@ class ReplayCaptures(ReplayCase):
         def close_after_one(connection):
             connection.recv(100)
             connection.sendall(b"1")
+            # Half-close, then read until the client goes: closing with its "B" unread would
+            # send a reset instead.
+            connection.shutdown(socket.SHUT_WR)
+            while connection.recv(100):
+                pass
 
         c = pw.TcpConversation("127.0.0.1", 41000, "127.0.0.1", 9000).handshake()
         c.client_says(b"A").server_says(b"1").client_says(b"B").server_says(b"2").close()
