@@ -50,11 +50,15 @@ Signals:
             queues and exit 0
 
 Files:
-  /etc/pktbroker/policy.yaml   the policy (config/policy.yaml in a build tree)
-  /etc/pktbroker/policy.d/     drop-ins merged after the policy, in name order
+  )" PKTBROKER_SYSCONFDIR R"(/pktbroker/policy.yaml
+                               the policy (config/policy.yaml in a build tree)
+  )" PKTBROKER_SYSCONFDIR R"(/pktbroker/policy.d/
+                               drop-ins merged after the policy, in name order
   )" PKTBROKER_PLUGIN_DIR R"(
                                plugins the policy names without a path (NAME.so);
-                               a binary run from its build tree looks in its plugins/ first
+                               a binary run from its build tree looks in its plugins/
+                               first, an installed one in the plugin directory of its
+                               own prefix
 
 Environment:
   PKTBROKER_PLUGIN_PATH   colon-separated directories searched for NAME.so
@@ -159,10 +163,10 @@ int serve(const Options& options) {
 int main(int argc, char** argv) {
   Options options;
   po::options_description visible(description, 80);
-  visible.add_options()(
-      "config,c", po::value<fs::path>(&options.config)->value_name("FILE"),
-      "policy file to load (default: /etc/pktbroker/policy.yaml, or config/policy.yaml of the "
-      "source tree when run from a build tree)")(
+  visible.add_options()("config,c", po::value<fs::path>(&options.config)->value_name("FILE"),
+                        "policy file to load (default: " PKTBROKER_SYSCONFDIR
+                        "/pktbroker/policy.yaml, or config/policy.yaml of the "
+                        "source tree when run from a build tree)")(
       "check", po::bool_switch(&options.check),
       "validate the policy and its drop-ins, print problems as file:line:column, and exit")(
       "log-level,l", po::value<std::string>(&options.log_level)->value_name("LEVEL"),

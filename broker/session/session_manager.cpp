@@ -110,7 +110,7 @@ void SessionManager::start() {
   acceptor_.listen();
   if (!config.group.empty()) {
     const group* entry = getgrnam(config.group.c_str());
-    if (entry == nullptr || ::lchown(path_.c_str(), 0, entry->gr_gid) != 0) {
+    if (entry == nullptr || ::lchown(path_.c_str(), static_cast<uid_t>(-1), entry->gr_gid) != 0) {
       throw std::system_error(errno, std::generic_category(), "chown " + path_);
     }
   }

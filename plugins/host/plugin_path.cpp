@@ -24,6 +24,10 @@ std::vector<fs::path> plugin_search_path() {
   const fs::path build_dir = PKTBROKER_BINARY_DIR;
   if (!self.empty() && self.string().starts_with(build_dir.string() + "/")) {
     dirs.push_back(build_dir / "plugins");
+  } else if (!self.empty()) {
+    // An installed binary finds the plugins installed with it, wherever the prefix was moved.
+    const fs::path beside = (self.parent_path() / PKTBROKER_PLUGIN_DIR_FROM_BIN).lexically_normal();
+    if (beside != fs::path(PKTBROKER_PLUGIN_DIR)) dirs.push_back(beside);
   }
   dirs.emplace_back(PKTBROKER_PLUGIN_DIR);
   return dirs;

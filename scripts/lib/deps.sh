@@ -18,6 +18,8 @@ PKTBROKER_PACKAGES=(
   iperf3 apache2-utils gnuplot-nox
   # style checks (scripts/lint)
   clang-format clang-tidy
+  # man pages, bash completions, the Debian package and its checks (scripts/package)
+  scdoc bash-completion dpkg-dev fakeroot lintian
   # fuzzing (scripts/fuzz): clang with its sanitizer and libFuzzer runtimes
   clang libclang-rt-dev
 )

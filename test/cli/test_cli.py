@@ -3,6 +3,7 @@ and --version, usage errors. Needs no privileges. Run with UPDATE_GOLDEN=1 to re
 expected outputs."""
 
 import os
+import re
 import subprocess
 import sys
 import unittest
@@ -61,6 +62,25 @@ class Cli(unittest.TestCase):
         result = pktbrokerd("--help")
         self.assertEqual(result.returncode, 0)
         self.check_golden("help.out", result.stdout)
+
+    def test_the_policy_man_page_documents_every_key_the_loader_accepts(self):
+        # The loader's key lists are its `constexpr std::string_view NAME_keys[]` arrays.
+        repo = os.path.dirname(os.path.dirname(HERE))
+        with open(os.path.join(repo, "broker", "policy", "policy_loader.cpp")) as f:
+            loader = f.read()
+        arrays = re.findall(r"constexpr std::string_view (\w+)\[\] = \{(.*?)\};", loader, re.S)
+        self.assertGreaterEqual(len(arrays), 10)
+        # and the top-level keys, each a Section {"key", in_drop_ins, reader}
+        sections = re.search(r"constexpr Section sections\[\] = \{(.*?)\n\};", loader, re.S)
+        arrays.append(("sections", "".join(f'"{key}"' for key in re.findall(
+            r'\{"(\w+)", (?:true|false),', sections.group(1)))))
+        with open(os.path.join(repo, "doc", "man", "pktbroker-policy.5.scd")) as f:
+            page = f.read()
+        for name, body in arrays:
+            keys = re.findall(r'"([^"]+)"', body)
+            self.assertTrue(keys, name)
+            for key in keys:
+                self.assertIn(f"*{key}*", page, f"{name}: '{key}' is not in pktbroker-policy(5)")
 
     def test_version(self):
         result = pktbrokerd("--version")

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the build into a temporary prefix, then builds a program against it twice: with
 # find_package(pktbroker) and with pkg-config; and builds plugins/README.md's example plugin
-# against the installed SDK and has the installed pktbrokerd load it.
+# against the installed SDK and has the installed pktbrokerd load it. The installed binaries run
+# from the moved prefix without LD_LIBRARY_PATH or PKTBROKER_PLUGIN_PATH, and a DESTDIR-staged
+# install writes nothing outside the stage.
 # Usage: test_install.sh BUILD_DIR [SANITIZERS] (a sanitized library needs a consumer built with
 # the same sanitizers).
 set -euo pipefail
@@ -12,6 +14,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cmake --install "$build" --prefix "$work/prefix" >/dev/null
+DESTDIR="$work/stage" cmake --install "$build" --prefix /opt/pktbroker >/dev/null
+outside=$(find "$work/stage" -mindepth 1 -not -path "$work/stage/opt" -not -path "$work/stage/opt/pktbroker*")
+[[ -z "$outside" ]] || { echo "installed outside the prefix: $outside"; exit 1; }
+test -f "$work/stage/opt/pktbroker/etc/pktbroker/policy.yaml"
 libdir=$(find "$work/prefix" -name 'libpktbroker.so' -printf '%h\n' | head -1)
 
 cmake -S "$here/consumer" -B "$work/cmake-build" -DCMAKE_PREFIX_PATH="$work/prefix" \
@@ -45,7 +51,8 @@ rules:
   - {name: no-shutdown, match: {example.word: shutdown}, verdict: drop}
   - {name: echo, match: {proto: udp, dport: 7}, verdict: {inspect: [example]}}
 POLICY
-PKTBROKER_PLUGIN_PATH=$plugindir "$work/prefix/sbin/pktbrokerd" --check --config "$work/policy.yaml" |
-  tee "$work/check.out"
+env -u LD_LIBRARY_PATH -u PKTBROKER_PLUGIN_PATH "$work/prefix/bin/pktbrokerctl" --help >/dev/null
+env -u LD_LIBRARY_PATH -u PKTBROKER_PLUGIN_PATH \
+  "$work/prefix/sbin/pktbrokerd" --check --config "$work/policy.yaml" | tee "$work/check.out"
 grep -q "OK: 1 queue(s), 2 rule(s), 2 plugin(s)" "$work/check.out"
 echo "the example plugin built against the installed SDK and loaded"

@@ -125,7 +125,9 @@ class Daemon:
     """A pktbrokerd process serving a policy written to a temporary directory."""
 
     def __init__(self, test, policy, drop_ins=None, args=(), log_level="debug", socket_options="",
-                 env=None):
+                 env=None, launcher=()):
+        """`launcher` prefixes the command (setpriv, to start it as systemd would); the policy
+        is then made readable to all."""
         if not PKTBROKERD or not os.access(PKTBROKERD, os.X_OK):
             raise AssertionError(f"PKTBROKERD='{PKTBROKERD}' does not name the pktbrokerd binary")
         self.test = test
@@ -144,8 +146,11 @@ class Daemon:
         env = dict(os.environ, **(env or {}))
         if PLUGINS:
             env["PKTBROKER_PLUGIN_PATH"] = PLUGINS
+        if launcher:
+            os.chmod(self.dir, 0o755)
+            os.chmod(self.config, 0o644)
         self.process = subprocess.Popen(
-            [PKTBROKERD, "--config", self.config, "--foreground", "--log-level", log_level, *args],
+            [*launcher, PKTBROKERD, "--config", self.config, "--foreground", "--log-level", log_level, *args],
             stdout=self.log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent, env=env)
         test.addCleanup(self.cleanup)
         wait_for(lambda: "pktbrokerd ready" in self.log() or self.process.poll() is not None,

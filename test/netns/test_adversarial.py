@@ -3,11 +3,15 @@ that bound a client, and limits no client can get past. Each test plays the atta
 promise (issue 11) and checks the promise holds."""
 
 import errno
+import grp
 import os
+import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 import wire
@@ -517,6 +521,45 @@ clients:
         os.chmod(daemon.dir, 0o755)
         daemon.reload(POLICY)
         os.chmod(daemon.config, 0o644)
+        daemon.send(signal.SIGHUP)
+        wait_for(lambda: "policy reloaded" in daemon.log(), what="the reload")
+        self.assertEqual(daemon.stop(), 0)
+
+    def test_started_as_the_systemd_unit_starts_it(self):
+        # config/pktbrokerd.service.in: User=, AmbientCapabilities=CAP_NET_ADMIN, the same
+        # bounding set, NoNewPrivileges=, and the socket in a runtime directory the user owns,
+        # its group one of the user's (no CAP_CHOWN is kept).
+        runtime = tempfile.mkdtemp(prefix="pktbroker-run-")
+        self.addCleanup(shutil.rmtree, runtime, True)
+        os.chown(runtime, pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid)
+        socket_path = os.path.join(runtime, "broker.sock")
+        unit = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                "--inh-caps=-all,+net_admin", "--ambient-caps=-all,+net_admin",
+                "--bounding-set=-all,+net_admin", "--no-new-privs")
+        daemon = self.daemon(POLICY + f"""socket: {{path: {socket_path}, group: nogroup, mode: 0660}}
+rules:
+  - {{name: no-7000, match: {{proto: udp, dport: 7000}}, verdict: drop}}
+""", launcher=unit)
+        with open(f"/proc/{daemon.process.pid}/status") as f:
+            status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+        self.assertEqual(status["Uid"].split(), ["65534"] * 4)
+        self.assertEqual(int(status["CapEff"], 16), 1 << 12)  # CAP_NET_ADMIN
+        self.assertEqual(int(status["CapBnd"], 16), 1 << 12)
+        self.assertEqual(status["NoNewPrivs"].strip(), "1")
+        socket_stat = os.stat(socket_path)
+        self.assertEqual((socket_stat.st_gid, socket_stat.st_mode & 0o777),
+                         (grp.getgrnam("nogroup").gr_gid, 0o660))
+        daemon.socket = socket_path
+        client = self.wire_client(daemon)
+        client.start("decider", "{dport: 7001}")
+        dropped, decided = UdpSink(self, "127.0.0.1", 7000), UdpSink(self, "127.0.0.1", 7001)
+        send_udp("127.0.0.1", 7000, 5)
+        send_udp("127.0.0.1", 7001, 5)
+        packets = client.next_packets(5)
+        client.send(wire.verdict_batch([(p["token"], wire.DROP if i % 2 else wire.ACCEPT)
+                                        for i, p in enumerate(packets)]))
+        self.assertEqual(decided.settle(3), 3)
+        self.assertEqual(dropped.settle(), 0)
         daemon.send(signal.SIGHUP)
         wait_for(lambda: "policy reloaded" in daemon.log(), what="the reload")
         self.assertEqual(daemon.stop(), 0)
