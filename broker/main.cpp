@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/program_options.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <cstdlib>
 #include <iostream>
@@ -155,6 +156,9 @@ int serve(const Options& options) {
       spdlog::error("binding NFQUEUE queues needs CAP_NET_ADMIN (run as root)");
     }
     return exit_failure;
+  } catch (const boost::system::system_error& error) {  // the client socket (Asio)
+    spdlog::error("{}", error.what());
+    return exit_failure;
   }
 }
 
@@ -205,6 +209,10 @@ int main(int argc, char** argv) {
   }
   if (options.config.empty()) options.config = default_config();
   if (options.check) return check_policy(options.config);
+  // Absolute: a detached daemon runs in /, and reloads the policy and resolves a plugin's
+  // relative path (relative to the policy's directory) from there.
+  std::error_code ignored;
+  options.config = fs::absolute(options.config, ignored);
 
   pktbroker::setup_logging(options.syslog, level);
   return serve(options);

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -81,6 +82,26 @@ class Cli(unittest.TestCase):
             self.assertTrue(keys, name)
             for key in keys:
                 self.assertIn(f"*{key}*", page, f"{name}: '{key}' is not in pktbroker-policy(5)")
+
+    def test_every_policy_in_the_readme_and_man_page_is_valid(self):
+        repo = os.path.dirname(os.path.dirname(HERE))
+        policies = []
+        for doc in ("README.md", "doc/man/pktbroker-policy.5.scd"):
+            with open(os.path.join(repo, doc)) as f:
+                text = f.read()
+            blocks = re.findall(r"^```[a-z]*\n(.*?)^```$", text, re.S | re.M)
+            policies += [(doc, block) for block in blocks
+                         if re.match(r"(broker|rules|socket|clients|plugins):", block)]
+        self.assertGreaterEqual(len(policies), 6)
+        for doc, policy in policies:
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+                f.write(policy)
+                f.flush()
+                result = pktbrokerd("--check", "--config", f.name)
+            # The examples' users and groups need not exist on this machine.
+            errors = [line for line in result.stderr.splitlines()
+                      if not re.search(r"unknown (user 'monitor'|group 'netops')", line)]
+            self.assertEqual(errors, [], f"{doc}:\n{policy}")
 
     def test_version(self):
         result = pktbrokerd("--version")

@@ -2,8 +2,12 @@
 kernel queue."""
 
 import os
+import pathlib
+import shutil
 import signal
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 
@@ -181,6 +185,55 @@ class Lifecycle(NetnsTestCase):
         self.assertEqual(second.returncode, 1)
         self.assertIn("queue 0: already bound by another process", second.stderr)
         self.assertNotIn("CAP_NET_ADMIN", second.stderr)
+
+    def test_a_client_socket_that_cannot_be_bound_is_an_error_not_a_crash(self):
+        from netns import PKTBROKERD
+        with tempfile.TemporaryDirectory() as d:
+            config = os.path.join(d, "policy.yaml")
+            with open(config, "w") as f:
+                f.write("broker: {queues: [{num: 0}]}\nsocket: {path: /proc/self/broker.sock}\n")
+            result = run(PKTBROKERD, "--config", config, "--foreground", check=False)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn("bind /proc/self/broker.sock", result.stderr)
+
+    def test_a_detached_daemon_keeps_its_relative_config_and_plugin_paths(self):
+        # Detaching moves it to /: the policy named relative to where it was started must still
+        # load its plugin (relative to the policy) and reload on SIGHUP.
+        from netns import PLUGINS, PKTBROKERD
+        d = tempfile.mkdtemp(prefix="pktbroker-detach-")
+        self.addCleanup(shutil.rmtree, d, True)
+        shutil.copy(os.path.join(PLUGINS, "dns.so"), os.path.join(d, "my-dns.so"))
+        name = f"policy-{os.getpid()}.yaml"
+        policy = """broker: {{queues: [{{num: 0}}], default_verdict: accept}}
+socket: {{path: {socket}}}
+plugins: [{{name: dns, path: my-dns.so}}]
+rules: [{{name: r, match: {{proto: udp, dport: 5000}}, verdict: {verdict}}}]
+"""
+        with open(os.path.join(d, name), "w") as f:
+            f.write(policy.format(socket=os.path.join(d, "broker.sock"), verdict="drop"))
+        env = dict(os.environ)
+        env.pop("PKTBROKER_PLUGIN_PATH", None)
+        subprocess.run([PKTBROKERD, "--config", name], cwd=d, env=env, check=True)
+        wait_for(lambda: 0 in kernel_queues(), what="the detached daemon to bind its queue")
+        pid = next(int(p.name) for p in pathlib.Path("/proc").iterdir() if p.name.isdigit() and
+                   name.encode() in (p / "cmdline").read_bytes())
+        self.addCleanup(lambda: os.kill(pid, signal.SIGKILL) if os.path.exists(f"/proc/{pid}")
+                        else None)
+        self.queue_udp()
+        sink = UdpSink(self, "127.0.0.1", 5000)
+        send_udp("127.0.0.1", 5000, 3)
+        self.assertEqual(sink.settle(), 0)
+        with open(os.path.join(d, name), "w") as f:
+            f.write(policy.format(socket=os.path.join(d, "broker.sock"), verdict="accept"))
+        os.kill(pid, signal.SIGHUP)
+
+        def accepted():
+            send_udp("127.0.0.1", 5000, 1)
+            time.sleep(0.2)
+            return sink.count > 0
+        wait_for(accepted, what="the reloaded policy to accept")
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: 0 not in kernel_queues(), what="the daemon to unbind and exit")
 
 
 if __name__ == "__main__":
