@@ -122,6 +122,7 @@ void BrokerQueue::start() {
 }
 
 void BrokerQueue::on_packet(const PacketMeta& meta) {
+  open_batch();
   const Decision decision = dispatcher_.decide(meta);
   const SubscriptionTable& table = *subscriptions_;
   const bool to_clients = decision.parsed && !stopped_;  // packets drained at stop: policy alone
@@ -163,13 +164,22 @@ void BrokerQueue::on_packet(const PacketMeta& meta) {
   } else {
     settle(decision.flow, decision.verdict);
   }
+  ++decided_in_batch_;
   finish(meta.packet_id, decision.verdict, decision.replacement);
+}
+
+void BrokerQueue::open_batch() noexcept {
+  if (batch_open_) return;
+  batch_open_ = true;
+  batch_started_ = Clock::now();
 }
 
 // A packet whose message could not be parsed: it is malformed to us.
 void BrokerQueue::on_unreadable(std::uint32_t packet_id) {
   ++dispatcher_.counters().received.packets;
   ++dispatcher_.counters().malformed;
+  open_batch();
+  ++decided_in_batch_;
   finish(packet_id, dispatcher_.malformed_verdict());
 }
 
@@ -477,10 +487,18 @@ void BrokerQueue::finish(std::uint32_t packet_id, const Verdict& verdict,
 
 void BrokerQueue::flush() {
   batcher_.flush();
-  if (writer_.empty()) return;
-  if (const int error = writer_.flush(tracker_.oldest_packet_id()); error != 0) {
-    dispatcher_.counters().count(NetlinkError::verdict_send_failed);
-    spdlog::error("queue {}: sending verdicts failed: {}", config_.num, std::strerror(error));
+  if (!writer_.empty()) {
+    if (const int error = writer_.flush(tracker_.oldest_packet_id()); error != 0) {
+      dispatcher_.counters().count(NetlinkError::verdict_send_failed);
+      spdlog::error("queue {}: sending verdicts failed: {}", config_.num, std::strerror(error));
+    }
+  }
+  if (batch_open_) {
+    if (decided_in_batch_ != 0) {
+      batch_latency_.observe(Clock::now() - batch_started_, decided_in_batch_);
+    }
+    batch_open_ = false;
+    decided_in_batch_ = 0;
   }
 }
 
@@ -532,9 +550,11 @@ void BrokerQueue::set_subscriptions(std::shared_ptr<const SubscriptionTable> tab
 
 void BrokerQueue::snapshot(std::function<void(QueueSnapshot)> done) {
   boost::asio::post(strand_, [this, done = std::move(done)] {
+    LatencyHistogram latency = batch_latency_;
+    latency += tracker_.waits();
     done(QueueSnapshot{config_.num, dispatcher_.counters(), writer_.counters(),
                        dispatcher_.rule_stats(), read_kernel_queue_stats(config_.num),
-                       tracker_.size(), inspector_.counters()});
+                       tracker_.size(), inspector_.counters(), latency});
   });
 }
 

@@ -32,6 +32,9 @@ struct QueueSnapshot {
   std::optional<KernelQueueStats> kernel;
   std::size_t outstanding = 0;  ///< packets waiting for a client's or a plugin's verdict
   InspectorCounters flows;
+  /// Packets decided in their read batch (until the batch's verdicts were flushed), and each
+  /// wait for a client or plugin (a chain `pass` starts a new wait).
+  LatencyHistogram latency;
 };
 
 /// A client's answer, copied off the session's read buffer.
@@ -70,6 +73,7 @@ class BrokerQueue {
  private:
   void on_packet(const PacketMeta& meta);
   void on_unreadable(std::uint32_t packet_id);
+  void open_batch() noexcept;  ///< notes when the read batch in progress began
   void copy_to_observers(const PacketMeta& meta, const PacketView& view);
   /// Hands the packet to the head of `chain`, or applies the fallback when it cannot.
   void offer(const PacketMeta& meta, std::span<const Subscription* const> chain,
@@ -112,6 +116,11 @@ class BrokerQueue {
   Clock::time_point expiry_at_{};
   std::vector<const Subscription*> candidates_;  ///< on_packet's scratch
   std::vector<const Subscription*> chain_;       ///< on_packet's scratch
+  // The read batch in progress: when its first packet arrived, how many it decided at once.
+  bool batch_open_ = false;
+  Clock::time_point batch_started_{};
+  std::uint64_t decided_in_batch_ = 0;
+  LatencyHistogram batch_latency_;
 
   /// Packets plugins hold: handle -> (tracker token, flow id), and each flow's handles.
   struct Held {

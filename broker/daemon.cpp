@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <future>
 #include <thread>
 
 namespace pktbroker {
@@ -39,6 +40,10 @@ Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> 
                              }};
   sessions_ = std::make_unique<SessionManager>(io_, std::move(queues), policy_, std::move(control));
   sessions_->start();
+  if (!policy_->broker().metrics_listen.empty()) {
+    metrics_ = std::make_unique<MetricsEndpoint>(policy_->broker().metrics_listen,
+                                                 [this] { return gather_metrics(); });
+  }
 }
 
 int Daemon::run() {
@@ -58,6 +63,7 @@ int Daemon::run() {
   work.reset();  // run() returns once shutdown has released the signal wait and every queue
   io_.run();
   pool.clear();
+  metrics_.reset();
   spdlog::info("pktbrokerd stopped");
   return 0;
 }
@@ -107,6 +113,9 @@ std::pair<bool, std::string> Daemon::load_and_apply() {
   }
   if (next->broker().queues != policy_->broker().queues) {
     spdlog::warn("reload: queue settings changed; they take effect at the next restart");
+  }
+  if (next->broker().metrics_listen != policy_->broker().metrics_listen) {
+    spdlog::warn("reload: the metrics endpoint moved; it takes effect at the next restart");
   }
   if (next->broker().socket.path != policy_->broker().socket.path) {
     spdlog::warn("reload: the client socket moved; it takes effect at the next restart");
@@ -215,6 +224,24 @@ void Daemon::shutdown() {
   for (auto& queue : queues_) {
     queue->stop([number = queue->number()] { spdlog::info("queue {} unbound", number); });
   }
+}
+
+std::optional<MetricsSample> Daemon::gather_metrics() {
+  auto promise = std::make_shared<std::promise<MetricsSample>>();
+  auto sample = promise->get_future();
+  boost::asio::post(io_, [this, promise] {
+    collect_stats(0, {}, [this, promise](std::vector<QueueSnapshot> queues) {
+      MetricsSample partial{
+          std::move(queues), plugin_counters(), sessions_->malformed(), sessions_->refused(), {}};
+      sessions_->session_infos(
+          [promise, partial = std::move(partial)](std::vector<proto::SessionInfo> infos) mutable {
+            partial.sessions = std::move(infos);
+            promise->set_value(std::move(partial));
+          });
+    });
+  });
+  if (sample.wait_for(std::chrono::seconds(2)) != std::future_status::ready) return std::nullopt;
+  return sample.get();
 }
 
 }  // namespace pktbroker

@@ -5,6 +5,7 @@
 #include "broker/policy/policy.hpp"
 #include "broker/session/session_manager.hpp"
 #include "broker/systemd_notify.hpp"
+#include "broker/telemetry/metrics.hpp"
 #include "plugins/host/plugin_set.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -44,6 +45,8 @@ class Daemon {
   void collect_stats(std::size_t index, std::vector<QueueSnapshot> collected,
                      std::function<void(std::vector<QueueSnapshot>)> done);
   void shutdown();
+  /// One scrape's sample, gathered on the io_context; nullopt when it takes over 2 s.
+  std::optional<MetricsSample> gather_metrics();
 
   std::filesystem::path config_file_;
   // Before the plugins and queues: a plugin's own thread may call wake until it is unloaded.
@@ -58,7 +61,8 @@ class Daemon {
   SystemdNotifier systemd_{io_};
   std::vector<std::unique_ptr<BrokerQueue>> queues_;
   std::unique_ptr<SessionManager> sessions_;
-  std::mutex reload_mutex_;  // SIGHUP and a client's RELOAD may arrive together
+  std::unique_ptr<MetricsEndpoint> metrics_;  // off unless the policy says where to listen
+  std::mutex reload_mutex_;                   // SIGHUP and a client's RELOAD may arrive together
   bool stopping_ = false;
 };
 

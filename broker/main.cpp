@@ -159,6 +159,9 @@ int serve(const Options& options) {
   } catch (const boost::system::system_error& error) {  // the client socket (Asio)
     spdlog::error("{}", error.what());
     return exit_failure;
+  } catch (const std::runtime_error& error) {  // the metrics endpoint
+    spdlog::error("{}", error.what());
+    return exit_failure;
   }
 }
 

@@ -7,6 +7,7 @@ namespace pktbroker {
 PacketToken VerdictTracker::track(const Pending& pending) {
   const PacketToken token = (static_cast<PacketToken>(queue_) << 48) | next_sequence_++;
   Pending& entry = pending_.emplace(token, pending).first->second;
+  entry.tracked_at = Clock::now();
   by_deadline_.emplace(pending.deadline, token);
   entry.out_of_order = newest_id_ && IdOrder{}(pending.packet_id, *newest_id_);
   if (entry.out_of_order) {
@@ -26,6 +27,7 @@ VerdictTracker::ResolveResult VerdictTracker::take(PacketToken token, SessionId 
   by_deadline_.erase({out.deadline, token});
   pending_.erase(found);
   forget_order(out);
+  waits_.observe(Clock::now() - out.tracked_at);
   return ResolveResult::resolved;
 }
 

@@ -1,6 +1,7 @@
 // Packets handed to clients and not yet decided: who owns each, until when, and what happens then.
 #pragma once
 
+#include "broker/telemetry/latency_histogram.hpp"
 #include "broker/verdict.hpp"
 
 #include <chrono>
@@ -38,6 +39,7 @@ class VerdictTracker {
     std::shared_ptr<ChainState> chain;  ///< set when other subscribers may still take it
     /// Set by track(): an id older than one tracked before it (a chain `pass` re-tracks).
     bool out_of_order = false;
+    Clock::time_point tracked_at{};  ///< set by track(), for the latency histogram
   };
   enum class ResolveResult : std::uint8_t { resolved, unknown_token, not_owner };
 
@@ -58,6 +60,7 @@ class VerdictTracker {
       Pending pending = std::move(found->second);
       pending_.erase(found);
       forget_order(pending);
+      waits_.observe(now - pending.tracked_at);
       expired(pending);
     }
   }
@@ -65,6 +68,7 @@ class VerdictTracker {
   /// Removes every entry owned by `session` (it went away), calling `released(pending)` for each.
   template <typename F>
   void release_session(SessionId session, F&& released) {
+    const auto now = Clock::now();
     for (auto it = pending_.begin(); it != pending_.end();) {
       if (it->second.owner != session) {
         ++it;
@@ -74,6 +78,7 @@ class VerdictTracker {
       Pending pending = std::move(it->second);
       it = pending_.erase(it);
       forget_order(pending);
+      waits_.observe(now - pending.tracked_at);
       released(pending);
     }
   }
@@ -85,7 +90,11 @@ class VerdictTracker {
     pending_.clear();
     by_deadline_.clear();
     out_of_order_ids_.clear();
-    for (auto& [token, pending] : all) released(pending);
+    const auto now = Clock::now();
+    for (auto& [token, pending] : all) {
+      waits_.observe(now - pending.tracked_at);
+      released(pending);
+    }
   }
 
   /// The lowest kernel id still waiting, for the verdict writer's batching. A chain `pass`
@@ -94,6 +103,8 @@ class VerdictTracker {
   [[nodiscard]] std::optional<Clock::time_point> next_deadline() const noexcept;
   [[nodiscard]] std::size_t size() const noexcept { return pending_.size(); }
   [[nodiscard]] std::size_t owned_by(SessionId session) const noexcept;
+  /// How long each packet that left waited here, from track() to leaving.
+  [[nodiscard]] const LatencyHistogram& waits() const noexcept { return waits_; }
 
  private:
   std::uint16_t queue_;
@@ -110,6 +121,7 @@ class VerdictTracker {
   };
   std::optional<std::uint32_t> newest_id_;
   std::multiset<std::uint32_t, IdOrder> out_of_order_ids_;
+  LatencyHistogram waits_;
 
   void forget_order(const Pending& pending) noexcept {
     if (!pending.out_of_order) return;

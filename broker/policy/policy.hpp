@@ -74,6 +74,8 @@ struct BrokerConfig {
   std::vector<ClientGrant> clients;  ///< root is always granted every role
   std::vector<PluginSpec> plugins;   ///< policy `plugins:` section, in load order
   std::size_t max_flows = 65536;     ///< per queue, when plugins are loaded
+  /// `metrics: {listen: ADDR:PORT}`: where Prometheus scrapes; empty: no endpoint.
+  std::string metrics_listen;
 };
 
 /// A rule's hand-over to client subscriptions (verdict `{deliver: NAME, ...}`).

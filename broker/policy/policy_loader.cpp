@@ -49,6 +49,7 @@ constexpr std::string_view socket_keys[] = {"path",
                                             "max_outstanding",
                                             "max_outstanding_per_uid"};
 constexpr std::string_view grant_keys[] = {"user", "group", "uid", "roles", "allowed"};
+constexpr std::string_view metrics_keys[] = {"listen"};
 
 // Optimal string alignment distance: edits, counting a swap of neighbours as one.
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -755,6 +756,37 @@ void read_socket(FileReader& reader, const YAML::Node& node, SocketConfig& socke
   bound("max_outstanding_per_uid", 1'000'000, socket.max_outstanding_per_uid);
 }
 
+// "192.0.2.1:9410" or "[2001:db8::1]:9410": a numeric address (no name lookups) and a port.
+bool valid_listen_address(const std::string& text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos) return false;
+  std::string host = text.substr(0, colon);
+  const std::string port = text.substr(colon + 1);
+  unsigned value = 0;
+  const auto [end, error] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (error != std::errc{} || end != port.data() + port.size() || value == 0 || value > 65535) {
+    return false;
+  }
+  std::uint8_t address[16];
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    return inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), address) == 1;
+  }
+  return inet_pton(AF_INET, host.c_str(), address) == 1;
+}
+
+void read_metrics(FileReader& reader, const YAML::Node& node, std::string& listen) {
+  if (!reader.expect_map(node, metrics_keys, "metrics")) return;
+  if (const YAML::Node address = node["listen"]) {
+    if (!address.IsScalar() || !valid_listen_address(address.Scalar())) {
+      reader.error(address,
+                   "metrics listen must be ADDRESS:PORT, such as 127.0.0.1:9410 or "
+                   "[::1]:9410");
+    } else {
+      listen = address.Scalar();
+    }
+  }
+}
+
 void read_clients(FileReader& reader, const YAML::Node& node, std::vector<ClientGrant>& grants) {
   if (!node.IsSequence()) {
     reader.error(node, "clients must be a list of grants");
@@ -914,6 +946,10 @@ constexpr Section sections[] = {
      }},
     {"plugins", false,
      [](FileReader& r, const YAML::Node& n, PolicyDraft& d) { r.plugins(n, d.broker.plugins); }},
+    {"metrics", false,
+     [](FileReader& r, const YAML::Node& n, PolicyDraft& d) {
+       read_metrics(r, n, d.broker.metrics_listen);
+     }},
 };
 
 std::vector<std::string_view> section_keys(bool drop_in) {

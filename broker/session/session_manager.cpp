@@ -464,12 +464,18 @@ void SessionManager::stats(std::shared_ptr<Session> session, std::uint32_t id) {
 }
 
 void SessionManager::sessions(std::shared_ptr<Session> session, std::uint32_t id) {
-  boost::asio::post(strand_, [this, session = std::move(session), id] {
-    proto::SessionsReply reply;
+  session_infos([session = std::move(session), id](std::vector<proto::SessionInfo> infos) {
+    session->send(proto::SessionsReply{std::move(infos)}, id);
+  });
+}
+
+void SessionManager::session_infos(std::function<void(std::vector<proto::SessionInfo>)> done) {
+  boost::asio::post(strand_, [this, done = std::move(done)] {
+    std::vector<proto::SessionInfo> infos;
     for (const auto& [sid, weak] : sessions_) {
-      if (auto s = weak.lock()) reply.sessions.push_back(s->info());
+      if (auto s = weak.lock()) infos.push_back(s->info());
     }
-    session->send(reply, id);
+    done(std::move(infos));
   });
 }
 

@@ -72,6 +72,8 @@ class SessionManager {
 
   [[nodiscard]] std::uint64_t malformed() const noexcept { return malformed_.load(); }
   [[nodiscard]] std::uint64_t refused() const noexcept { return refused_.load(); }
+  /// Calls `done` on the manager's strand with what `pktbrokerctl sessions` shows.
+  void session_infos(std::function<void(std::vector<proto::SessionInfo>)> done);
 
  private:
   void do_accept();

@@ -20,6 +20,8 @@ PKTBROKER_PACKAGES=(
   clang-format clang-tidy
   # man pages, bash completions, the Debian package and its checks (scripts/package)
   scdoc bash-completion dpkg-dev fakeroot lintian
+  # the Prometheus endpoint (prometheus-cpp) and its format check (promtool, in prometheus)
+  prometheus-cpp-dev prometheus
   # fuzzing (scripts/fuzz): clang with its sanitizer and libFuzzer runtimes
   clang libclang-rt-dev
 )
