@@ -92,7 +92,8 @@ std::span<const std::uint8_t> first_bytes(std::span<const std::uint8_t> bytes, s
 
 BrokerQueue::BrokerQueue(boost::asio::io_context& io, const QueueConfig& config,
                          std::shared_ptr<const Policy> policy,
-                         std::shared_ptr<const PluginSet> plugins, std::shared_ptr<NameCache> names)
+                         std::shared_ptr<const PluginSet> plugins, std::shared_ptr<NameCache> names,
+                         std::shared_ptr<EventLog> events)
     : config_(config),
       strand_(boost::asio::make_strand(io)),
       socket_(config),
@@ -110,6 +111,7 @@ BrokerQueue::BrokerQueue(boost::asio::io_context& io, const QueueConfig& config,
       batcher_(dispatcher_.counters().client_datagrams),
       subscriptions_(std::make_shared<SubscriptionTable>()),
       expiry_timer_(strand_),
+      events_(std::move(events)),
       flow_timer_(strand_) {}
 
 void BrokerQueue::start() {
@@ -165,7 +167,8 @@ void BrokerQueue::on_packet(const PacketMeta& meta) {
     settle(decision.flow, decision.verdict);
   }
   ++decided_in_batch_;
-  finish(meta.packet_id, decision.verdict, decision.replacement);
+  finish(meta.packet_id, decision.verdict, decision.replacement,
+         {.decided_by = decision.decided_by, .decision = &decision});
 }
 
 void BrokerQueue::open_batch() noexcept {
@@ -180,7 +183,7 @@ void BrokerQueue::on_unreadable(std::uint32_t packet_id) {
   ++dispatcher_.counters().malformed;
   open_batch();
   ++decided_in_batch_;
-  finish(packet_id, dispatcher_.malformed_verdict());
+  finish(packet_id, dispatcher_.malformed_verdict(), {}, {.decided_by = "malformed"});
 }
 
 bool BrokerQueue::hold(std::uint32_t packet_id, const Decision& decision) {
@@ -196,6 +199,19 @@ bool BrokerQueue::hold(std::uint32_t packet_id, const Decision& decision) {
   held_[handle] = {token, flow_id, decision.plugin_decides};
   held_by_flow_.emplace(flow_id, handle);
   ++dispatcher_.counters().held;
+  if (events_ != nullptr) {
+    note_waiting(packet_id, decision);
+    if (events_->wants(EventType::hold)) {
+      PacketEvent event{.type = "hold",
+                        .packet = PacketSummary::of(decision.meta, &decision.view),
+                        .decided_by = "plugin"};
+      if (decision.inspection.plugin != nullptr) event.plugin = decision.inspection.plugin->name();
+      event.rule = decision.rule;
+      event.hold_ms = *decision.hold_ms;
+      event.fields.assign(decision.meta.fields.begin(), decision.meta.fields.end());
+      events_->packet(std::move(event));
+    }
+  }
   schedule_expiry();
   return true;
 }
@@ -213,7 +229,7 @@ void BrokerQueue::settle(Flow* flow, const Verdict& verdict) {
     VerdictTracker::Pending pending;
     if (tracker_.take(token, plugin_owner, pending) == VerdictTracker::ResolveResult::resolved) {
       ++dispatcher_.counters().plugin_releases;
-      finish(pending.packet_id, verdict);
+      finish(pending.packet_id, verdict, {}, {.decided_by = "flow_verdict"});
     }
   }
 }
@@ -230,20 +246,23 @@ int BrokerQueue::release_held(std::uint64_t handle, const pktb_decision& decisio
   }
   ++dispatcher_.counters().plugin_releases;
   if (!plugin_decides) {  // the rule did not hand this plugin the decision: its verdict stands
-    finish(pending.packet_id, pending.fallback);
+    finish(pending.packet_id, pending.fallback, {}, {.decided_by = "hold_released"});
     return 0;
   }
+  const Why plugin{.decided_by = "plugin"};
   const std::optional<std::uint32_t> mark = (decision.flags & PKTB_DECISION_SET_MARK) != 0
                                                 ? std::optional(decision.set_mark)
                                                 : std::nullopt;
   switch (decision.action) {
-    case PKTB_ACCEPT: finish(pending.packet_id, {VerdictKind::accept, mark}); break;
-    case PKTB_DROP: finish(pending.packet_id, {VerdictKind::drop, mark}); break;
+    case PKTB_ACCEPT: finish(pending.packet_id, {VerdictKind::accept, mark}, {}, plugin); break;
+    case PKTB_DROP: finish(pending.packet_id, {VerdictKind::drop, mark}, {}, plugin); break;
     case PKTB_ACCEPT_MODIFIED:
       finish(pending.packet_id, {VerdictKind::accept, mark},
-             {decision.payload, decision.payload_len});
+             {decision.payload, decision.payload_len}, plugin);
       break;
-    default: finish(pending.packet_id, pending.fallback); break;  // pass
+    default:  // pass
+      finish(pending.packet_id, pending.fallback, {}, {.decided_by = "hold_fallback"});
+      break;
   }
   return 0;
 }
@@ -324,7 +343,11 @@ void BrokerQueue::offer(const PacketMeta& meta, std::span<const Subscription* co
     state->rule_timeout = std::chrono::milliseconds(decision.deliver->timeout_ms);
     state->rule_fallback = decision.verdict;
   }
-  if (!offer_to(state)) finish(meta.packet_id, state->fallback);
+  if (!offer_to(state)) {
+    finish(meta.packet_id, state->fallback, {}, {.decided_by = "overflow", .decision = &decision});
+  } else {
+    note_waiting(meta.packet_id, decision);
+  }
   if (state->remaining.empty()) state->bytes = state->packet.payload = {};  // the receive buffer's
 }
 
@@ -413,7 +436,7 @@ void BrokerQueue::on_client_verdict(SessionId session, const std::shared_ptr<Ses
                        "the verdict for token " + std::to_string(verdict.token) +
                            " sets a mark or bytes outside this session's grant; the packet "
                            "took its fallback");
-    finish(pending.packet_id, pending.fallback);
+    finish(pending.packet_id, pending.fallback, {}, {.decided_by = "outside_grant"});
     return;
   }
   if (verdict.code == proto::VerdictCode::pass) {
@@ -424,11 +447,14 @@ void BrokerQueue::on_client_verdict(SessionId session, const std::shared_ptr<Ses
       state->remaining.erase(state->remaining.begin());
       if (offer_to(state)) return;
     }
-    finish(pending.packet_id, state ? state->on_pass : pending.fallback);
+    finish(pending.packet_id, state ? state->on_pass : pending.fallback, {},
+           {.decided_by = "passed"});
     return;
   }
   const Verdict final{static_cast<VerdictKind>(verdict.code), verdict.mark};
-  finish(pending.packet_id, final, verdict.replacement);
+  finish(pending.packet_id, final, verdict.replacement,
+         {.decided_by = "client",
+          .subscription = pending.chain ? pending.chain->subscription->name : std::string_view()});
 }
 
 void BrokerQueue::settled(const VerdictTracker::Pending& pending) noexcept {
@@ -469,20 +495,60 @@ void BrokerQueue::release_session(SessionId session) {
     tracker_.release_session(session, [this](const VerdictTracker::Pending& pending) {
       ++dispatcher_.counters().disconnect_fallbacks;
       settled(pending);
-      finish(pending.packet_id, pending.fallback);
+      finish(pending.packet_id, pending.fallback, {}, {.decided_by = "disconnect"});
     });
     flush();
   });
 }
 
 void BrokerQueue::finish(std::uint32_t packet_id, const Verdict& verdict,
-                         std::span<const std::uint8_t> replacement) {
+                         std::span<const std::uint8_t> replacement, const Why& why) {
   dispatcher_.record(verdict);
+  if (events_ != nullptr) log_verdict(packet_id, verdict, why);
   if (replacement.empty()) {
     writer_.add(packet_id, verdict);
   } else {
     writer_.add(packet_id, verdict, replacement);
   }
+}
+
+void BrokerQueue::note_waiting(std::uint32_t packet_id, const Decision& decision) {
+  if (events_ == nullptr ||
+      !(events_->wants(EventType::drop) || events_->wants(EventType::accept))) {
+    return;
+  }
+  waiting_[packet_id] = PacketSummary::of(decision.meta, &decision.view);
+}
+
+void BrokerQueue::log_verdict(std::uint32_t packet_id, const Verdict& verdict,
+                              const Why& why) noexcept {
+  const bool drop = verdict.kind == VerdictKind::drop;
+  const auto found = waiting_.find(packet_id);
+  if (events_->wants(drop ? EventType::drop : EventType::accept)) {
+    try {
+      PacketEvent event{.type = drop ? "drop" : to_string(verdict.kind),
+                        .decided_by = why.decided_by,
+                        .subscription = std::string(why.subscription),
+                        .set_mark = verdict.set_mark};
+      if (why.decision != nullptr) {
+        const Decision& d = *why.decision;
+        event.packet = PacketSummary::of(d.meta, d.parsed ? &d.view : nullptr);
+        event.rule = d.rule;
+        if (d.decided_by == "plugin" && d.inspection.plugin != nullptr) {
+          event.plugin = d.inspection.plugin->name();
+        }
+        event.fields.assign(d.meta.fields.begin(), d.meta.fields.end());
+      } else if (found != waiting_.end()) {
+        event.packet = found->second;
+      } else {
+        event.packet.queue = config_.num;
+        event.packet.packet_id = packet_id;
+      }
+      events_->packet(std::move(event));
+    } catch (...) {  // allocation failure: the event is lost, the verdict is not
+    }
+  }
+  if (found != waiting_.end()) waiting_.erase(found);
 }
 
 void BrokerQueue::flush() {
@@ -519,13 +585,15 @@ void BrokerQueue::schedule_expiry() {
 
 void BrokerQueue::expire_now() {
   tracker_.expire(Clock::now(), [this](const VerdictTracker::Pending& pending) {
-    if (forget_held(dispatcher_.packet_handle(pending.packet_id))) {
+    const bool held = forget_held(dispatcher_.packet_handle(pending.packet_id));
+    if (held) {
       ++dispatcher_.counters().hold_timeouts;
     } else {
       ++dispatcher_.counters().timeouts;
       settled(pending);
     }
-    finish(pending.packet_id, pending.fallback);
+    finish(pending.packet_id, pending.fallback, {},
+           {.decided_by = held ? "hold_timeout" : "timeout"});
   });
   flush();
   schedule_expiry();
@@ -566,7 +634,7 @@ void BrokerQueue::stop(std::function<void()> done) {
     reader_.drain(drain_limit);
     tracker_.release_all([this](const VerdictTracker::Pending& pending) {
       settled(pending);
-      finish(pending.packet_id, pending.fallback);
+      finish(pending.packet_id, pending.fallback, {}, {.decided_by = "shutdown"});
     });
     held_.clear();
     held_by_flow_.clear();

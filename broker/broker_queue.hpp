@@ -9,6 +9,7 @@
 #include "broker/queue/verdict_writer.hpp"
 #include "broker/session/packet_batcher.hpp"
 #include "broker/session/subscription_table.hpp"
+#include "broker/telemetry/event_log.hpp"
 #include "broker/verdict_tracker.hpp"
 
 #include <boost/asio/io_context.hpp>
@@ -50,7 +51,7 @@ class BrokerQueue {
   /// Binds the queue (throws std::system_error at start-up when it cannot).
   BrokerQueue(boost::asio::io_context& io, const QueueConfig& config,
               std::shared_ptr<const Policy> policy, std::shared_ptr<const PluginSet> plugins,
-              std::shared_ptr<NameCache> names);
+              std::shared_ptr<NameCache> names, std::shared_ptr<EventLog> events = nullptr);
 
   [[nodiscard]] std::uint16_t number() const noexcept { return config_.num; }
   [[nodiscard]] const QueueConfig& config() const noexcept { return config_; }
@@ -81,8 +82,17 @@ class BrokerQueue {
   bool offer_to(const std::shared_ptr<ChainState>& state);
   void on_client_verdict(SessionId session, const std::shared_ptr<SessionPort>& port,
                          ClientVerdict verdict);
+  /// Why a packet got its verdict, for the event log.
+  struct Why {
+    std::string_view decided_by;  ///< a static string: rule, default, plugin, client, timeout...
+    const Decision* decision = nullptr;  ///< when decided as it arrived
+    std::string_view subscription{};     ///< the client subscription that decided it
+  };
   void finish(std::uint32_t packet_id, const Verdict& verdict,
-              std::span<const std::uint8_t> replacement = {});
+              std::span<const std::uint8_t> replacement, const Why& why);
+  /// Keeps who a packet that waits for a client or plugin is, for its verdict's event.
+  void note_waiting(std::uint32_t packet_id, const Decision& decision);
+  void log_verdict(std::uint32_t packet_id, const Verdict& verdict, const Why& why) noexcept;
   /// A packet a client held left the tracker: the client may hold another.
   void settled(const VerdictTracker::Pending& pending) noexcept;
   /// Whether a limited session's verdict keeps the packet inside its grant (new mark, new bytes).
@@ -121,6 +131,9 @@ class BrokerQueue {
   Clock::time_point batch_started_{};
   std::uint64_t decided_in_batch_ = 0;
   LatencyHistogram batch_latency_;
+  std::shared_ptr<EventLog> events_;  ///< null without `events:`
+  /// Packets waiting for a client or plugin, when their verdicts are logged.
+  std::unordered_map<std::uint32_t, PacketSummary> waiting_;
 
   /// Packets plugins hold: handle -> (tracker token, flow id), and each flow's handles.
   struct Held {

@@ -23,8 +23,13 @@ Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> 
       io_(static_cast<int>(threads_)),
       signals_(io_, SIGHUP, SIGUSR1, SIGTERM) {
   signals_.add(SIGINT);
+  if (!policy_->broker().events.file.empty()) {
+    events_ = std::make_shared<EventLog>(policy_->broker().events);
+    spdlog::info("events: logging to {}", policy_->broker().events.file);
+  }
   for (const QueueConfig& config : policy_->broker().queues) {
-    queues_.push_back(std::make_unique<BrokerQueue>(io_, config, policy_, plugins_, names_));
+    queues_.push_back(
+        std::make_unique<BrokerQueue>(io_, config, policy_, plugins_, names_, events_));
   }
   std::vector<BrokerQueue*> queues;
   for (auto& queue : queues_) queues.push_back(queue.get());
@@ -39,6 +44,7 @@ Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> 
                                return plugin_command(name, args);
                              }};
   sessions_ = std::make_unique<SessionManager>(io_, std::move(queues), policy_, std::move(control));
+  sessions_->set_event_log(events_);
   sessions_->start();
   if (!policy_->broker().metrics_listen.empty()) {
     metrics_ = std::make_unique<MetricsEndpoint>(policy_->broker().metrics_listen,
@@ -76,7 +82,10 @@ void Daemon::do_wait_signal() {
 void Daemon::on_signal(const boost::system::error_code& error, int signal) {
   if (error == boost::asio::error::operation_aborted) return;
   switch (signal) {
-    case SIGHUP: (void)reload(); break;
+    case SIGHUP:
+      if (events_ != nullptr) events_->reopen();  // after logrotate moved it
+      (void)reload();
+      break;
     case SIGUSR1: report_stats(); break;
     default: shutdown(); return;
   }
@@ -87,6 +96,12 @@ std::pair<bool, std::string> Daemon::reload() {
   std::lock_guard lock(reload_mutex_);
   systemd_.reloading();
   auto result = load_and_apply();
+  if (events_ != nullptr) {
+    events_->other(EventType::reload, "reload",
+                   fmt::format(R"("pktbroker":{{"reload":{{"ok":{},"rules":{}{}}}}})", result.first,
+                               policy_->rules().size(),
+                               result.first ? "" : ",\"problems\":" + json_string(result.second)));
+  }
   systemd_.ready(result.first ? fmt::format("serving {} rules", policy_->rules().size())
                               : "reload failed: the old policy stays");
   return result;
@@ -113,6 +128,9 @@ std::pair<bool, std::string> Daemon::load_and_apply() {
   }
   if (next->broker().queues != policy_->broker().queues) {
     spdlog::warn("reload: queue settings changed; they take effect at the next restart");
+  }
+  if (next->broker().events != policy_->broker().events) {
+    spdlog::warn("reload: the events settings changed; they take effect at the next restart");
   }
   if (next->broker().metrics_listen != policy_->broker().metrics_listen) {
     spdlog::warn("reload: the metrics endpoint moved; it takes effect at the next restart");
@@ -232,7 +250,9 @@ std::optional<MetricsSample> Daemon::gather_metrics() {
   boost::asio::post(io_, [this, promise] {
     collect_stats(0, {}, [this, promise](std::vector<QueueSnapshot> queues) {
       MetricsSample partial{
-          std::move(queues), plugin_counters(), sessions_->malformed(), sessions_->refused(), {}};
+          std::move(queues), plugin_counters(), sessions_->malformed(), sessions_->refused(), {},
+          std::nullopt};
+      if (events_ != nullptr) partial.events = events_->counters();
       sessions_->session_infos(
           [promise, partial = std::move(partial)](std::vector<proto::SessionInfo> infos) mutable {
             partial.sessions = std::move(infos);

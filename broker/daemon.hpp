@@ -58,6 +58,7 @@ class Daemon {
   unsigned threads_;
   boost::asio::io_context io_;
   boost::asio::signal_set signals_;
+  std::shared_ptr<EventLog> events_;  // before the queues that log to it; null without `events:`
   SystemdNotifier systemd_{io_};
   std::vector<std::unique_ptr<BrokerQueue>> queues_;
   std::unique_ptr<SessionManager> sessions_;

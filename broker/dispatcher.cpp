@@ -64,6 +64,7 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
     ++counters_.malformed;
     ++counters_.malformed_by_reason[static_cast<std::size_t>(error)];
     decision.verdict = policy_->broker().malformed_verdict;
+    decision.decided_by = "malformed";
     if (spdlog::should_log(spdlog::level::debug)) {
       log_verdict(meta, nullptr, to_string(error), decision.verdict);
     }
@@ -80,6 +81,7 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
     if (inspection.inherited) {  // a related flow a plugin announced: its parent's verdict
       ++counters_.expected_flows;
       decision.verdict = *inspection.inherited;
+      decision.decided_by = "expected_flow";
       if (spdlog::should_log(spdlog::level::debug)) {
         log_verdict(meta, &decision.view, "(expected flow)", decision.verdict);
       }
@@ -88,6 +90,7 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
     if (inspector_->dropped_before(inspection)) {  // what a rule dropped stays dropped
       ++counters_.redropped;
       decision.verdict = {VerdictKind::drop, std::nullopt};
+      decision.decided_by = "dropped_before";
       if (spdlog::should_log(spdlog::level::debug)) {
         log_verdict(meta, &decision.view, "(dropped before)", decision.verdict);
       }
@@ -118,6 +121,8 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
     decision.verdict = rule.verdict;
     decision.deliver = rule.deliver ? &*rule.deliver : nullptr;
     rule_name = rule.name;
+    decision.decided_by = "rule";
+    decision.rule = rule.name;
     ++rules_[index].counters.packets;
     rules_[index].counters.bytes += meta.wire_length;
     if (rule.inspect) apply_plugin(rule, inspection, decision);
@@ -162,6 +167,7 @@ void Dispatcher::apply_plugin(const Rule& rule, const Inspection& inspection,
       return;
     default: return;  // pass: the fallback
   }
+  decision.decided_by = "plugin";
   ++counters_.plugin_verdicts;
 }
 

@@ -36,6 +36,10 @@ struct Decision {
   /// may the plugin's release of a held packet decide it; otherwise `verdict` does.
   bool plugin_decides = false;
   std::span<const std::uint8_t> replacement;  ///< a plugin's accept-modified packet
+  /// Who decided, for the event log (a static string): rule, default, plugin, expected_flow,
+  /// dropped_before or malformed; and the rule that matched (valid with the policy).
+  std::string_view decided_by = "default";
+  std::string_view rule;
 
   [[nodiscard]] bool offered_to_clients() const noexcept { return deliver != nullptr || unmatched; }
 };

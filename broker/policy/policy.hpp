@@ -35,6 +35,27 @@ struct QueueConfig {
 class Matcher;  // compiled match expression, internal to the policy component
 
 /// The client socket (policy `socket:` section).
+/// What the event log records (`events: {types: [...]}`).
+enum class EventType : std::uint8_t {
+  drop,     ///< a packet dropped
+  accept,   ///< a packet accepted or repeated
+  hold,     ///< a plugin holds a packet
+  session,  ///< a client session opened or closed
+  reload,   ///< the policy reloaded (or a reload was rejected)
+};
+constexpr std::uint32_t event_type_bit(EventType type) noexcept {
+  return 1U << static_cast<unsigned>(type);
+}
+
+/// `events:`: the EVE JSON event log.
+struct EventsConfig {
+  std::string file;  ///< empty: no event log
+  std::uint32_t types = event_type_bit(EventType::drop) | event_type_bit(EventType::hold) |
+                        event_type_bit(EventType::session) | event_type_bit(EventType::reload);
+  std::uint32_t rate_limit = 10000;  ///< events a second; more are counted, not written
+  friend bool operator==(const EventsConfig&, const EventsConfig&) = default;
+};
+
 struct SocketConfig {
   std::string path = "/run/pktbroker/broker.sock";
   std::uint32_t mode = 0660;
@@ -76,6 +97,7 @@ struct BrokerConfig {
   std::size_t max_flows = 65536;     ///< per queue, when plugins are loaded
   /// `metrics: {listen: ADDR:PORT}`: where Prometheus scrapes; empty: no endpoint.
   std::string metrics_listen;
+  EventsConfig events;
 };
 
 /// A rule's hand-over to client subscriptions (verdict `{deliver: NAME, ...}`).

@@ -50,6 +50,12 @@ constexpr std::string_view socket_keys[] = {"path",
                                             "max_outstanding_per_uid"};
 constexpr std::string_view grant_keys[] = {"user", "group", "uid", "roles", "allowed"};
 constexpr std::string_view metrics_keys[] = {"listen"};
+constexpr std::string_view events_keys[] = {"file", "types", "rate_limit"};
+constexpr std::pair<std::string_view, EventType> event_types[] = {{"drop", EventType::drop},
+                                                                  {"accept", EventType::accept},
+                                                                  {"hold", EventType::hold},
+                                                                  {"session", EventType::session},
+                                                                  {"reload", EventType::reload}};
 
 // Optimal string alignment distance: edits, counting a swap of neighbours as one.
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -787,6 +793,43 @@ void read_metrics(FileReader& reader, const YAML::Node& node, std::string& liste
   }
 }
 
+void read_events(FileReader& reader, const YAML::Node& node, EventsConfig& events) {
+  if (!reader.expect_map(node, events_keys, "events")) return;
+  if (const YAML::Node file = node["file"]) {
+    if (!file.IsScalar() || !file.Scalar().starts_with("/")) {
+      reader.error(file, "events file must be an absolute path");
+    } else {
+      events.file = file.Scalar();
+    }
+  } else {
+    reader.error(node, "events needs a file: the path of the JSON event log");
+  }
+  if (const YAML::Node types = node["types"]) {
+    events.types = 0;
+    const auto add = [&](const YAML::Node& item) {
+      const auto* found = std::find_if(std::begin(event_types), std::end(event_types),
+                                       [&](const auto& t) { return t.first == item.Scalar(); });
+      if (!item.IsScalar() || found == std::end(event_types)) {
+        reader.error(item, "unknown event type '" + (item.IsScalar() ? item.Scalar() : "") +
+                               "'; expected drop, accept, hold, session or reload");
+      } else {
+        events.types |= event_type_bit(found->second);
+      }
+    };
+    if (types.IsSequence()) {
+      for (const YAML::Node& item : types) add(item);
+    } else {
+      add(types);
+    }
+  }
+  if (const YAML::Node limit = node["rate_limit"]) {
+    if (auto n = reader.number(limit, 10'000'000, "rate_limit")) {
+      if (*n == 0) reader.error(limit, "rate_limit must be at least 1");
+      events.rate_limit = static_cast<std::uint32_t>(*n);
+    }
+  }
+}
+
 void read_clients(FileReader& reader, const YAML::Node& node, std::vector<ClientGrant>& grants) {
   if (!node.IsSequence()) {
     reader.error(node, "clients must be a list of grants");
@@ -949,6 +992,10 @@ constexpr Section sections[] = {
     {"metrics", false,
      [](FileReader& r, const YAML::Node& n, PolicyDraft& d) {
        read_metrics(r, n, d.broker.metrics_listen);
+     }},
+    {"events", false,
+     [](FileReader& r, const YAML::Node& n, PolicyDraft& d) {
+       read_events(r, n, d.broker.events);
      }},
 };
 

@@ -207,6 +207,7 @@ void Session::handle_hello(const proto::Hello& hello, std::uint32_t request_id) 
   timer_.cancel();
   log_client_event(spdlog::level::info, "session {} ({}): pid {} uid {} gid {} roles {:#x}", id_,
                    name(), peer_.pid, peer_.uid, peer_.gid, roles);
+  manager_.log_session_event("open", id_, name(), peer_);
   send(proto::Welcome{proto::protocol_version, id_, roles, PKTBROKER_VERSION_STRING}, request_id);
 }
 
@@ -397,6 +398,8 @@ void Session::close() {
       self->queued_.fetch_sub(outgoing.weight, std::memory_order_relaxed);
     }
     self->write_queue_.clear();
+    if (self->welcomed_)
+      self->manager_.log_session_event("close", self->id_, self->name(), self->peer_);
     self->manager_.session_closed(self->id_);
   });
 }

@@ -5,6 +5,7 @@
 
 #include "broker/logging.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
@@ -236,10 +237,12 @@ void SessionManager::on_accept(const boost::system::error_code& error,
         peer.uid, peer.gid);
     refusal = "no grant for uid " + std::to_string(peer.uid) + " (gid " + std::to_string(peer.gid) +
               ") in the policy's clients section";
+    log_session_event("refused", id, {}, peer, refusal);
   } else if (refusal = session_bound(peer); !refusal.empty()) {
     refused_.fetch_add(1, std::memory_order_relaxed);
     log_client_event(spdlog::level::warn, "clients: refused pid {} uid {}: {}", peer.pid, peer.uid,
                      refusal);
+    log_session_event("refused", id, {}, peer, refusal);
   }
   if (refusal.empty()) {
     limits.grantable = grant->roles;
@@ -454,6 +457,13 @@ void SessionManager::stats(std::shared_ptr<Session> session, std::uint32_t id) {
         for (const QueueSnapshot& s : all) add_stats_entries(s, reply.entries);
         reply.entries.push_back({"clients", "malformed_frames", malformed()});
         reply.entries.push_back({"clients", "refused", refused()});
+        if (events_ != nullptr) {
+          const EventLog::Counters events = events_->counters();
+          reply.entries.push_back({"events", "written", events.written});
+          reply.entries.push_back({"events", "suppressed", events.suppressed});
+          reply.entries.push_back({"events", "lost", events.lost});
+          reply.entries.push_back({"events", "write_errors", events.write_errors});
+        }
         for (const PluginCounters& plugin : control_.plugin_counters()) {
           for (const auto& [name, value] : plugin.counters) {
             reply.entries.push_back({"plugin " + plugin.name, name, value});
@@ -467,6 +477,21 @@ void SessionManager::sessions(std::shared_ptr<Session> session, std::uint32_t id
   session_infos([session = std::move(session), id](std::vector<proto::SessionInfo> infos) {
     session->send(proto::SessionsReply{std::move(infos)}, id);
   });
+}
+
+void SessionManager::log_session_event(std::string_view action, SessionId id,
+                                       const std::string& name, const ucred& peer,
+                                       std::string_view reason) {
+  if (events_ == nullptr || !events_->wants(EventType::session)) return;
+  try {
+    std::string body =
+        fmt::format(R"("pktbroker":{{"session":{{"action":{},"id":{},"pid":{},"uid":{},"gid":{})",
+                    json_string(action), id, peer.pid, peer.uid, peer.gid);
+    if (!name.empty()) body += ",\"name\":" + json_string(name);
+    if (!reason.empty()) body += ",\"reason\":" + json_string(reason);
+    events_->other(EventType::session, "session", body + "}}");
+  } catch (...) {  // allocation failure: the event is lost
+  }
 }
 
 void SessionManager::session_infos(std::function<void(std::vector<proto::SessionInfo>)> done) {

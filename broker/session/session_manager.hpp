@@ -72,6 +72,11 @@ class SessionManager {
 
   [[nodiscard]] std::uint64_t malformed() const noexcept { return malformed_.load(); }
   [[nodiscard]] std::uint64_t refused() const noexcept { return refused_.load(); }
+  /// Sessions opening, closing and refused go to this event log from now on (`events:`).
+  void set_event_log(std::shared_ptr<EventLog> events) { events_ = std::move(events); }
+  /// A session event (open, close, refused) for the event log, if there is one.
+  void log_session_event(std::string_view action, SessionId id, const std::string& name,
+                         const ucred& peer, std::string_view reason = {});
   /// Calls `done` on the manager's strand with what `pktbrokerctl sessions` shows.
   void session_infos(std::function<void(std::vector<proto::SessionInfo>)> done);
 
@@ -110,6 +115,7 @@ class SessionManager {
   std::vector<Subscription> subscriptions_;  // in arrival order
   std::atomic<std::uint64_t> malformed_{0};
   std::atomic<std::uint64_t> refused_{0};
+  std::shared_ptr<EventLog> events_;  ///< set before start(); null without `events:`
 };
 
 }  // namespace pktbroker

@@ -186,6 +186,17 @@ std::vector<MetricFamily> to_metric_families(const MetricsSample& sample) {
           "Client connections refused (no grant, or a session limit)", {},
           static_cast<double>(sample.refused));
   add_sessions(out, sample.sessions);
+  if (sample.events) {
+    const auto outcome = [&](const char* name, std::uint64_t value) {
+      out.add("pktbroker_events_total", MetricType::Counter,
+              "Event log lines: written, or not (past the rate limit, queue full, write failed)",
+              {{"outcome", name}}, static_cast<double>(value));
+    };
+    outcome("written", sample.events->written);
+    outcome("suppressed", sample.events->suppressed);
+    outcome("lost", sample.events->lost);
+    outcome("write_error", sample.events->write_errors);
+  }
   out.add("pktbroker_build_info", MetricType::Gauge, "pktbrokerd's version",
           {{"version", PKTBROKER_VERSION_STRING}}, 1);
   return out.take();

@@ -6,6 +6,7 @@
 
 #include "broker/broker_queue.hpp"
 #include "broker/session/session_manager.hpp"
+#include "broker/telemetry/event_log.hpp"
 #include "pktbroker/protocol.hpp"
 
 #include <prometheus/metric_family.h>
@@ -29,6 +30,7 @@ struct MetricsSample {
   std::uint64_t malformed_frames = 0;  ///< client frames that could not be decoded
   std::uint64_t refused = 0;           ///< client connections refused
   std::vector<proto::SessionInfo> sessions;
+  std::optional<EventLog::Counters> events;  ///< with `events:`
 };
 
 /// The sample in Prometheus' conventions: snake_case `pktbroker_` names, `_total` counters,

@@ -119,8 +119,8 @@ TEST_CASE("stats lines carry every counter as key=value") {
   const std::vector<std::uint8_t> short_ipv4 = {0x45};
   (void)settle(dispatcher, meta_for(telnet, 1));
   (void)settle(dispatcher, meta_for(short_ipv4, 2));
-  pktbroker::QueueSnapshot snapshot{3, dispatcher.counters(), {}, dispatcher.rule_stats(), {}, 0,
-                                    {}, {}};
+  pktbroker::QueueSnapshot snapshot{
+      3, dispatcher.counters(), {}, dispatcher.rule_stats(), {}, 0, {}, {}};
   const auto lines = pktbroker::format_stats(snapshot);
   REQUIRE(lines.size() == 4);
   CHECK(lines[0] ==

@@ -1,0 +1,287 @@
+#include "broker/telemetry/event_log.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <map>
+#include <system_error>
+
+#include <net/if.h>
+
+namespace pktbroker {
+namespace {
+
+// Events waiting for the writer at most; more are lost (counted). A burst at the rate limit's
+// ceiling is a second's worth.
+constexpr std::size_t max_queued = 65536;
+
+std::string_view protocol_name(std::uint8_t protocol) noexcept {
+  switch (protocol) {
+    case 1: return "ICMP";
+    case 6: return "TCP";
+    case 17: return "UDP";
+    case 58: return "IPv6-ICMP";
+    case 132: return "SCTP";
+    default: return {};
+  }
+}
+
+// Suricata's timestamp: 2026-12-01T06:40:00.123456+0000 (UTC).
+std::string timestamp(std::chrono::system_clock::time_point when) {
+  const auto micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(when.time_since_epoch()).count();
+  const auto seconds = static_cast<std::time_t>(micros / 1'000'000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+0000", utc.tm_year + 1900,
+                     utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+                     micros % 1'000'000);
+}
+
+std::string interface_name(std::uint32_t ifindex) {
+  char name[IF_NAMESIZE] = {};
+  if (if_indextoname(ifindex, name) == nullptr) return std::to_string(ifindex);
+  return name;
+}
+
+// The same value for both directions of a flow, as Suricata's flow_id.
+std::uint64_t flow_id(const PacketSummary& p) noexcept {
+  auto a = std::pair(p.src.bytes, p.src_port);
+  auto b = std::pair(p.dst.bytes, p.dst_port);
+  if (b < a) std::swap(a, b);
+  std::uint64_t hash = 1469598103934665603ULL;
+  const auto mix = [&hash](std::uint64_t value) { hash = (hash ^ value) * 1099511628211ULL; };
+  for (auto byte : a.first) mix(byte);
+  mix(a.second);
+  for (auto byte : b.first) mix(byte);
+  mix(b.second);
+  mix(p.protocol);
+  return hash & 0x7fffffffffffffffULL;  // a JSON integer every reader takes
+}
+
+// Plugin fields under EVE's names where Suricata has one (dns.rrname, http.hostname, ...).
+std::pair<std::string_view, std::string_view> eve_name(std::string_view field) {
+  static const std::map<std::string_view, std::pair<std::string_view, std::string_view>> known = {
+      {"dns.qname", {"dns", "rrname"}},         {"dns.qtype", {"dns", "rrtype"}},
+      {"http.host", {"http", "hostname"}},      {"http.path", {"http", "url"}},
+      {"http.method", {"http", "http_method"}}, {"tls.sni", {"tls", "sni"}}};
+  if (const auto found = known.find(field); found != known.end()) return found->second;
+  const auto dot = field.find('.');
+  if (dot == std::string_view::npos) return {"pktbroker_fields", field};
+  return {field.substr(0, dot), field.substr(dot + 1)};
+}
+
+}  // namespace
+
+PacketSummary PacketSummary::of(const PacketMeta& meta, const PacketView* view) noexcept {
+  PacketSummary s;
+  s.queue = meta.queue;
+  s.packet_id = meta.packet_id;
+  s.in_ifindex = meta.in_ifindex;
+  s.out_ifindex = meta.out_ifindex;
+  s.mark = meta.mark;
+  s.length = meta.wire_length;
+  if (view != nullptr) {
+    s.parsed = true;
+    s.src = view->src;
+    s.dst = view->dst;
+    s.protocol = view->protocol;
+    s.has_ports = view->has_ports;
+    s.src_port = view->src_port;
+    s.dst_port = view->dst_port;
+    s.has_icmp = view->has_icmp;
+    s.icmp_type = view->icmp_type;
+    s.icmp_code = view->icmp_code;
+  }
+  return s;
+}
+
+std::string json_string(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() + 2);
+  out += '"';
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (byte >= 0x20 && byte < 0x7f) {
+      out += c;
+    } else {
+      out += fmt::format("\\u{:04x}", byte);
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string format_packet_event(std::chrono::system_clock::time_point when, const PacketEvent& e) {
+  const PacketSummary& p = e.packet;
+  std::string line =
+      fmt::format(R"({{"timestamp":"{}","event_type":{})", timestamp(when), json_string(e.type));
+  if (p.parsed) {
+    line += fmt::format(R"(,"flow_id":{},"src_ip":"{}")", flow_id(p), p.src.to_string());
+    if (p.has_ports) line += fmt::format(R"(,"src_port":{})", p.src_port);
+    line += fmt::format(R"(,"dest_ip":"{}")", p.dst.to_string());
+    if (p.has_ports) line += fmt::format(R"(,"dest_port":{})", p.dst_port);
+    const std::string_view proto = protocol_name(p.protocol);
+    line += proto.empty() ? fmt::format(R"(,"proto":"{}")", p.protocol)
+                          : fmt::format(R"(,"proto":"{}")", proto);
+    if (p.has_icmp) {
+      line += fmt::format(R"(,"icmp_type":{},"icmp_code":{})", p.icmp_type, p.icmp_code);
+    }
+  }
+  if (p.in_ifindex != 0) line += ",\"in_iface\":" + json_string(interface_name(p.in_ifindex));
+  if (p.out_ifindex != 0) line += ",\"out_iface\":" + json_string(interface_name(p.out_ifindex));
+  line += fmt::format(R"(,"pktbroker":{{"queue":{},"packet_id":{},"length":{},"mark":{})", p.queue,
+                      p.packet_id, p.length, p.mark);
+  line += ",\"decided_by\":" + json_string(e.decided_by);
+  if (!e.rule.empty()) line += ",\"rule\":" + json_string(e.rule);
+  if (!e.plugin.empty()) line += ",\"plugin\":" + json_string(e.plugin);
+  if (!e.subscription.empty()) line += ",\"subscription\":" + json_string(e.subscription);
+  if (e.set_mark) line += fmt::format(R"(,"set_mark":{})", *e.set_mark);
+  if (e.hold_ms != 0) line += fmt::format(R"(,"hold_ms":{})", e.hold_ms);
+  line += '}';
+  // The plugins' fields, one object per plugin, in the order they came.
+  std::vector<std::pair<std::string_view, std::string>> objects;
+  for (const auto& [field, value] : e.fields) {
+    const auto name = eve_name(field);  // {object, key}
+    auto it = std::find_if(objects.begin(), objects.end(),
+                           [&](const auto& o) { return o.first == name.first; });
+    if (it == objects.end()) it = objects.insert(objects.end(), {name.first, {}});
+    it->second +=
+        (it->second.empty() ? "" : ",") + json_string(name.second) + ":" + json_string(value);
+  }
+  for (const auto& [object, members] : objects) {
+    line += "," + json_string(object) + ":{" + members + "}";
+  }
+  line += '}';
+  return line;
+}
+
+EventLog::EventLog(const EventsConfig& config)
+    : path_(config.file),
+      types_(config.types),
+      rate_(config.rate_limit),
+      tokens_(config.rate_limit),
+      refilled_(std::chrono::steady_clock::now()) {
+  open_file();
+  if (file_ == nullptr) {
+    throw std::system_error(errno, std::generic_category(), "events: cannot open " + path_);
+  }
+  writer_ = std::jthread([this] { run(); });
+}
+
+EventLog::~EventLog() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  writer_ = {};  // joins after the last batch is written
+  if (file_ != nullptr) std::fclose(file_);
+}
+
+void EventLog::open_file() {
+  if (file_ != nullptr) std::fclose(file_);
+  file_ = std::fopen(path_.c_str(), "ae");
+}
+
+bool EventLog::admit() noexcept {
+  const auto now = std::chrono::steady_clock::now();
+  tokens_ =
+      std::min(rate_, tokens_ + rate_ * std::chrono::duration<double>(now - refilled_).count());
+  refilled_ = now;
+  if (tokens_ < 1) {
+    suppressed_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  if (queue_.size() >= max_queued) {
+    lost_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  tokens_ -= 1;
+  return true;
+}
+
+void EventLog::packet(PacketEvent event) noexcept {
+  try {
+    const auto when = std::chrono::system_clock::now();
+    std::lock_guard lock(mutex_);
+    if (!admit()) return;
+    queue_.push_back({when, std::move(event), {}, {}});
+  } catch (...) {  // allocation failure: the event is lost, the packet is not
+    lost_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  wake_.notify_one();
+}
+
+void EventLog::other(EventType type, std::string_view event_type, std::string body) noexcept {
+  if (!wants(type)) return;
+  try {
+    const auto when = std::chrono::system_clock::now();
+    std::lock_guard lock(mutex_);
+    if (!admit()) return;
+    queue_.push_back({when, std::nullopt, event_type, std::move(body)});
+  } catch (...) {
+    lost_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  wake_.notify_one();
+}
+
+EventLog::Counters EventLog::counters() const noexcept {
+  return {written_.load(), suppressed_.load(), lost_.load(), write_errors_.load()};
+}
+
+void EventLog::run() {
+  std::vector<Queued> batch;
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait_for(lock, std::chrono::milliseconds(200),
+                     [this] { return stopping_ || !queue_.empty() || reopen_.load(); });
+      batch.swap(queue_);
+      if (batch.empty() && stopping_) return;
+    }
+    if (reopen_.exchange(false)) {
+      open_file();
+      if (file_ == nullptr) {
+        write_errors_.fetch_add(1, std::memory_order_relaxed);
+        spdlog::error("events: cannot reopen {}: {}", path_, std::strerror(errno));
+      } else {
+        spdlog::info("events: reopened {}", path_);
+      }
+    }
+    write(batch);
+    batch.clear();
+  }
+}
+
+void EventLog::write(const std::vector<Queued>& batch) {
+  if (batch.empty()) return;
+  if (file_ == nullptr) {
+    write_errors_.fetch_add(batch.size(), std::memory_order_relaxed);
+    return;
+  }
+  std::string text;
+  for (const Queued& q : batch) {
+    if (q.packet) {
+      text += format_packet_event(q.when, *q.packet);
+    } else {
+      text += fmt::format(R"({{"timestamp":"{}","event_type":{},{}}})", timestamp(q.when),
+                          json_string(q.event_type), q.body);
+    }
+    text += '\n';
+  }
+  if (std::fwrite(text.data(), 1, text.size(), file_) != text.size() || std::fflush(file_) != 0) {
+    write_errors_.fetch_add(batch.size(), std::memory_order_relaxed);
+    return;
+  }
+  written_.fetch_add(batch.size(), std::memory_order_relaxed);
+}
+
+}  // namespace pktbroker
