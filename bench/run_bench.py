@@ -40,7 +40,8 @@ def popen(ns, *args, **kwargs):
 
 
 def binary(name):
-    for path in (f"{BUILD}/bench/{name}", f"{BUILD}/broker/{name}", f"{BUILD}/replay/{name}"):
+    for path in (f"{BUILD}/bench/{name}", f"{BUILD}/broker/{name}", f"{BUILD}/replay/{name}",
+                 f"{BUILD}/client/{name}"):
         if os.path.exists(path):
             return os.path.abspath(path)
     raise SystemExit(f"run_bench: {name} is not built in {BUILD}/ (run scripts/bench)")
@@ -419,6 +420,51 @@ TWENTY_RULES = "".join(
 SELECT = f"{{proto: udp, dport: [{PORT}, {ECHO_PORT}]}}"
 
 
+def events_bench(args, workdir):
+    """Drops per second with every drop written to the event log against the same policy
+    without one (the issue's target: >= 0.9x). Both sides drop all bench traffic by a rule;
+    throughput is the broker's dropped count over the blast, at saturation, runs alternating."""
+    policy = (POLICY_HEAD.replace("GSO", "true") +
+              f"rules:\n  - {{name: bench-drop, match: {{proto: udp, dport: {PORT}}}, "
+              f"verdict: drop}}\n")
+    log = os.path.join(workdir, "eve.json")
+    sides = {"events off": policy,
+             "events on": policy + f"events: {{file: {log}, types: [drop], "
+                                   f"rate_limit: 10000000}}\n"}
+    socket_path = os.path.join(workdir, "broker.sock")
+
+    def dropped():
+        stats = json.loads(run(binary("pktbrokerctl"), f"--socket={socket_path}", "stats",
+                               "--json", ns=SINK).stdout)
+        return stats["queue 0"]["dropped"], stats.get("events", {})
+
+    Topology.queue("0")
+    runs = {side: [] for side in sides}
+    for round_ in range(args.rounds):
+        for side, text in sides.items():
+            consumer = Consumer("broker", {"policy": text}, workdir)
+            consumer.start()
+            try:
+                before, _ = dropped()
+                blast(0, args.seconds, {})
+                time.sleep(0.2)
+                after, events = dropped()
+                pps = (after - before) / args.seconds
+                runs[side].append({"pps": pps, "events": events})
+                print(f"   {side:10} round {round_ + 1}: {pps:>10.0f} drops/s"
+                      f"{'' if not events else ', events ' + json.dumps(events)}", flush=True)
+            finally:
+                consumer.stop()
+                if os.path.exists(log):
+                    os.unlink(log)
+    summary = {side: {"pps": statistics.median(r["pps"] for r in results), "runs": results}
+               for side, results in runs.items()}
+    summary["ratio"] = summary["events on"]["pps"] / summary["events off"]["pps"]
+    summary["ratios"] = [on["pps"] / off["pps"]
+                         for on, off in zip(runs["events on"], runs["events off"])]
+    return summary
+
+
 def scenarios(workdir):
     dns_query = os.path.join(workdir, "query.bin")
     with open(dns_query, "wb") as f:  # a query for bench.example. A
@@ -481,6 +527,14 @@ def markdown(results):
                       f"answering each other over a SOCK_SEQPACKET pair, paced the same; "
                       f"`bench/hop_floor.c`): p50 {hop['p50_us']:.1f} µs, "
                       f"p99 {hop['p99_us']:.1f} µs."]
+    if "events" in results:
+        e = results["events"]
+        lines += ["", "| every drop to the event log | drops/s (median) | ratio per round |",
+                  "|---|---:|---:|",
+                  f"| events off | {e['events off']['pps']:,.0f} | |",
+                  f"| events on | {e['events on']['pps']:,.0f} | "
+                  f"{', '.join(f'{r:.2f}' for r in e['ratios'])} |",
+                  f"| ratio | {e['ratio']:.2f} | |"]
     lines += ["", "| TCP bulk (one iperf3 stream) | Gbit/s |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in results["tcp_bulk"].items()]
     if "replay" in results:
@@ -570,6 +624,9 @@ def main():
                     continue
                 results["scenarios"][name] = scenario_runs(name, scenario, args, workdir)
             echo.kill()
+            if not args.only or args.only in "events":
+                print("== event log: every drop logged, against no event log", flush=True)
+                results["events"] = events_bench(args, workdir)
             print("== tcp bulk", flush=True)
             results["tcp_bulk"] = tcp_bulk(args, workdir)
             print("== pktreplay: 10,000 HTTP flows against nginx, and ab", flush=True)

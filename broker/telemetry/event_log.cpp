@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <iterator>
 #include <map>
 #include <system_error>
+#include <unordered_map>
 
 #include <net/if.h>
 
@@ -28,22 +30,55 @@ std::string_view protocol_name(std::uint8_t protocol) noexcept {
   }
 }
 
-// Suricata's timestamp: 2026-12-01T06:40:00.123456+0000 (UTC).
-std::string timestamp(std::chrono::system_clock::time_point when) {
+// Suricata's timestamp: 2026-12-01T06:40:00.123456+0000 (UTC). The date and time are
+// formatted once a second (only the writer's thread formats).
+void append_timestamp(std::string& out, std::chrono::system_clock::time_point when) {
+  thread_local std::time_t cached_second = -1;
+  thread_local std::string cached_text;
   const auto micros =
       std::chrono::duration_cast<std::chrono::microseconds>(when.time_since_epoch()).count();
   const auto seconds = static_cast<std::time_t>(micros / 1'000'000);
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+0000", utc.tm_year + 1900,
-                     utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-                     micros % 1'000'000);
+  if (seconds != cached_second) {
+    std::tm utc{};
+    gmtime_r(&seconds, &utc);
+    cached_text = fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", utc.tm_year + 1900,
+                              utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec);
+    cached_second = seconds;
+  }
+  fmt::format_to(std::back_inserter(out), "{}.{:06}+0000", cached_text, micros % 1'000'000);
 }
 
-std::string interface_name(std::uint32_t ifindex) {
-  char name[IF_NAMESIZE] = {};
-  if (if_indextoname(ifindex, name) == nullptr) return std::to_string(ifindex);
-  return name;
+// Interface names by index, looked up again every few seconds (a renamed link, a new one).
+const std::string& interface_name(std::uint32_t ifindex) {
+  thread_local std::unordered_map<std::uint32_t, std::string> names;
+  thread_local auto looked_up = std::chrono::steady_clock::time_point{};
+  const auto now = std::chrono::steady_clock::now();
+  if (now - looked_up > std::chrono::seconds(5)) {
+    names.clear();
+    looked_up = now;
+  }
+  auto [it, fresh] = names.try_emplace(ifindex);
+  if (fresh) {
+    char name[IF_NAMESIZE] = {};
+    it->second = if_indextoname(ifindex, name) != nullptr ? name : std::to_string(ifindex);
+  }
+  return it->second;
+}
+
+void append_json_string(std::string& out, std::string_view text) {
+  out += '"';
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (byte >= 0x20 && byte < 0x7f) {
+      out += c;
+    } else {
+      fmt::format_to(std::back_inserter(out), "\\u{:04x}", byte);
+    }
+  }
+  out += '"';
 }
 
 // The same value for both directions of a flow, as Suricata's flow_id.
@@ -101,48 +136,57 @@ PacketSummary PacketSummary::of(const PacketMeta& meta, const PacketView* view) 
 std::string json_string(std::string_view text) {
   std::string out;
   out.reserve(text.size() + 2);
-  out += '"';
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (byte >= 0x20 && byte < 0x7f) {
-      out += c;
-    } else {
-      out += fmt::format("\\u{:04x}", byte);
-    }
-  }
-  out += '"';
+  append_json_string(out, text);
   return out;
 }
 
-std::string format_packet_event(std::chrono::system_clock::time_point when, const PacketEvent& e) {
+std::string format_packet_event(std::chrono::system_clock::time_point when,
+                                const PacketEvent& event) {
+  std::string line;
+  append_packet_event(line, when, event);
+  return line;
+}
+
+void append_packet_event(std::string& line, std::chrono::system_clock::time_point when,
+                         const PacketEvent& e) {
   const PacketSummary& p = e.packet;
-  std::string line =
-      fmt::format(R"({{"timestamp":"{}","event_type":{})", timestamp(when), json_string(e.type));
+  const auto out = std::back_inserter(line);
+  line += R"({"timestamp":")";
+  append_timestamp(line, when);
+  line += R"(","event_type":)";
+  append_json_string(line, e.type);
   if (p.parsed) {
-    line += fmt::format(R"(,"flow_id":{},"src_ip":"{}")", flow_id(p), p.src.to_string());
-    if (p.has_ports) line += fmt::format(R"(,"src_port":{})", p.src_port);
-    line += fmt::format(R"(,"dest_ip":"{}")", p.dst.to_string());
-    if (p.has_ports) line += fmt::format(R"(,"dest_port":{})", p.dst_port);
+    fmt::format_to(out, R"(,"flow_id":{},"src_ip":"{}")", flow_id(p), p.src.to_string());
+    if (p.has_ports) fmt::format_to(out, R"(,"src_port":{})", p.src_port);
+    fmt::format_to(out, R"(,"dest_ip":"{}")", p.dst.to_string());
+    if (p.has_ports) fmt::format_to(out, R"(,"dest_port":{})", p.dst_port);
     const std::string_view proto = protocol_name(p.protocol);
-    line += proto.empty() ? fmt::format(R"(,"proto":"{}")", p.protocol)
-                          : fmt::format(R"(,"proto":"{}")", proto);
+    if (proto.empty()) {
+      fmt::format_to(out, R"(,"proto":"{}")", p.protocol);
+    } else {
+      fmt::format_to(out, R"(,"proto":"{}")", proto);
+    }
     if (p.has_icmp) {
-      line += fmt::format(R"(,"icmp_type":{},"icmp_code":{})", p.icmp_type, p.icmp_code);
+      fmt::format_to(out, R"(,"icmp_type":{},"icmp_code":{})", p.icmp_type, p.icmp_code);
     }
   }
-  if (p.in_ifindex != 0) line += ",\"in_iface\":" + json_string(interface_name(p.in_ifindex));
-  if (p.out_ifindex != 0) line += ",\"out_iface\":" + json_string(interface_name(p.out_ifindex));
-  line += fmt::format(R"(,"pktbroker":{{"queue":{},"packet_id":{},"length":{},"mark":{})", p.queue,
-                      p.packet_id, p.length, p.mark);
-  line += ",\"decided_by\":" + json_string(e.decided_by);
-  if (!e.rule.empty()) line += ",\"rule\":" + json_string(e.rule);
-  if (!e.plugin.empty()) line += ",\"plugin\":" + json_string(e.plugin);
-  if (!e.subscription.empty()) line += ",\"subscription\":" + json_string(e.subscription);
-  if (e.set_mark) line += fmt::format(R"(,"set_mark":{})", *e.set_mark);
-  if (e.hold_ms != 0) line += fmt::format(R"(,"hold_ms":{})", e.hold_ms);
+  const auto member = [&line](std::string_view name, std::string_view value) {
+    if (value.empty()) return;
+    line += ",\"";
+    line += name;
+    line += "\":";
+    append_json_string(line, value);
+  };
+  if (p.in_ifindex != 0) member("in_iface", interface_name(p.in_ifindex));
+  if (p.out_ifindex != 0) member("out_iface", interface_name(p.out_ifindex));
+  fmt::format_to(out, R"(,"pktbroker":{{"queue":{},"packet_id":{},"length":{},"mark":{})", p.queue,
+                 p.packet_id, p.length, p.mark);
+  member("decided_by", e.decided_by);
+  member("rule", e.rule);
+  member("plugin", e.plugin);
+  member("subscription", e.subscription);
+  if (e.set_mark) fmt::format_to(out, R"(,"set_mark":{})", *e.set_mark);
+  if (e.hold_ms != 0) fmt::format_to(out, R"(,"hold_ms":{})", e.hold_ms);
   line += '}';
   // The plugins' fields, one object per plugin, in the order they came.
   std::vector<std::pair<std::string_view, std::string>> objects;
@@ -151,14 +195,17 @@ std::string format_packet_event(std::chrono::system_clock::time_point when, cons
     auto it = std::find_if(objects.begin(), objects.end(),
                            [&](const auto& o) { return o.first == name.first; });
     if (it == objects.end()) it = objects.insert(objects.end(), {name.first, {}});
-    it->second +=
-        (it->second.empty() ? "" : ",") + json_string(name.second) + ":" + json_string(value);
+    if (!it->second.empty()) it->second += ',';
+    append_json_string(it->second, name.second);
+    it->second += ':';
+    append_json_string(it->second, value);
   }
   for (const auto& [object, members] : objects) {
-    line += "," + json_string(object) + ":{" + members + "}";
+    line += ',';
+    append_json_string(line, object);
+    line += ":{" + members + "}";
   }
   line += '}';
-  return line;
 }
 
 EventLog::EventLog(const EventsConfig& config)
@@ -267,13 +314,17 @@ void EventLog::write(const std::vector<Queued>& batch) {
     write_errors_.fetch_add(batch.size(), std::memory_order_relaxed);
     return;
   }
-  std::string text;
+  std::string& text = text_;
+  text.clear();
   for (const Queued& q : batch) {
     if (q.packet) {
-      text += format_packet_event(q.when, *q.packet);
+      append_packet_event(text, q.when, *q.packet);
     } else {
-      text += fmt::format(R"({{"timestamp":"{}","event_type":{},{}}})", timestamp(q.when),
-                          json_string(q.event_type), q.body);
+      text += R"({"timestamp":")";
+      append_timestamp(text, q.when);
+      text += R"(","event_type":)";
+      append_json_string(text, q.event_type);
+      text += ',' + q.body + '}';
     }
     text += '\n';
   }

@@ -112,6 +112,7 @@ class EventLog {
   bool stopping_ = false;
   std::atomic<bool> reopen_{false};
   std::FILE* file_ = nullptr;  // the writer's alone after construction
+  std::string text_;           // the writer's: one batch's lines, its capacity kept
   std::atomic<std::uint64_t> written_{0}, suppressed_{0}, lost_{0}, write_errors_{0};
   std::jthread writer_;
 };
@@ -123,5 +124,8 @@ std::string json_string(std::string_view text);
 /// One packet event as its JSON line (without the newline).
 std::string format_packet_event(std::chrono::system_clock::time_point when,
                                 const PacketEvent& event);
+/// The same, appended to `line`.
+void append_packet_event(std::string& line, std::chrono::system_clock::time_point when,
+                         const PacketEvent& event);
 
 }  // namespace pktbroker
