@@ -106,8 +106,20 @@ TEST_CASE("every diagnostic names its file, line and column") {
        "test.yaml:1:1: error: unknown key 'rulez' in the policy (did you mean 'rules'?)"},
       {"colour: red\n",
        "test.yaml:1:1: error: unknown key 'colour' in the policy; expected one of: broker, rules, "
-       "socket, clients, plugins"},
+       "socket, clients, plugins, metrics, events"},
       {"broker: 5\n", "test.yaml:1:9: error: broker must be a mapping"},
+      {"metrics: {listen: 'localhost:9410'}\n",
+       "test.yaml:1:19: error: metrics listen must be ADDRESS:PORT, such as 127.0.0.1:9410 or "
+       "[::1]:9410"},
+      {"events: {types: [drop]}\n",
+       "test.yaml:1:9: error: events needs a file: the path of the JSON event log"},
+      {"events: {file: eve.json}\n", "test.yaml:1:16: error: events file must be an absolute path"},
+      {"events: {file: /e, types: [drop, alerts]}\n",
+       "test.yaml:1:34: error: unknown event type 'alerts'; expected drop, accept, hold, session "
+       "or "
+       "reload"},
+      {"events: {file: /e, rate_limit: 0}\n",
+       "test.yaml:1:32: error: rate_limit must be at least 1"},
       {"broker:\n  queues: []\n", "test.yaml:2:11: error: queues must be a non-empty list"},
       {"broker:\n  queues: [{fail_open: true}]\n", "test.yaml:2:12: error: a queue needs num"},
       {"broker:\n  queues: [{num: 70000}]\n",
