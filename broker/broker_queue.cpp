@@ -202,14 +202,14 @@ bool BrokerQueue::hold(std::uint32_t packet_id, const Decision& decision) {
   if (events_ != nullptr) {
     note_waiting(packet_id, decision);
     if (events_->wants(EventType::hold)) {
-      PacketEvent event{.type = "hold",
-                        .packet = PacketSummary::of(decision.meta, &decision.view),
-                        .decided_by = "plugin"};
-      if (decision.inspection.plugin != nullptr) event.plugin = decision.inspection.plugin->name();
-      event.rule = decision.rule;
-      event.hold_ms = *decision.hold_ms;
-      event.fields.assign(decision.meta.fields.begin(), decision.meta.fields.end());
-      events_->packet(std::move(event));
+      try {
+        PacketEvent event = event_of(decision);
+        event.type = "hold";
+        event.decided_by = "plugin";
+        event.hold_ms = *decision.hold_ms;
+        events_->packet(std::move(event));
+      } catch (...) {  // allocation failure: the event is lost, the packet is held
+      }
     }
   }
   schedule_expiry();
@@ -512,12 +512,26 @@ void BrokerQueue::finish(std::uint32_t packet_id, const Verdict& verdict,
   }
 }
 
-void BrokerQueue::note_waiting(std::uint32_t packet_id, const Decision& decision) {
+// Who the packet is, what matched it and what its plugin saw: the part of its event known
+// when it arrives.
+PacketEvent BrokerQueue::event_of(const Decision& decision) {
+  PacketEvent event;
+  event.packet = PacketSummary::of(decision.meta, decision.parsed ? &decision.view : nullptr);
+  event.rule = decision.rule;
+  if (decision.inspection.plugin != nullptr) event.plugin = decision.inspection.plugin->name();
+  event.fields.assign(decision.meta.fields.begin(), decision.meta.fields.end());
+  return event;
+}
+
+void BrokerQueue::note_waiting(std::uint32_t packet_id, const Decision& decision) noexcept {
   if (events_ == nullptr ||
       !(events_->wants(EventType::drop) || events_->wants(EventType::accept))) {
     return;
   }
-  waiting_[packet_id] = PacketSummary::of(decision.meta, &decision.view);
+  try {
+    waiting_.insert_or_assign(packet_id, event_of(decision));
+  } catch (...) {  // allocation failure: its verdict's event will lack the context
+  }
 }
 
 void BrokerQueue::log_verdict(std::uint32_t packet_id, const Verdict& verdict,
@@ -526,24 +540,19 @@ void BrokerQueue::log_verdict(std::uint32_t packet_id, const Verdict& verdict,
   const auto found = waiting_.find(packet_id);
   if (events_->wants(drop ? EventType::drop : EventType::accept)) {
     try {
-      PacketEvent event{.type = drop ? "drop" : to_string(verdict.kind),
-                        .decided_by = why.decided_by,
-                        .subscription = std::string(why.subscription),
-                        .set_mark = verdict.set_mark};
+      PacketEvent event;
       if (why.decision != nullptr) {
-        const Decision& d = *why.decision;
-        event.packet = PacketSummary::of(d.meta, d.parsed ? &d.view : nullptr);
-        event.rule = d.rule;
-        if (d.decided_by == "plugin" && d.inspection.plugin != nullptr) {
-          event.plugin = d.inspection.plugin->name();
-        }
-        event.fields.assign(d.meta.fields.begin(), d.meta.fields.end());
+        event = event_of(*why.decision);
       } else if (found != waiting_.end()) {
-        event.packet = found->second;
+        event = std::move(found->second);
       } else {
         event.packet.queue = config_.num;
         event.packet.packet_id = packet_id;
       }
+      event.type = drop ? "drop" : to_string(verdict.kind);
+      event.decided_by = why.decided_by;
+      event.subscription = why.subscription;
+      event.set_mark = verdict.set_mark;
       events_->packet(std::move(event));
     } catch (...) {  // allocation failure: the event is lost, the verdict is not
     }

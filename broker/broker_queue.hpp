@@ -91,7 +91,8 @@ class BrokerQueue {
   void finish(std::uint32_t packet_id, const Verdict& verdict,
               std::span<const std::uint8_t> replacement, const Why& why);
   /// Keeps who a packet that waits for a client or plugin is, for its verdict's event.
-  void note_waiting(std::uint32_t packet_id, const Decision& decision);
+  void note_waiting(std::uint32_t packet_id, const Decision& decision) noexcept;
+  static PacketEvent event_of(const Decision& decision);
   void log_verdict(std::uint32_t packet_id, const Verdict& verdict, const Why& why) noexcept;
   /// A packet a client held left the tracker: the client may hold another.
   void settled(const VerdictTracker::Pending& pending) noexcept;
@@ -133,7 +134,7 @@ class BrokerQueue {
   LatencyHistogram batch_latency_;
   std::shared_ptr<EventLog> events_;  ///< null without `events:`
   /// Packets waiting for a client or plugin, when their verdicts are logged.
-  std::unordered_map<std::uint32_t, PacketSummary> waiting_;
+  std::unordered_map<std::uint32_t, PacketEvent> waiting_;
 
   /// Packets plugins hold: handle -> (tracker token, flow id), and each flow's handles.
   struct Held {

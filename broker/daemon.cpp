@@ -46,13 +46,16 @@ Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> 
   sessions_ = std::make_unique<SessionManager>(io_, std::move(queues), policy_, std::move(control));
   sessions_->set_event_log(events_);
   sessions_->start();
+}
+
+int Daemon::run() {
+  // Threads start here, after main() gave up root (--user): each thread has its own
+  // capabilities and no_new_privs, and these must not keep root's.
+  if (events_ != nullptr) events_->start();
   if (!policy_->broker().metrics_listen.empty()) {
     metrics_ = std::make_unique<MetricsEndpoint>(policy_->broker().metrics_listen,
                                                  [this] { return gather_metrics(); });
   }
-}
-
-int Daemon::run() {
   auto work = boost::asio::make_work_guard(io_);
   for (auto& queue : queues_) queue->start();
   set_wakers(*plugins_);

@@ -26,7 +26,8 @@ class Daemon {
   Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> policy,
          std::shared_ptr<const PluginSet> plugins, unsigned threads);
 
-  /// Serves until SIGTERM or SIGINT; returns the process exit code.
+  /// Starts the event log's writer and the metrics endpoint (throws std::runtime_error when it
+  /// cannot listen), then serves until SIGTERM or SIGINT; returns the process exit code.
   int run();
 
  private:

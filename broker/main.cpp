@@ -151,8 +151,8 @@ int serve(const Options& options) {
   } catch (const std::system_error& error) {
     spdlog::error("{}", error.what());
     const std::string_view what = error.what();
-    if (error.code().value() == EPERM && what.find("already") == std::string_view::npos &&
-        !what.starts_with("--user")) {
+    if (error.code().value() == EPERM && what.starts_with("queue ") &&
+        what.find("already") == std::string_view::npos) {
       spdlog::error("binding NFQUEUE queues needs CAP_NET_ADMIN (run as root)");
     }
     return exit_failure;

@@ -39,7 +39,6 @@ void add_stats_entries(const QueueSnapshot& s, std::vector<proto::StatsEntry>& e
     entries.push_back({scope, name, value});
   };
   const QueueCounters& c = s.counters;
-  const KernelQueueStats kernel = s.kernel.value_or(KernelQueueStats{});
   add("packets", c.received.packets);
   add("bytes", c.received.bytes);
   add("accepted", c.accepted);
@@ -48,9 +47,12 @@ void add_stats_entries(const QueueSnapshot& s, std::vector<proto::StatsEntry>& e
   add("default", c.default_verdicts);
   add("malformed", c.malformed);
   add("netlink_errors", c.netlink_error_total());
-  add("kernel_queue_total", kernel.queue_total);
-  add("kernel_queue_dropped", kernel.queue_dropped);
-  add("kernel_user_dropped", kernel.user_dropped);
+  // Only root may read the kernel's queue table: without it these are unknown, not 0.
+  if (s.kernel) {
+    add("kernel_queue_total", s.kernel->queue_total);
+    add("kernel_queue_dropped", s.kernel->queue_dropped);
+    add("kernel_user_dropped", s.kernel->user_dropped);
+  }
   add("outstanding", s.outstanding);
   add("verdict_sends", s.writer.sends);
   add("verdict_messages", s.writer.messages);

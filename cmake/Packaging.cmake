@@ -23,7 +23,8 @@ set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 
 set(CPACK_DEBIAN_DAEMON_PACKAGE_NAME pktbroker)
 set(CPACK_COMPONENT_DAEMON_DEPENDS lib)
-set(CPACK_DEBIAN_DAEMON_PACKAGE_DEPENDS "iptables")
+# systemd: the unit and systemd-sysusers (the postinst creates the user with it).
+set(CPACK_DEBIAN_DAEMON_PACKAGE_DEPENDS "iptables, systemd")
 set(CPACK_COMPONENT_DAEMON_DESCRIPTION "packet-policy broker for netfilter NFQUEUE
 pktbrokerd owns NFQUEUE queues and gives every queued packet exactly one
 verdict: from a YAML policy, from protocol-decoder plugins (dns, http, tls,
@@ -54,7 +55,8 @@ file(GLOB policy_drop_ins RELATIVE ${PROJECT_SOURCE_DIR}/config
 list(TRANSFORM policy_drop_ins PREPEND "${CMAKE_INSTALL_FULL_SYSCONFDIR}/pktbroker/")
 list(JOIN policy_drop_ins "\n" conffiles)
 file(WRITE ${deb_work}/daemon/conffiles
-     "${CMAKE_INSTALL_FULL_SYSCONFDIR}/pktbroker/policy.yaml\n${conffiles}\n")
+     "${CMAKE_INSTALL_FULL_SYSCONFDIR}/pktbroker/policy.yaml\n${conffiles}\n"
+     "${CMAKE_INSTALL_FULL_SYSCONFDIR}/logrotate.d/pktbroker\n")
 file(WRITE ${deb_work}/lib/triggers "activate-noawait ldconfig\n")
 set(CPACK_DEBIAN_LIB_PACKAGE_CONTROL_EXTRA ${deb_work}/lib/triggers)
 foreach(script postinst prerm postrm)

@@ -12,6 +12,12 @@ install(FILES ${PROJECT_BINARY_DIR}/pktbrokerd.service DESTINATION ${PKTBROKER_U
         COMPONENT daemon)
 install(FILES ${PROJECT_SOURCE_DIR}/config/pktbroker.sysusers DESTINATION lib/sysusers.d
         RENAME pktbroker.conf COMPONENT daemon)
+# logrotate for the event log: with the package only (its paths are the unit's).
+if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
+  install(FILES ${PROJECT_SOURCE_DIR}/packaging/logrotate
+          DESTINATION ${CMAKE_INSTALL_FULL_SYSCONFDIR}/logrotate.d RENAME pktbroker
+          COMPONENT daemon)
+endif()
 install(FILES ${PROJECT_SOURCE_DIR}/config/completion/pktbrokerd
               ${PROJECT_SOURCE_DIR}/config/completion/pktbrokerctl
               ${PROJECT_SOURCE_DIR}/config/completion/pktreplay

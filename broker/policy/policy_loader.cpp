@@ -818,6 +818,7 @@ void read_events(FileReader& reader, const YAML::Node& node, EventsConfig& event
     };
     if (types.IsSequence()) {
       for (const YAML::Node& item : types) add(item);
+      if (types.size() == 0) reader.error(types, "events types must name at least one type");
     } else {
       add(types);
     }

@@ -7,10 +7,14 @@
 #include <cerrno>
 #include <iterator>
 #include <map>
+#include <set>
 #include <system_error>
 #include <unordered_map>
 
+#include <fcntl.h>
 #include <net/if.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace pktbroker {
 namespace {
@@ -105,7 +109,13 @@ std::pair<std::string_view, std::string_view> eve_name(std::string_view field) {
   if (const auto found = known.find(field); found != known.end()) return found->second;
   const auto dot = field.find('.');
   if (dot == std::string_view::npos) return {"pktbroker_fields", field};
-  return {field.substr(0, dot), field.substr(dot + 1)};
+  const std::string_view plugin = field.substr(0, dot);
+  // A plugin named like a member of the event itself cannot add a second one of that name.
+  static const std::set<std::string_view> members = {
+      "timestamp", "event_type", "flow_id",   "src_ip",   "src_port",  "dest_ip",  "dest_port",
+      "proto",     "icmp_type",  "icmp_code", "in_iface", "out_iface", "pktbroker"};
+  if (members.contains(plugin)) return {"pktbroker_fields", field};
+  return {plugin, field.substr(dot + 1)};
 }
 
 }  // namespace
@@ -209,16 +219,16 @@ void append_packet_event(std::string& line, std::chrono::system_clock::time_poin
 }
 
 EventLog::EventLog(const EventsConfig& config)
-    : path_(config.file),
-      types_(config.types),
-      rate_(config.rate_limit),
-      tokens_(config.rate_limit),
-      refilled_(std::chrono::steady_clock::now()) {
+    : path_(config.file), types_(config.types), rate_(config.rate_limit), buckets_() {
+  for (Bucket& bucket : buckets_) bucket = {rate_, std::chrono::steady_clock::now()};
   open_file();
   if (file_ == nullptr) {
     throw std::system_error(errno, std::generic_category(), "events: cannot open " + path_);
   }
-  writer_ = std::jthread([this] { run(); });
+}
+
+void EventLog::start() {
+  if (!writer_.joinable()) writer_ = std::jthread([this] { run(); });
 }
 
 EventLog::~EventLog() {
@@ -227,21 +237,33 @@ EventLog::~EventLog() {
     stopping_ = true;
   }
   wake_.notify_one();
-  writer_ = {};  // joins after the last batch is written
+  if (writer_.joinable()) {
+    writer_ = {};  // joins after the last batch is written
+  } else {
+    write(queue_);  // never started: what was queued is written here
+  }
   if (file_ != nullptr) std::fclose(file_);
 }
 
 void EventLog::open_file() {
   if (file_ != nullptr) std::fclose(file_);
-  file_ = std::fopen(path_.c_str(), "ae");
+  file_ = nullptr;
+  // 0640 whatever the umask: a log shipper in the owner's group reads it.
+  const int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) return;
+  struct stat status {};
+  if (::fstat(fd, &status) == 0 && (status.st_mode & 0777) == 0600) ::fchmod(fd, 0640);
+  file_ = ::fdopen(fd, "a");
+  if (file_ == nullptr) ::close(fd);
 }
 
-bool EventLog::admit() noexcept {
+bool EventLog::admit(EventType type) noexcept {
+  Bucket& bucket = buckets_[static_cast<std::size_t>(type)];
   const auto now = std::chrono::steady_clock::now();
-  tokens_ =
-      std::min(rate_, tokens_ + rate_ * std::chrono::duration<double>(now - refilled_).count());
-  refilled_ = now;
-  if (tokens_ < 1) {
+  bucket.tokens = std::min(
+      rate_, bucket.tokens + rate_ * std::chrono::duration<double>(now - bucket.refilled).count());
+  bucket.refilled = now;
+  if (bucket.tokens < 1) {
     suppressed_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
@@ -249,15 +271,18 @@ bool EventLog::admit() noexcept {
     lost_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  tokens_ -= 1;
+  bucket.tokens -= 1;
   return true;
 }
 
 void EventLog::packet(PacketEvent event) noexcept {
   try {
     const auto when = std::chrono::system_clock::now();
+    const EventType type = event.type == "drop"   ? EventType::drop
+                           : event.type == "hold" ? EventType::hold
+                                                  : EventType::accept;
     std::lock_guard lock(mutex_);
-    if (!admit()) return;
+    if (!admit(type)) return;
     queue_.push_back({when, std::move(event), {}, {}});
   } catch (...) {  // allocation failure: the event is lost, the packet is not
     lost_.fetch_add(1, std::memory_order_relaxed);
@@ -271,7 +296,7 @@ void EventLog::other(EventType type, std::string_view event_type, std::string bo
   try {
     const auto when = std::chrono::system_clock::now();
     std::lock_guard lock(mutex_);
-    if (!admit()) return;
+    if (!admit(type)) return;
     queue_.push_back({when, std::nullopt, event_type, std::move(body)});
   } catch (...) {
     lost_.fetch_add(1, std::memory_order_relaxed);

@@ -10,6 +10,7 @@
 #include "broker/policy/policy.hpp"
 #include "pktbroker/packet_view.hpp"
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -70,8 +71,10 @@ class EventLog {
     std::uint64_t write_errors = 0;  ///< the file could not be written (or reopened)
   };
 
-  /// Opens config.file for appending (throws std::system_error) and starts the writer.
+  /// Opens config.file for appending (throws std::system_error). Events are queued from now on
+  /// and written once start() has started the writer thread.
   explicit EventLog(const EventsConfig& config);
+  void start();
   ~EventLog();  ///< writes what is queued, then stops
   EventLog(const EventLog&) = delete;
   EventLog& operator=(const EventLog&) = delete;
@@ -96,16 +99,22 @@ class EventLog {
     std::string_view event_type;
     std::string body;
   };
-  bool admit() noexcept;  ///< under mutex_: the rate limit and the queue's bound
-  void run();             ///< the writer thread
+  /// Under mutex_: the type's rate limit and the queue's bound.
+  bool admit(EventType type) noexcept;
+  void run();  ///< the writer thread
   void write(const std::vector<Queued>& batch);
   void open_file();
 
   std::string path_;
   std::uint32_t types_;
   double rate_;  ///< events a second
-  double tokens_;
-  std::chrono::steady_clock::time_point refilled_;
+  // A token bucket per type: a flood of one kind (refused connections) cannot crowd out
+  // another (drops).
+  struct Bucket {
+    double tokens = 0;
+    std::chrono::steady_clock::time_point refilled;
+  };
+  std::array<Bucket, 5> buckets_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<Queued> queue_;

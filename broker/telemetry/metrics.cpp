@@ -7,8 +7,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <stdexcept>
 #include <string_view>
 #include <utility>
@@ -21,12 +23,53 @@ using prometheus::MetricFamily;
 using prometheus::MetricType;
 using Labels = std::vector<ClientMetric::Label>;
 
+// The length of the UTF-8 sequence at `text[i]`, or 0 if it is not one.
+std::size_t utf8_sequence(std::string_view text, std::size_t i) noexcept {
+  const auto byte = [&](std::size_t at) { return static_cast<unsigned char>(text[at]); };
+  const unsigned char lead = byte(i);
+  if (lead < 0x80) return 1;
+  const std::size_t length = (lead & 0xe0) == 0xc0   ? 2
+                             : (lead & 0xf0) == 0xe0 ? 3
+                             : (lead & 0xf8) == 0xf0 ? 4
+                                                     : 0;
+  if (length == 0) return 0;
+  constexpr std::uint32_t shortest[] = {0, 0, 0x80, 0x800, 0x10000};  // no overlong forms
+  const std::uint32_t min = shortest[length];
+  if (i + length > text.size()) return 0;
+  std::uint32_t code = lead & (0x7f >> length);
+  for (std::size_t k = 1; k < length; ++k) {
+    if ((byte(i + k) & 0xc0) != 0x80) return 0;
+    code = (code << 6) | (byte(i + k) & 0x3f);
+  }
+  const bool surrogate = code >= 0xd800 && code <= 0xdfff;
+  return code < min || code > 0x10ffff || surrogate ? 0 : length;
+}
+
+// Label values must be UTF-8, or Prometheus rejects the whole scrape; a client's session name
+// need not be. Each byte that does not start a valid sequence becomes U+FFFD.
+std::string utf8_label(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    const std::size_t length = utf8_sequence(text, i);
+    if (length == 0) {
+      out += "\xef\xbf\xbd";
+      ++i;
+    } else {
+      out.append(text.substr(i, length));
+      i += length;
+    }
+  }
+  return out;
+}
+
 /// Families by name, in the order first added; each metric added with its labels.
 class Families {
  public:
   void add(const std::string& name, MetricType type, const std::string& help, Labels labels,
            double value) {
     ClientMetric metric;
+    for (auto& label : labels) label.value = utf8_label(label.value);
     metric.label = std::move(labels);
     switch (type) {
       case MetricType::Counter: metric.counter.value = value; break;
@@ -206,25 +249,40 @@ class MetricsEndpoint::Collector : public prometheus::Collectable {
  public:
   explicit Collector(Gather gather) : gather_(std::move(gather)) {}
 
+  // Scrapes within a second of the last share its sample: a flood of scrapes costs the queues
+  // one snapshot a second.
   std::vector<MetricFamily> Collect() const override {
-    const std::optional<MetricsSample> sample = gather_();
-    if (!sample) {
-      spdlog::warn("metrics: the broker did not answer a scrape in time");
-      return {};
+    std::lock_guard lock(mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    if (!cached_ || now - gathered_ >= std::chrono::seconds(1)) {
+      std::optional<MetricsSample> sample = gather_();
+      if (!sample) {
+        spdlog::warn("metrics: the broker did not answer a scrape in time");
+        return {};
+      }
+      cached_ = std::move(sample);
+      gathered_ = now;
     }
-    return to_metric_families(*sample);
+    return to_metric_families(*cached_);
   }
 
  private:
   Gather gather_;
+  mutable std::mutex mutex_;
+  mutable std::optional<MetricsSample> cached_;
+  mutable std::chrono::steady_clock::time_point gathered_;
 };
 
 MetricsEndpoint::MetricsEndpoint(const std::string& listen, Gather gather)
     : collector_(std::make_shared<Collector>(std::move(gather))) {
   try {
-    exposer_ = std::make_unique<prometheus::Exposer>(listen, 1);
+    // Two threads, and a request that does not arrive whole within 2 s is dropped: one idle
+    // connection cannot hold the endpoint.
+    exposer_ = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", listen, "num_threads", "2", "request_timeout_ms", "2000"});
   } catch (const std::exception& error) {
-    throw std::runtime_error("metrics: cannot listen on " + listen + ": " + error.what());
+    throw std::runtime_error("metrics: cannot listen on " + listen + ": " + error.what() +
+                             " (in use, or IP sockets not allowed: see pktbroker-policy(5))");
   }
   exposer_->RegisterCollectable(collector_);
   spdlog::info("metrics: serving Prometheus metrics on http://{}/metrics", listen);

@@ -60,6 +60,7 @@ unshare --mount --propagation private bash -euo pipefail -c '
       tee security.out
     test -f /usr/share/man/man5/pktbroker-policy.5.gz
     test -f /usr/share/bash-completion/completions/pktbrokerctl
+    if command -v logrotate >/dev/null; then logrotate --debug /etc/logrotate.d/pktbroker 2>/dev/null; fi
     c++ -std=c++20 consumer.cpp -o consumer \$(pkg-config --cflags --libs pktbroker)
     ./consumer | grep -qx \"parse=none dport=53 connect=failed\"
     dpkg --purge pktbroker libpktbroker-dev libpktbroker0 >/dev/null

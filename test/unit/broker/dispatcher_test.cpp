@@ -120,7 +120,8 @@ TEST_CASE("stats lines carry every counter as key=value") {
   (void)settle(dispatcher, meta_for(telnet, 1));
   (void)settle(dispatcher, meta_for(short_ipv4, 2));
   pktbroker::QueueSnapshot snapshot{
-      3, dispatcher.counters(), {}, dispatcher.rule_stats(), {}, 0, {}, {}};
+      3, dispatcher.counters(), {}, dispatcher.rule_stats(), pktbroker::KernelQueueStats{}, 0, {},
+      {}};
   const auto lines = pktbroker::format_stats(snapshot);
   REQUIRE(lines.size() == 4);
   CHECK(lines[0] ==

@@ -44,7 +44,10 @@ PacketEvent udp_drop() {
   event.packet.src_port = 41000;
   event.packet.dst_port = 53;
   event.packet.length = 60;
-  event.fields = {{"dns.qname", "blocked.test"}, {"dns.qtype", "1"}, {"ftp.command", "RETR"}};
+  event.fields = {{"dns.qname", "blocked.test"},
+                  {"dns.qtype", "1"},
+                  {"ftp.command", "RETR"},
+                  {"src_ip.x", "a plugin may not add a second src_ip"}};
   return event;
 }
 
@@ -74,7 +77,8 @@ TEST_CASE("a packet event reads like Suricata's EVE, with pktbroker's fields and
           R"("pktbroker":{"queue":2,"packet_id":17,"length":60,"mark":0,"decided_by":"rule","rule":"no-dns"})") !=
       std::string::npos);
   CHECK(
-      line.ends_with(R"(,"dns":{"rrname":"blocked.test","rrtype":"1"},"ftp":{"command":"RETR"}})"));
+      line.ends_with(R"(,"dns":{"rrname":"blocked.test","rrtype":"1"},"ftp":{"command":"RETR"},)"
+                     R"("pktbroker_fields":{"src_ip.x":"a plugin may not add a second src_ip"}})"));
   // Both directions of a flow share its flow_id.
   PacketEvent reply = udp_drop();
   std::swap(reply.packet.src, reply.packet.dst);
@@ -94,6 +98,7 @@ TEST_CASE("the event log writes each event once, and only as many a second as al
   config.rate_limit = 5;
   {
     EventLog log(config);
+    log.start();
     for (int i = 0; i < 50; ++i) log.packet(udp_drop());
     const auto counters = log.counters();
     CHECK(counters.suppressed >= 44);  // 5 tokens, and what a few milliseconds refill
@@ -111,6 +116,7 @@ TEST_CASE("after reopen() the events go to a new file where the old one was") {
   EventsConfig config;
   config.file = file.string();
   EventLog log(config);
+  log.start();
   log.packet(udp_drop());
   for (int i = 0; i < 500 && lines_of(file).empty(); ++i) ::usleep(10'000);
   std::filesystem::rename(file, dir.path / "eve.json.1");  // what logrotate does
@@ -138,6 +144,7 @@ TEST_CASE("types not asked for are not logged") {
   config.types = pktbroker::event_type_bit(pktbroker::EventType::drop);
   {
     EventLog log(config);
+    log.start();
     CHECK(log.wants(pktbroker::EventType::drop));
     CHECK_FALSE(log.wants(pktbroker::EventType::accept));
     log.other(pktbroker::EventType::session, "session", R"("pktbroker":{})");

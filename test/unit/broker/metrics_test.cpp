@@ -43,6 +43,8 @@ pktbroker::MetricsSample sample_with_traffic() {
   sample.malformed_frames = 12;
   sample.refused = 13;
   sample.sessions.push_back({4, "ids \"main\"", 99, 1000, 1000, 3, 2, 1, 20, 19, 1});
+  // invalid: a lone continuation byte, an overlong '/', then a valid é, then a cut sequence
+  sample.sessions.push_back({5, "a\x80\xc0\xaf\xc3\xa9\xe2\x82", 0, 0, 0, 3, 0, 0, 0, 0, 0});
   return sample;
 }
 
@@ -118,8 +120,10 @@ TEST_CASE("every counter of pktbrokerctl stats and sessions is exported, with la
            "pktbroker_plugin_events_total{plugin=\"dns\",event=\"queries\"} 11",
            "pktbroker_client_malformed_frames_total 12",
            "pktbroker_client_refused_total 13",
-           "pktbroker_sessions 1",
-           // a client-chosen name is escaped, not trusted
+           "pktbroker_sessions 2",
+           // a client-chosen name is escaped, not trusted; bytes that are not UTF-8 replaced
+           "pktbroker_session_verdicts_total{session=\"5\",name="
+           "\"a\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\",uid=\"0\"} 0",
            "pktbroker_session_verdicts_total{session=\"4\",name=\"ids \\\"main\\\"\",uid=\"1000\"} "
            "19",
            "pktbroker_verdict_latency_seconds_bucket{queue=\"3\",le=\"5e-05\"} 9",

@@ -118,6 +118,8 @@ TEST_CASE("every diagnostic names its file, line and column") {
        "test.yaml:1:34: error: unknown event type 'alerts'; expected drop, accept, hold, session "
        "or "
        "reload"},
+      {"events: {file: /e, types: []}\n",
+       "test.yaml:1:27: error: events types must name at least one type"},
       {"events: {file: /e, rate_limit: 0}\n",
        "test.yaml:1:32: error: rate_limit must be at least 1"},
       {"broker:\n  queues: []\n", "test.yaml:2:11: error: queues must be a non-empty list"},
