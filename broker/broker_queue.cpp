@@ -1,5 +1,7 @@
 #include "broker/broker_queue.hpp"
 
+#include "broker/flow_hash.hpp"
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
@@ -54,19 +56,9 @@ std::uint64_t realtime_ns() noexcept {
          static_cast<std::uint64_t>(now.tv_nsec);
 }
 
-// The same value for both directions of a flow, so a balanced flow stays on one client.
 std::size_t flow_hash(const PacketView& view) noexcept {
-  auto a = std::pair(view.src.bytes, view.src_port);
-  auto b = std::pair(view.dst.bytes, view.dst_port);
-  if (b < a) std::swap(a, b);
-  std::uint64_t hash = 1469598103934665603ULL;
-  const auto mix = [&hash](std::uint64_t value) { hash = (hash ^ value) * 1099511628211ULL; };
-  for (auto byte : a.first) mix(byte);
-  mix(a.second);
-  for (auto byte : b.first) mix(byte);
-  mix(b.second);
-  mix(view.protocol);
-  return static_cast<std::size_t>(hash);
+  return static_cast<std::size_t>(
+      symmetric_flow_hash(view.src, view.src_port, view.dst, view.dst_port, view.protocol));
 }
 
 proto::Packet packet_message(const PacketMeta& meta) {

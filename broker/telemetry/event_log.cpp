@@ -1,5 +1,7 @@
 #include "broker/telemetry/event_log.hpp"
 
+#include "broker/flow_hash.hpp"
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -85,19 +87,10 @@ void append_json_string(std::string& out, std::string_view text) {
   out += '"';
 }
 
-// The same value for both directions of a flow, as Suricata's flow_id.
+// Suricata's flow_id: the same both ways, and a JSON integer every reader takes.
 std::uint64_t flow_id(const PacketSummary& p) noexcept {
-  auto a = std::pair(p.src.bytes, p.src_port);
-  auto b = std::pair(p.dst.bytes, p.dst_port);
-  if (b < a) std::swap(a, b);
-  std::uint64_t hash = 1469598103934665603ULL;
-  const auto mix = [&hash](std::uint64_t value) { hash = (hash ^ value) * 1099511628211ULL; };
-  for (auto byte : a.first) mix(byte);
-  mix(a.second);
-  for (auto byte : b.first) mix(byte);
-  mix(b.second);
-  mix(p.protocol);
-  return hash & 0x7fffffffffffffffULL;  // a JSON integer every reader takes
+  return symmetric_flow_hash(p.src, p.src_port, p.dst, p.dst_port, p.protocol) &
+         0x7fffffffffffffffULL;
 }
 
 // Plugin fields under EVE's names where Suricata has one (dns.rrname, http.hostname, ...).

@@ -497,6 +497,20 @@ clients:
         self.assertNotIn(0, kernel_queues())
 
 
+    def decided_by_policy_and_client(self, daemon, verdict_of):
+        """Five datagrams to 7000 (the policy drops them) and five to 7001 that a client decides
+        with verdict_of(i); returns how many of each arrived."""
+        client = self.wire_client(daemon)
+        client.start("decider", "{dport: 7001}")
+        dropped, decided = UdpSink(self, "127.0.0.1", 7000), UdpSink(self, "127.0.0.1", 7001)
+        send_udp("127.0.0.1", 7000, 5)
+        send_udp("127.0.0.1", 7001, 5)
+        packets = client.next_packets(5)
+        client.send(wire.verdict_batch([(p["token"], verdict_of(i))
+                                        for i, p in enumerate(packets)]))
+        accepted = sum(verdict_of(i) == wire.ACCEPT for i in range(5))
+        return dropped.settle(), decided.settle(accepted)
+
     def test_run_as_an_unprivileged_user_with_cap_net_admin_alone(self):
         daemon = self.daemon(POLICY + """rules:
   - {name: no-7000, match: {proto: udp, dport: 7000}, verdict: drop}
@@ -508,15 +522,7 @@ clients:
         self.assertEqual(int(status["CapEff"], 16), 1 << 12)  # CAP_NET_ADMIN
         self.assertEqual(int(status["CapPrm"], 16), 1 << 12)
         # Still decides, by policy and through a root client (verdicts need CAP_NET_ADMIN).
-        client = self.wire_client(daemon)
-        client.start("decider", "{dport: 7001}")
-        dropped, decided = UdpSink(self, "127.0.0.1", 7000), UdpSink(self, "127.0.0.1", 7001)
-        send_udp("127.0.0.1", 7000, 5)
-        send_udp("127.0.0.1", 7001, 5)
-        packets = client.next_packets(5)
-        client.send(wire.verdict_batch([(p["token"], wire.ACCEPT) for p in packets]))
-        self.assertEqual(decided.settle(5), 5)
-        self.assertEqual(dropped.settle(), 0)
+        self.assertEqual(self.decided_by_policy_and_client(daemon, lambda i: wire.ACCEPT), (0, 5))
         # A reload reads the policy as nobody.
         os.chmod(daemon.dir, 0o755)
         daemon.reload(POLICY)
@@ -550,16 +556,8 @@ rules:
         self.assertEqual((socket_stat.st_gid, socket_stat.st_mode & 0o777),
                          (grp.getgrnam("nogroup").gr_gid, 0o660))
         daemon.socket = socket_path
-        client = self.wire_client(daemon)
-        client.start("decider", "{dport: 7001}")
-        dropped, decided = UdpSink(self, "127.0.0.1", 7000), UdpSink(self, "127.0.0.1", 7001)
-        send_udp("127.0.0.1", 7000, 5)
-        send_udp("127.0.0.1", 7001, 5)
-        packets = client.next_packets(5)
-        client.send(wire.verdict_batch([(p["token"], wire.DROP if i % 2 else wire.ACCEPT)
-                                        for i, p in enumerate(packets)]))
-        self.assertEqual(decided.settle(3), 3)
-        self.assertEqual(dropped.settle(), 0)
+        self.assertEqual(self.decided_by_policy_and_client(
+            daemon, lambda i: wire.DROP if i % 2 else wire.ACCEPT), (0, 3))
         daemon.send(signal.SIGHUP)
         wait_for(lambda: "policy reloaded" in daemon.log(), what="the reload")
         self.assertEqual(daemon.stop(), 0)
