@@ -439,7 +439,8 @@ rules:
             return f.read()
 
     def test_passive_downloads_work_while_other_high_ports_stay_closed(self):
-        daemon = self.daemon(self.POLICY)
+        events = os.path.join(self.scratch(), "eve.json")
+        daemon = self.daemon(self.POLICY + f"events: {{file: {events}, types: [drop, accept]}}\n")
         tcp_listener(self, "127.0.0.1", 45000)
         self.assertFalse(tcp_connects("127.0.0.1", 45000, timeout=0.5))
         self.assertTrue(self.download("--ftp-pasv", "--disable-epsv") == self.content, "PASV")
@@ -448,6 +449,19 @@ rules:
         self.assertEqual(stats["flows"]["expectations_matched"], 2)
         self.assertGreaterEqual(stats["flows"]["expected_flow_packets"], 10)  # 2 x handshake, data, FIN
         self.assertEqual(daemon.plugin_stats("ftp")["data_connections"], 2)
+        # The event log says which packets came through as expected flows, and what was closed.
+        def logged():
+            with open(events) as f:
+                return [json.loads(line) for line in f]
+        wait_for(lambda: len(logged()) >= stats["queue"]["packets"],
+                 what="every verdict in the event log")
+        logged = logged()
+        expected = [e for e in logged if e["pktbroker"]["decided_by"] == "expected_flow"]
+        self.assertEqual(len(expected), stats["flows"]["expected_flow_packets"])
+        self.assertTrue(all(e["event_type"] == "accept" and e["proto"] == "TCP" for e in expected))
+        closed = [e for e in logged if e["event_type"] == "drop" and e.get("dest_port") == 45000]
+        self.assertTrue(closed)
+        self.assertEqual(closed[0]["pktbroker"]["rule"], "no-new-high-ports")
 
     def test_active_downloads_work_too(self):
         daemon = self.daemon(self.POLICY.replace("{name: ftp}", f"{{name: ftp, path: {PLUGINS}}}"))
