@@ -450,12 +450,12 @@ rules:
         self.assertGreaterEqual(stats["flows"]["expected_flow_packets"], 10)  # 2 x handshake, data, FIN
         self.assertEqual(daemon.plugin_stats("ftp")["data_connections"], 2)
         # The event log says which packets came through as expected flows, and what was closed.
-        def logged():
+        def read_events():
             with open(events) as f:
                 return [json.loads(line) for line in f]
-        wait_for(lambda: len(logged()) >= stats["queue"]["packets"],
+        wait_for(lambda: len(read_events()) >= stats["queue"]["packets"],
                  what="every verdict in the event log")
-        logged = logged()
+        logged = read_events()
         expected = [e for e in logged if e["pktbroker"]["decided_by"] == "expected_flow"]
         self.assertEqual(len(expected), stats["flows"]["expected_flow_packets"])
         self.assertTrue(all(e["event_type"] == "accept" and e["proto"] == "TCP" for e in expected))
