@@ -110,6 +110,22 @@ TEST_CASE("the event log writes each event once, and only as many a second as al
   for (const auto& line : lines) CHECK(line.find("\"event_type\":\"drop\"") != std::string::npos);
 }
 
+TEST_CASE("a writer that falls behind loses events past the queue's bound, counted") {
+  TempDir dir;
+  const auto file = dir.path / "eve.json";
+  EventsConfig config;
+  config.file = file.string();
+  config.rate_limit = 10'000'000;  // the bound, not the rate limit, is what this tries
+  {
+    EventLog log(config);  // not started: nothing drains the queue
+    for (int i = 0; i < 70'000; ++i) log.packet(udp_drop());
+    const auto counters = log.counters();
+    CHECK(counters.lost == 70'000 - 65'536);
+    CHECK(counters.suppressed == 0);
+  }  // what was queued is still written
+  CHECK(lines_of(file).size() == 65'536);
+}
+
 TEST_CASE("after reopen() the events go to a new file where the old one was") {
   TempDir dir;
   const auto file = dir.path / "eve.json";
