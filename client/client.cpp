@@ -75,7 +75,7 @@ void Client::close() noexcept {
 }
 
 std::error_code Client::connect(const std::string& socket_path, const std::string& name,
-                                std::uint8_t roles) {
+                                std::uint8_t roles, std::uint32_t features) {
   close();
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
@@ -89,7 +89,7 @@ std::error_code Client::connect(const std::string& socket_path, const std::strin
     close();
     return error;
   }
-  return request(proto::Hello{name, roles, proto::protocol_version, proto::protocol_version},
+  return request(proto::Hello{name, roles, proto::protocol_version, proto::protocol_version, features},
                  welcome_);
 }
 

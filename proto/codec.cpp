@@ -143,6 +143,7 @@ class Reader {
   void fail(ProtocolError error) {
     if (error_ == ProtocolError{}) error_ = error;
   }
+  [[nodiscard]] bool at_end() const noexcept { return offset_ == body_.size(); }
   [[nodiscard]] std::error_code finish() const {
     if (error_ != ProtocolError{}) return error_;
     if (offset_ != body_.size()) return ProtocolError::trailing_bytes;
@@ -172,24 +173,28 @@ void write(Writer& w, const Hello& m) {
   w.integer(m.roles);
   w.integer(m.min_version);
   w.integer(m.max_version);
+  if (m.features != 0) w.integer(m.features);
 }
 void read(Reader& r, Hello& m) {
   m.client_name = r.string();
   m.roles = r.integer<std::uint8_t>();
   m.min_version = r.integer<std::uint8_t>();
   m.max_version = r.integer<std::uint8_t>();
+  m.features = r.at_end() ? 0 : r.integer<std::uint32_t>();  // absent from older clients
 }
 void write(Writer& w, const Welcome& m) {
   w.integer(m.version);
   w.integer(m.session_id);
   w.integer(m.roles);
   w.string(m.broker_version);
+  if (m.features != 0) w.integer(m.features);
 }
 void read(Reader& r, Welcome& m) {
   m.version = r.integer<std::uint8_t>();
   m.session_id = r.integer<std::uint32_t>();
   m.roles = r.integer<std::uint8_t>();
   m.broker_version = r.string();
+  m.features = r.at_end() ? 0 : r.integer<std::uint32_t>();
 }
 void write(Writer& w, const Subscribe& m) {
   w.string(m.name);

@@ -8,6 +8,13 @@ namespace pktbroker {
 
 bool PacketBatcher::add(const std::shared_ptr<SessionPort>& port, const proto::Packet& packet) {
   if (!port->reserve()) return false;
+  if (!port->takes_batches()) {
+    auto datagram = std::make_shared<std::vector<std::uint8_t>>();
+    (void)proto::encode(packet, 0, *datagram);  // a lone packet always fits
+    port->deliver(std::move(datagram), 1);
+    ++datagrams_;
+    return true;
+  }
   auto found = std::find_if(pending_.begin(), pending_.end(),
                             [&port](const Pending& p) { return p.port == port; });
   if (found != pending_.end() && proto::append_to_batch(*found->datagram, packet)) {

@@ -12,7 +12,8 @@ namespace pktbroker {
 
 /// Lives on its queue's strand. A round (a receive batch, a batch of client verdicts) adds its
 /// packets, then flush() sends each session one PACKET (a lone packet) or PACKET_BATCH: one
-/// write, one wake-up and one read of the client for the whole round.
+/// write, one wake-up and one read of the client for the whole round. A session that did not
+/// ask for batches gets each packet as a PACKET of its own, at once.
 class PacketBatcher {
  public:
   /// Counts each datagram sent in `datagrams`.

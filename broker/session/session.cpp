@@ -203,12 +203,15 @@ void Session::handle_hello(const proto::Hello& hello, std::uint32_t request_id) 
     name_ = hello.client_name.empty() ? "pid " + std::to_string(peer_.pid) : hello.client_name;
   }
   roles_ = roles;
+  features_ = hello.features & proto::supported_features;
   welcomed_ = true;
   timer_.cancel();
   log_client_event(spdlog::level::info, "session {} ({}): pid {} uid {} gid {} roles {:#x}", id_,
                    name(), peer_.pid, peer_.uid, peer_.gid, roles);
   manager_.log_session_event("open", id_, name(), peer_);
-  send(proto::Welcome{proto::protocol_version, id_, roles, PKTBROKER_VERSION_STRING}, request_id);
+  send(proto::Welcome{proto::protocol_version, id_, roles, PKTBROKER_VERSION_STRING,
+                      features_.load()},
+       request_id);
 }
 
 std::string Session::name() const {

@@ -45,6 +45,9 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
 
   // SessionPort
   [[nodiscard]] SessionId id() const noexcept override { return id_; }
+  [[nodiscard]] bool takes_batches() const noexcept override {
+    return (features_.load(std::memory_order_relaxed) & proto::feature_packet_batch) != 0;
+  }
   bool reserve() noexcept override;
   void deliver(std::shared_ptr<const std::vector<std::uint8_t>> datagram,
                std::size_t packets) noexcept override;
@@ -93,7 +96,8 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
   SessionId id_;
   ucred peer_;
   Limits limits_;
-  std::atomic<std::uint8_t> roles_{0};  // roles granted by HELLO
+  std::atomic<std::uint8_t> roles_{0};      // roles granted by HELLO
+  std::atomic<std::uint32_t> features_{0};  // features granted by HELLO
   SessionManager& manager_;
   mutable std::mutex name_mutex_;  // HELLO writes the name on the session's strand; others read
   std::string name_;

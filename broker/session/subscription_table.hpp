@@ -21,6 +21,8 @@ class SessionPort {
  public:
   virtual ~SessionPort() = default;
   [[nodiscard]] virtual SessionId id() const noexcept = 0;
+  /// True when the client asked for PACKET_BATCH datagrams (proto::feature_packet_batch).
+  [[nodiscard]] virtual bool takes_batches() const noexcept = 0;
   /// Claims room for one packet in the session's bounded queue; false when it is full or closed.
   virtual bool reserve() noexcept = 0;
   /// Sends a datagram carrying `packets` packets whose room was reserved.

@@ -72,9 +72,12 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  /// Connects to `socket_path` and asks for `roles` (proto::Role bits).
+  /// Connects to `socket_path` and asks for `roles` (proto::Role bits) and `features`
+  /// (proto::Feature bits; without feature_packet_batch every packet comes in a datagram of its
+  /// own, for callers that read native_handle() themselves).
   std::error_code connect(const std::string& socket_path, const std::string& name,
-                          std::uint8_t roles = proto::role_verdict | proto::role_observe);
+                          std::uint8_t roles = proto::role_verdict | proto::role_observe,
+                          std::uint32_t features = proto::feature_packet_batch);
   /// Subscribes; on success `subscription_id` names the subscription.
   std::error_code subscribe(const proto::Subscribe& request, std::uint32_t& subscription_id);
   std::error_code unsubscribe(std::uint32_t subscription_id);
@@ -88,6 +91,11 @@ class Client {
   /// the first packet, the packets so far and no error). Answer them with one verdicts() call.
   std::error_code next_packets(std::vector<ReceivedPacket>& packets, std::size_t max,
                                int timeout_ms = -1);
+  /// True when packets that came in while a request waited for its reply (or the rest of a
+  /// batch) are held here: next_packet() hands them out without reading the socket.
+  [[nodiscard]] bool holds_packets() const noexcept {
+    return !early_packets_.empty() || batch_next_ < batch_packets_.size();
+  }
   /// Answers a packet: accept, drop, repeat or pass, optionally with a new mark and new bytes.
   std::error_code verdict(std::uint64_t token, proto::VerdictCode verdict,
                           std::optional<std::uint32_t> mark = std::nullopt,

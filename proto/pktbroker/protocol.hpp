@@ -106,12 +106,21 @@ struct Header {
   std::uint32_t request_id = 0;  ///< echoed in the reply to a request; 0 for unsolicited messages
 };
 
+/// Optional behaviour a client asks for in HELLO and the broker grants in WELCOME (bit mask).
+enum Feature : std::uint32_t {
+  /// Several packets may come in one PACKET_BATCH datagram. Without it every packet is a PACKET
+  /// of its own: what a client needs that reads the socket into a fixed buffer of its own.
+  feature_packet_batch = 1U << 0,
+};
+inline constexpr std::uint32_t supported_features = feature_packet_batch;
+
 /// Opens a session: who the client is and which roles it wants.
 struct Hello {
   std::string client_name;
   std::uint8_t roles = 0;  ///< Role bits requested
   std::uint8_t min_version = protocol_version;
   std::uint8_t max_version = protocol_version;
+  std::uint32_t features = 0;  ///< Feature bits asked for (sent only when not 0)
 };
 
 /// The broker's answer to Hello.
@@ -120,6 +129,7 @@ struct Welcome {
   std::uint32_t session_id = 0;
   std::uint8_t roles = 0;  ///< Role bits granted
   std::string broker_version;
+  std::uint32_t features = 0;  ///< Feature bits granted (sent only when HELLO asked for any)
 };
 
 /// Asks for packets matching `selector`, a policy `match:` expression in YAML flow form, e.g.

@@ -246,16 +246,14 @@ class Daemon:
 TEST_CLIENT = os.environ.get("TEST_CLIENT", "")
 
 
-class ClientProcess:
-    """A pktbroker_test_client run; its stdout lines are collected in the background."""
+class CollectedProcess:
+    """A program whose stdout and stderr lines are collected in the background; lines that
+    start with "packet " are its packets, as key=value pairs."""
 
-    def __init__(self, test, daemon, *args, user=None, **options):
-        argv = [TEST_CLIENT, f"--socket={daemon.socket}", *args]
-        argv += [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
-        if user:
-            argv = as_user(user, *argv)
+    def __init__(self, test, argv, env=None):
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, preexec_fn=_die_with_parent)
+                                        text=True, preexec_fn=_die_with_parent,
+                                        env=dict(os.environ, **env) if env else None)
         self.lines = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -284,6 +282,18 @@ class ClientProcess:
             self.process.kill()
             self.process.wait()
         self._reader.join(timeout=5)
+        self.process.stdout.close()
+
+
+class ClientProcess(CollectedProcess):
+    """A pktbroker_test_client run."""
+
+    def __init__(self, test, daemon, *args, user=None, **options):
+        argv = [TEST_CLIENT, f"--socket={daemon.socket}", *args]
+        argv += [f"--{k.replace('_', '-')}={v}" for k, v in options.items()]
+        if user:
+            argv = as_user(user, *argv)
+        super().__init__(test, argv)
 
 
 class UdpSink:

@@ -14,8 +14,10 @@ namespace {
 /// Records what a queue hands the session; room for `limit` packets.
 class RecordingPort : public SessionPort {
  public:
-  explicit RecordingPort(std::size_t limit) : limit_(limit) {}
+  explicit RecordingPort(std::size_t limit, bool batches = true)
+      : limit_(limit), batches_(batches) {}
   [[nodiscard]] SessionId id() const noexcept override { return 1; }
+  [[nodiscard]] bool takes_batches() const noexcept override { return batches_; }
   bool reserve() noexcept override { return reserved_ < limit_ ? (++reserved_, true) : false; }
   void deliver(std::shared_ptr<const std::vector<std::uint8_t>> datagram,
                std::size_t packets) noexcept override {
@@ -49,6 +51,7 @@ class RecordingPort : public SessionPort {
 
  private:
   std::size_t limit_;
+  bool batches_;
   std::size_t reserved_ = 0;
 };
 
@@ -106,4 +109,23 @@ TEST_CASE("a session without room refuses the packet and gets nothing for it") {
   CHECK_FALSE(batcher.add(port, packet(3, bytes)));
   batcher.flush();
   CHECK(port->tokens() == std::vector<std::vector<std::uint64_t>>{{1, 2}});
+}
+
+TEST_CASE("a session that did not ask for batches gets every packet as a PACKET of its own") {
+  std::uint64_t datagrams = 0;
+  PacketBatcher batcher(datagrams);
+  auto plain = std::make_shared<RecordingPort>(100, false);
+  auto batched = std::make_shared<RecordingPort>(100);
+  const std::vector<std::uint8_t> bytes(60, 0x45);
+  for (std::uint64_t token = 1; token <= 6; ++token) {
+    REQUIRE(batcher.add(token % 2 ? plain : batched, packet(token, bytes)));
+  }
+  CHECK(plain->tokens() == std::vector<std::vector<std::uint64_t>>{{1}, {3}, {5}});  // at once
+  batcher.flush();
+  CHECK(batched->tokens() == std::vector<std::vector<std::uint64_t>>{{2, 4, 6}});
+  CHECK(plain->counts == std::vector<std::size_t>{1, 1, 1});
+  for (const auto& datagram : plain->datagrams) {
+    CHECK((*datagram)[3] == static_cast<std::uint8_t>(proto::MessageType::packet));
+  }
+  CHECK(datagrams == 4);
 }

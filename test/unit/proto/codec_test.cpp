@@ -356,3 +356,25 @@ TEST_CASE("error codes have readable messages") {
         "body length does not match the datagram");
   CHECK(std::string(protocol_category().name()) == "pktbroker.protocol");
 }
+
+TEST_CASE("HELLO and WELCOME carry features only when asked, and older peers still decode") {
+  const auto plain = encoded(Hello{"old", role_verdict, 1, 1});
+  const auto asking = encoded(Hello{"new", role_verdict, 1, 1, feature_packet_batch});
+  CHECK(asking.size() == plain.size() + 4);  // a client that asks for nothing sends what it did
+  Decoded decoded;
+  REQUIRE_FALSE(decode(plain, decoded));
+  CHECK(std::get<Hello>(decoded.message).features == 0);
+  REQUIRE_FALSE(decode(asking, decoded));
+  CHECK(std::get<Hello>(decoded.message).features == feature_packet_batch);
+
+  const auto old_welcome = encoded(Welcome{1, 9, role_verdict, "0.1.0"});
+  REQUIRE_FALSE(decode(old_welcome, decoded));
+  CHECK(std::get<Welcome>(decoded.message).features == 0);
+  REQUIRE_FALSE(decode(encoded(Welcome{1, 9, role_verdict, "0.1.0", 1}), decoded));
+  CHECK(std::get<Welcome>(decoded.message).features == 1);
+
+  auto short_features = asking;  // two of the four feature bytes
+  short_features.resize(short_features.size() - 2);
+  short_features[7] -= 2;
+  CHECK(decode(short_features, decoded) == make_error_code(ProtocolError::truncated_field));
+}

@@ -1,0 +1,290 @@
+// libnetfilter_queue's handle API (nfq_open ... nfq_set_verdict), answered through pktbrokerd.
+// The program reads the broker socket nfq_fd() returns and hands what it read to
+// nfq_handle_packet(), exactly as it would with the kernel's netlink socket.
+#include "kernel_packet.hpp"
+#include "shim_session.hpp"
+
+#include <libnetfilter_queue/libnetfilter_queue.h>
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <set>
+
+#define PKTBROKER_NFQ_EXPORT __attribute__((visibility("default")))
+
+using pktbroker::nfq::QueueBinding;
+using pktbroker::nfq::ShimSession;
+
+struct nfq_handle {
+  std::unique_ptr<ShimSession> session;
+  std::list<nfq_q_handle> queues;
+};
+
+struct nfq_q_handle {
+  nfq_handle* handle = nullptr;
+  QueueBinding* binding = nullptr;
+  nfq_callback* callback = nullptr;
+  void* data = nullptr;
+};
+
+struct nfq_data {
+  const pktbroker::proto::Packet* packet = nullptr;
+  const QueueBinding* queue = nullptr;
+  nfqnl_msg_packet_hdr header{};
+};
+
+namespace {
+
+// nfq_nfnlh() hands out the nfq handle itself as the nfnl handle; nfnl_fd() and
+// nfnl_rcvbufsiz() know it by this set and pass any other handle on to libnfnetlink.
+std::mutex handles_mutex;
+std::set<const void*> handles;
+
+bool is_ours(const void* handle) {
+  const std::lock_guard lock(handles_mutex);
+  return handles.contains(handle);
+}
+
+int unsupported(const char* function) {
+  pktbroker::nfq::report(std::string(function) + " is not supported through the broker");
+  errno = EOPNOTSUPP;
+  return -1;
+}
+
+std::span<const std::uint8_t> bytes(const unsigned char* buffer, std::uint32_t length) {
+  return buffer == nullptr ? std::span<const std::uint8_t>() : std::span(buffer, length);
+}
+
+// Hands one delivered packet to its queue's callback; the callback's return value.
+int deliver(nfq_handle& handle, const pktbroker::proto::Packet& packet) {
+  QueueBinding* binding = handle.session->owner(packet);
+  const auto found = std::find_if(handle.queues.begin(), handle.queues.end(),
+                                  [binding](const nfq_q_handle& q) { return q.binding == binding; });
+  if (binding == nullptr || found == handle.queues.end()) return 0;  // its queue was destroyed
+  nfq_data data;
+  data.packet = &packet;
+  data.queue = binding;
+  data.header.packet_id = htonl(handle.session->assign_id(*binding, packet));
+  data.header.hw_protocol = htons(pktbroker::nfq::ethertype(packet));
+  data.header.hook = packet.hook;
+  nfgenmsg message{pktbroker::nfq::family(packet), NFNETLINK_V0, htons(binding->number)};
+  return found->callback(&*found, &message, &data, found->data);
+}
+
+}  // namespace
+
+extern "C" {
+
+PKTBROKER_NFQ_EXPORT int nfq_errno = 0;
+
+PKTBROKER_NFQ_EXPORT nfq_handle* nfq_open() {
+  auto session = ShimSession::open();
+  if (!session) return nullptr;
+  auto* handle = new nfq_handle{std::move(session), {}};
+  const std::lock_guard lock(handles_mutex);
+  handles.insert(handle);
+  return handle;
+}
+
+PKTBROKER_NFQ_EXPORT nfq_handle* nfq_open_nfnl(nfnl_handle* /*nfnlh*/) {
+  unsupported("nfq_open_nfnl (a netlink handle of the program's own)");
+  return nullptr;
+}
+
+PKTBROKER_NFQ_EXPORT int nfq_close(nfq_handle* h) {
+  {
+    const std::lock_guard lock(handles_mutex);
+    handles.erase(h);
+  }
+  delete h;  // closing the session gives every packet still waiting its fallback
+  return 0;
+}
+
+// Binding a protocol family is a no-op in kernels since 3.8, and so here.
+PKTBROKER_NFQ_EXPORT int nfq_bind_pf(nfq_handle* /*h*/, uint16_t /*pf*/) { return 0; }
+PKTBROKER_NFQ_EXPORT int nfq_unbind_pf(nfq_handle* /*h*/, uint16_t /*pf*/) { return 0; }
+
+PKTBROKER_NFQ_EXPORT nfq_q_handle* nfq_create_queue(nfq_handle* h, uint16_t num, nfq_callback* cb,
+                                                    void* data) {
+  QueueBinding* binding = h->session->bind(num);
+  if (binding == nullptr) return nullptr;
+  return &h->queues.emplace_back(nfq_q_handle{h, binding, cb, data});
+}
+
+PKTBROKER_NFQ_EXPORT int nfq_destroy_queue(nfq_q_handle* qh) {
+  nfq_handle* h = qh->handle;
+  h->session->unbind(*qh->binding);
+  h->queues.remove_if([qh](const nfq_q_handle& q) { return &q == qh; });
+  return 0;
+}
+
+PKTBROKER_NFQ_EXPORT int nfq_set_mode(nfq_q_handle* qh, uint8_t mode, unsigned int len) {
+  return qh->handle->session->set_mode(*qh->binding, mode, len) ? 0 : -1;
+}
+
+// The broker's own queue length bounds what waits in the kernel; the program's is not applied.
+PKTBROKER_NFQ_EXPORT int nfq_set_queue_maxlen(nfq_q_handle* /*qh*/, uint32_t /*queuelen*/) {
+  return 0;
+}
+
+PKTBROKER_NFQ_EXPORT int nfq_set_queue_flags(nfq_q_handle* qh, uint32_t mask, uint32_t flags) {
+  return qh->handle->session->set_flags(*qh->binding, mask, flags) ? 0 : -1;
+}
+
+PKTBROKER_NFQ_EXPORT int nfq_fd(nfq_handle* h) { return h->session->fd(); }
+
+PKTBROKER_NFQ_EXPORT nfnl_handle* nfq_nfnlh(nfq_handle* h) {
+  return reinterpret_cast<nfnl_handle*>(h);
+}
+
+PKTBROKER_NFQ_EXPORT int nfnl_fd(nfnl_handle* h) {
+  if (is_ours(h)) return nfq_fd(reinterpret_cast<nfq_handle*>(h));
+  static const auto next = reinterpret_cast<int (*)(nfnl_handle*)>(dlsym(RTLD_NEXT, "nfnl_fd"));
+  return next != nullptr ? next(h) : unsupported("nfnl_fd on a handle not from nfq_nfnlh");
+}
+
+PKTBROKER_NFQ_EXPORT unsigned int nfnl_rcvbufsiz(const nfnl_handle* h, unsigned int size) {
+  if (!is_ours(h)) {
+    static const auto next = reinterpret_cast<unsigned int (*)(const nfnl_handle*, unsigned int)>(
+        dlsym(RTLD_NEXT, "nfnl_rcvbufsiz"));
+    return next != nullptr ? next(h, size) : 0;
+  }
+  const int fd = reinterpret_cast<const nfq_handle*>(h)->session->fd();
+  int value = static_cast<int>(std::min<unsigned int>(size, INT32_MAX));
+  (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &value, sizeof value);
+  socklen_t length = sizeof value;
+  (void)getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &value, &length);
+  return static_cast<unsigned int>(value);
+}
+
+PKTBROKER_NFQ_EXPORT int nfq_handle_packet(nfq_handle* h, char* buf, int len) {
+  ShimSession& session = *h->session;
+  pktbroker::proto::Decoded decoded;
+  if (len < 0 || pktbroker::proto::decode(
+                     std::span(reinterpret_cast<const std::uint8_t*>(buf), std::size_t(len)),
+                     decoded)) {
+    pktbroker::nfq::report("nfq_handle_packet: " + std::to_string(len) +
+                           " bytes that are not a message from pktbrokerd (a buffer too small "
+                           "for the packet cuts it short)");
+    errno = EINVAL;
+    return -1;
+  }
+  int result = 0;
+  if (const auto* packet = std::get_if<pktbroker::proto::Packet>(&decoded.message)) {
+    result = deliver(*h, *packet);
+  } else if (const auto* error = std::get_if<pktbroker::proto::Error>(&decoded.message)) {
+    pktbroker::nfq::report("pktbrokerd: " + error->text);
+  }
+  // Packets that came while a set-up request waited for its reply are held by the client.
+  while (result >= 0 && session.client().holds_packets()) {
+    pktbroker::ReceivedPacket held;
+    if (session.client().next_packet(held, 0)) break;
+    result = deliver(*h, held.info());
+  }
+  session.report_notices();
+  return result < 0 ? -1 : 0;
+}
+
+PKTBROKER_NFQ_EXPORT int nfq_set_verdict(nfq_q_handle* qh, uint32_t id, uint32_t verdict,
+                                         uint32_t data_len, const unsigned char* buf) {
+  return qh->handle->session->verdict(*qh->binding, id, verdict, std::nullopt,
+                                      bytes(buf, data_len));
+}
+
+PKTBROKER_NFQ_EXPORT int nfq_set_verdict2(nfq_q_handle* qh, uint32_t id, uint32_t verdict,
+                                          uint32_t mark, uint32_t datalen,
+                                          const unsigned char* buf) {
+  return qh->handle->session->verdict(*qh->binding, id, verdict, mark, bytes(buf, datalen));
+}
+
+PKTBROKER_NFQ_EXPORT int nfq_set_verdict_batch(nfq_q_handle* qh, uint32_t id, uint32_t verdict) {
+  return qh->handle->session->verdict_through(*qh->binding, id, verdict, std::nullopt);
+}
+
+PKTBROKER_NFQ_EXPORT int nfq_set_verdict_batch2(nfq_q_handle* qh, uint32_t id, uint32_t verdict,
+                                                uint32_t mark) {
+  return qh->handle->session->verdict_through(*qh->binding, id, verdict, mark);
+}
+
+// The deprecated variant takes the mark in network byte order.
+PKTBROKER_NFQ_EXPORT int nfq_set_verdict_mark(nfq_q_handle* qh, uint32_t id, uint32_t verdict,
+                                              uint32_t mark, uint32_t datalen,
+                                              const unsigned char* buf) {
+  return qh->handle->session->verdict(*qh->binding, id, verdict, ntohl(mark), bytes(buf, datalen));
+}
+
+PKTBROKER_NFQ_EXPORT nfqnl_msg_packet_hdr* nfq_get_msg_packet_hdr(nfq_data* nfad) {
+  return &nfad->header;
+}
+
+PKTBROKER_NFQ_EXPORT uint32_t nfq_get_nfmark(nfq_data* nfad) { return nfad->packet->mark; }
+
+// The time pktbrokerd read the packet from the kernel.
+PKTBROKER_NFQ_EXPORT int nfq_get_timestamp(nfq_data* nfad, timeval* tv) {
+  const std::uint64_t ns = nfad->packet->timestamp_ns;
+  if (ns == 0) return -1;
+  tv->tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+  tv->tv_usec = static_cast<suseconds_t>(ns % 1'000'000'000 / 1000);
+  return 0;
+}
+
+PKTBROKER_NFQ_EXPORT uint32_t nfq_get_indev(nfq_data* nfad) { return nfad->packet->in_ifindex; }
+PKTBROKER_NFQ_EXPORT uint32_t nfq_get_outdev(nfq_data* nfad) { return nfad->packet->out_ifindex; }
+// Bridge ports and skb info are not passed on by the broker: 0, as for a packet without them.
+PKTBROKER_NFQ_EXPORT uint32_t nfq_get_physindev(nfq_data* /*nfad*/) { return 0; }
+PKTBROKER_NFQ_EXPORT uint32_t nfq_get_physoutdev(nfq_data* /*nfad*/) { return 0; }
+PKTBROKER_NFQ_EXPORT uint32_t nfq_get_skbinfo(nfq_data* /*nfad*/) { return 0; }
+
+PKTBROKER_NFQ_EXPORT int nfq_get_uid(nfq_data* nfad, uint32_t* uid) {
+  if ((nfad->queue->flags & NFQA_CFG_F_UID_GID) == 0 || !nfad->packet->uid) return 0;
+  *uid = *nfad->packet->uid;
+  return 1;
+}
+
+PKTBROKER_NFQ_EXPORT int nfq_get_gid(nfq_data* nfad, uint32_t* gid) {
+  if ((nfad->queue->flags & NFQA_CFG_F_UID_GID) == 0 || !nfad->packet->gid) return 0;
+  *gid = *nfad->packet->gid;
+  return 1;
+}
+
+PKTBROKER_NFQ_EXPORT int nfq_get_secctx(nfq_data* /*nfad*/, unsigned char** /*secdata*/) {
+  return -1;  // no security context: the kernel's answer without NFQA_CFG_F_SECCTX
+}
+
+// Link-layer addresses are not passed on by the broker (none exist on OUTPUT either).
+PKTBROKER_NFQ_EXPORT nfqnl_msg_packet_hw* nfq_get_packet_hw(nfq_data* /*nfad*/) { return nullptr; }
+
+PKTBROKER_NFQ_EXPORT int nfq_get_payload(nfq_data* nfad, unsigned char** data) {
+  if (nfad->queue->copy_mode != NFQNL_COPY_PACKET) return -1;  // no payload, as in the kernel
+  // The bytes lie in the program's own receive buffer (or the client's copy): writable.
+  *data = const_cast<unsigned char*>(nfad->packet->payload.data());
+  return static_cast<int>(nfad->packet->payload.size());
+}
+
+PKTBROKER_NFQ_EXPORT int nfq_get_indev_name(nlif_handle* /*h*/, nfq_data* /*nfad*/, char* /*n*/) {
+  return unsupported("nfq_get_indev_name (use if_indextoname on nfq_get_indev)");
+}
+PKTBROKER_NFQ_EXPORT int nfq_get_physindev_name(nlif_handle* /*h*/, nfq_data* /*nfad*/,
+                                                char* /*n*/) {
+  return unsupported("nfq_get_physindev_name");
+}
+PKTBROKER_NFQ_EXPORT int nfq_get_outdev_name(nlif_handle* /*h*/, nfq_data* /*nfad*/, char* /*n*/) {
+  return unsupported("nfq_get_outdev_name (use if_indextoname on nfq_get_outdev)");
+}
+PKTBROKER_NFQ_EXPORT int nfq_get_physoutdev_name(nlif_handle* /*h*/, nfq_data* /*nfad*/,
+                                                 char* /*n*/) {
+  return unsupported("nfq_get_physoutdev_name");
+}
+PKTBROKER_NFQ_EXPORT int nfq_snprintf_xml(char* /*buf*/, size_t /*len*/, nfq_data* /*tb*/,
+                                          int /*flags*/) {
+  return unsupported("nfq_snprintf_xml");
+}
+
+}  // extern "C"
