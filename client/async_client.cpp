@@ -18,7 +18,7 @@ void AsyncClient::async_connect(const std::string& socket_path, const std::strin
         }
         do_read();
         request(proto::Hello{name, roles, proto::protocol_version, proto::protocol_version,
-                              proto::feature_packet_batch},
+                             proto::feature_packet_batch},
                 [this, done](std::error_code failure, const proto::Decoded& reply) {
                   if (!failure) {
                     if (const auto* welcome = std::get_if<proto::Welcome>(&reply.message)) {

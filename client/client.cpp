@@ -89,8 +89,9 @@ std::error_code Client::connect(const std::string& socket_path, const std::strin
     close();
     return error;
   }
-  return request(proto::Hello{name, roles, proto::protocol_version, proto::protocol_version, features},
-                 welcome_);
+  return request(
+      proto::Hello{name, roles, proto::protocol_version, proto::protocol_version, features},
+      welcome_);
 }
 
 std::error_code Client::send(const proto::Message& message, std::uint32_t request_id) {

@@ -67,7 +67,9 @@ mnl_socket* open_stand_in(int flags) {
   return reinterpret_cast<mnl_socket*>(socket);
 }
 
-unsigned int port_id() { return static_cast<unsigned int>(getpid()); }
+unsigned int port_id() {
+  return static_cast<unsigned int>(getpid());
+}
 
 // Queues the kernel's answer to `request`: NLMSG_ERROR with `error` (0 acknowledges).
 void reply(StandIn& socket, const nlmsghdr& request, int error) {

@@ -65,8 +65,9 @@ std::span<const std::uint8_t> bytes(const unsigned char* buffer, std::uint32_t l
 // Hands one delivered packet to its queue's callback; the callback's return value.
 int deliver(nfq_handle& handle, const pktbroker::proto::Packet& packet) {
   QueueBinding* binding = handle.session->owner(packet);
-  const auto found = std::find_if(handle.queues.begin(), handle.queues.end(),
-                                  [binding](const nfq_q_handle& q) { return q.binding == binding; });
+  const auto found =
+      std::find_if(handle.queues.begin(), handle.queues.end(),
+                   [binding](const nfq_q_handle& q) { return q.binding == binding; });
   if (binding == nullptr || found == handle.queues.end()) return 0;  // its queue was destroyed
   nfq_data data;
   data.packet = &packet;
@@ -108,8 +109,12 @@ PKTBROKER_NFQ_EXPORT int nfq_close(nfq_handle* h) {
 }
 
 // Binding a protocol family is a no-op in kernels since 3.8, and so here.
-PKTBROKER_NFQ_EXPORT int nfq_bind_pf(nfq_handle* /*h*/, uint16_t /*pf*/) { return 0; }
-PKTBROKER_NFQ_EXPORT int nfq_unbind_pf(nfq_handle* /*h*/, uint16_t /*pf*/) { return 0; }
+PKTBROKER_NFQ_EXPORT int nfq_bind_pf(nfq_handle* /*h*/, uint16_t /*pf*/) {
+  return 0;
+}
+PKTBROKER_NFQ_EXPORT int nfq_unbind_pf(nfq_handle* /*h*/, uint16_t /*pf*/) {
+  return 0;
+}
 
 PKTBROKER_NFQ_EXPORT nfq_q_handle* nfq_create_queue(nfq_handle* h, uint16_t num, nfq_callback* cb,
                                                     void* data) {
@@ -138,7 +143,9 @@ PKTBROKER_NFQ_EXPORT int nfq_set_queue_flags(nfq_q_handle* qh, uint32_t mask, ui
   return qh->handle->session->set_flags(*qh->binding, mask, flags) ? 0 : -1;
 }
 
-PKTBROKER_NFQ_EXPORT int nfq_fd(nfq_handle* h) { return h->session->fd(); }
+PKTBROKER_NFQ_EXPORT int nfq_fd(nfq_handle* h) {
+  return h->session->fd();
+}
 
 PKTBROKER_NFQ_EXPORT nfnl_handle* nfq_nfnlh(nfq_handle* h) {
   return reinterpret_cast<nfnl_handle*>(h);
@@ -167,9 +174,9 @@ PKTBROKER_NFQ_EXPORT unsigned int nfnl_rcvbufsiz(const nfnl_handle* h, unsigned 
 PKTBROKER_NFQ_EXPORT int nfq_handle_packet(nfq_handle* h, char* buf, int len) {
   ShimSession& session = *h->session;
   pktbroker::proto::Decoded decoded;
-  if (len < 0 || pktbroker::proto::decode(
-                     std::span(reinterpret_cast<const std::uint8_t*>(buf), std::size_t(len)),
-                     decoded)) {
+  if (len < 0 ||
+      pktbroker::proto::decode(
+          std::span(reinterpret_cast<const std::uint8_t*>(buf), std::size_t(len)), decoded)) {
     pktbroker::nfq::report("nfq_handle_packet: " + std::to_string(len) +
                            " bytes that are not a message from pktbrokerd (a buffer too small "
                            "for the packet cuts it short)");
@@ -224,7 +231,9 @@ PKTBROKER_NFQ_EXPORT nfqnl_msg_packet_hdr* nfq_get_msg_packet_hdr(nfq_data* nfad
   return &nfad->header;
 }
 
-PKTBROKER_NFQ_EXPORT uint32_t nfq_get_nfmark(nfq_data* nfad) { return nfad->packet->mark; }
+PKTBROKER_NFQ_EXPORT uint32_t nfq_get_nfmark(nfq_data* nfad) {
+  return nfad->packet->mark;
+}
 
 // The time pktbrokerd read the packet from the kernel.
 PKTBROKER_NFQ_EXPORT int nfq_get_timestamp(nfq_data* nfad, timeval* tv) {
@@ -235,12 +244,22 @@ PKTBROKER_NFQ_EXPORT int nfq_get_timestamp(nfq_data* nfad, timeval* tv) {
   return 0;
 }
 
-PKTBROKER_NFQ_EXPORT uint32_t nfq_get_indev(nfq_data* nfad) { return nfad->packet->in_ifindex; }
-PKTBROKER_NFQ_EXPORT uint32_t nfq_get_outdev(nfq_data* nfad) { return nfad->packet->out_ifindex; }
+PKTBROKER_NFQ_EXPORT uint32_t nfq_get_indev(nfq_data* nfad) {
+  return nfad->packet->in_ifindex;
+}
+PKTBROKER_NFQ_EXPORT uint32_t nfq_get_outdev(nfq_data* nfad) {
+  return nfad->packet->out_ifindex;
+}
 // Bridge ports and skb info are not passed on by the broker: 0, as for a packet without them.
-PKTBROKER_NFQ_EXPORT uint32_t nfq_get_physindev(nfq_data* /*nfad*/) { return 0; }
-PKTBROKER_NFQ_EXPORT uint32_t nfq_get_physoutdev(nfq_data* /*nfad*/) { return 0; }
-PKTBROKER_NFQ_EXPORT uint32_t nfq_get_skbinfo(nfq_data* /*nfad*/) { return 0; }
+PKTBROKER_NFQ_EXPORT uint32_t nfq_get_physindev(nfq_data* /*nfad*/) {
+  return 0;
+}
+PKTBROKER_NFQ_EXPORT uint32_t nfq_get_physoutdev(nfq_data* /*nfad*/) {
+  return 0;
+}
+PKTBROKER_NFQ_EXPORT uint32_t nfq_get_skbinfo(nfq_data* /*nfad*/) {
+  return 0;
+}
 
 PKTBROKER_NFQ_EXPORT int nfq_get_uid(nfq_data* nfad, uint32_t* uid) {
   if ((nfad->queue->flags & NFQA_CFG_F_UID_GID) == 0 || !nfad->packet->uid) return 0;
@@ -259,7 +278,9 @@ PKTBROKER_NFQ_EXPORT int nfq_get_secctx(nfq_data* /*nfad*/, unsigned char** /*se
 }
 
 // Link-layer addresses are not passed on by the broker (none exist on OUTPUT either).
-PKTBROKER_NFQ_EXPORT nfqnl_msg_packet_hw* nfq_get_packet_hw(nfq_data* /*nfad*/) { return nullptr; }
+PKTBROKER_NFQ_EXPORT nfqnl_msg_packet_hw* nfq_get_packet_hw(nfq_data* /*nfad*/) {
+  return nullptr;
+}
 
 PKTBROKER_NFQ_EXPORT int nfq_get_payload(nfq_data* nfad, unsigned char** data) {
   if (nfad->queue->copy_mode != NFQNL_COPY_PACKET) return -1;  // no payload, as in the kernel

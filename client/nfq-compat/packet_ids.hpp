@@ -18,6 +18,9 @@ class PacketIds {
   /// long since given it its fallback) and counted.
   static constexpr std::size_t max_waiting = 65536;
 
+  /// `first` is the first id handed out (the kernel starts at 1).
+  explicit PacketIds(std::uint32_t first = 1) noexcept : first_(first) {}
+
   /// The next id, now naming `token`.
   std::uint32_t assign(std::uint64_t token);
   /// The token of a waiting `id`, which stops waiting; nullopt when it is not waiting (decided,
@@ -32,7 +35,7 @@ class PacketIds {
   void drop_decided_front();
 
   std::deque<std::optional<std::uint64_t>> tokens_;  // tokens_[i] belongs to id first_ + i
-  std::uint32_t first_ = 1;
+  std::uint32_t first_;
   std::size_t waiting_ = 0;
   std::uint64_t forgotten_ = 0;
 };

@@ -3,8 +3,8 @@
 #include <libnetfilter_queue/linux_nfnetlink_queue.h>
 #include <linux/netfilter.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -59,7 +59,8 @@ std::unique_ptr<ShimSession> ShimSession::open() {
   std::unique_ptr<ShimSession> session(new ShimSession(std::move(*settings)));
   const ShimSettings& s = session->settings_;
   // No PACKET_BATCH: the program reads the socket into its own buffer, one packet per read.
-  if (const auto failure = session->client_.connect(s.socket_path, s.name, proto::role_verdict, 0)) {
+  if (const auto failure =
+          session->client_.connect(s.socket_path, s.name, proto::role_verdict, 0)) {
     const std::string why = failure == ClientError::broker_error
                                 ? session->client_.last_error().text
                                 : failure.message();

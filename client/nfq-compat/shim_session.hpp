@@ -23,7 +23,7 @@ void report(std::string_view text);
 /// the broker subscription that delivers its packets.
 struct QueueBinding {
   std::uint16_t number = 0;
-  std::uint8_t copy_mode = 0;         ///< NFQNL_COPY_NONE until the program sets one, as in the kernel
+  std::uint8_t copy_mode = 0;  ///< NFQNL_COPY_NONE until the program sets one, as in the kernel
   std::uint32_t copy_range = 0xffff;  ///< bytes of payload with NFQNL_COPY_PACKET
   std::uint32_t flags = 0;            ///< the NFQA_CFG_F_* flags the program set
   std::optional<std::uint32_t> subscription;

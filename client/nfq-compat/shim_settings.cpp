@@ -39,7 +39,9 @@ bool parse_queue_map(std::string_view text, std::map<std::uint16_t, std::uint16_
         !parse_number(trimmed(entry.substr(equals + 1)), to) || !map.emplace(from, to).second) {
       return false;
     }
-    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    if (comma == std::string_view::npos) break;
+    text = text.substr(comma + 1);
+    if (text.empty()) return false;  // a trailing comma
   }
   return true;
 }
@@ -61,16 +63,19 @@ std::optional<ShimSettings> ShimSettings::from_environment(std::string& error) {
       return std::nullopt;
     }
     if (text.find("queue") != std::string_view::npos) {
-      error = "PKTBROKER_SELECTOR may not name a queue: the program's queue number (mapped by "
-              "PKTBROKER_QUEUE_MAP) sets it";
+      error =
+          "PKTBROKER_SELECTOR may not name a queue: the program's queue number (mapped by "
+          "PKTBROKER_QUEUE_MAP) sets it";
       return std::nullopt;
     }
     settings.selector = trimmed(text.substr(1, text.size() - 2));
   }
   if (const char* value = std::getenv("PKTBROKER_QUEUE_MAP"); value && *value) {
     if (!parse_queue_map(value, settings.queue_map)) {
-      error = "PKTBROKER_QUEUE_MAP must be PROGRAM=BROKER queue numbers separated by commas, each "
-              "program queue once, like '0=2,1=3'; got '" + std::string(value) + "'";
+      error =
+          "PKTBROKER_QUEUE_MAP must be PROGRAM=BROKER queue numbers separated by commas, each "
+          "program queue once, like '0=2,1=3'; got '" +
+          std::string(value) + "'";
       return std::nullopt;
     }
   }

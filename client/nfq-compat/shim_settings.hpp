@@ -13,7 +13,7 @@ namespace pktbroker::nfq {
 /// The shim's configuration, read once from PKTBROKER_* environment variables.
 struct ShimSettings {
   std::string socket_path = "/run/pktbroker/broker.sock";  ///< PKTBROKER_SOCKET
-  std::string selector;                ///< PKTBROKER_SELECTOR, a match map without `queue`
+  std::string selector;  ///< PKTBROKER_SELECTOR, a match map without `queue`
   std::map<std::uint16_t, std::uint16_t> queue_map;  ///< PKTBROKER_QUEUE_MAP "PROG=BROKER,..."
   std::uint32_t timeout_ms = 1000;                   ///< PKTBROKER_TIMEOUT_MS
   proto::VerdictCode fallback = proto::VerdictCode::drop;  ///< PKTBROKER_FALLBACK

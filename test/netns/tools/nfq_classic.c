@@ -26,116 +26,107 @@ static long remaining; /* packets left to handle when a count was given */
 static uint32_t unanswered;
 static volatile sig_atomic_t stopping;
 
-static void stop(int signum)
-{
-	(void)signum;
-	stopping = 1;
+static void stop(int signum) {
+  (void)signum;
+  stopping = 1;
 }
 
-static int decide(struct nfq_q_handle *qh, uint32_t id, unsigned char *payload, int length)
-{
-	switch (action.kind) {
-	case ACTION_ACCEPT: return nfq_set_verdict(qh, id, NF_ACCEPT, 0, NULL);
-	case ACTION_DROP: return nfq_set_verdict(qh, id, NF_DROP, 0, NULL);
-	case ACTION_MARK: return nfq_set_verdict2(qh, id, NF_ACCEPT, action.value, 0, NULL);
-	case ACTION_REWRITE:
-		rewrite_udp(payload, length);
-		return nfq_set_verdict(qh, id, NF_ACCEPT, (uint32_t)length, payload);
-	case ACTION_BATCH:
-		if (++unanswered < action.value)
-			return 0;
-		unanswered = 0;
-		return nfq_set_verdict_batch(qh, id, NF_ACCEPT);
-	case ACTION_IGNORE: return 0;
-	case ACTION_VERDICT: return nfq_set_verdict(qh, id, action.value, 0, NULL);
-	}
-	return -1;
+static int decide(struct nfq_q_handle* qh, uint32_t id, unsigned char* payload, int length) {
+  switch (action.kind) {
+    case ACTION_ACCEPT: return nfq_set_verdict(qh, id, NF_ACCEPT, 0, NULL);
+    case ACTION_DROP: return nfq_set_verdict(qh, id, NF_DROP, 0, NULL);
+    case ACTION_MARK: return nfq_set_verdict2(qh, id, NF_ACCEPT, action.value, 0, NULL);
+    case ACTION_REWRITE:
+      rewrite_udp(payload, length);
+      return nfq_set_verdict(qh, id, NF_ACCEPT, (uint32_t)length, payload);
+    case ACTION_BATCH:
+      if (++unanswered < action.value) return 0;
+      unanswered = 0;
+      return nfq_set_verdict_batch(qh, id, NF_ACCEPT);
+    case ACTION_IGNORE: return 0;
+    case ACTION_VERDICT: return nfq_set_verdict(qh, id, action.value, 0, NULL);
+  }
+  return -1;
 }
 
-static int callback(struct nfq_q_handle *qh, struct nfgenmsg *nfmsg, struct nfq_data *nfa,
-		    void *data)
-{
-	(void)nfmsg;
-	(void)data;
-	struct nfqnl_msg_packet_hdr *ph = nfq_get_msg_packet_hdr(nfa);
-	uint32_t id = ntohl(ph->packet_id);
-	unsigned char *payload = NULL;
-	int length = nfq_get_payload(nfa, &payload);
-	uint32_t uid = 0;
-	int has_uid = nfq_get_uid(nfa, &uid);
-	print_packet(id, ph->hook, ntohs(ph->hw_protocol), nfq_get_nfmark(nfa), nfq_get_indev(nfa),
-		     nfq_get_outdev(nfa), has_uid, uid, payload, length);
-	if (decide(qh, id, payload, length) < 0) {
-		printf("verdict-error id=%u errno=%d\n", id, errno);
-		fflush(stdout);
-	}
-	if (remaining > 0)
-		remaining--;
-	return 0;
+static int callback(struct nfq_q_handle* qh, struct nfgenmsg* nfmsg, struct nfq_data* nfa,
+                    void* data) {
+  (void)nfmsg;
+  (void)data;
+  struct nfqnl_msg_packet_hdr* ph = nfq_get_msg_packet_hdr(nfa);
+  uint32_t id = ntohl(ph->packet_id);
+  unsigned char* payload = NULL;
+  int length = nfq_get_payload(nfa, &payload);
+  uint32_t uid = 0;
+  int has_uid = nfq_get_uid(nfa, &uid);
+  print_packet(id, ph->hook, ntohs(ph->hw_protocol), nfq_get_nfmark(nfa), nfq_get_indev(nfa),
+               nfq_get_outdev(nfa), has_uid, uid, payload, length);
+  if (decide(qh, id, payload, length) < 0) {
+    printf("verdict-error id=%u errno=%d\n", id, errno);
+    fflush(stdout);
+  }
+  if (remaining > 0) remaining--;
+  return 0;
 }
 
-int main(int argc, char **argv)
-{
-	char buf[4096] __attribute__((aligned));
-	uint32_t flags = 0;
-	if (argc < 3 || parse_action(argv[2], &action) < 0 ||
-	    (argc > 4 && parse_flags(argv[4], &flags) < 0)) {
-		fprintf(stderr, "usage: %s QUEUE ACTION [COUNT [FLAGS]]\n", argv[0]);
-		return 2;
-	}
-	const long count = argc > 3 ? strtol(argv[3], NULL, 0) : 0;
-	remaining = count;
-	signal(SIGTERM, stop);
+int main(int argc, char** argv) {
+  char buf[4096] __attribute__((aligned));
+  uint32_t flags = 0;
+  if (argc < 3 || parse_action(argv[2], &action) < 0 ||
+      (argc > 4 && parse_flags(argv[4], &flags) < 0)) {
+    fprintf(stderr, "usage: %s QUEUE ACTION [COUNT [FLAGS]]\n", argv[0]);
+    return 2;
+  }
+  const long count = argc > 3 ? strtol(argv[3], NULL, 0) : 0;
+  remaining = count;
+  signal(SIGTERM, stop);
 
-	struct nfq_handle *h = nfq_open();
-	if (!h) {
-		fprintf(stderr, "error during nfq_open(): %s\n", strerror(errno));
-		return 1;
-	}
-	if (nfq_unbind_pf(h, AF_INET) < 0 || nfq_bind_pf(h, AF_INET) < 0) {
-		fprintf(stderr, "error during nfq_(un)bind_pf()\n");
-		return 1;
-	}
-	struct nfq_q_handle *qh = nfq_create_queue(h, (uint16_t)atoi(argv[1]), &callback, NULL);
-	if (!qh) {
-		fprintf(stderr, "error during nfq_create_queue()\n");
-		return 1;
-	}
-	if (nfq_set_mode(qh, NFQNL_COPY_PACKET, 0xffff) < 0) {
-		fprintf(stderr, "can't set packet_copy mode\n");
-		return 1;
-	}
-	if (flags && nfq_set_queue_flags(qh, flags, flags) < 0) {
-		fprintf(stderr, "can't set queue flags\n");
-		return 1;
-	}
-	int fd = nfq_fd(h);
-	printf("ready\n");
-	fflush(stdout);
-	while (!stopping) {
-		fd_set readable;
-		FD_ZERO(&readable);
-		FD_SET(fd, &readable);
-		if (select(fd + 1, &readable, NULL, NULL, NULL) < 0) {
-			if (errno == EINTR)
-				continue;
-			perror("select");
-			return 1;
-		}
-		int rv = (int)recv(fd, buf, sizeof(buf), 0);
-		if (rv > 0) {
-			nfq_handle_packet(h, buf, rv);
-			if (count > 0 && remaining == 0)
-				break;
-			continue;
-		}
-		if (rv < 0 && errno == ENOBUFS)
-			continue;
-		fprintf(stderr, "recv: %s\n", rv == 0 ? "connection closed" : strerror(errno));
-		break;
-	}
-	nfq_destroy_queue(qh);
-	nfq_close(h);
-	printf("done\n");
-	return 0;
+  struct nfq_handle* h = nfq_open();
+  if (!h) {
+    fprintf(stderr, "error during nfq_open(): %s\n", strerror(errno));
+    return 1;
+  }
+  if (nfq_unbind_pf(h, AF_INET) < 0 || nfq_bind_pf(h, AF_INET) < 0) {
+    fprintf(stderr, "error during nfq_(un)bind_pf()\n");
+    return 1;
+  }
+  struct nfq_q_handle* qh = nfq_create_queue(h, (uint16_t)atoi(argv[1]), &callback, NULL);
+  if (!qh) {
+    fprintf(stderr, "error during nfq_create_queue()\n");
+    return 1;
+  }
+  if (nfq_set_mode(qh, NFQNL_COPY_PACKET, 0xffff) < 0) {
+    fprintf(stderr, "can't set packet_copy mode\n");
+    return 1;
+  }
+  if (flags && nfq_set_queue_flags(qh, flags, flags) < 0) {
+    fprintf(stderr, "can't set queue flags\n");
+    return 1;
+  }
+  int fd = nfq_fd(h);
+  printf("ready\n");
+  fflush(stdout);
+  while (!stopping) {
+    fd_set readable;
+    FD_ZERO(&readable);
+    FD_SET(fd, &readable);
+    if (select(fd + 1, &readable, NULL, NULL, NULL) < 0) {
+      if (errno == EINTR) continue;
+      perror("select");
+      return 1;
+    }
+    int rv = (int)recv(fd, buf, sizeof(buf), 0);
+    if (rv > 0) {
+      nfq_handle_packet(h, buf, rv);
+      if (count > 0 && remaining == 0) break;
+      continue;
+    }
+    if (rv < 0 && errno == ENOBUFS) continue;
+    fprintf(stderr, "recv: %s\n", rv == 0 ? "connection closed" : strerror(errno));
+    break;
+  }
+  nfq_destroy_queue(qh);
+  nfq_close(h);
+  printf("done\n");
+  return 0;
 }
