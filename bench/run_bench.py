@@ -41,7 +41,8 @@ def popen(ns, *args, **kwargs):
 
 def binary(name):
     for path in (f"{BUILD}/bench/{name}", f"{BUILD}/broker/{name}", f"{BUILD}/replay/{name}",
-                 f"{BUILD}/client/{name}"):
+                 f"{BUILD}/client/{name}", f"{BUILD}/client/nfq-compat/{name}",
+                 f"{BUILD}/test/netns/{name}"):
         if os.path.exists(path):
             return os.path.abspath(path)
     raise SystemExit(f"run_bench: {name} is not built in {BUILD}/ (run scripts/bench)")
@@ -140,10 +141,14 @@ class Consumer:
 
     def start(self):
         s = self.scenario
+        # A libnetfilter_queue program (scenario "program") is the reference bound to the queue
+        # itself, and the client through the broker with the nfq shim preloaded.
+        program = [binary(s["program"]), "0", "accept"] if s.get("program") else None
+        quiet = dict(os.environ, NFQ_TOOL_QUIET="1")
         if self.name == "reference":
             for queue in s.get("queues", [0]):
-                self.processes.append(popen(SINK, "taskset", "-c", "1", binary("nfq_reference"),
-                                            "--queue", str(queue)))
+                argv = program or [binary("nfq_reference"), "--queue", str(queue)]
+                self.processes.append(popen(SINK, "taskset", "-c", "1", *argv, env=quiet))
             time.sleep(0.3)
         else:
             policy = os.path.join(self.workdir, "policy.yaml")
@@ -167,6 +172,15 @@ class Consumer:
                                mode, selector)
                 if client.stdout.readline().strip() != "ready":
                     raise SystemExit(f"bench_client failed: {client.stderr.read()}")
+                self.processes.append(client)
+            if program:
+                env = dict(quiet, LD_PRELOAD=binary("libpktbroker-nfq.so"),
+                           PKTBROKER_SOCKET=socket_path)
+                client = popen(SINK, "chrt", "--batch", "0", "taskset", "-c", "1", *program,
+                               env=env)
+                if client.stdout.readline().strip() != "ready":
+                    raise SystemExit(f"{s['program']} through the shim failed: "
+                                     f"{client.stderr.read()}")
                 self.processes.append(client)
         for p in self.processes:
             if p.poll() is not None:
@@ -498,6 +512,11 @@ def scenarios(workdir):
             "policy": head.replace("queues: [{num: 0,", "queues: [{num: 1, fail_open: false, "
                                    "max_len: 8192, copy_range: 128}, {num: 0,") + "rules: []\n",
             "queue": "0:1", "queues": [0, 1], "threads": 2},
+        "8 nfq shim (LD_PRELOAD)": {
+            "description": "a libnetfilter_queue program (nfq_classic, accept) through "
+                           "pktbrokerd with the nfq shim, against the same program bound to "
+                           "the queue",
+            "policy": head + "rules: []\n", "program": "nfq_classic"},
     }
 
 

@@ -94,13 +94,16 @@ class NfqShim(NetnsTestCase):
                     self.assertEqual((shimmed["received"], shimmed["payloads"],
                                       shimmed["marked"]), expected)
 
-    def test_a_relinked_program_works_as_a_preloaded_one(self):
-        direct = self.outcome("nfq_classic", "rewrite")
-        daemon = self.daemon(POLICY)
-        relinked = self.outcome("nfq_classic", "rewrite", daemon=daemon, relinked=True)
-        self.assertEqual(relinked, direct)
-        self.assertEqual(relinked["payloads"], [PAYLOAD.upper()])
-        self.assertEqual(daemon.stop(), 0)
+    def test_relinked_programs_work_as_preloaded_ones(self):
+        for tool in ("nfq_classic", "nfq_mnl"):
+            with self.subTest(tool=tool):
+                direct = self.outcome(tool, "rewrite")
+                daemon = self.daemon(POLICY)
+                relinked = self.outcome(tool, "rewrite", daemon=daemon, relinked=True)
+                self.assertEqual(relinked, direct)
+                self.assertEqual(relinked["payloads"], [PAYLOAD.upper()])
+                self.assertEqual(daemon.stats()["queue"]["delivered"], 12)
+                self.assertEqual(daemon.stop(), 0)
 
     def test_two_programs_and_a_client_share_one_queue_by_mark(self):
         daemon = self.daemon(POLICY)

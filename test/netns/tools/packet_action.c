@@ -63,6 +63,9 @@ int rewrite_udp(unsigned char* packet, int length) {
 void print_packet(uint32_t id, unsigned hook, unsigned hw_protocol, uint32_t mark, uint32_t indev,
                   uint32_t outdev, int has_uid, uint32_t uid, const unsigned char* payload,
                   int length) {
+  static int quiet = -1;
+  if (quiet < 0) quiet = getenv("NFQ_TOOL_QUIET") != NULL; /* the benchmark: no line per packet */
+  if (quiet) return;
   int dport = -1;
   if (length >= 24 && (payload[0] >> 4) == 4) {
     int header = (payload[0] & 0x0f) * 4;
