@@ -168,6 +168,15 @@ class Reader {
 
 // ---- bodies: one write/read pair per message type ----
 
+// The optional trailing features word: absent means none (older peers), and a present one is
+// never 0, so every message has one encoding.
+std::uint32_t read_features(Reader& r) {
+  if (r.at_end()) return 0;
+  const auto features = r.integer<std::uint32_t>();
+  if (features == 0) r.fail(ProtocolError::bad_value);
+  return features;
+}
+
 void write(Writer& w, const Hello& m) {
   w.string(m.client_name);
   w.integer(m.roles);
@@ -180,7 +189,7 @@ void read(Reader& r, Hello& m) {
   m.roles = r.integer<std::uint8_t>();
   m.min_version = r.integer<std::uint8_t>();
   m.max_version = r.integer<std::uint8_t>();
-  m.features = r.at_end() ? 0 : r.integer<std::uint32_t>();  // absent from older clients
+  m.features = read_features(r);
 }
 void write(Writer& w, const Welcome& m) {
   w.integer(m.version);
@@ -194,7 +203,7 @@ void read(Reader& r, Welcome& m) {
   m.session_id = r.integer<std::uint32_t>();
   m.roles = r.integer<std::uint8_t>();
   m.broker_version = r.string();
-  m.features = r.at_end() ? 0 : r.integer<std::uint32_t>();
+  m.features = read_features(r);
 }
 void write(Writer& w, const Subscribe& m) {
   w.string(m.name);

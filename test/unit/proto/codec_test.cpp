@@ -373,6 +373,11 @@ TEST_CASE("HELLO and WELCOME carry features only when asked, and older peers sti
   REQUIRE_FALSE(decode(encoded(Welcome{1, 9, role_verdict, "0.1.0", 1}), decoded));
   CHECK(std::get<Welcome>(decoded.message).features == 1);
 
+  auto zero_features = plain;  // a features word of 0 is sent as no word at all
+  zero_features.insert(zero_features.end(), 4, 0);
+  zero_features[7] += 4;
+  CHECK(decode(zero_features, decoded) == make_error_code(ProtocolError::bad_value));
+
   auto short_features = asking;  // two of the four feature bytes
   short_features.resize(short_features.size() - 2);
   short_features[7] -= 2;
