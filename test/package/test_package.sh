@@ -63,6 +63,14 @@ unshare --mount --propagation private bash -euo pipefail -c '
     if command -v logrotate >/dev/null; then logrotate --debug /etc/logrotate.d/pktbroker 2>/dev/null; fi
     c++ -std=c++20 consumer.cpp -o consumer \$(pkg-config --cflags --libs pktbroker)
     ./consumer | grep -qx \"parse=none dport=53 connect=failed\"
+    # The LD_PRELOAD recipe of the README with the installed shim: an nfq program meets the broker.
+    printf \"#include <libnetfilter_queue/libnetfilter_queue.h>\\nint main(void) { return nfq_open() ? 0 : 3; }\\n\" >nfq.c
+    cc nfq.c -o nfq -lnetfilter_queue
+    status=0
+    PKTBROKER_SOCKET=/pkg/none.sock LD_PRELOAD=/usr/lib/\$(gcc -print-multiarch)/libpktbroker-nfq.so.0 \\
+      ./nfq 2>nfq.err || status=\$?
+    test \$status = 3
+    grep -q \"^pktbroker-nfq: cannot reach pktbrokerd at /pkg/none.sock\" nfq.err
     dpkg --purge pktbroker libpktbroker-dev libpktbroker0 >/dev/null
     test ! -e /etc/pktbroker && test ! -e /usr/sbin/pktbrokerd
     ! dpkg -S pktbroker 2>/dev/null
