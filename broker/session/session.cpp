@@ -14,13 +14,14 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 namespace pktbroker {
 
 namespace {
 
 // Datagrams read per wake-up before other sessions get a turn.
-constexpr int reads_per_wakeup = 16;
+constexpr int reads_per_wakeup = 64;
 
 // The receive buffer of the thread running a session's read handler: an idle connection holds
 // no buffer, and a datagram is handled before the handler returns.
@@ -86,6 +87,7 @@ void Session::on_readable(const boost::system::error_code& error) {
     message.msg_iovlen = 1;
     const ssize_t size = ::recvmsg(socket_.native_handle(), &message, MSG_DONTWAIT);
     if (size < 0 && errno == EINTR) continue;
+    if (size <= 0 || (message.msg_flags & MSG_TRUNC) != 0) flush_verdicts();
     if (size < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return do_read();
     if (size <= 0) {  // 0: the peer closed its end
       if (size < 0)
@@ -102,6 +104,7 @@ void Session::on_readable(const boost::system::error_code& error) {
     }
     on_read(buffer.first(static_cast<std::size_t>(size)));
   }
+  flush_verdicts();
   if (closing_ || closed_) return;
   // More may be waiting: let other work run first.
   boost::asio::post(socket_.get_executor(), [self = shared_from_this()] {
@@ -129,6 +132,9 @@ void Session::handle(const proto::Decoded& decoded) {
     }
     return;
   }
+  const bool is_verdict = std::holds_alternative<proto::Verdict>(decoded.message) ||
+                          std::holds_alternative<proto::VerdictBatch>(decoded.message);
+  if (!is_verdict) flush_verdicts();  // requests see the verdicts sent before them
   std::visit(
       [&](const auto& message) {
         using T = std::decay_t<decltype(message)>;
@@ -244,15 +250,17 @@ void Session::handle_verdicts(std::span<const proto::Verdict> verdicts) {
     return;
   }
   verdicts_.fetch_add(verdicts.size(), std::memory_order_relaxed);
-  std::vector<ClientVerdict> copies;
-  copies.reserve(verdicts.size());
   for (const proto::Verdict& verdict : verdicts) {
-    copies.push_back({verdict.token,
-                      verdict.verdict,
-                      verdict.mark,
-                      {verdict.payload.begin(), verdict.payload.end()}});
+    gathered_verdicts_.push_back({verdict.token,
+                                  verdict.verdict,
+                                  verdict.mark,
+                                  {verdict.payload.begin(), verdict.payload.end()}});
   }
-  manager_.verdicts(shared_from_this(), std::move(copies));
+}
+
+void Session::flush_verdicts() {
+  if (gathered_verdicts_.empty()) return;
+  manager_.verdicts(shared_from_this(), std::exchange(gathered_verdicts_, {}));
 }
 
 bool Session::require(std::uint8_t role, std::uint32_t request_id) {

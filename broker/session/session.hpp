@@ -1,6 +1,7 @@
 // One connected client: reads its requests, writes packets and replies, bounded and in order.
 #pragma once
 
+#include "broker/broker_queue.hpp"
 #include "broker/session/subscription_table.hpp"
 #include "pktbroker/codec.hpp"
 #include "pktbroker/seq_packet_protocol.hpp"
@@ -82,7 +83,10 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
   void on_read(std::span<const std::uint8_t> datagram);
   void handle(const proto::Decoded& decoded);
   void handle_hello(const proto::Hello& hello, std::uint32_t request_id);
+  /// Gathers verdicts: all a wake-up reads reach the queues together (flush_verdicts), so a
+  /// client that answers packet by packet still costs the kernel one message per wake-up.
   void handle_verdicts(std::span<const proto::Verdict> verdicts);
+  void flush_verdicts();
   bool require(std::uint8_t role, std::uint32_t request_id);
   /// Queues a datagram that counts `weight` against the queue bound, and writes.
   void push(std::shared_ptr<const std::vector<std::uint8_t>> datagram, std::size_t weight);
@@ -103,6 +107,7 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
   std::string name_;
   std::string refusal_;
   boost::asio::steady_timer timer_;  // the HELLO deadline, then the linger after fail()
+  std::vector<ClientVerdict> gathered_verdicts_;  // read this wake-up, not yet handed over
   bool welcomed_ = false;
   bool closing_ = false;  // an error was sent; close once it is written
   struct Outgoing {
