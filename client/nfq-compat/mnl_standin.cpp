@@ -1,7 +1,9 @@
-// libmnl's socket calls for programs in the libmnl style: a NETLINK_NETFILTER socket becomes a
-// broker session. Requests the program sends (queue configuration, verdicts) are translated to
-// the broker's; each packet the broker delivers is handed to mnl_socket_recvfrom() as the
-// kernel's NFQNL_MSG_PACKET message. Sockets of other netlink families go to libmnl unchanged.
+// libmnl's socket calls for programs in the libmnl style. A NETLINK_NETFILTER socket is opened
+// for real; the first nfnetlink_queue message sent on it turns it into a broker session (the
+// broker socket takes over its descriptor number), while one that carries other subsystems'
+// messages (nftables, conntrack: iptables-nft run by the program inherits LD_PRELOAD) stays
+// the kernel's. Queue requests are translated to the broker's; each packet the broker delivers
+// comes out of mnl_socket_recvfrom() as the kernel's NFQNL_MSG_PACKET message.
 #include "kernel_packet.hpp"
 #include "shim_session.hpp"
 
@@ -23,14 +25,26 @@
 
 #define PKTBROKER_NFQ_EXPORT __attribute__((visibility("default")))
 
-using pktbroker::nfq::QueueBinding;
 using pktbroker::nfq::report;
 using pktbroker::nfq::ShimSession;
 
 namespace {
 
-/// A NETLINK_NETFILTER socket as the program sees it.
+// The real libmnl function `name`.
+template <typename Function>
+Function* next(const char* name) {
+  auto* found = reinterpret_cast<Function*>(dlsym(RTLD_NEXT, name));
+  if (found == nullptr) report(std::string("libmnl's ") + name + " is not loaded");
+  return found;
+}
+
+#define REAL(name) static auto* real_##name = next<decltype(::name)>(#name)
+
+/// A NETLINK_NETFILTER socket as the program sees it: the kernel's, until queue messages make
+/// it a broker session.
 struct StandIn {
+  mnl_socket* real = nullptr;
+  unsigned int port_id = 0;  // the real socket's, which the program passes to mnl_cb_run
   std::unique_ptr<ShimSession> session;
   std::mutex replies_mutex;  // verdicts may be sent from another thread than the reader
   /// Acknowledgements and errors for the program's requests, read before packets. At most
@@ -47,28 +61,39 @@ StandIn* stand_in(const mnl_socket* nl) {
   return stand_ins.contains(nl) ? reinterpret_cast<StandIn*>(const_cast<mnl_socket*>(nl)) : nullptr;
 }
 
-// The real libmnl function `name`, for sockets that are not stand-ins.
-template <typename Function>
-Function* next(const char* name) {
-  auto* found = reinterpret_cast<Function*>(dlsym(RTLD_NEXT, name));
-  if (found == nullptr) report(std::string("libmnl's ") + name + " is not loaded");
-  return found;
+// The socket as libmnl knows it: the stand-in's real socket, or `nl` itself.
+const mnl_socket* real_socket(const mnl_socket* nl) {
+  const StandIn* socket = stand_in(nl);
+  return socket != nullptr ? socket->real : nl;
 }
 
-mnl_socket* open_stand_in(int flags) {
-  auto session = ShimSession::open();
-  if (!session) return nullptr;
-  if ((flags & SOCK_NONBLOCK) != 0) {
-    (void)fcntl(session->fd(), F_SETFL, fcntl(session->fd(), F_GETFL) | O_NONBLOCK);
-  }
-  auto* socket = new StandIn{std::move(session), {}, {}};
+mnl_socket* wrap(mnl_socket* real) {
+  if (real == nullptr) return nullptr;
+  auto* socket = new StandIn;
+  socket->real = real;
   const std::lock_guard lock(stand_ins_mutex);
   stand_ins.insert(socket);
   return reinterpret_cast<mnl_socket*>(socket);
 }
 
-unsigned int port_id() {
-  return static_cast<unsigned int>(getpid());
+// The first queue message: connect to the broker and put its socket on the real descriptor.
+bool become_broker_session(StandIn& socket) {
+  REAL(mnl_socket_get_fd);
+  REAL(mnl_socket_get_portid);
+  auto session = ShimSession::open();
+  if (!session) return false;
+  const int fd = real_mnl_socket_get_fd(socket.real);
+  const int flags = fcntl(fd, F_GETFL);
+  socket.port_id = real_mnl_socket_get_portid(socket.real);
+  if (dup3(session->fd(), fd, O_CLOEXEC) < 0) {
+    report(std::string("cannot take over the netlink socket: ") + std::strerror(errno));
+    return false;
+  }
+  if (flags >= 0 && (flags & O_NONBLOCK) != 0) {
+    (void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  }
+  socket.session = std::move(session);
+  return true;
 }
 
 // Queues the kernel's answer to `request`: NLMSG_ERROR with `error` (0 acknowledges).
@@ -77,7 +102,7 @@ void reply(StandIn& socket, const nlmsghdr& request, int error) {
   nlmsghdr* nlh = mnl_nlmsg_put_header(message.data());
   nlh->nlmsg_type = NLMSG_ERROR;
   nlh->nlmsg_seq = request.nlmsg_seq;
-  nlh->nlmsg_pid = port_id();
+  nlh->nlmsg_pid = socket.port_id;
   auto* answer = static_cast<nlmsgerr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nlmsgerr)));
   answer->error = -error;
   answer->msg = request;
@@ -109,7 +134,7 @@ int configure(ShimSession& session, std::uint16_t number, const AttributeTable& 
         if (session.bind(number) == nullptr) return errno;
         break;
       case NFQNL_CFG_CMD_UNBIND:
-        if (QueueBinding* queue = session.find(number)) session.unbind(*queue);
+        if (!session.unbind(number)) return ENODEV;
         break;
       case NFQNL_CFG_CMD_PF_BIND:
       case NFQNL_CFG_CMD_PF_UNBIND: break;  // no-ops since Linux 3.8
@@ -118,52 +143,58 @@ int configure(ShimSession& session, std::uint16_t number, const AttributeTable& 
   }
   const bool changes = attrs[NFQA_CFG_PARAMS] || attrs[NFQA_CFG_QUEUE_MAXLEN] ||
                        attrs[NFQA_CFG_FLAGS] || attrs[NFQA_CFG_MASK];
-  QueueBinding* queue = session.find(number);
-  if (changes && queue == nullptr) return ENODEV;  // as the kernel answers for an unbound queue
+  if (changes && !session.bound(number)) return ENODEV;  // the kernel's answer, unbound queue
   if (const auto* params = fixed<nfqnl_msg_config_params>(attrs[NFQA_CFG_PARAMS])) {
-    if (!session.set_mode(*queue, params->copy_mode, ntohl(params->copy_range))) return errno;
+    if (!session.set_mode(number, params->copy_mode, ntohl(params->copy_range))) return errno;
   }
   if (attrs[NFQA_CFG_FLAGS] || attrs[NFQA_CFG_MASK]) {
     const auto* flags = fixed<std::uint32_t>(attrs[NFQA_CFG_FLAGS]);
     const auto* mask = fixed<std::uint32_t>(attrs[NFQA_CFG_MASK]);
     if (flags == nullptr || mask == nullptr) return EINVAL;
-    if (!session.set_flags(*queue, ntohl(*mask), ntohl(*flags))) return errno;
+    if (!session.set_flags(number, ntohl(*mask), ntohl(*flags))) return errno;
   }
   return 0;  // NFQA_CFG_QUEUE_MAXLEN: the broker's queue length applies
 }
 
 // NFQNL_MSG_VERDICT and _BATCH. 0 or an errno.
 int decide(ShimSession& session, std::uint16_t number, bool batch, const AttributeTable& attrs) {
-  QueueBinding* queue = session.find(number);
-  if (queue == nullptr) return ENODEV;
   const auto* header = fixed<nfqnl_msg_verdict_hdr>(attrs[NFQA_VERDICT_HDR]);
   if (header == nullptr) return EINVAL;
+  if (attrs[NFQA_CT] != nullptr || attrs[NFQA_EXP] != nullptr) {
+    report("conntrack attributes in a verdict (a connmark, an expectation) are not supported "
+           "through the broker; the verdict is refused");
+    return EOPNOTSUPP;
+  }
   std::optional<std::uint32_t> mark;
   if (const auto* value = fixed<std::uint32_t>(attrs[NFQA_MARK])) mark = ntohl(*value);
   const std::uint32_t id = ntohl(header->id);
   const std::uint32_t verdict = ntohl(header->verdict);
   int result = 0;
   if (batch) {
-    result = session.verdict_through(*queue, id, verdict, mark);
+    result = session.verdict_through(number, id, verdict, mark);
   } else {
     std::span<const std::uint8_t> payload;
     if (const nlattr* bytes = attrs[NFQA_PAYLOAD]) {
       payload = {static_cast<const std::uint8_t*>(mnl_attr_get_payload(bytes)),
                  mnl_attr_get_payload_len(bytes)};
     }
-    result = session.verdict(*queue, id, verdict, mark, payload);
+    result = session.verdict(number, id, verdict, mark, payload);
   }
   return result == 0 ? 0 : errno;
+}
+
+bool is_queue_message(const nlmsghdr* nlh) {
+  return (nlh->nlmsg_type >> 8) == NFNL_SUBSYS_QUEUE &&
+         nlh->nlmsg_len >= MNL_NLMSG_HDRLEN + sizeof(nfgenmsg);
 }
 
 ssize_t send_requests(StandIn& socket, const void* buffer, std::size_t size) {
   int remaining = static_cast<int>(std::min<std::size_t>(size, INT32_MAX));
   for (auto* nlh = static_cast<const nlmsghdr*>(buffer); mnl_nlmsg_ok(nlh, remaining);
        nlh = mnl_nlmsg_next(nlh, &remaining)) {
-    if ((nlh->nlmsg_type >> 8) != NFNL_SUBSYS_QUEUE ||
-        nlh->nlmsg_len < MNL_NLMSG_HDRLEN + sizeof(nfgenmsg)) {
+    if (!is_queue_message(nlh)) {
       report("a netlink message for nfnetlink subsystem " + std::to_string(nlh->nlmsg_type >> 8) +
-             ": a NETLINK_NETFILTER socket through the broker carries queue messages only");
+             " on a socket that carries queue messages to the broker: use another socket");
       errno = EOPNOTSUPP;
       return -1;
     }
@@ -196,15 +227,15 @@ ssize_t send_requests(StandIn& socket, const void* buffer, std::size_t size) {
 
 // The kernel's NFQNL_MSG_PACKET for a delivered packet, built in `buffer`; its length, or 0
 // when it does not fit.
-std::size_t packet_message(ShimSession& session, QueueBinding& queue,
+std::size_t packet_message(const ShimSession::Delivery& delivery,
                            const pktbroker::proto::Packet& packet, void* buffer, std::size_t size) {
   if (size < MNL_NLMSG_HDRLEN + MNL_ALIGN(sizeof(nfgenmsg))) return 0;
   nlmsghdr* nlh = mnl_nlmsg_put_header(buffer);
   nlh->nlmsg_type = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET;
   auto* message = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
-  *message = {pktbroker::nfq::family(packet), NFNETLINK_V0, htons(queue.number)};
+  *message = {pktbroker::nfq::family(packet), NFNETLINK_V0, htons(delivery.queue)};
   nfqnl_msg_packet_hdr header{};
-  header.packet_id = htonl(session.assign_id(queue, packet));
+  header.packet_id = htonl(delivery.id);
   header.hw_protocol = htons(pktbroker::nfq::ethertype(packet));
   header.hook = packet.hook;
   const std::uint64_t ns = packet.timestamp_ns;
@@ -217,14 +248,16 @@ std::size_t packet_message(ShimSession& session, QueueBinding& queue,
   if (packet.mark != 0) put_u32(NFQA_MARK, packet.mark);
   if (packet.in_ifindex != 0) put_u32(NFQA_IFINDEX_INDEV, packet.in_ifindex);
   if (packet.out_ifindex != 0) put_u32(NFQA_IFINDEX_OUTDEV, packet.out_ifindex);
-  if ((queue.flags & NFQA_CFG_F_UID_GID) != 0) {
+  if ((delivery.settings.flags & NFQA_CFG_F_UID_GID) != 0) {
     if (packet.uid) put_u32(NFQA_UID, *packet.uid);
     if (packet.gid) put_u32(NFQA_GID, *packet.gid);
   }
   if (ns != 0) fits = fits && mnl_attr_put_check(nlh, size, NFQA_TIMESTAMP, sizeof stamp, &stamp);
-  if (queue.copy_mode == NFQNL_COPY_PACKET) {
-    if (packet.wire_length > packet.payload.size()) put_u32(NFQA_CAP_LEN, packet.wire_length);
-    fits = fits && mnl_attr_put_check(nlh, size, NFQA_PAYLOAD, packet.payload.size(),
+  if (const int shown = delivery.settings.shown(packet.payload.size()); shown >= 0) {
+    if (packet.wire_length > static_cast<std::uint32_t>(shown)) {
+      put_u32(NFQA_CAP_LEN, packet.wire_length);
+    }
+    fits = fits && mnl_attr_put_check(nlh, size, NFQA_PAYLOAD, static_cast<std::size_t>(shown),
                                       packet.payload.data());
   }
   return fits ? nlh->nlmsg_len : 0;
@@ -258,17 +291,22 @@ ssize_t receive(StandIn& socket, void* buffer, std::size_t size) {
       errno = EAGAIN;
       return -1;
     }
-    if (error) {
-      report("the broker session ended: " + error.message());
-      errno = error.category() == std::system_category() ? error.value() : ECONNRESET;
+    if (error == std::errc::interrupted) {
+      errno = EINTR;
       return -1;
     }
-    QueueBinding* queue = session.owner(packet.info());
-    if (queue == nullptr) continue;  // its queue was unbound: the broker gives it the fallback
-    if (const std::size_t length = packet_message(session, *queue, packet.info(), buffer, size)) {
+    if (error) {
+      report("the broker session ended: " + error.message());
+      errno = pktbroker::nfq::errno_of(error, ECONNRESET);
+      return -1;
+    }
+    const auto delivery = session.accept(packet.info());
+    if (!delivery) continue;  // its queue was unbound: the broker gives it the fallback
+    if (const std::size_t length = packet_message(*delivery, packet.info(), buffer, size)) {
       return static_cast<ssize_t>(length);
     }
     // The kernel's answer to a packet larger than the buffer; the packet takes its fallback.
+    session.forget(delivery->queue, delivery->id);
     errno = ENOSPC;
     return -1;
   }
@@ -279,101 +317,93 @@ ssize_t receive(StandIn& socket, void* buffer, std::size_t size) {
 extern "C" {
 
 PKTBROKER_NFQ_EXPORT mnl_socket* mnl_socket_open(int bus) {
-  if (bus == NETLINK_NETFILTER) return open_stand_in(0);
-  static auto* real = next<mnl_socket*(int)>("mnl_socket_open");
-  return real != nullptr ? real(bus) : nullptr;
+  REAL(mnl_socket_open);
+  if (real_mnl_socket_open == nullptr) return nullptr;
+  mnl_socket* real = real_mnl_socket_open(bus);
+  return bus == NETLINK_NETFILTER ? wrap(real) : real;
 }
 
 PKTBROKER_NFQ_EXPORT mnl_socket* mnl_socket_open2(int bus, int flags) {
-  if (bus == NETLINK_NETFILTER) return open_stand_in(flags);
-  static auto* real = next<mnl_socket*(int, int)>("mnl_socket_open2");
-  return real != nullptr ? real(bus, flags) : nullptr;
+  REAL(mnl_socket_open2);
+  if (real_mnl_socket_open2 == nullptr) return nullptr;
+  mnl_socket* real = real_mnl_socket_open2(bus, flags);
+  return bus == NETLINK_NETFILTER ? wrap(real) : real;
 }
 
 PKTBROKER_NFQ_EXPORT int mnl_socket_bind(mnl_socket* nl, unsigned int groups, pid_t pid) {
-  if (stand_in(nl) == nullptr) {
-    static auto* real = next<int(mnl_socket*, unsigned int, pid_t)>("mnl_socket_bind");
-    return real != nullptr ? real(nl, groups, pid) : -1;
-  }
-  if (groups != 0) {
-    report("multicast groups are not supported through the broker");
-    errno = EOPNOTSUPP;
-    return -1;
-  }
-  return 0;
+  REAL(mnl_socket_bind);
+  return real_mnl_socket_bind != nullptr
+             ? real_mnl_socket_bind(const_cast<mnl_socket*>(real_socket(nl)), groups, pid)
+             : -1;
 }
 
 PKTBROKER_NFQ_EXPORT int mnl_socket_close(mnl_socket* nl) {
+  REAL(mnl_socket_close);
   StandIn* socket = stand_in(nl);
-  if (socket == nullptr) {
-    static auto* real = next<int(mnl_socket*)>("mnl_socket_close");
-    return real != nullptr ? real(nl) : -1;
-  }
-  {
+  mnl_socket* real = socket != nullptr ? socket->real : nl;
+  if (socket != nullptr) {
     const std::lock_guard lock(stand_ins_mutex);
     stand_ins.erase(socket);
   }
-  delete socket;
-  return 0;
+  const int result = real_mnl_socket_close != nullptr ? real_mnl_socket_close(real) : -1;
+  delete socket;  // its session, if any, gives every waiting packet its fallback
+  return result;
 }
 
 PKTBROKER_NFQ_EXPORT int mnl_socket_get_fd(const mnl_socket* nl) {
-  StandIn* socket = stand_in(nl);
-  if (socket == nullptr) {
-    static auto* real = next<int(const mnl_socket*)>("mnl_socket_get_fd");
-    return real != nullptr ? real(nl) : -1;
-  }
-  return socket->session->fd();
+  REAL(mnl_socket_get_fd);
+  return real_mnl_socket_get_fd != nullptr ? real_mnl_socket_get_fd(real_socket(nl)) : -1;
 }
 
 PKTBROKER_NFQ_EXPORT unsigned int mnl_socket_get_portid(const mnl_socket* nl) {
-  if (stand_in(nl) == nullptr) {
-    static auto* real = next<unsigned int(const mnl_socket*)>("mnl_socket_get_portid");
-    return real != nullptr ? real(nl) : 0;
-  }
-  return port_id();
+  REAL(mnl_socket_get_portid);
+  return real_mnl_socket_get_portid != nullptr ? real_mnl_socket_get_portid(real_socket(nl)) : 0;
 }
 
 PKTBROKER_NFQ_EXPORT ssize_t mnl_socket_sendto(const mnl_socket* nl, const void* req, size_t siz) {
+  REAL(mnl_socket_sendto);
   StandIn* socket = stand_in(nl);
-  if (socket == nullptr) {
-    static auto* real = next<ssize_t(const mnl_socket*, const void*, size_t)>("mnl_socket_sendto");
-    return real != nullptr ? real(nl, req, siz) : -1;
+  if (socket != nullptr && !socket->session && siz >= sizeof(nlmsghdr) &&
+      is_queue_message(static_cast<const nlmsghdr*>(req)) && !become_broker_session(*socket)) {
+    return -1;
   }
-  return send_requests(*socket, req, siz);
+  if (socket != nullptr && socket->session) return send_requests(*socket, req, siz);
+  return real_mnl_socket_sendto != nullptr ? real_mnl_socket_sendto(real_socket(nl), req, siz) : -1;
 }
 
 PKTBROKER_NFQ_EXPORT ssize_t mnl_socket_recvfrom(const mnl_socket* nl, void* buf, size_t siz) {
+  REAL(mnl_socket_recvfrom);
   StandIn* socket = stand_in(nl);
-  if (socket == nullptr) {
-    static auto* real = next<ssize_t(const mnl_socket*, void*, size_t)>("mnl_socket_recvfrom");
-    return real != nullptr ? real(nl, buf, siz) : -1;
-  }
-  return receive(*socket, buf, siz);
+  if (socket != nullptr && socket->session) return receive(*socket, buf, siz);
+  return real_mnl_socket_recvfrom != nullptr ? real_mnl_socket_recvfrom(real_socket(nl), buf, siz)
+                                             : -1;
 }
 
-// Netlink socket options (NETLINK_NO_ENOBUFS, NETLINK_EXT_ACK, ...) tune a socket the broker
+// Netlink socket options (NETLINK_NO_ENOBUFS, NETLINK_EXT_ACK, ...) set before the socket turns
+// into a broker session go to the kernel's socket; afterwards they tune a socket the broker
 // owns: accepted and not applied.
 PKTBROKER_NFQ_EXPORT int mnl_socket_setsockopt(const mnl_socket* nl, int type, void* buf,
                                                socklen_t len) {
-  if (stand_in(nl) == nullptr) {
-    static auto* real =
-        next<int(const mnl_socket*, int, void*, socklen_t)>("mnl_socket_setsockopt");
-    return real != nullptr ? real(nl, type, buf, len) : -1;
-  }
-  return 0;
+  REAL(mnl_socket_setsockopt);
+  StandIn* socket = stand_in(nl);
+  if (socket != nullptr && socket->session) return 0;
+  return real_mnl_socket_setsockopt != nullptr
+             ? real_mnl_socket_setsockopt(real_socket(nl), type, buf, len)
+             : -1;
 }
 
 PKTBROKER_NFQ_EXPORT int mnl_socket_getsockopt(const mnl_socket* nl, int type, void* buf,
                                                socklen_t* len) {
-  if (stand_in(nl) == nullptr) {
-    static auto* real =
-        next<int(const mnl_socket*, int, void*, socklen_t*)>("mnl_socket_getsockopt");
-    return real != nullptr ? real(nl, type, buf, len) : -1;
+  REAL(mnl_socket_getsockopt);
+  StandIn* socket = stand_in(nl);
+  if (socket != nullptr && socket->session) {
+    report("netlink socket options cannot be read through the broker");
+    errno = ENOPROTOOPT;
+    return -1;
   }
-  report("netlink socket options cannot be read through the broker");
-  errno = ENOPROTOOPT;
-  return -1;
+  return real_mnl_socket_getsockopt != nullptr
+             ? real_mnl_socket_getsockopt(real_socket(nl), type, buf, len)
+             : -1;
 }
 
 }  // extern "C"

@@ -8,6 +8,8 @@
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -19,7 +21,6 @@
 
 #define PKTBROKER_NFQ_EXPORT __attribute__((visibility("default")))
 
-using pktbroker::nfq::QueueBinding;
 using pktbroker::nfq::ShimSession;
 
 struct nfq_handle {
@@ -29,14 +30,14 @@ struct nfq_handle {
 
 struct nfq_q_handle {
   nfq_handle* handle = nullptr;
-  QueueBinding* binding = nullptr;
+  std::uint16_t number = 0;
   nfq_callback* callback = nullptr;
   void* data = nullptr;
 };
 
 struct nfq_data {
   const pktbroker::proto::Packet* packet = nullptr;
-  const QueueBinding* queue = nullptr;
+  pktbroker::nfq::QueueSettings settings;  // a copy: the callback may destroy its queue
   nfqnl_msg_packet_hdr header{};
 };
 
@@ -64,19 +65,58 @@ std::span<const std::uint8_t> bytes(const unsigned char* buffer, std::uint32_t l
 
 // Hands one delivered packet to its queue's callback; the callback's return value.
 int deliver(nfq_handle& handle, const pktbroker::proto::Packet& packet) {
-  QueueBinding* binding = handle.session->owner(packet);
+  const auto delivery = handle.session->accept(packet);
+  if (!delivery) return 0;  // its queue was destroyed
   const auto found =
       std::find_if(handle.queues.begin(), handle.queues.end(),
-                   [binding](const nfq_q_handle& q) { return q.binding == binding; });
-  if (binding == nullptr || found == handle.queues.end()) return 0;  // its queue was destroyed
+                   [&delivery](const nfq_q_handle& q) { return q.number == delivery->queue; });
+  if (found == handle.queues.end()) return 0;
   nfq_data data;
   data.packet = &packet;
-  data.queue = binding;
-  data.header.packet_id = htonl(handle.session->assign_id(*binding, packet));
+  data.settings = delivery->settings;
+  data.header.packet_id = htonl(delivery->id);
   data.header.hw_protocol = htons(pktbroker::nfq::ethertype(packet));
   data.header.hook = packet.hook;
-  nfgenmsg message{pktbroker::nfq::family(packet), NFNETLINK_V0, htons(binding->number)};
+  nfgenmsg message{pktbroker::nfq::family(packet), NFNETLINK_V0, htons(delivery->queue)};
   return found->callback(&*found, &message, &data, found->data);
+}
+
+// The broker closed the session. A SOCK_SEQPACKET socket then reads 0 bytes forever, which
+// netlink never does and loops like `while (recv(...) >= 0)` would spin on: an unconnected
+// socket in its place makes the program's next read fail with ENOTCONN instead.
+void broker_gone(nfq_handle& handle) {
+  pktbroker::nfq::report("pktbrokerd closed the session; reads now fail with ENOTCONN");
+  const int fd = handle.session->fd();
+  const int unconnected = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (unconnected >= 0) {
+    (void)dup3(unconnected, fd, O_CLOEXEC);
+    close(unconnected);
+  }
+}
+
+// The packets in a datagram the program read; the first negative callback result, else 0.
+int deliver_datagram(nfq_handle& handle, std::span<const std::uint8_t> datagram) {
+  pktbroker::proto::Decoded decoded;
+  if (const auto error = pktbroker::proto::decode(datagram, decoded)) {
+    pktbroker::nfq::report(
+        "nfq_handle_packet: " + std::to_string(datagram.size()) +
+        " bytes that are not a message from pktbrokerd (" + error.message() +
+        "); a packet larger than the program's receive buffer is cut short: give the broker "
+        "queue gso: false if the program does not handle GSO");
+    errno = EINVAL;
+    return -1;
+  }
+  if (const auto* packet = std::get_if<pktbroker::proto::Packet>(&decoded.message)) {
+    return deliver(handle, *packet);
+  }
+  if (const auto* batch = std::get_if<pktbroker::proto::PacketBatch>(&decoded.message)) {
+    for (const auto& packet : batch->packets) {
+      if (const int result = deliver(handle, packet); result < 0) return result;
+    }
+  } else if (const auto* error = std::get_if<pktbroker::proto::Error>(&decoded.message)) {
+    pktbroker::nfq::report("pktbrokerd: " + error->text);
+  }
+  return 0;  // PONG and other replies carry no packet
 }
 
 }  // namespace
@@ -118,20 +158,23 @@ PKTBROKER_NFQ_EXPORT int nfq_unbind_pf(nfq_handle* /*h*/, uint16_t /*pf*/) {
 
 PKTBROKER_NFQ_EXPORT nfq_q_handle* nfq_create_queue(nfq_handle* h, uint16_t num, nfq_callback* cb,
                                                     void* data) {
-  QueueBinding* binding = h->session->bind(num);
-  if (binding == nullptr) return nullptr;
-  return &h->queues.emplace_back(nfq_q_handle{h, binding, cb, data});
+  if (cb == nullptr) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  if (h->session->bind(num) == nullptr) return nullptr;
+  return &h->queues.emplace_back(nfq_q_handle{h, num, cb, data});
 }
 
 PKTBROKER_NFQ_EXPORT int nfq_destroy_queue(nfq_q_handle* qh) {
   nfq_handle* h = qh->handle;
-  h->session->unbind(*qh->binding);
+  h->session->unbind(qh->number);
   h->queues.remove_if([qh](const nfq_q_handle& q) { return &q == qh; });
   return 0;
 }
 
 PKTBROKER_NFQ_EXPORT int nfq_set_mode(nfq_q_handle* qh, uint8_t mode, unsigned int len) {
-  return qh->handle->session->set_mode(*qh->binding, mode, len) ? 0 : -1;
+  return qh->handle->session->set_mode(qh->number, mode, len) ? 0 : -1;
 }
 
 // The broker's own queue length bounds what waits in the kernel; the program's is not applied.
@@ -140,7 +183,7 @@ PKTBROKER_NFQ_EXPORT int nfq_set_queue_maxlen(nfq_q_handle* /*qh*/, uint32_t /*q
 }
 
 PKTBROKER_NFQ_EXPORT int nfq_set_queue_flags(nfq_q_handle* qh, uint32_t mask, uint32_t flags) {
-  return qh->handle->session->set_flags(*qh->binding, mask, flags) ? 0 : -1;
+  return qh->handle->session->set_flags(qh->number, mask, flags) ? 0 : -1;
 }
 
 PKTBROKER_NFQ_EXPORT int nfq_fd(nfq_handle* h) {
@@ -165,66 +208,66 @@ PKTBROKER_NFQ_EXPORT unsigned int nfnl_rcvbufsiz(const nfnl_handle* h, unsigned 
   }
   const int fd = reinterpret_cast<const nfq_handle*>(h)->session->fd();
   int value = static_cast<int>(std::min<unsigned int>(size, INT32_MAX));
-  (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &value, sizeof value);
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &value, sizeof value) != 0) {  // as libnfnetlink
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &value, sizeof value);
+  }
   socklen_t length = sizeof value;
   (void)getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &value, &length);
   return static_cast<unsigned int>(value);
 }
 
+// Besides the datagram the program read, takes up to max_drained more packets already waiting
+// (or held by the client), so that a busy queue costs the program one read per packet and one
+// verdict message per call: the verdicts the callbacks give are sent together before it returns.
 PKTBROKER_NFQ_EXPORT int nfq_handle_packet(nfq_handle* h, char* buf, int len) {
   ShimSession& session = *h->session;
-  pktbroker::proto::Decoded decoded;
-  if (len < 0 ||
-      pktbroker::proto::decode(
-          std::span(reinterpret_cast<const std::uint8_t*>(buf), std::size_t(len)), decoded)) {
-    pktbroker::nfq::report("nfq_handle_packet: " + std::to_string(len) +
-                           " bytes that are not a message from pktbrokerd (a buffer too small "
-                           "for the packet cuts it short)");
-    errno = EINVAL;
+  if (len <= 0) {
+    if (len == 0) broker_gone(*h);  // what the program's own recv() read
+    errno = len == 0 ? ENOTCONN : EINVAL;
     return -1;
   }
-  int result = 0;
-  if (const auto* packet = std::get_if<pktbroker::proto::Packet>(&decoded.message)) {
-    result = deliver(*h, *packet);
-  } else if (const auto* error = std::get_if<pktbroker::proto::Error>(&decoded.message)) {
-    pktbroker::nfq::report("pktbrokerd: " + error->text);
+  constexpr int max_drained = 64;
+  session.begin_gathering();
+  int result = deliver_datagram(
+      *h, std::span(reinterpret_cast<const std::uint8_t*>(buf), static_cast<std::size_t>(len)));
+  for (int drained = 0; result >= 0 && drained < max_drained; ++drained) {
+    pktbroker::ReceivedPacket waiting;
+    const auto error = session.client().next_packet(waiting, 0);
+    if (error == pktbroker::ClientError::closed) broker_gone(*h);
+    if (error) break;
+    result = deliver(*h, waiting.info());
   }
-  // Packets that came while a set-up request waited for its reply are held by the client.
-  while (result >= 0 && session.client().holds_packets()) {
-    pktbroker::ReceivedPacket held;
-    if (session.client().next_packet(held, 0)) break;
-    result = deliver(*h, held.info());
-  }
+  const int sent = session.end_gathering();
   session.report_notices();
-  return result < 0 ? -1 : 0;
+  return result < 0 || sent < 0 ? -1 : 0;
 }
 
 PKTBROKER_NFQ_EXPORT int nfq_set_verdict(nfq_q_handle* qh, uint32_t id, uint32_t verdict,
                                          uint32_t data_len, const unsigned char* buf) {
-  return qh->handle->session->verdict(*qh->binding, id, verdict, std::nullopt,
+  return qh->handle->session->verdict(qh->number, id, verdict, std::nullopt,
                                       bytes(buf, data_len));
 }
 
 PKTBROKER_NFQ_EXPORT int nfq_set_verdict2(nfq_q_handle* qh, uint32_t id, uint32_t verdict,
                                           uint32_t mark, uint32_t datalen,
                                           const unsigned char* buf) {
-  return qh->handle->session->verdict(*qh->binding, id, verdict, mark, bytes(buf, datalen));
+  return qh->handle->session->verdict(qh->number, id, verdict, mark, bytes(buf, datalen));
 }
 
 PKTBROKER_NFQ_EXPORT int nfq_set_verdict_batch(nfq_q_handle* qh, uint32_t id, uint32_t verdict) {
-  return qh->handle->session->verdict_through(*qh->binding, id, verdict, std::nullopt);
+  return qh->handle->session->verdict_through(qh->number, id, verdict, std::nullopt);
 }
 
 PKTBROKER_NFQ_EXPORT int nfq_set_verdict_batch2(nfq_q_handle* qh, uint32_t id, uint32_t verdict,
                                                 uint32_t mark) {
-  return qh->handle->session->verdict_through(*qh->binding, id, verdict, mark);
+  return qh->handle->session->verdict_through(qh->number, id, verdict, mark);
 }
 
 // The deprecated variant takes the mark in network byte order.
 PKTBROKER_NFQ_EXPORT int nfq_set_verdict_mark(nfq_q_handle* qh, uint32_t id, uint32_t verdict,
                                               uint32_t mark, uint32_t datalen,
                                               const unsigned char* buf) {
-  return qh->handle->session->verdict(*qh->binding, id, verdict, ntohl(mark), bytes(buf, datalen));
+  return qh->handle->session->verdict(qh->number, id, verdict, ntohl(mark), bytes(buf, datalen));
 }
 
 PKTBROKER_NFQ_EXPORT nfqnl_msg_packet_hdr* nfq_get_msg_packet_hdr(nfq_data* nfad) {
@@ -262,13 +305,13 @@ PKTBROKER_NFQ_EXPORT uint32_t nfq_get_skbinfo(nfq_data* /*nfad*/) {
 }
 
 PKTBROKER_NFQ_EXPORT int nfq_get_uid(nfq_data* nfad, uint32_t* uid) {
-  if ((nfad->queue->flags & NFQA_CFG_F_UID_GID) == 0 || !nfad->packet->uid) return 0;
+  if ((nfad->settings.flags & NFQA_CFG_F_UID_GID) == 0 || !nfad->packet->uid) return 0;
   *uid = *nfad->packet->uid;
   return 1;
 }
 
 PKTBROKER_NFQ_EXPORT int nfq_get_gid(nfq_data* nfad, uint32_t* gid) {
-  if ((nfad->queue->flags & NFQA_CFG_F_UID_GID) == 0 || !nfad->packet->gid) return 0;
+  if ((nfad->settings.flags & NFQA_CFG_F_UID_GID) == 0 || !nfad->packet->gid) return 0;
   *gid = *nfad->packet->gid;
   return 1;
 }
@@ -283,10 +326,10 @@ PKTBROKER_NFQ_EXPORT nfqnl_msg_packet_hw* nfq_get_packet_hw(nfq_data* /*nfad*/) 
 }
 
 PKTBROKER_NFQ_EXPORT int nfq_get_payload(nfq_data* nfad, unsigned char** data) {
-  if (nfad->queue->copy_mode != NFQNL_COPY_PACKET) return -1;  // no payload, as in the kernel
+  const int shown = nfad->settings.shown(nfad->packet->payload.size());
   // The bytes lie in the program's own receive buffer (or the client's copy): writable.
-  *data = const_cast<unsigned char*>(nfad->packet->payload.data());
-  return static_cast<int>(nfad->packet->payload.size());
+  if (shown >= 0) *data = const_cast<unsigned char*>(nfad->packet->payload.data());
+  return shown;
 }
 
 PKTBROKER_NFQ_EXPORT int nfq_get_indev_name(nlif_handle* /*h*/, nfq_data* /*nfad*/, char* /*n*/) {

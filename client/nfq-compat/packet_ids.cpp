@@ -5,7 +5,9 @@
 namespace pktbroker::nfq {
 
 std::uint32_t PacketIds::assign(std::uint64_t token) {
-  if (waiting_ == max_waiting) {
+  if (tokens_.size() == max_tracked) {
+    // The oldest id still waiting holds the window open: it is forgotten (one id never
+    // answered must not keep every later one).
     tokens_.front().reset();
     --waiting_;
     ++forgotten_;

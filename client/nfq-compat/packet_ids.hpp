@@ -14,9 +14,10 @@ namespace pktbroker::nfq {
 /// subtraction; decided entries leave from the front.
 class PacketIds {
  public:
-  /// At most this many ids wait for a verdict; past it the oldest is forgotten (the broker has
-  /// long since given it its fallback) and counted.
-  static constexpr std::size_t max_waiting = 65536;
+  /// At most this many ids, from the oldest one waiting to the newest, are remembered; past it
+  /// the oldest waiting one is forgotten (the broker has long since given it its fallback) and
+  /// counted.
+  static constexpr std::size_t max_tracked = 65536;
 
   /// `first` is the first id handed out (the kernel starts at 1).
   explicit PacketIds(std::uint32_t first = 1) noexcept : first_(first) {}

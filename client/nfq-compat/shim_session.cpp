@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <string>
-#include <vector>
+#include <utility>
 
 namespace pktbroker::nfq {
 namespace {
@@ -29,12 +29,6 @@ int refuse_verdict(std::uint32_t nf_verdict) {
   return -1;
 }
 
-int sent(const std::error_code& error) {
-  if (!error) return 0;
-  errno = error.category() == std::system_category() ? error.value() : EPIPE;
-  return -1;
-}
-
 }  // namespace
 
 void report(std::string_view text) {
@@ -44,8 +38,15 @@ void report(std::string_view text) {
   std::fputs(line.c_str(), stderr);
 }
 
-std::uint32_t QueueBinding::snaplen() const noexcept {
-  return copy_mode == NFQNL_COPY_PACKET ? copy_range : 1;  // one byte tells IPv4 from IPv6
+int errno_of(const std::error_code& error, int otherwise) {
+  const bool from_socket = error.category() == std::generic_category() ||
+                           error.category() == std::system_category();
+  return from_socket ? error.value() : otherwise;
+}
+
+int QueueSettings::shown(std::size_t size) const noexcept {
+  if (copy_mode != NFQNL_COPY_PACKET) return -1;  // no payload, as in the kernel
+  return static_cast<int>(std::min<std::size_t>(size, copy_range));
 }
 
 std::unique_ptr<ShimSession> ShimSession::open() {
@@ -59,84 +60,87 @@ std::unique_ptr<ShimSession> ShimSession::open() {
   std::unique_ptr<ShimSession> session(new ShimSession(std::move(*settings)));
   const ShimSettings& s = session->settings_;
   // No PACKET_BATCH: the program reads the socket into its own buffer, one packet per read.
-  if (const auto failure =
-          session->client_.connect(s.socket_path, s.name, proto::role_verdict, 0)) {
+  if (const auto failure = session->client_.connect(s.socket_path, s.name, proto::role_verdict, 0)) {
     const std::string why = failure == ClientError::broker_error
                                 ? session->client_.last_error().text
                                 : failure.message();
     report("cannot reach pktbrokerd at " + s.socket_path + ": " + why +
            " (is it running? PKTBROKER_SOCKET names another socket)");
-    errno = failure.category() == std::system_category() ? failure.value() : ECONNREFUSED;
+    errno = errno_of(failure, ECONNREFUSED);
     return nullptr;
   }
   return session;
 }
 
+QueueBinding* ShimSession::find(std::uint16_t number) {
+  const auto found = std::find_if(queues_.begin(), queues_.end(),
+                                  [number](const QueueBinding& q) { return q.number == number; });
+  return found == queues_.end() ? nullptr : &*found;
+}
+
 QueueBinding* ShimSession::bind(std::uint16_t number) {
-  const std::lock_guard lock(mutex_);
-  for (const QueueBinding& queue : queues_) {
-    if (queue.number == number) {
+  QueueBinding* queue = nullptr;
+  {
+    const std::lock_guard lock(mutex_);
+    if (find(number) != nullptr) {
       report("queue " + std::to_string(number) + " is bound already by this handle");
       errno = EBUSY;
       return nullptr;
     }
+    queue = &queues_.emplace_back();
+    queue->number = number;
   }
-  QueueBinding& queue = queues_.emplace_back();
-  queue.number = number;
-  if (!subscribe(queue)) {
-    queues_.pop_back();
+  // Packets may arrive as soon as the broker answers: they find the queue with its id 0
+  // subscription until the answer fills it in, and wait in the client meanwhile.
+  const bool subscribed = subscribe(*queue);
+  wake_for_held_packets();
+  if (!subscribed) {
+    const std::lock_guard lock(mutex_);
+    queues_.remove_if([queue](const QueueBinding& q) { return &q == queue; });
     return nullptr;
   }
-  return &queue;
+  return queue;
 }
 
-void ShimSession::unbind(QueueBinding& queue) {
-  const std::lock_guard lock(mutex_);
-  unsubscribe(queue);
-  queues_.remove_if([&queue](const QueueBinding& q) { return &q == &queue; });
-}
-
-QueueBinding* ShimSession::find(std::uint16_t number) noexcept {
-  const std::lock_guard lock(mutex_);
-  for (QueueBinding& queue : queues_) {
-    if (queue.number == number) return &queue;
+bool ShimSession::unbind(std::uint16_t number) {
+  std::uint32_t subscription = 0;
+  {
+    const std::lock_guard lock(mutex_);
+    QueueBinding* queue = find(number);
+    if (queue == nullptr) return false;
+    subscription = queue->subscription;
+    queues_.remove_if([queue](const QueueBinding& q) { return &q == queue; });
   }
-  return nullptr;
-}
-
-QueueBinding* ShimSession::owner(const proto::Packet& packet) noexcept {
-  const std::lock_guard lock(mutex_);
-  for (QueueBinding& queue : queues_) {
-    if (queue.subscription == packet.subscription_id ||
-        std::find(queue.replaced.begin(), queue.replaced.end(), packet.subscription_id) !=
-            queue.replaced.end()) {
-      return &queue;
-    }
+  if (const auto error = client_.unsubscribe(subscription)) {
+    report("unsubscribing queue " + std::to_string(number) + ": " + error.message());
   }
-  return nullptr;
+  wake_for_held_packets();
+  return true;
 }
 
-bool ShimSession::set_mode(QueueBinding& queue, std::uint8_t mode, std::uint32_t range) {
+bool ShimSession::bound(std::uint16_t number) {
+  const std::lock_guard lock(mutex_);
+  return find(number) != nullptr;
+}
+
+bool ShimSession::set_mode(std::uint16_t number, std::uint8_t mode, std::uint32_t range) {
   if (mode > NFQNL_COPY_PACKET) {
     report("copy mode " + std::to_string(mode) + " does not exist");
     errno = EINVAL;
     return false;
   }
   const std::lock_guard lock(mutex_);
-  const std::uint32_t before = queue.snaplen();
-  queue.copy_mode = mode;
-  queue.copy_range = range == 0 || range > 0xffff ? 0xffff : range;  // as the kernel clamps it
-  if (!queue.subscription || queue.snaplen() == before) return true;
-  // The broker fixes a subscription's snaplen: a new one replaces it. Packets the old one
-  // delivered stay this queue's (the session still owns them); those that arrive in between go
-  // to the broker's policy, as they would to an unbound kernel queue.
-  const std::uint32_t old = *queue.subscription;
-  unsubscribe(queue);
-  queue.replaced.push_back(old);
-  return subscribe(queue);
+  QueueBinding* queue = find(number);
+  if (queue == nullptr) {
+    errno = ENODEV;
+    return false;
+  }
+  queue->settings.copy_mode = mode;
+  queue->settings.copy_range = range == 0 || range > 0xffff ? 0xffff : range;  // as the kernel
+  return true;
 }
 
-bool ShimSession::set_flags(QueueBinding& queue, std::uint32_t mask, std::uint32_t flags) {
+bool ShimSession::set_flags(std::uint16_t number, std::uint32_t mask, std::uint32_t flags) {
   // uid/gid come from the broker; GSO packets arrive whole and fail-open is the broker's own
   // queue setting. Conntrack and security contexts the broker does not pass on.
   constexpr std::uint32_t honoured = NFQA_CFG_F_UID_GID | NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN;
@@ -149,44 +153,100 @@ bool ShimSession::set_flags(QueueBinding& queue, std::uint32_t mask, std::uint32
     return false;
   }
   const std::lock_guard lock(mutex_);
-  queue.flags = (queue.flags & ~mask) | asked;
+  QueueBinding* queue = find(number);
+  if (queue == nullptr) {
+    errno = ENODEV;
+    return false;
+  }
+  queue->settings.flags = (queue->settings.flags & ~mask) | asked;
   return true;
 }
 
-std::uint32_t ShimSession::assign_id(QueueBinding& queue, const proto::Packet& packet) {
+std::optional<ShimSession::Delivery> ShimSession::accept(const proto::Packet& packet) {
   const std::lock_guard lock(mutex_);
-  return queue.ids.assign(packet.token);
+  for (QueueBinding& queue : queues_) {
+    if (queue.subscription == packet.subscription_id) {
+      return Delivery{queue.number, queue.ids.assign(packet.token), queue.settings};
+    }
+  }
+  return std::nullopt;  // its queue was unbound: the broker gives it the fallback
 }
 
-int ShimSession::verdict(QueueBinding& queue, std::uint32_t id, std::uint32_t nf_verdict,
+void ShimSession::forget(std::uint16_t number, std::uint32_t id) {
+  const std::lock_guard lock(mutex_);
+  if (QueueBinding* queue = find(number)) (void)queue->ids.take(id);
+}
+
+int ShimSession::verdict(std::uint16_t number, std::uint32_t id, std::uint32_t nf_verdict,
                          std::optional<std::uint32_t> mark, std::span<const std::uint8_t> payload) {
   const auto code = broker_verdict(nf_verdict);
   if (!code) return refuse_verdict(nf_verdict);
   std::optional<std::uint64_t> token;
   {
     const std::lock_guard lock(mutex_);
-    token = queue.ids.take(id);
+    QueueBinding* queue = find(number);
+    if (queue != nullptr) token = queue->ids.take(id);
+    if (token && payload.empty() && gatherer_ == std::this_thread::get_id()) {
+      gathered_.push_back({*token, *code, mark, {}});
+      return 0;
+    }
   }
   if (!token) {
     errno = ENOENT;
     return -1;
   }
-  return sent(client_.verdict(*token, *code, mark, payload));
+  return send({{*token, *code, mark, payload}});
 }
 
-int ShimSession::verdict_through(QueueBinding& queue, std::uint32_t id, std::uint32_t nf_verdict,
+int ShimSession::verdict_through(std::uint16_t number, std::uint32_t id, std::uint32_t nf_verdict,
                                  std::optional<std::uint32_t> mark) {
   const auto code = broker_verdict(nf_verdict);
   if (!code) return refuse_verdict(nf_verdict);
-  std::vector<std::uint64_t> tokens;
+  std::vector<proto::Verdict> verdicts;
   {
     const std::lock_guard lock(mutex_);
-    tokens = queue.ids.take_through(id);
+    QueueBinding* queue = find(number);
+    if (queue == nullptr) {
+      errno = ENOENT;
+      return -1;
+    }
+    for (const std::uint64_t token : queue->ids.take_through(id)) {
+      verdicts.push_back({token, *code, mark, {}});
+    }
+    if (gatherer_ == std::this_thread::get_id()) {
+      gathered_.insert(gathered_.end(), verdicts.begin(), verdicts.end());
+      return 0;
+    }
   }
+  return send(std::move(verdicts));
+}
+
+void ShimSession::begin_gathering() {
+  const std::lock_guard lock(mutex_);
+  gatherer_ = std::this_thread::get_id();
+}
+
+int ShimSession::end_gathering() {
   std::vector<proto::Verdict> verdicts;
-  verdicts.reserve(tokens.size());
-  for (const std::uint64_t token : tokens) verdicts.push_back({token, *code, mark, {}});
-  return sent(client_.verdicts(verdicts));
+  {
+    const std::lock_guard lock(mutex_);
+    gatherer_.reset();
+    verdicts.swap(gathered_);
+  }
+  return send(std::move(verdicts));
+}
+
+int ShimSession::send(std::vector<proto::Verdict> verdicts) {
+  std::error_code error;
+  if (verdicts.size() == 1) {
+    const proto::Verdict& v = verdicts.front();
+    error = client_.verdict(v.token, v.verdict, v.mark, v.payload);
+  } else if (!verdicts.empty()) {
+    error = client_.verdicts(verdicts);
+  }
+  if (!error) return 0;
+  errno = errno_of(error, EPIPE);
+  return -1;
 }
 
 void ShimSession::report_notices() {
@@ -197,7 +257,7 @@ bool ShimSession::subscribe(QueueBinding& queue) {
   proto::Subscribe request;
   request.name = settings_.name + " queue " + std::to_string(queue.number);
   request.selector = settings_.selector_for(queue.number);
-  request.snaplen = queue.snaplen();
+  request.snaplen = 0xffff;  // the copy mode is applied by the shim
   request.timeout_ms = settings_.timeout_ms;
   request.fallback = settings_.fallback;
   std::uint32_t id = 0;
@@ -206,19 +266,16 @@ bool ShimSession::subscribe(QueueBinding& queue) {
         error == ClientError::broker_error ? client_.last_error().text : error.message();
     report("pktbrokerd refused queue " + std::to_string(queue.number) + " (selector " +
            request.selector + "): " + why);
-    errno = EPERM;
+    errno = error == ClientError::broker_error ? EPERM : errno_of(error, EPIPE);
     return false;
   }
+  const std::lock_guard lock(mutex_);
   queue.subscription = id;
   return true;
 }
 
-void ShimSession::unsubscribe(QueueBinding& queue) {
-  if (!queue.subscription) return;
-  if (const auto error = client_.unsubscribe(*queue.subscription)) {
-    report("unsubscribing queue " + std::to_string(queue.number) + ": " + error.message());
-  }
-  queue.subscription.reset();
+void ShimSession::wake_for_held_packets() {
+  if (client_.holds_packets()) (void)client_.nudge();
 }
 
 }  // namespace pktbroker::nfq

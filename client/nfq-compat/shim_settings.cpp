@@ -51,11 +51,11 @@ bool parse_queue_map(std::string_view text, std::map<std::uint16_t, std::uint16_
 std::optional<ShimSettings> ShimSettings::from_environment(std::string& error) {
   ShimSettings settings;
   settings.name = std::string(program_invocation_short_name) + "[" + std::to_string(getpid()) + "]";
-  if (const char* value = std::getenv("PKTBROKER_SOCKET"); value && *value) {
+  if (const char* value = secure_getenv("PKTBROKER_SOCKET"); value && *value) {
     settings.socket_path = value;
   }
-  if (const char* value = std::getenv("PKTBROKER_NAME"); value && *value) settings.name = value;
-  if (const char* value = std::getenv("PKTBROKER_SELECTOR"); value && *value) {
+  if (const char* value = secure_getenv("PKTBROKER_NAME"); value && *value) settings.name = value;
+  if (const char* value = secure_getenv("PKTBROKER_SELECTOR"); value && *value) {
     const std::string_view text = trimmed(value);
     if (text.size() < 2 || text.front() != '{' || text.back() != '}') {
       error = "PKTBROKER_SELECTOR must be a match map in braces, like '{mark: 0x10}'; got '" +
@@ -70,7 +70,7 @@ std::optional<ShimSettings> ShimSettings::from_environment(std::string& error) {
     }
     settings.selector = trimmed(text.substr(1, text.size() - 2));
   }
-  if (const char* value = std::getenv("PKTBROKER_QUEUE_MAP"); value && *value) {
+  if (const char* value = secure_getenv("PKTBROKER_QUEUE_MAP"); value && *value) {
     if (!parse_queue_map(value, settings.queue_map)) {
       error =
           "PKTBROKER_QUEUE_MAP must be PROGRAM=BROKER queue numbers separated by commas, each "
@@ -79,14 +79,14 @@ std::optional<ShimSettings> ShimSettings::from_environment(std::string& error) {
       return std::nullopt;
     }
   }
-  if (const char* value = std::getenv("PKTBROKER_TIMEOUT_MS"); value && *value) {
+  if (const char* value = secure_getenv("PKTBROKER_TIMEOUT_MS"); value && *value) {
     if (!parse_number(std::string_view(value), settings.timeout_ms) || settings.timeout_ms == 0) {
       error = "PKTBROKER_TIMEOUT_MS must be a positive number of milliseconds; got '" +
               std::string(value) + "'";
       return std::nullopt;
     }
   }
-  if (const char* value = std::getenv("PKTBROKER_FALLBACK"); value && *value) {
+  if (const char* value = secure_getenv("PKTBROKER_FALLBACK"); value && *value) {
     const std::string_view text(value);
     if (text == "accept") {
       settings.fallback = proto::VerdictCode::accept;

@@ -114,6 +114,10 @@ class Client {
   std::error_code plugin_command(std::string_view plugin, const std::vector<std::string>& args,
                                  proto::PluginCommandReply& reply);
   std::error_code ping();
+  /// Sends a PING without waiting for its PONG. For callers that poll native_handle() while
+  /// holds_packets() is true: the PONG makes the socket readable, and next_packet() hands out
+  /// the held packets (it skips the PONG).
+  std::error_code nudge();
 
   /// The last ERROR received from the broker (a reply to a request, or a notice).
   [[nodiscard]] const proto::Error& last_error() const noexcept { return last_error_; }

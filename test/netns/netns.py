@@ -338,6 +338,8 @@ class UdpSink:
         return self.count
 
     def close(self):
+        if self._stop:
+            return
         self._stop = True
         self._thread.join()
         self.sock.close()

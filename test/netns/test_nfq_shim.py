@@ -61,12 +61,14 @@ class NfqShim(NetnsTestCase):
         timestamp-free fields that differ by nothing), what the sink got and the mark counter."""
         run("iptables", "-t", "mangle", "-Z", "POSTROUTING")
         sink = UdpSink(self, "127.0.0.1", 6001)
-        program = self.program(tool, action, 12, "uidgid", daemon=daemon, relinked=relinked)
-        program.wait_line("ready")
-        send_udp("127.0.0.1", 6001, 12, payload=PAYLOAD)
-        self.assertEqual(program.wait_exit(), 0, "\n".join(program.lines))
-        received = sink.settle(12 if action != "drop" else None)
-        sink.close()
+        try:
+            program = self.program(tool, action, 12, "uidgid", daemon=daemon, relinked=relinked)
+            program.wait_line("ready")
+            send_udp("127.0.0.1", 6001, 12, payload=PAYLOAD)
+            self.assertEqual(program.wait_exit(), 0, "\n".join(program.lines))
+            received = sink.settle(12 if action != "drop" else None)
+        finally:
+            sink.close()
         return {"packets": program.packets(), "received": received,
                 "payloads": sorted(set(sink.payloads)),
                 "marked": iptables_packets("mangle", "POSTROUTING", 1)}
@@ -136,7 +138,7 @@ class NfqShim(NetnsTestCase):
         class Missing:
             socket = "/run/pktbroker-test-nothing-here.sock"
         for tool, failure in (("nfq_classic", "error during nfq_open()"),
-                              ("nfq_mnl", "mnl_socket_open")):
+                              ("nfq_mnl", "mnl_socket_send: No such file or directory")):
             with self.subTest(tool=tool):
                 program = self.program(tool, "accept", daemon=Missing)
                 self.assertEqual(program.wait_exit(), 1)

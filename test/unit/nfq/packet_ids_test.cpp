@@ -49,15 +49,26 @@ TEST_CASE("ids wrap like the kernel's 32-bit ids, batch verdicts included") {
   CHECK(ids.take(2) == std::optional<std::uint64_t>(5));
 }
 
-TEST_CASE("past max_waiting the oldest undecided id is forgotten and counted, not kept") {
+TEST_CASE("past max_tracked ids the oldest waiting one is forgotten and counted, not kept") {
   PacketIds ids;
-  for (std::size_t i = 0; i < PacketIds::max_waiting; ++i) ids.assign(i);
-  CHECK(ids.waiting() == PacketIds::max_waiting);
+  for (std::size_t i = 0; i < PacketIds::max_tracked; ++i) ids.assign(i);
+  CHECK(ids.waiting() == PacketIds::max_tracked);
   const std::uint32_t next = ids.assign(999'999);
-  CHECK(next == PacketIds::max_waiting + 1);
-  CHECK(ids.waiting() == PacketIds::max_waiting);
+  CHECK(next == PacketIds::max_tracked + 1);
+  CHECK(ids.waiting() == PacketIds::max_tracked);
   CHECK(ids.forgotten() == 1);
   CHECK_FALSE(ids.take(1));  // the forgotten one
   CHECK(ids.take(2) == std::optional<std::uint64_t>(1));
   CHECK(ids.take(next) == std::optional<std::uint64_t>(999'999));
+}
+
+TEST_CASE("one id never answered does not make the others pile up") {
+  PacketIds ids;
+  const std::uint32_t ignored = ids.assign(7);
+  for (std::uint64_t i = 0; i < 3 * PacketIds::max_tracked; ++i) {
+    REQUIRE(ids.take(ids.assign(i)));  // every later id is answered at once
+  }
+  CHECK(ids.waiting() == 0);
+  CHECK(ids.forgotten() == 1);
+  CHECK_FALSE(ids.take(ignored));
 }
