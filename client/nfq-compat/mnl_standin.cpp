@@ -106,9 +106,13 @@ void reply(StandIn& socket, const nlmsghdr& request, int error) {
   auto* answer = static_cast<nlmsgerr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nlmsgerr)));
   answer->error = -error;
   answer->msg = request;
-  const std::lock_guard lock(socket.replies_mutex);
-  if (socket.replies.size() == StandIn::max_replies) socket.replies.pop_front();
-  socket.replies.push_back(std::move(message));
+  {
+    const std::lock_guard lock(socket.replies_mutex);
+    if (socket.replies.size() == StandIn::max_replies) socket.replies.pop_front();
+    socket.replies.push_back(std::move(message));
+  }
+  // The kernel's reply makes the socket readable; the broker's answer to a PING does here.
+  (void)socket.session->client().nudge();
 }
 
 using AttributeTable = std::array<const nlattr*, NFQA_MAX + 1>;

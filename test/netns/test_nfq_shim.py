@@ -163,6 +163,48 @@ class NfqShim(NetnsTestCase):
         self.assertIn("PKTBROKER_SELECTOR must be a match map in braces", "\n".join(bad.lines))
         self.assertEqual(daemon.stop(), 0)
 
+    def test_a_verdict_setting_a_connmark_is_refused_as_the_kernel_refuses_a_bad_one(self):
+        # nf-queue.c sets a connmark in its verdict (NFQA_CT); the broker cannot, so the verdict
+        # is answered with an error message, which makes the program's mnl_cb_run() fail.
+        daemon = self.daemon(POLICY)
+        program = self.program("nfq_mnl", "connmark:0x42", daemon=daemon,
+                               env={"PKTBROKER_TIMEOUT_MS": "300"})
+        program.wait_line("ready")
+        send_udp("127.0.0.1", 6001, 1, payload=PAYLOAD)
+        self.assertEqual(program.wait_exit(), 1)
+        text = "\n".join(program.lines)
+        self.assertIn("conntrack attributes in a verdict (a connmark, an expectation) are not "
+                      "supported through the broker", text)
+        self.assertIn("mnl_cb_run: Operation not supported", text)
+        wait_for(lambda: daemon.stats()["queue"]["outstanding"] == 0, what="the fallback")
+        self.assertEqual(daemon.stats()["queue"]["dropped"], 1)  # PKTBROKER_FALLBACK's default
+        self.assertEqual(daemon.stop(), 0)
+
+    def test_a_broker_that_goes_away_ends_the_programs_read_loop(self):
+        # The classic loop reads until recv() fails, as nfqnl_test.c does: end of file from the
+        # broker socket must not become a busy loop.
+        daemon = self.daemon(POLICY)
+        program = self.program("nfq_classic", "accept", daemon=daemon)
+        program.wait_line("ready")
+        self.assertEqual(daemon.stop(), 0)
+        self.assertEqual(program.wait_exit(timeout=10), 0)
+        text = "\n".join(program.lines)
+        self.assertIn("pktbrokerd closed the session; reads now fail with ENOTCONN", text)
+        self.assertIn("recv: Transport endpoint is not connected", text)
+
+    def test_other_netfilter_sockets_of_a_preloaded_program_stay_the_kernels(self):
+        # iptables (nft backend) opens NETLINK_NETFILTER sockets with libmnl; run with the
+        # shim preloaded, as a program's child inherits it, it still changes the ruleset, and
+        # with no broker at all.
+        environment = dict(os.environ, LD_PRELOAD=preload(),
+                           PKTBROKER_SOCKET="/run/pktbroker-test-nothing-here.sock")
+        rule = ["OUTPUT", "-p", "udp", "--dport", "6099", "-j", "ACCEPT"]
+        added = subprocess.run(["iptables", "-A", *rule], env=environment, capture_output=True,
+                               text=True, check=False)
+        self.assertEqual(added.returncode, 0, added.stderr)
+        self.assertNotIn("pktbroker-nfq", added.stderr)
+        run("iptables", "-C", *rule)  # the rule is there
+
     def test_packets_a_program_does_not_decide_take_the_fallback_once(self):
         # NF_QUEUE (3) to another queue is refused with EINVAL; ignored packets and those of a
         # killed program wait for their timeout and get the fallback, each exactly once.

@@ -45,6 +45,7 @@ static int decide(struct nfq_q_handle* qh, uint32_t id, unsigned char* payload, 
       return nfq_set_verdict_batch(qh, id, NF_ACCEPT);
     case ACTION_IGNORE: return 0;
     case ACTION_VERDICT: return nfq_set_verdict(qh, id, action.value, 0, NULL);
+    case ACTION_CONNMARK: break; /* the classic API cannot set one */
   }
   return -1;
 }
@@ -115,14 +116,15 @@ int main(int argc, char** argv) {
       perror("select");
       return 1;
     }
+    /* As nfqnl_test.c: whatever recv() returns short of an error goes to nfq_handle_packet. */
     int rv = (int)recv(fd, buf, sizeof(buf), 0);
-    if (rv > 0) {
+    if (rv >= 0) {
       nfq_handle_packet(h, buf, rv);
       if (count > 0 && remaining == 0) break;
       continue;
     }
-    if (rv < 0 && errno == ENOBUFS) continue;
-    fprintf(stderr, "recv: %s\n", rv == 0 ? "connection closed" : strerror(errno));
+    if (errno == ENOBUFS) continue;
+    fprintf(stderr, "recv: %s\n", strerror(errno));
     break;
   }
   nfq_destroy_queue(qh);

@@ -11,6 +11,7 @@
 #include <libnetfilter_queue/libnetfilter_queue.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,11 @@ static void send_verdict(uint16_t queue, uint32_t id, int type, uint32_t verdict
   nfq_nlmsg_verdict_put(nlh, (int)id, (int)verdict);
   if (mark) nfq_nlmsg_verdict_put_mark(nlh, *mark);
   if (payload) nfq_nlmsg_verdict_put_pkt(nlh, payload, length);
+  if (action.kind == ACTION_CONNMARK) { /* as nf-queue.c does */
+    struct nlattr* nest = mnl_attr_nest_start(nlh, NFQA_CT);
+    mnl_attr_put_u32(nlh, CTA_MARK, htonl(action.value));
+    mnl_attr_nest_end(nlh, nest);
+  }
   if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
     perror("mnl_socket_send");
     exit(EXIT_FAILURE);
@@ -85,6 +91,9 @@ static int queue_cb(const struct nlmsghdr* nlh, void* data) {
     case ACTION_IGNORE: break;
     case ACTION_VERDICT:
       send_verdict(queue, id, NFQNL_MSG_VERDICT, action.value, NULL, NULL, 0);
+      break;
+    case ACTION_CONNMARK:
+      send_verdict(queue, id, NFQNL_MSG_VERDICT, NF_ACCEPT, NULL, NULL, 0);
       break;
   }
   if (remaining > 0) remaining--;

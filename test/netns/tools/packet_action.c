@@ -12,9 +12,10 @@ int parse_action(const char* text, struct packet_action* action) {
     enum action_kind kind;
     int has_value;
   } names[] = {
-      {"accept", ACTION_ACCEPT, 0},    {"drop", ACTION_DROP, 0},    {"mark:", ACTION_MARK, 1},
-      {"rewrite", ACTION_REWRITE, 0},  {"batch:", ACTION_BATCH, 1}, {"ignore", ACTION_IGNORE, 0},
-      {"verdict:", ACTION_VERDICT, 1},
+      {"accept", ACTION_ACCEPT, 0},    {"drop", ACTION_DROP, 0},
+      {"mark:", ACTION_MARK, 1},       {"rewrite", ACTION_REWRITE, 0},
+      {"batch:", ACTION_BATCH, 1},     {"ignore", ACTION_IGNORE, 0},
+      {"verdict:", ACTION_VERDICT, 1}, {"connmark:", ACTION_CONNMARK, 1},
   };
   for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
     size_t n = strlen(names[i].name);

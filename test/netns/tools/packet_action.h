@@ -6,13 +6,14 @@
 #include <stdint.h>
 
 enum action_kind {
-  ACTION_ACCEPT,  /* accept */
-  ACTION_DROP,    /* drop */
-  ACTION_MARK,    /* mark:VALUE  accept with a new mark */
-  ACTION_REWRITE, /* rewrite     accept with the UDP data in upper case */
-  ACTION_BATCH,   /* batch:N     accept every N packets with one batch verdict */
-  ACTION_IGNORE,  /* ignore      never answer */
-  ACTION_VERDICT, /* verdict:V   answer with the raw verdict V */
+  ACTION_ACCEPT,   /* accept */
+  ACTION_DROP,     /* drop */
+  ACTION_MARK,     /* mark:VALUE  accept with a new mark */
+  ACTION_REWRITE,  /* rewrite     accept with the UDP data in upper case */
+  ACTION_BATCH,    /* batch:N     accept every N packets with one batch verdict */
+  ACTION_IGNORE,   /* ignore      never answer */
+  ACTION_VERDICT,  /* verdict:V   answer with the raw verdict V */
+  ACTION_CONNMARK, /* connmark:V  accept and set the connection's mark (libmnl style only) */
 };
 
 struct packet_action {
