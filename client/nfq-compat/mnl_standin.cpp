@@ -165,8 +165,9 @@ int decide(ShimSession& session, std::uint16_t number, bool batch, const Attribu
   const auto* header = fixed<nfqnl_msg_verdict_hdr>(attrs[NFQA_VERDICT_HDR]);
   if (header == nullptr) return EINVAL;
   if (attrs[NFQA_CT] != nullptr || attrs[NFQA_EXP] != nullptr) {
-    report("conntrack attributes in a verdict (a connmark, an expectation) are not supported "
-           "through the broker; the verdict is refused");
+    report(
+        "conntrack attributes in a verdict (a connmark, an expectation) are not supported "
+        "through the broker; the verdict is refused");
     return EOPNOTSUPP;
   }
   std::optional<std::uint32_t> mark;

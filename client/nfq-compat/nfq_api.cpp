@@ -1,6 +1,7 @@
 // libnetfilter_queue's handle API (nfq_open ... nfq_set_verdict), answered through pktbrokerd.
 // The program reads the broker socket nfq_fd() returns and hands what it read to
 // nfq_handle_packet(), exactly as it would with the kernel's netlink socket.
+#include "datagram_batch.hpp"
 #include "kernel_packet.hpp"
 #include "shim_session.hpp"
 
@@ -9,8 +10,8 @@
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <fcntl.h>
-#include <unistd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -26,6 +27,8 @@ using pktbroker::nfq::ShimSession;
 struct nfq_handle {
   std::unique_ptr<ShimSession> session;
   std::list<nfq_q_handle> queues;
+  /// The packets waiting behind the one the program read: as many as fit a 64 KiB packet each.
+  pktbroker::nfq::DatagramBatch waiting{32, 0xffff + 4096};
 };
 
 struct nfq_q_handle {
@@ -216,9 +219,10 @@ PKTBROKER_NFQ_EXPORT unsigned int nfnl_rcvbufsiz(const nfnl_handle* h, unsigned 
   return static_cast<unsigned int>(value);
 }
 
-// Besides the datagram the program read, takes up to max_drained more packets already waiting
-// (or held by the client), so that a busy queue costs the program one read per packet and one
-// verdict message per call: the verdicts the callbacks give are sent together before it returns.
+// Besides the datagram the program read, hands out the packets already waiting (those the
+// client holds, then what one recvmmsg finds), so that a busy queue costs the program one read
+// and one verdict message per call: the verdicts the callbacks give are sent together before it
+// returns.
 PKTBROKER_NFQ_EXPORT int nfq_handle_packet(nfq_handle* h, char* buf, int len) {
   ShimSession& session = *h->session;
   if (len <= 0) {
@@ -226,16 +230,23 @@ PKTBROKER_NFQ_EXPORT int nfq_handle_packet(nfq_handle* h, char* buf, int len) {
     errno = len == 0 ? ENOTCONN : EINVAL;
     return -1;
   }
-  constexpr int max_drained = 64;
   session.begin_gathering();
   int result = deliver_datagram(
       *h, std::span(reinterpret_cast<const std::uint8_t*>(buf), static_cast<std::size_t>(len)));
-  for (int drained = 0; result >= 0 && drained < max_drained; ++drained) {
-    pktbroker::ReceivedPacket waiting;
-    const auto error = session.client().next_packet(waiting, 0);
-    if (error == pktbroker::ClientError::closed) broker_gone(*h);
-    if (error) break;
-    result = deliver(*h, waiting.info());
+  while (result >= 0 && session.client().holds_packets()) {
+    pktbroker::ReceivedPacket held;
+    if (session.client().next_packet(held, 0)) break;
+    result = deliver(*h, held.info());
+  }
+  const int count = result >= 0 ? h->waiting.receive(session.fd()) : 0;
+  for (int i = 0; i < count && result >= 0; ++i) {
+    bool truncated = false;
+    const auto datagram = h->waiting.datagram(i, truncated);
+    if (datagram.empty()) {
+      broker_gone(*h);
+      break;
+    }
+    result = truncated ? -1 : deliver_datagram(*h, datagram);
   }
   const int sent = session.end_gathering();
   session.report_notices();
@@ -244,8 +255,7 @@ PKTBROKER_NFQ_EXPORT int nfq_handle_packet(nfq_handle* h, char* buf, int len) {
 
 PKTBROKER_NFQ_EXPORT int nfq_set_verdict(nfq_q_handle* qh, uint32_t id, uint32_t verdict,
                                          uint32_t data_len, const unsigned char* buf) {
-  return qh->handle->session->verdict(qh->number, id, verdict, std::nullopt,
-                                      bytes(buf, data_len));
+  return qh->handle->session->verdict(qh->number, id, verdict, std::nullopt, bytes(buf, data_len));
 }
 
 PKTBROKER_NFQ_EXPORT int nfq_set_verdict2(nfq_q_handle* qh, uint32_t id, uint32_t verdict,

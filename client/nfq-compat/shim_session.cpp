@@ -39,8 +39,8 @@ void report(std::string_view text) {
 }
 
 int errno_of(const std::error_code& error, int otherwise) {
-  const bool from_socket = error.category() == std::generic_category() ||
-                           error.category() == std::system_category();
+  const bool from_socket =
+      error.category() == std::generic_category() || error.category() == std::system_category();
   return from_socket ? error.value() : otherwise;
 }
 
@@ -60,7 +60,8 @@ std::unique_ptr<ShimSession> ShimSession::open() {
   std::unique_ptr<ShimSession> session(new ShimSession(std::move(*settings)));
   const ShimSettings& s = session->settings_;
   // No PACKET_BATCH: the program reads the socket into its own buffer, one packet per read.
-  if (const auto failure = session->client_.connect(s.socket_path, s.name, proto::role_verdict, 0)) {
+  if (const auto failure =
+          session->client_.connect(s.socket_path, s.name, proto::role_verdict, 0)) {
     const std::string why = failure == ClientError::broker_error
                                 ? session->client_.last_error().text
                                 : failure.message();

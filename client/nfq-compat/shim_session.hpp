@@ -26,7 +26,7 @@ int errno_of(const std::error_code& error, int otherwise);
 
 /// What the program chose for a queue, as the kernel would keep it.
 struct QueueSettings {
-  std::uint8_t copy_mode = 0;         ///< NFQNL_COPY_NONE until the program sets one, as in the kernel
+  std::uint8_t copy_mode = 0;  ///< NFQNL_COPY_NONE until the program sets one, as in the kernel
   std::uint32_t copy_range = 0xffff;  ///< bytes of payload shown with NFQNL_COPY_PACKET
   std::uint32_t flags = 0;            ///< the NFQA_CFG_F_* flags the program set
 
