@@ -4,7 +4,9 @@ chain and balance subscriptions, and exactly one verdict per packet whatever cli
 import os
 import signal
 import socket
+import struct
 
+import wire
 from netns import (ClientProcess, NetnsTestCase, UdpSink, kernel_queues, main, mark_ports, run,
                    send_udp, wait_for)
 
@@ -88,6 +90,49 @@ class Sessions(NetnsTestCase):
         self.assertEqual((stats["delivered"], stats["dropped"], stats["outstanding"]),
                          (600, 300, 0))
         self.assertLessEqual(stats["client_datagrams"], 600 // 8)
+        self.assertEqual(daemon.stop(), 0)
+
+    def test_batches_go_only_to_clients_that_ask_for_them_in_hello(self):
+        # Two raw clients, one asking for PACKET_BATCH and one not (an older client, or one that
+        # reads into a buffer of its own like the nfq shim): with packets piled up while the
+        # broker is stopped, only the first gets several in one datagram.
+        daemon = self.daemon(POLICY)
+        mark_ports(2)
+        clients = {}
+        for mark, features in ((1, wire.FEATURE_PACKET_BATCH), (2, 0)):
+            client = wire.WireClient(daemon.socket)
+            self.addCleanup(client.sock.close)
+            client.send(wire.hello(f"raw{mark}", features=features))
+            welcome = client.expect(wire.WELCOME)[2]
+            granted = struct.unpack_from("!I", welcome, len(welcome) - 4)[0] if features else None
+            self.assertEqual(granted, features or None)
+            client.send(wire.subscribe(f"{{mark: {mark}}}", fallback=wire.ACCEPT))
+            client.expect(wire.SUBSCRIBED)
+            clients[mark] = client
+        daemon.process.send_signal(signal.SIGSTOP)
+        try:
+            for mark in (1, 2):
+                send_udp("127.0.0.1", 6000 + mark, 100)
+            wait_for(lambda: kernel_queues().get(0, {}).get("queue_total", 0) == 200,
+                     what="200 packets waiting in the kernel queue")
+        finally:
+            daemon.process.send_signal(signal.SIGCONT)
+        for mark, client in clients.items():
+            kinds, packets = [], 0
+            while packets < 100:
+                data = client.sock.recv(1 << 18)
+                kinds.append(data[3])
+                batch = wire.parse(data)[2]
+                client.send(wire.verdict_batch([(p["token"], wire.ACCEPT) for p in batch]))
+                packets += len(batch)
+            self.assertEqual(packets, 100)
+            if mark == 1:
+                self.assertIn(wire.PACKET_BATCH, kinds)
+                self.assertLess(len(kinds), 100)
+            else:
+                self.assertEqual(set(kinds), {wire.PACKET})
+                self.assertEqual(len(kinds), 100)
+        wait_for(lambda: daemon.stats()["queue"]["client_verdicts"] == 200, what="200 verdicts")
         self.assertEqual(daemon.stop(), 0)
 
     def test_observer_gets_copies_and_cannot_decide(self):

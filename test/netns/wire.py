@@ -25,8 +25,13 @@ def frame(kind, body=b"", request_id=0):
     return struct.pack("!HBBIII", MAGIC, VERSION, kind, len(body), request_id, 0) + body
 
 
-def hello(name, roles=ROLE_VERDICT | ROLE_OBSERVE):
-    return frame(HELLO, string(name) + struct.pack("!BBB", roles, VERSION, VERSION), 1)
+FEATURE_PACKET_BATCH = 1
+
+
+def hello(name, roles=ROLE_VERDICT | ROLE_OBSERVE, features=0):
+    """HELLO; the features word goes only when not 0, as libpktbroker sends it."""
+    body = string(name) + struct.pack("!BBB", roles, VERSION, VERSION)
+    return frame(HELLO, body + (struct.pack("!I", features) if features else b""), 1)
 
 
 def subscribe(selector="", name="", mode=0, clash=EXCLUSIVE, priority=0, timeout_ms=1000,
