@@ -264,7 +264,9 @@ std::error_code Client::plugin_command(std::string_view plugin,
   return request(proto::PluginCommand{std::string(plugin), args}, reply);
 }
 
-std::error_code Client::nudge() { return send(proto::Ping{}, 0); }
+std::error_code Client::nudge() {
+  return send(proto::Ping{}, 0);
+}
 
 std::error_code Client::ping() {
   proto::Pong pong;
