@@ -22,6 +22,7 @@ class ClientCategory : public std::error_category {
       case ClientError::broker_error: return "the broker reported an error";
       case ClientError::unexpected_reply: return "unexpected reply from the broker";
       case ClientError::timeout: return "timed out waiting for the broker";
+      case ClientError::woken: return "woken by the answer to a nudge";
       case ClientError::system: return "socket error";
     }
     return "unknown client error";
@@ -98,7 +99,13 @@ std::error_code Client::send(const proto::Message& message, std::uint32_t reques
   if (fd_ < 0) return ClientError::not_connected;
   std::vector<std::uint8_t> datagram;
   if (const auto error = proto::encode(message, request_id, datagram)) return error;
-  if (::send(fd_, datagram.data(), datagram.size(), MSG_NOSIGNAL) < 0) return system_error();
+  // A socket the caller made non-blocking waits for room too: a message is never half-sent.
+  while (::send(fd_, datagram.data(), datagram.size(), MSG_NOSIGNAL) < 0) {
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return system_error();
+    pollfd descriptor{fd_, POLLOUT, 0};
+    if (::poll(&descriptor, 1, -1) < 0 && errno != EINTR) return system_error();
+  }
   return {};
 }
 
@@ -200,6 +207,7 @@ std::error_code Client::next_packet(ReceivedPacket& packet, int timeout_ms) {
       continue;
     }
     if (const auto* error = std::get_if<proto::Error>(&decoded.message)) keep_notice(*error);
+    if (std::holds_alternative<proto::Pong>(decoded.message)) return ClientError::woken;
   }
 }
 

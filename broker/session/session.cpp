@@ -86,13 +86,14 @@ void Session::on_readable(const boost::system::error_code& error) {
     message.msg_iov = &part;
     message.msg_iovlen = 1;
     const ssize_t size = ::recvmsg(socket_.native_handle(), &message, MSG_DONTWAIT);
-    if (size < 0 && errno == EINTR) continue;
+    const int read_error = size < 0 ? errno : 0;
+    if (read_error == EINTR) continue;
     if (size <= 0 || (message.msg_flags & MSG_TRUNC) != 0) flush_verdicts();
-    if (size < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return do_read();
+    if (read_error == EAGAIN || read_error == EWOULDBLOCK) return do_read();
     if (size <= 0) {  // 0: the peer closed its end
       if (size < 0)
         log_client_event(spdlog::level::info, "session {} ({}): read failed: {}", id_, name(),
-                         strerror(errno));
+                         strerror(read_error));
       close();
       return;
     }

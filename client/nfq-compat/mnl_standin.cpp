@@ -111,7 +111,8 @@ void reply(StandIn& socket, const nlmsghdr& request, int error) {
     if (socket.replies.size() == StandIn::max_replies) socket.replies.pop_front();
     socket.replies.push_back(std::move(message));
   }
-  // The kernel's reply makes the socket readable; the broker's answer to a PING does here.
+  // The kernel's reply makes the socket readable; the broker's answer to a PING does here, and
+  // receive() hands out the reply when it reads that answer.
   (void)socket.session->client().nudge();
 }
 
@@ -277,21 +278,25 @@ bool take_reply(StandIn& socket, std::vector<std::uint8_t>& message) {
   return true;
 }
 
+// A reply is handed out when the answer to its nudge is read, so every PONG that made the
+// socket readable is consumed by the read it woke.
 ssize_t receive(StandIn& socket, void* buffer, std::size_t size) {
-  if (std::vector<std::uint8_t> message; take_reply(socket, message)) {
-    std::memcpy(buffer, message.data(), std::min(size, message.size()));
-    if (size < message.size()) {
-      errno = ENOSPC;
-      return -1;
-    }
-    return static_cast<ssize_t>(message.size());
-  }
   ShimSession& session = *socket.session;
   const bool blocking = (fcntl(session.fd(), F_GETFL) & O_NONBLOCK) == 0;
   for (;;) {
     pktbroker::ReceivedPacket packet;
     const auto error = session.client().next_packet(packet, blocking ? -1 : 0);
     session.report_notices();
+    if (error == pktbroker::ClientError::woken) {
+      std::vector<std::uint8_t> message;
+      if (!take_reply(socket, message)) continue;  // held packets' nudge, or a reply dropped
+      std::memcpy(buffer, message.data(), std::min(size, message.size()));
+      if (size < message.size()) {
+        errno = ENOSPC;
+        return -1;
+      }
+      return static_cast<ssize_t>(message.size());
+    }
     if (error == pktbroker::ClientError::timeout) {
       errno = EAGAIN;
       return -1;

@@ -29,6 +29,7 @@ struct nfq_handle {
   std::list<nfq_q_handle> queues;
   /// The packets waiting behind the one the program read: as many as fit a 64 KiB packet each.
   pktbroker::nfq::DatagramBatch waiting{32, 0xffff + 4096};
+  int closed_broker_socket = -1;  // see broker_gone()
 };
 
 struct nfq_q_handle {
@@ -86,10 +87,14 @@ int deliver(nfq_handle& handle, const pktbroker::proto::Packet& packet) {
 
 // The broker closed the session. A SOCK_SEQPACKET socket then reads 0 bytes forever, which
 // netlink never does and loops like `while (recv(...) >= 0)` would spin on: an unconnected
-// socket in its place makes the program's next read fail with ENOTCONN instead.
+// socket takes its descriptor number, so the program's next read fails with ENOTCONN. The
+// broker socket itself stays open (until nfq_close) so that an epoll set watching the number
+// keeps reporting it readable, and the program comes to read.
 void broker_gone(nfq_handle& handle) {
+  if (handle.closed_broker_socket >= 0) return;
   pktbroker::nfq::report("pktbrokerd closed the session; reads now fail with ENOTCONN");
   const int fd = handle.session->fd();
+  handle.closed_broker_socket = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   const int unconnected = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (unconnected >= 0) {
     (void)dup3(unconnected, fd, O_CLOEXEC);
@@ -147,6 +152,7 @@ PKTBROKER_NFQ_EXPORT int nfq_close(nfq_handle* h) {
     const std::lock_guard lock(handles_mutex);
     handles.erase(h);
   }
+  if (h->closed_broker_socket >= 0) close(h->closed_broker_socket);
   delete h;  // closing the session gives every packet still waiting its fallback
   return 0;
 }
@@ -230,23 +236,35 @@ PKTBROKER_NFQ_EXPORT int nfq_handle_packet(nfq_handle* h, char* buf, int len) {
     errno = len == 0 ? ENOTCONN : EINVAL;
     return -1;
   }
+  // Every packet taken off the socket is handed out, whatever the callbacks return: the first
+  // failure is what the call returns.
+  int result = 0;
+  auto keep_first_failure = [&result](int outcome) {
+    if (outcome < 0 && result >= 0) result = outcome;
+  };
   session.begin_gathering();
-  int result = deliver_datagram(
-      *h, std::span(reinterpret_cast<const std::uint8_t*>(buf), static_cast<std::size_t>(len)));
-  while (result >= 0 && session.client().holds_packets()) {
+  keep_first_failure(deliver_datagram(
+      *h, std::span(reinterpret_cast<const std::uint8_t*>(buf), static_cast<std::size_t>(len))));
+  while (session.client().holds_packets()) {
     pktbroker::ReceivedPacket held;
     if (session.client().next_packet(held, 0)) break;
-    result = deliver(*h, held.info());
+    keep_first_failure(deliver(*h, held.info()));
   }
-  const int count = result >= 0 ? h->waiting.receive(session.fd()) : 0;
-  for (int i = 0; i < count && result >= 0; ++i) {
+  const int count = h->closed_broker_socket < 0 ? h->waiting.receive(session.fd()) : 0;
+  for (int i = 0; i < count; ++i) {
     bool truncated = false;
     const auto datagram = h->waiting.datagram(i, truncated);
     if (datagram.empty()) {
       broker_gone(*h);
       break;
     }
-    result = truncated ? -1 : deliver_datagram(*h, datagram);
+    if (truncated) {
+      pktbroker::nfq::report("a message from pktbrokerd longer than 68 KiB: skipped");
+      errno = EMSGSIZE;
+      keep_first_failure(-1);
+      continue;
+    }
+    keep_first_failure(deliver_datagram(*h, datagram));
   }
   const int sent = session.end_gathering();
   session.report_notices();

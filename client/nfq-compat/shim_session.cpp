@@ -79,8 +79,12 @@ QueueBinding* ShimSession::find(std::uint16_t number) {
   return found == queues_.end() ? nullptr : &*found;
 }
 
+bool QueueBinding::delivered(std::uint32_t subscription_id) const noexcept {
+  return subscription == subscription_id ||
+         std::find(replaced.begin(), replaced.end(), subscription_id) != replaced.end();
+}
+
 QueueBinding* ShimSession::bind(std::uint16_t number) {
-  QueueBinding* queue = nullptr;
   {
     const std::lock_guard lock(mutex_);
     if (find(number) != nullptr) {
@@ -88,19 +92,16 @@ QueueBinding* ShimSession::bind(std::uint16_t number) {
       errno = EBUSY;
       return nullptr;
     }
-    queue = &queues_.emplace_back();
-    queue->number = number;
   }
-  // Packets may arrive as soon as the broker answers: they find the queue with its id 0
-  // subscription until the answer fills it in, and wait in the client meanwhile.
-  const bool subscribed = subscribe(*queue);
+  // Packets that arrive before the answer wait in the client, and reach the queue after it.
+  const auto subscription = subscribe(number, 0xffff);
   wake_for_held_packets();
-  if (!subscribed) {
-    const std::lock_guard lock(mutex_);
-    queues_.remove_if([queue](const QueueBinding& q) { return &q == queue; });
-    return nullptr;
-  }
-  return queue;
+  if (!subscription) return nullptr;
+  const std::lock_guard lock(mutex_);
+  QueueBinding& queue = queues_.emplace_back();
+  queue.number = number;
+  queue.subscription = *subscription;
+  return &queue;
 }
 
 bool ShimSession::unbind(std::uint16_t number) {
@@ -112,8 +113,10 @@ bool ShimSession::unbind(std::uint16_t number) {
     subscription = queue->subscription;
     queues_.remove_if([queue](const QueueBinding& q) { return &q == queue; });
   }
-  if (const auto error = client_.unsubscribe(subscription)) {
-    report("unsubscribing queue " + std::to_string(number) + ": " + error.message());
+  if (subscription != 0) {
+    if (const auto error = client_.unsubscribe(subscription)) {
+      report("unsubscribing queue " + std::to_string(number) + ": " + error.message());
+    }
   }
   wake_for_held_packets();
   return true;
@@ -130,14 +133,46 @@ bool ShimSession::set_mode(std::uint16_t number, std::uint8_t mode, std::uint32_
     errno = EINVAL;
     return false;
   }
+  std::uint32_t old_subscription = 0;
+  std::uint32_t snaplen = 0;
+  {
+    const std::lock_guard lock(mutex_);
+    QueueBinding* queue = find(number);
+    if (queue == nullptr) {
+      errno = ENODEV;
+      return false;
+    }
+    queue->settings.copy_mode = mode;
+    queue->settings.copy_range = range == 0 || range > 0xffff ? 0xffff : range;  // as the kernel
+    const int shown = queue->settings.shown(0xffff);
+    snaplen = shown < 0 ? 1 : static_cast<std::uint32_t>(shown);
+    if (snaplen == queue->snaplen && queue->subscription != 0) return true;
+    old_subscription = queue->subscription;
+  }
+  // The broker fixes a subscription's snaplen: a new one replaces it (packets that arrive in
+  // between go to the broker's policy, as they would before a kernel queue is bound).
+  if (old_subscription != 0) {
+    if (const auto error = client_.unsubscribe(old_subscription)) {
+      report("unsubscribing queue " + std::to_string(number) + ": " + error.message());
+    }
+  }
+  const auto subscription = subscribe(number, snaplen);
+  wake_for_held_packets();
   const std::lock_guard lock(mutex_);
   QueueBinding* queue = find(number);
-  if (queue == nullptr) {
-    errno = ENODEV;
+  if (queue == nullptr) return false;
+  if (old_subscription != 0) {
+    if (queue->replaced.size() == QueueBinding::max_replaced) {
+      queue->replaced.erase(queue->replaced.begin());
+    }
+    queue->replaced.push_back(old_subscription);
+  }
+  if (!subscription) {
+    queue->subscription = 0;  // no packets until a mode change subscribes again
     return false;
   }
-  queue->settings.copy_mode = mode;
-  queue->settings.copy_range = range == 0 || range > 0xffff ? 0xffff : range;  // as the kernel
+  queue->subscription = *subscription;
+  queue->snaplen = snaplen;
   return true;
 }
 
@@ -166,7 +201,7 @@ bool ShimSession::set_flags(std::uint16_t number, std::uint32_t mask, std::uint3
 std::optional<ShimSession::Delivery> ShimSession::accept(const proto::Packet& packet) {
   const std::lock_guard lock(mutex_);
   for (QueueBinding& queue : queues_) {
-    if (queue.subscription == packet.subscription_id) {
+    if (queue.delivered(packet.subscription_id)) {
       return Delivery{queue.number, queue.ids.assign(packet.token), queue.settings};
     }
   }
@@ -254,25 +289,23 @@ void ShimSession::report_notices() {
   for (const proto::Error& notice : client_.take_notices()) report("pktbrokerd: " + notice.text);
 }
 
-bool ShimSession::subscribe(QueueBinding& queue) {
+std::optional<std::uint32_t> ShimSession::subscribe(std::uint16_t number, std::uint32_t snaplen) {
   proto::Subscribe request;
-  request.name = settings_.name + " queue " + std::to_string(queue.number);
-  request.selector = settings_.selector_for(queue.number);
-  request.snaplen = 0xffff;  // the copy mode is applied by the shim
+  request.name = settings_.name + " queue " + std::to_string(number);
+  request.selector = settings_.selector_for(number);
+  request.snaplen = snaplen;
   request.timeout_ms = settings_.timeout_ms;
   request.fallback = settings_.fallback;
   std::uint32_t id = 0;
   if (const auto error = client_.subscribe(request, id)) {
     const std::string why =
         error == ClientError::broker_error ? client_.last_error().text : error.message();
-    report("pktbrokerd refused queue " + std::to_string(queue.number) + " (selector " +
-           request.selector + "): " + why);
+    report("pktbrokerd refused queue " + std::to_string(number) + " (selector " + request.selector +
+           "): " + why);
     errno = error == ClientError::broker_error ? EPERM : errno_of(error, EPIPE);
-    return false;
+    return std::nullopt;
   }
-  const std::lock_guard lock(mutex_);
-  queue.subscription = id;
-  return true;
+  return id;
 }
 
 void ShimSession::wake_for_held_packets() {

@@ -35,13 +35,22 @@ struct QueueSettings {
 };
 
 /// A queue the program bound: its settings, its packet ids and the broker subscription that
-/// delivers its packets (every byte of each: the copy mode is applied here, so a mode change
-/// needs no new subscription).
+/// delivers its packets.
 struct QueueBinding {
   std::uint16_t number = 0;
   QueueSettings settings;
   std::uint32_t subscription = 0;
+  /// Bytes of each packet the subscription delivers: all of them until the program sets a copy
+  /// mode, then what it is shown (one byte, the IP version, when it is shown none), so the
+  /// datagrams it reads are no larger than the kernel's messages would be.
+  std::uint32_t snaplen = 0xffff;
+  /// The last subscriptions a mode change replaced: the packets they delivered are still this
+  /// queue's (the session owns them until their verdict or timeout).
+  std::vector<std::uint32_t> replaced;
+  static constexpr std::size_t max_replaced = 4;
   PacketIds ids;
+
+  [[nodiscard]] bool delivered(std::uint32_t subscription_id) const noexcept;
 };
 
 /// One broker session standing in for the program's netlink socket. Set-up calls (bind, unbind,
@@ -62,7 +71,8 @@ class ShimSession {
   QueueBinding* bind(std::uint16_t number);
   /// Unbinds queue `number`; its waiting packets take the broker's fallback. False if unbound.
   bool unbind(std::uint16_t number);
-  /// NFQNL_COPY_NONE / META / PACKET and the range; false (reported) for no such queue or mode.
+  /// NFQNL_COPY_NONE / META / PACKET and the range; false (reported) for no such queue or mode,
+  /// or when the broker refuses the subscription that delivers the new size.
   bool set_mode(std::uint16_t number, std::uint8_t mode, std::uint32_t range);
   /// NFQA_CFG_F_* flags: false (reported) for a flag the shim cannot honour.
   bool set_flags(std::uint16_t number, std::uint32_t mask, std::uint32_t flags);
@@ -99,7 +109,8 @@ class ShimSession {
 
  private:
   explicit ShimSession(ShimSettings settings) : settings_(std::move(settings)) {}
-  bool subscribe(QueueBinding& queue);
+  /// Subscribes for `number`'s packets with `snaplen` bytes each: the new subscription's id.
+  std::optional<std::uint32_t> subscribe(std::uint16_t number, std::uint32_t snaplen);
   QueueBinding* find(std::uint16_t number);  // with mutex_ held
   /// After a request: packets it read meanwhile are held by the client, where the program's
   /// select() cannot see them; a PING's answer makes the socket readable so they are fetched.

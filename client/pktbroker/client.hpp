@@ -37,6 +37,7 @@ enum class ClientError {
   broker_error,       ///< the broker answered ERROR; see Client::last_error()
   unexpected_reply,   ///< the broker answered with a message of the wrong type
   timeout,            ///< nothing arrived within the given time
+  woken,              ///< a nudge() was answered: the wait ended without a packet
   system,             ///< a socket call failed; see errno
 };
 
@@ -114,9 +115,9 @@ class Client {
   std::error_code plugin_command(std::string_view plugin, const std::vector<std::string>& args,
                                  proto::PluginCommandReply& reply);
   std::error_code ping();
-  /// Sends a PING without waiting for its PONG. For callers that poll native_handle() while
-  /// holds_packets() is true: the PONG makes the socket readable, and next_packet() hands out
-  /// the held packets (it skips the PONG).
+  /// Sends a PING without waiting for its PONG, to make native_handle() readable: for callers
+  /// that poll it while holds_packets() is true, or that have something of their own to hand
+  /// out. next_packet() ends its wait with ClientError::woken when it reads the PONG.
   std::error_code nudge();
 
   /// The last ERROR received from the broker (a reply to a request, or a notice).

@@ -56,15 +56,16 @@ class NfqShim(NetnsTestCase):
                 environment["LD_PRELOAD"] = preload()
         return CollectedProcess(self, argv, env=environment)
 
-    def outcome(self, tool, action, daemon=None, relinked=False):
-        """What 12 datagrams to port 6001 become: the program's packet lines (without the
-        timestamp-free fields that differ by nothing), what the sink got and the mark counter."""
+    def outcome(self, tool, action, daemon=None, relinked=False, env=None, payload=PAYLOAD):
+        """What 12 datagrams to port 6001 become: the program's packet lines, what the sink got
+        and the mark counter."""
         run("iptables", "-t", "mangle", "-Z", "POSTROUTING")
         sink = UdpSink(self, "127.0.0.1", 6001)
         try:
-            program = self.program(tool, action, 12, "uidgid", daemon=daemon, relinked=relinked)
+            program = self.program(tool, action, 12, "uidgid", daemon=daemon, relinked=relinked,
+                                   env=env)
             program.wait_line("ready")
-            send_udp("127.0.0.1", 6001, 12, payload=PAYLOAD)
+            send_udp("127.0.0.1", 6001, 12, payload=payload)
             self.assertEqual(program.wait_exit(), 0, "\n".join(program.lines))
             received = sink.settle(12 if action != "drop" else None)
         finally:
@@ -95,6 +96,23 @@ class NfqShim(NetnsTestCase):
                                 "batch:4": (12, [PAYLOAD], 0)}[action]
                     self.assertEqual((shimmed["received"], shimmed["payloads"],
                                       shimmed["marked"]), expected)
+
+    def test_copy_modes_and_acknowledgements_as_the_kernel_gives_them(self):
+        # A 6,000-byte datagram (loopback keeps it whole) with a copy range of 128 fits the
+        # classic program's 4,096-byte buffer, as the kernel's message does; META shows no
+        # payload; acknowledged requests (NLM_F_ACK) are answered.
+        big = b"y" * 6000
+        for tool, env, payload, length in (
+                ("nfq_classic", {"NFQ_TOOL_COPY": "packet:128"}, big, "128"),
+                ("nfq_mnl", {"NFQ_TOOL_COPY": "meta", "NFQ_TOOL_ACK": "1"}, PAYLOAD, "-1")):
+            with self.subTest(tool=tool, env=env):
+                direct = self.outcome(tool, "accept", env=env, payload=big)
+                daemon = self.daemon(POLICY)
+                shimmed = self.outcome(tool, "accept", daemon=daemon, env=env, payload=big)
+                self.assertEqual(daemon.stop(), 0)
+                self.assertEqual(shimmed, direct)
+                self.assertEqual({p["len"] for p in shimmed["packets"]}, {length})
+                self.assertEqual(shimmed["received"], 12)
 
     def test_relinked_programs_work_as_preloaded_ones(self):
         for tool in ("nfq_classic", "nfq_mnl"):
@@ -182,15 +200,20 @@ class NfqShim(NetnsTestCase):
 
     def test_a_broker_that_goes_away_ends_the_programs_read_loop(self):
         # The classic loop reads until recv() fails, as nfqnl_test.c does: end of file from the
-        # broker socket must not become a busy loop.
-        daemon = self.daemon(POLICY)
-        program = self.program("nfq_classic", "accept", daemon=daemon)
-        program.wait_line("ready")
-        self.assertEqual(daemon.stop(), 0)
-        self.assertEqual(program.wait_exit(timeout=10), 0)
-        text = "\n".join(program.lines)
-        self.assertIn("pktbrokerd closed the session; reads now fail with ENOTCONN", text)
-        self.assertIn("recv: Transport endpoint is not connected", text)
+        # broker socket must not become a busy loop. The libmnl style's read fails.
+        for tool, code, failures in (
+                ("nfq_classic", 0, ("pktbrokerd closed the session; reads now fail with ENOTCONN",
+                                    "recv: Transport endpoint is not connected")),
+                ("nfq_mnl", 1, ("the broker session ended", "mnl_socket_recvfrom: "))):
+            with self.subTest(tool=tool):
+                daemon = self.daemon(POLICY)
+                program = self.program(tool, "accept", daemon=daemon)
+                program.wait_line("ready")
+                self.assertEqual(daemon.stop(), 0)
+                self.assertEqual(program.wait_exit(timeout=10), code)
+                text = "\n".join(program.lines)
+                for failure in failures:
+                    self.assertIn(failure, text)
 
     def test_other_netfilter_sockets_of_a_preloaded_program_stay_the_kernels(self):
         # iptables (nft backend) opens NETLINK_NETFILTER sockets with libmnl; run with the
@@ -204,6 +227,12 @@ class NfqShim(NetnsTestCase):
         self.assertEqual(added.returncode, 0, added.stderr)
         self.assertNotIn("pktbroker-nfq", added.stderr)
         run("iptables", "-C", *rule)  # the rule is there
+        # The same environment does take over a socket that carries queue messages.
+        program = subprocess.run([os.path.join(NFQ_TOOLS, "nfq_mnl"), "0", "accept"],
+                                 env=environment, capture_output=True, text=True, timeout=10,
+                                 check=False)
+        self.assertEqual(program.returncode, 1)
+        self.assertIn("pktbroker-nfq: cannot reach pktbrokerd", program.stderr)
 
     def test_packets_a_program_does_not_decide_take_the_fallback_once(self):
         # NF_QUEUE (3) to another queue is refused with EINVAL; ignored packets and those of a

@@ -96,7 +96,10 @@ int main(int argc, char** argv) {
     fprintf(stderr, "error during nfq_create_queue()\n");
     return 1;
   }
-  if (nfq_set_mode(qh, NFQNL_COPY_PACKET, 0xffff) < 0) {
+  uint8_t mode;
+  uint32_t range;
+  copy_setting(&mode, &range);
+  if (nfq_set_mode(qh, mode, range) < 0) {
     fprintf(stderr, "can't set packet_copy mode\n");
     return 1;
   }

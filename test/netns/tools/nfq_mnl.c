@@ -100,6 +100,26 @@ static int queue_cb(const struct nlmsghdr* nlh, void* data) {
   return MNL_CB_OK;
 }
 
+/* Sends a configuration request; with `ack`, waits for the kernel's acknowledgement. */
+static void request(struct nlmsghdr* nlh, int ack, char* buf, size_t size, unsigned int portid) {
+  static unsigned int seq = 1;
+  nlh->nlmsg_seq = seq++;
+  if (ack) nlh->nlmsg_flags |= NLM_F_ACK;
+  if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
+    perror("mnl_socket_send");
+    exit(EXIT_FAILURE);
+  }
+  if (!ack) return;
+  unsigned int expected = nlh->nlmsg_seq;
+  ssize_t ret = mnl_socket_recvfrom(nl, buf, size);
+  if (ret < 0 || mnl_cb_run(buf, (size_t)ret, expected, portid, NULL, NULL) < 0) {
+    perror("acknowledgement");
+    exit(EXIT_FAILURE);
+  }
+  printf("acknowledged seq=%u\n", expected);
+  fflush(stdout);
+}
+
 int main(int argc, char** argv) {
   uint32_t flags = 0;
   if (argc < 3 || parse_action(argv[2], &action) < 0 ||
@@ -125,22 +145,21 @@ int main(int argc, char** argv) {
   }
   unsigned int portid = mnl_socket_get_portid(nl);
 
+  /* With NFQ_TOOL_ACK set, each request asks for an acknowledgement and waits for it. */
+  int ack = getenv("NFQ_TOOL_ACK") != NULL;
   struct nlmsghdr* nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, queue_num);
   nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND);
-  if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
-    perror("mnl_socket_send");
-    exit(EXIT_FAILURE);
-  }
+  request(nlh, ack, buf, sizeof_buf, portid);
+  uint8_t mode;
+  uint32_t range;
+  copy_setting(&mode, &range);
   nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, queue_num);
-  nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, 0xffff);
+  nfq_nlmsg_cfg_put_params(nlh, mode, (int)range);
   if (flags) {
     mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
     mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(flags));
   }
-  if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
-    perror("mnl_socket_send");
-    exit(EXIT_FAILURE);
-  }
+  request(nlh, ack, buf, sizeof_buf, portid);
   int on = 1;
   mnl_socket_setsockopt(nl, NETLINK_NO_ENOBUFS, &on, sizeof(int));
 

@@ -52,6 +52,18 @@ int parse_flags(const char* text, uint32_t* flags) {
   return 0;
 }
 
+void copy_setting(uint8_t* mode, uint32_t* range) {
+  const char* text = getenv("NFQ_TOOL_COPY");
+  *mode = NFQNL_COPY_PACKET;
+  *range = 0xffff;
+  if (text && strcmp(text, "meta") == 0) {
+    *mode = NFQNL_COPY_META;
+    *range = 0;
+  } else if (text && strncmp(text, "packet:", 7) == 0) {
+    *range = (uint32_t)strtoul(text + 7, NULL, 0);
+  }
+}
+
 int rewrite_udp(unsigned char* packet, int length) {
   if (length < 28 || (packet[0] >> 4) != 4 || packet[9] != 17) return 0;
   int header = (packet[0] & 0x0f) * 4;

@@ -26,6 +26,8 @@ struct packet_action {
 int parse_action(const char* text, struct packet_action* action);
 /* Parses a comma-separated NFQA_CFG_F_* list; returns 0 or -1. */
 int parse_flags(const char* text, uint32_t* flags);
+/* The copy mode from NFQ_TOOL_COPY: "meta", "packet:RANGE", or (unset) the whole packet. */
+void copy_setting(uint8_t* mode, uint32_t* range);
 /* Upper-cases the UDP data of an IPv4 packet and clears its UDP checksum; 0 if not UDP. */
 int rewrite_udp(unsigned char* packet, int length);
 /* One line per packet on stdout: id, hook, protocol, mark, devices, uid, length, port. */
