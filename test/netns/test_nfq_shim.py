@@ -234,6 +234,44 @@ class NfqShim(NetnsTestCase):
         self.assertEqual(program.returncode, 1)
         self.assertIn("pktbroker-nfq: cannot reach pktbrokerd", program.stderr)
 
+    def test_packets_read_while_a_second_queue_is_bound_are_not_stranded(self):
+        # The program stops reading for a second, then binds a second queue: the packets that
+        # arrived meanwhile are read by the shim while it waits for the broker's answer. The
+        # socket must still wake the program for them, long before their 10 s timeout.
+        daemon = self.daemon(POLICY)
+        sink = UdpSink(self, "127.0.0.1", 6001)
+        program = self.program("nfq_classic", "accept", daemon=daemon,
+                               env={"NFQ_TOOL_SECOND_QUEUE_AFTER_MS": "1000",
+                                    "PKTBROKER_TIMEOUT_MS": "10000"})
+        program.wait_line("bound")
+        send_udp("127.0.0.1", 6001, 20, payload=PAYLOAD)
+        program.wait_line("ready")
+        wait_for(lambda: sink.count == 20, timeout=5, what="the 20 packets, well before 10 s")
+        stats = daemon.stats()["queue"]
+        self.assertEqual((stats["client_verdicts"], stats["outstanding"]), (20, 0))
+        self.assertEqual(daemon.stop(), 0)
+
+    def test_a_failing_callback_does_not_strand_the_packets_read_with_its_packet(self):
+        # Packets pile up while the program is stopped, so one nfq_handle_packet call takes many;
+        # the callback fails on every third. Every packet is still handed out and answered.
+        daemon = self.daemon(POLICY)
+        sink = UdpSink(self, "127.0.0.1", 6001)
+        program = self.program("nfq_classic", "accept", 60, daemon=daemon,
+                               env={"NFQ_TOOL_FAIL_EVERY": "3", "PKTBROKER_TIMEOUT_MS": "10000"})
+        program.wait_line("ready")
+        program.process.send_signal(signal.SIGSTOP)
+        try:
+            send_udp("127.0.0.1", 6001, 60, payload=PAYLOAD)
+            wait_for(lambda: daemon.stats()["queue"]["delivered"] == 60,
+                     what="60 packets sent to the stopped program")
+        finally:
+            program.process.send_signal(signal.SIGCONT)
+        self.assertEqual(program.wait_exit(), 0)
+        wait_for(lambda: sink.count == 60, timeout=5, what="the 60 packets, well before 10 s")
+        self.assertEqual([p["id"] for p in program.packets()], [str(i) for i in range(1, 61)])
+        self.assertEqual(daemon.stats()["queue"]["outstanding"], 0)
+        self.assertEqual(daemon.stop(), 0)
+
     def test_packets_a_program_does_not_decide_take_the_fallback_once(self):
         # NF_QUEUE (3) to another queue is refused with EINVAL; ignored packets and those of a
         # killed program wait for their timeout and get the fallback, each exactly once.

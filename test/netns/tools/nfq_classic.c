@@ -7,7 +7,10 @@
  *
  * ACTION is accept, drop, mark:VALUE, rewrite, batch:N, ignore or verdict:V (packet_action.h);
  * COUNT packets are handled before it exits (0: until SIGTERM); FLAGS are NFQA_CFG_F_* names
- * (uidgid,gso,conntrack,secctx). Prints "ready", a line per packet, then "done". */
+ * (uidgid,gso,conntrack,secctx). Prints "ready", a line per packet, then "done".
+ * Environment: NFQ_TOOL_COPY (packet_action.h); NFQ_TOOL_FAIL_EVERY=N makes the callback return
+ * -1 for every Nth packet, after its verdict; NFQ_TOOL_SECOND_QUEUE_AFTER_MS=MS prints "bound",
+ * waits MS without reading, then binds queue QUEUE+1 too. */
 #include "packet_action.h"
 
 #include <arpa/inet.h>
@@ -20,9 +23,12 @@
 #include <string.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 static struct packet_action action;
 static long remaining; /* packets left to handle when a count was given */
+static long fail_every;
+static long handled;
 static uint32_t unanswered;
 static volatile sig_atomic_t stopping;
 
@@ -67,7 +73,7 @@ static int callback(struct nfq_q_handle* qh, struct nfgenmsg* nfmsg, struct nfq_
     fflush(stdout);
   }
   if (remaining > 0) remaining--;
-  return 0;
+  return fail_every > 0 && ++handled % fail_every == 0 ? -1 : 0;
 }
 
 int main(int argc, char** argv) {
@@ -107,6 +113,20 @@ int main(int argc, char** argv) {
     fprintf(stderr, "can't set queue flags\n");
     return 1;
   }
+  const char* fail = getenv("NFQ_TOOL_FAIL_EVERY");
+  fail_every = fail ? strtol(fail, NULL, 0) : 0;
+  const char* second = getenv("NFQ_TOOL_SECOND_QUEUE_AFTER_MS");
+  struct nfq_q_handle* qh2 = NULL;
+  if (second) {
+    printf("bound\n");
+    fflush(stdout);
+    usleep((useconds_t)atoi(second) * 1000);
+    qh2 = nfq_create_queue(h, (uint16_t)(atoi(argv[1]) + 1), &callback, NULL);
+    if (!qh2 || nfq_set_mode(qh2, mode, range) < 0) {
+      fprintf(stderr, "error binding the second queue\n");
+      return 1;
+    }
+  }
   int fd = nfq_fd(h);
   printf("ready\n");
   fflush(stdout);
@@ -130,6 +150,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "recv: %s\n", strerror(errno));
     break;
   }
+  if (qh2) nfq_destroy_queue(qh2);
   nfq_destroy_queue(qh);
   nfq_close(h);
   printf("done\n");

@@ -379,7 +379,7 @@ TEST_CASE("HELLO and WELCOME carry features only when asked, and older peers sti
   CHECK(decode(zero_features, decoded) == make_error_code(ProtocolError::bad_value));
 
   auto short_features = asking;  // two of the four feature bytes
-  short_features.resize(short_features.size() - 2);
+  short_features.erase(short_features.end() - 2, short_features.end());
   short_features[7] -= 2;
   CHECK(decode(short_features, decoded) == make_error_code(ProtocolError::truncated_field));
 }
