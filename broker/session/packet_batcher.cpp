@@ -10,6 +10,8 @@ bool PacketBatcher::add(const std::shared_ptr<SessionPort>& port, const proto::P
   if (!port->reserve()) return false;
   if (!port->takes_batches()) {
     auto datagram = std::make_shared<std::vector<std::uint8_t>>();
+    // One allocation: the header and metadata take well under 128 bytes.
+    datagram->reserve(proto::header_size + 128 + packet.payload.size());
     (void)proto::encode(packet, 0, *datagram);  // a lone packet always fits
     port->deliver(std::move(datagram), 1);
     ++datagrams_;

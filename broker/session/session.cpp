@@ -116,6 +116,7 @@ void Session::on_readable(const boost::system::error_code& error) {
 void Session::on_read(std::span<const std::uint8_t> datagram) {
   proto::Decoded decoded;
   if (const std::error_code bad = proto::decode(datagram, decoded)) {
+    flush_verdicts();  // the good verdicts before the bad datagram count, as they did unbatched
     manager_.count_malformed();
     fail(proto::ErrorCode::malformed, "malformed message: " + bad.message());
     return;
