@@ -46,6 +46,17 @@ bool parse_queue_map(std::string_view text, std::map<std::uint16_t, std::uint16_
   return true;
 }
 
+// Whether a match map names the key `queue` (a value such as http.host: queue.example does not).
+bool names_queue(std::string_view map) {
+  for (auto at = map.find("queue"); at != std::string_view::npos; at = map.find("queue", at + 1)) {
+    const bool starts_key =
+        at == 0 || std::string_view("{, ").find(map[at - 1]) != std::string_view::npos;
+    const auto next = map.find_first_not_of(' ', at + 5);
+    if (starts_key && next != std::string_view::npos && map[next] == ':') return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 std::optional<ShimSettings> ShimSettings::from_environment(std::string& error) {
@@ -62,7 +73,7 @@ std::optional<ShimSettings> ShimSettings::from_environment(std::string& error) {
               std::string(value) + "'";
       return std::nullopt;
     }
-    if (text.find("queue") != std::string_view::npos) {
+    if (names_queue(text)) {
       error =
           "PKTBROKER_SELECTOR may not name a queue: the program's queue number (mapped by "
           "PKTBROKER_QUEUE_MAP) sets it";

@@ -63,10 +63,21 @@ TEST_CASE("the selector, queue map, timeout and fallback come from the environme
   CHECK(settings->name == "ids");
 }
 
+TEST_CASE("a value that only contains the word queue is not a queue key") {
+  const Environment environment({{"PKTBROKER_SELECTOR", "{http.host: queue.example, mark: 1}"}});
+  std::string error;
+  const auto settings = ShimSettings::from_environment(error);
+  REQUIRE(settings);
+  CHECK(settings->selector_for(0) == "{queue: 0, http.host: queue.example, mark: 1}");
+}
+
 TEST_CASE("malformed variables are refused with the variable's name and what it needs") {
   CHECK(error_of({{"PKTBROKER_SELECTOR", "mark: 1"}}).starts_with("PKTBROKER_SELECTOR must be"));
-  CHECK(error_of({{"PKTBROKER_SELECTOR", "{queue: 1}"}}).find("may not name a queue") !=
-        std::string::npos);
+  for (const char* queue : {"{queue: 1}", "{mark: 1, queue : 2}", "{mark: 1,queue: 2}"}) {
+    INFO(queue);
+    CHECK(error_of({{"PKTBROKER_SELECTOR", queue}}).find("may not name a queue") !=
+          std::string::npos);
+  }
   for (const char* map : {"0", "0=", "=1", "0=1,0=2", "0=70000", "a=b", "0=1,"}) {
     INFO(map);
     CHECK(error_of({{"PKTBROKER_QUEUE_MAP", map}}).starts_with("PKTBROKER_QUEUE_MAP must be"));
