@@ -118,6 +118,12 @@ class Sessions(NetnsTestCase):
                      what="200 packets waiting in the kernel queue")
         finally:
             daemon.process.send_signal(signal.SIGCONT)
+        # Feature bits the broker does not know are not granted: no word comes back for them.
+        unknown = wire.WireClient(daemon.socket)
+        self.addCleanup(unknown.sock.close)
+        unknown.send(wire.hello("unknown", features=0xfffffffe))
+        welcome = unknown.expect(wire.WELCOME)[2]
+        self.assertEqual(len(welcome), 8 + struct.unpack_from("!H", welcome, 6)[0])
         sinks = {mark: UdpSink(self, "127.0.0.1", 6000 + mark) for mark in clients}
         for mark, client in clients.items():
             kinds, packets = [], 0
