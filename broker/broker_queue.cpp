@@ -1,5 +1,6 @@
 #include "broker/broker_queue.hpp"
 
+#include "broker/channel/channel_hub.hpp"
 #include "broker/flow_hash.hpp"
 
 #include <spdlog/spdlog.h>
@@ -161,6 +162,10 @@ void BrokerQueue::on_packet(const PacketMeta& meta) {
   ++decided_in_batch_;
   finish(meta.packet_id, decision.verdict, decision.replacement,
          {.decided_by = decision.decided_by, .decision = &decision});
+  // After the verdict: a copy never delays the packet (ChannelHub::mirror only posts).
+  if (!decision.mirror.empty() && mirror_ != nullptr) {
+    mirror_->mirror(std::string(decision.mirror), meta.payload);
+  }
 }
 
 void BrokerQueue::open_batch() noexcept {

@@ -24,6 +24,8 @@
 
 namespace pktbroker {
 
+class ChannelHub;
+
 /// A point-in-time copy of one queue's counters, safe to hand to another thread.
 struct QueueSnapshot {
   std::uint16_t queue = 0;
@@ -59,6 +61,8 @@ class BrokerQueue {
   // Each of these posts to the queue's strand and returns at once.
   void start();
   void set_policy(std::shared_ptr<const Policy> policy, std::shared_ptr<const PluginSet> plugins);
+  /// Rules with `mirror:` copy their packets into this hub's channels (set before start()).
+  void set_mirror(std::shared_ptr<ChannelHub> hub) { mirror_ = std::move(hub); }
   void set_subscriptions(std::shared_ptr<const SubscriptionTable> table);
   /// A session's verdicts, decided together and sent to the kernel in one message.
   void client_verdicts(SessionId session, std::shared_ptr<SessionPort> port,
@@ -133,6 +137,7 @@ class BrokerQueue {
   std::uint64_t decided_in_batch_ = 0;
   LatencyHistogram batch_latency_;
   std::shared_ptr<EventLog> events_;  ///< null without `events:`
+  std::shared_ptr<ChannelHub> mirror_;
   /// Packets waiting for a client or plugin, when their verdicts are logged.
   std::unordered_map<std::uint32_t, PacketEvent> waiting_;
 

@@ -13,6 +13,18 @@
 #include <thread>
 
 namespace pktbroker {
+namespace {
+
+bool same_channels(const std::vector<ChannelConfig>& a, const std::vector<ChannelConfig>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
+    return x.tap == y.tap && x.spec.name == y.spec.name && x.spec.delivery == y.spec.delivery &&
+           x.spec.link == y.spec.link && x.spec.max_members == y.spec.max_members &&
+           x.spec.max_frame == y.spec.max_frame && x.spec.queue_length == y.spec.queue_length &&
+           x.spec.overflow == y.spec.overflow && x.spec.access == y.spec.access;
+  });
+}
+
+}  // namespace
 
 Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> policy,
                std::shared_ptr<const PluginSet> plugins, unsigned threads)
@@ -27,9 +39,12 @@ Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> 
     events_ = std::make_shared<EventLog>(policy_->broker().events);
     spdlog::info("events: logging to {}", policy_->broker().events.file);
   }
+  channels_ = std::make_shared<ChannelHub>(io_, plugins_, events_);
+  channels_->open(policy_->broker().channels);
   for (const QueueConfig& config : policy_->broker().queues) {
     queues_.push_back(
         std::make_unique<BrokerQueue>(io_, config, policy_, plugins_, names_, events_));
+    queues_.back()->set_mirror(channels_);
   }
   std::vector<BrokerQueue*> queues;
   for (auto& queue : queues_) queues.push_back(queue.get());
@@ -45,6 +60,7 @@ Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> 
                              }};
   sessions_ = std::make_unique<SessionManager>(io_, std::move(queues), policy_, std::move(control));
   sessions_->set_event_log(events_);
+  sessions_->set_channels(channels_);
   sessions_->start();
 }
 
@@ -141,6 +157,9 @@ std::pair<bool, std::string> Daemon::load_and_apply() {
   if (next->broker().socket.path != policy_->broker().socket.path) {
     spdlog::warn("reload: the client socket moved; it takes effect at the next restart");
   }
+  if (!same_channels(next->broker().channels, policy_->broker().channels)) {
+    spdlog::warn("reload: the channels changed; they take effect at the next restart");
+  }
   if (next_plugins != plugins_) {
     spdlog::info("reload: {} plugin(s) loaded; open flows keep the plugins they started with",
                  next_plugins->plugins().size());
@@ -150,6 +169,7 @@ std::pair<bool, std::string> Daemon::load_and_apply() {
   plugins_ = next_plugins;
   for (auto& queue : queues_) queue->set_policy(next, next_plugins);
   sessions_->set_policy(next);
+  channels_->set_plugins(next_plugins);
   spdlog::info("policy reloaded: {} rules from {}", next->rules().size(), config_file_.string());
   return {true, {}};
 }
@@ -242,6 +262,7 @@ void Daemon::shutdown() {
   boost::system::error_code ignored;
   signals_.cancel(ignored);
   sessions_->stop();
+  channels_->stop();
   for (auto& queue : queues_) {
     queue->stop([number = queue->number()] { spdlog::info("queue {} unbound", number); });
   }

@@ -62,6 +62,7 @@ class Daemon {
   std::shared_ptr<EventLog> events_;  // before the queues that log to it; null without `events:`
   SystemdNotifier systemd_{io_};
   std::vector<std::unique_ptr<BrokerQueue>> queues_;
+  std::shared_ptr<ChannelHub> channels_;  // before the queues that mirror into it
   std::unique_ptr<SessionManager> sessions_;
   std::unique_ptr<MetricsEndpoint> metrics_;  // off unless the policy says where to listen
   std::mutex reload_mutex_;                   // SIGHUP and a client's RELOAD may arrive together

@@ -123,6 +123,7 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
     rule_name = rule.name;
     decision.decided_by = "rule";
     decision.rule = rule.name;
+    decision.mirror = rule.mirror;
     ++rules_[index].counters.packets;
     rules_[index].counters.bytes += meta.wire_length;
     if (rule.inspect) apply_plugin(rule, inspection, decision);

@@ -40,6 +40,7 @@ struct Decision {
   /// dropped_before or malformed; and the rule that matched (valid with the policy).
   std::string_view decided_by = "default";
   std::string_view rule;
+  std::string_view mirror;  ///< the rule's `mirror:` channel, or empty
 
   [[nodiscard]] bool offered_to_clients() const noexcept { return deliver != nullptr || unmatched; }
 };

@@ -415,12 +415,198 @@ void write(Writer& w, const Error& m) {
   w.string(m.text);
 }
 void read(Reader& r, Error& m) {
-  m.code = r.enumeration(ErrorCode::malformed, ErrorCode::internal);
+  m.code = r.enumeration(ErrorCode::malformed, ErrorCode::paused);
   m.text = r.string();
 }
 void write(Writer& w, const PacketBatch& m) {
   w.count(m.packets.size());
   for (const auto& packet : m.packets) write_batch_entry(w, packet);
+}
+// A channel name: 1..max_channel_name bytes (its characters are the broker's business).
+void write_channel_name(Writer& w, const std::string& name) {
+  if (name.empty()) w.fail(ProtocolError::bad_value);
+  w.string(name, max_channel_name);
+}
+std::string read_channel_name(Reader& r) {
+  std::string name = r.string(max_channel_name);
+  if (name.empty()) r.fail(ProtocolError::bad_value);
+  return name;
+}
+void write(Writer& w, const ChannelCreate& m) {
+  write_channel_name(w, m.name);
+  w.string(m.delivery, max_plugin_name);
+  w.enumeration(m.link);
+  w.integer(m.max_members);
+  w.integer(m.max_frame);
+  w.integer(m.queue_length);
+  w.enumeration(m.overflow);
+  w.count(m.access.size());
+  for (const auto& a : m.access) {
+    w.enumeration(a.kind);
+    w.integer(a.id);
+    w.integer(a.rights);
+  }
+}
+void read(Reader& r, ChannelCreate& m) {
+  m.name = read_channel_name(r);
+  m.delivery = r.string(max_plugin_name);
+  m.link = r.enumeration(LinkType::ethernet, LinkType::ip);
+  m.max_members = r.integer<std::uint32_t>();
+  m.max_frame = r.integer<std::uint32_t>();
+  m.queue_length = r.integer<std::uint32_t>();
+  m.overflow = r.enumeration(Overflow::drop, Overflow::backpressure);
+  m.access.resize(r.count(1 + 4 + 1));
+  for (auto& a : m.access) {
+    a.kind = r.enumeration(ChannelAccess::Kind::uid, ChannelAccess::Kind::gid);
+    a.id = r.integer<std::uint32_t>();
+    a.rights = r.integer<std::uint8_t>();
+    if ((a.rights & ~all_channel_rights) != 0) r.fail(ProtocolError::bad_value);
+  }
+}
+void write(Writer& w, const ChannelJoin& m) {
+  write_channel_name(w, m.channel);
+  w.integer(m.rights);
+}
+void read(Reader& r, ChannelJoin& m) {
+  m.channel = read_channel_name(r);
+  m.rights = r.integer<std::uint8_t>();
+  if ((m.rights & ~all_channel_rights) != 0) r.fail(ProtocolError::bad_value);
+}
+void write(Writer& w, const ChannelJoined& m) {
+  w.integer(m.channel_id);
+  w.integer(m.member_id);
+  w.integer(m.rights);
+  w.enumeration(m.link);
+  w.integer(m.max_frame);
+}
+void read(Reader& r, ChannelJoined& m) {
+  m.channel_id = r.integer<std::uint32_t>();
+  m.member_id = r.integer<std::uint32_t>();
+  m.rights = r.integer<std::uint8_t>();
+  m.link = r.enumeration(LinkType::ethernet, LinkType::ip);
+  m.max_frame = r.integer<std::uint32_t>();
+}
+void write(Writer& w, const ChannelSend& m) {
+  w.integer(m.channel_id);
+  w.bytes(m.frame);
+}
+void read(Reader& r, ChannelSend& m) {
+  m.channel_id = r.integer<std::uint32_t>();
+  m.frame = r.bytes();
+}
+void write(Writer& w, const ChannelFrames& m) {
+  w.integer(m.channel_id);
+  w.count(m.frames.size());
+  for (const auto& f : m.frames) {
+    w.integer(f.from_member);
+    w.bytes(f.frame);
+  }
+}
+void read(Reader& r, ChannelFrames& m) {
+  m.channel_id = r.integer<std::uint32_t>();
+  m.frames.resize(r.count(4 + 4));
+  for (auto& f : m.frames) {
+    f.from_member = r.integer<std::uint32_t>();
+    f.frame = r.bytes();
+  }
+}
+void write(Writer& w, const ChannelLeave& m) {
+  w.integer(m.channel_id);
+}
+void read(Reader& r, ChannelLeave& m) {
+  m.channel_id = r.integer<std::uint32_t>();
+}
+void write(Writer& w, const ChannelLeft& m) {
+  w.integer(m.channel_id);
+  w.string(m.reason);
+}
+void read(Reader& r, ChannelLeft& m) {
+  m.channel_id = r.integer<std::uint32_t>();
+  m.reason = r.string();
+}
+void write(Writer& w, const ChannelFlow& m) {
+  w.integer(m.channel_id);
+  w.integer(static_cast<std::uint8_t>(m.paused));
+}
+void read(Reader& r, ChannelFlow& m) {
+  m.channel_id = r.integer<std::uint32_t>();
+  m.paused = r.boolean();
+}
+void write(Writer&, const ChannelsRequest&) {}
+void read(Reader&, ChannelsRequest&) {}
+constexpr std::size_t member_info_size = 4 + 4 + 2 + 4 + 4 + 1 + 8 * 3 + 4;
+constexpr std::size_t channel_info_size = 2 + 2 + 1 + 1 + 4 * 3 + 8 * 4 + 4;
+void write(Writer& w, const ChannelsReply& m) {
+  w.count(m.channels.size());
+  for (const auto& c : m.channels) {
+    w.string(c.name);
+    w.string(c.delivery);
+    w.enumeration(c.link);
+    w.enumeration(c.overflow);
+    w.integer(c.max_members);
+    w.integer(c.max_frame);
+    w.integer(c.queue_length);
+    w.integer(c.frames);
+    w.integer(c.delivered);
+    w.integer(c.dropped);
+    w.integer(c.refused);
+    w.count(c.members.size());
+    for (const auto& member : c.members) {
+      w.integer(member.member_id);
+      w.integer(member.session_id);
+      w.string(member.name);
+      w.integer(member.pid);
+      w.integer(member.uid);
+      w.integer(member.rights);
+      w.integer(member.received);
+      w.integer(member.sent);
+      w.integer(member.dropped);
+      w.integer(member.queued);
+    }
+  }
+}
+void read(Reader& r, ChannelsReply& m) {
+  m.channels.resize(r.count(channel_info_size));
+  for (auto& c : m.channels) {
+    c.name = r.string();
+    c.delivery = r.string();
+    c.link = r.enumeration(LinkType::ethernet, LinkType::ip);
+    c.overflow = r.enumeration(Overflow::drop, Overflow::backpressure);
+    c.max_members = r.integer<std::uint32_t>();
+    c.max_frame = r.integer<std::uint32_t>();
+    c.queue_length = r.integer<std::uint32_t>();
+    c.frames = r.integer<std::uint64_t>();
+    c.delivered = r.integer<std::uint64_t>();
+    c.dropped = r.integer<std::uint64_t>();
+    c.refused = r.integer<std::uint64_t>();
+    c.members.resize(r.count(member_info_size));
+    for (auto& member : c.members) {
+      member.member_id = r.integer<std::uint32_t>();
+      member.session_id = r.integer<std::uint32_t>();
+      member.name = r.string();
+      member.pid = r.integer<std::uint32_t>();
+      member.uid = r.integer<std::uint32_t>();
+      member.rights = r.integer<std::uint8_t>();
+      member.received = r.integer<std::uint64_t>();
+      member.sent = r.integer<std::uint64_t>();
+      member.dropped = r.integer<std::uint64_t>();
+      member.queued = r.integer<std::uint32_t>();
+    }
+  }
+}
+void write(Writer& w, const ChannelKick& m) {
+  write_channel_name(w, m.channel);
+  w.integer(m.member_id);
+}
+void read(Reader& r, ChannelKick& m) {
+  m.channel = read_channel_name(r);
+  m.member_id = r.integer<std::uint32_t>();
+}
+void write(Writer& w, const Ok& m) {
+  w.string(m.text);
+}
+void read(Reader& r, Ok& m) {
+  m.text = r.string();
 }
 void write(Writer&, const Ping&) {}
 void read(Reader&, Ping&) {}
@@ -490,6 +676,25 @@ std::error_code append_to_batch(std::vector<std::uint8_t>& datagram, const Packe
     datagram.resize(before);
     return ProtocolError::oversized;
   }
+  put_u32(datagram.data() + count_at, count + 1);
+  put_u32(datagram.data() + 4, datagram.size() - header_size);
+  return {};
+}
+
+std::error_code append_frame(std::vector<std::uint8_t>& datagram, std::uint32_t channel_id,
+                             std::uint32_t from_member, std::span<const std::uint8_t> frame) {
+  constexpr std::size_t count_at = header_size + 4;
+  if (frame.size() > max_frame) return ProtocolError::oversized;
+  if (datagram.size() < count_at + 4) {
+    if (const auto error = encode(ChannelFrames{channel_id, {}}, 0, datagram)) return error;
+  }
+  const std::uint32_t count = get_u32(datagram.data() + count_at);
+  if (count >= max_entries || datagram.size() + 8 + frame.size() > max_datagram) {
+    return ProtocolError::oversized;
+  }
+  Writer w(datagram);
+  w.integer(from_member);
+  w.bytes(frame);
   put_u32(datagram.data() + count_at, count + 1);
   put_u32(datagram.data() + 4, datagram.size() - header_size);
   return {};

@@ -4,6 +4,7 @@
 #include "broker/packet_meta.hpp"
 #include "broker/policy/rule_index.hpp"
 #include "broker/verdict.hpp"
+#include "pktbroker/protocol.hpp"
 #include "pktbroker/packet_view.hpp"
 #include "plugins/host/plugin_spec.hpp"
 
@@ -42,6 +43,7 @@ enum class EventType : std::uint8_t {
   hold,     ///< a plugin holds a packet
   session,  ///< a client session opened or closed
   reload,   ///< the policy reloaded (or a reload was rejected)
+  channel,  ///< a member joined or left a channel, or was kicked
 };
 constexpr std::uint32_t event_type_bit(EventType type) noexcept {
   return 1U << static_cast<unsigned>(type);
@@ -51,7 +53,8 @@ constexpr std::uint32_t event_type_bit(EventType type) noexcept {
 struct EventsConfig {
   std::string file;  ///< empty: no event log
   std::uint32_t types = event_type_bit(EventType::drop) | event_type_bit(EventType::hold) |
-                        event_type_bit(EventType::session) | event_type_bit(EventType::reload);
+                        event_type_bit(EventType::session) | event_type_bit(EventType::reload) |
+                         event_type_bit(EventType::channel);
   std::uint32_t rate_limit = 10000;  ///< events a second; more are counted, not written
   friend bool operator==(const EventsConfig&, const EventsConfig&) = default;
 };
@@ -86,6 +89,15 @@ struct ClientGrant {
   std::string origin;  ///< "file:line", for logs
 };
 
+/// A channel the policy declares (`channels:`): what a CHANNEL_CREATE would say, plus a tap.
+struct ChannelConfig {
+  proto::ChannelCreate spec;
+  /// A tap (ethernet channel) or tun (ip channel) interface the broker creates and makes a
+  /// member; empty: none.
+  std::string tap;
+  std::string origin;  ///< "file:line", for messages
+};
+
 /// Policy `broker:` section.
 struct BrokerConfig {
   std::vector<QueueConfig> queues{QueueConfig{}};
@@ -98,6 +110,7 @@ struct BrokerConfig {
   /// `metrics: {listen: ADDR:PORT}`: where Prometheus scrapes; empty: no endpoint.
   std::string metrics_listen;
   EventsConfig events;
+  std::vector<ChannelConfig> channels;  ///< policy `channels:` section
 };
 
 /// A rule's hand-over to client subscriptions (verdict `{deliver: NAME, ...}`).
@@ -121,6 +134,8 @@ struct Rule {
   Verdict verdict;  ///< the decision, or with `deliver`/`inspect` the fallback
   std::optional<Delivery> deliver;
   std::optional<Inspect> inspect;
+  /// `mirror: CHANNEL`: a copy of each packet the rule decides goes to this ip channel.
+  std::string mirror;
   std::shared_ptr<const Matcher> matcher;  ///< never null
 };
 

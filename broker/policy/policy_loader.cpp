@@ -28,7 +28,12 @@ constexpr std::string_view broker_keys[] = {"queues", "default_verdict", "malfor
                                             "max_flows"};
 constexpr std::string_view queue_keys[] = {"num", "fail_open", "max_len",  "copy_range",
                                            "gso", "uid_gid",   "conntrack"};
-constexpr std::string_view rule_keys[] = {"name", "description", "match", "verdict", "priority"};
+constexpr std::string_view rule_keys[] = {"name",     "description", "match",
+                                          "verdict",  "priority",    "mirror"};
+constexpr std::string_view channel_keys[] = {"name",         "delivery", "link",   "max_members",
+                                             "max_frame",    "queue_length", "overflow", "access",
+                                             "tap"};
+constexpr std::string_view access_keys[] = {"user", "group", "uid", "gid", "rights"};
 constexpr std::string_view match_keys[] = {
     "queue", "mark", "proto", "src",      "dst",       "sport",  "dport",    "iif",
     "oif",   "uid",  "gid",   "ct_state", "icmp_type", "length", "dst_name", "not"};
@@ -55,7 +60,8 @@ constexpr std::pair<std::string_view, EventType> event_types[] = {{"drop", Event
                                                                   {"accept", EventType::accept},
                                                                   {"hold", EventType::hold},
                                                                   {"session", EventType::session},
-                                                                  {"reload", EventType::reload}};
+                                                                  {"reload", EventType::reload},
+                                                                  {"channel", EventType::channel}};
 
 // Optimal string alignment distance: edits, counting a swap of neighbours as one.
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -811,7 +817,7 @@ void read_events(FileReader& reader, const YAML::Node& node, EventsConfig& event
                                        [&](const auto& t) { return t.first == item.Scalar(); });
       if (!item.IsScalar() || found == std::end(event_types)) {
         reader.error(item, "unknown event type '" + (item.IsScalar() ? item.Scalar() : "") +
-                               "'; expected drop, accept, hold, session or reload");
+                               "'; expected drop, accept, hold, session, reload or channel");
       } else {
         events.types |= event_type_bit(found->second);
       }
@@ -946,9 +952,152 @@ void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraf
         draft.priority = priority;
       }
     }
+    if (const YAML::Node mirror = item["mirror"]) {
+      if (!mirror.IsScalar() || !proto::valid_channel_name(mirror.Scalar())) {
+        reader.error(mirror, "mirror names a channel declared under channels:");
+        ok = false;
+      } else if (draft.rule.deliver || draft.rule.inspect) {
+        reader.error(mirror, "mirror needs a rule whose verdict the policy decides at once "
+                             "(not deliver or inspect)");
+        ok = false;
+      } else {
+        draft.rule.mirror = mirror.Scalar();
+      }
+    }
     draft.valid = ok;
     if (ok) draft.rule.matcher = std::move(matcher);
     rules.push_back(std::move(draft));
+  }
+}
+
+/// `access:` of a channel: `{user|group|uid|gid: WHO, rights: [receive, send, manage]}`.
+std::optional<proto::ChannelAccess> read_access(FileReader& reader, const YAML::Node& item) {
+  if (!reader.expect_map(item, access_keys, "channel access")) return std::nullopt;
+  const int who = (item["user"] ? 1 : 0) + (item["group"] ? 1 : 0) + (item["uid"] ? 1 : 0) +
+                  (item["gid"] ? 1 : 0);
+  if (who != 1) {
+    reader.error(item, "an access entry names exactly one of user, group, uid or gid");
+    return std::nullopt;
+  }
+  proto::ChannelAccess access;
+  bool ok = true;
+  if (const YAML::Node user = item["user"]) {
+    const passwd* entry = user.IsScalar() ? getpwnam(user.Scalar().c_str()) : nullptr;
+    ok = entry != nullptr;
+    if (!ok) reader.error(user, "unknown user '" + user.Scalar() + "'");
+    if (ok) access.id = entry->pw_uid;
+  } else if (const YAML::Node group = item["group"]) {
+    const struct group* entry = group.IsScalar() ? getgrnam(group.Scalar().c_str()) : nullptr;
+    ok = entry != nullptr;
+    if (!ok) reader.error(group, "unknown group '" + group.Scalar() + "'");
+    if (ok) access = {proto::ChannelAccess::Kind::gid, entry->gr_gid, 0};
+  } else {
+    const bool is_uid = static_cast<bool>(item["uid"]);
+    const auto id = reader.number(is_uid ? item["uid"] : item["gid"], 0xffffffff,
+                                  is_uid ? "uid" : "gid");
+    ok = id.has_value();
+    access.kind = is_uid ? proto::ChannelAccess::Kind::uid : proto::ChannelAccess::Kind::gid;
+    access.id = static_cast<std::uint32_t>(id.value_or(0));
+  }
+  if (!item["rights"]) {
+    reader.error(item, "an access entry needs rights: [receive, send, manage]");
+    return std::nullopt;
+  }
+  reader.scalars(item["rights"], "rights", [&](const YAML::Node& right) {
+    if (right.Scalar() == "receive") {
+      access.rights |= proto::right_receive;
+    } else if (right.Scalar() == "send") {
+      access.rights |= proto::right_send;
+    } else if (right.Scalar() == "manage") {
+      access.rights |= proto::right_manage;
+    } else {
+      reader.error(right, "unknown right '" + right.Scalar() + "'; expected receive, send or manage");
+      ok = false;
+    }
+  });
+  return ok ? std::optional(access) : std::nullopt;
+}
+
+void read_channels(FileReader& reader, const YAML::Node& node, std::vector<ChannelConfig>& out) {
+  if (!node.IsSequence()) {
+    reader.error(node, "channels must be a list of channels");
+    return;
+  }
+  for (const auto& item : node) {
+    if (!reader.expect_map(item, channel_keys, "channel")) continue;
+    ChannelConfig channel;
+    proto::ChannelCreate& spec = channel.spec;
+    channel.origin = reader.file() + ":" + std::to_string(item.Mark().line + 1);
+    bool ok = true;
+    const YAML::Node name = item["name"];
+    if (!name || !name.IsScalar() || !proto::valid_channel_name(name.Scalar())) {
+      reader.error(name ? name : item,
+                   "a channel needs a name: 1 to 64 of a-z, 0-9, '_', '.', '-'");
+      ok = false;
+    } else {
+      spec.name = name.Scalar();
+    }
+    spec.delivery = "broadcast";
+    if (const YAML::Node delivery = item["delivery"]) {
+      ok = delivery.IsScalar() && valid_plugin_name(delivery.Scalar());
+      if (!ok) reader.error(delivery, "delivery names a delivery-policy plugin: broadcast, switch, ...");
+      if (ok) spec.delivery = delivery.Scalar();
+    }
+    if (const YAML::Node link = item["link"]) {
+      if (link.IsScalar() && link.Scalar() == "ip") {
+        spec.link = proto::LinkType::ip;
+      } else if (!link.IsScalar() || link.Scalar() != "ethernet") {
+        reader.error(link, "link is ethernet or ip");
+        ok = false;
+      }
+    }
+    spec.max_frame = spec.link == proto::LinkType::ip ? 65535 : 1518;
+    const auto bound = [&](const char* key, std::uint64_t low, std::uint64_t high,
+                           std::uint32_t& value) {
+      if (const YAML::Node n = item[key]) {
+        const auto parsed = reader.number(n, high, key);
+        if (parsed && *parsed < low) {
+          reader.error(n, std::string(key) + " must be at least " + std::to_string(low));
+        }
+        ok = ok && parsed && *parsed >= low;
+        if (parsed) value = static_cast<std::uint32_t>(*parsed);
+      }
+    };
+    bound("max_members", 1, 4096, spec.max_members);
+    bound("max_frame", 14, proto::max_frame, spec.max_frame);
+    bound("queue_length", 1, 65536, spec.queue_length);
+    if (const YAML::Node overflow = item["overflow"]) {
+      if (overflow.IsScalar() && overflow.Scalar() == "backpressure") {
+        spec.overflow = proto::Overflow::backpressure;
+      } else if (!overflow.IsScalar() || overflow.Scalar() != "drop") {
+        reader.error(overflow, "overflow is drop or backpressure");
+        ok = false;
+      }
+    }
+    if (const YAML::Node access = item["access"]) {
+      if (!access.IsSequence()) {
+        reader.error(access, "access must be a list of {user|group|uid|gid: WHO, rights: [...]}");
+        ok = false;
+      } else {
+        for (const auto& entry : access) {
+          if (auto parsed = read_access(reader, entry)) {
+            spec.access.push_back(*parsed);
+          } else {
+            ok = false;
+          }
+        }
+      }
+    }
+    if (const YAML::Node tap = item["tap"]) {
+      if (!tap.IsScalar() || tap.Scalar().empty() || tap.Scalar().size() > 15 ||
+          tap.Scalar().find_first_of("/ :") != std::string::npos) {
+        reader.error(tap, "tap names an interface: 1 to 15 characters, no '/', ':' or space");
+        ok = false;
+      } else {
+        channel.tap = tap.Scalar();
+      }
+    }
+    if (ok) out.push_back(std::move(channel));
   }
 }
 
@@ -998,7 +1147,50 @@ constexpr Section sections[] = {
      [](FileReader& r, const YAML::Node& n, PolicyDraft& d) {
        read_events(r, n, d.broker.events);
      }},
+    {"channels", false,
+     [](FileReader& r, const YAML::Node& n, PolicyDraft& d) {
+       read_channels(r, n, d.broker.channels);
+     }},
 };
+
+/// Channels: unique names and taps, mirrors that name an ip channel; each delivery plugin
+/// not listed under plugins: is loaded with its defaults.
+void check_channels(PolicyDraft& policy, std::vector<Diagnostic>& diagnostics) {
+  std::map<std::string, const ChannelConfig*> names;
+  std::set<std::string> taps;
+  for (const ChannelConfig& channel : policy.broker.channels) {
+    const auto where = [&](std::string message) {
+      const auto colon = channel.origin.rfind(':');
+      diagnostics.push_back({channel.origin.substr(0, colon),
+                             std::stoi(channel.origin.substr(colon + 1)), 0, std::move(message)});
+    };
+    if (!names.emplace(channel.spec.name, &channel).second) {
+      where("duplicate channel name '" + channel.spec.name + "'");
+    }
+    if (!channel.tap.empty() && !taps.insert(channel.tap).second) {
+      where("tap '" + channel.tap + "' is attached to two channels");
+    }
+    auto& plugins = policy.broker.plugins;
+    if (std::none_of(plugins.begin(), plugins.end(),
+                     [&](const PluginSpec& p) { return p.name == channel.spec.delivery; })) {
+      plugins.push_back({channel.spec.delivery, {}, {}, channel.origin});
+    }
+  }
+  for (const RuleDraft& draft : policy.rules) {
+    if (draft.rule.mirror.empty()) continue;
+    const auto found = names.find(draft.rule.mirror);
+    if (found == names.end()) {
+      diagnostics.push_back({draft.rule.file, draft.rule.line, draft.column,
+                             "rule '" + draft.rule.name + "' mirrors to channel '" +
+                                 draft.rule.mirror + "', which channels: does not declare"});
+    } else if (found->second->spec.link != proto::LinkType::ip) {
+      diagnostics.push_back({draft.rule.file, draft.rule.line, draft.column,
+                             "rule '" + draft.rule.name + "' mirrors packets to channel '" +
+                                 draft.rule.mirror + "', which carries ethernet frames: give it "
+                                 "link: ip"});
+    }
+  }
+}
 
 std::vector<std::string_view> section_keys(bool drop_in) {
   std::vector<std::string_view> keys;
@@ -1028,6 +1220,7 @@ void read_document(FileReader& reader, std::string_view text, bool drop_in, Poli
 }
 
 std::shared_ptr<const Policy> finish(PolicyDraft policy, std::vector<Diagnostic> diagnostics) {
+  check_channels(policy, diagnostics);
   std::vector<RuleDraft>& drafts = policy.rules;
   std::map<std::string, const RuleDraft*> names;
   for (const auto& draft : drafts) {

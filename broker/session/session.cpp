@@ -88,7 +88,7 @@ void Session::on_readable(const boost::system::error_code& error) {
     const ssize_t size = ::recvmsg(socket_.native_handle(), &message, MSG_DONTWAIT);
     const int read_error = size < 0 ? errno : 0;
     if (read_error == EINTR) continue;
-    if (size <= 0 || (message.msg_flags & MSG_TRUNC) != 0) flush_verdicts();
+    if (size <= 0 || (message.msg_flags & MSG_TRUNC) != 0) flush_gathered();
     if (read_error == EAGAIN || read_error == EWOULDBLOCK) return do_read();
     if (size <= 0) {  // 0: the peer closed its end
       if (size < 0)
@@ -105,7 +105,7 @@ void Session::on_readable(const boost::system::error_code& error) {
     }
     on_read(buffer.first(static_cast<std::size_t>(size)));
   }
-  flush_verdicts();
+  flush_gathered();
   if (closing_ || closed_) return;
   // More may be waiting: let other work run first.
   boost::asio::post(socket_.get_executor(), [self = shared_from_this()] {
@@ -116,7 +116,7 @@ void Session::on_readable(const boost::system::error_code& error) {
 void Session::on_read(std::span<const std::uint8_t> datagram) {
   proto::Decoded decoded;
   if (const std::error_code bad = proto::decode(datagram, decoded)) {
-    flush_verdicts();  // the good verdicts before the bad datagram count, as they did unbatched
+    flush_gathered();  // the good verdicts before the bad datagram count, as they did unbatched
     manager_.count_malformed();
     fail(proto::ErrorCode::malformed, "malformed message: " + bad.message());
     return;
@@ -136,7 +136,9 @@ void Session::handle(const proto::Decoded& decoded) {
   }
   const bool is_verdict = std::holds_alternative<proto::Verdict>(decoded.message) ||
                           std::holds_alternative<proto::VerdictBatch>(decoded.message);
-  if (!is_verdict) flush_verdicts();  // requests see the verdicts sent before them
+  const bool is_frame = std::holds_alternative<proto::ChannelSend>(decoded.message);
+  if (!is_verdict && !is_frame) flush_gathered();  // requests see what was sent before them
+  ChannelHub& hub = *manager_.channels();
   std::visit(
       [&](const auto& message) {
         using T = std::decay_t<decltype(message)>;
@@ -170,6 +172,24 @@ void Session::handle(const proto::Decoded& decoded) {
           if (require(proto::role_manage, request)) {
             manager_.plugin_command(shared_from_this(), message, request);
           }
+        } else if constexpr (std::is_same_v<T, proto::ChannelSend>) {
+          handle_channel_send(message);
+        } else if constexpr (std::is_same_v<T, proto::ChannelJoin>) {
+          if ((roles() & proto::role_channel) == 0) {
+            send(proto::Error{proto::ErrorCode::not_permitted,
+                              "joining a channel needs the channel role (ask for it in HELLO)"},
+                 request);
+          } else {
+            hub.join(shared_from_this(), channel_peer(), message, request);
+          }
+        } else if constexpr (std::is_same_v<T, proto::ChannelLeave>) {
+          hub.leave(shared_from_this(), id_, message.channel_id, request);
+        } else if constexpr (std::is_same_v<T, proto::ChannelCreate>) {
+          hub.create(shared_from_this(), channel_peer(), message, request);
+        } else if constexpr (std::is_same_v<T, proto::ChannelsRequest>) {
+          hub.list(shared_from_this(), channel_peer(), request);
+        } else if constexpr (std::is_same_v<T, proto::ChannelKick>) {
+          hub.kick(shared_from_this(), channel_peer(), message, request);
         } else if constexpr (std::is_same_v<T, proto::Ping>) {
           send(proto::Pong{}, request);
         } else if constexpr (std::is_same_v<T, proto::Pong>) {
@@ -263,6 +283,46 @@ void Session::handle_verdicts(std::span<const proto::Verdict> verdicts) {
 void Session::flush_verdicts() {
   if (gathered_verdicts_.empty()) return;
   manager_.verdicts(shared_from_this(), std::exchange(gathered_verdicts_, {}));
+}
+
+void Session::handle_channel_send(const proto::ChannelSend& frame) {
+  auto run = std::find_if(gathered_frames_.begin(), gathered_frames_.end(),
+                          [&](const FrameRun& r) { return r.channel_id == frame.channel_id; });
+  if (run == gathered_frames_.end()) {
+    gathered_frames_.push_back({frame.channel_id, {}, {}});
+    run = gathered_frames_.end() - 1;
+  }
+  run->bytes.insert(run->bytes.end(), frame.frame.begin(), frame.frame.end());
+  run->ends.push_back(static_cast<std::uint32_t>(run->bytes.size()));
+}
+
+void Session::flush_frames() {
+  for (FrameRun& run : gathered_frames_) {
+    manager_.channels()->send(shared_from_this(), id_, std::move(run));
+  }
+  gathered_frames_.clear();
+}
+
+ChannelPeer Session::channel_peer() const {
+  return {id_, name(), peer_, limits_.groups, (roles() & proto::role_manage) != 0};
+}
+
+void Session::channel_frames(std::shared_ptr<const std::vector<std::uint8_t>> datagram,
+                             std::size_t frames, std::shared_ptr<ChannelBacklog> backlog) {
+  try {
+    boost::asio::dispatch(socket_.get_executor(), [self = shared_from_this(),
+                                                   datagram = std::move(datagram), frames,
+                                                   backlog]() mutable {
+      if (self->closed_ || self->refusing_packets_) {
+        backlog->release(frames);
+        return;
+      }
+      self->write_queue_.push_back({std::move(datagram), 0, std::move(backlog), frames});
+      if (!self->waiting_for_room_) self->do_write();
+    });
+  } catch (...) {  // out of memory: the member misses these frames
+    backlog->release(frames);
+  }
 }
 
 bool Session::require(std::uint8_t role, std::uint32_t request_id) {
@@ -371,10 +431,14 @@ void Session::wait_writable() {
 }
 
 void Session::written(std::size_t count) {
-  for (std::size_t i = 0; i < count; ++i) {
-    queued_.fetch_sub(write_queue_.front().weight, std::memory_order_relaxed);
-    write_queue_.pop_front();
-  }
+  for (std::size_t i = 0; i < count; ++i) pop_front_outgoing();
+}
+
+void Session::pop_front_outgoing() {
+  Outgoing& front = write_queue_.front();
+  queued_.fetch_sub(front.weight, std::memory_order_relaxed);
+  if (front.backlog != nullptr) front.backlog->release(front.frames);
+  write_queue_.pop_front();
 }
 
 // Tells the client why, then closes once that message is written.
@@ -407,10 +471,7 @@ void Session::close() {
     boost::system::error_code ignored;
     self->timer_.cancel();
     self->socket_.close(ignored);
-    for (const Outgoing& outgoing : self->write_queue_) {
-      self->queued_.fetch_sub(outgoing.weight, std::memory_order_relaxed);
-    }
-    self->write_queue_.clear();
+    while (!self->write_queue_.empty()) self->pop_front_outgoing();
     if (self->welcomed_)
       self->manager_.log_session_event("close", self->id_, self->name(), self->peer_);
     self->manager_.session_closed(self->id_);

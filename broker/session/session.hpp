@@ -2,6 +2,7 @@
 #pragma once
 
 #include "broker/broker_queue.hpp"
+#include "broker/channel/channel_hub.hpp"
 #include "broker/session/subscription_table.hpp"
 #include "pktbroker/codec.hpp"
 #include "pktbroker/seq_packet_protocol.hpp"
@@ -22,7 +23,9 @@ namespace pktbroker {
 
 class SessionManager;
 
-class Session : public SessionPort, public std::enable_shared_from_this<Session> {
+class Session : public SessionPort,
+                public ChannelPort,
+                public std::enable_shared_from_this<Session> {
  public:
   /// What a session may do and hold: its grant and the policy's bounds.
   struct Limits {
@@ -57,6 +60,13 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
   bool claim_outstanding() noexcept override;
   void release_outstanding() noexcept override;
 
+  // ChannelPort
+  void channel_message(const proto::Message& message, std::uint32_t request_id) override {
+    send(message, request_id);
+  }
+  void channel_frames(std::shared_ptr<const std::vector<std::uint8_t>> datagram, std::size_t frames,
+                      std::shared_ptr<ChannelBacklog> backlog) override;
+
   /// Sends a reply or notice (any thread). Replies are bounded like packets: a client that never
   /// reads its replies is disconnected.
   void send(const proto::Message& message, std::uint32_t request_id);
@@ -87,6 +97,16 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
   /// client that answers packet by packet still costs the kernel one message per wake-up.
   void handle_verdicts(std::span<const proto::Verdict> verdicts);
   void flush_verdicts();
+  /// Channel frames are gathered the same way: one run per channel per wake-up.
+  void handle_channel_send(const proto::ChannelSend& frame);
+  void flush_frames();
+  /// Hands over what this wake-up gathered (verdicts, frames).
+  void flush_gathered() {
+    flush_verdicts();
+    flush_frames();
+  }
+  /// Who this session is, for the channel hub.
+  [[nodiscard]] ChannelPeer channel_peer() const;
   bool require(std::uint8_t role, std::uint32_t request_id);
   /// Queues a datagram that counts `weight` against the queue bound, and writes.
   void push(std::shared_ptr<const std::vector<std::uint8_t>> datagram, std::size_t weight);
@@ -108,12 +128,17 @@ class Session : public SessionPort, public std::enable_shared_from_this<Session>
   std::string refusal_;
   boost::asio::steady_timer timer_;  // the HELLO deadline, then the linger after fail()
   std::vector<ClientVerdict> gathered_verdicts_;  // read this wake-up, not yet handed over
+  std::vector<FrameRun> gathered_frames_;         // likewise, per channel
   bool welcomed_ = false;
   bool closing_ = false;  // an error was sent; close once it is written
   struct Outgoing {
     std::shared_ptr<const std::vector<std::uint8_t>> datagram;
-    std::size_t weight;  // packets it carries (1 for a reply)
+    std::size_t weight;  // packets it carries (1 for a reply, 0 for channel frames)
+    std::shared_ptr<ChannelBacklog> backlog = nullptr;  // channel frames: released when written
+    std::size_t frames = 0;
   };
+  /// The datagram at the front of the queue is written or discarded.
+  void pop_front_outgoing();
   std::deque<Outgoing> write_queue_;
   bool waiting_for_room_ = false;       // the socket is full; a wait for room is in flight
   std::atomic<std::size_t> queued_{0};  // packets and replies not yet written

@@ -50,6 +50,20 @@ std::optional<Grant> grant_for(const Policy& policy, const ucred& peer,
   return std::nullopt;
 }
 
+/// grant_for, plus the channel role: every peer that may open the socket may join channels;
+/// one that no clients: grant names gets in only when a channel's access list names it, and
+/// then for channels alone.
+std::optional<Grant> grant_of(const Policy& policy, const ChannelHub* channels, const ucred& peer,
+                              const std::vector<gid_t>& groups) {
+  auto grant = grant_for(policy, peer, groups);
+  if (grant) {
+    grant->roles |= proto::role_channel;
+  } else if (channels != nullptr && channels->names(peer, groups)) {
+    grant = Grant{proto::role_channel, nullptr, "channels"};
+  }
+  return grant;
+}
+
 std::vector<gid_t> peer_groups(int fd) {
   std::vector<gid_t> groups(64);
   socklen_t size = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
@@ -141,7 +155,7 @@ void SessionManager::set_policy(std::shared_ptr<const Policy> policy) {
     for (const auto& [id, weak] : sessions_) {
       const auto session = weak.lock();
       if (!session) continue;
-      const auto grant = grant_for(*policy_, session->peer(), session->limits().groups);
+      const auto grant = grant_of(*policy_, channels_.get(), session->peer(), session->limits().groups);
       if (grant && grant->key == session->limits().grant_key) continue;
       spdlog::info("session {} ({}): the reloaded policy {} its grant; closing it", id,
                    session->name(), grant ? "changes" : "removes");
@@ -226,7 +240,7 @@ void SessionManager::on_accept(const boost::system::error_code& error,
   const SocketConfig& config = policy_->broker().socket;
   Session::Limits limits;
   limits.groups = peer_groups(socket.native_handle());
-  const auto grant = grant_for(*policy_, peer, limits.groups);
+  const auto grant = grant_of(*policy_, channels_.get(), peer, limits.groups);
   const SessionId id = next_session_++;
   std::string refusal;
   if (!grant) {
@@ -432,6 +446,7 @@ void SessionManager::session_closed(SessionId session) {
     if (subscriptions_.size() != before) publish();
     // After the new table: no new packet can reach the session once its old ones are released.
     for (BrokerQueue* q : queues_) q->release_session(session);
+    if (channels_ != nullptr) channels_->session_closed(session);
     log_client_event(spdlog::level::info, "session {} closed", session);
   });
 }

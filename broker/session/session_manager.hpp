@@ -72,6 +72,9 @@ class SessionManager {
 
   [[nodiscard]] std::uint64_t malformed() const noexcept { return malformed_.load(); }
   [[nodiscard]] std::uint64_t refused() const noexcept { return refused_.load(); }
+  /// The channel hub sessions join channels through (set before start()).
+  void set_channels(std::shared_ptr<ChannelHub> channels) { channels_ = std::move(channels); }
+  [[nodiscard]] const std::shared_ptr<ChannelHub>& channels() const noexcept { return channels_; }
   /// Sessions opening, closing and refused go to this event log from now on (`events:`).
   void set_event_log(std::shared_ptr<EventLog> events) { events_ = std::move(events); }
   /// A session event (open, close, refused) for the event log, if there is one.
@@ -116,6 +119,7 @@ class SessionManager {
   std::atomic<std::uint64_t> malformed_{0};
   std::atomic<std::uint64_t> refused_{0};
   std::shared_ptr<EventLog> events_;  ///< set before start(); null without `events:`
+  std::shared_ptr<ChannelHub> channels_;
 };
 
 }  // namespace pktbroker

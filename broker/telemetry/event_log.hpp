@@ -114,7 +114,7 @@ class EventLog {
     double tokens = 0;
     std::chrono::steady_clock::time_point refilled;
   };
-  std::array<Bucket, 5> buckets_;
+  std::array<Bucket, 6> buckets_;  // one per EventType
   std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<Queued> queue_;

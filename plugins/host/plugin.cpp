@@ -12,8 +12,9 @@ namespace pktbroker {
 namespace {
 
 constexpr std::uint32_t max_hold_ms = 60'000;
-/// The descriptor of an ABI 1 plugin ends before on_command.
+/// The descriptor of an ABI 1 plugin ends before on_command, of ABI 2 before the channel hooks.
 constexpr std::size_t abi1_descriptor_size = offsetof(pktb_plugin, on_command);
+constexpr std::size_t abi2_descriptor_size = offsetof(pktb_plugin, channel_open);
 
 int call_set_field(pktb_call* call, const char* field, const char* value, std::size_t len) {
   if (call == nullptr || field == nullptr || (value == nullptr && len != 0)) return -1;
@@ -84,7 +85,9 @@ Plugin::Plugin(const PluginSpec& spec) : name_(spec.name), path_(spec.path), con
          std::to_string(PKTB_PLUGIN_ABI_VERSION) +
          ": rebuild it against this pktbroker's plugin.h");
   }
-  const std::size_t needed = abi_ == 1 ? abi1_descriptor_size : sizeof(pktb_plugin);
+  const std::size_t needed = abi_ == 1   ? abi1_descriptor_size
+                             : abi_ == 2 ? abi2_descriptor_size
+                                         : sizeof(pktb_plugin);
   if (descriptor_->struct_size < needed) {
     fail("its descriptor is " + std::to_string(descriptor_->struct_size) + " bytes, ABI " +
          std::to_string(abi_) + " needs " + std::to_string(needed));
@@ -117,8 +120,12 @@ Plugin::Plugin(const PluginSpec& spec) : name_(spec.name), path_(spec.path), con
     fail("flow_state_size " + std::to_string(descriptor_->flow_state_size) +
          " is over the limit of " + std::to_string(max_flow_state));
   }
-  if (descriptor_->on_packet == nullptr && descriptor_->replay_server_data == nullptr) {
-    fail("it has neither on_packet nor replay_server_data: nothing to call");
+  if (abi_ >= 3 && (descriptor_->channel_open == nullptr) != (descriptor_->channel_frame == nullptr)) {
+    fail("a channel delivery policy needs both channel_open and channel_frame");
+  }
+  if (descriptor_->on_packet == nullptr && descriptor_->replay_server_data == nullptr &&
+      !delivers_channels()) {
+    fail("it has neither on_packet, replay_server_data nor channel_frame: nothing to call");
   }
 
   host_.self = this;
@@ -224,6 +231,67 @@ std::pair<bool, std::string> Plugin::command(std::span<const std::string> args) 
   }
   reply.resize(std::min(reply.find('\0'), reply.size()));
   return {status == 0, std::move(reply)};
+}
+
+bool Plugin::delivers_channels() const noexcept {
+  return abi_ >= 3 && descriptor_->channel_frame != nullptr;
+}
+
+void* Plugin::call_channel_open(const std::string& channel, std::uint8_t link,
+                                std::string& error) const noexcept {
+  const char* reason = nullptr;
+  void* state = nullptr;
+  try {
+    state = descriptor_->channel_open(global_, channel.c_str(), link, &reason);
+  } catch (...) {
+    reason = "channel_open threw an exception";
+  }
+  if (state == nullptr) {
+    try {
+      error = "plugin " + name_ + ": " + (reason != nullptr ? reason : "channel_open failed");
+    } catch (...) {  // out of memory: the caller still sees the failure
+    }
+  }
+  return state;
+}
+
+void Plugin::call_channel_close(void* channel) const noexcept {
+  try {
+    descriptor_->channel_close != nullptr ? descriptor_->channel_close(global_, channel) : void();
+  } catch (...) {
+    invalid_decisions_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void Plugin::call_channel_member(void* channel, std::uint32_t member, bool joined) const noexcept {
+  const auto hook = joined ? descriptor_->channel_join : descriptor_->channel_leave;
+  if (hook == nullptr) return;
+  try {
+    hook(global_, channel, member);
+  } catch (...) {
+    invalid_decisions_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+std::span<const std::uint32_t> Plugin::call_channel_frame(void* channel,
+                                                          const pktb_channel_frame& frame,
+                                                          std::span<std::uint32_t> out) const noexcept {
+  std::size_t count = 0;
+  try {
+    count = descriptor_->channel_frame(global_, channel, &frame, out.data(), out.size());
+  } catch (...) {
+    count = 0;
+    invalid_decisions_.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (count > out.size()) {  // a plugin that claims more than it may write: nobody gets it
+    invalid_decisions_.fetch_add(1, std::memory_order_relaxed);
+    count = 0;
+  }
+  return out.first(count);
+}
+
+void Plugin::count_invalid() const noexcept {
+  invalid_decisions_.fetch_add(1, std::memory_order_relaxed);
 }
 
 const char* Plugin::host_config(const pktb_host* host, const char* key) noexcept {

@@ -109,6 +109,19 @@ class Plugin {
   /// queue; empty (replay, shutdown) makes wake do nothing.
   void set_waker(std::function<void()> waker) const;
 
+  // Channel delivery policy hooks (ABI 3); call only when delivers_channels().
+  [[nodiscard]] bool delivers_channels() const noexcept;
+  /// The channel's state, or null with `error` saying why.
+  void* call_channel_open(const std::string& channel, std::uint8_t link,
+                          std::string& error) const noexcept;
+  void call_channel_close(void* channel) const noexcept;
+  void call_channel_member(void* channel, std::uint32_t member, bool joined) const noexcept;
+  /// The members the plugin sends `frame` to (a prefix of `out`); none when it failed.
+  std::span<const std::uint32_t> call_channel_frame(void* channel, const pktb_channel_frame& frame,
+                                                    std::span<std::uint32_t> out) const noexcept;
+  /// Counts a plugin answer the host had to ignore (a destination that is no member).
+  void count_invalid() const noexcept;
+
   /// Counters the plugin registered, by name; plus the host's invalid_decisions.
   [[nodiscard]] std::vector<std::pair<std::string, std::uint64_t>> counters() const;
   [[nodiscard]] std::uint64_t invalid_decisions() const noexcept {

@@ -46,6 +46,13 @@ std::error_code encode(const Message& message, std::uint32_t request_id,
 /// packets); the packets already in `datagram` stay intact: send it and start a new one.
 std::error_code append_to_batch(std::vector<std::uint8_t>& datagram, const Packet& packet);
 
+/// Adds a frame to `datagram`, which holds a CHANNEL_FRAMES for `channel_id` encoded by this
+/// library (or nothing: then it becomes one). Fails with ProtocolError::oversized when the
+/// frame does not fit (max_datagram bytes, 4096 frames, or a frame over max_frame); the frames
+/// already in `datagram` stay intact: send it and start a new one.
+std::error_code append_frame(std::vector<std::uint8_t>& datagram, std::uint32_t channel_id,
+                             std::uint32_t from_member, std::span<const std::uint8_t> frame);
+
 /// Decodes one datagram. Never reads outside `datagram`; every failure is a ProtocolError.
 std::error_code decode(std::span<const std::uint8_t> datagram, Decoded& out);
 

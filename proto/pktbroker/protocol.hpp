@@ -10,6 +10,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -33,6 +34,19 @@ inline constexpr std::size_t max_plugin_args = 16;
 inline constexpr std::size_t max_plugin_arg = 256;
 /// Longest PLUGIN_COMMAND_REPLY text: 64 KiB less the one byte a u16 string length cannot say.
 inline constexpr std::size_t max_plugin_reply_text = 65535;
+/// Longest channel name (at least 1 byte): [a-z0-9_.-].
+inline constexpr std::size_t max_channel_name = 64;
+/// Largest frame a channel carries (CHANNEL_SEND, CHANNEL_FRAMES).
+inline constexpr std::size_t max_frame = 65535;
+/// Channel names: 1 to max_channel_name of a-z, 0-9, '_', '.' and '-'.
+inline bool valid_channel_name(std::string_view name) noexcept {
+  for (const char c : name) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-')) {
+      return false;
+    }
+  }
+  return !name.empty() && name.size() <= max_channel_name;
+}
 /// Default Unix socket path of the broker.
 inline constexpr const char* default_socket_path = "/run/pktbroker/broker.sock";
 
@@ -58,6 +72,18 @@ enum class MessageType : std::uint8_t {
   packet_batch = 18,
   plugin_command = 19,
   plugin_command_reply = 20,
+  channel_create = 21,
+  channel_join = 22,
+  channel_joined = 23,
+  channel_send = 24,
+  channel_frames = 25,
+  channel_leave = 26,
+  channel_left = 27,
+  channel_flow = 28,
+  channels_request = 29,
+  channels_reply = 30,
+  channel_kick = 31,
+  ok = 32,
 };
 
 /// Rights a session may hold (bit mask).
@@ -65,6 +91,27 @@ enum Role : std::uint8_t {
   role_observe = 1 << 0,  ///< receive copies of packets
   role_verdict = 1 << 1,  ///< own and decide packets
   role_manage = 1 << 2,   ///< control commands (stats, sessions, reload, plugin commands)
+  /// Join channels. Granted to every peer that may open the socket: what it may do on a channel
+  /// is that channel's `access:` list.
+  role_channel = 1 << 3,
+};
+
+/// Rights on a channel (bit mask), as IPN's read/write/manage.
+enum ChannelRight : std::uint8_t {
+  right_receive = 1 << 0,  ///< receive the frames the delivery policy sends this member
+  right_send = 1 << 1,     ///< send frames
+  right_manage = 1 << 2,   ///< see the channel's members and kick them
+};
+inline constexpr std::uint8_t all_channel_rights = right_receive | right_send | right_manage;
+
+/// What a channel's frames are: Ethernet frames (taps, the switch policy) or IP packets
+/// (tun devices, mirrors of queued packets).
+enum class LinkType : std::uint8_t { ethernet = 0, ip = 1 };
+
+/// What a channel does with a frame for a member whose queue is full.
+enum class Overflow : std::uint8_t {
+  drop = 0,          ///< that member misses it (counted); the others get it
+  backpressure = 1,  ///< senders are paused (CHANNEL_FLOW) until the member catches up
 };
 
 /// How a subscriber takes part in a packet's fate.
@@ -96,6 +143,11 @@ enum class ErrorCode : std::uint16_t {
   unknown_subscription = 7,
   version = 8,  ///< no common protocol version
   internal = 9,
+  unknown_channel = 10,  ///< no channel of that name, or the session is not a member of it
+  channel_full = 11,     ///< the channel has its most members, or the broker its most channels
+  bad_frame = 12,        ///< a frame too long or too short for its channel, never forwarded
+  /// A backpressure channel paused this sender and it sent on anyway: the frame was refused.
+  paused = 13,
 };
 
 /// The fixed header in front of every body.
@@ -236,6 +288,110 @@ struct PluginCommandReply {
   std::string text;  ///< the output, or why it failed; at most max_plugin_reply_text bytes
 };
 
+/// Who may do what on a channel: a uid or gid and its ChannelRight bits.
+struct ChannelAccess {
+  enum class Kind : std::uint8_t { uid = 0, gid = 1 };
+  Kind kind = Kind::uid;
+  std::uint32_t id = 0;
+  std::uint8_t rights = 0;
+  friend bool operator==(const ChannelAccess&, const ChannelAccess&) = default;
+};
+
+/// Creates a channel at run time (manage role). Answered with OK.
+struct ChannelCreate {
+  std::string name;      ///< 1..max_channel_name of a-z, 0-9, '_', '.', '-'
+  std::string delivery;  ///< the delivery-policy plugin: "broadcast", "switch", ...
+  LinkType link = LinkType::ethernet;
+  std::uint32_t max_members = 16;
+  std::uint32_t max_frame = 1518;
+  std::uint32_t queue_length = 256;  ///< frames waiting for one member
+  Overflow overflow = Overflow::drop;
+  std::vector<ChannelAccess> access;  ///< root may always do everything
+};
+
+/// Joins a channel asking for `rights` (0: every right the channel gives this peer).
+struct ChannelJoin {
+  std::string channel;
+  std::uint8_t rights = 0;
+};
+/// The answer to ChannelJoin: the rights granted and what the channel carries.
+struct ChannelJoined {
+  std::uint32_t channel_id = 0;  ///< names the channel in CHANNEL_SEND, FRAMES, LEAVE
+  std::uint32_t member_id = 0;   ///< this member, as other members see it in frames
+  std::uint8_t rights = 0;
+  LinkType link = LinkType::ethernet;
+  std::uint32_t max_frame = 0;
+};
+/// A frame to the channel's members (send right). No reply; a refusal comes as ERROR.
+struct ChannelSend {
+  std::uint32_t channel_id = 0;
+  std::span<const std::uint8_t> frame;
+};
+/// One frame as a member receives it.
+struct ChannelFrame {
+  std::uint32_t from_member = 0;  ///< 0: the broker (a mirror of a queued packet)
+  std::span<const std::uint8_t> frame;
+};
+/// Frames for a member, as many as were ready at once.
+struct ChannelFrames {
+  std::uint32_t channel_id = 0;
+  std::vector<ChannelFrame> frames;
+};
+struct ChannelLeave {
+  std::uint32_t channel_id = 0;
+};
+/// The member left: the answer to ChannelLeave (reason empty), or, unsolicited, why the broker
+/// removed it (kicked).
+struct ChannelLeft {
+  std::uint32_t channel_id = 0;
+  std::string reason;
+};
+/// Backpressure: stop sending on this channel (paused) or go on.
+struct ChannelFlow {
+  std::uint32_t channel_id = 0;
+  bool paused = false;
+};
+struct ChannelsRequest {};
+struct ChannelMemberInfo {
+  std::uint32_t member_id = 0;
+  std::uint32_t session_id = 0;  ///< 0 for a tap device
+  std::string name;              ///< the client's name, or "tap IFNAME"
+  std::uint32_t pid = 0;
+  std::uint32_t uid = 0;
+  std::uint8_t rights = 0;
+  std::uint64_t received = 0;  ///< frames delivered to it
+  std::uint64_t sent = 0;      ///< frames it sent
+  std::uint64_t dropped = 0;   ///< frames it missed (its queue was full)
+  std::uint32_t queued = 0;    ///< frames waiting for it now
+};
+struct ChannelInfo {
+  std::string name;
+  std::string delivery;
+  LinkType link = LinkType::ethernet;
+  Overflow overflow = Overflow::drop;
+  std::uint32_t max_members = 0;
+  std::uint32_t max_frame = 0;
+  std::uint32_t queue_length = 0;
+  std::uint64_t frames = 0;     ///< frames sent into the channel
+  std::uint64_t delivered = 0;  ///< copies delivered to members
+  std::uint64_t dropped = 0;    ///< copies members missed
+  std::uint64_t refused = 0;    ///< frames refused (bad, no right, paused)
+  std::vector<ChannelMemberInfo> members;
+};
+/// The channels the session may see: all with the manage role, else those it may manage.
+struct ChannelsReply {
+  std::vector<ChannelInfo> channels;
+};
+/// Removes a member (manage role, or the channel's manage right). Answered with OK.
+struct ChannelKick {
+  std::string channel;
+  std::uint32_t member_id = 0;
+};
+/// A request that returns nothing else succeeded.
+struct Ok {
+  std::string text;
+};
+
 struct Error {
   ErrorCode code = ErrorCode::internal;
   std::string text;
@@ -248,7 +404,10 @@ struct Pong {};
 using Message =
     std::variant<Hello, Welcome, Subscribe, Subscribed, Unsubscribe, Packet, Verdict, VerdictBatch,
                  StatsRequest, StatsReply, SessionsRequest, SessionsReply, ReloadRequest,
-                 ReloadReply, Error, Ping, Pong, PacketBatch, PluginCommand, PluginCommandReply>;
+                 ReloadReply, Error, Ping, Pong, PacketBatch, PluginCommand, PluginCommandReply,
+                 ChannelCreate, ChannelJoin, ChannelJoined, ChannelSend, ChannelFrames,
+                 ChannelLeave, ChannelLeft, ChannelFlow, ChannelsRequest, ChannelsReply,
+                 ChannelKick, Ok>;
 
 /// The type code of a message body.
 MessageType type_of(const Message& message) noexcept;

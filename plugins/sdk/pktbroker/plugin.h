@@ -35,8 +35,10 @@ extern "C" {
  * - 1: the first.
  * - 2: pktb_packet::in_ifindex and out_ifindex, #PKTB_DECISION_LEAVE_HELD,
  *      pktb_host::wake, pktb_plugin::on_command.
+ * - 3: channel delivery policies: pktb_plugin::channel_open, channel_close, channel_join,
+ *      channel_leave, channel_frame.
  */
-#define PKTB_PLUGIN_ABI_VERSION 2u
+#define PKTB_PLUGIN_ABI_VERSION 3u
 /** The oldest ABI version the host still loads. */
 #define PKTB_PLUGIN_ABI_VERSION_MIN 1u
 
@@ -217,6 +219,24 @@ typedef enum pktb_turn {
   PKTB_FLOW_DONE = 2    /**< nothing more will come on this flow */
 } pktb_turn;
 
+/** ABI 3: a channel's frames are Ethernet frames or IP packets. */
+typedef enum pktb_link {
+  PKTB_LINK_ETHERNET = 0,
+  PKTB_LINK_IP = 1
+} pktb_link;
+
+/** ABI 3: one frame sent into a channel, for pktb_plugin::channel_frame. */
+typedef struct pktb_channel_frame {
+  const uint8_t* data;     /**< the frame */
+  size_t len;              /**< bytes at data (checked against the channel's limits) */
+  uint32_t from;           /**< the sending member; 0 for the broker (a mirrored packet) */
+  uint8_t link;            /**< a ::pktb_link */
+  uint8_t reserved[3];
+  uint64_t timestamp_ns;   /**< CLOCK_MONOTONIC when the broker read it (for ageing) */
+  const uint32_t* members; /**< the members that may receive, in join order */
+  size_t member_count;
+} pktb_channel_frame;
+
 /** The descriptor a plugin's entry point returns. Unused hooks are NULL. */
 typedef struct pktb_plugin {
   uint32_t abi_version; /**< #PKTB_PLUGIN_ABI_VERSION */
@@ -282,6 +302,26 @@ typedef struct pktb_plugin {
    */
   int (*on_command)(void* global, size_t argc, const char* const* argv, char* reply,
                     size_t capacity);
+
+  /*
+   * ABI 3: a channel delivery policy (a channel's `delivery:` names the plugin). The hooks of
+   * one channel are never called concurrently; those of different channels may be.
+   */
+  /** A channel using this policy is made. Returns its state, or NULL with *error set. */
+  void* (*channel_open)(void* global, const char* channel, uint8_t link, const char** error);
+  /** The channel is gone: free its state. */
+  void (*channel_close)(void* global, void* channel);
+  /** A member joined (optional). */
+  void (*channel_join)(void* global, void* channel, uint32_t member);
+  /** A member left (optional): forget what was learnt about it. */
+  void (*channel_leave)(void* global, void* channel, uint32_t member);
+  /**
+   * Where a frame goes: writes the receiving members into out (at most capacity, which is at
+   * least member_count) and returns how many. The host delivers only to members listed in
+   * frame->members, never back to the sender; other ids are counted as invalid and skipped.
+   */
+  size_t (*channel_frame)(void* global, void* channel, const pktb_channel_frame* frame,
+                          uint32_t* out, size_t capacity);
 } pktb_plugin;
 
 /** The entry point's type: returns a descriptor that stays valid until the library unloads. */
