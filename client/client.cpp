@@ -1,5 +1,7 @@
 #include "pktbroker/client.hpp"
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -24,6 +26,7 @@ class ClientCategory : public std::error_category {
       case ClientError::timeout: return "timed out waiting for the broker";
       case ClientError::woken: return "woken by the answer to a nudge";
       case ClientError::system: return "socket error";
+      case ClientError::channel_left: return "the broker removed this session from a channel";
     }
     return "unknown client error";
   }
@@ -66,6 +69,12 @@ Client& Client::operator=(Client&& other) noexcept {
     notices_ = std::move(other.notices_);
     dropped_notices_ = std::exchange(other.dropped_notices_, 0);
     welcome_ = std::move(other.welcome_);
+    early_frames_ = std::move(other.early_frames_);
+    frames_datagram_ = std::move(other.frames_datagram_);
+    frames_ = std::move(other.frames_);
+    frames_next_ = std::exchange(other.frames_next_, 0);
+    paused_ = std::move(other.paused_);
+    left_ = std::move(other.left_);
   }
   return *this;
 }
@@ -144,20 +153,14 @@ std::error_code Client::request(const proto::Message& message, Reply& reply) {
     if (const auto error = receive(datagram, -1)) return error;
     proto::Decoded decoded;
     if (const auto error = proto::decode(datagram, decoded)) return error;
-    if (std::holds_alternative<proto::Packet>(decoded.message) ||
-        std::holds_alternative<proto::PacketBatch>(decoded.message)) {
-      early_packets_.push_back(std::move(datagram));
+    if (decoded.header.request_id != id) {
+      keep_unsolicited(datagram, decoded);  // not this request's answer
       continue;
     }
     if (const auto* error = std::get_if<proto::Error>(&decoded.message)) {
-      if (decoded.header.request_id == id) {
-        last_error_ = *error;
-        return ClientError::broker_error;
-      }
-      if (decoded.header.request_id == 0) keep_notice(*error);  // not this request's answer
-      continue;
+      last_error_ = *error;
+      return ClientError::broker_error;
     }
-    if (decoded.header.request_id != id) continue;
     if (auto* typed = std::get_if<Reply>(&decoded.message)) {
       reply = std::move(*typed);
       return {};
@@ -206,9 +209,167 @@ std::error_code Client::next_packet(ReceivedPacket& packet, int timeout_ms) {
       batch_next_ = 0;
       continue;
     }
-    if (const auto* error = std::get_if<proto::Error>(&decoded.message)) keep_notice(*error);
     if (std::holds_alternative<proto::Pong>(decoded.message)) return ClientError::woken;
+    keep_unsolicited(*datagram, decoded);
   }
+}
+
+bool Client::keep_unsolicited(std::vector<std::uint8_t>& datagram, const proto::Decoded& decoded) {
+  const proto::Message& message = decoded.message;
+  if (std::holds_alternative<proto::Packet>(message) ||
+      std::holds_alternative<proto::PacketBatch>(message)) {
+    early_packets_.push_back(std::move(datagram));
+  } else if (std::holds_alternative<proto::ChannelFrames>(message)) {
+    early_frames_.push_back(std::make_shared<const std::vector<std::uint8_t>>(std::move(datagram)));
+  } else if (const auto* flow = std::get_if<proto::ChannelFlow>(&message)) {
+    std::erase(paused_, flow->channel_id);
+    if (flow->paused) paused_.push_back(flow->channel_id);
+  } else if (const auto* left = std::get_if<proto::ChannelLeft>(&message)) {
+    std::erase(paused_, left->channel_id);
+    left_.push_back(*left);
+  } else if (const auto* error = std::get_if<proto::Error>(&message)) {
+    if (decoded.header.request_id == 0) keep_notice(*error);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+std::error_code Client::absorb_waiting() {
+  for (;;) {
+    std::vector<std::uint8_t> datagram;
+    if (const auto error = receive(datagram, 0)) {
+      return error == ClientError::timeout ? std::error_code() : error;
+    }
+    proto::Decoded decoded;
+    if (const auto error = proto::decode(datagram, decoded)) return error;
+    keep_unsolicited(datagram, decoded);
+  }
+}
+
+bool Client::paused(std::uint32_t channel_id) const noexcept {
+  return std::find(paused_.begin(), paused_.end(), channel_id) != paused_.end();
+}
+
+std::vector<proto::ChannelLeft> Client::take_left() {
+  return std::exchange(left_, {});
+}
+
+std::error_code Client::create_channel(const proto::ChannelCreate& request_message) {
+  proto::Ok reply;
+  return request(request_message, reply);
+}
+
+std::error_code Client::join_channel(std::string_view channel, std::uint8_t rights,
+                                     proto::ChannelJoined& joined) {
+  return request(proto::ChannelJoin{std::string(channel), rights}, joined);
+}
+
+std::error_code Client::leave_channel(std::uint32_t channel_id) {
+  proto::ChannelLeft reply;
+  if (const auto error = request(proto::ChannelLeave{channel_id}, reply)) return error;
+  std::erase(paused_, channel_id);
+  return {};
+}
+
+std::error_code Client::channels(proto::ChannelsReply& reply) {
+  return request(proto::ChannelsRequest{}, reply);
+}
+
+std::error_code Client::kick(std::string_view channel, std::uint32_t member_id) {
+  proto::Ok reply;
+  return request(proto::ChannelKick{std::string(channel), member_id}, reply);
+}
+
+std::error_code Client::send_frames(std::uint32_t channel_id,
+                                    std::span<const std::span<const std::uint8_t>> frames) {
+  if (fd_ < 0) return ClientError::not_connected;
+  constexpr std::size_t max_batch = 64;
+  std::array<std::vector<std::uint8_t>, max_batch> datagrams;
+  std::array<mmsghdr, max_batch> messages{};
+  std::array<iovec, max_batch> parts{};
+  for (std::size_t at = 0; at < frames.size();) {
+    if (const auto error = absorb_waiting()) return error;
+    while (paused(channel_id)) {  // backpressure: wait for the broker to let us go on
+      std::vector<std::uint8_t> datagram;
+      if (const auto error = receive(datagram, -1)) return error;
+      proto::Decoded decoded;
+      if (const auto error = proto::decode(datagram, decoded)) return error;
+      keep_unsolicited(datagram, decoded);
+      if (!left_.empty() && left_.back().channel_id == channel_id) return ClientError::channel_left;
+    }
+    const std::size_t count = std::min(max_batch, frames.size() - at);
+    for (std::size_t i = 0; i < count; ++i) {
+      if (const auto error =
+              proto::encode(proto::ChannelSend{channel_id, frames[at + i]}, 0, datagrams[i])) {
+        return error;
+      }
+      parts[i] = {datagrams[i].data(), datagrams[i].size()};
+      messages[i] = {};
+      messages[i].msg_hdr.msg_iov = &parts[i];
+      messages[i].msg_hdr.msg_iovlen = 1;
+    }
+    std::size_t sent = 0;
+    while (sent < count) {
+      const int n = ::sendmmsg(fd_, messages.data() + sent, static_cast<unsigned>(count - sent),
+                               MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) return system_error();
+      pollfd descriptor{fd_, POLLOUT, 0};
+      if (::poll(&descriptor, 1, -1) < 0 && errno != EINTR) return system_error();
+    }
+    at += count;
+  }
+  return {};
+}
+
+std::error_code Client::next_frame(ReceivedFrame& frame, int timeout_ms) {
+  for (;;) {
+    if (frames_next_ < frames_.frames.size()) {
+      const proto::ChannelFrame& next = frames_.frames[frames_next_++];
+      frame.datagram_ = frames_datagram_;
+      frame.channel_id_ = frames_.channel_id;
+      frame.from_ = next.from_member;
+      frame.data_ = next.frame;  // points into *frames_datagram_
+      return {};
+    }
+    std::shared_ptr<const std::vector<std::uint8_t>> datagram;
+    if (!early_frames_.empty()) {
+      datagram = std::move(early_frames_.front());
+      early_frames_.pop_front();
+    } else {
+      if (!left_.empty()) return ClientError::channel_left;
+      auto received = std::make_shared<std::vector<std::uint8_t>>();
+      if (const auto error = receive(*received, timeout_ms)) return error;
+      proto::Decoded decoded;
+      if (const auto error = proto::decode(*received, decoded)) return error;
+      if (std::holds_alternative<proto::Pong>(decoded.message)) return ClientError::woken;
+      if (!std::holds_alternative<proto::ChannelFrames>(decoded.message)) {
+        keep_unsolicited(*received, decoded);
+        continue;
+      }
+      datagram = std::move(received);
+    }
+    proto::Decoded decoded;
+    if (const auto error = proto::decode(*datagram, decoded)) return error;
+    frames_ = std::move(std::get<proto::ChannelFrames>(decoded.message));
+    frames_datagram_ = std::move(datagram);
+    frames_next_ = 0;
+  }
+}
+
+std::error_code Client::next_frames(std::vector<ReceivedFrame>& frames, std::size_t max,
+                                    int timeout_ms) {
+  frames.resize(std::max<std::size_t>(max, 1));
+  std::size_t count = 0;
+  std::error_code error = next_frame(frames[count], timeout_ms);
+  while (!error && ++count < frames.size()) error = next_frame(frames[count], 0);
+  frames.resize(count);
+  return count > 0 ? std::error_code() : error;
 }
 
 void Client::keep_notice(const proto::Error& error) {

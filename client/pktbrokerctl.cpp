@@ -1,15 +1,19 @@
-// pktbrokerctl: asks a running pktbrokerd for its status, sessions and counters, to reload, or
-// to run a command of a loaded plugin.
+// pktbrokerctl: asks a running pktbrokerd for its status, sessions and counters, to reload, to
+// run a command of a loaded plugin, or to show, create and police its channels.
 #include "pktbroker/client.hpp"
 #include "tools/json_string.hpp"
 
 #include <boost/program_options.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <string>
 #include <vector>
+
+#include <grp.h>
+#include <pwd.h>
 
 namespace po = boost::program_options;
 using pktbroker::json_string;
@@ -40,6 +44,17 @@ Commands:
              The commands are the plugin's own: see its documentation.
              At most 16 ARGS of up to 256 bytes each; NAME has 1 to 32 bytes.
              With --json, prints {"ok": true|false, "text": "..."}
+  channels   every channel you may manage: delivery policy, limits, counters,
+             and each member (id, client, pid, uid, rights, frames received,
+             sent and missed, frames queued now)
+  kick CHANNEL MEMBER
+             remove member MEMBER (its id, from 'channels') from CHANNEL; the
+             client is told who kicked it. Needs the manage role or the
+             channel's manage right
+  channel-create NAME
+             create a channel until pktbrokerd stops (manage role), with
+             --delivery, --link, --max-members, --max-frame, --queue-length,
+             --overflow and --access below; you get every right on it
 
 Options)";
 
@@ -48,11 +63,14 @@ Examples:
   pktbrokerctl status
   pktbrokerctl --json stats
   pktbrokerctl plugin resend wakeup --iface ppp0 --addr 192.0.2.7
+  pktbrokerctl channel-create lab --delivery switch --access group:lab=receive,send
+  pktbrokerctl channels
+  pktbrokerctl kick lab 3
 
 Exit status:
   0  success
   1  the broker refused the request (no manage role), rejected the policy, or
-     the plugin refused or failed the command
+     the plugin refused or failed the command; the channel request was refused
   2  bad command line
   3  the broker could not be reached
 )";
@@ -163,6 +181,148 @@ int reload(pktbroker::Client& client, bool json) {
   return reply.ok ? exit_ok : exit_refused;
 }
 
+std::string channel_rights_text(std::uint8_t rights) {
+  namespace proto = pktbroker::proto;
+  std::string text;
+  if (rights & proto::right_receive) text += "receive,";
+  if (rights & proto::right_send) text += "send,";
+  if (rights & proto::right_manage) text += "manage,";
+  if (!text.empty()) text.pop_back();
+  return text;
+}
+
+int show_channels(pktbroker::Client& client, bool json) {
+  namespace proto = pktbroker::proto;
+  proto::ChannelsReply reply;
+  if (const auto error = client.channels(reply)) return fail(client, error);
+  const auto link = [](proto::LinkType l) { return l == proto::LinkType::ip ? "ip" : "ethernet"; };
+  const auto overflow = [](proto::Overflow o) {
+    return o == proto::Overflow::backpressure ? "backpressure" : "drop";
+  };
+  if (json) {
+    std::cout << "[";
+    for (std::size_t i = 0; i < reply.channels.size(); ++i) {
+      const auto& c = reply.channels[i];
+      std::cout << (i ? "," : "") << "{\"name\":" << json_string(c.name)
+                << ",\"delivery\":" << json_string(c.delivery) << ",\"link\":\"" << link(c.link)
+                << "\",\"overflow\":\"" << overflow(c.overflow)
+                << "\",\"max_members\":" << c.max_members << ",\"max_frame\":" << c.max_frame
+                << ",\"queue_length\":" << c.queue_length << ",\"frames\":" << c.frames
+                << ",\"delivered\":" << c.delivered << ",\"dropped\":" << c.dropped
+                << ",\"refused\":" << c.refused << ",\"members\":[";
+      for (std::size_t j = 0; j < c.members.size(); ++j) {
+        const auto& m = c.members[j];
+        std::cout << (j ? "," : "") << "{\"id\":" << m.member_id << ",\"session\":" << m.session_id
+                  << ",\"name\":" << json_string(m.name) << ",\"pid\":" << m.pid
+                  << ",\"uid\":" << m.uid << ",\"rights\":" << json_string(channel_rights_text(m.rights))
+                  << ",\"received\":" << m.received << ",\"sent\":" << m.sent
+                  << ",\"dropped\":" << m.dropped << ",\"queued\":" << m.queued << "}";
+      }
+      std::cout << "]}";
+    }
+    std::cout << "]\n";
+    return exit_ok;
+  }
+  for (const auto& c : reply.channels) {
+    std::printf("%s: %s delivery, %s frames up to %u bytes, %u members at most, queue %u (%s)\n",
+                c.name.c_str(), c.delivery.c_str(), link(c.link), c.max_frame, c.max_members,
+                c.queue_length, overflow(c.overflow));
+    std::printf("  frames %llu  delivered %llu  dropped %llu  refused %llu\n",
+                static_cast<unsigned long long>(c.frames),
+                static_cast<unsigned long long>(c.delivered),
+                static_cast<unsigned long long>(c.dropped),
+                static_cast<unsigned long long>(c.refused));
+    std::printf("  %-6s %-8s %-20s %-8s %-6s %-20s %10s %10s %10s %7s\n", "MEMBER", "SESSION",
+                "NAME", "PID", "UID", "RIGHTS", "RECEIVED", "SENT", "DROPPED", "QUEUED");
+    for (const auto& m : c.members) {
+      std::printf("  %-6u %-8u %-20s %-8u %-6u %-20s %10llu %10llu %10llu %7u\n", m.member_id,
+                  m.session_id, m.name.c_str(), m.pid, m.uid, channel_rights_text(m.rights).c_str(),
+                  static_cast<unsigned long long>(m.received),
+                  static_cast<unsigned long long>(m.sent),
+                  static_cast<unsigned long long>(m.dropped), m.queued);
+    }
+  }
+  return exit_ok;
+}
+
+/// `user:NAME=receive,send`, `group:NAME=...`, `uid:N=...` or `gid:N=...`; throws po::error.
+pktbroker::proto::ChannelAccess parse_access(const std::string& text) {
+  namespace proto = pktbroker::proto;
+  const auto colon = text.find(':');
+  const auto equals = text.find('=');
+  if (colon == std::string::npos || equals == std::string::npos || equals < colon) {
+    throw po::error("--access '" + text + "': expected user:NAME=RIGHTS (or group:, uid:, gid:)");
+  }
+  const std::string kind = text.substr(0, colon);
+  const std::string who = text.substr(colon + 1, equals - colon - 1);
+  proto::ChannelAccess access;
+  if (kind == "user") {
+    const passwd* entry = getpwnam(who.c_str());
+    if (entry == nullptr) throw po::error("--access: unknown user '" + who + "'");
+    access.id = entry->pw_uid;
+  } else if (kind == "group") {
+    const group* entry = getgrnam(who.c_str());
+    if (entry == nullptr) throw po::error("--access: unknown group '" + who + "'");
+    access = {proto::ChannelAccess::Kind::gid, entry->gr_gid, 0};
+  } else if (kind == "uid" || kind == "gid") {
+    char* end = nullptr;
+    const unsigned long id = std::strtoul(who.c_str(), &end, 10);
+    if (who.empty() || *end != '\0' || id > 0xffffffffUL) {
+      throw po::error("--access: bad " + kind + " '" + who + "'");
+    }
+    access.kind = kind == "uid" ? proto::ChannelAccess::Kind::uid : proto::ChannelAccess::Kind::gid;
+    access.id = static_cast<std::uint32_t>(id);
+  } else {
+    throw po::error("--access '" + text + "': expected user:, group:, uid: or gid:");
+  }
+  std::string rights = text.substr(equals + 1);
+  std::size_t start = 0;
+  while (start <= rights.size()) {
+    const std::size_t comma = std::min(rights.find(',', start), rights.size());
+    const std::string right = rights.substr(start, comma - start);
+    if (right == "receive") {
+      access.rights |= proto::right_receive;
+    } else if (right == "send") {
+      access.rights |= proto::right_send;
+    } else if (right == "manage") {
+      access.rights |= proto::right_manage;
+    } else {
+      throw po::error("--access: unknown right '" + right + "'; expected receive, send, manage");
+    }
+    start = comma + 1;
+  }
+  return access;
+}
+
+int create_channel(pktbroker::Client& client, pktbroker::proto::ChannelCreate request, bool json) {
+  if (const auto error = client.create_channel(request)) return fail(client, error);
+  if (json) {
+    std::cout << "{\"ok\":true,\"channel\":" << json_string(request.name) << "}\n";
+  } else {
+    std::cout << "channel " << request.name << " created\n";
+  }
+  return exit_ok;
+}
+
+int kick(pktbroker::Client& client, const std::string& channel, const std::string& member,
+         bool json) {
+  char* end = nullptr;
+  const unsigned long id = std::strtoul(member.c_str(), &end, 10);
+  if (member.empty() || *end != '\0' || id > 0xffffffffUL) {
+    std::cerr << "pktbrokerctl: kick: MEMBER is a member id (see 'pktbrokerctl channels')\n";
+    return exit_usage;
+  }
+  if (const auto error = client.kick(channel, static_cast<std::uint32_t>(id))) {
+    return fail(client, error);
+  }
+  if (json) {
+    std::cout << "{\"ok\":true}\n";
+  } else {
+    std::cout << "member " << id << " removed from channel " << channel << "\n";
+  }
+  return exit_ok;
+}
+
 /// Ends option parsing at the `plugin` command: it and every token after it are positionals, so
 /// a plugin's own options (`--json`, `-s`) reach the plugin instead of being taken for ours.
 std::vector<po::option> stop_at_plugin(std::vector<std::string>& args) {
@@ -230,6 +390,27 @@ int main(int argc, char** argv) {
                         "the broker's socket (default /run/pktbroker/broker.sock)")(
       "json", po::bool_switch(&json), "print JSON for scripts instead of tables")(
       "help,h", "show this help and exit");
+  pktbroker::proto::ChannelCreate create;
+  std::string link = "ethernet";
+  std::string overflow = "drop";
+  std::vector<std::string> access;
+  po::options_description channel_options("Options of channel-create", 80);
+  channel_options.add_options()(
+      "delivery", po::value(&create.delivery)->default_value("broadcast")->value_name("PLUGIN"),
+      "the delivery policy: broadcast, switch or another loaded plugin's")(
+      "link", po::value(&link)->default_value("ethernet")->value_name("ethernet|ip"),
+      "what its frames are")(
+      "max-members", po::value(&create.max_members)->default_value(16)->value_name("N"),
+      "members at most (1-4096)")(
+      "max-frame", po::value(&create.max_frame)->value_name("BYTES"),
+      "largest frame (14-65535; default 1518 for ethernet, 65535 for ip)")(
+      "queue-length", po::value(&create.queue_length)->default_value(256)->value_name("FRAMES"),
+      "frames waiting for one member (1-65536)")(
+      "overflow", po::value(&overflow)->default_value("drop")->value_name("drop|backpressure"),
+      "a member's full queue drops its frames (counted), or pauses the senders")(
+      "access", po::value(&access)->value_name("WHO=RIGHTS"),
+      "may be repeated: user:NAME, group:NAME, uid:N or gid:N, then =receive,send,manage");
+  visible.add(channel_options);
   std::string plugin;
   std::vector<std::string> plugin_args;
   po::options_description hidden;
@@ -248,6 +429,17 @@ int main(int argc, char** argv) {
                   .run(),
               values);
     po::notify(values);
+    create.link = link == "ip" ? pktbroker::proto::LinkType::ip : pktbroker::proto::LinkType::ethernet;
+    if (link != "ip" && link != "ethernet") throw po::error("--link is ethernet or ip");
+    create.overflow = overflow == "backpressure" ? pktbroker::proto::Overflow::backpressure
+                                                 : pktbroker::proto::Overflow::drop;
+    if (overflow != "drop" && overflow != "backpressure") {
+      throw po::error("--overflow is drop or backpressure");
+    }
+    if (values.count("max-frame") == 0) {
+      create.max_frame = create.link == pktbroker::proto::LinkType::ip ? 65535 : 1518;
+    }
+    for (const std::string& entry : access) create.access.push_back(parse_access(entry));
   } catch (const po::error& error) {
     std::cerr << "pktbrokerctl: " << error.what() << "\nTry 'pktbrokerctl --help'.\n";
     return exit_usage;
@@ -256,15 +448,24 @@ int main(int argc, char** argv) {
     std::cout << visible << epilogue;
     return exit_ok;
   }
-  if (command != "status" && command != "sessions" && command != "stats" && command != "reload" &&
-      command != "plugin") {
+  static const std::map<std::string, std::size_t> arguments = {
+      {"status", 0},   {"sessions", 0}, {"stats", 0},         {"reload", 0},
+      {"plugin", 99},  {"channels", 0}, {"channel-create", 1}, {"kick", 2}};
+  const auto expected = arguments.find(command);
+  if (expected == arguments.end()) {
     std::cerr << "pktbrokerctl: "
               << (command.empty() ? "no command" : "unknown command '" + command + "'")
-              << "; expected status, sessions, stats, reload or plugin\n";
+              << "; expected status, sessions, stats, reload, plugin, channels, channel-create "
+                 "or kick\n";
     return exit_usage;
   }
-  if (command != "plugin" && values.count("name") != 0) {
-    std::cerr << "pktbrokerctl: " << command << " takes no arguments\n";
+  const std::size_t given = values.count("name") + plugin_args.size();
+  if (command != "plugin" && given != expected->second) {
+    std::cerr << "pktbrokerctl: " << command << " takes "
+              << (expected->second == 0   ? "no arguments"
+                  : expected->second == 1 ? "one argument: NAME"
+                                          : "two arguments: CHANNEL MEMBER")
+              << "\n";
     return exit_usage;
   }
   if (command == "plugin") {
@@ -274,8 +475,11 @@ int main(int argc, char** argv) {
     }
   }
   pktbroker::Client client;
-  if (const auto error =
-          client.connect(socket_path, "pktbrokerctl", pktbroker::proto::role_manage)) {
+  // A channel's own manage right is enough to list and kick: ask for the channel role too.
+  const bool channel_command = command == "channels" || command == "kick";
+  const auto roles = static_cast<std::uint8_t>(
+      pktbroker::proto::role_manage | (channel_command ? pktbroker::proto::role_channel : 0));
+  if (const auto error = client.connect(socket_path, "pktbrokerctl", roles)) {
     if (error == pktbroker::ClientError::broker_error) return fail(client, error);
     std::cerr << "pktbrokerctl: cannot reach the broker at " << socket_path << ": "
               << error.message() << '\n';
@@ -284,5 +488,11 @@ int main(int argc, char** argv) {
   if (command == "sessions") return show_sessions(client, json);
   if (command == "reload") return reload(client, json);
   if (command == "plugin") return plugin_command(client, plugin, plugin_args, json);
+  if (command == "channels") return show_channels(client, json);
+  if (command == "kick") return kick(client, plugin, plugin_args.front(), json);
+  if (command == "channel-create") {
+    create.name = plugin;
+    return create_channel(client, std::move(create), json);
+  }
   return show_stats(client, json, command == "status");
 }

@@ -39,6 +39,7 @@ enum class ClientError {
   timeout,            ///< nothing arrived within the given time
   woken,              ///< a nudge() was answered: the wait ended without a packet
   system,             ///< a socket call failed; see errno
+  channel_left,       ///< the broker removed this session from a channel; see take_left()
 };
 
 /// The error category of ClientError ("pktbroker.client").
@@ -61,6 +62,23 @@ class ReceivedPacket {
   friend class AsyncClient;
   std::shared_ptr<const std::vector<std::uint8_t>> datagram_;
   proto::Packet packet_;
+};
+
+/// A frame received on a channel. Shares ownership of the datagram it came in (the frames of
+/// one CHANNEL_FRAMES share one buffer); data() stays valid while it lives.
+class ReceivedFrame {
+ public:
+  [[nodiscard]] std::uint32_t channel_id() const noexcept { return channel_id_; }
+  /// The sending member (ChannelJoined::member_id of its session); 0 for the broker's mirror.
+  [[nodiscard]] std::uint32_t from() const noexcept { return from_; }
+  [[nodiscard]] std::span<const std::uint8_t> data() const noexcept { return data_; }
+
+ private:
+  friend class Client;
+  std::shared_ptr<const std::vector<std::uint8_t>> datagram_;
+  std::uint32_t channel_id_ = 0;
+  std::uint32_t from_ = 0;
+  std::span<const std::uint8_t> data_;
 };
 
 /// One session with the broker. Not thread-safe: use one Client per thread.
@@ -115,6 +133,36 @@ class Client {
   std::error_code plugin_command(std::string_view plugin, const std::vector<std::string>& args,
                                  proto::PluginCommandReply& reply);
   std::error_code ping();
+
+  // Channels: connect with proto::role_channel among the roles.
+  /// Creates a channel (manage role); the creator's uid gets every right on it.
+  std::error_code create_channel(const proto::ChannelCreate& request);
+  /// Joins `channel` with `rights` (proto::ChannelRight bits; 0: all the channel gives this
+  /// user). `joined` says the rights granted, the channel id and what its frames are.
+  std::error_code join_channel(std::string_view channel, std::uint8_t rights,
+                               proto::ChannelJoined& joined);
+  std::error_code leave_channel(std::uint32_t channel_id);
+  /// Sends frames, many per system call. While the channel's backpressure has paused this
+  /// sender it waits (frames and packets that arrive meanwhile are kept), so no frame is lost.
+  std::error_code send_frames(std::uint32_t channel_id,
+                              std::span<const std::span<const std::uint8_t>> frames);
+  std::error_code send_frame(std::uint32_t channel_id, std::span<const std::uint8_t> frame) {
+    return send_frames(channel_id, std::span(&frame, 1));
+  }
+  /// Waits for the next frame of any joined channel, like next_packet. Ends with
+  /// ClientError::channel_left when the broker removed this session from a channel.
+  std::error_code next_frame(ReceivedFrame& frame, int timeout_ms = -1);
+  /// Like next_packets: the first frame waits, the rest are what is already there.
+  std::error_code next_frames(std::vector<ReceivedFrame>& frames, std::size_t max,
+                              int timeout_ms = -1);
+  std::error_code channels(proto::ChannelsReply& reply);
+  /// Removes a member (manage role, or the channel's manage right).
+  std::error_code kick(std::string_view channel, std::uint32_t member_id);
+  /// Whether the broker has paused this sender on the channel (backpressure).
+  [[nodiscard]] bool paused(std::uint32_t channel_id) const noexcept;
+  /// The channels the broker removed this session from since the last call, and why.
+  std::vector<proto::ChannelLeft> take_left();
+
   /// Sends a PING without waiting for its PONG, to make native_handle() readable: for callers
   /// that poll it while holds_packets() is true, or that have something of their own to hand
   /// out. next_packet() ends its wait with ClientError::woken when it reads the PONG.
@@ -152,6 +200,19 @@ class Client {
   std::size_t batch_next_ = 0;
   /// Keeps an unsolicited ERROR (request id 0) for take_notices().
   void keep_notice(const proto::Error& error);
+  /// Keeps what arrived unasked while waiting for something else: packets and frames for
+  /// later, notices, pauses and removals. False for anything else (a reply).
+  bool keep_unsolicited(std::vector<std::uint8_t>& datagram, const proto::Decoded& decoded);
+  /// Reads (without waiting) what has arrived, to learn of pauses before sending.
+  std::error_code absorb_waiting();
+
+  std::deque<std::shared_ptr<const std::vector<std::uint8_t>>> early_frames_;
+  // The CHANNEL_FRAMES being handed out by next_frame, one frame per call.
+  std::shared_ptr<const std::vector<std::uint8_t>> frames_datagram_;
+  proto::ChannelFrames frames_;
+  std::size_t frames_next_ = 0;
+  std::vector<std::uint32_t> paused_;  // channel ids
+  std::vector<proto::ChannelLeft> left_;
 
   proto::Error last_error_;
   std::deque<proto::Error> notices_;
