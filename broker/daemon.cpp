@@ -17,7 +17,7 @@ namespace {
 
 bool same_channels(const std::vector<ChannelConfig>& a, const std::vector<ChannelConfig>& b) {
   return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
-    return x.tap == y.tap && x.spec.name == y.spec.name && x.spec.delivery == y.spec.delivery &&
+    return x.taps == y.taps && x.spec.name == y.spec.name && x.spec.delivery == y.spec.delivery &&
            x.spec.link == y.spec.link && x.spec.max_members == y.spec.max_members &&
            x.spec.max_frame == y.spec.max_frame && x.spec.queue_length == y.spec.queue_length &&
            x.spec.overflow == y.spec.overflow && x.spec.access == y.spec.access;

@@ -5,6 +5,7 @@
 #include "pktbroker/packet_view.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
@@ -195,10 +196,10 @@ void ChannelHub::open(const std::vector<ChannelConfig>& channels) {
     if (channel == nullptr) {
       throw std::runtime_error("channel " + config.spec.name + " (" + config.origin + "): " + error);
     }
-    if (!config.tap.empty()) attach_tap(*channel, config.tap);
-    spdlog::info("channels: {} ({} delivery, {} frames){}", config.spec.name, config.spec.delivery,
-                 config.spec.link == proto::LinkType::ip ? "ip" : "ethernet",
-                 config.tap.empty() ? "" : ", tap " + config.tap);
+    for (const std::string& tap : config.taps) attach_tap(*channel, tap);
+    spdlog::info("channels: {} ({} delivery, {} frames){}{}", config.spec.name,
+                 config.spec.delivery, config.spec.link == proto::LinkType::ip ? "ip" : "ethernet",
+                 config.taps.empty() ? "" : ", taps ", fmt::join(config.taps, " "));
   }
 }
 
@@ -548,6 +549,8 @@ void ChannelHub::deliver(Channel& channel, Member* sender, const FrameRun& run) 
 
 void ChannelHub::pause_senders(Channel& channel) {
   channel.paused = true;
+  spdlog::info("channels: {} pauses its senders: a member's queue passed {} frames",
+               channel.spec.name, channel.spec.queue_length);
   for (auto& [id, member] : channel.members) {
     if (member.port != nullptr && (member.rights & proto::right_send) != 0 && !member.paused) {
       member.paused = true;
@@ -575,6 +578,7 @@ void ChannelHub::resume_if_drained(std::uint32_t channel_id) {
     }
     if (!drained) return;
     channel->paused = false;
+    spdlog::debug("channels: {} lets its senders go on", channel->spec.name);
     for (auto& [id, member] : channel->members) {
       if (member.paused) {
         member.paused = false;

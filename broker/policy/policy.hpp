@@ -92,10 +92,10 @@ struct ClientGrant {
 /// A channel the policy declares (`channels:`): what a CHANNEL_CREATE would say, plus a tap.
 struct ChannelConfig {
   proto::ChannelCreate spec;
-  /// A tap (ethernet channel) or tun (ip channel) interface the broker creates and makes a
-  /// member; empty: none.
-  std::string tap;
+  /// Tap (ethernet channel) or tun (ip channel) interfaces the broker creates, each a member.
+  std::vector<std::string> taps;
   std::string origin;  ///< "file:line", for messages
+  int column = 0;
 };
 
 /// Policy `broker:` section.

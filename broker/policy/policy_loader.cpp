@@ -1028,6 +1028,7 @@ void read_channels(FileReader& reader, const YAML::Node& node, std::vector<Chann
     ChannelConfig channel;
     proto::ChannelCreate& spec = channel.spec;
     channel.origin = reader.file() + ":" + std::to_string(item.Mark().line + 1);
+    channel.column = item.Mark().column + 1;
     bool ok = true;
     const YAML::Node name = item["name"];
     if (!name || !name.IsScalar() || !proto::valid_channel_name(name.Scalar())) {
@@ -1088,14 +1089,16 @@ void read_channels(FileReader& reader, const YAML::Node& node, std::vector<Chann
         }
       }
     }
-    if (const YAML::Node tap = item["tap"]) {
-      if (!tap.IsScalar() || tap.Scalar().empty() || tap.Scalar().size() > 15 ||
-          tap.Scalar().find_first_of("/ :") != std::string::npos) {
-        reader.error(tap, "tap names an interface: 1 to 15 characters, no '/', ':' or space");
-        ok = false;
-      } else {
-        channel.tap = tap.Scalar();
-      }
+    if (const YAML::Node taps = item["tap"]) {
+      reader.scalars(taps, "tap", [&](const YAML::Node& tap) {
+        if (tap.Scalar().empty() || tap.Scalar().size() > 15 ||
+            tap.Scalar().find_first_of("/ :") != std::string::npos) {
+          reader.error(tap, "tap names an interface: 1 to 15 characters, no '/', ':' or space");
+          ok = false;
+        } else {
+          channel.taps.push_back(tap.Scalar());
+        }
+      });
     }
     if (ok) out.push_back(std::move(channel));
   }
@@ -1162,13 +1165,14 @@ void check_channels(PolicyDraft& policy, std::vector<Diagnostic>& diagnostics) {
     const auto where = [&](std::string message) {
       const auto colon = channel.origin.rfind(':');
       diagnostics.push_back({channel.origin.substr(0, colon),
-                             std::stoi(channel.origin.substr(colon + 1)), 0, std::move(message)});
+                             std::stoi(channel.origin.substr(colon + 1)), channel.column,
+                             std::move(message)});
     };
     if (!names.emplace(channel.spec.name, &channel).second) {
       where("duplicate channel name '" + channel.spec.name + "'");
     }
-    if (!channel.tap.empty() && !taps.insert(channel.tap).second) {
-      where("tap '" + channel.tap + "' is attached to two channels");
+    for (const std::string& tap : channel.taps) {
+      if (!taps.insert(tap).second) where("tap '" + tap + "' is named twice");
     }
     auto& plugins = policy.broker.plugins;
     if (std::none_of(plugins.begin(), plugins.end(),

@@ -9,7 +9,10 @@ HELLO, WELCOME, SUBSCRIBE, SUBSCRIBED = 1, 2, 3, 4
 PACKET, VERDICT, VERDICT_BATCH, ERROR, PING, PONG, PACKET_BATCH = 6, 7, 8, 15, 16, 17, 18
 ACCEPT, DROP, REPEAT, PASS = 0, 1, 2, 3
 EXCLUSIVE, CHAIN, BALANCE = 0, 1, 2
-ROLE_OBSERVE, ROLE_VERDICT, ROLE_MANAGE = 1, 2, 4
+ROLE_OBSERVE, ROLE_VERDICT, ROLE_MANAGE, ROLE_CHANNEL = 1, 2, 4, 8
+(CHANNEL_CREATE, CHANNEL_JOIN, CHANNEL_JOINED, CHANNEL_SEND, CHANNEL_FRAMES, CHANNEL_LEAVE,
+ CHANNEL_LEFT, CHANNEL_FLOW, CHANNELS_REQUEST, CHANNELS_REPLY, CHANNEL_KICK, OK) = range(21, 33)
+RECEIVE, SEND, MANAGE = 1, 2, 4
 
 
 def string(text):
@@ -52,6 +55,29 @@ def verdict_batch(entries):
     for token, code in entries:
         body += struct.pack("!QB", token, code) + opt_u32(None)
     return frame(VERDICT_BATCH, body)
+
+
+def channel_join(name, rights=0, request_id=3):
+    return frame(CHANNEL_JOIN, string(name) + struct.pack("!B", rights), request_id)
+
+
+def channel_send(channel_id, data):
+    return frame(CHANNEL_SEND, struct.pack("!II", channel_id, len(data)) + data)
+
+
+def channel_leave(channel_id, request_id=4):
+    return frame(CHANNEL_LEAVE, struct.pack("!I", channel_id), request_id)
+
+
+def parse_frames(body):
+    """CHANNEL_FRAMES: (channel_id, [(from_member, bytes), ...])."""
+    channel_id, count = struct.unpack_from("!II", body)
+    frames, at = [], 8
+    for _ in range(count):
+        sender, size = struct.unpack_from("!II", body, at)
+        frames.append((sender, body[at + 8:at + 8 + size]))
+        at += 8 + size
+    return channel_id, frames
 
 
 def parse_packet(body):
@@ -148,3 +174,76 @@ class WireClient:
 
     def close(self):
         self.sock.close()
+
+
+class ChannelMember(WireClient):
+    """A session that joins one channel: HELLO with the channel role, then CHANNEL_JOIN.
+    Frames, flow changes and errors that arrive are kept in order."""
+
+    def __init__(self, path, channel, rights=0, name="member", timeout=5.0, roles=ROLE_CHANNEL):
+        super().__init__(path, timeout)
+        self.frames, self.errors, self.flow, self.left = [], [], [], []
+        self.send(hello(name, roles))
+        self.expect(WELCOME)
+        self.channel = channel
+        self.id = self.member = self.rights = None
+        if channel:
+            self.join(channel, rights)
+
+    def join(self, channel, rights=0):
+        """Joins; returns the ERROR (code, text) on refusal, else None."""
+        self.send(channel_join(channel, rights))
+        message = self.wait_reply(3)
+        if message[0] == ERROR:
+            return message[2]
+        self.id, self.member, self.rights, self.link, self.max_frame = struct.unpack(
+            "!IIBBI", message[2])
+        return None
+
+    def wait_reply(self, request_id):
+        while True:
+            message = self.receive()
+            if message is None:
+                raise AssertionError("the broker closed the connection")
+            if message[1] == request_id:
+                return message
+            self.keep(message)
+
+    def keep(self, message):
+        kind, _, body = message
+        if kind == CHANNEL_FRAMES:
+            self.frames.extend(parse_frames(body)[1])
+        elif kind == CHANNEL_FLOW:
+            self.flow.append(struct.unpack("!IB", body)[1] == 1)
+        elif kind == CHANNEL_LEFT:
+            (size,) = struct.unpack_from("!H", body, 4)
+            self.left.append(body[6:6 + size].decode())
+        elif kind == ERROR:
+            self.errors.append(body)
+
+    def put(self, data):
+        self.send(channel_send(self.id, data))
+
+    def drain(self, quiet=0.3):
+        """Reads until nothing arrives for `quiet` seconds; returns the frames so far."""
+        self.sock.settimeout(quiet)
+        try:
+            while True:
+                message = self.receive()
+                if message is None:
+                    break
+                self.keep(message)
+        except socket.timeout:
+            pass
+        finally:
+            self.sock.settimeout(5.0)
+        return self.frames
+
+    def wait_frames(self, count, timeout=5.0):
+        self.sock.settimeout(timeout)
+        while len(self.frames) < count:
+            message = self.receive()
+            if message is None:
+                raise AssertionError("the broker closed the connection")
+            self.keep(message)
+        return self.frames

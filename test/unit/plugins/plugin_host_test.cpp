@@ -86,10 +86,10 @@ TEST_CASE("each loader failure is refused with a message naming the file and the
   CHECK(load_error({spec("null_descriptor")})
             .ends_with(": pktb_plugin_entry returned no descriptor"));
   CHECK(load_error({spec("abi_mismatch")})
-            .ends_with(": built for plugin ABI 3, this host speaks ABI 1 to 2: rebuild it "
+            .ends_with(": built for plugin ABI 4, this host speaks ABI 1 to 3: rebuild it "
                        "against this pktbroker's plugin.h"));
   CHECK(load_error({spec("struct_too_small")})
-            .ends_with(": its descriptor is 16 bytes, ABI 2 needs " +
+            .ends_with(": its descriptor is 16 bytes, ABI 3 needs " +
                        std::to_string(sizeof(pktb_plugin))));
   CHECK(load_error({spec("init_fails")}).ends_with(": init failed: missing license file"));
   CHECK(load_error({spec("bad_name")})
@@ -114,6 +114,20 @@ TEST_CASE("a plugin built for ABI 1 still loads and runs; it takes no commands")
   const PluginSet current(std::vector{spec("valid")});
   CHECK(current.find("valid")->check(leave));
   CHECK(current.find("valid")->command(std::vector<std::string>{"status"}).first == false);
+}
+
+TEST_CASE("a plugin built for ABI 2 still loads; it delivers no channels") {
+  const PluginSet set(std::vector{spec("abi_v2")});
+  const auto plugin = set.find("abi_v2");
+  REQUIRE(plugin);
+  CHECK(plugin->abi() == 2);
+  CHECK_FALSE(plugin->delivers_channels());
+  CHECK(plugin->command(std::vector<std::string>{"status"}).first == false);
+}
+
+TEST_CASE("a channel policy needs channel_open and channel_frame together") {
+  CHECK(load_error({spec("half_channel")})
+            .ends_with(": a channel delivery policy needs both channel_open and channel_frame"));
 }
 
 TEST_CASE("a duplicate name and two plugins claiming one port are refused, naming both") {

@@ -106,7 +106,7 @@ TEST_CASE("every diagnostic names its file, line and column") {
        "test.yaml:1:1: error: unknown key 'rulez' in the policy (did you mean 'rules'?)"},
       {"colour: red\n",
        "test.yaml:1:1: error: unknown key 'colour' in the policy; expected one of: broker, rules, "
-       "socket, clients, plugins, metrics, events"},
+       "socket, clients, plugins, metrics, events, channels"},
       {"broker: 5\n", "test.yaml:1:9: error: broker must be a mapping"},
       {"metrics: {listen: 'localhost:9410'}\n",
        "test.yaml:1:19: error: metrics listen must be ADDRESS:PORT, such as 127.0.0.1:9410 or "
@@ -115,14 +115,36 @@ TEST_CASE("every diagnostic names its file, line and column") {
        "test.yaml:1:9: error: events needs a file: the path of the JSON event log"},
       {"events: {file: eve.json}\n", "test.yaml:1:16: error: events file must be an absolute path"},
       {"events: {file: /e, types: [drop, alerts]}\n",
-       "test.yaml:1:34: error: unknown event type 'alerts'; expected drop, accept, hold, session "
-       "or "
-       "reload"},
+       "test.yaml:1:34: error: unknown event type 'alerts'; expected drop, accept, hold, session, "
+       "reload or channel"},
       {"events: {file: /e, types: []}\n",
        "test.yaml:1:27: error: events types must name at least one type"},
       {"events: {file: /e, rate_limit: 0}\n",
        "test.yaml:1:32: error: rate_limit must be at least 1"},
       {"broker:\n  queues: []\n", "test.yaml:2:11: error: queues must be a non-empty list"},
+      {"channels:\n  - {name: Lab}\n",
+       "test.yaml:2:12: error: a channel needs a name: 1 to 64 of a-z, 0-9, '_', '.', '-'"},
+      {"channels:\n  - {name: lab, overflow: block}\n",
+       "test.yaml:2:27: error: overflow is drop or backpressure"},
+      {"channels:\n  - {name: lab, max_members: 0}\n",
+       "test.yaml:2:30: error: max_members must be at least 1"},
+      {"channels:\n  - {name: lab, access: [{user: root}]}\n",
+       "test.yaml:2:26: error: an access entry needs rights: [receive, send, manage]"},
+      {"channels:\n  - {name: lab, access: [{uid: 0, rights: [write]}]}\n",
+       "test.yaml:2:44: error: unknown right 'write'; expected receive, send or manage"},
+      {"channels:\n  - {name: lab, tap: [a, a]}\n",
+       "test.yaml:2:5: error: tap 'a' is named twice"},
+      {"channels:\n  - {name: lab}\n  - {name: lab}\n",
+       "test.yaml:3:5: error: duplicate channel name 'lab'"},
+      {"channels:\n  - {name: lab}\nrules:\n  - {name: r, verdict: accept, mirror: lab}\n",
+       "test.yaml:4:5: error: rule 'r' mirrors packets to channel 'lab', which carries ethernet "
+       "frames: give it link: ip"},
+      {"rules:\n  - {name: r, verdict: accept, mirror: nowhere}\n",
+       "test.yaml:2:5: error: rule 'r' mirrors to channel 'nowhere', which channels: does not "
+       "declare"},
+      {"rules:\n  - {name: r, verdict: {deliver: x}, mirror: m}\n",
+       "test.yaml:2:46: error: mirror needs a rule whose verdict the policy decides at once (not "
+       "deliver or inspect)"},
       {"broker:\n  queues: [{fail_open: true}]\n", "test.yaml:2:12: error: a queue needs num"},
       {"broker:\n  queues: [{num: 70000}]\n",
        "test.yaml:2:18: error: bad queue num '70000': expected a number from 0 to 65535"},
@@ -254,6 +276,50 @@ TEST_CASE("every diagnostic names its file, line and column") {
   for (const auto& [yaml, expected] : cases) {
     CHECK(only_error(yaml) == expected);
   }
+}
+
+TEST_CASE("channels: defaults, limits, access and the delivery plugins they load") {
+  const auto policy = parse_policy(R"(
+channels:
+  - name: lab
+    delivery: switch
+    max_members: 3
+    queue_length: 32
+    overflow: backpressure
+    access:
+      - {uid: 1000, rights: [receive, send]}
+      - {group: root, rights: receive}
+    tap: [pbt0, pbt1]
+  - {name: tap, link: ip}
+rules:
+  - {name: icmp, match: {proto: icmp}, verdict: accept, mirror: tap}
+)",
+                                   "test.yaml");
+  const auto& channels = policy->broker().channels;
+  REQUIRE(channels.size() == 2);
+  const auto& lab = channels[0].spec;
+  CHECK(lab.delivery == "switch");
+  CHECK(lab.link == pktbroker::proto::LinkType::ethernet);
+  CHECK(lab.max_frame == 1518);
+  CHECK(lab.max_members == 3);
+  CHECK(lab.queue_length == 32);
+  CHECK(lab.overflow == pktbroker::proto::Overflow::backpressure);
+  REQUIRE(lab.access.size() == 2);
+  CHECK(lab.access[0] == pktbroker::proto::ChannelAccess{pktbroker::proto::ChannelAccess::Kind::uid,
+                                                         1000, 3});
+  CHECK(lab.access[1] == pktbroker::proto::ChannelAccess{pktbroker::proto::ChannelAccess::Kind::gid,
+                                                         0, 1});
+  CHECK(channels[0].taps == std::vector<std::string>{"pbt0", "pbt1"});
+  CHECK(channels[1].spec.delivery == "broadcast");
+  CHECK(channels[1].spec.link == pktbroker::proto::LinkType::ip);
+  CHECK(channels[1].spec.max_frame == 65535);
+  CHECK(channels[1].spec.overflow == pktbroker::proto::Overflow::drop);
+  CHECK(policy->rules()[0].mirror == "tap");
+  // The delivery policies the channels name are loaded though plugins: does not list them.
+  const auto& plugins = policy->broker().plugins;
+  REQUIRE(plugins.size() == 2);
+  CHECK(plugins[0].name == "switch");
+  CHECK(plugins[1].name == "broadcast");
 }
 
 TEST_CASE("field forms: scalars, lists, names, numbers in hex and decimal") {

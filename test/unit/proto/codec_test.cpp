@@ -103,6 +103,27 @@ std::vector<Message> samples() {
           Pong{},
           PluginCommand{"resend", {"wakeup", "--iface", "ppp0", "", "--addr", "10.0.0.5"}},
           PluginCommandReply{true, "woke 10.0.0.5 on ppp0\n"},
+          ChannelCreate{"lab",
+                        "switch",
+                        LinkType::ethernet,
+                        8,
+                        1518,
+                        64,
+                        Overflow::backpressure,
+                        {{ChannelAccess::Kind::gid, 100, right_receive | right_send}}},
+          ChannelJoin{"lab", right_receive},
+          ChannelJoined{4, 2, right_receive, LinkType::ip, 65535},
+          ChannelSend{4, payload},
+          ChannelFrames{4, {{2, payload}, {0, {}}}},
+          ChannelLeave{4},
+          ChannelLeft{4, "kicked by uid 0 (pktbrokerctl)"},
+          ChannelFlow{4, true},
+          ChannelsRequest{},
+          ChannelsReply{{ChannelInfo{"lab", "broadcast", LinkType::ethernet, Overflow::drop, 8,
+                                     1518, 64, 10, 20, 3, 1,
+                                     {{1, 7, "chat", 99, 1000, right_send, 5, 6, 7, 8}}}}},
+          ChannelKick{"lab", 3},
+          Ok{"channel lab created"},
           PacketBatch{{packet, second}}};  // last: the batch tests below take it from the back
 }
 
@@ -279,6 +300,49 @@ TEST_CASE("a plugin command over its limits is refused by the encoder") {
         ProtocolError::oversized);
   CHECK(encode(PluginCommandReply{true, std::string(max_plugin_reply_text + 1, 'x')}, 0, out) ==
         ProtocolError::oversized);
+}
+
+TEST_CASE("channel messages refuse empty names and undefined rights") {
+  CHECK(decode_error(raw_datagram(MessageType::channel_join, {0, 0, 1})) ==
+        ProtocolError::bad_value);
+  std::vector<std::uint8_t> join;
+  put_string(join, "lab");
+  join.push_back(0x08);  // no such right
+  CHECK(decode_error(raw_datagram(MessageType::channel_join, join)) == ProtocolError::bad_value);
+  std::vector<std::uint8_t> long_name;
+  put_string(long_name, std::string(max_channel_name + 1, 'a'));
+  long_name.push_back(1);
+  CHECK(decode_error(raw_datagram(MessageType::channel_join, long_name)) ==
+        ProtocolError::oversized);
+  std::vector<std::uint8_t> out;
+  CHECK(encode(ChannelJoin{"", 0}, 1, out) == ProtocolError::bad_value);
+  CHECK(valid_channel_name("lab-1.x_y"));
+  CHECK_FALSE(valid_channel_name("Lab"));
+  CHECK_FALSE(valid_channel_name("a/b"));
+  CHECK_FALSE(valid_channel_name(""));
+}
+
+TEST_CASE("frames appended one by one make a CHANNEL_FRAMES up to the datagram's limit") {
+  std::vector<std::uint8_t> datagram;
+  const std::vector<std::uint8_t> frame(1500, 0xab);
+  REQUIRE_FALSE(append_frame(datagram, 9, 1, frame));
+  REQUIRE_FALSE(append_frame(datagram, 9, 2, payload));
+  const auto d = decoded(datagram);
+  const auto& frames = std::get<ChannelFrames>(d.message);
+  CHECK(frames.channel_id == 9);
+  REQUIRE(frames.frames.size() == 2);
+  CHECK(frames.frames[0].from_member == 1);
+  CHECK(frames.frames[0].frame.size() == 1500);
+  CHECK(std::vector<std::uint8_t>(frames.frames[1].frame.begin(), frames.frames[1].frame.end()) ==
+        payload);
+  std::size_t appended = 2;
+  while (!append_frame(datagram, 9, 1, frame)) ++appended;
+  CHECK(datagram.size() + 1500 + 8 > max_datagram);  // full: the next frame did not fit
+  CHECK(datagram.size() <= max_datagram);
+  CHECK(std::get<ChannelFrames>(decoded(datagram).message).frames.size() == appended);
+  const std::vector<std::uint8_t> too_big(max_frame + 1, 0);
+  std::vector<std::uint8_t> fresh;
+  CHECK(append_frame(fresh, 9, 1, too_big) == ProtocolError::oversized);
 }
 
 TEST_CASE("packets appended one by one make a PACKET, then a PACKET_BATCH") {
