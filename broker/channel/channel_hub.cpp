@@ -3,6 +3,7 @@
 #include "broker/telemetry/event_log.hpp"
 #include "pktbroker/codec.hpp"
 #include "pktbroker/packet_view.hpp"
+#include "plugins/host/plugin_path.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <cstring>
 #include <stdexcept>
+#include <utility>
 
 #include <fcntl.h>
 #include <linux/if.h>
@@ -152,6 +154,7 @@ struct ChannelHub::Member {
   std::unique_ptr<Tap> tap;            // null for a session
   std::shared_ptr<ChannelBacklog> backlog = std::make_shared<ChannelBacklog>();
   bool paused = false;  // told to stop sending (backpressure)
+  bool told_refused = false;  // told, during this pause, that it sent on and was refused
   std::uint64_t received = 0, sent = 0, dropped = 0;
   // Built while a run is delivered: the frames for this member and how many.
   std::shared_ptr<std::vector<std::uint8_t>> outgoing;
@@ -209,11 +212,10 @@ std::shared_ptr<ChannelHub::Channel> ChannelHub::make_channel(const proto::Chann
     error = fmt::format("the broker has its most channels ({})", max_channels);
     return nullptr;
   }
-  auto plugin = plugins_->find(spec.delivery);
-  if (plugin == nullptr || !plugin->delivers_channels()) {
-    error = plugin == nullptr ? "delivery plugin '" + spec.delivery +
-                                    "' is not loaded: name it under the policy's plugins:"
-                              : "plugin '" + spec.delivery + "' is not a channel delivery policy";
+  auto plugin = delivery_plugin(spec.delivery, error);
+  if (plugin == nullptr) return nullptr;
+  if (!plugin->delivers_channels()) {
+    error = "plugin '" + spec.delivery + "' is not a channel delivery policy";
     return nullptr;
   }
   auto channel = std::make_shared<Channel>();
@@ -225,6 +227,30 @@ std::shared_ptr<ChannelHub::Channel> ChannelHub::make_channel(const proto::Chann
   channels_.emplace(channel->id, channel);
   remember_access(spec);
   return channel;
+}
+
+// The policy's plugins first (with their config); a channel made at run time may name one the
+// policy does not load: it is loaded from the plugin path with its defaults, once.
+std::shared_ptr<const Plugin> ChannelHub::delivery_plugin(const std::string& name,
+                                                          std::string& error) {
+  if (auto plugin = plugins_->find(name)) return plugin;
+  if (const auto loaded = loaded_here_.find(name); loaded != loaded_here_.end()) {
+    return loaded->second;
+  }
+  if (!valid_plugin_name(name)) {
+    error = "'" + name + "' is not a plugin name";
+    return nullptr;
+  }
+  try {
+    auto plugin = std::make_shared<const Plugin>(
+        PluginSpec{name, find_plugin(name, "channel delivery"), {}, "channel delivery"});
+    loaded_here_.emplace(name, plugin);
+    spdlog::info("channels: loaded delivery plugin {} from {}", name, plugin->path().string());
+    return plugin;
+  } catch (const std::exception& failure) {
+    error = failure.what();
+    return nullptr;
+  }
 }
 
 void ChannelHub::attach_tap(Channel& channel, const std::string& name) {
@@ -532,10 +558,12 @@ void ChannelHub::deliver(Channel& channel, Member* sender, const FrameRun& run) 
   }
   if (paused_refusals > 0) {
     channel.refused += paused_refusals;
-    refuse(*sender->port, 0, proto::ErrorCode::paused,
-           fmt::format("channel {} paused this sender and it sent on: {} frame(s) did not reach "
-                       "every member",
-                       channel.spec.name, paused_refusals));
+    if (!std::exchange(sender->told_refused, true)) {  // once a pause: no flood of errors
+      refuse(*sender->port, 0, proto::ErrorCode::paused,
+             fmt::format("channel {} paused this sender and it sent on: frames that did not reach "
+                         "every member are refused (counted) until it may go on",
+                         channel.spec.name));
+    }
   }
   if (backpressure && !channel.paused) {
     for (const auto& [id, member] : channel.members) {
@@ -580,6 +608,7 @@ void ChannelHub::resume_if_drained(std::uint32_t channel_id) {
     channel->paused = false;
     spdlog::debug("channels: {} lets its senders go on", channel->spec.name);
     for (auto& [id, member] : channel->members) {
+      member.told_refused = false;
       if (member.paused) {
         member.paused = false;
         member.port->channel_message(proto::ChannelFlow{channel->id, false}, 0);

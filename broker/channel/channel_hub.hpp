@@ -120,6 +120,7 @@ class ChannelHub : public std::enable_shared_from_this<ChannelHub> {
   class Tap;
 
   std::shared_ptr<Channel> make_channel(const proto::ChannelCreate& spec, std::string& error);
+  std::shared_ptr<const Plugin> delivery_plugin(const std::string& name, std::string& error);
   void attach_tap(Channel& channel, const std::string& name);
   Channel* find(std::string_view name);
   Channel* find(std::uint32_t channel_id);
@@ -139,6 +140,7 @@ class ChannelHub : public std::enable_shared_from_this<ChannelHub> {
   boost::asio::io_context& io_;
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   std::shared_ptr<const PluginSet> plugins_;  // on the strand
+  std::map<std::string, std::shared_ptr<const Plugin>> loaded_here_;  // delivery plugins by name
   std::shared_ptr<EventLog> events_;
   std::map<std::uint32_t, std::shared_ptr<Channel>> channels_;  // by id
   std::uint32_t next_channel_ = 1;

@@ -224,6 +224,11 @@ class ChannelMember(WireClient):
     def put(self, data):
         self.send(channel_send(self.id, data))
 
+    def sync(self, request_id=77):
+        """A PING answered: the broker has handled everything sent before it."""
+        self.send(frame(PING, b"", request_id))
+        self.wait_reply(request_id)
+
     def drain(self, quiet=0.3):
         """Reads until nothing arrives for `quiet` seconds; returns the frames so far."""
         self.sock.settimeout(quiet)

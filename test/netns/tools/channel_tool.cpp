@@ -1,6 +1,6 @@
 // Sends or receives numbered frames on a channel through libpktbroker, for the channel tests
 // and the channel benchmark:
-//   channel_tool SOCKET send CHANNEL COUNT [SIZE]
+//   channel_tool SOCKET send CHANNEL COUNT [SIZE] [PAUSE_US]   (PAUSE_US: a pause after 64 frames)
 //   channel_tool SOCKET receive CHANNEL COUNT [SLOW_US] [QUIET_MS]
 // A sent frame is an Ethernet broadcast frame (source 02:00:00:00:00:01) holding its sequence
 // number; `receive` counts frames per sender, checks each sender's numbers arrive in order,
@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   const auto started = std::chrono::steady_clock::now();
   if (mode == "send") {
     const std::size_t size = argc > 5 ? std::strtoul(argv[5], nullptr, 10) : 64;
+    const long pause_us = argc > 6 ? std::strtol(argv[6], nullptr, 10) : 0;
     constexpr std::size_t batch = 64;
     std::vector<std::vector<std::uint8_t>> frames(batch, std::vector<std::uint8_t>(std::max<std::size_t>(size, 18)));
     std::vector<std::span<const std::uint8_t>> spans(batch);
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
       if (auto error = client.send_frames(joined.channel_id, std::span(spans).first(n))) {
         return fail(client, "send", error);
       }
+      if (pause_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
     }
     for (const auto& notice : client.take_notices()) std::printf("notice %s\n", notice.text.c_str());
     const double seconds =

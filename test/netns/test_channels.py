@@ -1,0 +1,311 @@
+"""Channels against a live broker: delivery policies, rights, limits, queues that drop or push
+back, mirrors of queued packets, tap devices, kicks and events. Members are raw protocol
+sessions (wire.ChannelMember), libpktbroker programs (channel_tool, the examples) and the
+kernel's own stack (taps)."""
+
+import json
+import os
+import struct
+import subprocess
+import time
+
+from netns import (CollectedProcess, Namespace, NetnsTestCase, as_user, main, run, wait_for)
+import wire
+
+CTL = os.environ.get("PKTBROKERCTL", "")
+TOOL = os.environ.get("CHANNEL_TOOL", "")
+PCAP = os.environ.get("PCAP_TOOL", "")
+EXAMPLES = os.environ.get("EXAMPLES", "")
+BASE = "broker:\n  queues: [{num: 0}]\n  default_verdict: accept\n"
+
+
+def ethernet(dst, src, payload=b"hello"):
+    """A frame between MACs 02:00:00:00:00:<src> and <dst> (0xff: broadcast)."""
+    to = b"\xff" * 6 if dst == 0xff else bytes([2, 0, 0, 0, 0, dst])
+    return to + bytes([2, 0, 0, 0, 0, src]) + b"\x88\xb5" + payload
+
+
+def everyone_may_connect(daemon):
+    os.chmod(daemon.socket, 0o666)
+    os.chmod(daemon.dir, 0o755)
+
+
+class Channels(NetnsTestCase):
+    def channel_daemon(self, channels, extra=""):
+        return self.daemon(BASE + "channels:\n" + channels + extra)
+
+    def member(self, daemon, channel, rights=0, name="member"):
+        member = wire.ChannelMember(daemon.socket, channel, rights, name)
+        self.addCleanup(member.close)
+        return member
+
+    def ctl(self, daemon, *args, user=None):
+        argv = [CTL, f"--socket={daemon.socket}", *args]
+        return run(*(as_user(user, *argv) if user else argv), check=False)
+
+    def channels(self, daemon):
+        listing = self.ctl(daemon, "channels", "--json")
+        self.assertEqual(listing.returncode, 0, listing.stderr)
+        return {c["name"]: c for c in json.loads(listing.stdout)}
+
+    def tool(self, daemon, *args, user=None):
+        argv = [TOOL, daemon.socket, *map(str, args)]
+        return CollectedProcess(self, as_user(user, *argv) if user else argv)
+
+    def test_broadcast_members_get_each_others_frames_and_never_their_own(self):
+        daemon = self.channel_daemon("  - {name: lab}\n")
+        a, b, c = (self.member(daemon, "lab", name=n) for n in "abc")
+        self.assertEqual((a.link, a.max_frame), (0, 1518))
+        self.assertEqual(len({a.member, b.member, c.member}), 3)
+        for sender in (a, b, c):
+            sender.put(ethernet(0xff, sender.member, b"from %d" % sender.member))
+        for receiver in (a, b, c):
+            got = sorted(receiver.wait_frames(2))
+            expected = sorted((m.member, ethernet(0xff, m.member, b"from %d" % m.member))
+                              for m in (a, b, c) if m is not receiver)
+            self.assertEqual(got, expected)
+        for receiver in (a, b, c):
+            self.assertEqual(len(receiver.drain()), 2, "no member gets its own frame back")
+        lab = self.channels(daemon)["lab"]
+        self.assertEqual((lab["frames"], lab["delivered"], lab["dropped"]), (3, 6, 0))
+
+    def test_switch_learns_unicasts_floods_unknowns_and_ages_entries(self):
+        daemon = self.channel_daemon("  - {name: lan, delivery: switch}\n",
+                                     "plugins:\n  - {name: switch, config: {ageing_ms: 1500}}\n")
+        a, b, c = (self.member(daemon, "lan", name=n) for n in "abc")
+        a.put(ethernet(0xff, 0xa))                      # a announces itself: flooded
+        self.assertEqual(len(b.wait_frames(1)), 1)
+        self.assertEqual(len(c.wait_frames(1)), 1)
+        b.put(ethernet(0xa, 0xb, b"to a"))              # a is learnt: only a gets it
+        self.assertEqual(a.wait_frames(1)[-1], (b.member, ethernet(0xa, 0xb, b"to a")))
+        c.put(ethernet(0x77, 0xc, b"to nobody known"))  # unknown: flooded
+        a.wait_frames(2)
+        b.wait_frames(2)
+        self.assertEqual(len(c.drain()), 1, "c saw only a's announcement")
+        self.assertEqual(len(b.drain()), 2, "b did not see b->a")
+        time.sleep(2.0)                                # a's entry ages out: flooded again
+        b.put(ethernet(0xa, 0xb, b"to a, aged"))
+        self.assertEqual(c.wait_frames(2)[-1], (b.member, ethernet(0xa, 0xb, b"to a, aged")))
+        self.assertEqual(len(a.wait_frames(3)), 3)
+        daemon.stats()
+        counters = daemon.plugin_stats("switch")
+        self.assertGreaterEqual(counters["aged"], 1)
+        self.assertEqual(counters["unicast"], 1)
+
+    def test_rights_follow_the_access_list(self):
+        daemon = self.channel_daemon(
+            "  - name: lab\n    access:\n      - {user: nobody, rights: [receive]}\n")
+        everyone_may_connect(daemon)
+        # A receive-only user joins with that right alone and is refused the send right.
+        listener = self.tool(daemon, "receive", "lab", 1, 0, 3000, user="nobody")
+        listener.wait_line("joined")
+        sender = self.tool(daemon, "send", "lab", 1, user="nobody")
+        self.assertEqual(sender.wait_exit(), 1)
+        self.assertIn("uid 65534 may not join channel lab (it has: receive)",
+                      " ".join(sender.lines))
+        # A member that joined receive-only and sends anyway gets a clear error, not a close.
+        root = self.member(daemon, "lab", rights=wire.RECEIVE)
+        self.assertEqual(root.rights, wire.RECEIVE)
+        root.put(ethernet(0xff, 1))
+        root.drain()
+        self.assertEqual(len(root.errors), 1)
+        self.assertEqual(root.errors[0][0], 2)  # not_permitted
+        self.assertIn("without the send right", root.errors[0][1])
+        root.send(wire.frame(wire.PING, b"", 9))
+        self.assertEqual(root.wait_reply(9)[0], wire.PONG)
+        # Nothing of it reached the listener.
+        self.assertIn("received 0 ", listener.wait_line("received", timeout=10))
+        # A user the access list does not name is refused at the door.
+        stranger = self.tool(daemon, "receive", "lab", 1, user="daemon")
+        self.assertEqual(stranger.wait_exit(), 1)
+        self.assertIn("no grant for uid 1 ", " ".join(stranger.lines))
+        # A name no channel has.
+        self.assertIn("no channel nosuch", root.join("nosuch")[1])
+
+    def test_member_limit_is_enforced(self):
+        daemon = self.channel_daemon("  - {name: duo, max_members: 2}\n")
+        self.member(daemon, "duo")
+        self.member(daemon, "duo")
+        third = self.member(daemon, "", name="third")
+        code, text = third.join("duo")
+        self.assertEqual(code, 11)  # channel_full
+        self.assertIn("channel duo has its most members (2)", text)
+        twice = self.member(daemon, "", name="twice")
+        twice.close()
+        again = self.member(daemon, "duo")  # a place freed by a leave is free again
+        self.assertIsNone(again.join("duo") and None)
+
+    def test_a_slow_member_misses_frames_counted_while_the_others_get_everything(self):
+        daemon = self.channel_daemon("  - {name: feed, queue_length: 256}\n")
+        stalled = self.member(daemon, "feed", rights=wire.RECEIVE, name="stalled")
+        fast = self.tool(daemon, "receive", "feed", 5000, 0, 3000)
+        fast.wait_line("joined")
+        sender = self.tool(daemon, "send", "feed", 5000, 64, 2000)  # ~32k frames a second
+        self.assertEqual(sender.wait_exit(), 0, sender.lines)
+        self.assertIn("received 5000 gaps 0 out_of_order 0", fast.wait_line("received", timeout=30))
+        got = len(stalled.drain(quiet=1.0))
+        feed = self.channels(daemon)["feed"]
+        member = next(m for m in feed["members"] if m["name"] == "stalled")
+        self.assertGreater(member["dropped"], 0)
+        self.assertEqual(got + member["dropped"], 5000, "every frame delivered or counted")
+        self.assertEqual(feed["dropped"], member["dropped"])
+
+    def test_backpressure_loses_nothing(self):
+        daemon = self.channel_daemon(
+            "  - {name: bulk, queue_length: 64, overflow: backpressure}\n")
+        slow = self.tool(daemon, "receive", "bulk", 20000, 20, 5000)
+        slow.wait_line("joined")
+        sender = self.tool(daemon, "send", "bulk", 20000)
+        self.assertEqual(sender.wait_exit(timeout=60), 0, sender.lines)
+        self.assertIn("received 20000 gaps 0 out_of_order 0", slow.wait_line("received", timeout=60))
+        self.assertIn("channels: bulk pauses its senders", daemon.log())
+        bulk = self.channels(daemon)["bulk"]
+        self.assertEqual((bulk["dropped"], bulk["refused"]), (0, 0))
+        self.assertFalse([l for l in sender.lines if l.startswith("notice")], sender.lines)
+
+    def test_a_sender_that_ignores_the_pause_is_refused_and_told(self):
+        daemon = self.channel_daemon(
+            "  - {name: bulk, queue_length: 8, overflow: backpressure}\n")
+        stalled = self.member(daemon, "bulk", rights=wire.RECEIVE, name="stalled")
+        rude = self.member(daemon, "bulk", rights=wire.SEND, name="rude")
+        frame = ethernet(0xff, 1, b"x" * 1400)
+        for _ in range(20000):  # far past the queue and its grace, pause or not
+            rude.put(frame)
+        rude.drain(quiet=1.0)
+        self.assertIn(True, rude.flow, "the sender was paused")
+        told = [e for e in rude.errors if "paused this sender and it sent on" in e[1]]
+        self.assertEqual(len(told), 1, "told once, not once a frame")
+        bulk = self.channels(daemon)["bulk"]
+        self.assertGreater(bulk["refused"], 0)
+        self.assertEqual(bulk["dropped"], 0)
+        queued = next(m for m in bulk["members"] if m["name"] == "stalled")["queued"]
+        self.assertLessEqual(queued, 8 + 4096, "what waits for the stalled member is bounded")
+        self.assertEqual(len(stalled.drain(quiet=1.0)) + bulk["refused"], 20000)
+
+    def test_bad_frames_are_refused_with_an_error_and_never_forwarded(self):
+        daemon = self.channel_daemon("  - {name: eth, max_frame: 100}\n  - {name: ipc, link: ip}\n")
+        sender, receiver = self.member(daemon, "eth"), self.member(daemon, "eth")
+        sender.put(ethernet(0xff, 1, b"x" * 200))  # 214 bytes: over max_frame
+        sender.sync()                              # (each refusal in an error of its own)
+        sender.put(b"\x01\x02\x03")                # shorter than an Ethernet header
+        sender.put(ethernet(0xff, 1, b"fine"))
+        self.assertEqual(receiver.wait_frames(1), [(sender.member, ethernet(0xff, 1, b"fine"))])
+        self.assertEqual(len(receiver.drain()), 1)
+        sender.drain()
+        text = " ".join(e[1] for e in sender.errors)
+        self.assertIn("refused on channel eth: a frame of 214 bytes is over channel eth's "
+                      "max_frame of 100", text)
+        self.assertIn("a frame of 3 bytes is shorter than an Ethernet header", text)
+        ip_sender, ip_receiver = self.member(daemon, "ipc"), self.member(daemon, "ipc")
+        ip_sender.put(b"\x45\x00\x00\x30" + b"\x00" * 10)  # claims 48 bytes, has 14
+        ip_sender.drain()
+        self.assertIn("not a whole IP packet", " ".join(e[1] for e in ip_sender.errors))
+        self.assertEqual(ip_receiver.drain(), [])
+        self.assertEqual(self.channels(daemon)["eth"]["refused"], 2)
+        # A frame for a channel the session never joined: an error, the session lives on.
+        ip_sender.send(wire.channel_send(999, ethernet(0xff, 1)))
+        ip_sender.drain()
+        self.assertIn("channel id 999, which this session has not joined", ip_sender.errors[-1][1])
+
+    def test_a_mirror_records_the_packets_of_a_ping_through_the_queue(self):
+        daemon = self.daemon(BASE + "channels:\n  - {name: tap, link: ip}\nrules:\n"
+                             "  - {name: icmp, match: {proto: icmp}, verdict: accept, mirror: tap}\n")
+        run("iptables", "-A", "OUTPUT", "-p", "icmp", "-j", "NFQUEUE", "--queue-num", "0")
+        path = os.path.join(self.scratch(), "mirror.pcap")
+        recorder = CollectedProcess(self, [PCAP, "--count", "4", daemon.socket, "tap", path])
+        recorder.wait_line("pktbroker-pcap: recording")
+        ping = run("ping", "-c", "2", "-i", "0.2", "-W", "2", "127.0.0.1", check=False)
+        self.assertEqual(ping.returncode, 0, ping.stdout)
+        self.assertEqual(recorder.wait_exit(), 0, recorder.lines)
+        self.assertIn("pktbroker-pcap: 4 frames written", recorder.lines)
+        read = run("tcpdump", "-n", "-r", path, check=False)
+        self.assertEqual(read.returncode, 0, read.stderr)
+        lines = read.stdout.strip().splitlines()
+        self.assertEqual(len(lines), 4, read.stdout)
+        self.assertEqual(sum("ICMP echo request" in l for l in lines), 2, read.stdout)
+        self.assertEqual(sum("ICMP echo reply" in l for l in lines), 2, read.stdout)
+
+    def test_two_namespaces_ping_each_other_through_a_switch_channel_of_taps(self):
+        daemon = self.channel_daemon("  - {name: lan, delivery: switch, tap: [pbta, pbtb]}\n")
+        for tap, address in (("pbta", "10.77.0.1/24"), ("pbtb", "10.77.0.2/24")):
+            ns = Namespace("pktb-tap")
+            self.addCleanup(ns.delete)
+            run("ip", "link", "set", tap, "netns", ns.name)
+            ns.exec("ip", "addr", "add", address, "dev", tap)
+            ns.exec("ip", "link", "set", tap, "up")
+            if tap == "pbta":
+                first = ns
+        ping = first.exec("ping", "-c", "3", "-i", "0.2", "-W", "2", "10.77.0.2", check=False)
+        self.assertEqual(ping.returncode, 0, ping.stdout)
+        lan = self.channels(daemon)["lan"]
+        self.assertEqual(sorted(m["name"] for m in lan["members"]), ["tap pbta", "tap pbtb"])
+        self.assertGreaterEqual(lan["delivered"], 6)  # ARP both ways, 3 requests, 3 replies
+        daemon.stats()
+        self.assertGreaterEqual(daemon.plugin_stats("switch")["unicast"], 6)
+
+    def test_kick_tells_the_member_and_the_event_log(self):
+        events = os.path.join(self.scratch(), "events.json")
+        daemon = self.channel_daemon("  - {name: lab}\n", f"events: {{file: {events}}}\n")
+        victim, other = self.member(daemon, "lab", name="victim"), self.member(daemon, "lab")
+        listed = self.channels(daemon)["lab"]["members"]
+        self.assertEqual([m["name"] for m in listed], ["victim", "member"])
+        kicked = self.ctl(daemon, "kick", "lab", str(victim.member))
+        self.assertEqual(kicked.returncode, 0, kicked.stderr)
+        victim.drain()
+        self.assertEqual(victim.left, ["kicked by uid 0 (pktbrokerctl)"])
+        other.put(ethernet(0xff, 1))
+        self.assertEqual(victim.drain(), [], "a kicked member gets nothing more")
+        self.assertEqual(self.ctl(daemon, "kick", "lab", "99").returncode, 1)
+        other.close()
+        wait_for(lambda: self.channels(daemon)["lab"]["members"] == [], what="the leave")
+        daemon.stop()
+        with open(events) as f:
+            actions = [json.loads(l)["channel"]["action"] for l in f
+                       if '"event_type":"channel"' in l]
+        self.assertEqual(actions, ["join", "join", "kick", "leave"])
+
+    def test_a_manager_creates_a_channel_at_run_time_for_other_users(self):
+        daemon = self.daemon(BASE)
+        everyone_may_connect(daemon)
+        refused = self.ctl(daemon, "channel-create", "x", user="nobody")
+        self.assertEqual(refused.returncode, 1)
+        made = self.ctl(daemon, "channel-create", "talk", "--access", "user:nobody=receive,send",
+                        "--max-members", "4")
+        self.assertEqual(made.returncode, 0, made.stderr)
+        self.assertEqual(self.ctl(daemon, "channel-create", "talk").returncode, 1)
+        # A user no clients: grant names gets in for the channel its access list gives it.
+        listener = self.tool(daemon, "receive", "talk", 3, 0, 3000, user="nobody")
+        listener.wait_line("joined")
+        sender = self.tool(daemon, "send", "talk", 3, user="nobody")
+        self.assertEqual(sender.wait_exit(), 0, sender.lines)
+        self.assertIn("received 3 gaps 0", listener.wait_line("received"))
+        talk = self.channels(daemon)["talk"]
+        self.assertEqual(talk["max_members"], 4)
+        self.assertEqual(talk["frames"], 3)
+
+    def test_the_chat_example_carries_lines_between_two_users(self):
+        daemon = self.channel_daemon("  - {name: chat}\n")
+        chat = os.path.join(EXAMPLES, "pktbroker_channel_chat")
+        alice = subprocess.Popen([chat, daemon.socket, "chat", "alice"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        bob = subprocess.Popen([chat, daemon.socket, "chat", "bob"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+        for process in (alice, bob):
+            self.addCleanup(process.stdout.close)
+            self.addCleanup(process.wait)
+            self.addCleanup(process.kill)
+            self.assertTrue(process.stdout.readline().startswith("joined chat as member"))
+        alice.stdin.write("hello bob\n")
+        alice.stdin.flush()
+        self.assertEqual(bob.stdout.readline().strip(), "alice: hello bob")
+        bob.stdin.write("hi alice\n")
+        bob.stdin.flush()
+        self.assertEqual(alice.stdout.readline().strip(), "bob: hi alice")
+        alice.stdin.close()
+        bob.stdin.close()
+        self.assertEqual(alice.wait(timeout=10), 0)
+        self.assertEqual(bob.wait(timeout=10), 0)
+
+
+if __name__ == "__main__":
+    main()
