@@ -480,6 +480,90 @@ def events_bench(args, workdir):
     return summary
 
 
+CHANNEL_MEMBERS, CHANNEL_FRAMES, CHANNEL_FRAME_SIZE = 8, 200_000, 64
+
+
+def channel_bench(args, workdir):
+    """A broadcast channel with 8 members: frames delivered per second in aggregate, pktbrokerd
+    (a backpressure channel: nothing lost) against channel_fanout (one process writing each
+    frame to 8 Unix sockets with sendmmsg, blocking when one is full), rounds alternating. The
+    fan-out (broker or reference) runs on CPU 1, the sender and the 8 receivers on CPU 0."""
+    socket_path = os.path.join(workdir, "channel.sock")
+    policy_path = os.path.join(workdir, "channel.yaml")
+    with open(policy_path, "w") as f:
+        f.write(f"broker:\n  queues: [{{num: 0}}]\nsocket: {{path: {socket_path}}}\n"
+                f"channels:\n  - {{name: bench, max_members: 16, queue_length: 4096, "
+                f"overflow: backpressure}}\n")
+    tool = binary("channel_tool")
+    fanout = binary("channel_fanout")
+    n, members = CHANNEL_FRAMES, CHANNEL_MEMBERS
+
+    def receivers(argv):
+        procs = [subprocess.Popen(["taskset", "-c", "0", *argv], stdout=subprocess.PIPE,
+                                  text=True) for _ in range(members)]
+        for p in procs:
+            line = p.stdout.readline()
+            if not (line.startswith("joined") or line.startswith("ready")):
+                raise SystemExit(f"run_bench: a channel receiver did not start: {line!r}")
+        return procs
+
+    def finish(procs, started, hub_pid):
+        counts = []
+        for p in procs:
+            out = p.stdout.read()
+            p.wait(timeout=120)
+            counts.append(int(re.search(r"received (\d+)", out).group(1)))
+        elapsed = time.monotonic() - started
+        return {"fps": sum(counts) / elapsed, "min_member": min(counts),
+                "max_member": max(counts), "seconds": elapsed,
+                "hub_cpu_ns_per_frame": cpu_seconds([hub_pid]) * 1e9 / max(sum(counts), 1)}
+
+    def broker_round():
+        broker = subprocess.Popen(["ip", "netns", "exec", SINK, "taskset", "-c", "1",
+                                   binary("pktbrokerd"), "--config", policy_path, "--foreground",
+                                   "--threads", "1", "--log-level", "warn"])
+        try:
+            deadline = time.monotonic() + 10
+            while not os.path.exists(socket_path) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            procs = receivers([tool, socket_path, "receive", "bench", str(n), "0", "10000"])
+            started = time.monotonic()
+            run("taskset", "-c", "0", tool, socket_path, "send", "bench", str(n),
+                str(CHANNEL_FRAME_SIZE))
+            return finish(procs, started, broker.pid)
+        finally:
+            broker.terminate()
+            broker.wait()
+
+    def reference_round():
+        into, out = os.path.join(workdir, "fanout.in"), os.path.join(workdir, "fanout.out")
+        hub = subprocess.Popen(["taskset", "-c", "1", fanout, "hub", into, out, str(members)],
+                               stdout=subprocess.PIPE, text=True)
+        try:
+            hub.stdout.readline()
+            procs = receivers([fanout, "receive", out, str(n)])
+            started = time.monotonic()
+            run("taskset", "-c", "0", fanout, "send", into, str(n), str(CHANNEL_FRAME_SIZE))
+            return finish(procs, started, hub.pid)
+        finally:
+            hub.kill()
+            hub.wait()
+
+    rounds = {"reference": [], "broker": []}
+    for round_ in range(args.rounds):
+        for side, one in (("reference", reference_round), ("broker", broker_round)):
+            rounds[side].append(one())
+            r = rounds[side][-1]
+            print(f"   {side:9} round {round_ + 1}: {r['fps']:>10.0f} frames/s delivered "
+                  f"(members {r['min_member']}..{r['max_member']} of {n}; fan-out CPU "
+                  f"{r['hub_cpu_ns_per_frame']:.0f} ns a delivered frame)", flush=True)
+    summary = {side: {"fps": statistics.median(r["fps"] for r in runs), "runs": runs}
+               for side, runs in rounds.items()}
+    summary["ratio"] = summary["broker"]["fps"] / summary["reference"]["fps"]
+    summary["ratios"] = [b["fps"] / r["fps"] for b, r in zip(rounds["broker"], rounds["reference"])]
+    return summary
+
+
 def scenarios(workdir):
     dns_query = os.path.join(workdir, "query.bin")
     with open(dns_query, "wb") as f:  # a query for bench.example. A
@@ -555,6 +639,20 @@ def markdown(results):
                   f"| events on | {e['events on']['pps']:,.0f} | "
                   f"{', '.join(f'{r:.2f}' for r in e['ratios'])} |",
                   f"| ratio | {e['ratio']:.2f} | |"]
+    if "channels" in results:
+        c = results["channels"]
+        lines += ["", f"| broadcast channel, {CHANNEL_MEMBERS} members, {CHANNEL_FRAMES:,} frames "
+                      f"of {CHANNEL_FRAME_SIZE} bytes | frames/s delivered (median) | fewest / most "
+                      f"a member got | fan-out CPU ns a frame | ratio per round |",
+                  "|---|---:|---:|---:|---:|",
+                  *[f"| {label} | {c[side]['fps']:,.0f} | "
+                    f"{min(r['min_member'] for r in c[side]['runs']):,} / "
+                    f"{max(r['max_member'] for r in c[side]['runs']):,} | "
+                    f"{statistics.median(r['hub_cpu_ns_per_frame'] for r in c[side]['runs']):.0f} | "
+                    f"{', '.join(f'{x:.2f}' for x in c['ratios']) if side == 'broker' else ''} |"
+                    for side, label in (("reference", "channel_fanout (sendmmsg to 8 sockets)"),
+                                        ("broker", "pktbrokerd broadcast channel"))],
+                  f"| ratio | {c['ratio']:.2f} | | | |"]
     lines += ["", "| TCP bulk (one iperf3 stream) | Gbit/s |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in results["tcp_bulk"].items()]
     if "replay" in results:
@@ -644,6 +742,10 @@ def main():
                     continue
                 results["scenarios"][name] = scenario_runs(name, scenario, args, workdir)
             echo.kill()
+            if not args.only or args.only in "channels":
+                print("== channels: a broadcast channel with 8 members, against the bare fan-out",
+                      flush=True)
+                results["channels"] = channel_bench(args, workdir)
             if not args.only or args.only in "events":
                 print("== event log: drops logged at 100k/s, against no event log", flush=True)
                 results["events"] = events_bench(args, workdir)

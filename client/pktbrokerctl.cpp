@@ -214,7 +214,8 @@ int show_channels(pktbroker::Client& client, bool json) {
         const auto& m = c.members[j];
         std::cout << (j ? "," : "") << "{\"id\":" << m.member_id << ",\"session\":" << m.session_id
                   << ",\"name\":" << json_string(m.name) << ",\"pid\":" << m.pid
-                  << ",\"uid\":" << m.uid << ",\"rights\":" << json_string(channel_rights_text(m.rights))
+                  << ",\"uid\":" << m.uid
+                  << ",\"rights\":" << json_string(channel_rights_text(m.rights))
                   << ",\"received\":" << m.received << ",\"sent\":" << m.sent
                   << ",\"dropped\":" << m.dropped << ",\"queued\":" << m.queued << "}";
       }
@@ -227,11 +228,10 @@ int show_channels(pktbroker::Client& client, bool json) {
     std::printf("%s: %s delivery, %s frames up to %u bytes, %u members at most, queue %u (%s)\n",
                 c.name.c_str(), c.delivery.c_str(), link(c.link), c.max_frame, c.max_members,
                 c.queue_length, overflow(c.overflow));
-    std::printf("  frames %llu  delivered %llu  dropped %llu  refused %llu\n",
-                static_cast<unsigned long long>(c.frames),
-                static_cast<unsigned long long>(c.delivered),
-                static_cast<unsigned long long>(c.dropped),
-                static_cast<unsigned long long>(c.refused));
+    std::printf(
+        "  frames %llu  delivered %llu  dropped %llu  refused %llu\n",
+        static_cast<unsigned long long>(c.frames), static_cast<unsigned long long>(c.delivered),
+        static_cast<unsigned long long>(c.dropped), static_cast<unsigned long long>(c.refused));
     std::printf("  %-6s %-8s %-20s %-8s %-6s %-20s %10s %10s %10s %7s\n", "MEMBER", "SESSION",
                 "NAME", "PID", "UID", "RIGHTS", "RECEIVED", "SENT", "DROPPED", "QUEUED");
     for (const auto& m : c.members) {
@@ -399,9 +399,9 @@ int main(int argc, char** argv) {
       "delivery", po::value(&create.delivery)->default_value("broadcast")->value_name("PLUGIN"),
       "the delivery policy: broadcast, switch or another loaded plugin's")(
       "link", po::value(&link)->default_value("ethernet")->value_name("ethernet|ip"),
-      "what its frames are")(
-      "max-members", po::value(&create.max_members)->default_value(16)->value_name("N"),
-      "members at most (1-4096)")(
+      "what its frames are")("max-members",
+                             po::value(&create.max_members)->default_value(16)->value_name("N"),
+                             "members at most (1-4096)")(
       "max-frame", po::value(&create.max_frame)->value_name("BYTES"),
       "largest frame (14-65535; default 1518 for ethernet, 65535 for ip)")(
       "queue-length", po::value(&create.queue_length)->default_value(256)->value_name("FRAMES"),
@@ -429,7 +429,8 @@ int main(int argc, char** argv) {
                   .run(),
               values);
     po::notify(values);
-    create.link = link == "ip" ? pktbroker::proto::LinkType::ip : pktbroker::proto::LinkType::ethernet;
+    create.link =
+        link == "ip" ? pktbroker::proto::LinkType::ip : pktbroker::proto::LinkType::ethernet;
     if (link != "ip" && link != "ethernet") throw po::error("--link is ethernet or ip");
     create.overflow = overflow == "backpressure" ? pktbroker::proto::Overflow::backpressure
                                                  : pktbroker::proto::Overflow::drop;
@@ -449,8 +450,8 @@ int main(int argc, char** argv) {
     return exit_ok;
   }
   static const std::map<std::string, std::size_t> arguments = {
-      {"status", 0},   {"sessions", 0}, {"stats", 0},         {"reload", 0},
-      {"plugin", 99},  {"channels", 0}, {"channel-create", 1}, {"kick", 2}};
+      {"status", 0},  {"sessions", 0}, {"stats", 0},          {"reload", 0},
+      {"plugin", 99}, {"channels", 0}, {"channel-create", 1}, {"kick", 2}};
   const auto expected = arguments.find(command);
   if (expected == arguments.end()) {
     std::cerr << "pktbrokerctl: "

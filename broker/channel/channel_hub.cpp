@@ -99,8 +99,7 @@ void ChannelBacklog::watch(std::size_t low, std::function<void()> drained) {
 /// what the channel sends it is written to it (never waiting: a full device drops, counted).
 class ChannelHub::Tap {
  public:
-  Tap(boost::asio::strand<boost::asio::io_context::executor_type>& strand, int fd,
-      std::string name)
+  Tap(boost::asio::strand<boost::asio::io_context::executor_type>& strand, int fd, std::string name)
       : descriptor_(strand, fd), name_(std::move(name)) {}
 
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
@@ -149,11 +148,11 @@ class ChannelHub::Tap {
 struct ChannelHub::Member {
   std::uint32_t id = 0;
   std::uint8_t rights = 0;
-  ChannelPeer peer;                    // session_id 0 for a tap
-  std::shared_ptr<ChannelPort> port;   // null for a tap
-  std::unique_ptr<Tap> tap;            // null for a session
+  ChannelPeer peer;                   // session_id 0 for a tap
+  std::shared_ptr<ChannelPort> port;  // null for a tap
+  std::unique_ptr<Tap> tap;           // null for a session
   std::shared_ptr<ChannelBacklog> backlog = std::make_shared<ChannelBacklog>();
-  bool paused = false;  // told to stop sending (backpressure)
+  bool paused = false;        // told to stop sending (backpressure)
   bool told_refused = false;  // told, during this pause, that it sent on and was refused
   std::uint64_t received = 0, sent = 0, dropped = 0;
   // Built while a run is delivered: the frames for this member and how many.
@@ -197,7 +196,8 @@ void ChannelHub::open(const std::vector<ChannelConfig>& channels) {
     std::string error;
     auto channel = make_channel(config.spec, error);
     if (channel == nullptr) {
-      throw std::runtime_error("channel " + config.spec.name + " (" + config.origin + "): " + error);
+      throw std::runtime_error("channel " + config.spec.name + " (" + config.origin +
+                               "): " + error);
     }
     for (const std::string& tap : config.taps) attach_tap(*channel, tap);
     spdlog::info("channels: {} ({} delivery, {} frames){}{}", config.spec.name,
@@ -220,7 +220,8 @@ std::shared_ptr<ChannelHub::Channel> ChannelHub::make_channel(const proto::Chann
   }
   auto channel = std::make_shared<Channel>();
   channel->spec = spec;
-  channel->state = plugin->call_channel_open(spec.name, static_cast<std::uint8_t>(spec.link), error);
+  channel->state =
+      plugin->call_channel_open(spec.name, static_cast<std::uint8_t>(spec.link), error);
   if (channel->state == nullptr) return nullptr;
   channel->delivery = std::move(plugin);
   channel->id = next_channel_++;
@@ -347,37 +348,37 @@ void ChannelHub::refuse(ChannelPort& port, std::uint32_t request_id, proto::Erro
 
 void ChannelHub::create(std::shared_ptr<ChannelPort> port, ChannelPeer peer,
                         proto::ChannelCreate request, std::uint32_t request_id) {
-  boost::asio::post(strand_, [self = shared_from_this(), port = std::move(port),
-                              peer = std::move(peer), request = std::move(request),
-                              request_id]() mutable {
-    const auto bad = [&](std::string text) {
-      self->refuse(*port, request_id, proto::ErrorCode::not_permitted, std::move(text));
-    };
-    if (!peer.manager) return bad("creating a channel needs the manage role");
-    if (!proto::valid_channel_name(request.name)) {
-      return bad("a channel name is 1 to 64 of a-z, 0-9, '_', '.', '-'");
-    }
-    if (self->find(request.name) != nullptr) return bad("channel " + request.name + " exists");
-    if (request.max_members < 1 || request.max_members > 4096) {
-      return bad("max_members must be 1 to 4096");
-    }
-    if (request.max_frame < 14 || request.max_frame > proto::max_frame) {
-      return bad("max_frame must be 14 to 65535");
-    }
-    if (request.queue_length < 1 || request.queue_length > 65536) {
-      return bad("queue_length must be 1 to 65536");
-    }
-    // The creator may do everything on what it made.
-    request.access.push_back(
-        {proto::ChannelAccess::Kind::uid, peer.cred.uid, proto::all_channel_rights});
-    std::string error;
-    if (self->make_channel(request, error) == nullptr) {
-      return self->refuse(*port, request_id, proto::ErrorCode::channel_full, error);
-    }
-    spdlog::info("channels: session {} ({}) created {} ({} delivery)", peer.session_id, peer.name,
-                 request.name, request.delivery);
-    port->channel_message(proto::Ok{"channel " + request.name + " created"}, request_id);
-  });
+  boost::asio::post(
+      strand_, [self = shared_from_this(), port = std::move(port), peer = std::move(peer),
+                request = std::move(request), request_id]() mutable {
+        const auto bad = [&](std::string text) {
+          self->refuse(*port, request_id, proto::ErrorCode::not_permitted, std::move(text));
+        };
+        if (!peer.manager) return bad("creating a channel needs the manage role");
+        if (!proto::valid_channel_name(request.name)) {
+          return bad("a channel name is 1 to 64 of a-z, 0-9, '_', '.', '-'");
+        }
+        if (self->find(request.name) != nullptr) return bad("channel " + request.name + " exists");
+        if (request.max_members < 1 || request.max_members > 4096) {
+          return bad("max_members must be 1 to 4096");
+        }
+        if (request.max_frame < 14 || request.max_frame > proto::max_frame) {
+          return bad("max_frame must be 14 to 65535");
+        }
+        if (request.queue_length < 1 || request.queue_length > 65536) {
+          return bad("queue_length must be 1 to 65536");
+        }
+        // The creator may do everything on what it made.
+        request.access.push_back(
+            {proto::ChannelAccess::Kind::uid, peer.cred.uid, proto::all_channel_rights});
+        std::string error;
+        if (self->make_channel(request, error) == nullptr) {
+          return self->refuse(*port, request_id, proto::ErrorCode::channel_full, error);
+        }
+        spdlog::info("channels: session {} ({}) created {} ({} delivery)", peer.session_id,
+                     peer.name, request.name, request.delivery);
+        port->channel_message(proto::Ok{"channel " + request.name + " created"}, request_id);
+      });
 }
 
 void ChannelHub::join(std::shared_ptr<ChannelPort> port, ChannelPeer peer,
@@ -395,8 +396,8 @@ void ChannelHub::join(std::shared_ptr<ChannelPort> port, ChannelPeer peer,
     const std::uint8_t rights = allowed & wanted;
     if ((rights & (proto::right_receive | proto::right_send)) == 0) {
       return self->refuse(*port, request_id, proto::ErrorCode::not_permitted,
-                          fmt::format("uid {} may not join channel {} (it has: {})",
-                                      peer.cred.uid, channel->spec.name, rights_text(allowed)));
+                          fmt::format("uid {} may not join channel {} (it has: {})", peer.cred.uid,
+                                      channel->spec.name, rights_text(allowed)));
     }
     if (const Member* already = self->member_of(*channel, peer.session_id)) {
       return self->refuse(*port, request_id, proto::ErrorCode::busy,
@@ -552,9 +553,9 @@ void ChannelHub::deliver(Channel& channel, Member* sender, const FrameRun& run) 
   }
   channel.refused += refused;
   if (sender != nullptr && sender->port != nullptr && refused > 0) {
-    refuse(*sender->port, 0, proto::ErrorCode::bad_frame,
-           fmt::format("{} frame(s) refused on channel {}: {}", refused, channel.spec.name,
-                       problem));
+    refuse(
+        *sender->port, 0, proto::ErrorCode::bad_frame,
+        fmt::format("{} frame(s) refused on channel {}: {}", refused, channel.spec.name, problem));
   }
   if (paused_refusals > 0) {
     channel.refused += paused_refusals;
@@ -624,17 +625,17 @@ void ChannelHub::leave(std::shared_ptr<ChannelPort> port, std::uint32_t session_
     Channel* channel = self->find(channel_id);
     const Member* member = channel != nullptr ? self->member_of(*channel, session_id) : nullptr;
     if (member == nullptr) {
-      return self->refuse(*port, request_id, proto::ErrorCode::unknown_channel,
-                          "this session is not a member of channel id " +
-                              std::to_string(channel_id));
+      return self->refuse(
+          *port, request_id, proto::ErrorCode::unknown_channel,
+          "this session is not a member of channel id " + std::to_string(channel_id));
     }
     self->remove_member(*channel, member->id, {}, "leave");
     port->channel_message(proto::ChannelLeft{channel_id, {}}, request_id);
   });
 }
 
-void ChannelHub::remove_member(Channel& channel, std::uint32_t member_id,
-                               const std::string& reason, std::string_view action) {
+void ChannelHub::remove_member(Channel& channel, std::uint32_t member_id, const std::string& reason,
+                               std::string_view action) {
   const auto found = channel.members.find(member_id);
   if (found == channel.members.end()) return;
   event(channel, action, found->second, reason);
@@ -667,12 +668,11 @@ void ChannelHub::list(std::shared_ptr<ChannelPort> port, ChannelPeer peer,
     proto::ChannelsReply reply;
     for (const auto& [id, channel] : self->channels_) {
       if (!peer.manager && (rights_for(channel->spec, peer) & proto::right_manage) == 0) continue;
-      proto::ChannelInfo info{channel->spec.name,   channel->spec.delivery,
-                              channel->spec.link,   channel->spec.overflow,
-                              channel->spec.max_members, channel->spec.max_frame,
-                              channel->spec.queue_length, channel->frames,
-                              channel->delivered,   channel->dropped,
-                              channel->refused,     {}};
+      proto::ChannelInfo info{
+          channel->spec.name,         channel->spec.delivery,    channel->spec.link,
+          channel->spec.overflow,     channel->spec.max_members, channel->spec.max_frame,
+          channel->spec.queue_length, channel->frames,           channel->delivered,
+          channel->dropped,           channel->refused,          {}};
       for (const auto& [member_id, member] : channel->members) {
         info.members.push_back({member_id, member.peer.session_id, member.peer.name,
                                 static_cast<std::uint32_t>(member.peer.cred.pid),
@@ -697,14 +697,14 @@ void ChannelHub::kick(std::shared_ptr<ChannelPort> port, ChannelPeer peer,
     }
     if (!peer.manager && (rights_for(channel->spec, peer) & proto::right_manage) == 0) {
       return self->refuse(*port, request_id, proto::ErrorCode::not_permitted,
-                          "kicking a member needs the manage role or channel " +
-                              request.channel + "'s manage right");
+                          "kicking a member needs the manage role or channel " + request.channel +
+                              "'s manage right");
     }
     const auto found = channel->members.find(request.member_id);
     if (found == channel->members.end()) {
-      return self->refuse(*port, request_id, proto::ErrorCode::unknown_channel,
-                          fmt::format("channel {} has no member {}", request.channel,
-                                      request.member_id));
+      return self->refuse(
+          *port, request_id, proto::ErrorCode::unknown_channel,
+          fmt::format("channel {} has no member {}", request.channel, request.member_id));
     }
     if (found->second.port == nullptr) {
       return self->refuse(*port, request_id, proto::ErrorCode::not_permitted,
@@ -712,8 +712,7 @@ void ChannelHub::kick(std::shared_ptr<ChannelPort> port, ChannelPeer peer,
                               " is a tap device: remove it from the policy");
     }
     auto kicked = found->second.port;
-    const std::string reason =
-        fmt::format("kicked by uid {} ({})", peer.cred.uid, peer.name);
+    const std::string reason = fmt::format("kicked by uid {} ({})", peer.cred.uid, peer.name);
     self->remove_member(*channel, request.member_id, reason, "kick");
     kicked->channel_message(proto::ChannelLeft{channel->id, reason}, 0);
     port->channel_message(proto::Ok{fmt::format("member {} removed from channel {}",
@@ -742,8 +741,7 @@ void ChannelHub::event(const Channel& channel, std::string_view action, const Me
                              R"("client":{},"pid":{},"uid":{},"rights":"{}"{}}})",
                              json_string(channel.spec.name), action, member.id,
                              member.peer.session_id, json_string(member.peer.name),
-                             member.peer.cred.pid, member.peer.cred.uid,
-                             rights_text(member.rights),
+                             member.peer.cred.pid, member.peer.cred.uid, rights_text(member.rights),
                              reason.empty() ? "" : ",\"reason\":" + json_string(reason)));
 }
 

@@ -132,14 +132,13 @@ class ChannelHub : public std::enable_shared_from_this<ChannelHub> {
   void resume_if_drained(std::uint32_t channel_id);
   void event(const Channel& channel, std::string_view action, const Member& member,
              std::string_view reason = {});
-  void refuse(ChannelPort& port, std::uint32_t request_id, proto::ErrorCode code,
-              std::string text);
+  void refuse(ChannelPort& port, std::uint32_t request_id, proto::ErrorCode code, std::string text);
   static std::uint8_t rights_for(const proto::ChannelCreate& spec, const ChannelPeer& peer);
   void remember_access(const proto::ChannelCreate& spec);
 
   boost::asio::io_context& io_;
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
-  std::shared_ptr<const PluginSet> plugins_;  // on the strand
+  std::shared_ptr<const PluginSet> plugins_;                          // on the strand
   std::map<std::string, std::shared_ptr<const Plugin>> loaded_here_;  // delivery plugins by name
   std::shared_ptr<EventLog> events_;
   std::map<std::uint32_t, std::shared_ptr<Channel>> channels_;  // by id

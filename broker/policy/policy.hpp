@@ -4,8 +4,8 @@
 #include "broker/packet_meta.hpp"
 #include "broker/policy/rule_index.hpp"
 #include "broker/verdict.hpp"
-#include "pktbroker/protocol.hpp"
 #include "pktbroker/packet_view.hpp"
+#include "pktbroker/protocol.hpp"
 #include "plugins/host/plugin_spec.hpp"
 
 #include <cstddef>
@@ -54,7 +54,7 @@ struct EventsConfig {
   std::string file;  ///< empty: no event log
   std::uint32_t types = event_type_bit(EventType::drop) | event_type_bit(EventType::hold) |
                         event_type_bit(EventType::session) | event_type_bit(EventType::reload) |
-                         event_type_bit(EventType::channel);
+                        event_type_bit(EventType::channel);
   std::uint32_t rate_limit = 10000;  ///< events a second; more are counted, not written
   friend bool operator==(const EventsConfig&, const EventsConfig&) = default;
 };

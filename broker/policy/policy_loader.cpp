@@ -28,11 +28,11 @@ constexpr std::string_view broker_keys[] = {"queues", "default_verdict", "malfor
                                             "max_flows"};
 constexpr std::string_view queue_keys[] = {"num", "fail_open", "max_len",  "copy_range",
                                            "gso", "uid_gid",   "conntrack"};
-constexpr std::string_view rule_keys[] = {"name",     "description", "match",
-                                          "verdict",  "priority",    "mirror"};
-constexpr std::string_view channel_keys[] = {"name",         "delivery", "link",   "max_members",
-                                             "max_frame",    "queue_length", "overflow", "access",
-                                             "tap"};
+constexpr std::string_view rule_keys[] = {"name",    "description", "match",
+                                          "verdict", "priority",    "mirror"};
+constexpr std::string_view channel_keys[] = {"name",        "delivery",  "link",
+                                             "max_members", "max_frame", "queue_length",
+                                             "overflow",    "access",    "tap"};
 constexpr std::string_view access_keys[] = {"user", "group", "uid", "gid", "rights"};
 constexpr std::string_view match_keys[] = {
     "queue", "mark", "proto", "src",      "dst",       "sport",  "dport",    "iif",
@@ -56,12 +56,10 @@ constexpr std::string_view socket_keys[] = {"path",
 constexpr std::string_view grant_keys[] = {"user", "group", "uid", "roles", "allowed"};
 constexpr std::string_view metrics_keys[] = {"listen"};
 constexpr std::string_view events_keys[] = {"file", "types", "rate_limit"};
-constexpr std::pair<std::string_view, EventType> event_types[] = {{"drop", EventType::drop},
-                                                                  {"accept", EventType::accept},
-                                                                  {"hold", EventType::hold},
-                                                                  {"session", EventType::session},
-                                                                  {"reload", EventType::reload},
-                                                                  {"channel", EventType::channel}};
+constexpr std::pair<std::string_view, EventType> event_types[] = {
+    {"drop", EventType::drop},     {"accept", EventType::accept},
+    {"hold", EventType::hold},     {"session", EventType::session},
+    {"reload", EventType::reload}, {"channel", EventType::channel}};
 
 // Optimal string alignment distance: edits, counting a swap of neighbours as one.
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -957,8 +955,9 @@ void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraf
         reader.error(mirror, "mirror names a channel declared under channels:");
         ok = false;
       } else if (draft.rule.deliver || draft.rule.inspect) {
-        reader.error(mirror, "mirror needs a rule whose verdict the policy decides at once "
-                             "(not deliver or inspect)");
+        reader.error(mirror,
+                     "mirror needs a rule whose verdict the policy decides at once "
+                     "(not deliver or inspect)");
         ok = false;
       } else {
         draft.rule.mirror = mirror.Scalar();
@@ -993,8 +992,8 @@ std::optional<proto::ChannelAccess> read_access(FileReader& reader, const YAML::
     if (ok) access = {proto::ChannelAccess::Kind::gid, entry->gr_gid, 0};
   } else {
     const bool is_uid = static_cast<bool>(item["uid"]);
-    const auto id = reader.number(is_uid ? item["uid"] : item["gid"], 0xffffffff,
-                                  is_uid ? "uid" : "gid");
+    const auto id =
+        reader.number(is_uid ? item["uid"] : item["gid"], 0xffffffff, is_uid ? "uid" : "gid");
     ok = id.has_value();
     access.kind = is_uid ? proto::ChannelAccess::Kind::uid : proto::ChannelAccess::Kind::gid;
     access.id = static_cast<std::uint32_t>(id.value_or(0));
@@ -1011,7 +1010,8 @@ std::optional<proto::ChannelAccess> read_access(FileReader& reader, const YAML::
     } else if (right.Scalar() == "manage") {
       access.rights |= proto::right_manage;
     } else {
-      reader.error(right, "unknown right '" + right.Scalar() + "'; expected receive, send or manage");
+      reader.error(right,
+                   "unknown right '" + right.Scalar() + "'; expected receive, send or manage");
       ok = false;
     }
   });
@@ -1041,7 +1041,8 @@ void read_channels(FileReader& reader, const YAML::Node& node, std::vector<Chann
     spec.delivery = "broadcast";
     if (const YAML::Node delivery = item["delivery"]) {
       ok = delivery.IsScalar() && valid_plugin_name(delivery.Scalar());
-      if (!ok) reader.error(delivery, "delivery names a delivery-policy plugin: broadcast, switch, ...");
+      if (!ok)
+        reader.error(delivery, "delivery names a delivery-policy plugin: broadcast, switch, ...");
       if (ok) spec.delivery = delivery.Scalar();
     }
     if (const YAML::Node link = item["link"]) {
@@ -1190,7 +1191,8 @@ void check_channels(PolicyDraft& policy, std::vector<Diagnostic>& diagnostics) {
     } else if (found->second->spec.link != proto::LinkType::ip) {
       diagnostics.push_back({draft.rule.file, draft.rule.line, draft.column,
                              "rule '" + draft.rule.name + "' mirrors packets to channel '" +
-                                 draft.rule.mirror + "', which carries ethernet frames: give it "
+                                 draft.rule.mirror +
+                                 "', which carries ethernet frames: give it "
                                  "link: ip"});
     }
   }

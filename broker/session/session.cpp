@@ -310,16 +310,16 @@ ChannelPeer Session::channel_peer() const {
 void Session::channel_frames(std::shared_ptr<const std::vector<std::uint8_t>> datagram,
                              std::size_t frames, std::shared_ptr<ChannelBacklog> backlog) {
   try {
-    boost::asio::dispatch(socket_.get_executor(), [self = shared_from_this(),
-                                                   datagram = std::move(datagram), frames,
-                                                   backlog]() mutable {
-      if (self->closed_ || self->refusing_packets_) {
-        backlog->release(frames);
-        return;
-      }
-      self->write_queue_.push_back({std::move(datagram), 0, std::move(backlog), frames});
-      if (!self->waiting_for_room_) self->do_write();
-    });
+    boost::asio::dispatch(
+        socket_.get_executor(),
+        [self = shared_from_this(), datagram = std::move(datagram), frames, backlog]() mutable {
+          if (self->closed_ || self->refusing_packets_) {
+            backlog->release(frames);
+            return;
+          }
+          self->write_queue_.push_back({std::move(datagram), 0, std::move(backlog), frames});
+          if (!self->waiting_for_room_) self->do_write();
+        });
   } catch (...) {  // out of memory: the member misses these frames
     backlog->release(frames);
   }

@@ -155,7 +155,8 @@ void SessionManager::set_policy(std::shared_ptr<const Policy> policy) {
     for (const auto& [id, weak] : sessions_) {
       const auto session = weak.lock();
       if (!session) continue;
-      const auto grant = grant_of(*policy_, channels_.get(), session->peer(), session->limits().groups);
+      const auto grant =
+          grant_of(*policy_, channels_.get(), session->peer(), session->limits().groups);
       if (grant && grant->key == session->limits().grant_key) continue;
       spdlog::info("session {} ({}): the reloaded policy {} its grant; closing it", id,
                    session->name(), grant ? "changes" : "removes");

@@ -17,13 +17,13 @@
 
 namespace {
 
-constexpr std::array<std::uint8_t, 14> header = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0,
-                                                 0,    0,    0,    0,    0x88, 0xb5};
+constexpr std::array<std::uint8_t, 14> header = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02,
+                                                 0,    0,    0,    0,    0,    0x88, 0xb5};
 
 int fail(const pktbroker::Client& client, const char* what, std::error_code error) {
   std::fprintf(stderr, "channel_chat: %s: %s\n", what,
                error == pktbroker::ClientError::broker_error ? client.last_error().text.c_str()
-                                                              : error.message().c_str());
+                                                             : error.message().c_str());
   return 1;
 }
 

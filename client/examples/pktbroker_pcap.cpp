@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
   if (error) {
     std::fprintf(stderr, "pktbroker-pcap: %s\n",
                  error == pktbroker::ClientError::broker_error ? client.last_error().text.c_str()
-                                                                : error.message().c_str());
+                                                               : error.message().c_str());
     return 1;
   }
   std::FILE* out = file == "-" ? stdout : std::fopen(file.c_str(), "wb");
@@ -87,7 +87,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "pktbroker-pcap: %s: %s\n", file.c_str(), std::strerror(errno));
     return 1;
   }
-  write_header(out, joined.link == pktbroker::proto::LinkType::ip ? linktype_raw : linktype_ethernet);
+  write_header(out,
+               joined.link == pktbroker::proto::LinkType::ip ? linktype_raw : linktype_ethernet);
   std::fflush(out);
   std::fprintf(stderr, "pktbroker-pcap: recording channel %s to %s\n", channel, file.c_str());
   unsigned long long written = 0;

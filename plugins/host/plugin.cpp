@@ -120,7 +120,8 @@ Plugin::Plugin(const PluginSpec& spec) : name_(spec.name), path_(spec.path), con
     fail("flow_state_size " + std::to_string(descriptor_->flow_state_size) +
          " is over the limit of " + std::to_string(max_flow_state));
   }
-  if (abi_ >= 3 && (descriptor_->channel_open == nullptr) != (descriptor_->channel_frame == nullptr)) {
+  if (abi_ >= 3 &&
+      (descriptor_->channel_open == nullptr) != (descriptor_->channel_frame == nullptr)) {
     fail("a channel delivery policy needs both channel_open and channel_frame");
   }
   if (descriptor_->on_packet == nullptr && descriptor_->replay_server_data == nullptr &&
@@ -273,9 +274,8 @@ void Plugin::call_channel_member(void* channel, std::uint32_t member, bool joine
   }
 }
 
-std::span<const std::uint32_t> Plugin::call_channel_frame(void* channel,
-                                                          const pktb_channel_frame& frame,
-                                                          std::span<std::uint32_t> out) const noexcept {
+std::span<const std::uint32_t> Plugin::call_channel_frame(
+    void* channel, const pktb_channel_frame& frame, std::span<std::uint32_t> out) const noexcept {
   std::size_t count = 0;
   try {
     count = descriptor_->channel_frame(global_, channel, &frame, out.data(), out.size());

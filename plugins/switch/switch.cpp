@@ -121,7 +121,8 @@ std::size_t switch_frame(void* global, void* state, const pktb_channel_frame* fr
         found->second = {frame->from, now};
       } else {
         if (table.size() >= self.max_macs) {
-          std::erase_if(table, [&](const auto& e) { return now - e.second.seen_ns > self.ageing_ns; });
+          std::erase_if(table,
+                        [&](const auto& e) { return now - e.second.seen_ns > self.ageing_ns; });
         }
         if (table.size() < self.max_macs) {
           table.emplace(source, Station{frame->from, now});

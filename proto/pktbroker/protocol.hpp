@@ -401,13 +401,12 @@ struct Ping {};
 struct Pong {};
 
 /// Any message body.
-using Message =
-    std::variant<Hello, Welcome, Subscribe, Subscribed, Unsubscribe, Packet, Verdict, VerdictBatch,
-                 StatsRequest, StatsReply, SessionsRequest, SessionsReply, ReloadRequest,
-                 ReloadReply, Error, Ping, Pong, PacketBatch, PluginCommand, PluginCommandReply,
-                 ChannelCreate, ChannelJoin, ChannelJoined, ChannelSend, ChannelFrames,
-                 ChannelLeave, ChannelLeft, ChannelFlow, ChannelsRequest, ChannelsReply,
-                 ChannelKick, Ok>;
+using Message = std::variant<Hello, Welcome, Subscribe, Subscribed, Unsubscribe, Packet, Verdict,
+                             VerdictBatch, StatsRequest, StatsReply, SessionsRequest, SessionsReply,
+                             ReloadRequest, ReloadReply, Error, Ping, Pong, PacketBatch,
+                             PluginCommand, PluginCommandReply, ChannelCreate, ChannelJoin,
+                             ChannelJoined, ChannelSend, ChannelFrames, ChannelLeave, ChannelLeft,
+                             ChannelFlow, ChannelsRequest, ChannelsReply, ChannelKick, Ok>;
 
 /// The type code of a message body.
 MessageType type_of(const Message& message) noexcept;

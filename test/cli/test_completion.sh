@@ -159,7 +159,13 @@ check "$policies" 'pktbrokerd -f --user ro' "${users_ro[@]}"
 check "$policies" 'pktbrokerd --help '
 
 # pktbrokerctl
-check "$policies" 'pktbrokerctl ' status sessions stats reload plugin
+check "$policies" 'pktbrokerctl ' status sessions stats reload plugin channels kick channel-create
+check "$policies" 'pktbrokerctl c' channels channel-create
+check "$policies" 'pktbrokerctl channel-create lab --l' --link
+check "$policies" 'pktbrokerctl channel-create lab --link ' ethernet ip
+check "$policies" 'pktbrokerctl channel-create lab --overflow b' backpressure
+check "$policies" 'pktbrokerctl channel-create lab --delivery ' broadcast switch
+check "$policies" 'pktbrokerctl channel-create lab --max-members '
 check "$policies" 'pktbrokerctl s' sessions stats status
 check "$policies" 'pktbrokerctl --j' --json
 check "$policies" 'pktbrokerctl -' -s --socket --json -h --help

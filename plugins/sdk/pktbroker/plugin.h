@@ -220,17 +220,14 @@ typedef enum pktb_turn {
 } pktb_turn;
 
 /** ABI 3: a channel's frames are Ethernet frames or IP packets. */
-typedef enum pktb_link {
-  PKTB_LINK_ETHERNET = 0,
-  PKTB_LINK_IP = 1
-} pktb_link;
+typedef enum pktb_link { PKTB_LINK_ETHERNET = 0, PKTB_LINK_IP = 1 } pktb_link;
 
 /** ABI 3: one frame sent into a channel, for pktb_plugin::channel_frame. */
 typedef struct pktb_channel_frame {
-  const uint8_t* data;     /**< the frame */
-  size_t len;              /**< bytes at data (checked against the channel's limits) */
-  uint32_t from;           /**< the sending member; 0 for the broker (a mirrored packet) */
-  uint8_t link;            /**< a ::pktb_link */
+  const uint8_t* data; /**< the frame */
+  size_t len;          /**< bytes at data (checked against the channel's limits) */
+  uint32_t from;       /**< the sending member; 0 for the broker (a mirrored packet) */
+  uint8_t link;        /**< a ::pktb_link */
   uint8_t reserved[3];
   uint64_t timestamp_ns;   /**< CLOCK_MONOTONIC when the broker read it (for ageing) */
   const uint32_t* members; /**< the members that may receive, in join order */

@@ -21,7 +21,7 @@ namespace {
 int fail(const pktbroker::Client& client, const char* what, std::error_code error) {
   std::printf("error %s: %s\n", what,
               error == pktbroker::ClientError::broker_error ? client.last_error().text.c_str()
-                                                             : error.message().c_str());
+                                                            : error.message().c_str());
   return 1;
 }
 
@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
   const std::string mode = argv[2];
   const unsigned long count = std::strtoul(argv[4], nullptr, 10);
   pktbroker::Client client;
-  if (auto error = client.connect(argv[1], "channel_tool " + mode, pktbroker::proto::role_channel)) {
+  if (auto error =
+          client.connect(argv[1], "channel_tool " + mode, pktbroker::proto::role_channel)) {
     return fail(client, "connect", error);
   }
   pktbroker::proto::ChannelJoined joined;
@@ -55,7 +56,8 @@ int main(int argc, char** argv) {
     const std::size_t size = argc > 5 ? std::strtoul(argv[5], nullptr, 10) : 64;
     const long pause_us = argc > 6 ? std::strtol(argv[6], nullptr, 10) : 0;
     constexpr std::size_t batch = 64;
-    std::vector<std::vector<std::uint8_t>> frames(batch, std::vector<std::uint8_t>(std::max<std::size_t>(size, 18)));
+    std::vector<std::vector<std::uint8_t>> frames(
+        batch, std::vector<std::uint8_t>(std::max<std::size_t>(size, 18)));
     std::vector<std::span<const std::uint8_t>> spans(batch);
     for (std::size_t i = 0; i < batch; ++i) {
       std::memset(frames[i].data(), 0xff, 6);
@@ -74,7 +76,8 @@ int main(int argc, char** argv) {
       }
       if (pause_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
     }
-    for (const auto& notice : client.take_notices()) std::printf("notice %s\n", notice.text.c_str());
+    for (const auto& notice : client.take_notices())
+      std::printf("notice %s\n", notice.text.c_str());
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     std::printf("sent %lu seconds %.6f\n", count, seconds);
@@ -105,7 +108,7 @@ int main(int argc, char** argv) {
     last = std::chrono::steady_clock::now();
   }
   const double seconds = std::chrono::duration<double>(last - started).count();
-  std::printf("received %lu gaps %lu out_of_order %lu seconds %.6f\n", received, gaps,
-              out_of_order, seconds);
+  std::printf("received %lu gaps %lu out_of_order %lu seconds %.6f\n", received, gaps, out_of_order,
+              seconds);
   return 0;
 }

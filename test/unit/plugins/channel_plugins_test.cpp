@@ -56,8 +56,9 @@ class ChannelUnderTest {
   }
   std::vector<std::uint32_t> send(std::uint32_t from, const std::vector<std::uint8_t>& frame,
                                   std::uint64_t now_ms) {
-    const pktb_channel_frame hook{frame.data(), frame.size(), from,          PKTB_LINK_ETHERNET,
-                                  {},           now_ms * 1'000'000, members_.data(), members_.size()};
+    const pktb_channel_frame hook{
+        frame.data(),       frame.size(),    from,           PKTB_LINK_ETHERNET, {},
+        now_ms * 1'000'000, members_.data(), members_.size()};
     std::array<std::uint32_t, 8> out{};
     const auto to = plugin_.call_channel_frame(state_, hook, out);
     return {to.begin(), to.end()};
@@ -90,7 +91,7 @@ TEST_CASE("switch: learns, sends to a learnt MAC alone, floods the unknown and b
   ChannelUnderTest channel(plugin);
   REQUIRE(channel.open());
   CHECK(channel.send(1, ethernet(0xff, 0xa1), 0) == Members{2, 3});  // broadcast: flooded
-  CHECK(channel.send(2, ethernet(0xa1, 0xb2), 10) == Members{1});     // learnt: unicast
+  CHECK(channel.send(2, ethernet(0xa1, 0xb2), 10) == Members{1});    // learnt: unicast
   CHECK(channel.send(1, ethernet(0xb2, 0xa1), 20) == Members{2});
   CHECK(channel.send(3, ethernet(0xcc, 0xc3), 30) == Members{1, 2});  // unknown: flooded
   CHECK(channel.send(1, ethernet(0xa1, 0xa1), 40).empty());           // it lives there: filtered
@@ -119,7 +120,7 @@ TEST_CASE("switch: a full table learns nothing new and counts it; ip channels ar
     REQUIRE(channel.open());
     channel.send(1, ethernet(0xff, 0xa1), 0);
     channel.send(2, ethernet(0xff, 0xb2), 0);
-    channel.send(3, ethernet(0xff, 0xc3), 0);                           // no room for c3
+    channel.send(3, ethernet(0xff, 0xc3), 0);                          // no room for c3
     CHECK(channel.send(1, ethernet(0xc3, 0xa1), 1) == Members{2, 3});  // so it is flooded
     CHECK(channel.send(1, ethernet(0xb2, 0xa1), 1) == Members{2});
   }
@@ -132,6 +133,7 @@ TEST_CASE("switch: a full table learns nothing new and counts it; ip channels ar
 }
 
 TEST_CASE("switch: bad config is refused at load") {
-  CHECK_THROWS_WITH(PluginSet(std::vector{built("switch", {{"ageing_ms", "soon"}})}),
-                    Catch::Contains("config ageing_ms and max_macs must be positive whole numbers"));
+  CHECK_THROWS_WITH(
+      PluginSet(std::vector{built("switch", {{"ageing_ms", "soon"}})}),
+      Catch::Contains("config ageing_ms and max_macs must be positive whole numbers"));
 }

@@ -132,8 +132,7 @@ TEST_CASE("every diagnostic names its file, line and column") {
        "test.yaml:2:26: error: an access entry needs rights: [receive, send, manage]"},
       {"channels:\n  - {name: lab, access: [{uid: 0, rights: [write]}]}\n",
        "test.yaml:2:44: error: unknown right 'write'; expected receive, send or manage"},
-      {"channels:\n  - {name: lab, tap: [a, a]}\n",
-       "test.yaml:2:5: error: tap 'a' is named twice"},
+      {"channels:\n  - {name: lab, tap: [a, a]}\n", "test.yaml:2:5: error: tap 'a' is named twice"},
       {"channels:\n  - {name: lab}\n  - {name: lab}\n",
        "test.yaml:3:5: error: duplicate channel name 'lab'"},
       {"channels:\n  - {name: lab}\nrules:\n  - {name: r, verdict: accept, mirror: lab}\n",
@@ -305,10 +304,10 @@ rules:
   CHECK(lab.queue_length == 32);
   CHECK(lab.overflow == pktbroker::proto::Overflow::backpressure);
   REQUIRE(lab.access.size() == 2);
-  CHECK(lab.access[0] == pktbroker::proto::ChannelAccess{pktbroker::proto::ChannelAccess::Kind::uid,
-                                                         1000, 3});
-  CHECK(lab.access[1] == pktbroker::proto::ChannelAccess{pktbroker::proto::ChannelAccess::Kind::gid,
-                                                         0, 1});
+  CHECK(lab.access[0] ==
+        pktbroker::proto::ChannelAccess{pktbroker::proto::ChannelAccess::Kind::uid, 1000, 3});
+  CHECK(lab.access[1] ==
+        pktbroker::proto::ChannelAccess{pktbroker::proto::ChannelAccess::Kind::gid, 0, 1});
   CHECK(channels[0].taps == std::vector<std::string>{"pbt0", "pbt1"});
   CHECK(channels[1].spec.delivery == "broadcast");
   CHECK(channels[1].spec.link == pktbroker::proto::LinkType::ip);
