@@ -75,6 +75,7 @@ Client& Client::operator=(Client&& other) noexcept {
     frames_next_ = std::exchange(other.frames_next_, 0);
     paused_ = std::move(other.paused_);
     left_ = std::move(other.left_);
+    left_reported_ = std::exchange(other.left_reported_, 0);
   }
   return *this;
 }
@@ -87,6 +88,7 @@ void Client::close() noexcept {
 std::error_code Client::connect(const std::string& socket_path, const std::string& name,
                                 std::uint8_t roles, std::uint32_t features) {
   close();
+  forget_channels();
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof address.sun_path)
@@ -252,7 +254,29 @@ bool Client::paused(std::uint32_t channel_id) const noexcept {
 }
 
 std::vector<proto::ChannelLeft> Client::take_left() {
+  left_reported_ = 0;
   return std::exchange(left_, {});
+}
+
+void Client::forget_channels(std::optional<std::uint32_t> only) {
+  if (!only) {
+    early_frames_.clear();
+    frames_datagram_.reset();
+    frames_ = {};
+    frames_next_ = 0;
+    paused_.clear();
+    left_.clear();
+    left_reported_ = 0;
+    return;
+  }
+  std::erase(paused_, *only);
+  std::erase_if(left_, [&](const proto::ChannelLeft& left) { return left.channel_id == *only; });
+  left_reported_ = std::min(left_reported_, left_.size());
+}
+
+bool Client::removed_from(std::uint32_t channel_id) const noexcept {
+  return std::any_of(left_.begin(), left_.end(),
+                     [&](const proto::ChannelLeft& left) { return left.channel_id == channel_id; });
 }
 
 std::error_code Client::create_channel(const proto::ChannelCreate& request_message) {
@@ -262,7 +286,11 @@ std::error_code Client::create_channel(const proto::ChannelCreate& request_messa
 
 std::error_code Client::join_channel(std::string_view channel, std::uint8_t rights,
                                      proto::ChannelJoined& joined) {
-  return request(proto::ChannelJoin{std::string(channel), rights}, joined);
+  if (const auto error = request(proto::ChannelJoin{std::string(channel), rights}, joined)) {
+    return error;
+  }
+  forget_channels(joined.channel_id);  // an earlier membership's pause or removal is over
+  return {};
 }
 
 std::error_code Client::leave_channel(std::uint32_t channel_id) {
@@ -296,8 +324,8 @@ std::error_code Client::send_frames(std::uint32_t channel_id,
       proto::Decoded decoded;
       if (const auto error = proto::decode(datagram, decoded)) return error;
       keep_unsolicited(datagram, decoded);
-      if (!left_.empty() && left_.back().channel_id == channel_id) return ClientError::channel_left;
     }
+    if (removed_from(channel_id)) return ClientError::channel_left;
     const std::size_t count = std::min(max_batch, frames.size() - at);
     for (std::size_t i = 0; i < count; ++i) {
       if (const auto error =
@@ -342,7 +370,10 @@ std::error_code Client::next_frame(ReceivedFrame& frame, int timeout_ms) {
       datagram = std::move(early_frames_.front());
       early_frames_.pop_front();
     } else {
-      if (!left_.empty()) return ClientError::channel_left;
+      if (left_reported_ < left_.size()) {
+        left_reported_ = left_.size();
+        return ClientError::channel_left;
+      }
       auto received = std::make_shared<std::vector<std::uint8_t>>();
       if (const auto error = receive(*received, timeout_ms)) return error;
       proto::Decoded decoded;

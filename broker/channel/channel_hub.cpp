@@ -29,9 +29,8 @@ namespace {
 
 constexpr std::size_t ethernet_header = 14;
 constexpr std::size_t tap_reads_per_wakeup = 64;
-// A paused sender's frames already in flight are still taken, up to this many per member
-// beyond its queue length; after that they are refused (ERROR paused) and counted.
-constexpr std::size_t paused_grace = 4096;
+// Mirrored packets posted to the hub and not yet delivered; more are dropped (counted).
+constexpr std::size_t max_mirror_backlog = 4096;
 
 std::uint64_t monotonic_ns() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -70,10 +69,12 @@ std::string frame_problem(const proto::ChannelCreate& spec, std::span<const std:
 
 }  // namespace
 
+// Sequentially consistent on both sides (release: count, then flag; watch: flag, then count),
+// so a release and a watch racing each other cannot both miss the drained state.
 void ChannelBacklog::release(std::size_t frames) noexcept {
-  const std::size_t left = frames_.fetch_sub(frames, std::memory_order_relaxed) - frames;
-  if (!watching_.load(std::memory_order_acquire) || left > low_) return;
-  if (!watching_.exchange(false, std::memory_order_acq_rel)) return;
+  const std::size_t left = frames_.fetch_sub(frames) - frames;
+  if (!watching_.load() || left > low_.load()) return;
+  if (!watching_.exchange(false)) return;
   std::function<void()> drained;
   {
     const std::lock_guard lock(mutex_);
@@ -90,8 +91,8 @@ void ChannelBacklog::watch(std::size_t low, std::function<void()> drained) {
     const std::lock_guard lock(mutex_);
     drained_ = std::move(drained);
   }
-  low_ = low;
-  watching_.store(true, std::memory_order_release);
+  low_.store(low);
+  watching_.store(true);
   release(0);  // already drained: say so now
 }
 
@@ -152,8 +153,8 @@ struct ChannelHub::Member {
   std::shared_ptr<ChannelPort> port;  // null for a tap
   std::unique_ptr<Tap> tap;           // null for a session
   std::shared_ptr<ChannelBacklog> backlog = std::make_shared<ChannelBacklog>();
-  bool paused = false;        // told to stop sending (backpressure)
-  bool told_refused = false;  // told, during this pause, that it sent on and was refused
+  bool paused = false;           // told to stop sending (backpressure)
+  std::uint64_t last_frame = 0;  // the channel's frame count when it last got one: no doubles
   std::uint64_t received = 0, sent = 0, dropped = 0;
   // Built while a run is delivered: the frames for this member and how many.
   std::shared_ptr<std::vector<std::uint8_t>> outgoing;
@@ -437,12 +438,13 @@ void ChannelHub::send(std::shared_ptr<ChannelPort> port, std::uint32_t session_i
     Channel* channel = self->find(run.channel_id);
     Member* sender = channel != nullptr ? self->member_of(*channel, session_id) : nullptr;
     if (sender == nullptr) {
-      return self->refuse(*port, 0, proto::ErrorCode::unknown_channel,
-                          fmt::format("{} frame(s) for channel id {}, which this session has not "
-                                      "joined",
-                                      run.ends.size(), run.channel_id));
+      self->refuse(*port, 0, proto::ErrorCode::unknown_channel,
+                   fmt::format("{} frame(s) for channel id {}, which this session has not joined",
+                               run.ends.size(), run.channel_id));
+    } else {
+      self->deliver(*channel, sender, run);
     }
-    self->deliver(*channel, sender, run);
+    port->frames_handled(run.ends.size());
   });
 }
 
@@ -462,12 +464,13 @@ void ChannelHub::deliver(Channel& channel, Member* sender, const FrameRun& run) 
                        from, channel.spec.name, run.ends.size()));
     return;
   }
-  // Only sessions can be paused; a tap's and the mirror's frames are dropped when a queue is full.
+  // Only sessions can be paused; a tap's and the mirror's frames are dropped when a queue is
+  // full. A paused session is not read (Session::reading_held), so what its members queue past
+  // queue_length is bounded by what its senders had read or posted before the pause.
   const bool backpressure = channel.spec.overflow == proto::Overflow::backpressure &&
                             sender != nullptr && sender->port != nullptr;
   std::string problem;
   std::size_t refused = 0;
-  std::size_t paused_refusals = 0;
   std::vector<Member*> touched;
   const std::uint64_t now = monotonic_ns();
   scratch_members_.resize(channel.receivers.size());
@@ -492,15 +495,16 @@ void ChannelHub::deliver(Channel& channel, Member* sender, const FrameRun& run) 
                                         channel.receivers.size()};
     const auto destinations =
         channel.delivery->call_channel_frame(channel.state, hook_frame, scratch_members_);
-    bool over_grace = false;
     for (const std::uint32_t to : destinations) {
       const auto found = channel.members.find(to);
       if (to == from || found == channel.members.end() ||
-          (found->second.rights & proto::right_receive) == 0) {
+          (found->second.rights & proto::right_receive) == 0 ||
+          found->second.last_frame == channel.frames) {
         channel.delivery->count_invalid();
         continue;
       }
       Member& member = found->second;
+      member.last_frame = channel.frames;
       if (member.tap) {
         if (member.tap->write(frame)) {
           ++member.received;
@@ -511,16 +515,10 @@ void ChannelHub::deliver(Channel& channel, Member* sender, const FrameRun& run) 
         }
         continue;
       }
-      const std::size_t queued = member.backlog->size() + member.outgoing_frames;
-      const std::size_t limit =
-          backpressure ? channel.spec.queue_length + paused_grace : channel.spec.queue_length;
-      if (queued >= limit) {
-        if (backpressure) {
-          over_grace = true;
-        } else {
-          ++member.dropped;
-          ++channel.dropped;
-        }
+      if (!backpressure &&
+          member.backlog->size() + member.outgoing_frames >= channel.spec.queue_length) {
+        ++member.dropped;
+        ++channel.dropped;
         continue;
       }
       if (member.outgoing == nullptr) {
@@ -540,7 +538,6 @@ void ChannelHub::deliver(Channel& channel, Member* sender, const FrameRun& run) 
       ++member.received;
       ++channel.delivered;
     }
-    if (over_grace) ++paused_refusals;  // members still in grace got it; the sender is told
   }
   for (Member* member : touched) {
     if (member->outgoing_frames > 0) {
@@ -557,15 +554,6 @@ void ChannelHub::deliver(Channel& channel, Member* sender, const FrameRun& run) 
         *sender->port, 0, proto::ErrorCode::bad_frame,
         fmt::format("{} frame(s) refused on channel {}: {}", refused, channel.spec.name, problem));
   }
-  if (paused_refusals > 0) {
-    channel.refused += paused_refusals;
-    if (!std::exchange(sender->told_refused, true)) {  // once a pause: no flood of errors
-      refuse(*sender->port, 0, proto::ErrorCode::paused,
-             fmt::format("channel {} paused this sender and it sent on: frames that did not reach "
-                         "every member are refused (counted) until it may go on",
-                         channel.spec.name));
-    }
-  }
   if (backpressure && !channel.paused) {
     for (const auto& [id, member] : channel.members) {
       if (member.port != nullptr && member.backlog->size() > channel.spec.queue_length) {
@@ -578,8 +566,8 @@ void ChannelHub::deliver(Channel& channel, Member* sender, const FrameRun& run) 
 
 void ChannelHub::pause_senders(Channel& channel) {
   channel.paused = true;
-  spdlog::info("channels: {} pauses its senders: a member's queue passed {} frames",
-               channel.spec.name, channel.spec.queue_length);
+  spdlog::debug("channels: {} pauses its senders: a member's queue passed {} frames",
+                channel.spec.name, channel.spec.queue_length);
   for (auto& [id, member] : channel.members) {
     if (member.port != nullptr && (member.rights & proto::right_send) != 0 && !member.paused) {
       member.paused = true;
@@ -609,7 +597,6 @@ void ChannelHub::resume_if_drained(std::uint32_t channel_id) {
     channel->paused = false;
     spdlog::debug("channels: {} lets its senders go on", channel->spec.name);
     for (auto& [id, member] : channel->members) {
-      member.told_refused = false;
       if (member.paused) {
         member.paused = false;
         member.port->channel_message(proto::ChannelFlow{channel->id, false}, 0);
@@ -723,13 +710,23 @@ void ChannelHub::kick(std::shared_ptr<ChannelPort> port, ChannelPeer peer,
 
 void ChannelHub::mirror(const std::string& channel_name,
                         std::span<const std::uint8_t> packet) noexcept {
+  if (mirror_backlog_.fetch_add(1) >= max_mirror_backlog) {  // the hub is behind: drop
+    mirror_backlog_.fetch_sub(1);
+    mirror_overflows_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   try {
     FrameRun run{0, {packet.begin(), packet.end()}, {static_cast<std::uint32_t>(packet.size())}};
     boost::asio::post(strand_, [self = shared_from_this(), channel_name, run = std::move(run)]() {
+      self->mirror_backlog_.fetch_sub(1);
       Channel* channel = self->find(channel_name);
-      if (channel != nullptr) self->deliver(*channel, nullptr, run);
+      if (channel == nullptr) return;
+      channel->dropped += self->mirror_overflows_.exchange(0, std::memory_order_relaxed);
+      self->deliver(*channel, nullptr, run);
     });
   } catch (...) {  // out of memory: the mirror misses this packet; the verdict is not delayed
+    mirror_backlog_.fetch_sub(1);
+    mirror_overflows_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 

@@ -33,11 +33,9 @@ class EventLog;
 /// away (any thread); a backpressure channel asks to hear when it has drained.
 class ChannelBacklog {
  public:
-  void add(std::size_t frames) noexcept { frames_.fetch_add(frames, std::memory_order_relaxed); }
+  void add(std::size_t frames) noexcept { frames_.fetch_add(frames); }
   void release(std::size_t frames) noexcept;
-  [[nodiscard]] std::size_t size() const noexcept {
-    return frames_.load(std::memory_order_relaxed);
-  }
+  [[nodiscard]] std::size_t size() const noexcept { return frames_.load(); }
   /// Calls `drained` once, from the thread that releases, when the backlog is at most `low`.
   void watch(std::size_t low, std::function<void()> drained);
 
@@ -59,6 +57,8 @@ class ChannelPort {
   /// port releases them from it when they are written or discarded.
   virtual void channel_frames(std::shared_ptr<const std::vector<std::uint8_t>> datagram,
                               std::size_t frames, std::shared_ptr<ChannelBacklog> backlog) = 0;
+  /// The hub has handled `frames` frames the session sent (ChannelHub::send).
+  virtual void frames_handled(std::size_t frames) noexcept = 0;
 };
 
 /// Who is asking: the session's peer and what it holds.
@@ -80,6 +80,7 @@ struct FrameRun {
 class ChannelHub : public std::enable_shared_from_this<ChannelHub> {
  public:
   static constexpr std::size_t max_channels = 256;
+  static constexpr std::size_t max_access_entries = 64;  ///< per CHANNEL_CREATE
 
   ChannelHub(boost::asio::io_context& io, std::shared_ptr<const PluginSet> plugins,
              std::shared_ptr<EventLog> events);
@@ -146,6 +147,8 @@ class ChannelHub : public std::enable_shared_from_this<ChannelHub> {
   mutable std::mutex access_mutex_;  // the ids any access list names (read by accept)
   std::vector<proto::ChannelAccess> access_;
   std::vector<std::uint32_t> scratch_members_;  // a frame's destinations
+  std::atomic<std::size_t> mirror_backlog_{0};  // mirrored packets posted, not delivered
+  std::atomic<std::uint64_t> mirror_overflows_{0};
 };
 
 }  // namespace pktbroker

@@ -79,6 +79,12 @@ void Session::on_readable(const boost::system::error_code& error) {
     close();
     return;
   }
+  if (reading_held()) {
+    // Held, then checked again: frames_handled may have run in between and seen no hold.
+    read_held_ = true;
+    resume_reading();
+    return;
+  }
   const std::span<std::uint8_t> buffer = read_buffer();
   for (int round = 0; round < reads_per_wakeup && !closing_ && !closed_; ++round) {
     iovec part{buffer.data(), buffer.size()};
@@ -298,9 +304,42 @@ void Session::handle_channel_send(const proto::ChannelSend& frame) {
 
 void Session::flush_frames() {
   for (FrameRun& run : gathered_frames_) {
+    frames_at_hub_ += run.ends.size();
     manager_.channels()->send(shared_from_this(), id_, std::move(run));
   }
   gathered_frames_.clear();
+}
+
+void Session::frames_handled(std::size_t frames) noexcept {
+  frames_at_hub_ -= frames;
+  if (!read_held_.load()) return;
+  try {
+    boost::asio::post(socket_.get_executor(),
+                      [self = shared_from_this()] { self->resume_reading(); });
+  } catch (...) {  // out of memory: the next frames_handled or flow change resumes it
+  }
+}
+
+void Session::resume_reading() {
+  if (!read_held_ || reading_held() || closed_) return;
+  read_held_ = false;
+  do_read();
+}
+
+void Session::channel_message(const proto::Message& message, std::uint32_t request_id) {
+  // A pause holds this session's reading until its channel lets it go on or it leaves.
+  const auto* flow = std::get_if<proto::ChannelFlow>(&message);
+  const auto* left = std::get_if<proto::ChannelLeft>(&message);
+  if (flow != nullptr || left != nullptr) {
+    const std::uint32_t channel = flow != nullptr ? flow->channel_id : left->channel_id;
+    const bool paused = flow != nullptr && flow->paused;
+    boost::asio::post(socket_.get_executor(), [self = shared_from_this(), channel, paused] {
+      std::erase(self->paused_channels_, channel);
+      if (paused) self->paused_channels_.push_back(channel);
+      self->resume_reading();
+    });
+  }
+  send(message, request_id);
 }
 
 ChannelPeer Session::channel_peer() const {
@@ -368,8 +407,13 @@ void Session::report_error(proto::ErrorCode code, std::string text) noexcept {
 void Session::send(const proto::Message& message, std::uint32_t request_id) {
   auto datagram = std::make_shared<std::vector<std::uint8_t>>();
   if (proto::encode(message, request_id, *datagram)) {
+    // A reply too large for a datagram (a huge channel list): the client still gets an answer.
     spdlog::error("session {}: a reply did not fit a datagram", id_);
-    return;
+    if (request_id == 0 || proto::encode(proto::Error{proto::ErrorCode::internal,
+                                                      "the reply does not fit in a datagram"},
+                                         request_id, *datagram)) {
+      return;
+    }
   }
   // Replies share the packet bound, with headroom; a client that never reads is dropped.
   if (queued_.fetch_add(1, std::memory_order_relaxed) >= 2 * limits_.queue_limit + 16) {

@@ -61,11 +61,10 @@ class Session : public SessionPort,
   void release_outstanding() noexcept override;
 
   // ChannelPort
-  void channel_message(const proto::Message& message, std::uint32_t request_id) override {
-    send(message, request_id);
-  }
+  void channel_message(const proto::Message& message, std::uint32_t request_id) override;
   void channel_frames(std::shared_ptr<const std::vector<std::uint8_t>> datagram, std::size_t frames,
                       std::shared_ptr<ChannelBacklog> backlog) override;
+  void frames_handled(std::size_t frames) noexcept override;
 
   /// Sends a reply or notice (any thread). Replies are bounded like packets: a client that never
   /// reads its replies is disconnected.
@@ -107,6 +106,15 @@ class Session : public SessionPort,
   }
   /// Who this session is, for the channel hub.
   [[nodiscard]] ChannelPeer channel_peer() const;
+  /// The socket is not read while a backpressure channel has this sender paused, or while the
+  /// hub has not yet handled max_frames_at_hub of its frames: a sender cannot make the broker
+  /// hold more than that, whatever it sends.
+  [[nodiscard]] bool reading_held() const noexcept {
+    return !paused_channels_.empty() || frames_at_hub_.load() >= max_frames_at_hub;
+  }
+  /// Reads again if reading was held and no longer is (on the strand).
+  void resume_reading();
+  static constexpr std::size_t max_frames_at_hub = 256;
   bool require(std::uint8_t role, std::uint32_t request_id);
   /// Queues a datagram that counts `weight` against the queue bound, and writes.
   void push(std::shared_ptr<const std::vector<std::uint8_t>> datagram, std::size_t weight);
@@ -129,6 +137,9 @@ class Session : public SessionPort,
   boost::asio::steady_timer timer_;  // the HELLO deadline, then the linger after fail()
   std::vector<ClientVerdict> gathered_verdicts_;  // read this wake-up, not yet handed over
   std::vector<FrameRun> gathered_frames_;         // likewise, per channel
+  std::vector<std::uint32_t> paused_channels_;    // channels that paused this sender (strand)
+  std::atomic<std::size_t> frames_at_hub_{0};     // sent to the hub, not yet handled there
+  std::atomic<bool> read_held_{false};            // reading stopped by reading_held()
   bool welcomed_ = false;
   bool closing_ = false;  // an error was sent; close once it is written
   struct Outgoing {

@@ -149,8 +149,8 @@ class Client {
   std::error_code send_frame(std::uint32_t channel_id, std::span<const std::uint8_t> frame) {
     return send_frames(channel_id, std::span(&frame, 1));
   }
-  /// Waits for the next frame of any joined channel, like next_packet. Ends with
-  /// ClientError::channel_left when the broker removed this session from a channel.
+  /// Waits for the next frame of any joined channel, like next_packet. Ends once with
+  /// ClientError::channel_left for each removal by the broker (take_left() says which).
   std::error_code next_frame(ReceivedFrame& frame, int timeout_ms = -1);
   /// Like next_packets: the first frame waits, the rest are what is already there.
   std::error_code next_frames(std::vector<ReceivedFrame>& frames, std::size_t max,
@@ -213,6 +213,10 @@ class Client {
   std::size_t frames_next_ = 0;
   std::vector<std::uint32_t> paused_;  // channel ids
   std::vector<proto::ChannelLeft> left_;
+  std::size_t left_reported_ = 0;  // removals next_frame has already ended with
+  /// Forgets every channel's state (a new connection, or a rejoined channel when `only` is set).
+  void forget_channels(std::optional<std::uint32_t> only = std::nullopt);
+  [[nodiscard]] bool removed_from(std::uint32_t channel_id) const noexcept;
 
   proto::Error last_error_;
   std::deque<proto::Error> notices_;

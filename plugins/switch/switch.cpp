@@ -1,10 +1,12 @@
 // The `switch` channel delivery policy: an Ethernet learning switch. A frame's source MAC is
 // learnt for its sender; a frame to a learnt unicast MAC goes to that member alone; broadcast,
-// multicast and unknown destinations are flooded to every member but the sender. Entries age
+// multicast and unknown destinations are flooded to every member but the sender. Only members
+// that may receive are learnt. Entries age
 // out after `ageing_ms` (config, default 300000) and leave with their member; a table holds at
 // most `max_macs` (config, default 4096) entries, and a full table learns nothing new (counted).
 #include <pktbroker/plugin.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -114,8 +116,12 @@ std::size_t switch_frame(void* global, void* state, const pktb_channel_frame* fr
   const std::uint64_t destination = mac_at(frame->data);
   const std::uint64_t source = mac_at(frame->data + mac_size);
   const bool source_unicast = (frame->data[mac_size] & 1) == 0;
+  // Only a member that may receive is learnt: a send-only member claiming another's MAC would
+  // otherwise draw that station's frames to where they cannot be delivered.
+  const bool may_receive = std::find(frame->members, frame->members + frame->member_count,
+                                     frame->from) != frame->members + frame->member_count;
   try {
-    if (source_unicast && frame->from != 0) {
+    if (source_unicast && may_receive) {
       const auto found = table.find(source);
       if (found != table.end()) {
         found->second = {frame->from, now};

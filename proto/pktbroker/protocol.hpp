@@ -146,8 +146,6 @@ enum class ErrorCode : std::uint16_t {
   unknown_channel = 10,  ///< no channel of that name, or the session is not a member of it
   channel_full = 11,     ///< the channel has its most members, or the broker its most channels
   bad_frame = 12,        ///< a frame too long or too short for its channel, never forwarded
-  /// A backpressure channel paused this sender and it sent on anyway: the frame was refused.
-  paused = 13,
 };
 
 /// The fixed header in front of every body.
