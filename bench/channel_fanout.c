@@ -95,10 +95,13 @@ static int hub(const char* in_path, const char* out_path, int members) {
   for (;;) {
     for (int i = 0; i < batch; ++i) parts[i].iov_len = max_size;
     const int n = recvmmsg(sender, messages, batch, MSG_WAITFORONE, NULL);
-    if (n <= 0) break;
-    for (int i = 0; i < n; ++i) parts[i].iov_len = messages[i].msg_len;
-    if (messages[0].msg_len == 0) break; /* the sender closed */
-    for (int r = 0; r < members; ++r) send_all(receivers[r], (unsigned)n);
+    int data = 0; /* the datagrams before the end of the stream (an empty one) */
+    while (data < n && messages[data].msg_len > 0) {
+      parts[data].iov_len = messages[data].msg_len;
+      ++data;
+    }
+    for (int r = 0; r < members && data > 0; ++r) send_all(receivers[r], (unsigned)data);
+    if (n <= 0 || data < n) break; /* the sender closed */
   }
   for (int r = 0; r < members; ++r) close(receivers[r]);
   return 0;
@@ -126,8 +129,10 @@ static int receiver(const char* path, long count) {
   while (received < count) {
     for (int i = 0; i < batch; ++i) parts[i].iov_len = max_size;
     const int n = recvmmsg(fd, messages, batch, MSG_WAITFORONE, NULL);
-    if (n <= 0) break;
-    received += n;
+    int data = 0;
+    while (data < n && messages[data].msg_len > 0) ++data;
+    received += data;
+    if (data < n || n <= 0) break; /* the hub closed */
   }
   printf("received %ld seconds %.6f\n", received, now() - started);
   return received == count ? 0 : 1;
