@@ -25,6 +25,25 @@ def ethernet(dst, src, payload=b"hello"):
     return to + bytes([2, 0, 0, 0, 0, src]) + b"\x88\xb5" + payload
 
 
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xffff) + (total >> 16)
+    return ~total & 0xffff
+
+
+def icmp_echo(src, dst, ident=0x4242):
+    """An IPv4 ICMP echo request from src to dst (dotted quads), checksums right."""
+    icmp = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"pktbroker"
+    icmp = icmp[:2] + struct.pack("!H", checksum(icmp)) + icmp[4:]
+    addresses = bytes(map(int, src.split("."))) + bytes(map(int, dst.split(".")))
+    header = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0) + addresses
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
+    return header + icmp
+
+
 def everyone_may_connect(daemon):
     os.chmod(daemon.socket, 0o666)
     os.chmod(daemon.dir, 0o755)
@@ -262,6 +281,28 @@ class Channels(NetnsTestCase):
         self.assertGreaterEqual(lan["delivered"], 6)  # ARP both ways, 3 requests, 3 replies
         daemon.stats()
         self.assertGreaterEqual(daemon.plugin_stats("switch")["unicast"], 6)
+
+    def test_a_tun_device_answers_an_ip_channel_member(self):
+        daemon = self.channel_daemon("  - {name: wire, link: ip, tap: pbtun}\n")
+        ns = Namespace("pktb-tun")
+        self.addCleanup(ns.delete)
+        run("ip", "link", "set", "pbtun", "netns", ns.name)
+        ns.exec("ip", "addr", "add", "10.88.0.1/24", "dev", "pbtun")
+        ns.exec("ip", "link", "set", "pbtun", "up")
+        member = self.member(daemon, "wire")
+        self.assertEqual(member.link, 1)  # ip
+        member.put(icmp_echo("10.88.0.2", "10.88.0.1"))
+
+        def reply():  # the kernel's echo reply, out of the tun (among whatever else it sends)
+            member.drain(quiet=0.1)
+            return next((f for _, f in member.frames if f[0] >> 4 == 4 and f[9] == 1 and
+                         f[12:20] == bytes([10, 88, 0, 1, 10, 88, 0, 2]) and f[20] == 0), None)
+
+        answer = wait_for(reply, what="the echo reply from the tun's namespace")
+        self.assertEqual(struct.unpack_from("!H", answer, 24)[0], 0x4242)
+        tun = next(m for m in self.channels(daemon)["wire"]["members"] if m["name"] == "tap pbtun")
+        self.assertGreaterEqual(tun["received"], 1)
+        self.assertGreaterEqual(tun["sent"], 1)
 
     def test_kick_tells_the_member_and_the_event_log(self):
         events = os.path.join(self.scratch(), "events.json")
