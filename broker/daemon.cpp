@@ -13,18 +13,6 @@
 #include <thread>
 
 namespace pktbroker {
-namespace {
-
-bool same_channels(const std::vector<ChannelConfig>& a, const std::vector<ChannelConfig>& b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
-    return x.taps == y.taps && x.spec.name == y.spec.name && x.spec.delivery == y.spec.delivery &&
-           x.spec.link == y.spec.link && x.spec.max_members == y.spec.max_members &&
-           x.spec.max_frame == y.spec.max_frame && x.spec.queue_length == y.spec.queue_length &&
-           x.spec.overflow == y.spec.overflow && x.spec.access == y.spec.access;
-  });
-}
-
-}  // namespace
 
 Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> policy,
                std::shared_ptr<const PluginSet> plugins, unsigned threads)
@@ -157,9 +145,6 @@ std::pair<bool, std::string> Daemon::load_and_apply() {
   if (next->broker().socket.path != policy_->broker().socket.path) {
     spdlog::warn("reload: the client socket moved; it takes effect at the next restart");
   }
-  if (!same_channels(next->broker().channels, policy_->broker().channels)) {
-    spdlog::warn("reload: the channels changed; they take effect at the next restart");
-  }
   if (next_plugins != plugins_) {
     spdlog::info("reload: {} plugin(s) loaded; open flows keep the plugins they started with",
                  next_plugins->plugins().size());
@@ -168,8 +153,9 @@ std::pair<bool, std::string> Daemon::load_and_apply() {
   if (next_plugins != plugins_) set_wakers(*next_plugins);
   plugins_ = next_plugins;
   for (auto& queue : queues_) queue->set_policy(next, next_plugins);
-  sessions_->set_policy(next);
   channels_->set_plugins(next_plugins);
+  channels_->apply(next->broker().channels);  // before the grants: they read its access lists
+  sessions_->set_policy(next);
   spdlog::info("policy reloaded: {} rules from {}", next->rules().size(), config_file_.string());
   return {true, {}};
 }

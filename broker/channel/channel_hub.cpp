@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <utility>
 
@@ -164,6 +165,7 @@ struct ChannelHub::Member {
 struct ChannelHub::Channel {
   std::uint32_t id = 0;
   proto::ChannelCreate spec;
+  std::optional<ChannelConfig> declared;  // as the policy declares it; none: made at run time
   std::shared_ptr<const Plugin> delivery;
   void* state = nullptr;  // the delivery plugin's
   std::map<std::uint32_t, Member> members;
@@ -193,18 +195,118 @@ ChannelHub::ChannelHub(boost::asio::io_context& io, std::shared_ptr<const Plugin
 ChannelHub::~ChannelHub() = default;
 
 void ChannelHub::open(const std::vector<ChannelConfig>& channels) {
+  set_declared_access(channels);
   for (const ChannelConfig& config : channels) {
     std::string error;
-    auto channel = make_channel(config.spec, error);
-    if (channel == nullptr) {
+    if (!declare(config, error)) {
       throw std::runtime_error("channel " + config.spec.name + " (" + config.origin +
                                "): " + error);
     }
-    for (const std::string& tap : config.taps) attach_tap(*channel, tap);
-    spdlog::info("channels: {} ({} delivery, {} frames){}{}", config.spec.name,
-                 config.spec.delivery, config.spec.link == proto::LinkType::ip ? "ip" : "ethernet",
-                 config.taps.empty() ? "" : ", taps ", fmt::join(config.taps, " "));
   }
+}
+
+bool ChannelHub::declare(const ChannelConfig& config, std::string& error) {
+  auto channel = make_channel(config.spec, error);
+  if (channel == nullptr) return false;
+  channel->declared = config;
+  for (const std::string& tap : config.taps) attach_tap(*channel, tap);
+  spdlog::info("channels: {} ({} delivery, {} frames){}{}", config.spec.name, config.spec.delivery,
+               config.spec.link == proto::LinkType::ip ? "ip" : "ethernet",
+               config.taps.empty() ? "" : ", taps ", fmt::join(config.taps, " "));
+  return true;
+}
+
+void ChannelHub::set_declared_access(const std::vector<ChannelConfig>& channels) {
+  std::vector<proto::ChannelAccess> access;
+  for (const ChannelConfig& config : channels) {
+    access.insert(access.end(), config.spec.access.begin(), config.spec.access.end());
+  }
+  const std::lock_guard lock(access_mutex_);
+  declared_access_ = std::move(access);
+}
+
+// What a reload may change at once: a channel's access list (members whose rights it changes
+// are removed, to join again under the new list), its member limit, queue length and overflow
+// mode; new channels are made, and channels the policy no longer declares are closed, their
+// members told. Delivery, link, max_frame and taps change at the next start.
+void ChannelHub::apply(std::vector<ChannelConfig> channels) {
+  set_declared_access(channels);  // now: connections accepted from here on see the new lists
+  boost::asio::post(strand_, [self = shared_from_this(), channels = std::move(channels)] {
+    std::vector<std::uint32_t> gone;
+    for (const auto& [id, channel] : self->channels_) {
+      const bool kept = std::any_of(channels.begin(), channels.end(), [&](const auto& c) {
+        return c.spec.name == channel->spec.name;
+      });
+      if (channel->declared && !kept) gone.push_back(id);
+    }
+    for (const std::uint32_t id : gone) {
+      Channel& channel = *self->channels_.at(id);
+      self->evict_all(channel, "the reloaded policy removed channel " + channel.spec.name);
+      spdlog::info("channels: {} closed: the reloaded policy no longer declares it",
+                   channel.spec.name);
+      self->channels_.erase(id);
+    }
+    for (const ChannelConfig& config : channels) {
+      Channel* channel = self->find(config.spec.name);
+      std::string error;
+      if (channel == nullptr) {
+        if (!self->declare(config, error)) {
+          spdlog::error("channels: reload: channel {} ({}): {}", config.spec.name, config.origin,
+                        error);
+        }
+      } else if (!channel->declared) {
+        spdlog::error(
+            "channels: reload: {} ({}) is not made: a channel made at run time has "
+            "that name",
+            config.spec.name, config.origin);
+      } else {
+        self->redeclare(*channel, config);
+      }
+    }
+  });
+}
+
+void ChannelHub::redeclare(Channel& channel, const ChannelConfig& config) {
+  const proto::ChannelCreate& before = channel.declared->spec;
+  if (config.spec.delivery != before.delivery || config.spec.link != before.link ||
+      config.spec.max_frame != before.max_frame || config.taps != channel.declared->taps) {
+    spdlog::warn(
+        "channels: reload: {}'s delivery, link, max_frame and taps change at the next "
+        "restart",
+        channel.spec.name);
+  }
+  channel.spec.access = config.spec.access;
+  channel.spec.max_members = config.spec.max_members;
+  channel.spec.queue_length = config.spec.queue_length;
+  channel.spec.overflow = config.spec.overflow;
+  channel.declared->spec = channel.spec;
+  std::vector<std::uint32_t> changed;
+  for (const auto& [id, member] : channel.members) {
+    if (member.port != nullptr &&
+        (rights_for(channel.spec, member.peer) & member.rights) != member.rights) {
+      changed.push_back(id);
+    }
+  }
+  for (const std::uint32_t id : changed) {
+    evict(channel, id,
+          "the reloaded policy changed this member's rights on channel " + channel.spec.name +
+              "; join again");
+  }
+  if (channel.paused) resume_if_drained(channel.id);  // the queue length or mode may have moved
+}
+
+void ChannelHub::evict(Channel& channel, std::uint32_t member_id, const std::string& reason) {
+  const auto found = channel.members.find(member_id);
+  if (found == channel.members.end()) return;
+  auto port = found->second.port;
+  remove_member(channel, member_id, reason, "evict");
+  if (port != nullptr) port->channel_message(proto::ChannelLeft{channel.id, reason}, 0);
+}
+
+void ChannelHub::evict_all(Channel& channel, const std::string& reason) {
+  std::vector<std::uint32_t> ids;
+  for (const auto& [id, member] : channel.members) ids.push_back(id);
+  for (const std::uint32_t id : ids) evict(channel, id, reason);
 }
 
 std::shared_ptr<ChannelHub::Channel> ChannelHub::make_channel(const proto::ChannelCreate& spec,
@@ -227,7 +329,6 @@ std::shared_ptr<ChannelHub::Channel> ChannelHub::make_channel(const proto::Chann
   channel->delivery = std::move(plugin);
   channel->id = next_channel_++;
   channels_.emplace(channel->id, channel);
-  remember_access(spec);
   return channel;
 }
 
@@ -304,16 +405,18 @@ void ChannelHub::set_plugins(std::shared_ptr<const PluginSet> plugins) {
 
 void ChannelHub::remember_access(const proto::ChannelCreate& spec) {
   const std::lock_guard lock(access_mutex_);
-  access_.insert(access_.end(), spec.access.begin(), spec.access.end());
+  created_access_.insert(created_access_.end(), spec.access.begin(), spec.access.end());
 }
 
 bool ChannelHub::names(const ucred& cred, const std::vector<gid_t>& groups) const {
-  const std::lock_guard lock(access_mutex_);
-  return std::any_of(access_.begin(), access_.end(), [&](const proto::ChannelAccess& a) {
+  const auto names_peer = [&](const proto::ChannelAccess& a) {
     if (a.rights == 0) return false;
     if (a.kind == proto::ChannelAccess::Kind::uid) return a.id == cred.uid;
     return a.id == cred.gid || std::find(groups.begin(), groups.end(), a.id) != groups.end();
-  });
+  };
+  const std::lock_guard lock(access_mutex_);
+  return std::any_of(declared_access_.begin(), declared_access_.end(), names_peer) ||
+         std::any_of(created_access_.begin(), created_access_.end(), names_peer);
 }
 
 std::uint8_t ChannelHub::rights_for(const proto::ChannelCreate& spec, const ChannelPeer& peer) {
@@ -376,6 +479,7 @@ void ChannelHub::create(std::shared_ptr<ChannelPort> port, ChannelPeer peer,
         if (self->make_channel(request, error) == nullptr) {
           return self->refuse(*port, request_id, proto::ErrorCode::channel_full, error);
         }
+        self->remember_access(request);
         spdlog::info("channels: session {} ({}) created {} ({} delivery)", peer.session_id,
                      peer.name, request.name, request.delivery);
         port->channel_message(proto::Ok{"channel " + request.name + " created"}, request_id);

@@ -91,6 +91,8 @@ class ChannelHub : public std::enable_shared_from_this<ChannelHub> {
   /// Makes the policy's channels and their taps (before the pool runs). Throws
   /// std::runtime_error naming the channel when one cannot be made.
   void open(const std::vector<ChannelConfig>& channels);
+  /// A reloaded policy's channels (any thread): see the definition for what changes at once.
+  void apply(std::vector<ChannelConfig> channels);
   /// Closes the taps; members stay until their sessions close.
   void stop();
   /// Channels made at run time use these plugins from now on (a reload).
@@ -121,6 +123,13 @@ class ChannelHub : public std::enable_shared_from_this<ChannelHub> {
   class Tap;
 
   std::shared_ptr<Channel> make_channel(const proto::ChannelCreate& spec, std::string& error);
+  /// Makes a channel the policy declares, with its taps.
+  bool declare(const ChannelConfig& config, std::string& error);
+  void redeclare(Channel& channel, const ChannelConfig& config);
+  void set_declared_access(const std::vector<ChannelConfig>& channels);
+  /// Removes a member and tells it why.
+  void evict(Channel& channel, std::uint32_t member_id, const std::string& reason);
+  void evict_all(Channel& channel, const std::string& reason);
   std::shared_ptr<const Plugin> delivery_plugin(const std::string& name, std::string& error);
   void attach_tap(Channel& channel, const std::string& name);
   Channel* find(std::string_view name);
@@ -145,9 +154,10 @@ class ChannelHub : public std::enable_shared_from_this<ChannelHub> {
   std::map<std::uint32_t, std::shared_ptr<Channel>> channels_;  // by id
   std::uint32_t next_channel_ = 1;
   mutable std::mutex access_mutex_;  // the ids any access list names (read by accept)
-  std::vector<proto::ChannelAccess> access_;
-  std::vector<std::uint32_t> scratch_members_;  // a frame's destinations
-  std::atomic<std::size_t> mirror_backlog_{0};  // mirrored packets posted, not delivered
+  std::vector<proto::ChannelAccess> declared_access_;  // the policy's channels
+  std::vector<proto::ChannelAccess> created_access_;   // channels made at run time
+  std::vector<std::uint32_t> scratch_members_;         // a frame's destinations
+  std::atomic<std::size_t> mirror_backlog_{0};         // mirrored packets posted, not delivered
   std::atomic<std::uint64_t> mirror_overflows_{0};
 };
 

@@ -325,6 +325,29 @@ class Channels(NetnsTestCase):
                        if '"event_type":"channel"' in l]
         self.assertEqual(actions, ["join", "join", "kick", "leave"])
 
+    def test_a_reload_applies_access_lists_and_adds_and_closes_channels(self):
+        daemon = self.daemon(BASE + "channels:\n  - name: lab\n    access:\n"
+                             "      - {user: nobody, rights: [receive]}\n  - {name: old}\n")
+        everyone_may_connect(daemon)
+        listener = self.tool(daemon, "receive", "lab", 1, 0, 30000, user="nobody")
+        listener.wait_line("joined")
+        old, keeper = self.member(daemon, "old"), self.member(daemon, "lab", name="keeper")
+        daemon.reload(BASE + "channels:\n  - {name: lab, max_members: 3}\n  - {name: new}\n")
+        wait_for(lambda: "policy reloaded" in daemon.log(), what="the reload")
+        self.assertEqual(listener.wait_exit(), 1, "nobody's rights were taken away")
+        self.assertTrue(any(l.startswith("error receive") for l in listener.lines), listener.lines)
+        old.drain()
+        self.assertEqual(old.left, ["the reloaded policy removed channel old"])
+        keeper.drain()
+        self.assertEqual(keeper.left, [], "root's rights did not change")
+        self.member(daemon, "new")
+        channels = self.channels(daemon)
+        self.assertEqual(sorted(channels), ["lab", "new"])
+        self.assertEqual(channels["lab"]["max_members"], 3)
+        again = self.tool(daemon, "receive", "lab", 1, user="nobody")
+        self.assertEqual(again.wait_exit(), 1)
+        self.assertIn("no grant for uid 65534", " ".join(again.lines))
+
     def test_a_manager_creates_a_channel_at_run_time_for_other_users(self):
         daemon = self.daemon(BASE)
         everyone_may_connect(daemon)
