@@ -75,7 +75,8 @@ Client& Client::operator=(Client&& other) noexcept {
     frames_next_ = std::exchange(other.frames_next_, 0);
     paused_ = std::move(other.paused_);
     left_ = std::move(other.left_);
-    left_reported_ = std::exchange(other.left_reported_, 0);
+    unreported_left_ = std::exchange(other.unreported_left_, 0);
+    in_channels_ = std::exchange(other.in_channels_, false);
   }
   return *this;
 }
@@ -111,12 +112,20 @@ std::error_code Client::send(const proto::Message& message, std::uint32_t reques
   std::vector<std::uint8_t> datagram;
   if (const auto error = proto::encode(message, request_id, datagram)) return error;
   // A socket the caller made non-blocking waits for room too: a message is never half-sent.
-  while (::send(fd_, datagram.data(), datagram.size(), MSG_NOSIGNAL) < 0) {
+  // A channel member's sends never block in the kernel: waiting for room reads as well.
+  const int flags = MSG_NOSIGNAL | (in_channels_ ? MSG_DONTWAIT : 0);
+  while (::send(fd_, datagram.data(), datagram.size(), flags) < 0) {
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) return system_error();
-    pollfd descriptor{fd_, POLLOUT, 0};
-    if (::poll(&descriptor, 1, -1) < 0 && errno != EINTR) return system_error();
+    if (const auto error = wait_for_room()) return error;
   }
+  return {};
+}
+
+std::error_code Client::wait_for_room() {
+  pollfd descriptor{fd_, static_cast<short>(POLLOUT | (in_channels_ ? POLLIN : 0)), 0};
+  if (::poll(&descriptor, 1, -1) < 0) return errno == EINTR ? std::error_code() : system_error();
+  if ((descriptor.revents & POLLIN) != 0) return absorb_waiting();
   return {};
 }
 
@@ -229,6 +238,7 @@ bool Client::keep_unsolicited(std::vector<std::uint8_t>& datagram, const proto::
   } else if (const auto* left = std::get_if<proto::ChannelLeft>(&message)) {
     std::erase(paused_, left->channel_id);
     left_.push_back(*left);
+    ++unreported_left_;
   } else if (const auto* error = std::get_if<proto::Error>(&message)) {
     if (decoded.header.request_id == 0) keep_notice(*error);
   } else {
@@ -254,7 +264,7 @@ bool Client::paused(std::uint32_t channel_id) const noexcept {
 }
 
 std::vector<proto::ChannelLeft> Client::take_left() {
-  left_reported_ = 0;
+  unreported_left_ = 0;
   return std::exchange(left_, {});
 }
 
@@ -266,12 +276,17 @@ void Client::forget_channels(std::optional<std::uint32_t> only) {
     frames_next_ = 0;
     paused_.clear();
     left_.clear();
-    left_reported_ = 0;
+    unreported_left_ = 0;
+    in_channels_ = false;
     return;
   }
   std::erase(paused_, *only);
+  // The unreported removals are the newest ones, at the end.
+  const std::size_t first_unreported = left_.size() - unreported_left_;
+  for (std::size_t i = first_unreported; i < left_.size(); ++i) {
+    if (left_[i].channel_id == *only) --unreported_left_;
+  }
   std::erase_if(left_, [&](const proto::ChannelLeft& left) { return left.channel_id == *only; });
-  left_reported_ = std::min(left_reported_, left_.size());
 }
 
 bool Client::removed_from(std::uint32_t channel_id) const noexcept {
@@ -290,6 +305,7 @@ std::error_code Client::join_channel(std::string_view channel, std::uint8_t righ
     return error;
   }
   forget_channels(joined.channel_id);  // an earlier membership's pause or removal is over
+  in_channels_ = true;
   return {};
 }
 
@@ -337,18 +353,23 @@ std::error_code Client::send_frames(std::uint32_t channel_id,
       messages[i].msg_hdr.msg_iov = &parts[i];
       messages[i].msg_hdr.msg_iovlen = 1;
     }
+    // Never blocking in the kernel: a pause can come while the socket is full, and then only
+    // reading (wait_for_room) lets the broker go on.
     std::size_t sent = 0;
     while (sent < count) {
       const int n = ::sendmmsg(fd_, messages.data() + sent, static_cast<unsigned>(count - sent),
-                               MSG_NOSIGNAL);
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
         sent += static_cast<std::size_t>(n);
         continue;
       }
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) return system_error();
-      pollfd descriptor{fd_, POLLOUT, 0};
+      pollfd descriptor{fd_, POLLIN | POLLOUT, 0};
       if (::poll(&descriptor, 1, -1) < 0 && errno != EINTR) return system_error();
+      if ((descriptor.revents & POLLIN) != 0) {
+        if (const auto error = absorb_waiting()) return error;
+      }
     }
     at += count;
   }
@@ -370,8 +391,8 @@ std::error_code Client::next_frame(ReceivedFrame& frame, int timeout_ms) {
       datagram = std::move(early_frames_.front());
       early_frames_.pop_front();
     } else {
-      if (left_reported_ < left_.size()) {
-        left_reported_ = left_.size();
+      if (unreported_left_ > 0) {
+        --unreported_left_;
         return ClientError::channel_left;
       }
       auto received = std::make_shared<std::vector<std::uint8_t>>();

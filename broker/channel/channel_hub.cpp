@@ -99,7 +99,7 @@ void ChannelBacklog::watch(std::size_t low, std::function<void()> drained) {
 
 /// A tap (ethernet) or tun (ip) interface as a member: what it reads is sent to the channel,
 /// what the channel sends it is written to it (never waiting: a full device drops, counted).
-class ChannelHub::Tap {
+class ChannelHub::Tap : public std::enable_shared_from_this<Tap> {
  public:
   Tap(boost::asio::strand<boost::asio::io_context::executor_type>& strand, int fd, std::string name)
       : descriptor_(strand, fd), name_(std::move(name)) {}
@@ -121,12 +121,14 @@ class ChannelHub::Tap {
   }
 
  private:
+  // The handler owns the tap: one already queued when the tap's member is removed still finds
+  // it alive, sees it closed, and stops.
   void wait() {
     descriptor_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                           [this](const boost::system::error_code& error) {
-                             if (error) return;  // closed
-                             drain();
-                             wait();
+                           [self = shared_from_this()](const boost::system::error_code& error) {
+                             if (error || !self->descriptor_.is_open()) return;
+                             self->drain();
+                             self->wait();
                            });
   }
   void drain() {
@@ -152,7 +154,7 @@ struct ChannelHub::Member {
   std::uint8_t rights = 0;
   ChannelPeer peer;                   // session_id 0 for a tap
   std::shared_ptr<ChannelPort> port;  // null for a tap
-  std::unique_ptr<Tap> tap;           // null for a session
+  std::shared_ptr<Tap> tap;           // null for a session
   std::shared_ptr<ChannelBacklog> backlog = std::make_shared<ChannelBacklog>();
   bool paused = false;           // told to stop sending (backpressure)
   std::uint64_t last_frame = 0;  // the channel's frame count when it last got one: no doubles
@@ -209,7 +211,14 @@ bool ChannelHub::declare(const ChannelConfig& config, std::string& error) {
   auto channel = make_channel(config.spec, error);
   if (channel == nullptr) return false;
   channel->declared = config;
-  for (const std::string& tap : config.taps) attach_tap(*channel, tap);
+  try {
+    for (const std::string& tap : config.taps) attach_tap(*channel, tap);
+  } catch (const std::exception& failure) {  // no half-made channel stays
+    error = failure.what();
+    for (auto& [id, member] : channel->members) member.tap->close();
+    channels_.erase(channel->id);
+    return false;
+  }
   spdlog::info("channels: {} ({} delivery, {} frames){}{}", config.spec.name, config.spec.delivery,
                config.spec.link == proto::LinkType::ip ? "ip" : "ethernet",
                config.taps.empty() ? "" : ", taps ", fmt::join(config.taps, " "));
@@ -292,7 +301,15 @@ void ChannelHub::redeclare(Channel& channel, const ChannelConfig& config) {
           "the reloaded policy changed this member's rights on channel " + channel.spec.name +
               "; join again");
   }
-  if (channel.paused) resume_if_drained(channel.id);  // the queue length or mode may have moved
+  if (channel.paused && channel.spec.overflow != proto::Overflow::backpressure) {
+    channel.paused = false;  // a drop channel pauses nobody
+    for (auto& [id, member] : channel.members) {
+      if (std::exchange(member.paused, false)) {
+        member.port->channel_message(proto::ChannelFlow{channel.id, false}, 0);
+      }
+    }
+  }
+  if (channel.paused) resume_if_drained(channel.id);  // the queue length may have moved
 }
 
 void ChannelHub::evict(Channel& channel, std::uint32_t member_id, const std::string& reason) {
@@ -373,7 +390,7 @@ void ChannelHub::attach_tap(Channel& channel, const std::string& name) {
   member.id = channel.next_member++;
   member.rights = proto::right_receive | proto::right_send;
   member.peer.name = "tap " + name;
-  member.tap = std::make_unique<Tap>(strand_, fd, name);
+  member.tap = std::make_shared<Tap>(strand_, fd, name);
   const std::uint32_t channel_id = channel.id;
   const std::uint32_t member_id = member.id;
   member.tap->start(channel_id, [this, channel_id, member_id](FrameRun& run) {
@@ -733,6 +750,7 @@ void ChannelHub::remove_member(Channel& channel, std::uint32_t member_id, const 
   spdlog::info("channels: member {} ({}) left {}{}", member_id, found->second.peer.name,
                channel.spec.name, reason.empty() ? "" : ": " + reason);
   channel.delivery->call_channel_member(channel.state, member_id, false);
+  if (found->second.tap) found->second.tap->close();
   channel.members.erase(found);
   channel.update_receivers();
   if (channel.paused) resume_if_drained(channel.id);  // it may have been the slow one

@@ -213,7 +213,12 @@ class Client {
   std::size_t frames_next_ = 0;
   std::vector<std::uint32_t> paused_;  // channel ids
   std::vector<proto::ChannelLeft> left_;
-  std::size_t left_reported_ = 0;  // removals next_frame has already ended with
+  std::size_t unreported_left_ = 0;  // the newest removals next_frame has not ended with yet
+  bool in_channels_ = false;         // joined a channel on this connection
+  /// Waits until the socket takes more; while a channel has this session paused the broker
+  /// does not read it, so a channel member reads and keeps what arrives meanwhile (else
+  /// neither side would move).
+  std::error_code wait_for_room();
   /// Forgets every channel's state (a new connection, or a rejoined channel when `only` is set).
   void forget_channels(std::optional<std::uint32_t> only = std::nullopt);
   [[nodiscard]] bool removed_from(std::uint32_t channel_id) const noexcept;

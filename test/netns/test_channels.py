@@ -182,6 +182,30 @@ class Channels(NetnsTestCase):
         self.assertEqual((bulk["dropped"], bulk["refused"]), (0, 0))
         self.assertFalse([l for l in sender.lines if l.startswith("notice")], sender.lines)
 
+    def test_members_that_send_and_receive_on_a_backpressure_channel_never_deadlock(self):
+        # Each pauses the other: a client blocked on a full socket must still read, or neither
+        # side moves again.
+        daemon = self.channel_daemon(
+            "  - {name: pair, queue_length: 16, overflow: backpressure}\n")
+        pair = []
+        for _ in range(2):
+            member = subprocess.Popen([TOOL, daemon.socket, "both", "pair", "5000", "1400"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            self.addCleanup(member.stdout.close)
+            self.addCleanup(member.wait)
+            self.addCleanup(member.kill)
+            self.assertTrue(member.stdout.readline().startswith("joined"))
+            pair.append(member)
+        for member in pair:
+            member.stdin.write("go\n")
+            member.stdin.close()
+        for member in pair:
+            self.assertEqual(member.wait(timeout=60), 0)
+            output = member.stdout.read()
+            self.assertIn("received 5000 gaps 0 out_of_order 0", output)
+        pair = self.channels(daemon)["pair"]
+        self.assertEqual((pair["dropped"], pair["delivered"]), (0, 10000))
+
     def test_a_sender_that_ignores_the_pause_only_blocks_itself(self):
         daemon = self.channel_daemon(
             "  - {name: bulk, queue_length: 8, overflow: backpressure}\n")
@@ -327,26 +351,41 @@ class Channels(NetnsTestCase):
 
     def test_a_reload_applies_access_lists_and_adds_and_closes_channels(self):
         daemon = self.daemon(BASE + "channels:\n  - name: lab\n    access:\n"
-                             "      - {user: nobody, rights: [receive]}\n  - {name: old}\n")
+                             "      - {user: nobody, rights: [receive]}\n"
+                             "  - {name: old, tap: pbold}\n")
         everyone_may_connect(daemon)
         listener = self.tool(daemon, "receive", "lab", 1, 0, 30000, user="nobody")
         listener.wait_line("joined")
         old, keeper = self.member(daemon, "old"), self.member(daemon, "lab", name="keeper")
-        daemon.reload(BASE + "channels:\n  - {name: lab, max_members: 3}\n  - {name: new}\n")
+        # The old channel's tap is busy when the reload closes it (ARP for a missing neighbour).
+        run("ip", "addr", "add", "10.66.0.1/24", "dev", "pbold")
+        run("ip", "link", "set", "pbold", "up")
+        pinger = subprocess.Popen(["ping", "-i", "0.01", "10.66.0.2"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        self.addCleanup(pinger.wait)
+        self.addCleanup(pinger.kill)
+        wait_for(lambda: old.drain(quiet=0.05), what="frames from the tap")
+        # "broken" cannot be made (lo is no tun device): logged, and the rest still applies.
+        daemon.reload(BASE + "channels:\n  - {name: lab, max_members: 3}\n  - {name: new}\n"
+                      "  - {name: broken, tap: lo}\n")
         wait_for(lambda: "policy reloaded" in daemon.log(), what="the reload")
         self.assertEqual(listener.wait_exit(), 1, "nobody's rights were taken away")
         self.assertTrue(any(l.startswith("error receive") for l in listener.lines), listener.lines)
-        old.drain()
+        wait_for(lambda: old.drain(quiet=0.05) is not None and old.left, what="old's members told")
         self.assertEqual(old.left, ["the reloaded policy removed channel old"])
+        wait_for(lambda: run("ip", "link", "show", "pbold", check=False).returncode != 0,
+                 what="the closed channel's tap to go")
         keeper.drain()
         self.assertEqual(keeper.left, [], "root's rights did not change")
         self.member(daemon, "new")
         channels = self.channels(daemon)
         self.assertEqual(sorted(channels), ["lab", "new"])
         self.assertEqual(channels["lab"]["max_members"], 3)
+        self.assertIn("channels: reload: channel broken", daemon.log())
         again = self.tool(daemon, "receive", "lab", 1, user="nobody")
         self.assertEqual(again.wait_exit(), 1)
         self.assertIn("no grant for uid 65534", " ".join(again.lines))
+        self.assertIsNone(daemon.process.poll())
 
     def test_a_manager_creates_a_channel_at_run_time_for_other_users(self):
         daemon = self.daemon(BASE)

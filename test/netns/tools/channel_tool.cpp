@@ -2,6 +2,8 @@
 // and the channel benchmark:
 //   channel_tool SOCKET send CHANNEL COUNT [SIZE] [PAUSE_US]   (PAUSE_US: a pause after 64 frames)
 //   channel_tool SOCKET receive CHANNEL COUNT [SLOW_US] [QUIET_MS]
+//   channel_tool SOCKET both CHANNEL COUNT [SIZE]   (after a line on stdin, sends COUNT, then
+//                                                  receives COUNT)
 // A sent frame is an Ethernet broadcast frame (source 02:00:00:00:00:01) holding its sequence
 // number; `receive` counts frames per sender, checks each sender's numbers arrive in order,
 // and prints "received N gaps G" (G: numbers skipped: frames it missed).
@@ -46,13 +48,19 @@ int main(int argc, char** argv) {
     return fail(client, "connect", error);
   }
   pktbroker::proto::ChannelJoined joined;
-  const std::uint8_t rights =
-      mode == "send" ? pktbroker::proto::right_send : pktbroker::proto::right_receive;
+  const std::uint8_t rights = mode == "send" ? pktbroker::proto::right_send
+                              : mode == "receive"
+                                  ? pktbroker::proto::right_receive
+                                  : pktbroker::proto::right_send | pktbroker::proto::right_receive;
   if (auto error = client.join_channel(argv[3], rights, joined)) return fail(client, "join", error);
   std::printf("joined member %u\n", joined.member_id);
   std::fflush(stdout);
+  if (mode == "both") {  // every member has joined before anyone sends
+    char go[8];
+    if (std::fgets(go, sizeof go, stdin) == nullptr) return 2;
+  }
   const auto started = std::chrono::steady_clock::now();
-  if (mode == "send") {
+  if (mode == "send" || mode == "both") {
     const std::size_t size = argc > 5 ? std::strtoul(argv[5], nullptr, 10) : 64;
     const long pause_us = argc > 6 ? std::strtol(argv[6], nullptr, 10) : 0;
     constexpr std::size_t batch = 64;
@@ -82,11 +90,13 @@ int main(int argc, char** argv) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     std::printf("sent %lu seconds %.6f\n", count, seconds);
     std::fflush(stdout);
-    // Stay until the broker has read everything: leaving closes the session.
-    (void)client.ping();
-    return 0;
+    if (mode == "send") {
+      // Stay until the broker has read everything: leaving closes the session.
+      (void)client.ping();
+      return 0;
+    }
   }
-  const long slow_us = argc > 5 ? std::strtol(argv[5], nullptr, 10) : 0;
+  const long slow_us = argc > 5 && mode == "receive" ? std::strtol(argv[5], nullptr, 10) : 0;
   const int quiet_ms = argc > 6 ? std::atoi(argv[6]) : 2000;
   std::map<std::uint32_t, std::uint32_t> next;  // sender -> expected sequence number
   unsigned long received = 0, gaps = 0, out_of_order = 0;
