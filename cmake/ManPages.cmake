@@ -1,5 +1,5 @@
 # Man pages: doc/man/NAME.SECTION.scd -> NAME.SECTION.gz (scdoc, then gzip -9n as Debian wants),
-# installed in share/man/manSECTION with the daemon.
+# installed in share/man/manSECTION with the daemon. A page scdoc refuses fails the build.
 find_program(SCDOC scdoc REQUIRED)
 file(GLOB man_sources CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/doc/man/*.scd)
 set(man_pages)
@@ -9,7 +9,7 @@ foreach(source IN LISTS man_sources)
   set(output ${PROJECT_BINARY_DIR}/man/${page}.gz)
   add_custom_command(OUTPUT ${output}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${PROJECT_BINARY_DIR}/man
-    COMMAND sh -c "${SCDOC} < '${source}' | gzip -9n > '${output}'"
+    COMMAND sh -c "${SCDOC} < '${source}' > '${output}.roff' && gzip -9n < '${output}.roff' > '${output}' && rm '${output}.roff'"
     DEPENDS ${source} VERBATIM)
   list(APPEND man_pages ${output})
   install(FILES ${output} DESTINATION ${CMAKE_INSTALL_MANDIR}/man${section} COMPONENT daemon)
