@@ -243,9 +243,9 @@ void ChannelHub::apply(std::vector<ChannelConfig> channels) {
   boost::asio::post(strand_, [self = shared_from_this(), channels = std::move(channels)] {
     std::vector<std::uint32_t> gone;
     for (const auto& [id, channel] : self->channels_) {
-      const bool kept = std::any_of(channels.begin(), channels.end(), [&](const auto& c) {
-        return c.spec.name == channel->spec.name;
-      });
+      const std::string& name = channel->spec.name;  // (a lambda may not capture a binding)
+      const bool kept = std::any_of(channels.begin(), channels.end(),
+                                    [&name](const auto& c) { return c.spec.name == name; });
       if (channel->declared && !kept) gone.push_back(id);
     }
     for (const std::uint32_t id : gone) {
