@@ -302,7 +302,8 @@ class UdpSink:
     def __init__(self, test, address="127.0.0.1", port=5000):
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
+        # Room for a whole burst (100,000 datagrams of ~1 KiB truesize): a slow reader loses none.
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 256 << 20)
         self.sock.bind((address, port))
         self.sock.settimeout(0.1)
         self.count = 0
