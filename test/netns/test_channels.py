@@ -143,16 +143,17 @@ class Channels(NetnsTestCase):
 
     def test_member_limit_is_enforced(self):
         daemon = self.channel_daemon("  - {name: duo, max_members: 2}\n")
-        self.member(daemon, "duo")
+        first = self.member(daemon, "duo")
         self.member(daemon, "duo")
         third = self.member(daemon, "", name="third")
         code, text = third.join("duo")
         self.assertEqual(code, 11)  # channel_full
         self.assertIn("channel duo has its most members (2)", text)
-        twice = self.member(daemon, "", name="twice")
-        twice.close()
-        again = self.member(daemon, "duo")  # a place freed by a leave is free again
-        self.assertIsNone(again.join("duo") and None)
+        self.assertEqual(third.join("duo")[0], 11, "asking again does not get past it")
+        first.close()  # a place freed by a leaving session is free again
+        wait_for(lambda: len(self.channels(daemon)["duo"]["members"]) == 1, what="the leave")
+        self.assertIsNone(third.join("duo"))
+        self.assertEqual(len(self.channels(daemon)["duo"]["members"]), 2)
 
     def test_a_slow_member_misses_frames_counted_while_the_others_get_everything(self):
         daemon = self.channel_daemon("  - {name: feed, queue_length: 256}\n")
