@@ -489,6 +489,9 @@ void ChannelHub::create(std::shared_ptr<ChannelPort> port, ChannelPeer peer,
         if (request.queue_length < 1 || request.queue_length > 65536) {
           return bad("queue_length must be 1 to 65536");
         }
+        if (request.access.size() > max_access_entries) {
+          return bad(fmt::format("at most {} access entries", max_access_entries));
+        }
         // The creator may do everything on what it made.
         request.access.push_back(
             {proto::ChannelAccess::Kind::uid, peer.cred.uid, proto::all_channel_rights});

@@ -397,6 +397,15 @@ class Channels(NetnsTestCase):
                         "--max-members", "4")
         self.assertEqual(made.returncode, 0, made.stderr)
         self.assertEqual(self.ctl(daemon, "channel-create", "talk").returncode, 1)
+        crowd = ["--access=uid:%d=receive" % (1000 + i) for i in range(65)]
+        too_many = self.ctl(daemon, "channel-create", "crowd", *crowd)
+        self.assertEqual(too_many.returncode, 1)
+        self.assertIn("at most 64 access entries", too_many.stderr)
+        for i in range(255):  # with talk, the broker's most channels
+            self.assertEqual(self.ctl(daemon, "channel-create", f"c{i}").returncode, i >= 255)
+        over = self.ctl(daemon, "channel-create", "one-more")
+        self.assertEqual(over.returncode, 1)
+        self.assertIn("the broker has its most channels (256)", over.stderr)
         # A user no clients: grant names gets in for the channel its access list gives it.
         listener = self.tool(daemon, "receive", "talk", 3, 0, 3000, user="nobody")
         listener.wait_line("joined")
