@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 namespace pktbroker {
 
@@ -38,6 +39,8 @@ constexpr std::size_t max_held = 1024;
 constexpr std::size_t max_held_per_flow = 16;
 // Held packets are tracked with this owner: sessions are numbered from 1.
 constexpr SessionId plugin_owner = 0;
+// Packets waiting for their process are tracked with this one.
+constexpr SessionId identity_owner = std::numeric_limits<SessionId>::max();
 constexpr auto flow_maintenance_period = std::chrono::seconds(1);
 
 proto::CtStateCode ct_code(CtState state) noexcept {
@@ -116,9 +119,15 @@ void BrokerQueue::start() {
   });
 }
 
-void BrokerQueue::on_packet(const PacketMeta& meta) {
+void BrokerQueue::on_packet(const PacketMeta& meta) { decide(meta, false); }
+
+void BrokerQueue::decide(const PacketMeta& meta, bool again) {
   open_batch();
-  const Decision decision = dispatcher_.decide(meta);
+  const Decision decision = dispatcher_.decide(meta, again);
+  if (decision.identity_wait && !stopped_ && identity_ != nullptr) {
+    wait_for_identity(meta, decision);
+    return;
+  }
   const SubscriptionTable& table = *subscriptions_;
   const bool to_clients = decision.parsed && !stopped_;  // packets drained at stop: policy alone
   if (to_clients && !table.observers.empty()) {
@@ -181,6 +190,66 @@ void BrokerQueue::on_unreadable(std::uint32_t packet_id) {
   open_batch();
   ++decided_in_batch_;
   finish(packet_id, dispatcher_.malformed_verdict(), {}, {.decided_by = "malformed"});
+}
+
+void BrokerQueue::wait_for_identity(const PacketMeta& meta, const Decision& decision) {
+  const IdentityConfig& config = dispatcher_.identity_config();
+  const Why why{.decided_by = "identity_overflow", .decision = &decision};
+  if (identity_waits_.size() >= config.max_waiting) {
+    ++dispatcher_.counters().identity_overflows;
+    ++decided_in_batch_;
+    finish(meta.packet_id, decision.verdict, {}, why);
+    return;
+  }
+  try {
+    IdentityWait wait{*decision.identity_wait, meta, {meta.payload.begin(), meta.payload.end()}};
+    wait.meta.payload = wait.bytes;
+    wait.meta.fields = {};  // views into the flow table and the last decision: found again
+    wait.meta.dst_names = {};
+    wait.meta.app = nullptr;
+    const auto deadline = Clock::now() + std::chrono::milliseconds(config.timeout_ms);
+    const PacketToken token =
+        tracker_.track({meta.packet_id, identity_owner, decision.verdict, deadline, nullptr});
+    identity_waits_.emplace(token, std::move(wait));
+    if (identity_asked_.insert(*decision.identity_wait).second) {
+      identity_->resolve(*decision.identity_wait,
+                         [this, key = *decision.identity_wait](AppRef app) {
+                           boost::asio::post(strand_, [this, key, app = std::move(app)]() mutable {
+                             on_identity(key, std::move(app));
+                           });
+                         });
+    }
+  } catch (...) {  // allocation failure: the fallback now
+    ++dispatcher_.counters().identity_overflows;
+    ++decided_in_batch_;
+    finish(meta.packet_id, decision.verdict, {}, why);
+    return;
+  }
+  ++dispatcher_.counters().identity_waits;
+  note_waiting(meta.packet_id, decision);
+  schedule_expiry();
+}
+
+// The resolver's answer for a flow: its waiting packets are decided again, in arrival order.
+void BrokerQueue::on_identity(const SocketKey& key, AppRef app) {
+  identity_asked_.erase(key);
+  if (stopped_) return;
+  dispatcher_.learn_identity(key, std::move(app));
+  std::vector<PacketToken> tokens;
+  for (const auto& [token, wait] : identity_waits_) {
+    if (wait.key == key) tokens.push_back(token);
+  }
+  std::sort(tokens.begin(), tokens.end());
+  for (const PacketToken token : tokens) {
+    VerdictTracker::Pending pending;
+    if (tracker_.take(token, identity_owner, pending) != VerdictTracker::ResolveResult::resolved) {
+      continue;
+    }
+    auto node = identity_waits_.extract(token);
+    waiting_.erase(pending.packet_id);
+    decide(node.mapped().meta, true);
+  }
+  flush();
 }
 
 bool BrokerQueue::hold(std::uint32_t packet_id, const Decision& decision) {
@@ -591,6 +660,13 @@ void BrokerQueue::schedule_expiry() {
 
 void BrokerQueue::expire_now() {
   tracker_.expire(Clock::now(), [this](const VerdictTracker::Pending& pending) {
+    if (pending.owner == identity_owner) {
+      std::erase_if(identity_waits_,
+                    [&](const auto& wait) { return wait.second.meta.packet_id == pending.packet_id; });
+      ++dispatcher_.counters().identity_timeouts;
+      finish(pending.packet_id, pending.fallback, {}, {.decided_by = "identity_timeout"});
+      return;
+    }
     const bool held = forget_held(dispatcher_.packet_handle(pending.packet_id));
     if (held) {
       ++dispatcher_.counters().hold_timeouts;
@@ -606,10 +682,11 @@ void BrokerQueue::expire_now() {
 }
 
 void BrokerQueue::set_policy(std::shared_ptr<const Policy> policy,
-                             std::shared_ptr<const PluginSet> plugins) {
-  boost::asio::post(strand_,
-                    [this, policy = std::move(policy), plugins = std::move(plugins)]() mutable {
+                             std::shared_ptr<const PluginSet> plugins, IdentityResolver* identity) {
+  boost::asio::post(strand_, [this, policy = std::move(policy), plugins = std::move(plugins),
+                              identity]() mutable {
                       if (stopped_) return;
+                      set_identity(identity);
                       inspector_.set_plugins(std::move(plugins));
                       inspector_.policy_changed();
                       dispatcher_.set_policy(std::move(policy));
@@ -644,6 +721,7 @@ void BrokerQueue::stop(std::function<void()> done) {
     });
     held_.clear();
     held_by_flow_.clear();
+    identity_waits_.clear();
     expiry_timer_.cancel();
     flow_timer_.cancel();
     inspector_.clear();

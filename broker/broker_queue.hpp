@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace pktbroker {
@@ -60,7 +61,13 @@ class BrokerQueue {
 
   // Each of these posts to the queue's strand and returns at once.
   void start();
-  void set_policy(std::shared_ptr<const Policy> policy, std::shared_ptr<const PluginSet> plugins);
+  void set_policy(std::shared_ptr<const Policy> policy, std::shared_ptr<const PluginSet> plugins,
+                  IdentityResolver* identity = nullptr);
+  /// Where rules with `app.*` fields look processes up (set before start(); may be null).
+  void set_identity(IdentityResolver* identity) {
+    identity_ = identity;
+    dispatcher_.set_identity(identity);
+  }
   /// Rules with `mirror:` copy their packets into this hub's channels (set before start()).
   void set_mirror(std::shared_ptr<ChannelHub> hub) { mirror_ = std::move(hub); }
   void set_subscriptions(std::shared_ptr<const SubscriptionTable> table);
@@ -77,6 +84,8 @@ class BrokerQueue {
 
  private:
   void on_packet(const PacketMeta& meta);
+  /// `again`: a packet that waited for its process (counted when it arrived).
+  void decide(const PacketMeta& meta, bool again);
   void on_unreadable(std::uint32_t packet_id);
   void open_batch() noexcept;  ///< notes when the read batch in progress began
   void copy_to_observers(const PacketMeta& meta, const PacketView& view);
@@ -115,6 +124,10 @@ class BrokerQueue {
   /// Forgets a held packet's bookkeeping; returns whether it was held.
   bool forget_held(std::uint64_t handle);
   void schedule_flow_maintenance();
+  /// The packet's process is not known yet: it waits (alone) for the resolver, at most
+  /// identity.timeout_ms, then takes identity.fallback.
+  void wait_for_identity(const PacketMeta& meta, const Decision& decision);
+  void on_identity(const SocketKey& key, AppRef app);
 
   QueueConfig config_;
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
@@ -153,6 +166,16 @@ class BrokerQueue {
   bool flow_timer_armed_ = false;
   bool stopped_ = false;  ///< after stop(): no timer is armed again, late verdicts are refused
   std::size_t untrusted_outstanding_ = 0;  ///< undecided packets held by non-root sessions
+
+  /// Packets waiting for their process, by tracker token: a copy, decided again on the answer.
+  struct IdentityWait {
+    SocketKey key;
+    PacketMeta meta;  ///< payload points into `bytes`
+    std::vector<std::uint8_t> bytes;
+  };
+  IdentityResolver* identity_ = nullptr;
+  std::unordered_map<PacketToken, IdentityWait> identity_waits_;
+  std::unordered_set<SocketKey, SocketKeyHash> identity_asked_;  ///< flows with a lookup under way
 };
 
 }  // namespace pktbroker

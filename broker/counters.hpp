@@ -58,6 +58,12 @@ struct QueueCounters {
   std::uint64_t hold_overflows = 0;   ///< holds refused (too many held): decided at once
   std::uint64_t hold_timeouts = 0;    ///< held packets that took their fallback at the deadline
   std::uint64_t plugin_releases = 0;  ///< held packets decided by a release or their flow
+  // Identity (rules with app.* fields).
+  std::uint64_t identity_known = 0;      ///< packets whose process was known at once
+  std::uint64_t identity_waits = 0;      ///< packets that waited for a lookup
+  std::uint64_t identity_timeouts = 0;   ///< waited past identity.timeout_ms: fallback
+  std::uint64_t identity_unknown = 0;    ///< process not found (or gone): fallback
+  std::uint64_t identity_overflows = 0;  ///< too many waiting already: fallback at once
   std::array<std::uint64_t, static_cast<std::size_t>(ParseError::count_)> malformed_by_reason{};
   std::array<std::uint64_t, static_cast<std::size_t>(NetlinkError::count_)> netlink_errors{};
 

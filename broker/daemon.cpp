@@ -29,10 +29,12 @@ Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> 
   }
   channels_ = std::make_shared<ChannelHub>(io_, plugins_, events_);
   channels_->open(policy_->broker().channels);
+  IdentityResolver* identity = identity_for(*policy_);
   for (const QueueConfig& config : policy_->broker().queues) {
     queues_.push_back(
         std::make_unique<BrokerQueue>(io_, config, policy_, plugins_, names_, events_));
     queues_.back()->set_mirror(channels_);
+    queues_.back()->set_identity(identity);
   }
   std::vector<BrokerQueue*> queues;
   for (auto& queue : queues_) queues.push_back(queue.get());
@@ -152,7 +154,11 @@ std::pair<bool, std::string> Daemon::load_and_apply() {
   policy_ = next;
   if (next_plugins != plugins_) set_wakers(*next_plugins);
   plugins_ = next_plugins;
-  for (auto& queue : queues_) queue->set_policy(next, next_plugins);
+  if (next->broker().identity.bpf != policy_->broker().identity.bpf && identity_) {
+    spdlog::warn("reload: identity.bpf changed; it takes effect at the next restart");
+  }
+  IdentityResolver* identity = identity_for(*next);
+  for (auto& queue : queues_) queue->set_policy(next, next_plugins, identity);
   channels_->set_plugins(next_plugins);
   channels_->apply(next->broker().channels);  // before the grants: they read its access lists
   sessions_->set_policy(next);
@@ -234,6 +240,13 @@ void Daemon::collect_stats(std::size_t index, std::vector<QueueSnapshot> collect
     collected.push_back(std::move(snapshot));
     collect_stats(index + 1, std::move(collected), std::move(done));
   });
+}
+
+IdentityResolver* Daemon::identity_for(const Policy& policy) {
+  if (!identity_ && policy.uses_app()) {
+    identity_ = std::make_unique<IdentityResolver>(policy.broker().identity.bpf);
+  }
+  return identity_.get();
 }
 
 void Daemon::shutdown() {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "broker/broker_queue.hpp"
+#include "broker/identity/identity_resolver.hpp"
 #include "broker/policy/policy.hpp"
 #include "broker/session/session_manager.hpp"
 #include "broker/systemd_notify.hpp"
@@ -46,6 +47,8 @@ class Daemon {
   void collect_stats(std::size_t index, std::vector<QueueSnapshot> collected,
                      std::function<void(std::vector<QueueSnapshot>)> done);
   void shutdown();
+  /// The resolver, made if `policy` has app.* rules and none exists yet; may be null.
+  IdentityResolver* identity_for(const Policy& policy);
   /// One scrape's sample, gathered on the io_context; nullopt when it takes over 2 s.
   std::optional<MetricsSample> gather_metrics();
 
@@ -65,6 +68,9 @@ class Daemon {
   std::shared_ptr<ChannelHub> channels_;  // before the queues that mirror into it
   std::unique_ptr<SessionManager> sessions_;
   std::unique_ptr<MetricsEndpoint> metrics_;  // off unless the policy says where to listen
+  // After the queues, so destroyed before them: its thread posts answers to their strands.
+  // Made when a policy first has app.* rules (the eBPF program is loaded only then).
+  std::unique_ptr<IdentityResolver> identity_;
   std::mutex reload_mutex_;                   // SIGHUP and a client's RELOAD may arrive together
   bool stopping_ = false;
 };

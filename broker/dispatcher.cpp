@@ -53,9 +53,11 @@ void Dispatcher::set_policy(std::shared_ptr<const Policy> policy) {
   policy_ = std::move(policy);
 }
 
-Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
-  ++counters_.received.packets;
-  counters_.received.bytes += meta.wire_length;
+Decision Dispatcher::decide(const PacketMeta& meta, bool again) noexcept {
+  if (!again) {
+    ++counters_.received.packets;
+    counters_.received.bytes += meta.wire_length;
+  }
 
   Decision decision;
   decision.meta = meta;
@@ -110,7 +112,30 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
     }
   }
 
-  const std::size_t index = policy_->match(inspected, decision.view);
+  std::size_t index = Policy::no_match;
+  std::optional<SocketKey> key;
+  if (policy_->uses_app()) key = socket_key_of(decision.view, meta.hook);
+  const Identity identity = key ? find_identity(*key, again, decision) : Identity::known;
+  if (identity != Identity::known) {
+    // Unknown: rules before the first app rule may still decide without it.
+    index = policy_->match(inspected, decision.view);
+    if (index >= policy_->first_app_rule()) {
+      decision.verdict = policy_->broker().identity.fallback;
+      if (identity == Identity::not_found || again) {  // looked for, not found: the fallback
+        ++counters_.identity_unknown;
+        decision.decided_by = "identity_unknown";
+      } else {
+        decision.identity_wait = key;
+        decision.decided_by = "identity_wait";
+      }
+      if (spdlog::should_log(spdlog::level::debug)) {
+        log_verdict(meta, &decision.view, decision.decided_by, decision.verdict);
+      }
+      return decision;
+    }
+  } else {
+    index = policy_->match(inspected, decision.view);
+  }
   std::string_view rule_name = "-";
   if (index == Policy::no_match) {
     ++counters_.default_verdicts;
@@ -143,6 +168,34 @@ Decision Dispatcher::decide(const PacketMeta& meta) noexcept {
     log_verdict(meta, &decision.view, rule_name, decision.verdict);
   }
   return decision;
+}
+
+Dispatcher::Identity Dispatcher::find_identity(const SocketKey& key, bool again,
+                                               Decision& decision) noexcept {
+  const auto now = Clock::now();
+  // A SYN may open a new socket on old addresses: asked afresh, unless it waited for that.
+  const bool syn =
+      !again && key.raw.protocol == IPPROTO_TCP && (decision.view.tcp_flags & 0x12) == 0x02;
+  const AppRef* known = identities_.find(key, syn, now);
+  if (known == nullptr && identity_ != nullptr) {
+    if (auto found = identity_->find(key)) {
+      try {
+        learn_identity(key, std::move(*found));
+        known = identities_.find(key, false, now);
+      } catch (...) {  // allocation failure: looked up the slow way
+      }
+    }
+  }
+  if (known == nullptr) return Identity::ask;
+  if (*known == nullptr || !(*known)->complete()) return Identity::not_found;
+  ++counters_.identity_known;
+  decision.app = *known;
+  decision.meta.app = decision.app.get();
+  return Identity::known;
+}
+
+void Dispatcher::learn_identity(const SocketKey& key, AppRef app) {
+  identities_.store(key, std::move(app), Clock::now());
 }
 
 void Dispatcher::apply_plugin(const Rule& rule, const Inspection& inspection,

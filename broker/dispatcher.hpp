@@ -3,6 +3,7 @@
 
 #include "broker/counters.hpp"
 #include "broker/flow/flow_inspector.hpp"
+#include "broker/identity/flow_identities.hpp"
 #include "broker/packet_meta.hpp"
 #include "broker/policy/policy.hpp"
 #include "broker/verdict.hpp"
@@ -41,6 +42,10 @@ struct Decision {
   std::string_view decided_by = "default";
   std::string_view rule;
   std::string_view mirror;  ///< the rule's `mirror:` channel, or empty
+  /// Its process must be looked up before a rule can decide: the packet waits for that
+  /// (BrokerQueue), and meanwhile `verdict` is the identity fallback.
+  std::optional<SocketKey> identity_wait;
+  AppRef app;  ///< the sending process, when a rule needed it and it is known (meta.app)
 
   [[nodiscard]] bool offered_to_clients() const noexcept { return deliver != nullptr || unmatched; }
 };
@@ -53,8 +58,17 @@ class Dispatcher {
   Dispatcher(std::uint16_t queue, std::shared_ptr<const Policy> policy,
              FlowInspector* inspector = nullptr);
 
-  /// The decision for one packet (counted per rule and malformed reason).
-  [[nodiscard]] Decision decide(const PacketMeta& meta) noexcept;
+  /// The decision for one packet (counted per rule and malformed reason). `again`: the packet
+  /// waited for its process and is decided now (it was counted when it arrived).
+  [[nodiscard]] Decision decide(const PacketMeta& meta, bool again = false) noexcept;
+
+  /// Where processes are looked up for rules with `app.*` fields (must outlive the dispatcher).
+  void set_identity(IdentityResolver* identity) noexcept { identity_ = identity; }
+  /// A lookup's answer for a flow (null: not found), for its waiting and later packets.
+  void learn_identity(const SocketKey& key, AppRef app);
+  [[nodiscard]] const IdentityConfig& identity_config() const noexcept {
+    return policy_->broker().identity;
+  }
 
   /// The handle plugins get for a packet (pktb_packet::id) and give back to release it.
   [[nodiscard]] std::uint64_t packet_handle(std::uint32_t packet_id) const noexcept {
@@ -87,11 +101,17 @@ class Dispatcher {
                    const Verdict& verdict) const;
   /// An `inspect` rule matched: the flow's plugin decides, if the rule names it.
   void apply_plugin(const Rule& rule, const Inspection& inspection, Decision& decision) noexcept;
+  enum class Identity : std::uint8_t { known, not_found, ask };
+  /// Sets decision.meta.app when the packet's process is known; `ask` when it must be looked
+  /// up (the packet waits), `not_found` when it was and is not there.
+  Identity find_identity(const SocketKey& key, bool again, Decision& decision) noexcept;
 
   std::uint16_t queue_;
   std::shared_ptr<const Policy> policy_;
   FlowInspector* inspector_;
   std::vector<std::string> dst_names_;  ///< what the last decision's meta.dst_names views
+  IdentityResolver* identity_ = nullptr;
+  FlowIdentities identities_;
   QueueCounters counters_;
   std::vector<RuleStats> rules_;  // parallel to policy_->rules()
 };

@@ -10,6 +10,8 @@
 
 namespace pktbroker {
 
+struct AppInfo;
+
 /// Conntrack state as carried by NFQA_CT_INFO (enum ip_conntrack_info), reduced to what rules
 /// match.
 enum class CtState : std::uint8_t { none, new_, established, related };
@@ -31,6 +33,8 @@ struct PacketMeta {
   std::span<const std::pair<std::string, std::string>> fields;
   /// The names DNS gave out the destination address for (dst_name:); empty when unknown.
   std::span<const std::string> dst_names;
+  /// The process that sent the packet (`app.*` fields); null when unknown or not looked up.
+  const AppInfo* app = nullptr;
 };
 
 }  // namespace pktbroker

@@ -91,6 +91,13 @@ void add_stats_entries(const QueueSnapshot& s, std::vector<proto::StatsEntry>& e
     add("hold_timeouts", c.hold_timeouts);
     add("plugin_releases", c.plugin_releases);
   }
+  if (c.identity_known + c.identity_waits + c.identity_overflows != 0) {
+    add("identity_known", c.identity_known);
+    add("identity_waits", c.identity_waits);
+    add("identity_timeouts", c.identity_timeouts);
+    add("identity_unknown", c.identity_unknown);
+    add("identity_overflows", c.identity_overflows);
+  }
   for (const RuleStats& rule : s.rules) {
     entries.push_back({"rule " + rule.name, "packets", rule.counters.packets});
     entries.push_back({"rule " + rule.name, "bytes", rule.counters.bytes});

@@ -1,5 +1,8 @@
 #include "broker/policy/matcher.hpp"
 
+#include "broker/identity/app_info.hpp"
+
+#include <fnmatch.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <time.h>
@@ -92,6 +95,7 @@ bool MatchFields::has(MatchField field) const noexcept {
     case MatchField::length: return length.has_value();
     case MatchField::dst_name: return dst_name.has_value();
     case MatchField::plugin_fields: return !plugin_fields.empty();
+    case MatchField::app: return !app.empty();
   }
   return false;
 }
@@ -133,6 +137,33 @@ bool MatchFields::holds(MatchField field, const PacketMeta& meta,
     case MatchField::plugin_fields:
       return std::all_of(plugin_fields.begin(), plugin_fields.end(),
                          [&](const FieldMatch& m) { return m.holds_in(meta); });
+    case MatchField::app:
+      return meta.app != nullptr && std::all_of(app.begin(), app.end(), [&](const AppMatch& m) {
+               return m.holds(*meta.app);
+             });
+  }
+  return false;
+}
+
+bool AppMatch::holds(const AppInfo& app) const noexcept {
+  const auto glob = [](const std::string& value) {
+    return [&value](const std::string& pattern) {
+      return !value.empty() && ::fnmatch(pattern.c_str(), value.c_str(), 0) == 0;
+    };
+  };
+  switch (attribute) {
+    case Attribute::path: return std::any_of(patterns.begin(), patterns.end(), glob(app.path));
+    case Attribute::cmdline:
+      return std::any_of(patterns.begin(), patterns.end(), glob(app.cmdline));
+    case Attribute::parent: return std::any_of(patterns.begin(), patterns.end(), glob(app.parent));
+    case Attribute::name: return contains(patterns, app.name);
+    case Attribute::cgroup:
+      return std::any_of(patterns.begin(), patterns.end(), [&](const std::string& prefix) {
+        const std::string_view cgroup = app.cgroup;
+        return cgroup.starts_with(prefix) &&
+               (cgroup.size() == prefix.size() || prefix.ends_with('/') ||
+                cgroup[prefix.size()] == '/');
+      });
   }
   return false;
 }
@@ -181,6 +212,12 @@ bool Matcher::matches(const PacketMeta& meta, const PacketView& view) const noex
     if (field == MatchField::plugin_fields) {  // negated each on its own, like every field
       for (const FieldMatch& one : excluded_.plugin_fields) {
         if (one.holds_in(meta)) return false;
+      }
+      continue;
+    }
+    if (field == MatchField::app) {
+      for (const AppMatch& one : excluded_.app) {
+        if (meta.app != nullptr && one.holds(*meta.app)) return false;
       }
       continue;
     }
@@ -279,6 +316,7 @@ bool field_within(MatchField field, const MatchFields& inner, const MatchFields&
              inner.length->second <= outer.length->second;
     case MatchField::dst_name: return *inner.dst_name == *outer.dst_name;
     case MatchField::plugin_fields: return subset(outer.plugin_fields, inner.plugin_fields);
+    case MatchField::app: return subset(outer.app, inner.app);
   }
   return false;
 }
@@ -294,7 +332,8 @@ bool Matcher::allows_mark(std::uint32_t mark) const noexcept {
 
 bool Matcher::uses_broker_fields() const noexcept {
   const auto uses = [](const MatchFields& f) {
-    return f.ct_states != 0 || f.dst_name.has_value() || !f.plugin_fields.empty();
+    return f.ct_states != 0 || f.dst_name.has_value() || !f.plugin_fields.empty() ||
+           !f.app.empty();
   };
   return uses(required_) || uses(excluded_);
 }
@@ -310,6 +349,8 @@ bool Matcher::within(const Matcher& outer) const noexcept {
       if (!excluded_.has(field)) return false;
       if (field == MatchField::plugin_fields) {  // each excluded on its own: keep all of outer's
         if (!subset(outer.excluded_.plugin_fields, excluded_.plugin_fields)) return false;
+      } else if (field == MatchField::app) {
+        if (!subset(outer.excluded_.app, excluded_.app)) return false;
       } else if (!field_within(field, outer.excluded_, excluded_)) {
         return false;
       }

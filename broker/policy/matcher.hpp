@@ -62,9 +62,10 @@ enum class MatchField : std::uint8_t {
   icmp_type,
   length,
   dst_name,
-  plugin_fields
+  plugin_fields,
+  app
 };
-inline constexpr std::size_t match_field_count = 16;
+inline constexpr std::size_t match_field_count = 17;
 
 /// A field a plugin publishes (`dns.qname: ["*.example.com", ...]`): the value must equal one
 /// pattern, or end with it when the pattern starts with `*.` (the name itself or any name under
@@ -78,6 +79,18 @@ struct FieldMatch {
   [[nodiscard]] bool holds_in(const PacketMeta& meta) const noexcept;
 
   friend bool operator==(const FieldMatch&, const FieldMatch&) = default;
+};
+
+/// An `app.*` field: which attribute of the sending process, and the patterns one of which its
+/// value must satisfy. path, cmdline and parent are globs (fnmatch, `*` crosses `/`); name is
+/// exact; cgroup is a path prefix (the cgroup itself or any below it).
+struct AppMatch {
+  enum class Attribute : std::uint8_t { path, name, cmdline, cgroup, parent };
+  Attribute attribute = Attribute::path;
+  std::vector<std::string> patterns;
+
+  [[nodiscard]] bool holds(const AppInfo& app) const noexcept;
+  friend bool operator==(const AppMatch&, const AppMatch&) = default;
 };
 
 /// The fields one `match:` (or its `not:`) may constrain; absent fields are not checked.
@@ -100,6 +113,9 @@ struct MatchFields {
   /// Required: all must hold (a field not published fails). Excluded: each on its own, like
   /// every other field: the packet is excluded when any one holds.
   std::vector<FieldMatch> plugin_fields;
+  /// The sending process (`app.path: ...`): like plugin fields, all required ones must hold
+  /// and each excluded one excludes on its own. A packet whose process is unknown holds none.
+  std::vector<AppMatch> app;
 
   [[nodiscard]] bool has(MatchField field) const noexcept;
   [[nodiscard]] bool empty() const noexcept;
@@ -126,6 +142,10 @@ class Matcher {
   /// Whether it names what only the broker knows of a packet (ct_state from its flow table,
   /// dst_name, plugin fields): these cannot be judged again for rewritten bytes.
   [[nodiscard]] bool uses_broker_fields() const noexcept;
+  /// Whether it names `app.*` fields: the packet's process must be looked up first.
+  [[nodiscard]] bool uses_app() const noexcept {
+    return !required_.app.empty() || !excluded_.app.empty();
+  }
   [[nodiscard]] const MatchFields& required() const noexcept { return required_; }
   [[nodiscard]] const MatchFields& excluded() const noexcept { return excluded_; }
 

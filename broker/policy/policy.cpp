@@ -35,6 +35,9 @@ Policy::Policy(BrokerConfig broker, std::vector<Rule> rules)
       std::any_of(rules_.begin(), rules_.end(), [&](const Rule& r) { return names(*r.matcher); }) ||
       std::any_of(broker_.clients.begin(), broker_.clients.end(),
                   [&](const ClientGrant& g) { return g.allowed && names(*g.allowed); });
+  const auto app_rule = std::find_if(rules_.begin(), rules_.end(),
+                                     [](const Rule& r) { return r.matcher->uses_app(); });
+  if (app_rule != rules_.end()) first_app_rule_ = static_cast<std::size_t>(app_rule - rules_.begin());
 }
 
 std::size_t Policy::match(const PacketMeta& meta, const PacketView& view) const noexcept {

@@ -98,6 +98,16 @@ struct ChannelConfig {
   int column = 0;
 };
 
+/// `broker.identity:`: finding the process behind a packet, for rules with `app.*` fields.
+struct IdentityConfig {
+  bool bpf = true;  ///< use the eBPF program (else sock_diag and /proc only)
+  /// A packet whose process is not known yet waits at most this long, then takes `fallback`.
+  std::uint32_t timeout_ms = 500;
+  Verdict fallback{VerdictKind::drop, std::nullopt};  ///< never accept an unknown sender
+  std::uint32_t max_waiting = 1024;  ///< packets waiting for a lookup per queue; more: fallback
+  friend bool operator==(const IdentityConfig&, const IdentityConfig&) = default;
+};
+
 /// Policy `broker:` section.
 struct BrokerConfig {
   std::vector<QueueConfig> queues{QueueConfig{}};
@@ -111,6 +121,7 @@ struct BrokerConfig {
   std::string metrics_listen;
   EventsConfig events;
   std::vector<ChannelConfig> channels;  ///< policy `channels:` section
+  IdentityConfig identity;
 };
 
 /// A rule's hand-over to client subscriptions (verdict `{deliver: NAME, ...}`).
@@ -150,6 +161,10 @@ class Policy {
   [[nodiscard]] std::span<const Rule> rules() const noexcept { return rules_; }
   /// Whether a rule matches `dst_name:` (the dispatcher then looks names up).
   [[nodiscard]] bool uses_dst_name() const noexcept { return uses_dst_name_; }
+  /// The first rule that names `app.*` fields, or no_match: a packet that a rule before it
+  /// matches is decided without knowing its process.
+  [[nodiscard]] std::size_t first_app_rule() const noexcept { return first_app_rule_; }
+  [[nodiscard]] bool uses_app() const noexcept { return first_app_rule_ != no_match; }
 
   /// Index of the first rule that matches, or no_match. Never throws, never allocates.
   /// Only the rules the index cannot rule out by protocol, destination port, address or mark
@@ -167,6 +182,7 @@ class Policy {
   std::vector<Rule> rules_;
   RuleIndex index_;
   bool uses_dst_name_ = false;
+  std::size_t first_app_rule_ = no_match;
 };
 
 /// One problem found while loading a policy, with its position (1-based line and column).

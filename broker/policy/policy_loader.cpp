@@ -25,7 +25,8 @@ namespace fs = std::filesystem;
 using Keys = std::span<const std::string_view>;
 
 constexpr std::string_view broker_keys[] = {"queues", "default_verdict", "malformed_verdict",
-                                            "max_flows"};
+                                            "max_flows", "identity"};
+constexpr std::string_view identity_keys[] = {"bpf", "timeout_ms", "fallback", "max_waiting"};
 constexpr std::string_view queue_keys[] = {"num", "fail_open", "max_len",  "copy_range",
                                            "gso", "uid_gid",   "conntrack"};
 constexpr std::string_view rule_keys[] = {"name",    "description", "match",
@@ -518,6 +519,8 @@ class FileReader {
           }
         });
         fields.dst_name = std::move(names);
+      } else if (key.starts_with("app.")) {
+        app_field(entry.first, value, fields);
       } else if (key.find('.') != std::string::npos) {
         plugin_field(entry.first, value, fields);
       }
@@ -529,6 +532,39 @@ class FileReader {
  private:
   void reference_plugin(const std::string& plugin, const YAML::Mark& mark) {
     plugin_references_.push_back({plugin, {file_, mark.line + 1, mark.column + 1, {}}});
+  }
+
+  /// `app.path: /usr/bin/curl` (or name, cmdline, cgroup, parent) or a list of patterns.
+  void app_field(const YAML::Node& key_node, const YAML::Node& value, MatchFields& fields) {
+    using Attribute = AppMatch::Attribute;
+    static const std::map<std::string, Attribute, std::less<>> attributes{
+        {"app.path", Attribute::path},     {"app.name", Attribute::name},
+        {"app.cmdline", Attribute::cmdline}, {"app.cgroup", Attribute::cgroup},
+        {"app.parent", Attribute::parent}};
+    const std::string& key = key_node.Scalar();
+    const auto found = attributes.find(key);
+    if (found == attributes.end()) {
+      error(key_node, "unknown field '" + key +
+                          "': expected app.path, app.name, app.cmdline, app.cgroup or app.parent");
+      return;
+    }
+    AppMatch match{found->second, {}};
+    scalars(value, key, [&](const YAML::Node& item) {
+      const std::string& pattern = item.Scalar();
+      if (pattern.empty()) {
+        error(item, "empty pattern in " + key);
+      } else if ((match.attribute == Attribute::path || match.attribute == Attribute::parent ||
+                  match.attribute == Attribute::cgroup) &&
+                 pattern.front() != '/' && pattern.front() != '*') {
+        error(item, key + " '" + pattern + "' must be an absolute path (or start with *)");
+      } else if (match.attribute == Attribute::name && pattern.size() > 15) {
+        error(item, "app.name '" + pattern +
+                        "' is longer than a process name can be (15 bytes: the kernel's comm)");
+      } else {
+        match.patterns.push_back(pattern);
+      }
+    });
+    fields.app.push_back(std::move(match));
   }
 
   /// `dns.qname: "*.example.com"` or a list of such patterns.
@@ -665,6 +701,29 @@ struct RuleDraft {
   bool valid = true;  // invalid drafts only take part in the duplicate-name check
 };
 
+// `identity: {bpf: true, timeout_ms: 500, fallback: drop, max_waiting: 1024}`
+void read_identity(FileReader& reader, const YAML::Node& node, IdentityConfig& identity) {
+  if (!reader.expect_map(node, identity_keys, "identity")) return;
+  if (node["bpf"]) {
+    if (auto b = reader.boolean(node["bpf"], "bpf")) identity.bpf = *b;
+  }
+  if (node["timeout_ms"]) {
+    if (auto n = reader.number(node["timeout_ms"], 60'000, "identity timeout_ms")) {
+      if (*n == 0) reader.error(node["timeout_ms"], "identity timeout_ms must be at least 1");
+      identity.timeout_ms = static_cast<std::uint32_t>(*n);
+    }
+  }
+  if (node["fallback"]) {
+    if (auto v = reader.verdict(node["fallback"])) identity.fallback = *v;
+  }
+  if (node["max_waiting"]) {
+    if (auto n = reader.number(node["max_waiting"], 65536, "identity max_waiting")) {
+      if (*n == 0) reader.error(node["max_waiting"], "identity max_waiting must be at least 1");
+      identity.max_waiting = static_cast<std::uint32_t>(*n);
+    }
+  }
+}
+
 void read_broker(FileReader& reader, const YAML::Node& node, BrokerConfig& config) {
   if (!reader.expect_map(node, broker_keys, "broker")) return;
   if (const YAML::Node queues = node["queues"]) {
@@ -722,6 +781,7 @@ void read_broker(FileReader& reader, const YAML::Node& node, BrokerConfig& confi
       config.max_flows = std::max<std::uint64_t>(*n, 1);
     }
   }
+  if (const YAML::Node identity = node["identity"]) read_identity(reader, identity, config.identity);
 }
 
 void read_socket(FileReader& reader, const YAML::Node& node, SocketConfig& socket) {

@@ -1,0 +1,186 @@
+"""Per-application rules: the process behind each packet, found by the eBPF program (or, without
+it, by sock_diag and /proc), matched by app.path, app.name, app.cmdline, app.cgroup and
+app.parent. Real programs (curl, python3, sh) against nginx and UDP sinks in a namespace."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from netns import NetnsTestCase, UdpSink, main, run, send_udp, wait_for
+
+QUEUE = "broker:\n  queues: [{num: 0}]\n  default_verdict: accept\n"
+CURL = shutil.which("curl")
+
+
+def cgroup2_root():
+    with open("/proc/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if fields[2] == "cgroup2":
+                return fields[1]
+    raise AssertionError("no cgroup2 file system is mounted")
+
+
+def curl(binary, url, *argv):
+    """Whether `binary` (a curl) fetched `url`; the first SYN is what the broker decides."""
+    done = subprocess.run([binary, "-s", "-o", "/dev/null", "--max-time", "2", *argv, url],
+                          check=False)
+    return done.returncode == 0
+
+
+def python_udp(address, port, marker, count=5, then_exit=False):
+    """A python3 sending `count` datagrams; `marker` is in its command line."""
+    family = "AF_INET6" if ":" in address else "AF_INET"
+    code = (f"import socket,os; s=socket.socket(socket.{family}, socket.SOCK_DGRAM)\n"
+            f"for i in range({count}): s.sendto(b'x', ('{address}', {port}))\n"
+            f"# {marker}\n")
+    return subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class Identity(NetnsTestCase):
+    def queue_all(self, protocol="tcp", syn_only=True):
+        for tool in ("iptables", "ip6tables"):
+            extra = ["--syn"] if protocol == "tcp" and syn_only else []
+            run(tool, "-A", "OUTPUT", "-p", protocol, *extra, "-j", "NFQUEUE", "--queue-num", "0")
+
+    def copy_of_curl(self):
+        path = os.path.join(self.scratch(), "curl-copy")
+        shutil.copy2(CURL, path)
+        return path
+
+    def test_curl_at_two_paths_gets_two_verdicts(self):
+        self.nginx({"index.html": b"hello"})
+        copy = self.copy_of_curl()
+        daemon = self.daemon(QUEUE + f"""rules:
+  - name: the-copy
+    match: {{proto: tcp, app.path: "{copy}"}}
+    verdict: drop
+  - name: real-curl
+    match: {{proto: tcp, app.path: "/usr/bin/cur?"}}
+    verdict: accept
+""")
+        self.queue_all()
+        for url in ("http://127.0.0.1/", "http://[::1]/"):
+            self.assertTrue(curl(CURL, url), f"{CURL} {url}")
+            self.assertFalse(curl(copy, url), f"{copy} {url}")
+        stats = daemon.stats()
+        self.assertEqual(stats["rules"]["real-curl"]["packets"], 2)
+        self.assertGreaterEqual(stats["rules"]["the-copy"]["packets"], 2)  # SYNs sent again
+        self.assertEqual(stats["queue"]["identity_unknown"], 0)
+        self.assertIn("identity: eBPF flow owners attached", daemon.log())
+
+    def test_name_cmdline_and_parent_match_udp_v4_and_v6(self):
+        daemon = self.daemon(QUEUE + f"""rules:
+  - name: marked
+    match: {{proto: udp, app.name: python3, app.cmdline: "*drop-me*"}}
+    verdict: drop
+  - name: under-sh
+    match: {{proto: udp, app.parent: [/usr/bin/dash, /bin/dash], not: {{app.cmdline: "*keep*"}}}}
+    verdict: drop
+""")
+        self.queue_all("udp")
+        for address in ("127.0.0.1", "::1"):
+            sink = UdpSink(self, address, 5000)
+            python_udp(address, 5000, "drop-me")
+            self.assertEqual(sink.settle(), 0, f"{address}: app.cmdline matched")
+            python_udp(address, 5000, "pass")
+            self.assertEqual(sink.settle(5), 5, f"{address}: another command line")
+            # The same program under sh (dash): app.parent matches unless the not: holds.
+            code = f"import socket; s=socket.socket(socket.AF_INET6 if ':' in '{address}' else socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x', ('{address}', 5000))"
+            run("dash", "-c", f'{sys.executable} -c "{code}"; true')
+            self.assertEqual(sink.settle(), 5, f"{address}: app.parent matched")
+            run("dash", "-c", f'{sys.executable} -c "{code}" keep; true')
+            self.assertEqual(sink.settle(6), 6, f"{address}: not: app.cmdline kept it")
+            sink.close()
+        stats = daemon.stats()
+        self.assertEqual(stats["rules"]["marked"]["packets"], 10)
+        self.assertEqual(stats["rules"]["under-sh"]["packets"], 2)
+
+    def test_a_cgroup_match_follows_a_process_moved_into_it(self):
+        self.nginx({"index.html": b"hello"})
+        group = os.path.join(cgroup2_root(), f"pktbroker-test-{os.getpid()}")
+        os.mkdir(group)
+        self.addCleanup(os.rmdir, group)
+        relative = "/" + os.path.relpath(group, cgroup2_root())
+        daemon = self.daemon(QUEUE + f"""rules:
+  - name: jailed
+    match: {{proto: tcp, app.cgroup: {relative}}}
+    verdict: drop
+""")
+        self.queue_all()
+        self.assertTrue(curl(CURL, "http://127.0.0.1/"))
+        moved = subprocess.run(
+            ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec {CURL} -s -o /dev/null '
+                         f'--max-time 2 http://127.0.0.1/'], check=False)
+        self.assertNotEqual(moved.returncode, 0, "curl inside the cgroup was dropped")
+        self.assertGreaterEqual(daemon.stats()["rules"]["jailed"]["packets"], 1)
+
+    def test_a_process_that_exits_before_the_lookup_takes_the_fallback(self):
+        daemon = self.daemon(QUEUE + """  identity: {fallback: drop}
+rules:
+  - name: python-allowed
+    match: {proto: udp, app.name: python3}
+    verdict: accept
+""")
+        self.queue_all("udp")
+        sink = UdpSink(self, "127.0.0.1", 5000)
+        python_udp("127.0.0.1", 5000, "alive")
+        self.assertEqual(sink.settle(5), 5)
+        # The broker stops; python sends and exits; the broker then finds only what the
+        # eBPF program recorded (pid, name), not the process: unknown, never accepted.
+        daemon.pause()
+        python_udp("127.0.0.1", 5000, "gone", count=3)
+        daemon.send(signal.SIGCONT)
+        self.assertEqual(sink.settle(), 5, "the exited sender's datagrams took the fallback")
+        stats = daemon.stats()
+        self.assertEqual(stats["queue"]["identity_unknown"], 3)
+        self.assertEqual(stats["queue"]["dropped"], 3)
+
+    def test_rules_before_the_first_app_rule_never_wait(self):
+        daemon = self.daemon(QUEUE + """rules:
+  - name: dns-for-all
+    match: {proto: udp, dport: 5353}
+    verdict: accept
+  - name: curl-only
+    match: {proto: udp, app.name: curl}
+    verdict: accept
+  - name: rest
+    match: {proto: udp}
+    verdict: drop
+""")
+        self.queue_all("udp")
+        sinks = {port: UdpSink(self, "127.0.0.1", port) for port in (5353, 5000)}
+        send_udp("127.0.0.1", 5353, 20)
+        send_udp("127.0.0.1", 5000, 20)
+        self.assertEqual(sinks[5353].settle(20), 20)
+        self.assertEqual(sinks[5000].settle(), 0)
+        stats = daemon.stats()
+        self.assertEqual(stats["rules"]["dns-for-all"]["packets"], 20)
+        self.assertEqual(stats["rules"]["rest"]["packets"], 20)
+        # Only the packets that reached an app rule asked who sent them.
+        self.assertEqual(stats["queue"]["identity_known"], 20)
+
+    def test_without_bpf_rights_the_fallback_finds_the_process(self):
+        self.nginx({"index.html": b"hello"})
+        copy = self.copy_of_curl()
+        daemon = self.daemon(QUEUE + f"""rules:
+  - name: the-copy
+    match: {{proto: tcp, app.path: "{copy}"}}
+    verdict: drop
+""", launcher=("capsh", "--drop=cap_bpf,cap_perfmon,cap_sys_admin", "--", "-c",
+                       'exec "$0" "$@"'))
+        self.queue_all()
+        self.assertIn("using sock_diag and /proc instead", daemon.log())
+        self.assertTrue(curl(CURL, "http://127.0.0.1/"))
+        self.assertFalse(curl(copy, "http://127.0.0.1/"))
+        stats = daemon.stats()
+        self.assertGreaterEqual(stats["rules"]["the-copy"]["packets"], 1)
+        self.assertEqual(stats["queue"]["identity_unknown"], 0)
+        self.assertGreaterEqual(stats["queue"]["identity_waits"], 2)
+
+
+if __name__ == "__main__":
+    main()
