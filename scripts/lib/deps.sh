@@ -9,6 +9,8 @@ PKTBROKER_PACKAGES=(
   libboost-dev libboost-program-options-dev
   libspdlog-dev libyaml-cpp-dev catch2
   libtins-dev libpcap-dev libcap-dev libsystemd-dev
+  # the identity eBPF programs: compiled by clang, stripped by llvm-strip, embedded by bpftool
+  libbpf-dev bpftool clang llvm
   # run, test, demo
   iptables iproute2 iputils-ping curl netcat-openbsd dnsutils python3
   util-linux procps kmod conntrack tcpdump time

@@ -1,6 +1,7 @@
 #include "broker/policy/matcher.hpp"
 
 #include "../packet_builder.hpp"
+#include "broker/identity/app_info.hpp"
 #include "broker/policy/policy.hpp"
 
 #include <net/if.h>
@@ -281,4 +282,48 @@ TEST_CASE("a mark set by a limited client must stay inside its grant's mark") {
   CHECK(compile_match("{http.host: x}", "g")->uses_broker_fields());
   CHECK(compile_match("{not: {dst_name: x}}", "g")->uses_broker_fields());
   CHECK_FALSE(compile_match("{dport: 80}", "g")->uses_broker_fields());
+}
+
+TEST_CASE("app fields match the sending process; an unknown process matches none of them") {
+  Packet packet = tcp4(443);
+  AppInfo curl;
+  curl.name = "curl";
+  curl.path = "/usr/bin/curl";
+  curl.cmdline = "curl -s https://example.test/";
+  curl.cgroup = "/system.slice/backup.service";
+  curl.parent = "/usr/bin/bash";
+  const auto matches = [&](const char* expression, const AppInfo* app) {
+    packet.meta.app = app;
+    return compile_match(expression, "test")->matches(packet.meta, packet.view);
+  };
+  CHECK(matches("{app.path: /usr/bin/curl}", &curl));
+  CHECK(matches("{app.path: [/bin/wget, \"/usr/*/cu?l\"]}", &curl));
+  CHECK_FALSE(matches("{app.path: /usr/bin/curl2}", &curl));
+  CHECK(matches("{app.name: curl, app.parent: \"*/bash\"}", &curl));
+  CHECK_FALSE(matches("{app.name: cur}", &curl));  // exact
+  CHECK(matches("{app.cmdline: \"* -s *\"}", &curl));
+  // cgroup: the cgroup itself or one below it, never a name that merely starts the same.
+  CHECK(matches("{app.cgroup: /system.slice}", &curl));
+  CHECK(matches("{app.cgroup: /system.slice/backup.service}", &curl));
+  CHECK_FALSE(matches("{app.cgroup: /system.slice/backup}", &curl));
+  CHECK_FALSE(matches("{app.cgroup: /user.slice}", &curl));
+  // Excluded fields each on their own; an unknown process is excluded by none.
+  CHECK_FALSE(matches("{not: {app.name: curl}}", &curl));
+  CHECK(matches("{not: {app.name: wget}}", &curl));
+  CHECK_FALSE(matches("{app.name: curl}", nullptr));
+  CHECK(matches("{not: {app.name: curl}}", nullptr));
+  // An exited process's path is empty: no glob matches it, not even "*".
+  AppInfo gone;
+  gone.name = "curl";
+  CHECK_FALSE(matches("{app.path: \"*\"}", &gone));
+  CHECK(compile_match("{app.name: x}", "g")->uses_broker_fields());
+  CHECK(compile_match("{app.name: x}", "g")->uses_app());
+  CHECK_FALSE(compile_match("{dport: 1}", "g")->uses_app());
+}
+
+TEST_CASE("app fields: a grant's selector must repeat them to stay within it") {
+  const auto grant = compile_match("{app.name: curl}", "g");
+  CHECK(compile_match("{app.name: curl, dport: 80}", "s")->within(*grant));
+  CHECK_FALSE(compile_match("{dport: 80}", "s")->within(*grant));
+  CHECK_FALSE(compile_match("{app.name: wget}", "s")->within(*grant));
 }

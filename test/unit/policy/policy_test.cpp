@@ -200,6 +200,17 @@ TEST_CASE("every diagnostic names its file, line and column") {
        "test.yaml:3:19: error: unknown key 'not' in not; expected one of: queue, mark, proto, src, "
        "dst, sport, dport, iif, oif, uid, gid, ct_state, icmp_type, length, dst_name"},
       {rule("[1, 2]"), "test.yaml:3:12: error: match must be a mapping"},
+      {rule("{app.exe: /bin/sh}"),
+       "test.yaml:3:13: error: unknown field 'app.exe': expected app.path, app.name, app.cmdline, "
+       "app.cgroup or app.parent"},
+      {rule("{app.path: bin/sh}"),
+       "test.yaml:3:23: error: app.path 'bin/sh' must be an absolute path (or start with *)"},
+      {rule("{app.name: a-very-long-process-name}"),
+       "test.yaml:3:23: error: app.name 'a-very-long-process-name' is longer than a process name "
+       "can be (15 bytes: the kernel's comm)"},
+      {rule("{app.cgroup: \"\"}"), "test.yaml:3:25: error: empty pattern in app.cgroup"},
+      {"broker:\n  identity: {timeout_ms: 0, fallback: {accept: true}}\n",
+       "test.yaml:2:26: error: identity timeout_ms must be at least 1"},
       {rule("{}", "{accept: true, drop: true}"),
        "test.yaml:4:14: error: a verdict needs exactly one of accept: true, drop: true or repeat: "
        "true"},
