@@ -23,6 +23,7 @@ Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> 
       io_(static_cast<int>(threads_)),
       signals_(io_, SIGHUP, SIGUSR1, SIGTERM) {
   signals_.add(SIGINT);
+  loaded_files_ = PolicyWatcher::fingerprint(config_file_);  // main() just loaded them
   if (!policy_->broker().events.file.empty()) {
     events_ = std::make_shared<EventLog>(policy_->broker().events);
     spdlog::info("events: logging to {}", policy_->broker().events.file);
@@ -63,6 +64,11 @@ int Daemon::run() {
                                                  [this] { return gather_metrics(); });
   }
   auto work = boost::asio::make_work_guard(io_);
+  try {
+    watcher_ = std::make_unique<PolicyWatcher>(io_, config_file_, [this] { reload_if_changed(); });
+  } catch (const std::system_error& error) {  // not fatal: SIGHUP and RELOAD still work
+    spdlog::warn("not watching the policy files ({}); reload with SIGHUP", error.what());
+  }
   for (auto& queue : queues_) queue->start();
   set_wakers(*plugins_);
   do_wait_signal();
@@ -101,6 +107,14 @@ void Daemon::on_signal(const boost::system::error_code& error, int signal) {
   do_wait_signal();
 }
 
+void Daemon::reload_if_changed() {
+  {
+    const std::lock_guard lock(reload_mutex_);
+    if (PolicyWatcher::fingerprint(config_file_) == loaded_files_) return;
+  }
+  (void)reload();
+}
+
 std::pair<bool, std::string> Daemon::reload() {
   std::lock_guard lock(reload_mutex_);
   systemd_.reloading();
@@ -119,6 +133,7 @@ std::pair<bool, std::string> Daemon::reload() {
 std::pair<bool, std::string> Daemon::load_and_apply() {
   std::shared_ptr<const Policy> next;
   std::shared_ptr<const PluginSet> next_plugins;
+  loaded_files_ = PolicyWatcher::fingerprint(config_file_);  // before reading: a later save counts
   try {
     next = load_policy(config_file_);
     next_plugins = load_policy_plugins(*next, policy_.get(), plugins_);
@@ -224,6 +239,15 @@ void Daemon::report_stats() {
       }
       spdlog::info("stats plugin={}{}", plugin.name, counters);
     }
+    if (identity_) {
+      const IdentityCounters c = identity_->counters();
+      spdlog::info("stats identity bpf={} bpf_found={} bpf_missing={} process_reads={} "
+                   "process_gone={} socket_searches={} fds_scanned={} searches_given_up={} "
+                   "unknown={} cache_resets={} lookup_us={}",
+                   identity_->bpf(), c.bpf_found, c.bpf_missing, c.process_reads, c.process_gone,
+                   c.socket_searches, c.fds_scanned, c.searches_given_up, c.unknown,
+                   c.cache_resets, c.slow_nanoseconds / 1000);
+    }
   });
 }
 
@@ -260,6 +284,7 @@ void Daemon::shutdown() {
   }
   boost::system::error_code ignored;
   signals_.cancel(ignored);
+  if (watcher_) watcher_->stop();
   sessions_->stop();
   channels_->stop();
   for (auto& queue : queues_) {

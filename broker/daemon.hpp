@@ -4,6 +4,7 @@
 #include "broker/broker_queue.hpp"
 #include "broker/identity/identity_resolver.hpp"
 #include "broker/policy/policy.hpp"
+#include "broker/policy_watcher.hpp"
 #include "broker/session/session_manager.hpp"
 #include "broker/systemd_notify.hpp"
 #include "broker/telemetry/metrics.hpp"
@@ -37,6 +38,8 @@ class Daemon {
   /// Loads the policy file again; true, or false with the diagnostics.
   std::pair<bool, std::string> reload();
   std::pair<bool, std::string> load_and_apply();  ///< reload()'s work, under its lock
+  /// The watcher saw a change: reloads unless the files are those last loaded (or tried).
+  void reload_if_changed();
   void report_stats();
   std::vector<PluginCounters> plugin_counters();
   /// An operator's command for a loaded plugin (`pktbrokerctl plugin`).
@@ -68,10 +71,12 @@ class Daemon {
   std::shared_ptr<ChannelHub> channels_;  // before the queues that mirror into it
   std::unique_ptr<SessionManager> sessions_;
   std::unique_ptr<MetricsEndpoint> metrics_;  // off unless the policy says where to listen
+  std::unique_ptr<PolicyWatcher> watcher_;
   // After the queues, so destroyed before them: its thread posts answers to their strands.
   // Made when a policy first has app.* rules (the eBPF program is loaded only then).
   std::unique_ptr<IdentityResolver> identity_;
   std::mutex reload_mutex_;                   // SIGHUP and a client's RELOAD may arrive together
+  std::string loaded_files_;                  // PolicyWatcher::fingerprint, under reload_mutex_
   bool stopping_ = false;
 };
 

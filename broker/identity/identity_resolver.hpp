@@ -33,7 +33,7 @@ struct IdentityCounters {
   std::uint64_t searches_given_up = 0;
   std::uint64_t unknown = 0;         ///< flows whose process was not found
   std::uint64_t cache_resets = 0;    ///< the process cache filled and was emptied
-  std::uint64_t slow_nanoseconds = 0;  ///< time spent on the resolver's thread
+  std::uint64_t slow_nanoseconds = 0;  ///< time the resolver's thread spent on lookups
 };
 
 class IdentityResolver {

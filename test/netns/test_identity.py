@@ -40,6 +40,13 @@ def python_udp(address, port, marker, count=5, then_exit=False):
     return subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def identity_stats(daemon):
+    """The resolver's counters from the newest `stats identity` line (call stats() first)."""
+    lines = [l for l in daemon.log().splitlines() if " stats identity " in l]
+    pairs = dict(p.split("=", 1) for p in lines[-1].split(" stats identity ", 1)[1].split())
+    return {k: (v == "true" if v in ("true", "false") else int(v)) for k, v in pairs.items()}
+
+
 class Identity(NetnsTestCase):
     def queue_all(self, protocol="tcp", syn_only=True):
         for tool in ("iptables", "ip6tables"):
@@ -138,6 +145,7 @@ rules:
         stats = daemon.stats()
         self.assertEqual(stats["queue"]["identity_unknown"], 3)
         self.assertEqual(stats["queue"]["dropped"], 3)
+        self.assertGreaterEqual(identity_stats(daemon)["process_gone"], 1)
 
     def test_rules_before_the_first_app_rule_never_wait(self):
         daemon = self.daemon(QUEUE + """rules:
@@ -180,6 +188,10 @@ rules:
         self.assertGreaterEqual(stats["rules"]["the-copy"]["packets"], 1)
         self.assertEqual(stats["queue"]["identity_unknown"], 0)
         self.assertGreaterEqual(stats["queue"]["identity_waits"], 2)
+        counted = identity_stats(daemon)
+        self.assertFalse(counted["bpf"])
+        self.assertGreaterEqual(counted["socket_searches"], 2)
+        self.assertGreater(counted["fds_scanned"], 0)  # the cost of having no eBPF, counted
 
 
 if __name__ == "__main__":

@@ -67,6 +67,44 @@ class Lifecycle(NetnsTestCase):
         self.assertEqual(sink.settle(), 10)
         self.assertEqual(daemon.stats()["rules"]["drop-udp"]["packets"], 10)
 
+    def test_saving_a_policy_file_reloads_it_without_a_signal(self):
+        daemon = self.daemon(ACCEPT_ALL.format(name="first"))
+        self.queue_udp()
+        sink = UdpSink(self)
+        drop_ins = pathlib.Path(daemon.dir) / "policy.d"
+
+        def save(name, text):  # as editors and packages do: a new file renamed into place
+            drop_ins.mkdir(exist_ok=True)
+            (drop_ins / (name + ".tmp")).write_text(text)
+            os.replace(drop_ins / (name + ".tmp"), drop_ins / name)
+
+        def reloads():
+            return daemon.log().count("policy reloaded")
+
+        wait_for(lambda: "watching" in daemon.log(), what="the watcher")
+        save("50-drop.yaml", "rules:\n  - name: drop-udp\n    match: {proto: udp}\n"
+                             "    verdict: drop\n")
+        wait_for(lambda: reloads() == 1, what="a reload on the new drop-in")
+        send_udp("127.0.0.1", 5000, 10)
+        self.assertEqual(sink.settle(), 0)
+        # A broken drop-in: the old policy stays, and the problem is logged.
+        save("60-broken.yaml", "rules:\n  - name: oops\n    match: {dprot: 1}\n")
+        wait_for(lambda: "reload failed, keeping the old policy" in daemon.log(),
+                 what="the rejected reload")
+        send_udp("127.0.0.1", 5000, 10)
+        self.assertEqual(sink.settle(), 0)
+        (drop_ins / "60-broken.yaml").unlink()
+        (drop_ins / "50-drop.yaml").unlink()
+        wait_for(lambda: reloads() == 2, what="a reload on the removals")
+        send_udp("127.0.0.1", 5000, 10)
+        self.assertEqual(sink.settle(10), 10)
+        # SIGHUP after a save reloads once: the watcher sees those files were already loaded.
+        daemon.reload(ACCEPT_ALL.format(name="second"))
+        wait_for(lambda: reloads() == 3, what="the SIGHUP reload")
+        time.sleep(1)
+        self.assertEqual(reloads(), 3, "the same save was not loaded twice")
+        self.assertEqual(daemon.stats()["rules"]["second"]["packets"], 0)
+
     def test_sigterm_with_packets_in_flight_verdicts_every_one(self):
         daemon = self.daemon(ACCEPT_ALL.format(name="r"), log_level="info")
         self.queue_udp("--queue-bypass")
