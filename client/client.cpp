@@ -471,6 +471,10 @@ std::error_code Client::stats(proto::StatsReply& reply) {
   return request(proto::StatsRequest{}, reply);
 }
 
+std::error_code Client::rules(proto::RulesReply& reply) {
+  return request(proto::RulesRequest{}, reply);
+}
+
 std::error_code Client::sessions(proto::SessionsReply& reply) {
   return request(proto::SessionsRequest{}, reply);
 }

@@ -35,6 +35,9 @@ Commands:
              how many wait for a client now
   sessions   connected clients: id, name, pid, uid, roles, subscriptions, counters
   stats      every counter, per queue, rule, client and plugin
+  rules      the policy's rules in the order they are tried (by priority,
+             then file by file): position, name, packets and bytes decided,
+             priority, the file:line it came from, its match and verdict
   reload     make pktbrokerd load its policy again (as SIGHUP does); prints the
              problems when the new policy is rejected
   plugin NAME [ARGS...]
@@ -62,6 +65,7 @@ constexpr const char* epilogue = R"(
 Examples:
   pktbrokerctl status
   pktbrokerctl --json stats
+  pktbrokerctl rules
   pktbrokerctl plugin resend wakeup --iface ppp0 --addr 192.0.2.7
   pktbrokerctl channel-create lab --delivery switch --access group:lab=receive,send
   pktbrokerctl channels
@@ -163,6 +167,33 @@ int show_sessions(pktbroker::Client& client, bool json) {
         "%-5u %-20s %-8u %-6u %-22s %5u %10llu %10llu %10llu\n", s.id, s.name.c_str(), s.pid, s.uid,
         roles_text(s.roles).c_str(), s.subscriptions, static_cast<unsigned long long>(s.delivered),
         static_cast<unsigned long long>(s.verdicts), static_cast<unsigned long long>(s.fallbacks));
+  }
+  return exit_ok;
+}
+
+int show_rules(pktbroker::Client& client, bool json) {
+  pktbroker::proto::RulesReply reply;
+  if (const auto error = client.rules(reply)) return fail(client, error);
+  if (json) {
+    std::cout << "[";
+    for (std::size_t i = 0; i < reply.rules.size(); ++i) {
+      const auto& r = reply.rules[i];
+      std::cout << (i ? "," : "") << "{\"position\":" << i + 1 << ",\"name\":" << json_string(r.name)
+                << ",\"origin\":" << json_string(r.origin) << ",\"priority\":" << r.priority
+                << ",\"match\":" << json_string(r.match) << ",\"verdict\":" << json_string(r.verdict)
+                << ",\"packets\":" << r.packets << ",\"bytes\":" << r.bytes << "}";
+    }
+    std::cout << "]\n";
+    return exit_ok;
+  }
+  std::printf("%-4s %-24s %12s %14s %5s  %s\n", "#", "NAME", "PACKETS", "BYTES", "PRIO",
+              "ORIGIN / MATCH -> VERDICT");
+  for (std::size_t i = 0; i < reply.rules.size(); ++i) {
+    const auto& r = reply.rules[i];
+    std::printf("%-4zu %-24s %12llu %14llu %5d  %s\n%48s%s -> %s\n", i + 1, r.name.c_str(),
+                static_cast<unsigned long long>(r.packets),
+                static_cast<unsigned long long>(r.bytes), r.priority, r.origin.c_str(), "",
+                r.match.c_str(), r.verdict.c_str());
   }
   return exit_ok;
 }
@@ -450,7 +481,7 @@ int main(int argc, char** argv) {
     return exit_ok;
   }
   static const std::map<std::string, std::size_t> arguments = {
-      {"status", 0},  {"sessions", 0}, {"stats", 0},          {"reload", 0},
+      {"status", 0},  {"sessions", 0}, {"stats", 0},          {"reload", 0}, {"rules", 0},
       {"plugin", 99}, {"channels", 0}, {"channel-create", 1}, {"kick", 2}};
   const auto expected = arguments.find(command);
   if (expected == arguments.end()) {
@@ -488,6 +519,7 @@ int main(int argc, char** argv) {
   }
   if (command == "sessions") return show_sessions(client, json);
   if (command == "reload") return reload(client, json);
+  if (command == "rules") return show_rules(client, json);
   if (command == "plugin") return plugin_command(client, plugin, plugin_args, json);
   if (command == "channels") return show_channels(client, json);
   if (command == "kick") return kick(client, plugin, plugin_args.front(), json);

@@ -608,6 +608,32 @@ void write(Writer& w, const Ok& m) {
 void read(Reader& r, Ok& m) {
   m.text = r.string();
 }
+void write(Writer&, const RulesRequest&) {}
+void read(Reader&, RulesRequest&) {}
+void write(Writer& w, const RulesReply& m) {
+  w.count(m.rules.size());
+  for (const auto& rule : m.rules) {
+    w.string(rule.name);
+    w.string(rule.origin);
+    w.integer(static_cast<std::uint32_t>(rule.priority));
+    w.string(rule.match);
+    w.string(rule.verdict);
+    w.integer(rule.packets);
+    w.integer(rule.bytes);
+  }
+}
+void read(Reader& r, RulesReply& m) {
+  m.rules.resize(r.count(4 * 2 + 4 + 8 + 8));
+  for (auto& rule : m.rules) {
+    rule.name = r.string();
+    rule.origin = r.string();
+    rule.priority = static_cast<std::int32_t>(r.integer<std::uint32_t>());
+    rule.match = r.string();
+    rule.verdict = r.string();
+    rule.packets = r.integer<std::uint64_t>();
+    rule.bytes = r.integer<std::uint64_t>();
+  }
+}
 void write(Writer&, const Ping&) {}
 void read(Reader&, Ping&) {}
 void write(Writer&, const Pong&) {}

@@ -142,6 +142,9 @@ struct Rule {
   std::string name;
   std::string file;  ///< where it was defined
   int line = 0;
+  int priority = 0;          ///< `priority:` (rules are sorted by it, then by reading order)
+  std::string match_text;    ///< `match:` as written, in YAML flow form (for listings)
+  std::string verdict_text;  ///< `verdict:` as written
   Verdict verdict;  ///< the decision, or with `deliver`/`inspect` the fallback
   std::optional<Delivery> deliver;
   std::optional<Inspect> inspect;

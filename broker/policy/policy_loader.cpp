@@ -958,6 +958,15 @@ void read_clients(FileReader& reader, const YAML::Node& node, std::vector<Client
   }
 }
 
+// A node as one line of YAML flow, for listings (`pktbrokerctl rules`).
+std::string flow_text(const YAML::Node& node) {
+  YAML::Emitter out;
+  out.SetMapFormat(YAML::Flow);
+  out.SetSeqFormat(YAML::Flow);
+  out << node;
+  return out.c_str();
+}
+
 void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraft>& rules) {
   if (node.IsNull()) return;  // `rules:` with every rule commented out
   if (!node.IsSequence()) {
@@ -1008,8 +1017,11 @@ void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraf
           ok = false;
         }
         draft.priority = priority;
+        draft.rule.priority = priority;
       }
     }
+    draft.rule.match_text = item["match"] ? flow_text(item["match"]) : "{}";
+    draft.rule.verdict_text = flow_text(item["verdict"]);
     if (const YAML::Node mirror = item["mirror"]) {
       if (!mirror.IsScalar() || !proto::valid_channel_name(mirror.Scalar())) {
         reader.error(mirror, "mirror names a channel declared under channels:");

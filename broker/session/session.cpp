@@ -170,6 +170,8 @@ void Session::handle(const proto::Decoded& decoded) {
           manager_.unsubscribe(shared_from_this(), message.subscription_id, request);
         } else if constexpr (std::is_same_v<T, proto::StatsRequest>) {
           if (require(proto::role_manage, request)) manager_.stats(shared_from_this(), request);
+        } else if constexpr (std::is_same_v<T, proto::RulesRequest>) {
+          if (require(proto::role_manage, request)) manager_.rules(shared_from_this(), request);
         } else if constexpr (std::is_same_v<T, proto::SessionsRequest>) {
           if (require(proto::role_manage, request)) manager_.sessions(shared_from_this(), request);
         } else if constexpr (std::is_same_v<T, proto::ReloadRequest>) {

@@ -489,6 +489,30 @@ void SessionManager::stats(std::shared_ptr<Session> session, std::uint32_t id) {
       });
 }
 
+void SessionManager::rules(std::shared_ptr<Session> session, std::uint32_t id) {
+  boost::asio::post(strand_, [this, session = std::move(session), id]() mutable {
+    control_.collect_stats([policy = policy_, session = std::move(session),
+                            id](const std::vector<QueueSnapshot>& all) {
+      std::unordered_map<std::string, PacketCounters> hits;
+      for (const QueueSnapshot& queue : all) {
+        for (const RuleStats& rule : queue.rules) {
+          PacketCounters& sum = hits[rule.name];
+          sum.packets += rule.counters.packets;
+          sum.bytes += rule.counters.bytes;
+        }
+      }
+      proto::RulesReply reply;
+      for (const Rule& rule : policy->rules()) {
+        const PacketCounters& counted = hits[rule.name];
+        reply.rules.push_back({rule.name, rule.file + ":" + std::to_string(rule.line),
+                               rule.priority, rule.match_text, rule.verdict_text, counted.packets,
+                               counted.bytes});
+      }
+      session->send(reply, id);
+    });
+  });
+}
+
 void SessionManager::sessions(std::shared_ptr<Session> session, std::uint32_t id) {
   session_infos([session = std::move(session), id](std::vector<proto::SessionInfo> infos) {
     session->send(proto::SessionsReply{std::move(infos)}, id);

@@ -60,6 +60,8 @@ class SessionManager {
   /// Hands a session's verdicts to their queues, one batch per queue.
   void verdicts(const std::shared_ptr<Session>& session, std::vector<ClientVerdict> verdicts);
   void stats(std::shared_ptr<Session> session, std::uint32_t id);
+  /// The policy's rules in order, with where each was written and what it decided.
+  void rules(std::shared_ptr<Session> session, std::uint32_t id);
   void sessions(std::shared_ptr<Session> session, std::uint32_t id);
   void reload(std::shared_ptr<Session> session, std::uint32_t id);
   /// Hands a PLUGIN_COMMAND to ControlHandler::plugin_command and answers with its reply.

@@ -156,6 +156,8 @@ class Client {
   std::error_code next_frames(std::vector<ReceivedFrame>& frames, std::size_t max,
                               int timeout_ms = -1);
   std::error_code channels(proto::ChannelsReply& reply);
+  /// The policy's rules in the order they are tried, with their origin and hit counters.
+  std::error_code rules(proto::RulesReply& reply);
   /// Removes a member (manage role, or the channel's manage right).
   std::error_code kick(std::string_view channel, std::uint32_t member_id);
   /// Whether the broker has paused this sender on the channel (backpressure).

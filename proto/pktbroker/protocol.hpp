@@ -84,6 +84,8 @@ enum class MessageType : std::uint8_t {
   channels_reply = 30,
   channel_kick = 31,
   ok = 32,
+  rules_request = 33,
+  rules_reply = 34,
 };
 
 /// Rights a session may hold (bit mask).
@@ -385,6 +387,20 @@ struct ChannelKick {
   std::string channel;
   std::uint32_t member_id = 0;
 };
+/// The policy's rules in the order they are tried (manage role).
+struct RulesRequest {};
+struct RuleInfo {
+  std::string name;
+  std::string origin;  ///< "file:line"
+  std::int32_t priority = 0;
+  std::string match;    ///< as written, in YAML flow form
+  std::string verdict;  ///< as written
+  std::uint64_t packets = 0;  ///< packets it decided, summed over the queues
+  std::uint64_t bytes = 0;
+};
+struct RulesReply {
+  std::vector<RuleInfo> rules;
+};
 /// A request that returns nothing else succeeded.
 struct Ok {
   std::string text;
@@ -404,7 +420,8 @@ using Message = std::variant<Hello, Welcome, Subscribe, Subscribed, Unsubscribe,
                              ReloadRequest, ReloadReply, Error, Ping, Pong, PacketBatch,
                              PluginCommand, PluginCommandReply, ChannelCreate, ChannelJoin,
                              ChannelJoined, ChannelSend, ChannelFrames, ChannelLeave, ChannelLeft,
-                             ChannelFlow, ChannelsRequest, ChannelsReply, ChannelKick, Ok>;
+                             ChannelFlow, ChannelsRequest, ChannelsReply, ChannelKick, Ok,
+                             RulesRequest, RulesReply>;
 
 /// The type code of a message body.
 MessageType type_of(const Message& message) noexcept;

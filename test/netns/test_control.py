@@ -43,6 +43,31 @@ class Control(NetnsTestCase):
         table = self.ctl(daemon, "sessions").stdout
         self.assertRegex(table, r"worker\s+\d+\s+0\s+observe,verdict")
 
+    def test_rules_lists_the_effective_order_with_origins_and_hits(self):
+        daemon = self.daemon(POLICY, drop_ins={
+            "10-early.yaml": "rules:\n  - name: echo-first\n    priority: -10\n"
+                             "    match: {proto: udp, dport: 7}\n    verdict: drop\n",
+            "20-late.yaml": "rules:\n  - {name: tail, match: {dport: 7000}, verdict: accept}\n"})
+        run("iptables", "-A", "OUTPUT", "-p", "udp", "-j", "NFQUEUE", "--queue-num", "0")
+        sink = UdpSink(self, "127.0.0.1", 7000)
+        send_udp("127.0.0.1", 7000, 4)
+        send_udp("127.0.0.1", 7, 2)
+        self.assertEqual(sink.settle(4), 4)
+        listed = self.ctl(daemon, "rules", "--json")
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        rules = json.loads(listed.stdout)
+        self.assertEqual([r["name"] for r in rules], ["echo-first", "no-discard", "tail"])
+        first, main_rule, tail = rules
+        self.assertEqual(first["origin"], os.path.join(daemon.dir, "policy.d", "10-early.yaml") + ":2")
+        self.assertEqual((first["priority"], first["packets"]), (-10, 2))
+        self.assertEqual(first["match"], "{proto: udp, dport: 7}")
+        self.assertEqual(first["verdict"], "drop")
+        self.assertEqual(main_rule["origin"], daemon.config + ":5")
+        self.assertEqual((tail["packets"], tail["bytes"]), (4, 4 * 92))
+        table = self.ctl(daemon, "rules").stdout
+        self.assertRegex(table, r"\n1\s+echo-first\s+2\s+\d+\s+-10\s+\S+10-early.yaml:2\n")
+        self.assertIn("{dport: 7000} -> accept", table)
+
     def test_reload_reports_success_and_rejection(self):
         daemon = self.daemon(POLICY)
         ok = self.ctl(daemon, "reload")
