@@ -133,6 +133,9 @@ std::vector<Message> samples() {
                                      {{1, 7, "chat", 99, 1000, right_send, 5, 6, 7, 8}}}}},
           ChannelKick{"lab", 3},
           Ok{"channel lab created"},
+          RulesRequest{},
+          RulesReply{{RuleInfo{"no-telnet", "/etc/pktbroker/policy.yaml:12", -10,
+                               "{proto: tcp, dport: 23}", "drop", 5, 300}}},
           PacketBatch{{packet, second}}};  // last: the batch tests below take it from the back
 }
 
