@@ -159,7 +159,7 @@ check "$policies" 'pktbrokerd -f --user ro' "${users_ro[@]}"
 check "$policies" 'pktbrokerd --help '
 
 # pktbrokerctl
-check "$policies" 'pktbrokerctl ' status sessions stats reload plugin channels kick channel-create
+check "$policies" 'pktbrokerctl ' status sessions stats rules reload plugin channels kick channel-create
 check "$policies" 'pktbrokerctl c' channels channel-create
 check "$policies" 'pktbrokerctl channel-create lab --l' --link
 check "$policies" 'pktbrokerctl channel-create lab --link ' ethernet ip
