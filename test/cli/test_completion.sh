@@ -172,7 +172,7 @@ check "$policies" 'pktbrokerctl -' -s --socket --json -h --help
 check "$policies" 'pktbrokerctl --json st' stats status
 check "$policies" 'pktbrokerctl -s ' a.yaml b.txt
 check "$policies" 'pktbrokerctl --socket=' a.yaml b.txt
-check "$policies" 'pktbrokerctl -s /run/x.sock r' reload
+check "$policies" 'pktbrokerctl -s /run/x.sock r' reload rules
 check "$policies" 'pktbrokerctl status '
 check "$policies" 'pktbrokerctl status --' --socket --json --help
 check "$policies" 'pktbrokerctl plugin ' resend
