@@ -128,6 +128,7 @@ void BrokerQueue::decide(const PacketMeta& meta, bool again) {
     wait_for_identity(meta, decision);
     return;
   }
+  if (decision.identity_refresh && identity_ != nullptr) ask_identity(*decision.identity_refresh);
   const SubscriptionTable& table = *subscriptions_;
   const bool to_clients = decision.parsed && !stopped_;  // packets drained at stop: policy alone
   if (to_clients && !table.observers.empty()) {
@@ -211,14 +212,7 @@ void BrokerQueue::wait_for_identity(const PacketMeta& meta, const Decision& deci
     const PacketToken token =
         tracker_.track({meta.packet_id, identity_owner, decision.verdict, deadline, nullptr});
     identity_waits_.emplace(token, std::move(wait));
-    if (identity_asked_.insert(*decision.identity_wait).second) {
-      identity_->resolve(*decision.identity_wait,
-                         [this, key = *decision.identity_wait](AppRef app) {
-                           boost::asio::post(strand_, [this, key, app = std::move(app)]() mutable {
-                             on_identity(key, std::move(app));
-                           });
-                         });
-    }
+    ask_identity(*decision.identity_wait);
   } catch (...) {  // allocation failure: the fallback now
     ++dispatcher_.counters().identity_overflows;
     ++decided_in_batch_;
@@ -228,6 +222,18 @@ void BrokerQueue::wait_for_identity(const PacketMeta& meta, const Decision& deci
   ++dispatcher_.counters().identity_waits;
   note_waiting(meta.packet_id, decision);
   schedule_expiry();
+}
+
+void BrokerQueue::ask_identity(const SocketKey& key) {
+  try {
+    if (!identity_asked_.insert(key).second) return;  // asked already
+    identity_->resolve(key, [this, key](AppRef app) {
+      boost::asio::post(strand_,
+                        [this, key, app = std::move(app)]() mutable { on_identity(key, std::move(app)); });
+    });
+  } catch (...) {  // allocation failure: the waiting packets take the fallback at their deadline
+    identity_asked_.erase(key);
+  }
 }
 
 // The resolver's answer for a flow: its waiting packets are decided again, in arrival order.

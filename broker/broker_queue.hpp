@@ -128,6 +128,8 @@ class BrokerQueue {
   /// identity.timeout_ms, then takes identity.fallback.
   void wait_for_identity(const PacketMeta& meta, const Decision& decision);
   void on_identity(const SocketKey& key, AppRef app);
+  /// Asks the resolver about the flow, unless that is under way; on_identity gets the answer.
+  void ask_identity(const SocketKey& key);
 
   QueueConfig config_;
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;

@@ -176,16 +176,18 @@ Dispatcher::Identity Dispatcher::find_identity(const SocketKey& key, bool again,
   // A SYN may open a new socket on old addresses: asked afresh, unless it waited for that.
   const bool syn =
       !again && key.raw.protocol == IPPROTO_TCP && (decision.view.tcp_flags & 0x12) == 0x02;
-  const AppRef* known = identities_.find(key, syn, now);
-  if (known == nullptr && identity_ != nullptr) {
+  auto [known, stale] = identities_.find(key, syn, now);
+  if ((known == nullptr || stale) && identity_ != nullptr) {
     if (auto found = identity_->find(key)) {
       try {
         learn_identity(key, std::move(*found));
-        known = identities_.find(key, false, now);
+        known = identities_.find(key, false, now).app;
+        stale = false;
       } catch (...) {  // allocation failure: looked up the slow way
       }
     }
   }
+  if (stale) decision.identity_refresh = key;  // checked again while the flow goes on
   if (known == nullptr) return Identity::ask;
   if (*known == nullptr || !(*known)->complete()) return Identity::not_found;
   ++counters_.identity_known;

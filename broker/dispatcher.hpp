@@ -45,6 +45,8 @@ struct Decision {
   /// Its process must be looked up before a rule can decide: the packet waits for that
   /// (BrokerQueue), and meanwhile `verdict` is the identity fallback.
   std::optional<SocketKey> identity_wait;
+  /// Its process is known, but from a while ago (UDP): to be looked up again, not waited for.
+  std::optional<SocketKey> identity_refresh;
   AppRef app;  ///< the sending process, when a rule needed it and it is known (meta.app)
 
   [[nodiscard]] bool offered_to_clients() const noexcept { return deliver != nullptr || unmatched; }

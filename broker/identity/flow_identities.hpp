@@ -14,31 +14,45 @@ namespace pktbroker {
 class FlowIdentities {
  public:
   static constexpr std::size_t capacity = 65536;
-  /// A UDP port may pass to another process without a handshake: its answer is asked again
-  /// after this long. A TCP flow's answer holds until the next SYN with the same addresses.
+  /// A UDP port may pass to another process without a handshake: its answer is checked
+  /// again after this long (the flow's packets go on with the old answer meanwhile). A TCP
+  /// flow's answer holds until the next SYN with the same addresses.
   static constexpr std::chrono::seconds udp_max_age{1};
 
-  /// The flow's process (null: looked for and not found); nullptr when it must be looked up:
-  /// unknown, too old, or `new_connection` (a SYN: the addresses may belong to a new socket).
-  [[nodiscard]] const AppRef* find(const SocketKey& key, bool new_connection,
-                                   Clock::time_point now) const noexcept {
-    if (new_connection) return nullptr;
+  struct Found {
+    const AppRef* app = nullptr;  ///< null: look it up (the packet waits)
+    bool stale = false;           ///< a UDP answer to check again, without waiting
+  };
+
+  /// The flow's process (*app null: looked for and not found). Nothing when unknown or for
+  /// `new_connection` (a SYN: the addresses may belong to a new socket).
+  [[nodiscard]] Found find(const SocketKey& key, bool new_connection,
+                           Clock::time_point now) const noexcept {
+    if (new_connection) return {};
     const auto found = flows_.find(key);
-    if (found == flows_.end()) return nullptr;
-    if (key.raw.protocol != IPPROTO_TCP && now - found->second.at > udp_max_age) return nullptr;
-    return &found->second.app;
+    if (found == flows_.end()) return {};
+    return {&found->second.app,
+            key.raw.protocol != IPPROTO_TCP && now - found->second.at > udp_max_age};
   }
 
-  /// Remembers the answer; when full, first forgets everything (counted by the caller).
-  /// Returns false when it had to forget.
-  bool store(const SocketKey& key, AppRef app, Clock::time_point now) {
-    bool kept = true;
-    if (flows_.size() >= capacity && !flows_.contains(key)) {
-      flows_.clear();
-      kept = false;
+  /// Remembers the answer; when full, first forgets everything. A flow's known process stays
+  /// when a later answer names no other one: its socket closed (none found), or it exited
+  /// (found gone, same pid). Its datagrams still queued were sent before that. An answer
+  /// naming another process replaces it.
+  void store(const SocketKey& key, AppRef app, Clock::time_point now) {
+    const auto found = flows_.find(key);
+    if (found != flows_.end()) {
+      const AppRef& known = found->second.app;
+      const bool no_other = !app || (!app->complete() && known && known->pid == app->pid);
+      if (known && known->complete() && no_other) {
+        found->second.at = now;
+        return;
+      }
+      found->second = Entry{std::move(app), now};
+      return;
     }
-    flows_.insert_or_assign(key, Entry{std::move(app), now});
-    return kept;
+    if (flows_.size() >= capacity) flows_.clear();
+    flows_.emplace(key, Entry{std::move(app), now});
   }
 
   void clear() noexcept { flows_.clear(); }

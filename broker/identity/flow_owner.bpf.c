@@ -43,6 +43,15 @@ struct {
 } socket_owners SEC(".maps");
 
 static __always_inline void current_owner(struct pktb_flow_owner *owner) {
+  // Direct loads through BTF pointers (the verifier checks them; a NULL reads as 0): this
+  // kernel's lockdown refuses bpf_probe_read_kernel.
+  struct task_struct *task = bpf_get_current_task_btf();
+  owner->start_boottime_ns = task->group_leader->start_boottime;
+  struct mm_struct *mm = task->mm;
+  if (mm) {
+    struct file *exe = mm->exe_file;
+    if (exe) owner->exe_inode = exe->f_inode->i_ino;
+  }
   const __u64 pid_tgid = bpf_get_current_pid_tgid();
   owner->tgid = pid_tgid >> 32;
   owner->pid = (__u32)pid_tgid;

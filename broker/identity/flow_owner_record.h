@@ -29,6 +29,8 @@ struct pktb_flow_owner {
   __u32 uid;
   __u32 pad;
   __u64 cgroup_id;
+  __u64 start_boottime_ns; /* when the process started: with tgid, names it (pids are reused) */
+  __u64 exe_inode;         /* its executable's inode: an exec into another binary changes it */
   char comm[PKTB_COMM_LEN];
 };
 

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstring>
 
+#include <unistd.h>
+
 namespace pktbroker {
 
 IdentityResolver::IdentityResolver(bool use_bpf) : work_(io_.get_executor()) {
@@ -35,12 +37,8 @@ std::optional<AppRef> IdentityResolver::find(const SocketKey& key) noexcept {
   if (!map_) return std::nullopt;
   const auto owner = map_->lookup(key);
   if (!owner) return std::nullopt;
-  const auto start = process_start(owner->tgid);
-  if (!start) return std::nullopt;  // gone: resolve() says what is left of it
-  AppRef app = cached({owner->tgid, start->ticks});
-  // The same process may have run exec since: another binary, another identity.
-  if (!app || app->exe_inode != executable_inode(owner->tgid)) return std::nullopt;
-  return app;
+  if (AppRef app = cached(*owner)) return app;
+  return std::nullopt;
 }
 
 void IdentityResolver::resolve(const SocketKey& key, std::function<void(AppRef)> done) {
@@ -87,20 +85,24 @@ AppRef IdentityResolver::resolve_now(const SocketKey& key) {
 
 // What the eBPF program recorded: the process, read from /proc unless cached.
 AppRef IdentityResolver::app_of(const pktb_flow_owner& owner) {
-  if (const auto start = process_start(owner.tgid)) {
-    const AppRef app = cached({owner.tgid, start->ticks});
-    if (app && app->exe_inode == executable_inode(owner.tgid)) return app;
-  }
+  if (AppRef app = cached(owner)) return app;
   AppInfo info = read_process(owner.tgid);
+  // /proc counts the start in clock ticks since boot; the record has it in nanoseconds.
+  static const std::uint64_t ns_per_tick = 1'000'000'000ULL / ::sysconf(_SC_CLK_TCK);
+  const bool same = info.start_ticks == owner.start_boottime_ns / ns_per_tick &&
+                    info.exe_inode == owner.exe_inode;
   const std::lock_guard lock(mutex_);
   ++counters_.process_reads;
-  if (!info.complete()) {  // gone: what the kernel recorded as it sent
+  if (!info.complete() || !same) {  // gone (or its pid reused, or exec'd since): what the
+                                    // kernel recorded as it sent
+    info = AppInfo{};
+    info.pid = owner.tgid;
     ++counters_.process_gone;
     info.uid = owner.uid;
     info.name.assign(owner.comm, strnlen(owner.comm, sizeof owner.comm));
     return std::make_shared<const AppInfo>(std::move(info));
   }
-  const ProcessKey process{owner.tgid, info.start_ticks};
+  const ProcessKey process{owner.tgid, owner.start_boottime_ns};
   auto app = std::make_shared<const AppInfo>(std::move(info));
   remember_locked(process, app);
   return app;
@@ -127,10 +129,12 @@ AppRef IdentityResolver::search_holder(std::uint64_t inode) {
   return std::make_shared<const AppInfo>(std::move(info));
 }
 
-AppRef IdentityResolver::cached(const ProcessKey& key) {
+AppRef IdentityResolver::cached(const pktb_flow_owner& owner) {
   const std::lock_guard lock(mutex_);
-  const auto found = processes_.find(key);
-  return found == processes_.end() ? nullptr : found->second;
+  const auto found = processes_.find({owner.tgid, owner.start_boottime_ns});
+  // The same process may have run exec since: another binary, another identity.
+  if (found == processes_.end() || found->second->exe_inode != owner.exe_inode) return nullptr;
+  return found->second;
 }
 
 void IdentityResolver::remember_locked(const ProcessKey& key, const AppRef& app) {

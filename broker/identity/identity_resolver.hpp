@@ -63,19 +63,21 @@ class IdentityResolver {
   /// A process, and not another that got its pid later.
   struct ProcessKey {
     std::uint32_t tgid = 0;
-    std::uint64_t start_ticks = 0;
+    std::uint64_t start_boottime_ns = 0;
     friend bool operator==(const ProcessKey&, const ProcessKey&) = default;
   };
   struct ProcessKeyHash {
     std::size_t operator()(const ProcessKey& key) const noexcept {
-      return std::hash<std::uint64_t>{}((key.start_ticks << 22) ^ key.tgid);
+      return std::hash<std::uint64_t>{}(key.start_boottime_ns ^ (std::uint64_t{key.tgid} << 40));
     }
   };
+  /// The cached process the eBPF record names, if it still runs the same binary.
+  AppRef cached(const pktb_flow_owner& owner);
 
   AppRef resolve_now(const SocketKey& key);
   AppRef app_of(const pktb_flow_owner& owner);
   AppRef search_holder(std::uint64_t inode);
-  AppRef cached(const ProcessKey& key);
+
   void remember_locked(const ProcessKey& key, const AppRef& app);  ///< mutex_ held
 
   std::unique_ptr<FlowOwnerMap> map_;

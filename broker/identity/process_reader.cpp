@@ -55,8 +55,13 @@ std::string executable(std::uint32_t pid) {
   return path;
 }
 
-}  // namespace
+/// When a process started (clock ticks since boot) and its parent, from /proc/PID/stat.
+struct ProcessStart {
+  std::uint64_t ticks = 0;
+  std::uint32_t parent = 0;
+};
 
+// nullopt when the process is gone.
 std::optional<ProcessStart> process_start(std::uint32_t pid) noexcept {
   try {
     // "pid (comm) S ppid ...": comm may hold spaces and parentheses, so count fields after the
@@ -78,12 +83,15 @@ std::optional<ProcessStart> process_start(std::uint32_t pid) noexcept {
   }
 }
 
+// The inode of the binary the process runs; 0 when it is gone.
 std::uint64_t executable_inode(std::uint32_t pid) noexcept {
   struct stat exe {};
   std::array<char, 32> path{};
   std::snprintf(path.data(), path.size(), "/proc/%u/exe", pid);
   return ::stat(path.data(), &exe) == 0 ? exe.st_ino : 0;
 }
+
+}  // namespace
 
 AppInfo read_process(std::uint32_t pid) {
   AppInfo app;

@@ -10,16 +10,6 @@
 
 namespace pktbroker {
 
-/// When a process started and its parent, from /proc/PID/stat; nullopt when it is gone.
-struct ProcessStart {
-  std::uint64_t ticks = 0;
-  std::uint32_t parent = 0;
-};
-std::optional<ProcessStart> process_start(std::uint32_t pid) noexcept;
-
-/// The inode of /proc/PID/exe, the binary it runs (0 when gone).
-std::uint64_t executable_inode(std::uint32_t pid) noexcept;
-
 /// Reads /proc/PID: executable and its inode, command line, cgroup, parent and its executable,
 /// name, uid and start. When the process is gone, the result is not complete(): only pid set.
 AppInfo read_process(std::uint32_t pid);
