@@ -51,7 +51,7 @@ and the C header of the plugin ABI (pktbroker/plugin.h) for protocol plugins.")
 # policy as conffiles, ldconfig for the library.
 set(deb_work ${PROJECT_BINARY_DIR}/packaging)
 file(GLOB policy_drop_ins RELATIVE ${PROJECT_SOURCE_DIR}/config
-     ${PROJECT_SOURCE_DIR}/config/policy.d/*.yaml)
+     ${PROJECT_SOURCE_DIR}/config/policy.d/*.yaml ${PROJECT_SOURCE_DIR}/config/policy.d/*.example)
 list(TRANSFORM policy_drop_ins PREPEND "${CMAKE_INSTALL_FULL_SYSCONFDIR}/pktbroker/")
 list(JOIN policy_drop_ins "\n" conffiles)
 file(WRITE ${deb_work}/daemon/conffiles

@@ -518,6 +518,19 @@ TEST_CASE("a missing policy file is a diagnostic too") {
   }
 }
 
+TEST_CASE("the shipped per-application example loads as a drop-in would") {
+  const fs::path example =
+      fs::path(PKTBROKER_SOURCE_DIR) / "config" / "policy.d" / "50-curl.yaml.example";
+  std::ifstream file(example);
+  const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  const auto policy = parse_policy(text, example.string());
+  REQUIRE(policy->rules().size() == 2);
+  CHECK(policy->rules()[0].name == "curl-web");
+  CHECK(policy->rules()[0].priority == -50);
+  CHECK(policy->uses_app());
+  CHECK(policy->first_app_rule() == 0);
+}
+
 TEST_CASE("the shipped default policy and its drop-in load") {
   const auto policy = load_policy(fs::path(PKTBROKER_SOURCE_DIR) / "config" / "policy.yaml");
   CHECK(rule_names(*policy) ==
