@@ -202,26 +202,45 @@ void BrokerQueue::wait_for_identity(const PacketMeta& meta, const Decision& deci
     finish(meta.packet_id, decision.verdict, {}, why);
     return;
   }
+  const SocketKey& key = *decision.identity_wait;
   try {
-    IdentityWait wait{*decision.identity_wait, meta, {meta.payload.begin(), meta.payload.end()}};
+    IdentityWait& wait = identity_waits_[meta.packet_id];
+    wait.key = key;
+    wait.meta = meta;
+    wait.bytes.assign(meta.payload.begin(), meta.payload.end());
     wait.meta.payload = wait.bytes;
     wait.meta.fields = {};  // views into the flow table and the last decision: found again
     wait.meta.dst_names = {};
     wait.meta.app = nullptr;
+    identity_waits_by_key_.emplace(key, meta.packet_id);
     const auto deadline = Clock::now() + std::chrono::milliseconds(config.timeout_ms);
-    const PacketToken token =
+    // Last: once tracked, the packet leaves through the tracker and nowhere else.
+    wait.token =
         tracker_.track({meta.packet_id, identity_owner, decision.verdict, deadline, nullptr});
-    identity_waits_.emplace(token, std::move(wait));
-    ask_identity(*decision.identity_wait);
   } catch (...) {  // allocation failure: the fallback now
+    forget_wait(meta.packet_id);
     ++dispatcher_.counters().identity_overflows;
     ++decided_in_batch_;
     finish(meta.packet_id, decision.verdict, {}, why);
     return;
   }
   ++dispatcher_.counters().identity_waits;
+  ask_identity(key);
   note_waiting(meta.packet_id, decision);
   schedule_expiry();
+}
+
+void BrokerQueue::forget_wait(std::uint32_t packet_id) noexcept {
+  const auto found = identity_waits_.find(packet_id);
+  if (found == identity_waits_.end()) return;
+  const auto [first, last] = identity_waits_by_key_.equal_range(found->second.key);
+  for (auto it = first; it != last; ++it) {
+    if (it->second == packet_id) {
+      identity_waits_by_key_.erase(it);
+      break;
+    }
+  }
+  identity_waits_.erase(found);
 }
 
 void BrokerQueue::ask_identity(const SocketKey& key) {
@@ -240,20 +259,25 @@ void BrokerQueue::ask_identity(const SocketKey& key) {
 void BrokerQueue::on_identity(const SocketKey& key, AppRef app) {
   identity_asked_.erase(key);
   if (stopped_) return;
-  dispatcher_.learn_identity(key, std::move(app));
-  std::vector<PacketToken> tokens;
-  for (const auto& [token, wait] : identity_waits_) {
-    if (wait.key == key) tokens.push_back(token);
-  }
-  std::sort(tokens.begin(), tokens.end());
-  for (const PacketToken token : tokens) {
-    VerdictTracker::Pending pending;
-    if (tracker_.take(token, identity_owner, pending) != VerdictTracker::ResolveResult::resolved) {
-      continue;
+  try {
+    dispatcher_.learn_identity(key, std::move(app));
+    std::vector<std::pair<PacketToken, std::uint32_t>> waiting;  // token order: arrival order
+    const auto [first, last] = identity_waits_by_key_.equal_range(key);
+    for (auto it = first; it != last; ++it) {
+      waiting.emplace_back(identity_waits_.at(it->second).token, it->second);
     }
-    auto node = identity_waits_.extract(token);
-    waiting_.erase(pending.packet_id);
-    decide(node.mapped().meta, true);
+    std::sort(waiting.begin(), waiting.end());
+    for (const auto& [token, packet_id] : waiting) {
+      VerdictTracker::Pending pending;
+      if (tracker_.take(token, identity_owner, pending) != VerdictTracker::ResolveResult::resolved) {
+        continue;
+      }
+      IdentityWait wait = std::move(identity_waits_.at(packet_id));  // bytes move with it
+      forget_wait(packet_id);
+      waiting_.erase(packet_id);
+      decide(wait.meta, true);
+    }
+  } catch (...) {  // allocation failure: what still waits takes the fallback at its deadline
   }
   flush();
 }
@@ -667,8 +691,7 @@ void BrokerQueue::schedule_expiry() {
 void BrokerQueue::expire_now() {
   tracker_.expire(Clock::now(), [this](const VerdictTracker::Pending& pending) {
     if (pending.owner == identity_owner) {
-      std::erase_if(identity_waits_,
-                    [&](const auto& wait) { return wait.second.meta.packet_id == pending.packet_id; });
+      forget_wait(pending.packet_id);
       ++dispatcher_.counters().identity_timeouts;
       finish(pending.packet_id, pending.fallback, {}, {.decided_by = "identity_timeout"});
       return;
@@ -728,6 +751,7 @@ void BrokerQueue::stop(std::function<void()> done) {
     held_.clear();
     held_by_flow_.clear();
     identity_waits_.clear();
+    identity_waits_by_key_.clear();
     expiry_timer_.cancel();
     flow_timer_.cancel();
     inspector_.clear();

@@ -169,14 +169,19 @@ class BrokerQueue {
   bool stopped_ = false;  ///< after stop(): no timer is armed again, late verdicts are refused
   std::size_t untrusted_outstanding_ = 0;  ///< undecided packets held by non-root sessions
 
-  /// Packets waiting for their process, by tracker token: a copy, decided again on the answer.
+  /// Packets waiting for their process, by kernel id (and by flow): a copy, decided again on
+  /// the answer.
   struct IdentityWait {
+    PacketToken token = 0;  ///< in the tracker, which gives the fallback at the deadline
     SocketKey key;
     PacketMeta meta;  ///< payload points into `bytes`
     std::vector<std::uint8_t> bytes;
   };
   IdentityResolver* identity_ = nullptr;
-  std::unordered_map<PacketToken, IdentityWait> identity_waits_;
+  std::unordered_map<std::uint32_t, IdentityWait> identity_waits_;
+  std::unordered_multimap<SocketKey, std::uint32_t, SocketKeyHash> identity_waits_by_key_;
+  /// Forgets a waiting packet's copy (it was decided or took its fallback).
+  void forget_wait(std::uint32_t packet_id) noexcept;
   std::unordered_set<SocketKey, SocketKeyHash> identity_asked_;  ///< flows with a lookup under way
 };
 

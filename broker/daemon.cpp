@@ -64,6 +64,7 @@ int Daemon::run() {
                                                  [this] { return gather_metrics(); });
   }
   auto work = boost::asio::make_work_guard(io_);
+  schedule_expiry(*policy_);
   try {
     watcher_ = std::make_unique<PolicyWatcher>(io_, config_file_, [this] { reload_if_changed(); });
   } catch (const std::system_error& error) {  // not fatal: SIGHUP and RELOAD still work
@@ -166,12 +167,13 @@ std::pair<bool, std::string> Daemon::load_and_apply() {
     spdlog::info("reload: {} plugin(s) loaded; open flows keep the plugins they started with",
                  next_plugins->plugins().size());
   }
-  policy_ = next;
-  if (next_plugins != plugins_) set_wakers(*next_plugins);
-  plugins_ = next_plugins;
   if (next->broker().identity.bpf != policy_->broker().identity.bpf && identity_) {
     spdlog::warn("reload: identity.bpf changed; it takes effect at the next restart");
   }
+  schedule_expiry(*next);
+  policy_ = next;
+  if (next_plugins != plugins_) set_wakers(*next_plugins);
+  plugins_ = next_plugins;
   IdentityResolver* identity = identity_for(*next);
   for (auto& queue : queues_) queue->set_policy(next, next_plugins, identity);
   channels_->set_plugins(next_plugins);
@@ -239,6 +241,7 @@ void Daemon::report_stats() {
       }
       spdlog::info("stats plugin={}{}", plugin.name, counters);
     }
+    const std::lock_guard lock(reload_mutex_);  // a reload may make the resolver
     if (identity_) {
       const IdentityCounters c = identity_->counters();
       spdlog::info("stats identity bpf={} bpf_found={} bpf_missing={} process_reads={} "
@@ -266,6 +269,23 @@ void Daemon::collect_stats(std::size_t index, std::vector<QueueSnapshot> collect
   });
 }
 
+void Daemon::schedule_expiry(const Policy& policy) {
+  for (const std::string& rule : policy.expired()) {
+    spdlog::info("rule {} is past its until: left out", rule);
+  }
+  const auto next = policy.next_expiry();
+  if (!next) {
+    expiry_timer_.cancel();
+    return;
+  }
+  expiry_timer_.expires_at(*next);
+  expiry_timer_.async_wait([this](const boost::system::error_code& error) {
+    if (error) return;  // re-armed by a reload, or stopping
+    spdlog::info("a rule's until: has come: reloading");
+    (void)reload();
+  });
+}
+
 IdentityResolver* Daemon::identity_for(const Policy& policy) {
   if (!identity_ && policy.uses_app()) {
     identity_ = std::make_unique<IdentityResolver>(policy.broker().identity.bpf);
@@ -285,6 +305,10 @@ void Daemon::shutdown() {
   boost::system::error_code ignored;
   signals_.cancel(ignored);
   if (watcher_) watcher_->stop();
+  {
+    const std::lock_guard lock(reload_mutex_);  // reloads re-arm it
+    expiry_timer_.cancel();
+  }
   sessions_->stop();
   channels_->stop();
   for (auto& queue : queues_) {

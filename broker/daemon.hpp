@@ -12,6 +12,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/system_timer.hpp>
 
 #include <filesystem>
 #include <memory>
@@ -72,6 +73,9 @@ class Daemon {
   std::unique_ptr<SessionManager> sessions_;
   std::unique_ptr<MetricsEndpoint> metrics_;  // off unless the policy says where to listen
   std::unique_ptr<PolicyWatcher> watcher_;
+  boost::asio::system_timer expiry_timer_{io_};  // the next rule's until: reloads then
+  /// Logs the rules past their until:, and arms expiry_timer_ for the next one.
+  void schedule_expiry(const Policy& policy);
   // After the queues, so destroyed before them: its thread posts answers to their strands.
   // Made when a policy first has app.* rules (the eBPF program is loaded only then).
   std::unique_ptr<IdentityResolver> identity_;

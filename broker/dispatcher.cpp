@@ -74,6 +74,18 @@ Decision Dispatcher::decide(const PacketMeta& meta, bool again) noexcept {
   }
   decision.parsed = true;
 
+  std::optional<SocketLookup> lookup;
+  if (policy_->uses_app()) lookup = socket_key_of(decision.view, meta.hook);
+  // With plugins, a packet waits for its process before its flow's plugin sees it, so that
+  // the plugin sees it once.
+  if (lookup && lookup->outgoing && !again && inspector_ != nullptr && inspector_->tracking() &&
+      find_identity(lookup->key, false, decision) == Identity::ask) {
+    decision.verdict = policy_->broker().identity.fallback;
+    decision.identity_wait = lookup->key;
+    decision.decided_by = "identity_wait";
+    return decision;
+  }
+
   Inspection& inspection = decision.inspection;
   PacketMeta& inspected = decision.meta;
   if (inspector_ != nullptr && inspector_->tracking()) {  // no clock read without plugins
@@ -113,9 +125,11 @@ Decision Dispatcher::decide(const PacketMeta& meta, bool again) noexcept {
   }
 
   std::size_t index = Policy::no_match;
-  std::optional<SocketKey> key;
-  if (policy_->uses_app()) key = socket_key_of(decision.view, meta.hook);
-  const Identity identity = key ? find_identity(*key, again, decision) : Identity::known;
+  Identity identity = Identity::known;
+  if (lookup && !decision.app) identity = find_identity(lookup->key, again, decision);
+  // A packet received for a local socket is looked up only as far as that is cheap: when its
+  // process is unknown, app.* rules just do not match it (local servers keep working).
+  if (identity != Identity::known && !lookup->outgoing) identity = Identity::known;
   if (identity != Identity::known) {
     // Unknown: rules before the first app rule may still decide without it.
     index = policy_->match(inspected, decision.view);
@@ -125,7 +139,7 @@ Decision Dispatcher::decide(const PacketMeta& meta, bool again) noexcept {
         ++counters_.identity_unknown;
         decision.decided_by = "identity_unknown";
       } else {
-        decision.identity_wait = key;
+        decision.identity_wait = lookup->key;
         decision.decided_by = "identity_wait";
       }
       if (spdlog::should_log(spdlog::level::debug)) {

@@ -1,6 +1,7 @@
 #include "broker/policy_watcher.hpp"
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -15,8 +16,10 @@
 namespace pktbroker {
 namespace {
 
+// A file counts once it is written and closed, or moved in: not while it is being written.
 constexpr std::uint32_t file_events =
     IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE;
+constexpr std::uint32_t written = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE;
 
 int inotify_or_throw() {
   const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -31,8 +34,9 @@ PolicyWatcher::PolicyWatcher(boost::asio::io_context& io, std::filesystem::path 
     : config_(std::move(config)),
       drop_ins_(config_.parent_path() / "policy.d"),
       reload_(std::move(reload)),
-      inotify_(io, inotify_or_throw()),
-      settle_timer_(io) {
+      strand_(boost::asio::make_strand(io)),
+      inotify_(strand_, inotify_or_throw()),
+      settle_timer_(strand_) {
   const std::filesystem::path dir = config_.parent_path().empty() ? "." : config_.parent_path();
   config_dir_watch_ = ::inotify_add_watch(inotify_.native_handle(), dir.c_str(), file_events);
   if (config_dir_watch_ < 0) {
@@ -72,9 +76,11 @@ void PolicyWatcher::watch_drop_ins() {
 }
 
 void PolicyWatcher::stop() {
-  boost::system::error_code ignored;
-  settle_timer_.cancel();
-  inotify_.close(ignored);
+  boost::asio::post(strand_, [this] {
+    boost::system::error_code ignored;
+    settle_timer_.cancel();
+    inotify_.close(ignored);
+  });
 }
 
 void PolicyWatcher::read() {
@@ -91,22 +97,21 @@ void PolicyWatcher::on_events(std::size_t length) {
   for (std::size_t offset = 0; offset + sizeof(inotify_event) <= length;) {
     inotify_event event{};
     std::memcpy(&event, buffer_.data() + offset, sizeof event);
+    if (offset + sizeof event + event.len > length) break;  // never split by the kernel
     const std::string_view name =
         event.len != 0 ? std::string_view(buffer_.data() + offset + sizeof event) : "";
     offset += sizeof event + event.len;
+    if ((event.mask & IN_Q_OVERFLOW) != 0) relevant = true;  // events were lost: look again
     if (event.wd == config_dir_watch_) {
-      if (name == config_.filename().native()) relevant = true;
-      if (name == "policy.d") {  // created or replaced: watch the new directory
-        if ((event.mask & (IN_DELETE | IN_MOVED_FROM)) != 0) {
-          drop_ins_watch_ = -1;
-        } else {
-          watch_drop_ins();
-        }
+      if (name == config_.filename().native() && (event.mask & written) != 0) relevant = true;
+      if (name == "policy.d") {  // created, replaced or removed: watch what is there now
+        drop_ins_watch_ = -1;
+        watch_drop_ins();
         relevant = true;
       }
     } else if (event.wd == drop_ins_watch_) {
       if ((event.mask & IN_IGNORED) != 0) drop_ins_watch_ = -1;  // the directory went away
-      if (name.ends_with(".yaml")) relevant = true;
+      if (name.ends_with(".yaml") && (event.mask & written) != 0) relevant = true;
     }
   }
   if (!relevant) return;

@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 
 #include <array>
 #include <filesystem>
@@ -36,6 +37,7 @@ class PolicyWatcher {
   std::filesystem::path config_;
   std::filesystem::path drop_ins_;
   std::function<void()> reload_;
+  boost::asio::strand<boost::asio::io_context::executor_type> strand_;
   boost::asio::posix::stream_descriptor inotify_;
   boost::asio::steady_timer settle_timer_;
   int config_dir_watch_ = -1;

@@ -89,7 +89,14 @@ std::unique_ptr<FlowOwnerMap> FlowOwnerMap::open(std::string& why_not) {
       {programs.udp_sendmsg6, &links.udp_sendmsg6},
       {programs.socket_create, &links.socket_create},
       {programs.socket_connect4, &links.socket_connect4},
-      {programs.socket_connect6, &links.socket_connect6}};
+      {programs.socket_connect6, &links.socket_connect6},
+      {programs.socket_release, &links.socket_release}};
+  if (const int error = flow_owner__attach(skeleton); error != 0) {  // the tracepoint
+    why_not = failed("attaching tp_btf/sock_send_length", -error);
+    flow_owner__destroy(skeleton);
+    ::close(cgroup);
+    return nullptr;
+  }
   for (const auto& [program, link] : attach) {
     *link = bpf_program__attach_cgroup(program, cgroup);
     if (*link == nullptr) {
@@ -113,14 +120,29 @@ FlowOwnerMap::FlowOwnerMap(flow_owner* skeleton) noexcept
 
 FlowOwnerMap::~FlowOwnerMap() { flow_owner__destroy(skeleton_); }
 
-std::optional<pktb_flow_owner> FlowOwnerMap::lookup(const SocketKey& key) const noexcept {
+std::optional<FlowOwnerMap::Record> FlowOwnerMap::lookup(const SocketKey& key) const noexcept {
+  std::optional<Record> closed;
   pktb_flow_owner owner{};
-  if (bpf_map_lookup_elem(flows_fd_, &key.raw, &owner) == 0) return owner;
-  if (key.raw.protocol != IPPROTO_UDP) return std::nullopt;
-  pktb_flow_key any = key.raw;  // a socket bound to any address
-  std::memset(any.src, 0, sizeof any.src);
-  if (bpf_map_lookup_elem(flows_fd_, &any, &owner) == 0) return owner;
-  return std::nullopt;
+  if (bpf_map_lookup_elem(flows_fd_, &key.raw, &owner) == 0) {
+    if (open(owner)) return Record{owner, true};
+    closed = Record{owner, false};
+  }
+  if (key.raw.protocol == IPPROTO_UDP) {
+    pktb_flow_key any = key.raw;  // a socket bound to any address
+    std::memset(any.src, 0, sizeof any.src);
+    if (bpf_map_lookup_elem(flows_fd_, &any, &owner) == 0) {
+      if (open(owner)) return Record{owner, true};
+      if (!closed) closed = Record{owner, false};
+    }
+  }
+  return closed;
+}
+
+// Whether the record's socket is still open (sock_release forgets it). A socket the map no
+// longer knows (evicted) counts as closed: the caller then asks sock_diag.
+bool FlowOwnerMap::open(const pktb_flow_owner& owner) const noexcept {
+  pktb_flow_owner socket{};
+  return bpf_map_lookup_elem(sockets_fd_, &owner.socket_cookie, &socket) == 0;
 }
 
 std::optional<pktb_flow_owner> FlowOwnerMap::lookup_socket(std::uint64_t cookie) const noexcept {

@@ -21,14 +21,20 @@ class FlowOwnerMap {
   FlowOwnerMap(const FlowOwnerMap&) = delete;
   FlowOwnerMap& operator=(const FlowOwnerMap&) = delete;
 
-  /// The process that last connected (TCP) or sent (unconnected UDP) with this key.
-  /// Thread-safe: one syscall, two for a UDP key not bound to its address.
-  [[nodiscard]] std::optional<pktb_flow_owner> lookup(const SocketKey& key) const noexcept;
+  struct Record {
+    pktb_flow_owner owner;
+    bool open = false;  ///< its socket is still open (else another may hold the key now)
+  };
+  /// The last socket that used this key: the process that connected it (TCP), sent from it
+  /// (unconnected UDP) or connected it (connected UDP, recorded as it closed). Thread-safe:
+  /// two syscalls, four for a UDP socket bound to any address.
+  [[nodiscard]] std::optional<Record> lookup(const SocketKey& key) const noexcept;
   /// The process that last connected the socket with this cookie, or made it.
   [[nodiscard]] std::optional<pktb_flow_owner> lookup_socket(std::uint64_t cookie) const noexcept;
 
  private:
   explicit FlowOwnerMap(flow_owner* skeleton) noexcept;
+  [[nodiscard]] bool open(const pktb_flow_owner& owner) const noexcept;
   flow_owner* skeleton_;
   int flows_fd_;
   int sockets_fd_;

@@ -30,7 +30,9 @@ struct pktb_flow_owner {
   __u32 pad;
   __u64 cgroup_id;
   __u64 start_boottime_ns; /* when the process started: with tgid, names it (pids are reused) */
-  __u64 exe_inode;         /* its executable's inode: an exec into another binary changes it */
+  __u64 exe_inode;         /* its executable (device and inode): an exec into another binary */
+  __u64 exe_dev;           /*   changes them */
+  __u64 socket_cookie;     /* the socket: a record whose socket was closed is stale */
   char comm[PKTB_COMM_LEN];
 };
 

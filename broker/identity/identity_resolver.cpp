@@ -35,9 +35,9 @@ IdentityResolver::~IdentityResolver() {
 
 std::optional<AppRef> IdentityResolver::find(const SocketKey& key) noexcept {
   if (!map_) return std::nullopt;
-  const auto owner = map_->lookup(key);
-  if (!owner) return std::nullopt;
-  if (AppRef app = cached(*owner)) return app;
+  const auto record = map_->lookup(key);
+  if (!record || !record->open) return std::nullopt;
+  if (AppRef app = cached(record->owner)) return app;
   return std::nullopt;
 }
 
@@ -62,11 +62,20 @@ void IdentityResolver::resolve(const SocketKey& key, std::function<void(AppRef)>
 }
 
 AppRef IdentityResolver::resolve_now(const SocketKey& key) {
-  std::optional<pktb_flow_owner> owner = map_ ? map_->lookup(key) : std::nullopt;
+  const auto record = map_ ? map_->lookup(key) : std::nullopt;
+  std::optional<pktb_flow_owner> owner;
   std::optional<SocketHandle> socket;
-  if (!owner && map_) {  // connected UDP, or a socket from before we attached: by its cookie
+  if (record && record->open) {
+    owner = record->owner;
+  } else if (map_) {
+    // Whoever holds the addresses now (connected UDP, a socket from before we attached, a
+    // port taken over); when nobody does, the last socket that used them sent the packet.
     socket = find_socket(key);
-    if (socket) owner = map_->lookup_socket(socket->cookie);
+    if (socket) {
+      owner = map_->lookup_socket(socket->cookie);
+    } else if (record) {
+      owner = record->owner;
+    }
   }
   if (owner) {
     const std::lock_guard lock(mutex_);
@@ -90,7 +99,8 @@ AppRef IdentityResolver::app_of(const pktb_flow_owner& owner) {
   // /proc counts the start in clock ticks since boot; the record has it in nanoseconds.
   static const std::uint64_t ns_per_tick = 1'000'000'000ULL / ::sysconf(_SC_CLK_TCK);
   const bool same = info.start_ticks == owner.start_boottime_ns / ns_per_tick &&
-                    info.exe_inode == owner.exe_inode;
+                    info.exe_inode == owner.exe_inode && info.exe_dev == owner.exe_dev;
+  info.cgroup_id = owner.cgroup_id;
   const std::lock_guard lock(mutex_);
   ++counters_.process_reads;
   if (!info.complete() || !same) {  // gone (or its pid reused, or exec'd since): what the
@@ -132,8 +142,14 @@ AppRef IdentityResolver::search_holder(std::uint64_t inode) {
 AppRef IdentityResolver::cached(const pktb_flow_owner& owner) {
   const std::lock_guard lock(mutex_);
   const auto found = processes_.find({owner.tgid, owner.start_boottime_ns});
-  // The same process may have run exec since: another binary, another identity.
-  if (found == processes_.end() || found->second->exe_inode != owner.exe_inode) return nullptr;
+  // The same process may have run exec since (another binary, another identity), or moved to
+  // another cgroup: read again.
+  if (found == processes_.end()) return nullptr;
+  const AppInfo& app = *found->second;
+  if (app.exe_inode != owner.exe_inode || app.exe_dev != owner.exe_dev ||
+      app.cgroup_id != owner.cgroup_id) {
+    return nullptr;
+  }
   return found->second;
 }
 

@@ -17,6 +17,7 @@
 #include <linux/sock_diag.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 namespace pktbroker {
@@ -83,28 +84,28 @@ std::optional<ProcessStart> process_start(std::uint32_t pid) noexcept {
   }
 }
 
-// The inode of the binary the process runs; 0 when it is gone.
-std::uint64_t executable_inode(std::uint32_t pid) noexcept {
-  struct stat exe {};
-  std::array<char, 32> path{};
-  std::snprintf(path.data(), path.size(), "/proc/%u/exe", pid);
-  return ::stat(path.data(), &exe) == 0 ? exe.st_ino : 0;
-}
-
 }  // namespace
 
 AppInfo read_process(std::uint32_t pid) {
   AppInfo app;
   app.pid = pid;
   const auto start = process_start(pid);
-  const std::uint64_t inode = executable_inode(pid);
+  struct stat exe {};
+  const bool running = ::stat(proc_path(pid, "exe").c_str(), &exe) == 0;
   std::string path = executable(pid);
   struct stat dir {};
-  if (!start || inode == 0 || path.empty() || ::stat(proc_path(pid, "").c_str(), &dir) != 0) {
+  if (!start || !running || path.empty() || ::stat(proc_path(pid, "").c_str(), &dir) != 0) {
     return app;
   }
+  // The path as the process's mount namespace shows it: trusted only if it is that file here.
+  struct stat here {};
+  if (::stat(path.c_str(), &here) != 0 || here.st_dev != exe.st_dev || here.st_ino != exe.st_ino) {
+    path += " (replaced)";
+  }
   app.start_ticks = start->ticks;
-  app.exe_inode = inode;
+  app.exe_inode = exe.st_ino;
+  // In the kernel's encoding (major << 20 | minor), as the eBPF record has it.
+  app.exe_dev = (std::uint64_t{major(exe.st_dev)} << 20) | minor(exe.st_dev);
   app.uid = dir.st_uid;
   app.name = read_small(proc_path(pid, "comm"), 64);
   if (!app.name.empty() && app.name.back() == '\n') app.name.pop_back();
@@ -113,7 +114,8 @@ AppInfo read_process(std::uint32_t pid) {
   std::replace(app.cmdline.begin(), app.cmdline.end(), '\0', ' ');
   // cgroup v2: the one line "0::/path".
   const std::string cgroups = read_small(proc_path(pid, "cgroup"), 4096);
-  if (const auto at = cgroups.find("0::"); at != std::string::npos) {
+  const auto line = cgroups.starts_with("0::") ? 0 : cgroups.find("\n0::");
+  if (const auto at = line == 0 ? 0 : line + 1; line != std::string::npos) {
     const auto end = cgroups.find('\n', at);
     app.cgroup = cgroups.substr(at + 3, end == std::string::npos ? end : end - at - 3);
   }

@@ -28,20 +28,21 @@ struct SocketKeyHash {
   }
 };
 
-/// The key of a TCP or UDP packet as its local sender sees it: a packet leaving this host
-/// (OUTPUT, POSTROUTING) as it is, one arriving (INPUT, PREROUTING) reversed. Forwarded and
-/// other packets have no local sender: nullopt.
-inline std::optional<SocketKey> socket_key_of(const PacketView& view, std::uint8_t hook) noexcept {
+/// The local socket a TCP or UDP packet belongs to: a packet a local process sends (OUTPUT)
+/// as it is, one delivered to a local socket (INPUT) reversed. On other hooks a packet may be
+/// forwarded: it has no local socket, nullopt.
+struct SocketLookup {
+  SocketKey key;
+  bool outgoing = true;  ///< sent by a local process (else received for one)
+};
+inline std::optional<SocketLookup> socket_key_of(const PacketView& view,
+                                                 std::uint8_t hook) noexcept {
   if (!view.has_ports || (view.protocol != IPPROTO_TCP && view.protocol != IPPROTO_UDP)) {
     return std::nullopt;
   }
-  constexpr std::uint8_t pre_routing = 0, local_in = 1, local_out = 3, post_routing = 4;
-  bool reversed = false;
-  if (hook == pre_routing || hook == local_in) {
-    reversed = true;
-  } else if (hook != local_out && hook != post_routing) {
-    return std::nullopt;
-  }
+  constexpr std::uint8_t local_in = 1, local_out = 3;
+  if (hook != local_in && hook != local_out) return std::nullopt;
+  const bool reversed = hook == local_in;
   SocketKey key;
   const bool v4 = view.ip_version == 4;
   key.raw.family = v4 ? AF_INET : AF_INET6;
@@ -53,7 +54,7 @@ inline std::optional<SocketKey> socket_key_of(const PacketView& view, std::uint8
   std::memcpy(key.raw.dst, dst.bytes.data(), length);
   key.raw.src_port = htons(reversed ? view.dst_port : view.src_port);
   key.raw.dst_port = htons(reversed ? view.src_port : view.dst_port);
-  return key;
+  return SocketLookup{key, !reversed};
 }
 
 }  // namespace pktbroker

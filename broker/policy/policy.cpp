@@ -40,6 +40,14 @@ Policy::Policy(BrokerConfig broker, std::vector<Rule> rules)
   if (app_rule != rules_.end()) first_app_rule_ = static_cast<std::size_t>(app_rule - rules_.begin());
 }
 
+std::optional<std::chrono::system_clock::time_point> Policy::next_expiry() const noexcept {
+  std::optional<std::chrono::system_clock::time_point> next;
+  for (const Rule& rule : rules_) {
+    if (rule.until && (!next || *rule.until < *next)) next = rule.until;
+  }
+  return next;
+}
+
 std::size_t Policy::match(const PacketMeta& meta, const PacketView& view) const noexcept {
   static_assert(no_match == RuleIndex::no_match);
   return index_.first_match(meta, view);

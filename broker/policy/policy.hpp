@@ -8,6 +8,7 @@
 #include "pktbroker/protocol.hpp"
 #include "plugins/host/plugin_spec.hpp"
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -145,6 +146,8 @@ struct Rule {
   int priority = 0;          ///< `priority:` (rules are sorted by it, then by reading order)
   std::string match_text;    ///< `match:` as written, in YAML flow form (for listings)
   std::string verdict_text;  ///< `verdict:` as written
+  /// `until:`: when the rule stops applying (it is left out of policies loaded after that).
+  std::optional<std::chrono::system_clock::time_point> until;
   Verdict verdict;  ///< the decision, or with `deliver`/`inspect` the fallback
   std::optional<Delivery> deliver;
   std::optional<Inspect> inspect;
@@ -168,6 +171,11 @@ class Policy {
   /// matches is decided without knowing its process.
   [[nodiscard]] std::size_t first_app_rule() const noexcept { return first_app_rule_; }
   [[nodiscard]] bool uses_app() const noexcept { return first_app_rule_ != no_match; }
+  /// The earliest `until:` of its rules: the policy must be loaded again then.
+  [[nodiscard]] std::optional<std::chrono::system_clock::time_point> next_expiry() const noexcept;
+  /// Rules the files hold that had expired when it was loaded ("name (file:line)").
+  [[nodiscard]] const std::vector<std::string>& expired() const noexcept { return expired_; }
+  void set_expired(std::vector<std::string> expired) { expired_ = std::move(expired); }
 
   /// Index of the first rule that matches, or no_match. Never throws, never allocates.
   /// Only the rules the index cannot rule out by protocol, destination port, address or mark
@@ -186,6 +194,7 @@ class Policy {
   RuleIndex index_;
   bool uses_dst_name_ = false;
   std::size_t first_app_rule_ = no_match;
+  std::vector<std::string> expired_;
 };
 
 /// One problem found while loading a policy, with its position (1-based line and column).

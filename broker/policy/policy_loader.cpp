@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <set>
@@ -15,6 +16,7 @@
 #include <tuple>
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <grp.h>
 #include <pwd.h>
 
@@ -29,8 +31,8 @@ constexpr std::string_view broker_keys[] = {"queues", "default_verdict", "malfor
 constexpr std::string_view identity_keys[] = {"bpf", "timeout_ms", "fallback", "max_waiting"};
 constexpr std::string_view queue_keys[] = {"num", "fail_open", "max_len",  "copy_range",
                                            "gso", "uid_gid",   "conntrack"};
-constexpr std::string_view rule_keys[] = {"name",    "description", "match",
-                                          "verdict", "priority",    "mirror"};
+constexpr std::string_view rule_keys[] = {"name",     "description", "match", "verdict",
+                                          "priority", "mirror",      "until"};
 constexpr std::string_view channel_keys[] = {"name",        "delivery",  "link",
                                              "max_members", "max_frame", "queue_length",
                                              "overflow",    "access",    "tap"};
@@ -172,6 +174,9 @@ class FileReader {
       : file_(std::move(file)), diagnostics_(diagnostics) {}
 
   [[nodiscard]] const std::string& file() const { return file_; }
+  /// When the file was last saved: `until: 5m` counts from then.
+  [[nodiscard]] std::chrono::system_clock::time_point saved_at() const { return saved_at_; }
+  void set_saved_at(std::chrono::system_clock::time_point at) { saved_at_ = at; }
 
   void error(const YAML::Mark& mark, std::string message) {
     const bool known = mark.line >= 0;
@@ -553,10 +558,11 @@ class FileReader {
       const std::string& pattern = item.Scalar();
       if (pattern.empty()) {
         error(item, "empty pattern in " + key);
-      } else if ((match.attribute == Attribute::path || match.attribute == Attribute::parent ||
-                  match.attribute == Attribute::cgroup) &&
+      } else if ((match.attribute == Attribute::path || match.attribute == Attribute::parent) &&
                  pattern.front() != '/' && pattern.front() != '*') {
         error(item, key + " '" + pattern + "' must be an absolute path (or start with *)");
+      } else if (match.attribute == Attribute::cgroup && pattern.front() != '/') {
+        error(item, "app.cgroup '" + pattern + "' must be a cgroup path, starting with /");
       } else if (match.attribute == Attribute::name && pattern.size() > 15) {
         error(item, "app.name '" + pattern +
                         "' is longer than a process name can be (15 bytes: the kernel's comm)");
@@ -689,6 +695,7 @@ class FileReader {
   }
 
   std::string file_;
+  std::chrono::system_clock::time_point saved_at_ = std::chrono::system_clock::now();
   std::vector<Diagnostic>& diagnostics_;
   std::vector<std::pair<YAML::Node, YAML::Mark>> empty_values_;  ///< value, its key's position
   std::vector<PluginReference> plugin_references_;
@@ -953,9 +960,49 @@ void read_clients(FileReader& reader, const YAML::Node& node, std::vector<Client
       grant.allowed = reader.matcher(allowed);
       grant.allowed_text = YAML::Dump(allowed);
       ok = ok && grant.allowed != nullptr;
+      if (grant.allowed && grant.allowed->uses_app()) {
+        // A packet's process is looked up only for rules: a grant could not rely on it.
+        reader.error(allowed, "app.* fields are for rules; a grant's allowed: cannot use them");
+        ok = false;
+      }
     }
     if (ok) grants.push_back(std::move(grant));
   }
+}
+
+// When pktbrokerd first loaded a policy: `until: restart` rules saved before it have expired.
+std::chrono::system_clock::time_point first_load() {
+  static const auto at = std::chrono::system_clock::now();
+  return at;
+}
+
+// `until:`: a duration from when the file was saved (90s, 5m, 2h, 7d), a UTC time
+// (2026-12-01T18:00:00Z), or `restart` (until pktbrokerd restarts). nullopt for `restart` saved
+// after pktbrokerd started (no expiry), and for errors (reported).
+std::optional<std::chrono::system_clock::time_point> until_time(FileReader& reader,
+                                                                 const YAML::Node& node) {
+  using namespace std::chrono;
+  const std::string text = node.IsScalar() ? node.Scalar() : std::string();
+  if (text == "restart") {
+    if (reader.saved_at() < first_load()) return first_load();  // already over
+    return std::nullopt;
+  }
+  std::uint64_t count = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), count);
+  const std::string_view unit(end, text.data() + text.size() - end);
+  static const std::map<std::string_view, seconds, std::less<>> units{
+      {"s", seconds(1)}, {"m", minutes(1)}, {"h", hours(1)}, {"d", days(1)}};
+  if (error == std::errc() && end != text.data() && units.contains(unit) && count <= 3650 * 86400) {
+    return reader.saved_at() + count * units.find(unit)->second;
+  }
+  std::tm utc{};
+  if (const char* rest = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%SZ", &utc);
+      rest != nullptr && *rest == '\0') {
+    return system_clock::from_time_t(::timegm(&utc));
+  }
+  reader.error(node, "until must be a duration (90s, 5m, 2h, 7d), a UTC time like "
+                     "2026-12-01T18:00:00Z, or restart");
+  return std::nullopt;
 }
 
 // A node as one line of YAML flow, for listings (`pktbrokerctl rules`).
@@ -1018,6 +1065,13 @@ void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraf
         }
         draft.priority = priority;
         draft.rule.priority = priority;
+      }
+    }
+    if (const YAML::Node until = item["until"]) {
+      if (auto at = until_time(reader, until)) {
+        draft.rule.until = *at;
+      } else if (!until.IsScalar() || until.Scalar() != "restart") {
+        ok = false;
       }
     }
     draft.rule.match_text = item["match"] ? flow_text(item["match"]) : "{}";
@@ -1338,10 +1392,21 @@ std::shared_ptr<const Policy> finish(PolicyDraft policy, std::vector<Diagnostic>
   std::stable_sort(drafts.begin(), drafts.end(),
                    [](const RuleDraft& a, const RuleDraft& b) { return a.priority < b.priority; });
   std::vector<Rule> rules;
+  std::vector<std::string> expired;
   rules.reserve(drafts.size());
-  for (auto& draft : drafts) rules.push_back(std::move(draft.rule));
+  const auto now = std::chrono::system_clock::now();
+  for (auto& draft : drafts) {
+    if (draft.rule.until && *draft.rule.until <= now) {
+      expired.push_back(draft.rule.name + " (" + draft.rule.file + ":" +
+                        std::to_string(draft.rule.line) + ")");
+      continue;
+    }
+    rules.push_back(std::move(draft.rule));
+  }
   forget_interface_names();
-  return std::make_shared<const Policy>(std::move(policy.broker), std::move(rules));
+  auto compiled = std::make_shared<Policy>(std::move(policy.broker), std::move(rules));
+  compiled->set_expired(std::move(expired));
+  return compiled;
 }
 
 std::optional<std::string> read_file(const fs::path& path, std::vector<Diagnostic>& diagnostics) {
@@ -1356,6 +1421,16 @@ std::optional<std::string> read_file(const fs::path& path, std::vector<Diagnosti
   return text.str();
 }
 
+// When the file was last written (now when it cannot be told).
+std::chrono::system_clock::time_point saved_at(const fs::path& path) {
+  struct stat status {};
+  if (::stat(path.c_str(), &status) != 0) return std::chrono::system_clock::now();
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::seconds(status.st_mtim.tv_sec) +
+          std::chrono::nanoseconds(status.st_mtim.tv_nsec)));
+}
+
 }  // namespace
 
 std::shared_ptr<const Matcher> compile_match(std::string_view yaml, std::string_view source) {
@@ -1368,6 +1443,9 @@ std::shared_ptr<const Matcher> compile_match(std::string_view yaml, std::string_
   std::shared_ptr<const Matcher> matcher;
   if (root) {
     matcher = reader.matcher(root);
+    if (matcher && matcher->uses_app()) {
+      reader.error(root, "app.* fields are for policy rules; a selector cannot use them");
+    }
   }
   if (!diagnostics.empty()) throw PolicyError(std::move(diagnostics));
   return matcher;
@@ -1376,6 +1454,8 @@ std::shared_ptr<const Matcher> compile_match(std::string_view yaml, std::string_
 std::shared_ptr<const Policy> parse_policy(std::string_view yaml, std::string_view file_name) {
   std::vector<Diagnostic> diagnostics;
   FileReader reader(std::string(file_name), diagnostics);
+  first_load();
+  reader.set_saved_at(std::chrono::system_clock::now());
   PolicyDraft draft;
   read_document(reader, yaml, false, draft);
   return finish(std::move(draft), std::move(diagnostics));
@@ -1384,8 +1464,10 @@ std::shared_ptr<const Policy> parse_policy(std::string_view yaml, std::string_vi
 std::shared_ptr<const Policy> load_policy(const fs::path& file) {
   std::vector<Diagnostic> diagnostics;
   PolicyDraft draft;
+  first_load();
   if (const auto text = read_file(file, diagnostics)) {
     FileReader reader(file.string(), diagnostics);
+    reader.set_saved_at(saved_at(file));
     read_document(reader, *text, false, draft);
   }
   const fs::path drop_in_dir = file.parent_path() / "policy.d";
@@ -1399,6 +1481,7 @@ std::shared_ptr<const Policy> load_policy(const fs::path& file) {
     for (const auto& path : drop_ins) {
       if (const auto text = read_file(path, diagnostics)) {
         FileReader reader(path.string(), diagnostics);
+        reader.set_saved_at(saved_at(path));
         read_document(reader, *text, true, draft);
       }
     }

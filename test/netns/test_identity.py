@@ -34,9 +34,10 @@ def curl(binary, url, *argv):
 def python_udp(address, port, marker, count=5, then_exit=False):
     """A python3 sending `count` datagrams; `marker` is in its command line."""
     family = "AF_INET6" if ":" in address else "AF_INET"
-    code = (f"import socket,os; s=socket.socket(socket.{family}, socket.SOCK_DGRAM)\n"
+    # It stays a while: a sender gone before the broker could read /proc is unknown.
+    code = (f"import socket,time; s=socket.socket(socket.{family}, socket.SOCK_DGRAM)\n"
             f"for i in range({count}): s.sendto(b'x', ('{address}', {port}))\n"
-            f"# {marker}\n")
+            f"time.sleep(0 if {then_exit} else 0.5)  # {marker}\n")
     return subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -96,7 +97,9 @@ class Identity(NetnsTestCase):
             python_udp(address, 5000, "pass")
             self.assertEqual(sink.settle(5), 5, f"{address}: another command line")
             # The same program under sh (dash): app.parent matches unless the not: holds.
-            code = f"import socket; s=socket.socket(socket.AF_INET6 if ':' in '{address}' else socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x', ('{address}', 5000))"
+            code = (f"import socket,time; s=socket.socket(socket.AF_INET6 if ':' in '{address}' "
+                    f"else socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'x', ('{address}', 5000)); "
+                    f"time.sleep(0.5)")
             run("dash", "-c", f'{sys.executable} -c "{code}"; true')
             self.assertEqual(sink.settle(), 5, f"{address}: app.parent matched")
             run("dash", "-c", f'{sys.executable} -c "{code}" keep; true')
@@ -139,7 +142,7 @@ rules:
         # The broker stops; python sends and exits; the broker then finds only what the
         # eBPF program recorded (pid, name), not the process: unknown, never accepted.
         daemon.pause()
-        python_udp("127.0.0.1", 5000, "gone", count=3)
+        python_udp("127.0.0.1", 5000, "gone", count=3, then_exit=True)
         daemon.send(signal.SIGCONT)
         self.assertEqual(sink.settle(), 5, "the exited sender's datagrams took the fallback")
         stats = daemon.stats()

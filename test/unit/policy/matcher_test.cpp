@@ -284,6 +284,13 @@ TEST_CASE("a mark set by a limited client must stay inside its grant's mark") {
   CHECK_FALSE(compile_match("{dport: 80}", "g")->uses_broker_fields());
 }
 
+/// A policy rule's compiled match (app.* fields are for rules only).
+std::shared_ptr<const Matcher> rule_matcher(const std::string& expression) {
+  return parse_policy("rules:\n  - {name: r, match: " + expression + ", verdict: drop}\n", "t")
+      ->rules()[0]
+      .matcher;
+}
+
 TEST_CASE("app fields match the sending process; an unknown process matches none of them") {
   Packet packet = tcp4(443);
   AppInfo curl;
@@ -292,9 +299,9 @@ TEST_CASE("app fields match the sending process; an unknown process matches none
   curl.cmdline = "curl -s https://example.test/";
   curl.cgroup = "/system.slice/backup.service";
   curl.parent = "/usr/bin/bash";
-  const auto matches = [&](const char* expression, const AppInfo* app) {
+  const auto matches = [&](const std::string& expression, const AppInfo* app) {
     packet.meta.app = app;
-    return compile_match(expression, "test")->matches(packet.meta, packet.view);
+    return rule_matcher(expression)->matches(packet.meta, packet.view);
   };
   CHECK(matches("{app.path: /usr/bin/curl}", &curl));
   CHECK(matches("{app.path: [/bin/wget, \"/usr/*/cu?l\"]}", &curl));
@@ -316,14 +323,13 @@ TEST_CASE("app fields match the sending process; an unknown process matches none
   AppInfo gone;
   gone.name = "curl";
   CHECK_FALSE(matches("{app.path: \"*\"}", &gone));
-  CHECK(compile_match("{app.name: x}", "g")->uses_broker_fields());
-  CHECK(compile_match("{app.name: x}", "g")->uses_app());
-  CHECK_FALSE(compile_match("{dport: 1}", "g")->uses_app());
+  CHECK(rule_matcher("{app.name: x}")->uses_broker_fields());
+  CHECK(rule_matcher("{app.name: x}")->uses_app());
+  CHECK_FALSE(rule_matcher("{dport: 1}")->uses_app());
 }
 
-TEST_CASE("app fields: a grant's selector must repeat them to stay within it") {
-  const auto grant = compile_match("{app.name: curl}", "g");
-  CHECK(compile_match("{app.name: curl, dport: 80}", "s")->within(*grant));
-  CHECK_FALSE(compile_match("{dport: 80}", "s")->within(*grant));
-  CHECK_FALSE(compile_match("{app.name: wget}", "s")->within(*grant));
+TEST_CASE("app fields are for rules: selectors refuse them") {
+  // A packet's process is looked up for the policy's rules only.
+  CHECK_THROWS_WITH(compile_match("{app.name: curl, dport: 80}", "s"),
+                    "s:1:1: error: app.* fields are for policy rules; a selector cannot use them");
 }

@@ -209,6 +209,10 @@ TEST_CASE("every diagnostic names its file, line and column") {
        "test.yaml:3:23: error: app.name 'a-very-long-process-name' is longer than a process name "
        "can be (15 bytes: the kernel's comm)"},
       {rule("{app.cgroup: \"\"}"), "test.yaml:3:25: error: empty pattern in app.cgroup"},
+      {rule("{app.cgroup: \"*.service\"}"),
+       "test.yaml:3:25: error: app.cgroup '*.service' must be a cgroup path, starting with /"},
+      {"clients:\n  - {user: root, roles: [verdict], allowed: {app.name: curl}}\n",
+       "test.yaml:2:45: error: app.* fields are for rules; a grant's allowed: cannot use them"},
       {"broker:\n  identity: {timeout_ms: 0, fallback: {accept: true}}\n",
        "test.yaml:2:26: error: identity timeout_ms must be at least 1"},
       {rule("{}", "{accept: true, drop: true}"),
