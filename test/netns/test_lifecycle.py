@@ -105,6 +105,21 @@ class Lifecycle(NetnsTestCase):
         self.assertEqual(reloads(), 3, "the same save was not loaded twice")
         self.assertEqual(daemon.stats()["rules"]["second"]["packets"], 0)
 
+    def test_a_rule_with_until_stops_applying_on_time(self):
+        daemon = self.daemon("broker:\n  queues: [{num: 0}]\n  default_verdict: accept\n"
+                             "rules:\n  - {name: for-a-moment, match: {proto: udp}, verdict: drop, "
+                             "until: 3s}\n")
+        self.queue_udp()
+        sink = UdpSink(self)
+        send_udp("127.0.0.1", 5000, 10)
+        self.assertEqual(sink.settle(), 0, "the rule applies before its until:")
+        wait_for(lambda: "is past its until: left out" in daemon.log(), timeout=10,
+                 what="the reload at the rule's until:")
+        self.assertIn("a rule's until: has come: reloading", daemon.log())
+        send_udp("127.0.0.1", 5000, 10)
+        self.assertEqual(sink.settle(10), 10, "and not after it")
+        self.assertNotIn("for-a-moment", daemon.stats()["rules"])
+
     def test_sigterm_with_packets_in_flight_verdicts_every_one(self):
         daemon = self.daemon(ACCEPT_ALL.format(name="r"), log_level="info")
         self.queue_udp("--queue-bypass")

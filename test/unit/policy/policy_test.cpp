@@ -209,6 +209,9 @@ TEST_CASE("every diagnostic names its file, line and column") {
        "test.yaml:3:23: error: app.name 'a-very-long-process-name' is longer than a process name "
        "can be (15 bytes: the kernel's comm)"},
       {rule("{app.cgroup: \"\"}"), "test.yaml:3:25: error: empty pattern in app.cgroup"},
+      {"rules:\n  - {name: r, verdict: drop, until: soon}\n",
+       "test.yaml:2:37: error: until must be a duration (90s, 5m, 2h, 7d), a UTC time like "
+       "2026-12-01T18:00:00Z, or restart"},
       {rule("{app.cgroup: \"*.service\"}"),
        "test.yaml:3:25: error: app.cgroup '*.service' must be a cgroup path, starting with /"},
       {"clients:\n  - {user: root, roles: [verdict], allowed: {app.name: curl}}\n",
@@ -520,6 +523,34 @@ TEST_CASE("a missing policy file is a diagnostic too") {
           "/nonexistent/pktbroker/policy.yaml: error: cannot read the file: No such file or "
           "directory");
   }
+}
+
+TEST_CASE("until: a rule past it is left out; durations count from the save") {
+  const auto policy = parse_policy(
+      "rules:\n"
+      "  - {name: old, verdict: drop, until: 2020-01-01T00:00:00Z}\n"
+      "  - {name: hour, verdict: drop, until: 1h}\n"
+      "  - {name: run, verdict: drop, until: restart}\n"
+      "  - {name: always, verdict: accept}\n",
+      "test.yaml");
+  REQUIRE(policy->rules().size() == 3);
+  CHECK(policy->rules()[0].name == "hour");
+  CHECK(policy->expired() == std::vector<std::string>{"old (test.yaml:2)"});
+  const auto hour = *policy->rules()[0].until - std::chrono::system_clock::now();
+  CHECK(hour > std::chrono::minutes(59));
+  CHECK(hour <= std::chrono::hours(1));
+  CHECK_FALSE(policy->rules()[1].until);  // saved while this process runs: until it restarts
+  CHECK(policy->next_expiry() == policy->rules()[0].until);
+}
+
+TEST_CASE("until: restart in a file saved before pktbrokerd started has expired") {
+  PolicyDir dir;
+  dir.write("policy.yaml", "rules:\n  - {name: run, verdict: drop, until: restart}\n");
+  const auto long_ago = std::filesystem::file_time_type::clock::now() - std::chrono::hours(24 * 365);
+  std::filesystem::last_write_time(dir.path / "policy.yaml", long_ago);
+  const auto policy = load_policy(dir.path / "policy.yaml");
+  CHECK(policy->rules().empty());
+  CHECK(policy->expired().size() == 1);
 }
 
 TEST_CASE("the shipped per-application example loads as a drop-in would") {
