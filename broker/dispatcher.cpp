@@ -190,12 +190,12 @@ Dispatcher::Identity Dispatcher::find_identity(const SocketKey& key, bool again,
   // A SYN may open a new socket on old addresses: asked afresh, unless it waited for that.
   const bool syn =
       !again && key.raw.protocol == IPPROTO_TCP && (decision.view.tcp_flags & 0x12) == 0x02;
-  auto [known, stale] = identities_.find(key, syn, now);
+  auto [known, stale] = identities_.find(key, syn, decision.meta.uid, now);
   if ((known == nullptr || stale) && identity_ != nullptr) {
     if (auto found = identity_->find(key)) {
       try {
         learn_identity(key, std::move(*found));
-        known = identities_.find(key, false, now).app;
+        known = identities_.find(key, false, decision.meta.uid, now).app;
         stale = false;
       } catch (...) {  // allocation failure: looked up the slow way
       }

@@ -7,6 +7,7 @@
 #include "broker/verdict_tracker.hpp"
 
 #include <chrono>
+#include <optional>
 #include <unordered_map>
 
 namespace pktbroker {
@@ -24,15 +25,18 @@ class FlowIdentities {
     bool stale = false;           ///< a UDP answer to check again, without waiting
   };
 
-  /// The flow's process (*app null: looked for and not found). Nothing when unknown or for
-  /// `new_connection` (a SYN: the addresses may belong to a new socket).
+  /// The flow's process (*app null: looked for and not found). Nothing when unknown, for
+  /// `new_connection` (a SYN: the addresses may belong to a new socket), or when the packet's
+  /// socket belongs to another user (`uid`, from NFQUEUE) than the flow's first packet's.
   [[nodiscard]] Found find(const SocketKey& key, bool new_connection,
-                           Clock::time_point now) const noexcept {
+                           std::optional<std::uint32_t> uid, Clock::time_point now) noexcept {
     if (new_connection) return {};
     const auto found = flows_.find(key);
     if (found == flows_.end()) return {};
-    return {&found->second.app,
-            key.raw.protocol != IPPROTO_TCP && now - found->second.at > udp_max_age};
+    Entry& entry = found->second;
+    if (!entry.uid) entry.uid = uid;
+    if (uid && entry.uid != uid) return {};  // (packets the kernel gives no uid for pass)
+    return {&entry.app, key.raw.protocol != IPPROTO_TCP && now - entry.at > udp_max_age};
   }
 
   /// Remembers the answer; when full, first forgets everything. A flow's known process stays
@@ -48,11 +52,11 @@ class FlowIdentities {
         found->second.at = now;
         return;
       }
-      found->second = Entry{std::move(app), now};
+      found->second = Entry{std::move(app), now, std::nullopt};
       return;
     }
     if (flows_.size() >= capacity) flows_.clear();
-    flows_.emplace(key, Entry{std::move(app), now});
+    flows_.emplace(key, Entry{std::move(app), now, std::nullopt});
   }
 
   void clear() noexcept { flows_.clear(); }
@@ -61,6 +65,7 @@ class FlowIdentities {
   struct Entry {
     AppRef app;
     Clock::time_point at;
+    std::optional<std::uint32_t> uid;  ///< the socket owner of the first packet that used it
   };
   std::unordered_map<SocketKey, Entry, SocketKeyHash> flows_;
 };
