@@ -135,12 +135,10 @@ static void all_at_once(unsigned long port, unsigned long programs, unsigned lon
 
 int main(int argc, char** argv) {
   unsigned long listen_port = 0, port = 0, count = 0, programs = 0, each = 0;
-  static const struct option options[] = {{"listen", required_argument, NULL, 'l'},
-                                          {"port", required_argument, NULL, 'p'},
-                                          {"count", required_argument, NULL, 'n'},
-                                          {"programs", required_argument, NULL, 'k'},
-                                          {"each", required_argument, NULL, 'e'},
-                                          {NULL, 0, NULL, 0}};
+  static const struct option options[] = {
+      {"listen", required_argument, NULL, 'l'}, {"port", required_argument, NULL, 'p'},
+      {"count", required_argument, NULL, 'n'},  {"programs", required_argument, NULL, 'k'},
+      {"each", required_argument, NULL, 'e'},   {NULL, 0, NULL, 0}};
   for (int opt; (opt = getopt_long(argc, argv, "", options, NULL)) != -1;) {
     switch (opt) {
       case 'l': listen_port = parse_num("--listen", optarg, 65535); break;

@@ -119,7 +119,9 @@ void BrokerQueue::start() {
   });
 }
 
-void BrokerQueue::on_packet(const PacketMeta& meta) { decide(meta, false); }
+void BrokerQueue::on_packet(const PacketMeta& meta) {
+  decide(meta, false);
+}
 
 void BrokerQueue::decide(const PacketMeta& meta, bool again) {
   open_batch();
@@ -247,8 +249,9 @@ void BrokerQueue::ask_identity(const SocketKey& key) {
   try {
     if (!identity_asked_.insert(key).second) return;  // asked already
     identity_->resolve(key, [this, key](AppRef app) {
-      boost::asio::post(strand_,
-                        [this, key, app = std::move(app)]() mutable { on_identity(key, std::move(app)); });
+      boost::asio::post(strand_, [this, key, app = std::move(app)]() mutable {
+        on_identity(key, std::move(app));
+      });
     });
   } catch (...) {  // allocation failure: the waiting packets take the fallback at their deadline
     identity_asked_.erase(key);
@@ -269,7 +272,8 @@ void BrokerQueue::on_identity(const SocketKey& key, AppRef app) {
     std::sort(waiting.begin(), waiting.end());
     for (const auto& [token, packet_id] : waiting) {
       VerdictTracker::Pending pending;
-      if (tracker_.take(token, identity_owner, pending) != VerdictTracker::ResolveResult::resolved) {
+      if (tracker_.take(token, identity_owner, pending) !=
+          VerdictTracker::ResolveResult::resolved) {
         continue;
       }
       IdentityWait wait = std::move(identity_waits_.at(packet_id));  // bytes move with it
@@ -714,13 +718,13 @@ void BrokerQueue::set_policy(std::shared_ptr<const Policy> policy,
                              std::shared_ptr<const PluginSet> plugins, IdentityResolver* identity) {
   boost::asio::post(strand_, [this, policy = std::move(policy), plugins = std::move(plugins),
                               identity]() mutable {
-                      if (stopped_) return;
-                      set_identity(identity);
-                      inspector_.set_plugins(std::move(plugins));
-                      inspector_.policy_changed();
-                      dispatcher_.set_policy(std::move(policy));
-                      schedule_flow_maintenance();
-                    });
+    if (stopped_) return;
+    set_identity(identity);
+    inspector_.set_plugins(std::move(plugins));
+    inspector_.policy_changed();
+    dispatcher_.set_policy(std::move(policy));
+    schedule_flow_maintenance();
+  });
 }
 
 void BrokerQueue::set_subscriptions(std::shared_ptr<const SubscriptionTable> table) {

@@ -244,12 +244,13 @@ void Daemon::report_stats() {
     const std::lock_guard lock(reload_mutex_);  // a reload may make the resolver
     if (identity_) {
       const IdentityCounters c = identity_->counters();
-      spdlog::info("stats identity bpf={} bpf_found={} bpf_missing={} process_reads={} "
-                   "process_gone={} socket_searches={} fds_scanned={} searches_given_up={} "
-                   "unknown={} cache_resets={} lookup_us={}",
-                   identity_->bpf(), c.bpf_found, c.bpf_missing, c.process_reads, c.process_gone,
-                   c.socket_searches, c.fds_scanned, c.searches_given_up, c.unknown,
-                   c.cache_resets, c.slow_nanoseconds / 1000);
+      spdlog::info(
+          "stats identity bpf={} bpf_found={} bpf_missing={} process_reads={} "
+          "process_gone={} socket_searches={} fds_scanned={} searches_given_up={} "
+          "unknown={} cache_resets={} lookup_us={}",
+          identity_->bpf(), c.bpf_found, c.bpf_missing, c.process_reads, c.process_gone,
+          c.socket_searches, c.fds_scanned, c.searches_given_up, c.unknown, c.cache_resets,
+          c.slow_nanoseconds / 1000);
     }
   });
 }

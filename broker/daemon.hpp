@@ -79,8 +79,8 @@ class Daemon {
   // After the queues, so destroyed before them: its thread posts answers to their strands.
   // Made when a policy first has app.* rules (the eBPF program is loaded only then).
   std::unique_ptr<IdentityResolver> identity_;
-  std::mutex reload_mutex_;                   // SIGHUP and a client's RELOAD may arrive together
-  std::string loaded_files_;                  // PolicyWatcher::fingerprint, under reload_mutex_
+  std::mutex reload_mutex_;   // SIGHUP and a client's RELOAD may arrive together
+  std::string loaded_files_;  // PolicyWatcher::fingerprint, under reload_mutex_
   bool stopping_ = false;
 };
 

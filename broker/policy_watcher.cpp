@@ -71,8 +71,8 @@ std::string PolicyWatcher::fingerprint(const std::filesystem::path& config) {
 
 void PolicyWatcher::watch_drop_ins() {
   if (drop_ins_watch_ >= 0) return;
-  drop_ins_watch_ = ::inotify_add_watch(inotify_.native_handle(), drop_ins_.c_str(),
-                                        file_events | IN_ONLYDIR);
+  drop_ins_watch_ =
+      ::inotify_add_watch(inotify_.native_handle(), drop_ins_.c_str(), file_events | IN_ONLYDIR);
 }
 
 void PolicyWatcher::stop() {

@@ -178,10 +178,11 @@ int show_rules(pktbroker::Client& client, bool json) {
     std::cout << "[";
     for (std::size_t i = 0; i < reply.rules.size(); ++i) {
       const auto& r = reply.rules[i];
-      std::cout << (i ? "," : "") << "{\"position\":" << i + 1 << ",\"name\":" << json_string(r.name)
-                << ",\"origin\":" << json_string(r.origin) << ",\"priority\":" << r.priority
-                << ",\"match\":" << json_string(r.match) << ",\"verdict\":" << json_string(r.verdict)
-                << ",\"packets\":" << r.packets << ",\"bytes\":" << r.bytes << "}";
+      std::cout << (i ? "," : "") << "{\"position\":" << i + 1
+                << ",\"name\":" << json_string(r.name) << ",\"origin\":" << json_string(r.origin)
+                << ",\"priority\":" << r.priority << ",\"match\":" << json_string(r.match)
+                << ",\"verdict\":" << json_string(r.verdict) << ",\"packets\":" << r.packets
+                << ",\"bytes\":" << r.bytes << "}";
     }
     std::cout << "]\n";
     return exit_ok;

@@ -2,8 +2,8 @@
 // cost one hash lookup. Lives on its queue's strand.
 #pragma once
 
-#include "broker/identity/socket_key.hpp"
 #include "broker/identity/identity_resolver.hpp"
+#include "broker/identity/socket_key.hpp"
 #include "broker/verdict_tracker.hpp"
 
 #include <chrono>

@@ -47,15 +47,15 @@ struct {
   __type(value, struct pktb_flow_owner);
 } socket_owners SEC(".maps");
 
-static __always_inline void current_owner(struct pktb_flow_owner *owner, __u64 cookie) {
+static __always_inline void current_owner(struct pktb_flow_owner* owner, __u64 cookie) {
   owner->socket_cookie = cookie;
   // Direct loads through BTF pointers (the verifier checks them; a NULL reads as 0): this
   // kernel's lockdown refuses bpf_probe_read_kernel.
-  struct task_struct *task = bpf_get_current_task_btf();
+  struct task_struct* task = bpf_get_current_task_btf();
   owner->start_boottime_ns = task->group_leader->start_boottime;
-  struct mm_struct *mm = task->mm;
+  struct mm_struct* mm = task->mm;
   if (mm) {
-    struct file *exe = mm->exe_file;
+    struct file* exe = mm->exe_file;
     if (exe) {
       owner->exe_inode = exe->f_inode->i_ino;
       owner->exe_dev = exe->f_inode->i_sb->s_dev;
@@ -69,7 +69,7 @@ static __always_inline void current_owner(struct pktb_flow_owner *owner, __u64 c
   bpf_get_current_comm(owner->comm, sizeof(owner->comm));
 }
 
-static __always_inline void record_flow(const struct pktb_flow_key *key, __u64 cookie) {
+static __always_inline void record_flow(const struct pktb_flow_key* key, __u64 cookie) {
   struct pktb_flow_owner owner = {};
   current_owner(&owner, cookie);
   bpf_map_update_elem(&flow_owners, key, &owner, BPF_ANY);
@@ -88,12 +88,12 @@ static __always_inline void note_socket(__u64 cookie) {
   bpf_map_update_elem(&socket_owners, &cookie, &owner, BPF_NOEXIST);
 }
 
-static __always_inline int v4_mapped(const __u32 *address) {
+static __always_inline int v4_mapped(const __u32* address) {
   return address[0] == 0 && address[1] == 0 && address[2] == bpf_htonl(0xffff);
 }
 
 SEC("sockops")
-int tcp_connect(struct bpf_sock_ops *ctx) {
+int tcp_connect(struct bpf_sock_ops* ctx) {
   if (ctx->op != BPF_SOCK_OPS_TCP_CONNECT_CB) return 1;
   struct pktb_flow_key key = {.protocol = IPPROTO_TCP};
   key.src_port = bpf_htons((__u16)ctx->local_port);
@@ -122,8 +122,8 @@ int tcp_connect(struct bpf_sock_ops *ctx) {
 }
 
 SEC("cgroup/sendmsg4")
-int udp_sendmsg4(struct bpf_sock_addr *ctx) {
-  struct bpf_sock *sk = ctx->sk;
+int udp_sendmsg4(struct bpf_sock_addr* ctx) {
+  struct bpf_sock* sk = ctx->sk;
   if (ctx->protocol != IPPROTO_UDP || !sk) return 1;
   struct pktb_flow_key key = {.family = AF_INET, .protocol = IPPROTO_UDP};
   // Each field read on its own: the verifier refuses a pointer chosen by a branch.
@@ -141,8 +141,8 @@ int udp_sendmsg4(struct bpf_sock_addr *ctx) {
 }
 
 SEC("cgroup/sendmsg6")
-int udp_sendmsg6(struct bpf_sock_addr *ctx) {
-  struct bpf_sock *sk = ctx->sk;
+int udp_sendmsg6(struct bpf_sock_addr* ctx) {
+  struct bpf_sock* sk = ctx->sk;
   if (ctx->protocol != IPPROTO_UDP || !sk) return 1;
   struct pktb_flow_key key = {.family = AF_INET6, .protocol = IPPROTO_UDP};
   __u32 dst[4] = {ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3]};
@@ -167,25 +167,25 @@ int udp_sendmsg6(struct bpf_sock_addr *ctx) {
 }
 
 SEC("cgroup/sock_create")
-int socket_create(struct bpf_sock *sk) {
+int socket_create(struct bpf_sock* sk) {
   record_socket(bpf_get_socket_cookie(sk));
   return 1;
 }
 
 SEC("cgroup/connect4")
-int socket_connect4(struct bpf_sock_addr *ctx) {
+int socket_connect4(struct bpf_sock_addr* ctx) {
   record_socket(bpf_get_socket_cookie(ctx));
   return 1;
 }
 
 SEC("cgroup/connect6")
-int socket_connect6(struct bpf_sock_addr *ctx) {
+int socket_connect6(struct bpf_sock_addr* ctx) {
   record_socket(bpf_get_socket_cookie(ctx));
   return 1;
 }
 
 SEC("cgroup/sock_release")
-int socket_release(struct bpf_sock *sk) {
+int socket_release(struct bpf_sock* sk) {
   const __u64 cookie = bpf_get_socket_cookie(sk);
   bpf_map_delete_elem(&socket_owners, &cookie);
   return 1;
@@ -195,8 +195,8 @@ int socket_release(struct bpf_sock *sk) {
 // addresses, for a socket closed before the broker looked. Fires once the datagram is queued;
 // until then the socket is open, and sock_diag finds it.
 SEC("tp_btf/sock_send_length")
-int BPF_PROG(udp_sent, struct sock *sk, int length, int flags) {
-  const struct sock_common *common = &sk->__sk_common;
+int BPF_PROG(udp_sent, struct sock* sk, int length, int flags) {
+  const struct sock_common* common = &sk->__sk_common;
   if (sk->sk_protocol != IPPROTO_UDP || common->skc_dport == 0) return 0;
   struct pktb_flow_key key = {.protocol = IPPROTO_UDP, .dst_port = common->skc_dport};
   key.src_port = bpf_htons(common->skc_num);

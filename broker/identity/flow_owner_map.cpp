@@ -118,7 +118,9 @@ FlowOwnerMap::FlowOwnerMap(flow_owner* skeleton) noexcept
       flows_fd_(bpf_map__fd(skeleton->maps.flow_owners)),
       sockets_fd_(bpf_map__fd(skeleton->maps.socket_owners)) {}
 
-FlowOwnerMap::~FlowOwnerMap() { flow_owner__destroy(skeleton_); }
+FlowOwnerMap::~FlowOwnerMap() {
+  flow_owner__destroy(skeleton_);
+}
 
 std::optional<FlowOwnerMap::Record> FlowOwnerMap::lookup(const SocketKey& key) const noexcept {
   std::optional<Record> closed;

@@ -17,8 +17,9 @@ IdentityResolver::IdentityResolver(bool use_bpf) : work_(io_.get_executor()) {
     std::string why_not;
     map_ = FlowOwnerMap::open(why_not);
     if (map_) {
-      spdlog::info("identity: eBPF flow owners attached (sockops TCP connect, cgroup UDP "
-                   "sendmsg, socket create and connect)");
+      spdlog::info(
+          "identity: eBPF flow owners attached (sockops TCP connect, cgroup UDP "
+          "sendmsg, socket create and connect)");
     } else {
       spdlog::warn("identity: {}; using sock_diag and /proc instead (slower)", why_not);
     }

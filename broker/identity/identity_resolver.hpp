@@ -3,8 +3,8 @@
 #pragma once
 
 #include "broker/identity/app_info.hpp"
-#include "broker/identity/socket_key.hpp"
 #include "broker/identity/flow_owner_map.hpp"
+#include "broker/identity/socket_key.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -24,15 +24,15 @@ namespace pktbroker {
 using AppRef = std::shared_ptr<const AppInfo>;
 
 struct IdentityCounters {
-  std::uint64_t bpf_found = 0;       ///< flows the eBPF map knew
-  std::uint64_t bpf_missing = 0;     ///< flows it did not know (started before it, or raw)
-  std::uint64_t process_reads = 0;   ///< processes read from /proc
-  std::uint64_t process_gone = 0;    ///< processes that exited before they could be read
-  std::uint64_t socket_searches = 0; ///< fallback searches of /proc/*/fd
-  std::uint64_t fds_scanned = 0;     ///< /proc/*/fd entries those read
+  std::uint64_t bpf_found = 0;        ///< flows the eBPF map knew
+  std::uint64_t bpf_missing = 0;      ///< flows it did not know (started before it, or raw)
+  std::uint64_t process_reads = 0;    ///< processes read from /proc
+  std::uint64_t process_gone = 0;     ///< processes that exited before they could be read
+  std::uint64_t socket_searches = 0;  ///< fallback searches of /proc/*/fd
+  std::uint64_t fds_scanned = 0;      ///< /proc/*/fd entries those read
   std::uint64_t searches_given_up = 0;
-  std::uint64_t unknown = 0;         ///< flows whose process was not found
-  std::uint64_t cache_resets = 0;    ///< the process cache filled and was emptied
+  std::uint64_t unknown = 0;           ///< flows whose process was not found
+  std::uint64_t cache_resets = 0;      ///< the process cache filled and was emptied
   std::uint64_t slow_nanoseconds = 0;  ///< time the resolver's thread spent on lookups
 };
 

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -159,9 +159,8 @@ std::optional<SocketHandle> find_socket(const SocketKey& key) noexcept {
         header->nlmsg_len >= NLMSG_LENGTH(sizeof(inet_diag_msg))) {
       const auto* found = static_cast<const inet_diag_msg*>(NLMSG_DATA(header));
       if (found->idiag_inode != 0) {
-        handle = SocketHandle{found->idiag_inode,
-                              (std::uint64_t{found->id.idiag_cookie[1]} << 32) |
-                                  found->id.idiag_cookie[0]};
+        handle = SocketHandle{found->idiag_inode, (std::uint64_t{found->id.idiag_cookie[1]} << 32) |
+                                                      found->id.idiag_cookie[0]};
       }
     }
   }

@@ -332,8 +332,7 @@ bool Matcher::allows_mark(std::uint32_t mark) const noexcept {
 
 bool Matcher::uses_broker_fields() const noexcept {
   const auto uses = [](const MatchFields& f) {
-    return f.ct_states != 0 || f.dst_name.has_value() || !f.plugin_fields.empty() ||
-           !f.app.empty();
+    return f.ct_states != 0 || f.dst_name.has_value() || !f.plugin_fields.empty() || !f.app.empty();
   };
   return uses(required_) || uses(excluded_);
 }

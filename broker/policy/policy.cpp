@@ -37,7 +37,8 @@ Policy::Policy(BrokerConfig broker, std::vector<Rule> rules)
                   [&](const ClientGrant& g) { return g.allowed && names(*g.allowed); });
   const auto app_rule = std::find_if(rules_.begin(), rules_.end(),
                                      [](const Rule& r) { return r.matcher->uses_app(); });
-  if (app_rule != rules_.end()) first_app_rule_ = static_cast<std::size_t>(app_rule - rules_.begin());
+  if (app_rule != rules_.end())
+    first_app_rule_ = static_cast<std::size_t>(app_rule - rules_.begin());
 }
 
 std::optional<std::chrono::system_clock::time_point> Policy::next_expiry() const noexcept {

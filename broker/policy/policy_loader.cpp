@@ -16,9 +16,9 @@
 #include <tuple>
 
 #include <arpa/inet.h>
-#include <sys/stat.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sys/stat.h>
 
 namespace pktbroker {
 namespace {
@@ -543,8 +543,10 @@ class FileReader {
   void app_field(const YAML::Node& key_node, const YAML::Node& value, MatchFields& fields) {
     using Attribute = AppMatch::Attribute;
     static const std::map<std::string, Attribute, std::less<>> attributes{
-        {"app.path", Attribute::path},     {"app.name", Attribute::name},
-        {"app.cmdline", Attribute::cmdline}, {"app.cgroup", Attribute::cgroup},
+        {"app.path", Attribute::path},
+        {"app.name", Attribute::name},
+        {"app.cmdline", Attribute::cmdline},
+        {"app.cgroup", Attribute::cgroup},
         {"app.parent", Attribute::parent}};
     const std::string& key = key_node.Scalar();
     const auto found = attributes.find(key);
@@ -788,7 +790,8 @@ void read_broker(FileReader& reader, const YAML::Node& node, BrokerConfig& confi
       config.max_flows = std::max<std::uint64_t>(*n, 1);
     }
   }
-  if (const YAML::Node identity = node["identity"]) read_identity(reader, identity, config.identity);
+  if (const YAML::Node identity = node["identity"])
+    read_identity(reader, identity, config.identity);
 }
 
 void read_socket(FileReader& reader, const YAML::Node& node, SocketConfig& socket) {
@@ -980,7 +983,7 @@ std::chrono::system_clock::time_point first_load() {
 // (2026-12-01T18:00:00Z), or `restart` (until pktbrokerd restarts). nullopt for `restart` saved
 // after pktbrokerd started (no expiry), and for errors (reported).
 std::optional<std::chrono::system_clock::time_point> until_time(FileReader& reader,
-                                                                 const YAML::Node& node) {
+                                                                const YAML::Node& node) {
   using namespace std::chrono;
   const std::string text = node.IsScalar() ? node.Scalar() : std::string();
   if (text == "restart") {
@@ -1000,8 +1003,9 @@ std::optional<std::chrono::system_clock::time_point> until_time(FileReader& read
       rest != nullptr && *rest == '\0') {
     return system_clock::from_time_t(::timegm(&utc));
   }
-  reader.error(node, "until must be a duration (90s, 5m, 2h, 7d), a UTC time like "
-                     "2026-12-01T18:00:00Z, or restart");
+  reader.error(node,
+               "until must be a duration (90s, 5m, 2h, 7d), a UTC time like "
+               "2026-12-01T18:00:00Z, or restart");
   return std::nullopt;
 }
 

@@ -393,8 +393,8 @@ struct RuleInfo {
   std::string name;
   std::string origin;  ///< "file:line"
   std::int32_t priority = 0;
-  std::string match;    ///< as written, in YAML flow form
-  std::string verdict;  ///< as written
+  std::string match;          ///< as written, in YAML flow form
+  std::string verdict;        ///< as written
   std::uint64_t packets = 0;  ///< packets it decided, summed over the queues
   std::uint64_t bytes = 0;
 };
@@ -415,13 +415,13 @@ struct Ping {};
 struct Pong {};
 
 /// Any message body.
-using Message = std::variant<Hello, Welcome, Subscribe, Subscribed, Unsubscribe, Packet, Verdict,
-                             VerdictBatch, StatsRequest, StatsReply, SessionsRequest, SessionsReply,
-                             ReloadRequest, ReloadReply, Error, Ping, Pong, PacketBatch,
-                             PluginCommand, PluginCommandReply, ChannelCreate, ChannelJoin,
-                             ChannelJoined, ChannelSend, ChannelFrames, ChannelLeave, ChannelLeft,
-                             ChannelFlow, ChannelsRequest, ChannelsReply, ChannelKick, Ok,
-                             RulesRequest, RulesReply>;
+using Message =
+    std::variant<Hello, Welcome, Subscribe, Subscribed, Unsubscribe, Packet, Verdict, VerdictBatch,
+                 StatsRequest, StatsReply, SessionsRequest, SessionsReply, ReloadRequest,
+                 ReloadReply, Error, Ping, Pong, PacketBatch, PluginCommand, PluginCommandReply,
+                 ChannelCreate, ChannelJoin, ChannelJoined, ChannelSend, ChannelFrames,
+                 ChannelLeave, ChannelLeft, ChannelFlow, ChannelsRequest, ChannelsReply,
+                 ChannelKick, Ok, RulesRequest, RulesReply>;
 
 /// The type code of a message body.
 MessageType type_of(const Message& message) noexcept;

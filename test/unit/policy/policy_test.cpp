@@ -546,7 +546,8 @@ TEST_CASE("until: a rule past it is left out; durations count from the save") {
 TEST_CASE("until: restart in a file saved before pktbrokerd started has expired") {
   PolicyDir dir;
   dir.write("policy.yaml", "rules:\n  - {name: run, verdict: drop, until: restart}\n");
-  const auto long_ago = std::filesystem::file_time_type::clock::now() - std::chrono::hours(24 * 365);
+  const auto long_ago =
+      std::filesystem::file_time_type::clock::now() - std::chrono::hours(24 * 365);
   std::filesystem::last_write_time(dir.path / "policy.yaml", long_ago);
   const auto policy = load_policy(dir.path / "policy.yaml");
   CHECK(policy->rules().empty());
