@@ -39,16 +39,17 @@ class FlowIdentities {
     return {&entry.app, key.raw.protocol != IPPROTO_TCP && now - entry.at > udp_max_age};
   }
 
-  /// Remembers the answer; when full, first forgets everything. A flow's known process stays
-  /// when a later answer names no other one: its socket closed (none found), or it exited
+  /// Remembers the answer; when full, first forgets everything. A UDP flow's known process
+  /// stays when a later answer names no other one: its socket closed (none found), or it exited
   /// (found gone, same pid). Its datagrams still queued were sent before that. An answer
   /// naming another process replaces it.
   void store(const SocketKey& key, AppRef app, Clock::time_point now) {
     const auto found = flows_.find(key);
     if (found != flows_.end()) {
       const AppRef& known = found->second.app;
+      // Only UDP: a TCP answer comes for a new connection's SYN, which an old one never vouches.
       const bool no_other = !app || (!app->complete() && known && known->pid == app->pid);
-      if (known && known->complete() && no_other) {
+      if (key.raw.protocol != IPPROTO_TCP && known && known->complete() && no_other) {
         found->second.at = now;
         return;
       }
