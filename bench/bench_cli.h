@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Reports what failed with errno's text and exits 1. */
 static void die(const char* what) {
@@ -32,6 +33,19 @@ static inline void pin_to_cpu(unsigned long cpu) {
   CPU_ZERO(&set);
   CPU_SET(cpu, &set);
   if (sched_setaffinity(0, sizeof set, &set) != 0) die("cannot pin to cpu");
+}
+
+/* Microseconds on CLOCK_MONOTONIC, for latency samples. */
+static inline double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/* qsort comparator for doubles, ascending (nearest-rank percentiles of latency samples). */
+static inline int by_value(const void* a, const void* b) {
+  const double x = *(const double*)a, y = *(const double*)b;
+  return (x > y) - (x < y);
 }
 
 #endif
