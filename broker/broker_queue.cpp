@@ -1,5 +1,7 @@
 #include "broker/broker_queue.hpp"
 
+#include "broker/prompt/prompt_board.hpp"
+
 #include "broker/channel/channel_hub.hpp"
 #include "broker/flow_hash.hpp"
 
@@ -37,10 +39,15 @@ constexpr std::size_t drain_limit = 1'000'000;
 // Packets plugins may hold at once per queue, and per flow.
 constexpr std::size_t max_held = 1024;
 constexpr std::size_t max_held_per_flow = 16;
+constexpr std::size_t max_asking = 1024;  // packets waiting for prompts, per queue
+// The board ends a prompt at its deadline; the tracker's is a safety net just after it.
+constexpr std::chrono::milliseconds ask_slack{500};
 // Held packets are tracked with this owner: sessions are numbered from 1.
 constexpr SessionId plugin_owner = 0;
 // Packets waiting for their process are tracked with this one.
 constexpr SessionId identity_owner = std::numeric_limits<SessionId>::max();
+// Packets waiting for a prompt's answer.
+constexpr SessionId ask_owner = std::numeric_limits<SessionId>::max() - 1;
 constexpr auto flow_maintenance_period = std::chrono::seconds(1);
 
 proto::CtStateCode ct_code(CtState state) noexcept {
@@ -128,6 +135,10 @@ void BrokerQueue::decide(const PacketMeta& meta, bool again) {
   const Decision decision = dispatcher_.decide(meta, again);
   if (decision.identity_wait && !stopped_ && identity_ != nullptr) {
     wait_for_identity(meta, decision);
+    return;
+  }
+  if (decision.ask != nullptr && !stopped_ && prompts_ != nullptr) {
+    wait_for_answer(meta, decision);
     return;
   }
   if (decision.identity_refresh && identity_ != nullptr) ask_identity(*decision.identity_refresh);
@@ -230,6 +241,64 @@ void BrokerQueue::wait_for_identity(const PacketMeta& meta, const Decision& deci
   ask_identity(key);
   note_waiting(meta.packet_id, decision);
   schedule_expiry();
+}
+
+void BrokerQueue::wait_for_answer(const PacketMeta& meta, const Decision& decision) {
+  // At most half the kernel queue waits for people: the rest keeps flowing.
+  const std::size_t bound = std::min<std::size_t>(max_asking, config_.max_len / 2);
+  const auto deadline = Clock::now() + std::chrono::milliseconds(decision.ask->timeout_ms);
+  PacketToken token = 0;
+  try {
+    if (ask_waits_.size() >= bound) throw std::length_error("too many asking");
+    AskWait& wait = ask_waits_[meta.packet_id];
+    wait.flow = decision.flow_key;
+    wait.uid = decision.meta.uid;
+    // Last: once tracked, the packet leaves through the tracker and nowhere else.
+    token = tracker_.track(
+        {meta.packet_id, ask_owner, decision.verdict, deadline + ask_slack, nullptr});
+    wait.token = token;
+    prompts_->ask({this, token, decision.app, *decision.meta.uid, decision.flow_key,
+                   std::string(decision.rule), decision.verdict, deadline});
+  } catch (...) {  // too many, or allocation failure: the fallback now
+    if (token == 0) {
+      ask_waits_.erase(meta.packet_id);
+      ++dispatcher_.counters().ask_overflows;
+      ++dispatcher_.counters().ask_fallbacks;
+      ++decided_in_batch_;
+      finish(meta.packet_id, decision.verdict, {},
+             {.decided_by = "ask_overflow", .decision = &decision});
+      return;
+    }
+    // Tracked but not handed over: the fallback at the deadline.
+  }
+  ++dispatcher_.counters().ask_waits;
+  note_waiting(meta.packet_id, decision);
+  schedule_expiry();
+}
+
+void BrokerQueue::answered(std::vector<PacketToken> tokens, Verdict verdict, std::string_view why) {
+  boost::asio::post(strand_, [this, tokens = std::move(tokens), verdict, why] {
+    for (const PacketToken token : tokens) {
+      VerdictTracker::Pending pending;
+      if (tracker_.take(token, ask_owner, pending) != VerdictTracker::ResolveResult::resolved) {
+        continue;  // decided already: its deadline passed, or the queue stopped
+      }
+      const auto wait = ask_waits_.find(pending.packet_id);
+      if (wait != ask_waits_.end()) {
+        if (why == "answer") {
+          try {
+            dispatcher_.learn_answer(wait->second.flow, wait->second.uid, verdict);
+          } catch (...) {  // allocation failure: a SYN sent again is asked again
+          }
+        }
+        ask_waits_.erase(wait);
+      }
+      ++(why == "answer" ? dispatcher_.counters().ask_answered
+                         : dispatcher_.counters().ask_fallbacks);
+      finish(pending.packet_id, verdict, {}, {.decided_by = why});
+    }
+    flush();
+  });
 }
 
 void BrokerQueue::forget_wait(std::uint32_t packet_id) noexcept {
@@ -700,6 +769,12 @@ void BrokerQueue::expire_now() {
       finish(pending.packet_id, pending.fallback, {}, {.decided_by = "identity_timeout"});
       return;
     }
+    if (pending.owner == ask_owner) {  // the board's timer normally comes first
+      ask_waits_.erase(pending.packet_id);
+      ++dispatcher_.counters().ask_fallbacks;
+      finish(pending.packet_id, pending.fallback, {}, {.decided_by = "ask_timeout"});
+      return;
+    }
     const bool held = forget_held(dispatcher_.packet_handle(pending.packet_id));
     if (held) {
       ++dispatcher_.counters().hold_timeouts;
@@ -742,6 +817,10 @@ void BrokerQueue::snapshot(std::function<void(QueueSnapshot)> done) {
   });
 }
 
+void BrokerQueue::apps(std::function<void(std::vector<proto::AppSeen>)> done) {
+  boost::asio::post(strand_, [this, done = std::move(done)] { done(dispatcher_.apps_seen()); });
+}
+
 void BrokerQueue::stop(std::function<void()> done) {
   boost::asio::post(strand_, [this, done = std::move(done)] {
     stopped_ = true;
@@ -756,6 +835,7 @@ void BrokerQueue::stop(std::function<void()> done) {
     held_by_flow_.clear();
     identity_waits_.clear();
     identity_waits_by_key_.clear();
+    ask_waits_.clear();
     expiry_timer_.cancel();
     flow_timer_.cancel();
     inspector_.clear();

@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -26,6 +27,7 @@
 namespace pktbroker {
 
 class ChannelHub;
+class PromptBoard;
 
 /// A point-in-time copy of one queue's counters, safe to hand to another thread.
 struct QueueSnapshot {
@@ -70,6 +72,11 @@ class BrokerQueue {
   }
   /// Rules with `mirror:` copy their packets into this hub's channels (set before start()).
   void set_mirror(std::shared_ptr<ChannelHub> hub) { mirror_ = std::move(hub); }
+  /// Packets ask rules hold go to this board's prompts (set before start()).
+  void set_prompts(std::shared_ptr<PromptBoard> board) { prompts_ = std::move(board); }
+  /// The board's answer for packets this queue handed it: each still waiting gets `verdict`
+  /// (`why`, a static string, for the event log). Any thread.
+  void answered(std::vector<PacketToken> tokens, Verdict verdict, std::string_view why);
   void set_subscriptions(std::shared_ptr<const SubscriptionTable> table);
   /// A session's verdicts, decided together and sent to the kernel in one message.
   void client_verdicts(SessionId session, std::shared_ptr<SessionPort> port,
@@ -77,6 +84,8 @@ class BrokerQueue {
   /// The session went away: every packet it owns takes its fallback now.
   void release_session(SessionId session);
   void snapshot(std::function<void(QueueSnapshot)> done);
+  /// Calls `done` (on the queue's strand) with the programs seen opening connections lately.
+  void apps(std::function<void(std::vector<proto::AppSeen>)> done);
   /// pktb_host::wake: the timers of `plugin`'s flows on this queue fire now (if it still lives).
   void wake_plugin(std::weak_ptr<const Plugin> plugin);
   /// Stops reading, verdicts every packet already handed to us, unbinds, then calls `done`.
@@ -130,6 +139,8 @@ class BrokerQueue {
   void on_identity(const SocketKey& key, AppRef app);
   /// Asks the resolver about the flow, unless that is under way; on_identity gets the answer.
   void ask_identity(const SocketKey& key);
+  /// An ask rule holds the packet: the board asks a person, at most ask->timeout_ms.
+  void wait_for_answer(const PacketMeta& meta, const Decision& decision);
 
   QueueConfig config_;
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;
@@ -183,6 +194,15 @@ class BrokerQueue {
   /// Forgets a waiting packet's copy (it was decided or took its fallback).
   void forget_wait(std::uint32_t packet_id) noexcept;
   std::unordered_set<SocketKey, SocketKeyHash> identity_asked_;  ///< flows with a lookup under way
+
+  /// Packets waiting for a prompt's answer, by kernel id (no copy: the answer is final).
+  struct AskWait {
+    PacketToken token = 0;
+    SocketKey flow;
+    std::optional<std::uint32_t> uid;
+  };
+  std::shared_ptr<PromptBoard> prompts_;
+  std::unordered_map<std::uint32_t, AskWait> ask_waits_;
 };
 
 }  // namespace pktbroker

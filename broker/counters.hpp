@@ -64,6 +64,12 @@ struct QueueCounters {
   std::uint64_t identity_timeouts = 0;   ///< waited past identity.timeout_ms: fallback
   std::uint64_t identity_unknown = 0;    ///< process not found (or gone): fallback
   std::uint64_t identity_overflows = 0;  ///< too many waiting already: fallback at once
+  // Ask rules (prompts).
+  std::uint64_t ask_waits = 0;      ///< packets that waited for a prompt's answer
+  std::uint64_t ask_answered = 0;   ///< decided by an answer (or a merged prompt's)
+  std::uint64_t ask_fallbacks = 0;  ///< the fallback: timed out, nobody watching, too many
+  std::uint64_t ask_overflows = 0;  ///< too many waiting in this queue: fallback at once
+  std::uint64_t answer_rules = 0;   ///< packets an answer rule or a connection's answer decided
   std::array<std::uint64_t, static_cast<std::size_t>(ParseError::count_)> malformed_by_reason{};
   std::array<std::uint64_t, static_cast<std::size_t>(NetlinkError::count_)> netlink_errors{};
 

@@ -1,5 +1,6 @@
 #include "broker/daemon.hpp"
 
+#include "broker/identity/process_reader.hpp"
 #include "broker/policy_plugins.hpp"
 #include "broker/stats_report.hpp"
 
@@ -11,6 +12,9 @@
 #include <csignal>
 #include <future>
 #include <thread>
+
+#include <sys/syscall.h>
+#include <unistd.h>
 
 namespace pktbroker {
 
@@ -30,11 +34,15 @@ Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> 
   }
   channels_ = std::make_shared<ChannelHub>(io_, plugins_, events_);
   channels_->open(policy_->broker().channels);
+  prompts_ =
+      std::make_shared<PromptBoard>(io_, PromptHost{config_file_, [this] { return reload(); }});
+  prompts_->set_policy(policy_);
   IdentityResolver* identity = identity_for(*policy_);
   for (const QueueConfig& config : policy_->broker().queues) {
     queues_.push_back(
         std::make_unique<BrokerQueue>(io_, config, policy_, plugins_, names_, events_));
     queues_.back()->set_mirror(channels_);
+    queues_.back()->set_prompts(prompts_);
     queues_.back()->set_identity(identity);
   }
   std::vector<BrokerQueue*> queues;
@@ -52,6 +60,7 @@ Daemon::Daemon(std::filesystem::path config_file, std::shared_ptr<const Policy> 
   sessions_ = std::make_unique<SessionManager>(io_, std::move(queues), policy_, std::move(control));
   sessions_->set_event_log(events_);
   sessions_->set_channels(channels_);
+  sessions_->set_prompts(prompts_);
   sessions_->start();
 }
 
@@ -176,6 +185,7 @@ std::pair<bool, std::string> Daemon::load_and_apply() {
   plugins_ = next_plugins;
   IdentityResolver* identity = identity_for(*next);
   for (auto& queue : queues_) queue->set_policy(next, next_plugins, identity);
+  prompts_->set_policy(next);
   channels_->set_plugins(next_plugins);
   channels_->apply(next->broker().channels);  // before the grants: they read its access lists
   sessions_->set_policy(next);
@@ -274,6 +284,7 @@ void Daemon::schedule_expiry(const Policy& policy) {
   for (const std::string& rule : policy.expired()) {
     spdlog::info("rule {} is past its until: left out", rule);
   }
+  watch_app_exits(policy);
   const auto next = policy.next_expiry();
   if (!next) {
     expiry_timer_.cancel();
@@ -285,6 +296,37 @@ void Daemon::schedule_expiry(const Policy& policy) {
     spdlog::info("a rule's until: has come: reloading");
     (void)reload();
   });
+}
+
+// Rules `until: {app-exit: ...}` end when their process does: each process's pidfd becomes
+// readable then, and the policy is loaded again without those rules.
+void Daemon::watch_app_exits(const Policy& policy) {
+  exit_watches_.clear();  // closing them cancels their waits
+  for (const ProcessRef& process : policy.app_exits()) {
+    if (exit_watches_.size() >= max_exit_watches) {
+      spdlog::warn(
+          "more than {} rules last until their program exits: the others end at the "
+          "next reload after it",
+          max_exit_watches);
+      break;
+    }
+    const int fd = static_cast<int>(::syscall(SYS_pidfd_open, process.pid, 0));
+    if (fd < 0) continue;  // gone: the next reload leaves its rules out
+    auto& watch = exit_watches_.emplace_back(
+        std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd));
+    // Opened after a pid was reused: the rule's process is gone.
+    const bool same = process_start_ticks(process.pid) == process.start_ticks;
+    watch->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                      [this, pid = process.pid](const boost::system::error_code& error) {
+                        if (error) return;  // closed by the next reload, or stopping
+                        spdlog::info("process {} exited: its until: app-exit rules end", pid);
+                        boost::asio::post(io_, [this] { (void)reload(); });
+                      });
+    if (!same) {
+      boost::asio::post(io_, [this] { (void)reload(); });
+      break;
+    }
+  }
 }
 
 IdentityResolver* Daemon::identity_for(const Policy& policy) {
@@ -307,9 +349,11 @@ void Daemon::shutdown() {
   signals_.cancel(ignored);
   if (watcher_) watcher_->stop();
   {
-    const std::lock_guard lock(reload_mutex_);  // reloads re-arm it
+    const std::lock_guard lock(reload_mutex_);  // reloads re-arm them
     expiry_timer_.cancel();
+    exit_watches_.clear();
   }
+  prompts_->stop();  // what waits for an answer takes its fallback as the queues stop
   sessions_->stop();
   channels_->stop();
   for (auto& queue : queues_) {

@@ -5,12 +5,14 @@
 #include "broker/identity/identity_resolver.hpp"
 #include "broker/policy/policy.hpp"
 #include "broker/policy_watcher.hpp"
+#include "broker/prompt/prompt_board.hpp"
 #include "broker/session/session_manager.hpp"
 #include "broker/systemd_notify.hpp"
 #include "broker/telemetry/metrics.hpp"
 #include "plugins/host/plugin_set.hpp"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/system_timer.hpp>
 
@@ -76,6 +78,10 @@ class Daemon {
   boost::asio::system_timer expiry_timer_{io_};  // the next rule's until: reloads then
   /// Logs the rules past their until:, and arms expiry_timer_ for the next one.
   void schedule_expiry(const Policy& policy);
+  void watch_app_exits(const Policy& policy);
+  static constexpr std::size_t max_exit_watches = 512;
+  std::vector<std::unique_ptr<boost::asio::posix::stream_descriptor>> exit_watches_;
+  std::shared_ptr<PromptBoard> prompts_;
   // After the queues, so destroyed before them: its thread posts answers to their strands.
   // Made when a policy first has app.* rules (the eBPF program is loaded only then).
   std::unique_ptr<IdentityResolver> identity_;

@@ -1,5 +1,8 @@
 #include "broker/dispatcher.hpp"
 
+#include "broker/logging.hpp"
+#include "broker/policy/matcher.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -156,6 +159,21 @@ Decision Dispatcher::decide(const PacketMeta& meta, bool again) noexcept {
     decision.verdict = policy_->broker().default_verdict;
     decision.unmatched = true;
   } else {
+    if (policy_->rules()[index].ask) {
+      if (const Verdict* answer = connection_answer(lookup, inspected)) {
+        ++counters_.answer_rules;
+        ++rules_[index].counters.packets;
+        rules_[index].counters.bytes += meta.wire_length;
+        decision.verdict = *answer;
+        decision.decided_by = "answer";
+        decision.rule = policy_->rules()[index].name;
+        if (spdlog::should_log(spdlog::level::debug)) {
+          log_verdict(meta, &decision.view, "(answered)", decision.verdict);
+        }
+        return decision;
+      }
+      index = answer_rule(index, inspected, decision.view);
+    }
     const Rule& rule = policy_->rules()[index];
     decision.verdict = rule.verdict;
     decision.deliver = rule.deliver ? &*rule.deliver : nullptr;
@@ -166,6 +184,18 @@ Decision Dispatcher::decide(const PacketMeta& meta, bool again) noexcept {
     ++rules_[index].counters.packets;
     rules_[index].counters.bytes += meta.wire_length;
     if (rule.inspect) apply_plugin(rule, inspection, decision);
+    if (!rule.answers.empty()) {
+      ++counters_.answer_rules;
+      decision.decided_by = "answer";
+    } else if (rule.ask && decision.decided_by == "rule") {
+      // A person answers for the connection's user about its process: without both, nobody
+      // can be asked and the fallback applies.
+      if (decision.app && lookup && lookup->outgoing && inspected.uid) {
+        decision.ask = &*rule.ask;
+        decision.flow_key = lookup->key;
+      }
+      decision.decided_by = "ask";
+    }
   }
   // A plugin that needs more of its flow holds the packet whatever rule matched: the rule's
   // verdict applies at the deadline (e.g. a Host header split across segments).
@@ -173,15 +203,42 @@ Decision Dispatcher::decide(const PacketMeta& meta, bool again) noexcept {
     decision.hold_ms =
         inspection.decision.hold_ms != 0 ? inspection.decision.hold_ms : Inspect{}.hold_timeout_ms;
   }
-  // A drop clients may still overturn is remembered only if none takes the packet.
+  // A drop clients may still overturn is remembered only if none takes the packet; an ask's
+  // fallback only if nobody answers otherwise.
   if (decision.verdict.kind == VerdictKind::drop && !decision.hold_ms &&
-      !decision.offered_to_clients()) {
+      !decision.offered_to_clients() && decision.ask == nullptr) {
     remember_drop(decision);
   }
   if (spdlog::should_log(spdlog::level::debug)) {
     log_verdict(meta, &decision.view, rule_name, decision.verdict);
   }
   return decision;
+}
+
+const Verdict* Dispatcher::connection_answer(const std::optional<SocketLookup>& lookup,
+                                             const PacketMeta& meta) const noexcept {
+  if (!lookup || connection_answers_.empty()) return nullptr;
+  const auto found = connection_answers_.find(lookup->key);
+  if (found == connection_answers_.end() || found->second.uid != meta.uid ||
+      Clock::now() - found->second.at >= connection_answer_age) {
+    return nullptr;
+  }
+  return &found->second.verdict;
+}
+
+std::size_t Dispatcher::answer_rule(std::size_t ask_rule, const PacketMeta& meta,
+                                    const PacketView& view) const noexcept {
+  const auto rules = policy_->rules();
+  for (std::size_t i = ask_rule - rules[ask_rule].answer_rules; i < ask_rule; ++i) {
+    if (rules[i].matcher->matches(meta, view)) return i;
+  }
+  return ask_rule;
+}
+
+void Dispatcher::learn_answer(const SocketKey& key, std::optional<std::uint32_t> uid,
+                              Verdict verdict) {
+  if (connection_answers_.size() >= max_connection_answers) connection_answers_.clear();
+  connection_answers_[key] = {verdict, uid, Clock::now()};
 }
 
 Dispatcher::Identity Dispatcher::find_identity(const SocketKey& key, bool again,
@@ -191,6 +248,7 @@ Dispatcher::Identity Dispatcher::find_identity(const SocketKey& key, bool again,
   const bool syn =
       !again && key.raw.protocol == IPPROTO_TCP && (decision.view.tcp_flags & 0x12) == 0x02;
   auto [known, stale] = identities_.find(key, syn, decision.meta.uid, now);
+  const bool new_flow = known == nullptr || again;  // its first packet (or one that waited)
   if ((known == nullptr || stale) && identity_ != nullptr) {
     if (auto found = identity_->find(key)) {
       try {
@@ -207,7 +265,54 @@ Dispatcher::Identity Dispatcher::find_identity(const SocketKey& key, bool again,
   ++counters_.identity_known;
   decision.app = *known;
   decision.meta.app = decision.app.get();
+  if (new_flow) note_app(key, decision.app);
   return Identity::known;
+}
+
+void Dispatcher::note_app(const SocketKey& key, const AppRef& app) noexcept {
+  const auto same = [&](const AppConnections& seen) {
+    return seen.app->pid == app->pid && seen.app->start_ticks == app->start_ticks;
+  };
+  auto found = std::find_if(apps_.begin(), apps_.end(), same);
+  try {
+    if (found == apps_.end()) {
+      if (apps_.size() >= max_apps_seen) apps_.erase(apps_.begin());  // the longest idle
+      apps_.push_back({app, 0, {}, {}});
+      found = apps_.end() - 1;
+    }
+  } catch (...) {  // allocation failure: not listed
+    return;
+  }
+  AppConnections& seen = *found;
+  seen.app = app;  // the newest lookup (a later exec shows)
+  seen.recent[seen.connections % seen.recent.size()] = key;
+  ++seen.connections;
+  seen.last = Clock::now();
+  std::rotate(found, found + 1, apps_.end());  // the most recent last
+}
+
+std::vector<proto::AppSeen> Dispatcher::apps_seen() const {
+  std::vector<proto::AppSeen> apps;
+  const auto now = Clock::now();
+  for (auto it = apps_.rbegin(); it != apps_.rend(); ++it) {
+    proto::AppSeen app{
+        it->app->uid,
+        it->app->pid,
+        it->app->path.substr(0, utf8_prefix(it->app->path, 256)),
+        it->app->name,
+        it->connections,
+        static_cast<std::uint32_t>(std::min<std::int64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(now - it->last).count(),
+            UINT32_MAX)),
+        {}};
+    const std::size_t kept = std::min<std::uint64_t>(it->connections, it->recent.size());
+    for (std::size_t i = 1; i <= kept; ++i) {
+      app.destinations.push_back(
+          destination_text(it->recent[(it->connections - i) % it->recent.size()]));
+    }
+    apps.push_back(std::move(app));
+  }
+  return apps;
 }
 
 void Dispatcher::learn_identity(const SocketKey& key, AppRef app) {

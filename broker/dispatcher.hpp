@@ -8,8 +8,11 @@
 #include "broker/policy/policy.hpp"
 #include "broker/verdict.hpp"
 
+#include <array>
+#include <chrono>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace pktbroker {
@@ -48,6 +51,10 @@ struct Decision {
   /// Its process is known, but from a while ago (UDP): to be looked up again, not waited for.
   std::optional<SocketKey> identity_refresh;
   AppRef app;  ///< the sending process, when a rule needed it and it is known (meta.app)
+  /// An ask rule matched: the packet waits for a prompt's answer (BrokerQueue), at most
+  /// ask->timeout_ms; meanwhile `verdict` is the rule's fallback. `flow_key` is its connection.
+  const Ask* ask = nullptr;
+  SocketKey flow_key;
 
   [[nodiscard]] bool offered_to_clients() const noexcept { return deliver != nullptr || unmatched; }
 };
@@ -68,6 +75,11 @@ class Dispatcher {
   void set_identity(IdentityResolver* identity) noexcept { identity_ = identity; }
   /// A lookup's answer for a flow (null: not found), for its waiting and later packets.
   void learn_identity(const SocketKey& key, AppRef app);
+  /// A prompt's answer for a connection: its later packets (a SYN sent again) get it too,
+  /// while it is the same user's.
+  void learn_answer(const SocketKey& key, std::optional<std::uint32_t> uid, Verdict verdict);
+  /// The programs seen opening connections lately, newest first (`pktbrokerctl apps`).
+  [[nodiscard]] std::vector<proto::AppSeen> apps_seen() const;
   [[nodiscard]] const IdentityConfig& identity_config() const noexcept {
     return policy_->broker().identity;
   }
@@ -108,12 +120,39 @@ class Dispatcher {
   /// up (the packet waits), `not_found` when it was and is not there.
   Identity find_identity(const SocketKey& key, bool again, Decision& decision) noexcept;
 
+  /// An ask rule matched: the answer its user gave for this connection, if any.
+  [[nodiscard]] const Verdict* connection_answer(const std::optional<SocketLookup>& lookup,
+                                                 const PacketMeta& meta) const noexcept;
+  /// An ask rule matched: the first of its answer rules (just before it) that matches, else it.
+  [[nodiscard]] std::size_t answer_rule(std::size_t ask_rule, const PacketMeta& meta,
+                                        const PacketView& view) const noexcept;
+  void note_app(const SocketKey& key, const AppRef& app) noexcept;
+
   std::uint16_t queue_;
   std::shared_ptr<const Policy> policy_;
   FlowInspector* inspector_;
   std::vector<std::string> dst_names_;  ///< what the last decision's meta.dst_names views
   IdentityResolver* identity_ = nullptr;
   FlowIdentities identities_;
+  /// Answers given for connections, kept a minute (a SYN sent again after a `deny` is not
+  /// asked again); when full, forgotten.
+  struct ConnectionAnswer {
+    Verdict verdict;
+    std::optional<std::uint32_t> uid;
+    Clock::time_point at;
+  };
+  static constexpr std::size_t max_connection_answers = 4096;
+  static constexpr std::chrono::seconds connection_answer_age{60};
+  std::unordered_map<SocketKey, ConnectionAnswer, SocketKeyHash> connection_answers_;
+  /// Programs seen lately, oldest first (a new connection moves its program to the end).
+  struct AppConnections {
+    AppRef app;
+    std::uint64_t connections = 0;
+    Clock::time_point last{};
+    std::array<SocketKey, 8> recent{};  ///< ring of the latest destinations
+  };
+  static constexpr std::size_t max_apps_seen = 256;
+  std::vector<AppConnections> apps_;
   QueueCounters counters_;
   std::vector<RuleStats> rules_;  // parallel to policy_->rules()
 };

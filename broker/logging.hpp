@@ -7,10 +7,18 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <string>
+#include <string_view>
 
 namespace pktbroker {
 
 void setup_logging(bool use_syslog, spdlog::level::level_enum level);
+
+/// The longest prefix of `text` of at most `limit` bytes that does not split a UTF-8 sequence.
+std::size_t utf8_prefix(std::string_view text, std::size_t limit) noexcept;
+
+/// `text` with control bytes as \xNN: what a process calls itself cannot forge log lines.
+std::string printable(std::string_view text);
 
 /// Lets at most `per_second` lines through each second (thread-safe). Lines a client can
 /// cause at will (connections, sessions, refusals) go through one, so a client reconnecting

@@ -98,6 +98,13 @@ void add_stats_entries(const QueueSnapshot& s, std::vector<proto::StatsEntry>& e
     add("identity_unknown", c.identity_unknown);
     add("identity_overflows", c.identity_overflows);
   }
+  if (c.ask_waits + c.ask_overflows + c.answer_rules != 0) {
+    add("ask_waits", c.ask_waits);
+    add("ask_answered", c.ask_answered);
+    add("ask_fallbacks", c.ask_fallbacks);
+    add("ask_overflows", c.ask_overflows);
+    add("answer_rules", c.answer_rules);
+  }
   for (const RuleStats& rule : s.rules) {
     entries.push_back({"rule " + rule.name, "packets", rule.counters.packets});
     entries.push_back({"rule " + rule.name, "bytes", rule.counters.bytes});

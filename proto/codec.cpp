@@ -634,6 +634,129 @@ void read(Reader& r, RulesReply& m) {
     rule.bytes = r.integer<std::uint64_t>();
   }
 }
+void write(Writer& w, const PromptWatch& m) {
+  w.enumeration(m.scope);
+}
+void read(Reader& r, PromptWatch& m) {
+  m.scope = r.enumeration(PromptScope::own, PromptScope::all);
+}
+constexpr std::size_t prompt_size = 8 + 4 + 4 + 2 * 3 + 1 + 2 + 2 + 2 + 4 + 4 + 1;
+void write(Writer& w, const Prompt& m) {
+  w.integer(m.id);
+  w.integer(m.uid);
+  w.integer(m.pid);
+  w.string(m.path);
+  w.string(m.name);
+  w.string(m.cmdline, max_prompt_cmdline);
+  w.integer(m.protocol);
+  w.string(m.destination);
+  w.integer(m.port);
+  w.string(m.rule);
+  w.integer(m.waiting);
+  w.integer(m.left_ms);
+  w.enumeration(m.fallback);
+}
+void read(Reader& r, Prompt& m) {
+  m.id = r.integer<std::uint64_t>();
+  m.uid = r.integer<std::uint32_t>();
+  m.pid = r.integer<std::uint32_t>();
+  m.path = r.string();
+  m.name = r.string();
+  m.cmdline = r.string(max_prompt_cmdline);
+  m.protocol = r.integer<std::uint8_t>();
+  m.destination = r.string();
+  m.port = r.integer<std::uint16_t>();
+  m.rule = r.string();
+  m.waiting = r.integer<std::uint32_t>();
+  m.left_ms = r.integer<std::uint32_t>();
+  m.fallback = r.enumeration(VerdictCode::accept, VerdictCode::drop);
+}
+void write(Writer& w, const PromptAnswer& m) {
+  w.integer(m.id);
+  w.enumeration(m.decision);
+  w.enumeration(m.span);
+  w.integer(m.minutes);
+}
+void read(Reader& r, PromptAnswer& m) {
+  m.id = r.integer<std::uint64_t>();
+  m.decision = r.enumeration(AnswerDecision::allow, AnswerDecision::deny);
+  m.span = r.enumeration(AnswerSpan::once, AnswerSpan::always);
+  m.minutes = r.integer<std::uint32_t>();
+  const bool timed = m.span == AnswerSpan::minutes;
+  if (timed ? m.minutes == 0 || m.minutes > max_answer_minutes : m.minutes != 0) {
+    r.fail(ProtocolError::bad_value);
+  }
+}
+void write(Writer& w, const PromptClosed& m) {
+  w.integer(m.id);
+  w.enumeration(m.how);
+  w.enumeration(m.verdict);
+  w.string(m.text);
+}
+void read(Reader& r, PromptClosed& m) {
+  m.id = r.integer<std::uint64_t>();
+  m.how = r.enumeration(PromptEnd::answered, PromptEnd::timed_out);
+  m.verdict = r.enumeration(VerdictCode::accept, VerdictCode::drop);
+  m.text = r.string();
+}
+void write(Writer&, const PendingRequest&) {}
+void read(Reader&, PendingRequest&) {}
+void write(Writer& w, const PendingReply& m) {
+  w.count(m.prompts.size());
+  for (const auto& prompt : m.prompts) write(w, prompt);
+}
+void read(Reader& r, PendingReply& m) {
+  m.prompts.resize(r.count(prompt_size));
+  for (auto& prompt : m.prompts) read(r, prompt);
+}
+void write(Writer&, const AppsRequest&) {}
+void read(Reader&, AppsRequest&) {}
+void write(Writer& w, const AppsReply& m) {
+  w.count(m.apps.size());
+  for (const auto& app : m.apps) {
+    w.integer(app.uid);
+    w.integer(app.pid);
+    w.string(app.path);
+    w.string(app.name);
+    w.integer(app.connections);
+    w.integer(app.idle_ms);
+    w.count(app.destinations.size());
+    for (const auto& destination : app.destinations) w.string(destination);
+  }
+}
+void read(Reader& r, AppsReply& m) {
+  m.apps.resize(r.count(4 + 4 + 2 + 2 + 8 + 4 + 4));
+  for (auto& app : m.apps) {
+    app.uid = r.integer<std::uint32_t>();
+    app.pid = r.integer<std::uint32_t>();
+    app.path = r.string();
+    app.name = r.string();
+    app.connections = r.integer<std::uint64_t>();
+    app.idle_ms = r.integer<std::uint32_t>();
+    app.destinations.resize(r.count(2));
+    for (auto& destination : app.destinations) destination = r.string();
+  }
+}
+void write(Writer& w, const RuleAdd& m) {
+  w.integer(m.uid);
+  w.string(m.answers);
+  w.string(m.match);
+  w.enumeration(m.verdict);
+  w.string(m.until);
+}
+void read(Reader& r, RuleAdd& m) {
+  m.uid = r.integer<std::uint32_t>();
+  m.answers = r.string();
+  m.match = r.string();
+  m.verdict = r.enumeration(VerdictCode::accept, VerdictCode::drop);
+  m.until = r.string();
+}
+void write(Writer& w, const RuleDelete& m) {
+  w.string(m.name);
+}
+void read(Reader& r, RuleDelete& m) {
+  m.name = r.string();
+}
 void write(Writer&, const Ping&) {}
 void read(Reader&, Ping&) {}
 void write(Writer&, const Pong&) {}

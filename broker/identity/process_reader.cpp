@@ -86,6 +86,11 @@ std::optional<ProcessStart> process_start(std::uint32_t pid) noexcept {
 
 }  // namespace
 
+std::uint64_t process_start_ticks(std::uint32_t pid) noexcept {
+  const auto start = process_start(pid);
+  return start ? start->ticks : 0;
+}
+
 AppInfo read_process(std::uint32_t pid) {
   AppInfo app;
   app.pid = pid;

@@ -7,8 +7,10 @@
 #include <cstring>
 #include <functional>
 #include <optional>
+#include <string>
 #include <string_view>
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 
 namespace pktbroker {
@@ -27,6 +29,25 @@ struct SocketKeyHash {
         std::string_view(reinterpret_cast<const char*>(&key.raw), sizeof key.raw));
   }
 };
+
+/// Where the socket sends to.
+inline IpAddress destination_of(const SocketKey& key) noexcept {
+  IpAddress address;
+  address.family = key.raw.family == AF_INET ? 4 : 6;
+  std::memcpy(address.bytes.data(), key.raw.dst, address.size());
+  return address;
+}
+inline std::uint16_t destination_port(const SocketKey& key) noexcept {
+  return ntohs(key.raw.dst_port);
+}
+/// "tcp 192.0.2.7:443", "udp [2001:db8::1]:53"
+inline std::string destination_text(const SocketKey& key) {
+  const IpAddress address = destination_of(key);
+  const std::string host =
+      address.family == 4 ? address.to_string() : "[" + address.to_string() + "]";
+  return std::string(key.raw.protocol == IPPROTO_TCP ? "tcp " : "udp ") + host + ":" +
+         std::to_string(destination_port(key));
+}
 
 /// The local socket a TCP or UDP packet belongs to: a packet a local process sends (OUTPUT)
 /// as it is, one delivered to a local socket (INPUT) reversed. On other hooks a packet may be

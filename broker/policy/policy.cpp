@@ -11,7 +11,9 @@ namespace {
 std::vector<const Matcher*> matchers_of(const std::vector<Rule>& rules) {
   std::vector<const Matcher*> matchers;
   matchers.reserve(rules.size());
-  for (const Rule& rule : rules) matchers.push_back(rule.matcher.get());
+  for (const Rule& rule : rules) {
+    matchers.push_back(rule.answers.empty() ? rule.matcher.get() : nullptr);
+  }
   return matchers;
 }
 
@@ -35,8 +37,11 @@ Policy::Policy(BrokerConfig broker, std::vector<Rule> rules)
       std::any_of(rules_.begin(), rules_.end(), [&](const Rule& r) { return names(*r.matcher); }) ||
       std::any_of(broker_.clients.begin(), broker_.clients.end(),
                   [&](const ClientGrant& g) { return g.allowed && names(*g.allowed); });
-  const auto app_rule = std::find_if(rules_.begin(), rules_.end(),
-                                     [](const Rule& r) { return r.matcher->uses_app(); });
+  // A prompt names the process: an ask rule needs it as much as an app.* field does.
+  const auto app_rule = std::find_if(rules_.begin(), rules_.end(), [](const Rule& r) {
+    return r.answers.empty() && (r.matcher->uses_app() || r.ask);
+  });
+  uses_ask_ = std::any_of(rules_.begin(), rules_.end(), [](const Rule& r) { return r.ask; });
   if (app_rule != rules_.end())
     first_app_rule_ = static_cast<std::size_t>(app_rule - rules_.begin());
 }
@@ -47,6 +52,14 @@ std::optional<std::chrono::system_clock::time_point> Policy::next_expiry() const
     if (rule.until && (!next || *rule.until < *next)) next = rule.until;
   }
   return next;
+}
+
+std::vector<ProcessRef> Policy::app_exits() const {
+  std::vector<ProcessRef> processes;
+  for (const Rule& rule : rules_) {
+    if (rule.until_exit) processes.push_back(*rule.until_exit);
+  }
+  return processes;
 }
 
 std::size_t Policy::match(const PacketMeta& meta, const PacketView& view) const noexcept {

@@ -138,6 +138,20 @@ struct Inspect {
   std::uint32_t hold_timeout_ms = 2000;  ///< how long a held packet waits before the fallback
 };
 
+/// A rule's hand-over to a person (verdict `{ask: true, timeout_ms: N, fallback: V}`): the
+/// first packet of a new connection waits for a prompt client of the connection's user.
+struct Ask {
+  std::uint32_t timeout_ms = 30'000;  ///< then the rule's fallback
+};
+
+/// A process, as `until: {app-exit: PID, start: TICKS}` names it (the start time tells a
+/// reused pid apart).
+struct ProcessRef {
+  std::uint32_t pid = 0;
+  std::uint64_t start_ticks = 0;
+  friend bool operator==(const ProcessRef&, const ProcessRef&) = default;
+};
+
 /// One compiled rule.
 struct Rule {
   std::string name;
@@ -148,7 +162,13 @@ struct Rule {
   std::string verdict_text;  ///< `verdict:` as written
   /// `until:`: when the rule stops applying (it is left out of policies loaded after that).
   std::optional<std::chrono::system_clock::time_point> until;
-  Verdict verdict;  ///< the decision, or with `deliver`/`inspect` the fallback
+  std::optional<ProcessRef> until_exit;  ///< `until: {app-exit: ...}`: while it runs
+  Verdict verdict;  ///< the decision, or with `deliver`/`inspect`/`ask` the fallback
+  std::optional<Ask> ask;
+  /// `answers: RULE`: an answer rule (from a user's answer file). It is tried only when the
+  /// ask rule RULE matched, and sits just before it.
+  std::string answers;
+  std::size_t answer_rules = 0;  ///< an ask rule: how many answer rules sit just before it
   std::optional<Delivery> deliver;
   std::optional<Inspect> inspect;
   /// `mirror: CHANNEL`: a copy of each packet the rule decides goes to this ip channel.
@@ -176,8 +196,12 @@ class Policy {
   /// Rules the files hold that had expired when it was loaded ("name (file:line)").
   [[nodiscard]] const std::vector<std::string>& expired() const noexcept { return expired_; }
   void set_expired(std::vector<std::string> expired) { expired_ = std::move(expired); }
+  /// The processes whose exit ends a rule (`until: {app-exit: ...}`): reload when one exits.
+  [[nodiscard]] std::vector<ProcessRef> app_exits() const;
+  [[nodiscard]] bool uses_ask() const noexcept { return uses_ask_; }
 
   /// Index of the first rule that matches, or no_match. Never throws, never allocates.
+  /// Answer rules are not tried here: the caller tries them when their ask rule matched.
   /// Only the rules the index cannot rule out by protocol, destination port, address or mark
   /// are tested (see RuleIndex); the answer is the same as testing every rule in order.
   [[nodiscard]] std::size_t match(const PacketMeta& meta, const PacketView& view) const noexcept;
@@ -194,6 +218,7 @@ class Policy {
   RuleIndex index_;
   bool uses_dst_name_ = false;
   std::size_t first_app_rule_ = no_match;
+  bool uses_ask_ = false;
   std::vector<std::string> expired_;
 };
 
@@ -220,6 +245,10 @@ class PolicyError : public std::runtime_error {
 
 /// Loads `file` and the drop-ins in `policy.d/*.yaml` beside it (file-name order).
 std::shared_ptr<const Policy> load_policy(const std::filesystem::path& file);
+
+/// A user's answer file: `policy.d/answers-uid<UID>.yaml`. Only rules with `answers:` are
+/// allowed there, and each must match `uid: UID` alone.
+std::filesystem::path answer_file(const std::filesystem::path& config, std::uint32_t uid);
 
 /// Compiles a `match:` expression given in YAML flow form (a client's subscription selector).
 /// An empty text matches every packet. Throws PolicyError.

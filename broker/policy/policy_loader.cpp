@@ -2,6 +2,8 @@
 #include "broker/policy/matcher.hpp"
 #include "broker/policy/policy.hpp"
 
+#include "broker/identity/process_reader.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -32,7 +34,7 @@ constexpr std::string_view identity_keys[] = {"bpf", "timeout_ms", "fallback", "
 constexpr std::string_view queue_keys[] = {"num", "fail_open", "max_len",  "copy_range",
                                            "gso", "uid_gid",   "conntrack"};
 constexpr std::string_view rule_keys[] = {"name",     "description", "match", "verdict",
-                                          "priority", "mirror",      "until"};
+                                          "priority", "mirror",      "until", "answers"};
 constexpr std::string_view channel_keys[] = {"name",        "delivery",  "link",
                                              "max_members", "max_frame", "queue_length",
                                              "overflow",    "access",    "tap"};
@@ -44,6 +46,8 @@ constexpr std::string_view mark_keys[] = {"value", "mask"};
 constexpr std::string_view verdict_keys[] = {"accept", "drop", "repeat", "set_mark"};
 constexpr std::string_view deliver_keys[] = {"deliver", "fallback", "timeout_ms"};
 constexpr std::string_view inspect_keys[] = {"inspect", "fallback", "timeout_ms"};
+constexpr std::string_view ask_keys[] = {"ask", "fallback", "timeout_ms"};
+constexpr std::string_view app_exit_keys[] = {"app-exit", "start"};
 constexpr std::string_view plugin_keys[] = {"name", "path", "config"};
 constexpr std::string_view socket_keys[] = {"path",
                                             "mode",
@@ -355,6 +359,31 @@ class FileReader {
       if (const auto fallback = verdict(node["fallback"])) rule.verdict = *fallback;
     }
     rule.inspect = std::move(inspect);
+    return diagnostics_.size() == errors_before;
+  }
+
+  /// `{ask: true, timeout_ms: N, fallback: VERDICT}` (the fallback is drop unless given)
+  bool asking(const YAML::Node& node, Rule& rule) {
+    if (!expect_map(node, ask_keys, "verdict")) return false;
+    const std::size_t errors_before = diagnostics_.size();
+    const auto enabled = boolean(node["ask"], "ask");
+    if (enabled && !*enabled) error(node["ask"], "ask: false is no verdict; leave ask out");
+    Ask ask;
+    if (node["timeout_ms"]) {
+      const auto timeout = number(node["timeout_ms"], 3'600'000, "timeout_ms");
+      if (timeout && *timeout < 100) error(node["timeout_ms"], "an ask waits at least 100 ms");
+      if (timeout) ask.timeout_ms = static_cast<std::uint32_t>(*timeout);
+    }
+    rule.verdict = Verdict{VerdictKind::drop, std::nullopt};
+    if (node["fallback"]) {
+      const auto fallback = verdict(node["fallback"]);
+      if (fallback && fallback->kind == VerdictKind::repeat) {
+        error(node["fallback"], "an ask's fallback is accept or drop");
+      } else if (fallback) {
+        rule.verdict = *fallback;
+      }
+    }
+    rule.ask = ask;
     return diagnostics_.size() == errors_before;
   }
 
@@ -943,19 +972,21 @@ void read_clients(FileReader& reader, const YAML::Node& node, std::vector<Client
       ok = false;
     }
     if (!item["roles"]) {
-      reader.error(item, "a grant needs roles: [observe, verdict, manage]");
+      reader.error(item, "a grant needs roles: [observe, verdict, manage, prompt]");
       continue;
     }
     reader.scalars(item["roles"], "roles", [&](const YAML::Node& role) {
       if (role.Scalar() == "observe") {
-        grant.roles |= 1U;
+        grant.roles |= proto::role_observe;
       } else if (role.Scalar() == "verdict") {
-        grant.roles |= 2U;
+        grant.roles |= proto::role_verdict;
       } else if (role.Scalar() == "manage") {
-        grant.roles |= 4U;
+        grant.roles |= proto::role_manage;
+      } else if (role.Scalar() == "prompt") {
+        grant.roles |= proto::role_prompt;
       } else {
-        reader.error(role,
-                     "unknown role '" + role.Scalar() + "'; expected observe, verdict or manage");
+        reader.error(role, "unknown role '" + role.Scalar() +
+                               "'; expected observe, verdict, manage or prompt");
         ok = false;
       }
     });
@@ -986,6 +1017,12 @@ std::optional<std::chrono::system_clock::time_point> until_time(FileReader& read
                                                                 const YAML::Node& node) {
   using namespace std::chrono;
   const std::string text = node.IsScalar() ? node.Scalar() : std::string();
+  if (text == "app-exit") {
+    reader.error(node,
+                 "until: app-exit needs the process: answers write it as "
+                 "{app-exit: PID, start: TICKS}");
+    return std::nullopt;
+  }
   if (text == "restart") {
     if (reader.saved_at() < first_load()) return first_load();  // already over
     return std::nullopt;
@@ -1018,6 +1055,69 @@ std::string flow_text(const YAML::Node& node) {
   return out.c_str();
 }
 
+// `until: {app-exit: PID, start: TICKS}`
+std::optional<ProcessRef> until_exit(FileReader& reader, const YAML::Node& node) {
+  if (!reader.expect_map(node, app_exit_keys, "until")) return std::nullopt;
+  const auto pid = reader.number(node["app-exit"], 0x3fffffff, "app-exit");
+  const auto start = reader.number(node["start"], UINT64_MAX, "start");
+  if (!pid || !start) return std::nullopt;
+  return ProcessRef{static_cast<std::uint32_t>(*pid), *start};
+}
+
+// The uid N of a file policy.d/answers-uidN.yaml, or nullopt for any other file.
+std::optional<std::uint32_t> answer_file_uid(const fs::path& file) {
+  const std::string name = file.filename().string();
+  constexpr std::string_view prefix = "answers-uid";
+  if (file.parent_path().filename() != "policy.d" || !name.starts_with(prefix) ||
+      !name.ends_with(".yaml")) {
+    return std::nullopt;
+  }
+  const std::string_view digits =
+      std::string_view(name).substr(prefix.size(), name.size() - prefix.size() - 5);
+  std::uint32_t uid = 0;
+  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), uid);
+  if (error != std::errc() || end != digits.data() + digits.size()) return std::nullopt;
+  return uid;
+}
+
+// Answer rules live only in their user's answer file, decide only that user's packets, and
+// decide at once: a user's answer never reaches past what that user was asked.
+bool check_answer_rule(FileReader& reader, const YAML::Node& item, Rule& rule,
+                       const Matcher* matcher) {
+  const auto owner = answer_file_uid(reader.file());
+  const YAML::Node answers = item["answers"];
+  if (!answers) {
+    if (!owner) return true;
+    reader.error(item, "an answer file holds only rules with answers: ASK_RULE");
+    return false;
+  }
+  if (!owner) {
+    reader.error(answers, "answers: is for a user's answer file (policy.d/answers-uidUID.yaml)");
+    return false;
+  }
+  bool ok = true;
+  if (!answers.IsScalar() || answers.Scalar().empty()) {
+    reader.error(answers, "answers names the ask rule this rule answers");
+    ok = false;
+  } else {
+    rule.answers = answers.Scalar();
+  }
+  if (matcher != nullptr &&
+      (matcher->required().uids != std::vector{*owner} || !matcher->excluded().uids.empty())) {
+    reader.error(item["match"] ? item["match"] : item,
+                 "an answer rule of uid " + std::to_string(*owner) +
+                     " must match uid: " + std::to_string(*owner));
+    ok = false;
+  }
+  if (rule.deliver || rule.inspect || rule.ask || item["mirror"] || item["priority"]) {
+    reader.error(item,
+                 "an answer rule's verdict is accept or drop, without mirror or priority (it "
+                 "sits at its ask rule)");
+    ok = false;
+  }
+  return ok;
+}
+
 void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraft>& rules) {
   if (node.IsNull()) return;  // `rules:` with every rule commented out
   if (!node.IsSequence()) {
@@ -1044,6 +1144,8 @@ void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraf
       ok = reader.delivery(item["verdict"], draft.rule) && ok;
     } else if (item["verdict"].IsMap() && item["verdict"]["inspect"]) {
       ok = reader.inspection(item["verdict"], draft.rule) && ok;
+    } else if (item["verdict"].IsMap() && item["verdict"]["ask"]) {
+      ok = reader.asking(item["verdict"], draft.rule) && ok;
     } else if (auto verdict = reader.verdict(item["verdict"])) {
       draft.rule.verdict = *verdict;
     } else {
@@ -1071,7 +1173,17 @@ void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraf
         draft.rule.priority = priority;
       }
     }
-    if (const YAML::Node until = item["until"]) {
+    if (const YAML::Node until = item["until"]; until && until.IsMap()) {
+      if (auto process = until_exit(reader, until)) {
+        draft.rule.until_exit = *process;
+        // Gone already (or the pid is another process now): expired.
+        if (process_start_ticks(process->pid) != process->start_ticks) {
+          draft.rule.until = std::chrono::system_clock::time_point{};
+        }
+      } else {
+        ok = false;
+      }
+    } else if (until) {
       if (auto at = until_time(reader, until)) {
         draft.rule.until = *at;
       } else if (!until.IsScalar() || until.Scalar() != "restart") {
@@ -1084,15 +1196,16 @@ void read_rules(FileReader& reader, const YAML::Node& node, std::vector<RuleDraf
       if (!mirror.IsScalar() || !proto::valid_channel_name(mirror.Scalar())) {
         reader.error(mirror, "mirror names a channel declared under channels:");
         ok = false;
-      } else if (draft.rule.deliver || draft.rule.inspect) {
+      } else if (draft.rule.deliver || draft.rule.inspect || draft.rule.ask) {
         reader.error(mirror,
                      "mirror needs a rule whose verdict the policy decides at once "
-                     "(not deliver or inspect)");
+                     "(not deliver, inspect or ask)");
         ok = false;
       } else {
         draft.rule.mirror = mirror.Scalar();
       }
     }
+    ok = check_answer_rule(reader, item, draft.rule, matcher.get()) && ok;
     draft.valid = ok;
     if (ok) draft.rule.matcher = std::move(matcher);
     rules.push_back(std::move(draft));
@@ -1397,16 +1510,39 @@ std::shared_ptr<const Policy> finish(PolicyDraft policy, std::vector<Diagnostic>
                    [](const RuleDraft& a, const RuleDraft& b) { return a.priority < b.priority; });
   std::vector<Rule> rules;
   std::vector<std::string> expired;
+  std::map<std::string, std::vector<Rule>> answers;  // by the ask rule they answer
   rules.reserve(drafts.size());
   const auto now = std::chrono::system_clock::now();
+  const auto origin = [](const Rule& rule) {
+    return rule.name + " (" + rule.file + ":" + std::to_string(rule.line) + ")";
+  };
   for (auto& draft : drafts) {
     if (draft.rule.until && *draft.rule.until <= now) {
-      expired.push_back(draft.rule.name + " (" + draft.rule.file + ":" +
-                        std::to_string(draft.rule.line) + ")");
-      continue;
+      expired.push_back(origin(draft.rule));
+    } else if (!draft.rule.answers.empty()) {
+      answers[draft.rule.answers].push_back(std::move(draft.rule));
+    } else {
+      rules.push_back(std::move(draft.rule));
     }
-    rules.push_back(std::move(draft.rule));
   }
+  // Each ask rule's answers just before it, in file order.
+  std::vector<Rule> placed;
+  placed.reserve(drafts.size());
+  for (Rule& rule : rules) {
+    if (const auto found = answers.find(rule.name); found != answers.end() && rule.ask) {
+      rule.answer_rules = found->second.size();
+      for (Rule& answer : found->second) placed.push_back(std::move(answer));
+      answers.erase(found);
+    }
+    placed.push_back(std::move(rule));
+  }
+  // An ask rule removed since: its answers are left out (a reload never fails on them).
+  for (const auto& [target, orphans] : answers) {
+    for (const Rule& orphan : orphans) {
+      expired.push_back(origin(orphan) + ", answering '" + target + "', no ask rule now");
+    }
+  }
+  rules = std::move(placed);
   forget_interface_names();
   auto compiled = std::make_shared<Policy>(std::move(policy.broker), std::move(rules));
   compiled->set_expired(std::move(expired));
@@ -1463,6 +1599,10 @@ std::shared_ptr<const Policy> parse_policy(std::string_view yaml, std::string_vi
   PolicyDraft draft;
   read_document(reader, yaml, false, draft);
   return finish(std::move(draft), std::move(diagnostics));
+}
+
+fs::path answer_file(const fs::path& config, std::uint32_t uid) {
+  return config.parent_path() / "policy.d" / ("answers-uid" + std::to_string(uid) + ".yaml");
 }
 
 std::shared_ptr<const Policy> load_policy(const fs::path& file) {

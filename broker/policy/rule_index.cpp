@@ -52,6 +52,7 @@ void add_blocks(const std::vector<Cidr>& blocks, std::uint32_t rule,
 RuleIndex::RuleIndex(std::vector<const Matcher*> matchers) : matchers_(std::move(matchers)) {
   std::vector<std::uint8_t> named;  // protocols some rule requires
   for (const Matcher* matcher : matchers_) {
+    if (matcher == nullptr) continue;
     for (const std::uint8_t protocol : matcher->required().protocols) named.push_back(protocol);
   }
   std::sort(named.begin(), named.end());
@@ -73,6 +74,7 @@ void RuleIndex::build_bucket(Bucket& bucket, std::optional<std::uint8_t> protoco
   std::vector<IntervalIndex<Ipv6Key>::Entry> src6;
   std::map<std::uint32_t, std::vector<IntervalIndex<std::uint32_t>::Entry>> marks;  // by mask
   for (std::uint32_t rule = 0; rule < matchers_.size(); ++rule) {
+    if (matchers_[rule] == nullptr) continue;  // not in the index (an answer rule)
     const MatchFields& fields = matchers_[rule]->required();
     if (!fields.protocols.empty() &&
         (!protocol || std::find(fields.protocols.begin(), fields.protocols.end(), *protocol) ==

@@ -31,7 +31,7 @@ class RuleIndex {
   static constexpr std::size_t max_mark_masks = 4;
 
   RuleIndex() = default;
-  /// `matchers[i]` is rule i's; they must outlive the index.
+  /// `matchers[i]` is rule i's; they must outlive the index. A null one is never matched.
   explicit RuleIndex(std::vector<const Matcher*> matchers);
 
   /// Index of the first rule that matches, or no_match. Never throws, never allocates.

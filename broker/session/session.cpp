@@ -180,6 +180,30 @@ void Session::handle(const proto::Decoded& decoded) {
           if (require(proto::role_manage, request)) {
             manager_.plugin_command(shared_from_this(), message, request);
           }
+        } else if constexpr (std::is_same_v<T, proto::PromptWatch>) {
+          if (require(proto::role_prompt, request)) {
+            manager_.prompts()->watch(shared_from_this(), message.scope, request);
+          }
+        } else if constexpr (std::is_same_v<T, proto::PromptAnswer>) {
+          if (require(proto::role_prompt, request)) {
+            manager_.prompts()->answer(shared_from_this(), message, request);
+          }
+        } else if constexpr (std::is_same_v<T, proto::PendingRequest>) {
+          if (require(proto::role_prompt | proto::role_manage, request)) {
+            manager_.prompts()->pending(shared_from_this(), request);
+          }
+        } else if constexpr (std::is_same_v<T, proto::RuleAdd>) {
+          if (require(proto::role_prompt | proto::role_manage, request)) {
+            manager_.prompts()->add_rule(shared_from_this(), message, request);
+          }
+        } else if constexpr (std::is_same_v<T, proto::RuleDelete>) {
+          if (require(proto::role_prompt | proto::role_manage, request)) {
+            manager_.prompts()->delete_rule(shared_from_this(), message, request);
+          }
+        } else if constexpr (std::is_same_v<T, proto::AppsRequest>) {
+          if (require(proto::role_prompt | proto::role_manage, request)) {
+            manager_.apps(shared_from_this(), request);
+          }
         } else if constexpr (std::is_same_v<T, proto::ChannelSend>) {
           handle_channel_send(message);
         } else if constexpr (std::is_same_v<T, proto::ChannelJoin>) {
@@ -368,7 +392,11 @@ void Session::channel_frames(std::shared_ptr<const std::vector<std::uint8_t>> da
 
 bool Session::require(std::uint8_t role, std::uint32_t request_id) {
   if ((roles() & role) != 0) return true;
-  send(proto::Error{proto::ErrorCode::not_permitted, "this request needs the manage role"},
+  send(proto::Error{proto::ErrorCode::not_permitted,
+                    role == proto::role_manage ? "this request needs the manage role"
+                    : role == proto::role_prompt
+                        ? "this request needs the prompt role"
+                        : "this request needs the prompt or the manage role"},
        request_id);
   return false;
 }

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
+#include <mutex>
 #include <system_error>
 
 #include <grp.h>
@@ -22,7 +23,8 @@
 namespace pktbroker {
 namespace {
 
-std::uint8_t all_roles = proto::role_observe | proto::role_verdict | proto::role_manage;
+std::uint8_t all_roles =
+    proto::role_observe | proto::role_verdict | proto::role_manage | proto::role_prompt;
 
 struct Grant {
   std::uint8_t roles = 0;
@@ -85,14 +87,6 @@ bool may_overlap(const Subscription& a, const Subscription& b) {
   if (!ma || !mb) return true;
   const std::uint32_t mask = ma->second & mb->second;
   return (ma->first & mask) == (mb->first & mask);
-}
-
-/// The longest prefix of `text` of at most `limit` bytes that does not split a UTF-8 sequence.
-std::size_t utf8_prefix(std::string_view text, std::size_t limit) {
-  if (text.size() <= limit) return text.size();
-  std::size_t size = limit;
-  while (size > 0 && (static_cast<unsigned char>(text[size]) & 0xc0) == 0x80) --size;
-  return size;
 }
 
 }  // namespace
@@ -448,6 +442,7 @@ void SessionManager::session_closed(SessionId session) {
     // After the new table: no new packet can reach the session once its old ones are released.
     for (BrokerQueue* q : queues_) q->release_session(session);
     if (channels_ != nullptr) channels_->session_closed(session);
+    if (prompts_ != nullptr) prompts_->session_closed(session);
     log_client_event(spdlog::level::info, "session {} closed", session);
   });
 }
@@ -480,6 +475,19 @@ void SessionManager::stats(std::shared_ptr<Session> session, std::uint32_t id) {
           reply.entries.push_back({"events", "lost", events.lost});
           reply.entries.push_back({"events", "write_errors", events.write_errors});
         }
+        if (prompts_ != nullptr) {
+          const PromptCounters p = prompts_->counters();
+          for (const auto& [name, value] : {std::pair{"prompts", p.prompts},
+                                            {"merged", p.merged},
+                                            {"answered", p.answered},
+                                            {"timed_out", p.timed_out},
+                                            {"unwatched", p.unwatched},
+                                            {"overflows", p.overflows},
+                                            {"rules_written", p.rules_written},
+                                            {"rule_errors", p.rule_errors}}) {
+            reply.entries.push_back({"prompts", name, value});
+          }
+        }
         for (const PluginCounters& plugin : control_.plugin_counters()) {
           for (const auto& [name, value] : plugin.counters) {
             reply.entries.push_back({"plugin " + plugin.name, name, value});
@@ -511,6 +519,35 @@ void SessionManager::rules(std::shared_ptr<Session> session, std::uint32_t id) {
       session->send(reply, id);
     });
   });
+}
+
+void SessionManager::apps(std::shared_ptr<Session> session, std::uint32_t id) {
+  const bool all = session->peer().uid == 0 || (session->roles() & proto::role_manage) != 0;
+  struct Gathered {
+    std::mutex mutex;
+    proto::AppsReply reply;
+    std::size_t left;
+  };
+  auto gathered = std::make_shared<Gathered>();
+  gathered->left = queues_.size();
+  const auto finish = [session, id, all, uid = session->peer().uid](proto::AppsReply& reply) {
+    std::erase_if(reply.apps, [&](const proto::AppSeen& app) { return !all && app.uid != uid; });
+    std::stable_sort(reply.apps.begin(), reply.apps.end(),
+                     [](const auto& a, const auto& b) { return a.idle_ms < b.idle_ms; });
+    if (reply.apps.size() > 256) reply.apps.resize(256);
+    session->send(reply, id);
+  };
+  if (queues_.empty()) {
+    finish(gathered->reply);
+    return;
+  }
+  for (BrokerQueue* queue : queues_) {
+    queue->apps([gathered, finish](std::vector<proto::AppSeen> apps) {
+      const std::lock_guard lock(gathered->mutex);
+      for (auto& app : apps) gathered->reply.apps.push_back(std::move(app));
+      if (--gathered->left == 0) finish(gathered->reply);
+    });
+  }
 }
 
 void SessionManager::sessions(std::shared_ptr<Session> session, std::uint32_t id) {

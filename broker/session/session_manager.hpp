@@ -3,6 +3,7 @@
 
 #include "broker/broker_queue.hpp"
 #include "broker/policy/policy.hpp"
+#include "broker/prompt/prompt_board.hpp"
 #include "broker/session/session.hpp"
 #include "pktbroker/seq_packet_protocol.hpp"
 
@@ -77,6 +78,12 @@ class SessionManager {
   /// The channel hub sessions join channels through (set before start()).
   void set_channels(std::shared_ptr<ChannelHub> channels) { channels_ = std::move(channels); }
   [[nodiscard]] const std::shared_ptr<ChannelHub>& channels() const noexcept { return channels_; }
+  /// The board of `ask` prompts sessions watch and answer (set before start()).
+  void set_prompts(std::shared_ptr<PromptBoard> prompts) { prompts_ = std::move(prompts); }
+  [[nodiscard]] const std::shared_ptr<PromptBoard>& prompts() const noexcept { return prompts_; }
+  /// The programs the queues saw opening connections lately (a non-root session without the
+  /// manage role: its own user's).
+  void apps(std::shared_ptr<Session> session, std::uint32_t id);
   /// Sessions opening, closing and refused go to this event log from now on (`events:`).
   void set_event_log(std::shared_ptr<EventLog> events) { events_ = std::move(events); }
   /// A session event (open, close, refused) for the event log, if there is one.
@@ -122,6 +129,7 @@ class SessionManager {
   std::atomic<std::uint64_t> refused_{0};
   std::shared_ptr<EventLog> events_;  ///< set before start(); null without `events:`
   std::shared_ptr<ChannelHub> channels_;
+  std::shared_ptr<PromptBoard> prompts_;
 };
 
 }  // namespace pktbroker

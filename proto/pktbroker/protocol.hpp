@@ -86,6 +86,16 @@ enum class MessageType : std::uint8_t {
   ok = 32,
   rules_request = 33,
   rules_reply = 34,
+  prompt_watch = 35,
+  prompt = 36,
+  prompt_answer = 37,
+  prompt_closed = 38,
+  pending_request = 39,
+  pending_reply = 40,
+  apps_request = 41,
+  apps_reply = 42,
+  rule_add = 43,
+  rule_delete = 44,
 };
 
 /// Rights a session may hold (bit mask).
@@ -96,6 +106,9 @@ enum Role : std::uint8_t {
   /// Join channels. Granted to every peer that may open the socket: what it may do on a channel
   /// is that channel's `access:` list.
   role_channel = 1 << 3,
+  /// Watch and answer the `ask` prompts of the session's own user (root: of every user), list
+  /// them, and write that user's answer rules.
+  role_prompt = 1 << 4,
 };
 
 /// Rights on a channel (bit mask), as IPN's read/write/manage.
@@ -148,6 +161,11 @@ enum class ErrorCode : std::uint16_t {
   unknown_channel = 10,  ///< no channel of that name, or the session is not a member of it
   channel_full = 11,     ///< the channel has its most members, or the broker its most channels
   bad_frame = 12,        ///< a frame too long or too short for its channel, never forwarded
+  /// No pending prompt with that id that this session may answer (unknown, already answered,
+  /// timed out, or another user's: one answer for all, so ids of others cannot be probed).
+  unknown_prompt = 13,
+  bad_rule = 14,      ///< a rule to add does not compile or is not the user's to add
+  unknown_rule = 15,  ///< no answer rule of that name that this session may delete
 };
 
 /// The fixed header in front of every body.
@@ -401,6 +419,99 @@ struct RuleInfo {
 struct RulesReply {
   std::vector<RuleInfo> rules;
 };
+// Prompts: a rule's `ask` verdict holds a new connection's first packet until a prompt client
+// of the connection's user answers, or the rule's timeout gives its fallback.
+
+/// Which prompts a PROMPT_WATCH session is sent.
+enum class PromptScope : std::uint8_t {
+  own = 0,  ///< its own user's
+  all = 1,  ///< every user's (root only)
+};
+/// Starts sending this session PROMPT and PROMPT_CLOSED messages. Replied with OK, then a
+/// PROMPT for each one already pending.
+struct PromptWatch {
+  PromptScope scope = PromptScope::own;
+};
+/// A question (unsolicited, to watching sessions; also an entry of PENDING_REPLY). Identical
+/// questions (same user, program, destination and rule) are merged: `waiting` connections.
+struct Prompt {
+  std::uint64_t id = 0;
+  std::uint32_t uid = 0;  ///< whose connection it is
+  std::uint32_t pid = 0;
+  std::string path;     ///< the program (app.path)
+  std::string name;     ///< comm
+  std::string cmdline;  ///< cut to max_prompt_cmdline bytes
+  std::uint8_t protocol = 0;
+  std::string destination;  ///< the address, as text
+  std::uint16_t port = 0;   ///< destination port (0 without ports)
+  std::string rule;         ///< the ask rule
+  std::uint32_t waiting = 0;
+  std::uint32_t left_ms = 0;  ///< until the fallback applies
+  VerdictCode fallback = VerdictCode::drop;
+};
+inline constexpr std::size_t max_prompt_cmdline = 512;
+
+enum class AnswerDecision : std::uint8_t { allow = 0, deny = 1 };
+/// How long an answer lasts. Every span decides the waiting connections; the others also
+/// write a rule into the user's answer file (policy.d/answers-uid<UID>.yaml).
+enum class AnswerSpan : std::uint8_t {
+  once = 0,      ///< these connections only
+  minutes = 1,   ///< a rule until `minutes` from now
+  app_exit = 2,  ///< a rule until the process exits
+  always = 3,    ///< a rule without end
+};
+inline constexpr std::uint32_t max_answer_minutes = 7 * 24 * 60;
+/// Answers a prompt (prompt role: the prompt's user, or root). Replied with OK, whose text
+/// says how many connections it released and the rule it wrote.
+struct PromptAnswer {
+  std::uint64_t id = 0;
+  AnswerDecision decision = AnswerDecision::deny;
+  AnswerSpan span = AnswerSpan::once;
+  std::uint32_t minutes = 0;  ///< 1..max_answer_minutes with AnswerSpan::minutes, else 0
+};
+enum class PromptEnd : std::uint8_t { answered = 0, timed_out = 1 };
+/// A prompt is over (unsolicited, to the sessions it was sent to).
+struct PromptClosed {
+  std::uint64_t id = 0;
+  PromptEnd how = PromptEnd::answered;
+  VerdictCode verdict = VerdictCode::drop;  ///< what its connections got
+  std::string text;                         ///< who answered, and how
+};
+struct PendingRequest {};
+struct PendingReply {
+  std::vector<Prompt> prompts;  ///< those the session may answer, oldest first
+};
+/// Programs the broker recently saw open connections (APPS_REQUEST: manage or prompt role; a
+/// non-root prompt session sees its own user's).
+struct AppsRequest {};
+struct AppSeen {
+  std::uint32_t uid = 0;
+  std::uint32_t pid = 0;
+  std::string path;
+  std::string name;
+  std::uint64_t connections = 0;
+  std::uint32_t idle_ms = 0;              ///< since its last new connection
+  std::vector<std::string> destinations;  ///< the latest, newest first ("tcp 10.0.0.2:80")
+};
+struct AppsReply {
+  std::vector<AppSeen> apps;
+};
+/// Writes a rule into a user's answer file (prompt or manage role; only root names another
+/// uid). It is tried only where the ask rule `answers` matched, and only for that user's
+/// packets (the broker adds `uid:` to the match). Replied with OK: the new rule's name.
+inline constexpr std::uint32_t own_uid = 0xffffffff;  ///< RuleAdd::uid: the session's own
+struct RuleAdd {
+  std::uint32_t uid = own_uid;                ///< whose; another than the session's own: root only
+  std::string answers;                        ///< the ask rule it answers
+  std::string match;                          ///< YAML flow mapping, as a rule's match:
+  VerdictCode verdict = VerdictCode::accept;  ///< accept or drop
+  std::string until;  ///< empty (no end), a duration (90s, 5m, 2h, 7d) or a UTC time
+};
+/// Removes a rule from an answer file (its user's, or root). Replied with OK.
+struct RuleDelete {
+  std::string name;
+};
+
 /// A request that returns nothing else succeeded.
 struct Ok {
   std::string text;
@@ -415,13 +526,13 @@ struct Ping {};
 struct Pong {};
 
 /// Any message body.
-using Message =
-    std::variant<Hello, Welcome, Subscribe, Subscribed, Unsubscribe, Packet, Verdict, VerdictBatch,
-                 StatsRequest, StatsReply, SessionsRequest, SessionsReply, ReloadRequest,
-                 ReloadReply, Error, Ping, Pong, PacketBatch, PluginCommand, PluginCommandReply,
-                 ChannelCreate, ChannelJoin, ChannelJoined, ChannelSend, ChannelFrames,
-                 ChannelLeave, ChannelLeft, ChannelFlow, ChannelsRequest, ChannelsReply,
-                 ChannelKick, Ok, RulesRequest, RulesReply>;
+using Message = std::variant<
+    Hello, Welcome, Subscribe, Subscribed, Unsubscribe, Packet, Verdict, VerdictBatch, StatsRequest,
+    StatsReply, SessionsRequest, SessionsReply, ReloadRequest, ReloadReply, Error, Ping, Pong,
+    PacketBatch, PluginCommand, PluginCommandReply, ChannelCreate, ChannelJoin, ChannelJoined,
+    ChannelSend, ChannelFrames, ChannelLeave, ChannelLeft, ChannelFlow, ChannelsRequest,
+    ChannelsReply, ChannelKick, Ok, RulesRequest, RulesReply, PromptWatch, Prompt, PromptAnswer,
+    PromptClosed, PendingRequest, PendingReply, AppsRequest, AppsReply, RuleAdd, RuleDelete>;
 
 /// The type code of a message body.
 MessageType type_of(const Message& message) noexcept;

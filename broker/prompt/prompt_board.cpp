@@ -1,0 +1,396 @@
+#include "broker/prompt/prompt_board.hpp"
+
+#include "broker/broker_queue.hpp"
+#include "broker/logging.hpp"
+#include "broker/prompt/answer_file.hpp"
+#include "broker/session/session.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+namespace pktbroker {
+namespace {
+
+proto::VerdictCode code_of(const Verdict& verdict) noexcept {
+  return verdict.kind == VerdictKind::accept ? proto::VerdictCode::accept
+                                             : proto::VerdictCode::drop;
+}
+
+std::string_view span_text(proto::AnswerSpan span) noexcept {
+  switch (span) {
+    case proto::AnswerSpan::once: return "once";
+    case proto::AnswerSpan::minutes: return "for a while";
+    case proto::AnswerSpan::app_exit: return "until the program exits";
+    case proto::AnswerSpan::always: return "always";
+  }
+  return "?";
+}
+
+// The rule an answer writes: this program, this user, this destination.
+std::string match_of(const SocketKey& flow, const AppInfo& app) {
+  const IpAddress address = destination_of(flow);
+  return fmt::format(R"({{app.path: "{}", proto: {}, dst: "{}", dport: {}}})",
+                     glob_literal(app.path), flow.raw.protocol == IPPROTO_TCP ? "tcp" : "udp",
+                     address.to_string(), destination_port(flow));
+}
+
+}  // namespace
+
+bool PromptBoard::KeyLess::operator()(const Key& a, const Key& b) const noexcept {
+  const auto& [uid_a, path_a, flow_a, rule_a] = a;
+  const auto& [uid_b, path_b, flow_b, rule_b] = b;
+  if (uid_a != uid_b) return uid_a < uid_b;
+  if (path_a != path_b) return path_a < path_b;
+  // The destination only: connections from any local port merge.
+  const int to = std::memcmp(flow_a.raw.dst, flow_b.raw.dst, sizeof flow_a.raw.dst);
+  if (to != 0) return to < 0;
+  const auto rest_a = std::tuple(flow_a.raw.protocol, flow_a.raw.dst_port);
+  const auto rest_b = std::tuple(flow_b.raw.protocol, flow_b.raw.dst_port);
+  if (rest_a != rest_b) return rest_a < rest_b;
+  return rule_a < rule_b;
+}
+
+PromptBoard::PromptBoard(boost::asio::io_context& io, PromptHost host)
+    : host_(std::move(host)), strand_(boost::asio::make_strand(io)), timer_(strand_) {}
+
+void PromptBoard::set_policy(std::shared_ptr<const Policy> policy) {
+  boost::asio::post(strand_,
+                    [this, policy = std::move(policy)]() mutable { policy_ = std::move(policy); });
+}
+
+void PromptBoard::ask(AskRequest request) {
+  boost::asio::post(strand_, [this, request = std::move(request)]() mutable {
+    try {
+      on_ask(request);
+    } catch (...) {  // allocation failure: the fallback now
+      overflows_.fetch_add(1, std::memory_order_relaxed);
+      release({{request.queue, request.token}}, request.fallback, "ask_overflow");
+    }
+  });
+}
+
+void PromptBoard::on_ask(AskRequest& request) {
+  const Waiter waiter{request.queue, request.token};
+  if (stopped_) return;  // the queue's stop gives the fallback
+  if (!watched(request.uid)) {
+    unwatched_.fetch_add(1, std::memory_order_relaxed);
+    release({waiter}, request.fallback, "ask_unwatched");
+    return;
+  }
+  Key key{request.uid, request.app->path, request.flow, request.rule};
+  if (const auto found = by_key_.find(key); found != by_key_.end()) {
+    Prompt& prompt = prompts_.at(found->second);
+    if (prompt.waiting.size() < max_waiting_per_prompt) {
+      prompt.waiting.push_back(waiter);
+      merged_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+  std::size_t& of_uid = per_uid_[request.uid];
+  if (prompts_.size() >= max_prompts || of_uid >= max_prompts_per_uid || by_key_.contains(key)) {
+    overflows_.fetch_add(1, std::memory_order_relaxed);
+    release({waiter}, request.fallback, "ask_overflow");
+    return;
+  }
+  const std::uint64_t id = next_id_++;
+  Prompt& prompt = prompts_[id];
+  prompt = {id, key, request.app, request.fallback, request.deadline, {waiter}};
+  by_key_.emplace(std::move(key), id);
+  ++of_uid;
+  asked_.fetch_add(1, std::memory_order_relaxed);
+  const proto::Prompt shown = describe(prompt);
+  log_client_event(spdlog::level::info, "prompt {}: uid {} {} ({} pid {}) -> {} (rule {})", id,
+                   request.uid, printable(request.app->name), printable(request.app->path),
+                   request.app->pid, destination_text(request.flow), request.rule);
+  send_to_watchers(request.uid, shown);
+  arm_timer();
+}
+
+bool PromptBoard::watched(std::uint32_t uid) const noexcept {
+  return std::any_of(watchers_.begin(), watchers_.end(), [&](const Watcher& w) {
+    return (w.all || w.uid == uid) && !w.session.expired();
+  });
+}
+
+proto::Prompt PromptBoard::describe(const Prompt& prompt) const {
+  const auto& [uid, path, flow, rule] = prompt.key;
+  const AppInfo& app = *prompt.app;
+  const auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(prompt.deadline - Clock::now());
+  const auto cut = [](const std::string& text, std::size_t limit) {
+    return text.substr(0, utf8_prefix(text, limit));
+  };
+  return {prompt.id,
+          uid,
+          app.pid,
+          cut(path, 1024),
+          app.name,
+          cut(app.cmdline, proto::max_prompt_cmdline),
+          flow.raw.protocol,
+          destination_of(flow).to_string(),
+          destination_port(flow),
+          rule,
+          static_cast<std::uint32_t>(prompt.waiting.size()),
+          static_cast<std::uint32_t>(std::max<std::int64_t>(left.count(), 0)),
+          code_of(prompt.fallback)};
+}
+
+void PromptBoard::send_to_watchers(std::uint32_t uid, const proto::Message& message) {
+  for (const Watcher& watcher : watchers_) {
+    if (!watcher.all && watcher.uid != uid) continue;
+    if (auto session = watcher.session.lock()) session->send(message, 0);
+  }
+}
+
+void PromptBoard::release(const std::vector<Waiter>& waiting, const Verdict& verdict,
+                          std::string_view why) {
+  std::map<BrokerQueue*, std::vector<PacketToken>> by_queue;
+  for (const Waiter& waiter : waiting) by_queue[waiter.queue].push_back(waiter.token);
+  for (auto& [queue, tokens] : by_queue) queue->answered(std::move(tokens), verdict, why);
+}
+
+void PromptBoard::close(std::map<std::uint64_t, Prompt>::iterator it, const Verdict& verdict,
+                        proto::PromptEnd how, const std::string& text) {
+  Prompt prompt = std::move(it->second);
+  prompts_.erase(it);
+  by_key_.erase(prompt.key);
+  const std::uint32_t uid = std::get<0>(prompt.key);
+  if (--per_uid_[uid] == 0) per_uid_.erase(uid);
+  release(prompt.waiting, verdict,
+          how == proto::PromptEnd::answered ? std::string_view("answer")
+                                            : std::string_view("ask_timeout"));
+  send_to_watchers(uid, proto::PromptClosed{prompt.id, how, code_of(verdict), text});
+}
+
+void PromptBoard::arm_timer() {
+  if (prompts_.empty()) return;
+  const auto next =
+      std::min_element(prompts_.begin(), prompts_.end(), [](const auto& a, const auto& b) {
+        return a.second.deadline < b.second.deadline;
+      })->second.deadline;
+  timer_.expires_at(next);
+  timer_.async_wait([this](const boost::system::error_code& error) {
+    if (!error) on_timer();
+  });
+}
+
+void PromptBoard::on_timer() {
+  const auto now = Clock::now();
+  for (auto it = prompts_.begin(); it != prompts_.end();) {
+    const auto next = std::next(it);
+    if (it->second.deadline <= now) {
+      timed_out_.fetch_add(1, std::memory_order_relaxed);
+      const Verdict fallback = it->second.fallback;
+      log_client_event(spdlog::level::info,
+                       "prompt {}: not answered in time; {} connection(s) get {}", it->first,
+                       it->second.waiting.size(), to_string(fallback.kind));
+      close(it, fallback, proto::PromptEnd::timed_out,
+            fmt::format("not answered in time: {}", to_string(fallback.kind)));
+    }
+    it = next;
+  }
+  arm_timer();
+}
+
+std::uint32_t PromptBoard::peer_uid(const Session& session) {
+  return session.peer().uid;
+}
+
+void PromptBoard::watch(std::shared_ptr<Session> session, proto::PromptScope scope,
+                        std::uint32_t request) {
+  boost::asio::post(strand_, [this, session = std::move(session), scope, request] {
+    const std::uint32_t uid = peer_uid(*session);
+    if (scope == proto::PromptScope::all && uid != 0) {
+      session->send(
+          proto::Error{proto::ErrorCode::not_permitted, "only root watches every user's prompts"},
+          request);
+      return;
+    }
+    std::erase_if(watchers_, [&](const Watcher& w) {
+      return w.session_id == session->id() || w.session.expired();
+    });
+    watchers_.push_back({session->id(), session, uid, scope == proto::PromptScope::all});
+    session->send(proto::Ok{"watching prompts"}, request);
+    for (const auto& [id, prompt] : prompts_) {
+      if (uid == 0 && scope == proto::PromptScope::all) {
+        session->send(describe(prompt), 0);
+      } else if (std::get<0>(prompt.key) == uid) {
+        session->send(describe(prompt), 0);
+      }
+    }
+  });
+}
+
+void PromptBoard::pending(std::shared_ptr<Session> session, std::uint32_t request) {
+  boost::asio::post(strand_, [this, session = std::move(session), request] {
+    const std::uint32_t uid = peer_uid(*session);
+    const bool all = uid == 0 || (session->roles() & proto::role_manage) != 0;
+    proto::PendingReply reply;
+    std::size_t bytes = 0;  // the oldest that fit in one reply
+    for (const auto& [id, prompt] : prompts_) {
+      if (!all && std::get<0>(prompt.key) != uid) continue;
+      proto::Prompt shown = describe(prompt);
+      bytes += 64 + shown.path.size() + shown.name.size() + shown.cmdline.size() +
+               shown.destination.size() + shown.rule.size();
+      if (bytes > proto::max_datagram / 2) break;
+      reply.prompts.push_back(std::move(shown));
+    }
+    session->send(reply, request);
+  });
+}
+
+void PromptBoard::answer(std::shared_ptr<Session> session, proto::PromptAnswer answer,
+                         std::uint32_t request) {
+  boost::asio::post(strand_, [this, session = std::move(session), answer, request] {
+    const std::uint32_t by = peer_uid(*session);
+    const auto it = prompts_.find(answer.id);
+    // Another user's prompt is "unknown" too: its ids cannot be probed.
+    if (it == prompts_.end() || (by != 0 && std::get<0>(it->second.key) != by)) {
+      session->send(proto::Error{proto::ErrorCode::unknown_prompt,
+                                 "no pending prompt " + std::to_string(answer.id) +
+                                     " of yours (answered, timed out, or never asked)"},
+                    request);
+      return;
+    }
+    const Prompt& prompt = it->second;
+    const std::uint32_t uid = std::get<0>(prompt.key);
+    const Verdict verdict{
+        answer.decision == proto::AnswerDecision::allow ? VerdictKind::accept : VerdictKind::drop,
+        std::nullopt};
+    std::string rule_note;
+    if (answer.span != proto::AnswerSpan::once) {
+      AnswerRule rule;
+      rule.answers = std::get<3>(prompt.key);
+      rule.match = match_of(std::get<2>(prompt.key), *prompt.app);
+      rule.verdict = verdict.kind;
+      if (answer.span == proto::AnswerSpan::minutes) {
+        rule.until = std::to_string(answer.minutes) + "m";
+      } else if (answer.span == proto::AnswerSpan::app_exit) {
+        rule.until_exit = ProcessRef{prompt.app->pid, prompt.app->start_ticks};
+      }
+      try {
+        rule_note = "; rule " + write_rule(uid, rule);
+      } catch (const AnswerFileError& error) {
+        rule_errors_.fetch_add(1, std::memory_order_relaxed);
+        rule_note = std::string("; no rule written (applied once): ") + error.what();
+        log_client_event(spdlog::level::warn, "prompt {}: the answer's rule was not written: {}",
+                         answer.id, printable(error.what()));
+      }
+    }
+    const std::size_t released = prompt.waiting.size();
+    const std::string how = fmt::format(
+        "{} {} by uid {}", answer.decision == proto::AnswerDecision::allow ? "allow" : "deny",
+        span_text(answer.span), by);
+    log_client_event(spdlog::level::info, "prompt {}: {}; {} connection(s){}", answer.id, how,
+                     released, printable(rule_note));
+    answered_.fetch_add(1, std::memory_order_relaxed);
+    close(it, verdict, proto::PromptEnd::answered, how + rule_note);
+    session->send(proto::Ok{fmt::format("released {}{}", released, rule_note)}, request);
+  });
+}
+
+std::string PromptBoard::write_rule(std::uint32_t uid, const AnswerRule& rule) {
+  const auto target = [&] {
+    if (policy_ == nullptr) return false;
+    const auto rules = policy_->rules();
+    return std::any_of(rules.begin(), rules.end(),
+                       [&](const Rule& r) { return r.name == rule.answers && r.ask; });
+  };
+  if (!target()) throw AnswerFileError("'" + rule.answers + "' is not an ask rule of the policy");
+  AnswerFile file(host_.config, uid);
+  const std::string name = file.add(rule);
+  const auto [loaded, problems] = host_.reload();
+  if (!loaded) {
+    file.restore();
+    throw AnswerFileError("the policy refused it: " + problems);
+  }
+  rules_written_.fetch_add(1, std::memory_order_relaxed);
+  return name + " (" + file.path().string() + ")";
+}
+
+void PromptBoard::add_rule(std::shared_ptr<Session> session, proto::RuleAdd request,
+                           std::uint32_t id) {
+  boost::asio::post(
+      strand_, [this, session = std::move(session), request = std::move(request), id] {
+        const std::uint32_t by = peer_uid(*session);
+        const std::uint32_t uid = request.uid == proto::own_uid ? by : request.uid;
+        if (by != 0 && uid != by) {
+          session->send(proto::Error{proto::ErrorCode::not_permitted,
+                                     "only root adds rules for another user"},
+                        id);
+          return;
+        }
+        AnswerRule rule{
+            request.answers, request.match,
+            request.verdict == proto::VerdictCode::accept ? VerdictKind::accept : VerdictKind::drop,
+            request.until, std::nullopt};
+        try {
+          const std::string written = write_rule(uid, rule);
+          log_client_event(spdlog::level::info, "rule {} added by uid {}", written, by);
+          session->send(proto::Ok{written}, id);
+        } catch (const AnswerFileError& error) {
+          session->send(proto::Error{proto::ErrorCode::bad_rule, error.what()}, id);
+        }
+      });
+}
+
+void PromptBoard::delete_rule(std::shared_ptr<Session> session, proto::RuleDelete request,
+                              std::uint32_t id) {
+  boost::asio::post(
+      strand_, [this, session = std::move(session), request = std::move(request), id] {
+        const std::uint32_t by = peer_uid(*session);
+        // Names are ans-u<UID>-<N>: the user's file is in the name; non-root may touch only theirs.
+        std::uint32_t uid = by;
+        if (by == 0 && request.name.starts_with("ans-u")) {
+          uid = static_cast<std::uint32_t>(std::strtoul(request.name.c_str() + 5, nullptr, 10));
+        }
+        try {
+          AnswerFile file(host_.config, uid);
+          if (!file.remove(request.name)) {
+            session->send(proto::Error{proto::ErrorCode::unknown_rule,
+                                       "no answer rule '" + request.name + "' of yours"},
+                          id);
+            return;
+          }
+          const auto [loaded, problems] = host_.reload();
+          if (!loaded) {
+            file.restore();
+            throw AnswerFileError("the policy refused it: " + problems);
+          }
+          log_client_event(spdlog::level::info, "rule {} deleted by uid {}",
+                           printable(request.name), by);
+          session->send(proto::Ok{"deleted " + request.name}, id);
+        } catch (const AnswerFileError& error) {
+          session->send(proto::Error{proto::ErrorCode::bad_rule, error.what()}, id);
+        }
+      });
+}
+
+void PromptBoard::session_closed(std::uint32_t session_id) {
+  boost::asio::post(strand_, [this, session_id] {
+    std::erase_if(watchers_, [&](const Watcher& w) { return w.session_id == session_id; });
+  });
+}
+
+void PromptBoard::stop() {
+  boost::asio::post(strand_, [this] {
+    stopped_ = true;
+    timer_.cancel();
+    prompts_.clear();
+    by_key_.clear();
+    per_uid_.clear();
+    watchers_.clear();
+  });
+}
+
+PromptCounters PromptBoard::counters() const noexcept {
+  return {asked_.load(),     merged_.load(),    answered_.load(),      timed_out_.load(),
+          unwatched_.load(), overflows_.load(), rules_written_.load(), rule_errors_.load()};
+}
+
+}  // namespace pktbroker
