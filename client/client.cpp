@@ -77,6 +77,7 @@ Client& Client::operator=(Client&& other) noexcept {
     left_ = std::move(other.left_);
     unreported_left_ = std::exchange(other.unreported_left_, 0);
     in_channels_ = std::exchange(other.in_channels_, false);
+    prompt_events_ = std::move(other.prompt_events_);
   }
   return *this;
 }
@@ -90,6 +91,7 @@ std::error_code Client::connect(const std::string& socket_path, const std::strin
                                 std::uint8_t roles, std::uint32_t features) {
   close();
   forget_channels();
+  prompt_events_.clear();
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (socket_path.size() >= sizeof address.sun_path)
@@ -239,6 +241,14 @@ bool Client::keep_unsolicited(std::vector<std::uint8_t>& datagram, const proto::
     std::erase(paused_, left->channel_id);
     left_.push_back(*left);
     ++unreported_left_;
+  } else if (std::holds_alternative<proto::Prompt>(message) ||
+             std::holds_alternative<proto::PromptClosed>(message)) {
+    if (prompt_events_.size() >= max_prompt_events) prompt_events_.pop_front();
+    if (const auto* prompt = std::get_if<proto::Prompt>(&message)) {
+      prompt_events_.emplace_back(*prompt);
+    } else {
+      prompt_events_.emplace_back(std::get<proto::PromptClosed>(message));
+    }
   } else if (const auto* error = std::get_if<proto::Error>(&message)) {
     if (decoded.header.request_id == 0) keep_notice(*error);
   } else {
@@ -487,6 +497,54 @@ std::error_code Client::plugin_command(std::string_view plugin,
                                        const std::vector<std::string>& args,
                                        proto::PluginCommandReply& reply) {
   return request(proto::PluginCommand{std::string(plugin), args}, reply);
+}
+
+std::error_code Client::watch_prompts(proto::PromptScope scope) {
+  proto::Ok ok;
+  return request(proto::PromptWatch{scope}, ok);
+}
+
+std::error_code Client::next_prompt_event(PromptEvent& event, int timeout_ms) {
+  for (;;) {
+    if (!prompt_events_.empty()) {
+      event = std::move(prompt_events_.front());
+      prompt_events_.pop_front();
+      return {};
+    }
+    std::vector<std::uint8_t> datagram;
+    if (const auto error = receive(datagram, timeout_ms)) return error;
+    proto::Decoded decoded;
+    if (const auto error = proto::decode(datagram, decoded)) return error;
+    if (std::holds_alternative<proto::Pong>(decoded.message)) return ClientError::woken;
+    keep_unsolicited(datagram, decoded);
+  }
+}
+
+std::error_code Client::answer(const proto::PromptAnswer& answer, std::string& result) {
+  proto::Ok ok;
+  const auto error = request(answer, ok);
+  if (!error) result = std::move(ok.text);
+  return error;
+}
+
+std::error_code Client::pending(proto::PendingReply& reply) {
+  return request(proto::PendingRequest{}, reply);
+}
+
+std::error_code Client::apps(proto::AppsReply& reply) {
+  return request(proto::AppsRequest{}, reply);
+}
+
+std::error_code Client::add_rule(const proto::RuleAdd& rule, std::string& name) {
+  proto::Ok ok;
+  const auto error = request(rule, ok);
+  if (!error) name = std::move(ok.text);
+  return error;
+}
+
+std::error_code Client::delete_rule(std::string_view name) {
+  proto::Ok ok;
+  return request(proto::RuleDelete{std::string(name)}, ok);
 }
 
 std::error_code Client::nudge() {

@@ -59,6 +59,26 @@ Commands:
              --delivery, --link, --max-members, --max-frame, --queue-length,
              --overflow and --access below; you get every right on it
 
+Prompts and answer rules (the prompt role: your own user's; root or the manage
+role: everyone's):
+  pending    the questions of ask rules waiting for an answer: id, user, pid,
+             program, destination, connections waiting, seconds left, what
+             they get if nobody answers, the ask rule
+  answer ID allow|deny [--for MINUTES | --until-exit | --always]
+             answer question ID: its connections are released at once. With
+             --for, --until-exit or --always the answer also becomes a rule in
+             the user's answer file (policy.d/answers-uidUID.yaml), tried where
+             the ask rule is, for that program, user and destination
+  apps       programs seen opening connections lately: user, pid, program,
+             connections, seconds since the last one, latest destinations
+  add-rule --answers ASK_RULE --match YAML --verdict accept|drop
+             [--until WHEN] [--uid UID]
+             write a rule into an answer file (yours; root: --uid's). It is
+             tried only where ASK_RULE matched, and only for that user's
+             packets (uid: is added to the match)
+  delete-rule NAME
+             remove rule NAME (ans-uUID-N, from 'rules') from its answer file
+
 Options)";
 
 constexpr const char* epilogue = R"(
@@ -70,6 +90,10 @@ Examples:
   pktbrokerctl channel-create lab --delivery switch --access group:lab=receive,send
   pktbrokerctl channels
   pktbrokerctl kick lab 3
+  pktbrokerctl pending
+  pktbrokerctl answer 7 allow --for 15
+  pktbrokerctl add-rule --answers ask-outgoing --verdict accept \
+      --match '{app.path: /usr/bin/curl, dport: 443}' --until 2h
 
 Exit status:
   0  success
@@ -84,6 +108,7 @@ std::string roles_text(std::uint8_t roles) {
   if (roles & pktbroker::proto::role_observe) text += "observe,";
   if (roles & pktbroker::proto::role_verdict) text += "verdict,";
   if (roles & pktbroker::proto::role_manage) text += "manage,";
+  if (roles & pktbroker::proto::role_prompt) text += "prompt,";
   if (!text.empty()) text.pop_back();
   return text;
 }
@@ -355,6 +380,124 @@ int kick(pktbroker::Client& client, const std::string& channel, const std::strin
   return exit_ok;
 }
 
+/// What a program calls itself, safe to print on a terminal: control bytes as \xNN.
+std::string shown(const std::string& text) {
+  std::string safe;
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) {
+      char escaped[5];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
+      safe += escaped;
+    } else {
+      safe += c;
+    }
+  }
+  return safe;
+}
+
+std::string endpoint(const pktbroker::proto::Prompt& p) {
+  const char* protocol = p.protocol == 6 ? "tcp" : p.protocol == 17 ? "udp" : "ip";
+  const bool v6 = p.destination.find(':') != std::string::npos;
+  return std::string(protocol) + " " + (v6 ? "[" + p.destination + "]" : p.destination) + ":" +
+         std::to_string(p.port);
+}
+
+int show_pending(pktbroker::Client& client, bool json) {
+  pktbroker::proto::PendingReply reply;
+  if (const auto error = client.pending(reply)) return fail(client, error);
+  const auto fallback = [](const pktbroker::proto::Prompt& p) {
+    return p.fallback == pktbroker::proto::VerdictCode::accept ? "accept" : "drop";
+  };
+  if (json) {
+    std::cout << "[";
+    for (std::size_t i = 0; i < reply.prompts.size(); ++i) {
+      const auto& p = reply.prompts[i];
+      std::cout << (i ? "," : "") << "{\"id\":" << p.id << ",\"uid\":" << p.uid
+                << ",\"pid\":" << p.pid << ",\"path\":" << json_string(p.path)
+                << ",\"name\":" << json_string(p.name) << ",\"cmdline\":" << json_string(p.cmdline)
+                << ",\"destination\":" << json_string(endpoint(p)) << ",\"waiting\":" << p.waiting
+                << ",\"left_ms\":" << p.left_ms << ",\"fallback\":\"" << fallback(p)
+                << "\",\"rule\":" << json_string(p.rule) << "}";
+    }
+    std::cout << "]\n";
+    return exit_ok;
+  }
+  std::printf("%-6s %-6s %-7s %-24s %-26s %7s %5s %-8s %s\n", "ID", "UID", "PID", "PROGRAM",
+              "DESTINATION", "WAITING", "LEFT", "FALLBACK", "RULE");
+  for (const auto& p : reply.prompts) {
+    std::printf("%-6llu %-6u %-7u %-24s %-26s %7u %4us %-8s %s\n",
+                static_cast<unsigned long long>(p.id), p.uid, p.pid, shown(p.path).c_str(),
+                endpoint(p).c_str(), p.waiting, (p.left_ms + 999) / 1000, fallback(p),
+                shown(p.rule).c_str());
+  }
+  return exit_ok;
+}
+
+int answer(pktbroker::Client& client, const pktbroker::proto::PromptAnswer& request, bool json) {
+  std::string result;
+  if (const auto error = client.answer(request, result)) return fail(client, error);
+  if (json) {
+    std::cout << "{\"ok\":true,\"text\":" << json_string(result) << "}\n";
+  } else {
+    std::cout << result << '\n';
+  }
+  return exit_ok;
+}
+
+int show_apps(pktbroker::Client& client, bool json) {
+  pktbroker::proto::AppsReply reply;
+  if (const auto error = client.apps(reply)) return fail(client, error);
+  if (json) {
+    std::cout << "[";
+    for (std::size_t i = 0; i < reply.apps.size(); ++i) {
+      const auto& a = reply.apps[i];
+      std::cout << (i ? "," : "") << "{\"uid\":" << a.uid << ",\"pid\":" << a.pid
+                << ",\"path\":" << json_string(a.path) << ",\"name\":" << json_string(a.name)
+                << ",\"connections\":" << a.connections << ",\"idle_ms\":" << a.idle_ms
+                << ",\"destinations\":[";
+      for (std::size_t j = 0; j < a.destinations.size(); ++j) {
+        std::cout << (j ? "," : "") << json_string(a.destinations[j]);
+      }
+      std::cout << "]}";
+    }
+    std::cout << "]\n";
+    return exit_ok;
+  }
+  std::printf("%-6s %-7s %-32s %11s %6s %s\n", "UID", "PID", "PROGRAM", "CONNECTIONS", "IDLE",
+              "LATEST DESTINATIONS");
+  for (const auto& a : reply.apps) {
+    std::string latest;
+    for (const auto& destination : a.destinations) {
+      latest += (latest.empty() ? "" : ", ") + destination;
+    }
+    std::printf("%-6u %-7u %-32s %11llu %5us %s\n", a.uid, a.pid, shown(a.path).c_str(),
+                static_cast<unsigned long long>(a.connections), a.idle_ms / 1000, latest.c_str());
+  }
+  return exit_ok;
+}
+
+int add_rule(pktbroker::Client& client, const pktbroker::proto::RuleAdd& request, bool json) {
+  std::string name;
+  if (const auto error = client.add_rule(request, name)) return fail(client, error);
+  if (json) {
+    std::cout << "{\"ok\":true,\"rule\":" << json_string(name) << "}\n";
+  } else {
+    std::cout << "added " << name << '\n';
+  }
+  return exit_ok;
+}
+
+int delete_rule(pktbroker::Client& client, const std::string& name, bool json) {
+  if (const auto error = client.delete_rule(name)) return fail(client, error);
+  if (json) {
+    std::cout << "{\"ok\":true,\"deleted\":" << json_string(name) << "}\n";
+  } else {
+    std::cout << "deleted " << name << '\n';
+  }
+  return exit_ok;
+}
+
 /// Ends option parsing at the `plugin` command: it and every token after it are positionals, so
 /// a plugin's own options (`--json`, `-s`) reach the plugin instead of being taken for ours.
 std::vector<po::option> stop_at_plugin(std::vector<std::string>& args) {
@@ -443,6 +586,29 @@ int main(int argc, char** argv) {
       "access", po::value(&access)->value_name("WHO=RIGHTS"),
       "may be repeated: user:NAME, group:NAME, uid:N or gid:N, then =receive,send,manage");
   visible.add(channel_options);
+  std::uint32_t answer_minutes = 0;
+  bool until_exit = false;
+  bool always = false;
+  pktbroker::proto::RuleAdd rule_add;
+  std::string rule_verdict;
+  std::uint32_t rule_uid = pktbroker::proto::own_uid;
+  po::options_description prompt_options("Options of answer and add-rule", 80);
+  prompt_options.add_options()("for", po::value(&answer_minutes)->value_name("MINUTES"),
+                               "answer: the rule lasts MINUTES (1-10080)")(
+      "until-exit", po::bool_switch(&until_exit),
+      "answer: the rule lasts until the program exits")(
+      "always", po::bool_switch(&always), "answer: the rule has no end")(
+      "answers", po::value(&rule_add.answers)->value_name("ASK_RULE"),
+      "add-rule: the ask rule it answers")(
+      "match", po::value(&rule_add.match)->value_name("YAML"),
+      "add-rule: what it matches, a rule's match: in flow form")(
+      "verdict", po::value(&rule_verdict)->value_name("accept|drop"), "add-rule: its verdict")(
+      "until", po::value(&rule_add.until)->value_name("WHEN"),
+      "add-rule: a duration from now (90s, 5m, 2h, 7d), a UTC time "
+      "(2026-12-01T18:00:00Z) or restart; none: no end")(
+      "uid", po::value(&rule_uid)->value_name("UID"),
+      "add-rule: whose answer file (root only; default: yours)");
+  visible.add(prompt_options);
   std::string plugin;
   std::vector<std::string> plugin_args;
   po::options_description hidden;
@@ -483,13 +649,14 @@ int main(int argc, char** argv) {
   }
   static const std::map<std::string, std::size_t> arguments = {
       {"status", 0},  {"sessions", 0}, {"stats", 0},          {"reload", 0}, {"rules", 0},
-      {"plugin", 99}, {"channels", 0}, {"channel-create", 1}, {"kick", 2}};
+      {"plugin", 99}, {"channels", 0}, {"channel-create", 1}, {"kick", 2},   {"pending", 0},
+      {"answer", 2},  {"apps", 0},     {"add-rule", 0},       {"delete-rule", 1}};
   const auto expected = arguments.find(command);
   if (expected == arguments.end()) {
     std::cerr << "pktbrokerctl: "
               << (command.empty() ? "no command" : "unknown command '" + command + "'")
-              << "; expected status, sessions, stats, reload, plugin, channels, channel-create "
-                 "or kick\n";
+              << "; expected status, sessions, stats, rules, reload, plugin, channels, "
+                 "channel-create, kick, pending, answer, apps, add-rule or delete-rule\n";
     return exit_usage;
   }
   const std::size_t given = values.count("name") + plugin_args.size();
@@ -497,6 +664,7 @@ int main(int argc, char** argv) {
     std::cerr << "pktbrokerctl: " << command << " takes "
               << (expected->second == 0   ? "no arguments"
                   : expected->second == 1 ? "one argument: NAME"
+                  : command == "answer"   ? "two arguments: ID allow|deny"
                                           : "two arguments: CHANNEL MEMBER")
               << "\n";
     return exit_usage;
@@ -507,11 +675,50 @@ int main(int argc, char** argv) {
       return exit_usage;
     }
   }
+  pktbroker::proto::PromptAnswer prompt_answer;
+  if (command == "answer") {
+    const std::string& decision = plugin_args.front();
+    const int spans = (answer_minutes != 0 ? 1 : 0) + (until_exit ? 1 : 0) + (always ? 1 : 0);
+    char* end = nullptr;
+    prompt_answer.id = std::strtoull(plugin.c_str(), &end, 10);
+    std::string problem;
+    if (plugin.empty() || *end != '\0') problem = "answer: ID is a number, from 'pending'";
+    if (decision != "allow" && decision != "deny") problem = "answer: allow or deny";
+    if (spans > 1) problem = "answer: at most one of --for, --until-exit and --always";
+    if (answer_minutes > pktbroker::proto::max_answer_minutes) {
+      problem = "answer: --for is 1 to 10080 minutes";
+    }
+    if (!problem.empty()) {
+      std::cerr << "pktbrokerctl: " << problem << "\nTry 'pktbrokerctl --help'.\n";
+      return exit_usage;
+    }
+    prompt_answer.decision = decision == "allow" ? pktbroker::proto::AnswerDecision::allow
+                                                 : pktbroker::proto::AnswerDecision::deny;
+    prompt_answer.span = answer_minutes != 0 ? pktbroker::proto::AnswerSpan::minutes
+                         : until_exit        ? pktbroker::proto::AnswerSpan::app_exit
+                         : always            ? pktbroker::proto::AnswerSpan::always
+                                             : pktbroker::proto::AnswerSpan::once;
+    prompt_answer.minutes = answer_minutes;
+  }
+  if (command == "add-rule") {
+    if (rule_add.answers.empty() || (rule_verdict != "accept" && rule_verdict != "drop")) {
+      std::cerr << "pktbrokerctl: add-rule needs --answers ASK_RULE and --verdict accept|drop"
+                   "\nTry 'pktbrokerctl --help'.\n";
+      return exit_usage;
+    }
+    rule_add.verdict = rule_verdict == "accept" ? pktbroker::proto::VerdictCode::accept
+                                                : pktbroker::proto::VerdictCode::drop;
+    rule_add.uid = rule_uid;
+  }
   pktbroker::Client client;
-  // A channel's own manage right is enough to list and kick: ask for the channel role too.
+  // A channel's own manage right is enough to list and kick: ask for the channel role too;
+  // a user's prompt role is enough for their prompts and answer rules.
   const bool channel_command = command == "channels" || command == "kick";
+  const bool prompt_command = command == "pending" || command == "answer" || command == "apps" ||
+                              command == "add-rule" || command == "delete-rule";
   const auto roles = static_cast<std::uint8_t>(
-      pktbroker::proto::role_manage | (channel_command ? pktbroker::proto::role_channel : 0));
+      pktbroker::proto::role_manage | (channel_command ? pktbroker::proto::role_channel : 0) |
+      (prompt_command ? pktbroker::proto::role_prompt : 0));
   if (const auto error = client.connect(socket_path, "pktbrokerctl", roles)) {
     if (error == pktbroker::ClientError::broker_error) return fail(client, error);
     std::cerr << "pktbrokerctl: cannot reach the broker at " << socket_path << ": "
@@ -524,6 +731,11 @@ int main(int argc, char** argv) {
   if (command == "plugin") return plugin_command(client, plugin, plugin_args, json);
   if (command == "channels") return show_channels(client, json);
   if (command == "kick") return kick(client, plugin, plugin_args.front(), json);
+  if (command == "pending") return show_pending(client, json);
+  if (command == "answer") return answer(client, prompt_answer, json);
+  if (command == "apps") return show_apps(client, json);
+  if (command == "add-rule") return add_rule(client, rule_add, json);
+  if (command == "delete-rule") return delete_rule(client, plugin, json);
   if (command == "channel-create") {
     create.name = plugin;
     return create_channel(client, std::move(create), json);

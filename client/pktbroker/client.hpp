@@ -26,6 +26,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <variant>
 #include <vector>
 
 namespace pktbroker {
@@ -165,6 +166,26 @@ class Client {
   /// The channels the broker removed this session from since the last call, and why.
   std::vector<proto::ChannelLeft> take_left();
 
+  // Prompts (`ask` rules): connect with proto::role_prompt.
+  /// What a watching session hears: a new question, or the end of one.
+  using PromptEvent = std::variant<proto::Prompt, proto::PromptClosed>;
+  /// Starts hearing the questions for this user (root: PromptScope::all for everyone's); the
+  /// ones already pending come first.
+  std::error_code watch_prompts(proto::PromptScope scope = proto::PromptScope::own);
+  /// Waits for the next question or end of one, like next_packet (at most 1024 are kept).
+  std::error_code next_prompt_event(PromptEvent& event, int timeout_ms = -1);
+  /// Whether events that came in while a request waited are held here (no need to poll).
+  [[nodiscard]] bool holds_prompt_events() const noexcept { return !prompt_events_.empty(); }
+  /// Answers a question; `result` says how many connections it released and the rule written.
+  std::error_code answer(const proto::PromptAnswer& answer, std::string& result);
+  /// The questions waiting now that this session may answer (manage role: all).
+  std::error_code pending(proto::PendingReply& reply);
+  /// Programs seen opening connections lately (prompt role: this user's; manage role: all).
+  std::error_code apps(proto::AppsReply& reply);
+  /// Writes a rule into an answer file; `name` is the new rule's, with its file.
+  std::error_code add_rule(const proto::RuleAdd& rule, std::string& name);
+  std::error_code delete_rule(std::string_view name);
+
   /// Sends a PING without waiting for its PONG, to make native_handle() readable: for callers
   /// that poll it while holds_packets() is true, or that have something of their own to hand
   /// out. next_packet() ends its wait with ClientError::woken when it reads the PONG.
@@ -224,6 +245,9 @@ class Client {
   /// Forgets every channel's state (a new connection, or a rejoined channel when `only` is set).
   void forget_channels(std::optional<std::uint32_t> only = std::nullopt);
   [[nodiscard]] bool removed_from(std::uint32_t channel_id) const noexcept;
+
+  std::deque<PromptEvent> prompt_events_;
+  static constexpr std::size_t max_prompt_events = 1024;
 
   proto::Error last_error_;
   std::deque<proto::Error> notices_;
