@@ -415,7 +415,7 @@ void write(Writer& w, const Error& m) {
   w.string(m.text);
 }
 void read(Reader& r, Error& m) {
-  m.code = r.enumeration(ErrorCode::malformed, ErrorCode::bad_frame);
+  m.code = r.enumeration(ErrorCode::malformed, ErrorCode::unknown_rule);
   m.text = r.string();
 }
 void write(Writer& w, const PacketBatch& m) {

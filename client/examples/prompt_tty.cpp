@@ -163,9 +163,8 @@ class PromptTty {
       std::printf("waiting for prompts (q quits)\n");
     } else {
       const proto::Prompt& p = prompts_.front();
-      std::printf("[1/%zu] %s (%s, pid %u, uid %u) -> %s\n", prompts_.size(),
-                  shown(p.name).c_str(), shown(p.path).c_str(), p.pid, p.uid,
-                  destination(p).c_str());
+      std::printf("[1/%zu] %s (%s, pid %u, uid %u) -> %s\n", prompts_.size(), shown(p.name).c_str(),
+                  shown(p.path).c_str(), p.pid, p.uid, destination(p).c_str());
       std::printf("      %u connection(s) waiting, %us left, then %s (rule %s)\n", p.waiting,
                   (p.left_ms + 999) / 1000, verdict_text(p.fallback), shown(p.rule).c_str());
       std::printf(

@@ -12,7 +12,7 @@ PKTBROKER_PACKAGES=(
   # the identity eBPF programs: compiled by clang, stripped by llvm-strip, embedded by bpftool
   libbpf-dev bpftool clang llvm
   # run, test, demo
-  iptables iproute2 iputils-ping curl netcat-openbsd dnsutils python3
+  iptables iproute2 iputils-ping curl netcat-openbsd dnsutils python3 tmux
   util-linux procps kmod conntrack tcpdump time
   # servers the plugin tests talk to (started by the tests inside namespaces, never as services)
   dnsmasq-base nginx-light vsftpd openssl
