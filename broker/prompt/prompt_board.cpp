@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <yaml-cpp/yaml.h>
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
@@ -31,12 +32,17 @@ std::string_view span_text(proto::AnswerSpan span) noexcept {
   return "?";
 }
 
-// The rule an answer writes: this program, this user, this destination.
+// The rule an answer writes: this program, this destination (the user is added by the file).
+// Built as a node and emitted, so that whatever the program's path holds stays one string.
 std::string match_of(const SocketKey& flow, const AppInfo& app) {
-  const IpAddress address = destination_of(flow);
-  return fmt::format(R"({{app.path: "{}", proto: {}, dst: "{}", dport: {}}})",
-                     glob_literal(app.path), flow.raw.protocol == IPPROTO_TCP ? "tcp" : "udp",
-                     address.to_string(), destination_port(flow));
+  YAML::Node match;
+  match["app.path"] = glob_literal(app.path);
+  match["proto"] = flow.raw.protocol == IPPROTO_TCP ? "tcp" : "udp";
+  match["dst"] = destination_of(flow).to_string();
+  match["dport"] = destination_port(flow);
+  YAML::Emitter out;
+  out << YAML::Flow << match;
+  return out.c_str();
 }
 
 }  // namespace

@@ -1,12 +1,18 @@
 #include "broker/policy/policy.hpp"
 
+#include "broker/identity/process_reader.hpp"
 #include "broker/policy/matcher.hpp"
+#include "broker/prompt/answer_file.hpp"
+
+#include <yaml-cpp/yaml.h>
 
 #include <catch2/catch.hpp>
 
 #include <filesystem>
 #include <fstream>
 #include <random>
+
+#include <unistd.h>
 
 using namespace pktbroker;
 namespace fs = std::filesystem;
@@ -143,7 +149,7 @@ TEST_CASE("every diagnostic names its file, line and column") {
        "declare"},
       {"rules:\n  - {name: r, verdict: {deliver: x}, mirror: m}\n",
        "test.yaml:2:46: error: mirror needs a rule whose verdict the policy decides at once (not "
-       "deliver or inspect)"},
+       "deliver, inspect or ask)"},
       {"broker:\n  queues: [{fail_open: true}]\n", "test.yaml:2:12: error: a queue needs num"},
       {"broker:\n  queues: [{num: 70000}]\n",
        "test.yaml:2:18: error: bad queue num '70000': expected a number from 0 to 65535"},
@@ -641,9 +647,9 @@ TEST_CASE("errors in socket, clients and deliver") {
   CHECK(only_error("clients:\n  - {roles: [observe]}\n") ==
         "test.yaml:2:5: error: a grant names exactly one of user, group or uid");
   CHECK(only_error("clients:\n  - {uid: 5, roles: [steal]}\n") ==
-        "test.yaml:2:22: error: unknown role 'steal'; expected observe, verdict or manage");
+        "test.yaml:2:22: error: unknown role 'steal'; expected observe, verdict, manage or prompt");
   CHECK(only_error("clients:\n  - {uid: 5}\n") ==
-        "test.yaml:2:5: error: a grant needs roles: [observe, verdict, manage]");
+        "test.yaml:2:5: error: a grant needs roles: [observe, verdict, manage, prompt]");
   CHECK(only_error(rule("{}", "{deliver: w, timeout_ms: forever}")) ==
         "test.yaml:4:39: error: bad timeout_ms 'forever': expected a number from 0 to 3600000");
 }
@@ -659,4 +665,140 @@ TEST_CASE("selectors compile like match expressions") {
     CHECK(error.diagnostics()[0].to_string() ==
           "subscription 'web':1:2: error: unknown key 'prot' in match (did you mean 'proto'?)");
   }
+}
+
+TEST_CASE("ask verdicts: a timeout, a fallback that is drop unless given, and their errors") {
+  const auto policy = parse_policy(
+      "rules:\n"
+      "  - {name: a, match: {dport: 80}, verdict: {ask: true}}\n"
+      "  - {name: b, match: {dport: 81}, verdict: {ask: true, timeout_ms: 1500, fallback: "
+      "accept}}\n",
+      "t.yaml");
+  REQUIRE(policy->rules()[0].ask);
+  CHECK(policy->rules()[0].ask->timeout_ms == 30000);
+  CHECK(policy->rules()[0].verdict.kind == VerdictKind::drop);
+  CHECK(policy->rules()[1].ask->timeout_ms == 1500);
+  CHECK(policy->rules()[1].verdict.kind == VerdictKind::accept);
+  CHECK(policy->uses_ask());
+  CHECK(policy->first_app_rule() == 0);  // a prompt names the process: it is looked up
+  CHECK_THAT(only_error(rule("{}", "{ask: true, fallback: repeat}")),
+             Catch::Contains("an ask's fallback is accept or drop"));
+  CHECK_THAT(only_error(rule("{}", "{ask: true, timeout_ms: 50}")),
+             Catch::Contains("an ask waits at least 100 ms"));
+  CHECK_THAT(only_error(rule("{}", "{ask: false}")), Catch::Contains("ask: false is no verdict"));
+  CHECK_THAT(only_error(rule("{}", "{ask: true, deliver: x}")), Catch::Contains("deliver"));
+  CHECK_THAT(only_error("rules:\n  - {name: r, verdict: {ask: true}, mirror: lab}\n"),
+             Catch::Contains("not deliver, inspect or ask"));
+}
+
+TEST_CASE("answer rules sit just before their ask rule, only in their user's answer file") {
+  PolicyDir dir;
+  dir.write("policy.yaml",
+            "rules:\n"
+            "  - {name: first, match: {dport: 22}, verdict: accept}\n"
+            "  - {name: ask-web, match: {dport: 80}, verdict: {ask: true}}\n"
+            "  - {name: last, verdict: accept}\n");
+  dir.write("policy.d/answers-uid1000.yaml",
+            "rules:\n"
+            "  - {name: ans-u1000-1, answers: ask-web, match: {uid: 1000, dst: 10.0.0.1}, "
+            "verdict: accept}\n"
+            "  - {name: ans-u1000-2, answers: gone, match: {uid: 1000}, verdict: drop}\n");
+  const auto policy = load_policy(dir.main());
+  CHECK(rule_names(*policy) == std::vector<std::string>{"first", "ans-u1000-1", "ask-web", "last"});
+  CHECK(policy->rules()[2].answer_rules == 1);
+  REQUIRE(policy->expired().size() == 1);
+  CHECK_THAT(policy->expired()[0], Catch::Contains("answering 'gone', no ask rule now"));
+  // Not indexed: only tried by the dispatcher after its ask rule matched.
+  PacketMeta meta;
+  meta.uid = 1000;
+  PacketView view;
+  view.protocol = 6;
+  view.has_ports = true;
+  view.dst_port = 80;
+  view.dst.family = 4;
+  view.dst.bytes = {10, 0, 0, 1};
+  CHECK(policy->match(meta, view) == 2);
+
+  dir.write("policy.d/answers-uid1000.yaml",
+            "rules:\n  - {name: x, answers: ask-web, match: {uid: 0}, verdict: accept}\n"
+            "  - {name: y, answers: ask-web, match: {uid: 1000}, verdict: accept, priority: -5}\n"
+            "  - {name: z, match: {uid: 1000}, verdict: accept}\n");
+  dir.write("policy.d/50-other.yaml",
+            "rules:\n  - {name: w, answers: ask-web, match: {uid: 1000}, verdict: accept}\n");
+  try {
+    (void)load_policy(dir.main());
+    FAIL("loaded");
+  } catch (const PolicyError& error) {
+    std::string all;
+    for (const auto& d : error.diagnostics()) all += d.to_string() + "\n";
+    CHECK_THAT(all, Catch::Contains("answers: is for a user's answer file"));
+    CHECK_THAT(all, Catch::Contains("an answer rule of uid 1000 must match uid: 1000"));
+    CHECK_THAT(all, Catch::Contains("without mirror or priority"));
+    CHECK_THAT(all, Catch::Contains("an answer file holds only rules with answers:"));
+  }
+}
+
+TEST_CASE("until: app-exit lasts while that process runs") {
+  PolicyDir dir;
+  const auto start = process_start_ticks(static_cast<std::uint32_t>(::getpid()));
+  REQUIRE(start != 0);
+  dir.write("policy.yaml", "rules:\n  - {name: ask-web, verdict: {ask: true}}\n");
+  dir.write("policy.d/answers-uid0.yaml",
+            "rules:\n"
+            "  - {name: alive, answers: ask-web, match: {uid: 0}, verdict: accept, "
+            "until: {app-exit: " +
+                std::to_string(::getpid()) + ", start: " + std::to_string(start) +
+                "}}\n"
+                "  - {name: reused, answers: ask-web, match: {uid: 0}, verdict: accept, "
+                "until: {app-exit: " +
+                std::to_string(::getpid()) + ", start: " + std::to_string(start + 1) + "}}\n");
+  const auto policy = load_policy(dir.main());
+  CHECK(rule_names(*policy) == std::vector<std::string>{"alive", "ask-web"});
+  REQUIRE(policy->app_exits().size() == 1);
+  CHECK(policy->app_exits()[0] == ProcessRef{static_cast<std::uint32_t>(::getpid()), start});
+  CHECK_THAT(only_error(rule("{}", "accept") + "    until: app-exit\n"),
+             Catch::Contains("until: app-exit needs the process"));
+}
+
+TEST_CASE("an answer file is written whole, keeps a program's path one string, and restores") {
+  PolicyDir dir;
+  dir.write("policy.yaml", "rules:\n  - {name: ask-web, verdict: {ask: true}}\n");
+  AnswerFile file(dir.main(), 1000);
+  // A path built to break out of its string: quotes, a newline, YAML and glob syntax.
+  const std::string path = "/tmp/x\", uid: 0, dport: 1-65535, y: \"\n- name: evil*[a]";
+  YAML::Node match;
+  match["app.path"] = glob_literal(path);
+  match["dport"] = 80;
+  YAML::Emitter out;
+  out << YAML::Flow << match;
+  const std::string first = file.add({"ask-web", out.c_str(), VerdictKind::accept, "", {}});
+  CHECK(first == "ans-u1000-1");
+  CHECK(file.add({"ask-web", "{dport: 81}", VerdictKind::drop, "5m", {}}) == "ans-u1000-2");
+  const auto policy = load_policy(dir.main());
+  REQUIRE(rule_names(*policy) == std::vector<std::string>{"ans-u1000-1", "ans-u1000-2", "ask-web"});
+  AppInfo app;
+  app.path = path;
+  PacketMeta meta;
+  meta.uid = 1000;
+  meta.app = &app;
+  PacketView view;
+  view.protocol = 6;
+  view.has_ports = true;
+  view.dst_port = 80;
+  CHECK(policy->rules()[0].matcher->matches(meta, view));
+  app.path = "/tmp/x";
+  CHECK_FALSE(policy->rules()[0].matcher->matches(meta, view));  // no glob, no injection
+  meta.uid = 0;
+  app.path = path;
+  CHECK_FALSE(policy->rules()[0].matcher->matches(meta, view));
+  REQUIRE(policy->rules()[1].until);
+  CHECK(*policy->rules()[1].until > std::chrono::system_clock::now() + std::chrono::minutes(4));
+
+  CHECK_THROWS_AS(file.add({"ask-web", "{uid: 0}", VerdictKind::accept, "", {}}), AnswerFileError);
+  CHECK_THROWS_AS(file.add({"ask-web", "[1, 2]", VerdictKind::accept, "", {}}), AnswerFileError);
+  CHECK_THROWS_AS(file.add({"ask-web", "{}", VerdictKind::accept, "soon", {}}), AnswerFileError);
+  CHECK(file.remove("ans-u1000-1"));
+  CHECK_FALSE(file.remove("ans-u1000-1"));
+  file.restore();  // the policy refused the removal: the rule is back
+  CHECK(rule_names(*load_policy(dir.main())).size() == 3);
 }

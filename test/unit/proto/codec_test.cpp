@@ -63,6 +63,19 @@ std::vector<std::uint8_t> plugin_command_body(const std::string& plugin,
 
 /// One of each message type, every field set to a non-default value.
 std::vector<Message> samples() {
+  const Prompt prompt{7,
+                      1000,
+                      4242,
+                      "/usr/bin/curl",
+                      "curl",
+                      "curl https://example.org/",
+                      6,
+                      "2001:db8::7",
+                      443,
+                      "ask-web",
+                      3,
+                      27000,
+                      VerdictCode::drop};
   Packet packet;
   packet.token = 0x0001000000000042;
   packet.subscription_id = 3;
@@ -136,10 +149,37 @@ std::vector<Message> samples() {
           RulesRequest{},
           RulesReply{{RuleInfo{"no-telnet", "/etc/pktbroker/policy.yaml:12", -10,
                                "{proto: tcp, dport: 23}", "drop", 5, 300}}},
+          PromptWatch{PromptScope::all},
+          prompt,
+          PromptAnswer{7, AnswerDecision::deny, AnswerSpan::minutes, 15},
+          PromptClosed{7, PromptEnd::timed_out, VerdictCode::drop, "not answered in time"},
+          PendingRequest{},
+          PendingReply{{prompt, prompt}},
+          AppsRequest{},
+          AppsReply{{AppSeen{
+              1000, 42, "/usr/bin/curl", "curl", 3, 1500, {"tcp 10.0.0.2:80", "udp [::1]:53"}}}},
+          RuleAdd{own_uid, "ask-web", "{dport: 443}", VerdictCode::accept, "2h"},
+          RuleDelete{"ans-u1000-3"},
           PacketBatch{{packet, second}}};  // last: the batch tests below take it from the back
 }
 
 }  // namespace
+
+TEST_CASE("a prompt answer's minutes go with its span") {
+  const auto decodes = [](const PromptAnswer& answer) {
+    Decoded out;
+    return !decode(encoded(answer, 1), out);
+  };
+  CHECK(decodes({1, AnswerDecision::allow, AnswerSpan::minutes, 1}));
+  CHECK(decodes({1, AnswerDecision::allow, AnswerSpan::minutes, max_answer_minutes}));
+  CHECK_FALSE(decodes({1, AnswerDecision::allow, AnswerSpan::minutes, 0}));
+  CHECK_FALSE(decodes({1, AnswerDecision::allow, AnswerSpan::minutes, max_answer_minutes + 1}));
+  CHECK_FALSE(decodes({1, AnswerDecision::allow, AnswerSpan::always, 5}));
+  auto bytes = encoded(PromptAnswer{1, AnswerDecision::allow, AnswerSpan::once, 0}, 1);
+  bytes[header_size + 8] = 2;  // no such decision
+  Decoded out;
+  CHECK(decode(bytes, out) == ProtocolError::bad_value);
+}
 
 TEST_CASE("every message type survives a round trip") {
   const auto messages = samples();
