@@ -159,8 +159,14 @@ check "$policies" 'pktbrokerd -f --user ro' "${users_ro[@]}"
 check "$policies" 'pktbrokerd --help '
 
 # pktbrokerctl
-check "$policies" 'pktbrokerctl ' status sessions stats rules reload plugin channels kick channel-create
+check "$policies" 'pktbrokerctl ' status sessions stats rules reload plugin channels kick channel-create \
+    pending answer apps add-rule delete-rule
 check "$policies" 'pktbrokerctl c' channels channel-create
+check "$policies" 'pktbrokerctl a' answer apps add-rule
+check "$policies" 'pktbrokerctl answer 7 ' allow deny
+check "$policies" 'pktbrokerctl answer 7 allow --' --for --until-exit --always --socket --json --help
+check "$policies" 'pktbrokerctl add-rule --verdict ' accept drop
+check "$policies" 'pktbrokerctl add-rule --ma' --match
 check "$policies" 'pktbrokerctl channel-create lab --l' --link
 check "$policies" 'pktbrokerctl channel-create lab --link ' ethernet ip
 check "$policies" 'pktbrokerctl channel-create lab --overflow b' backpressure
