@@ -9,9 +9,12 @@
 #include <boost/asio/executor_work_guard.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <future>
 #include <thread>
+#include <tuple>
 
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -127,6 +130,9 @@ void Daemon::reload_if_changed() {
 
 std::pair<bool, std::string> Daemon::reload() {
   std::lock_guard lock(reload_mutex_);
+  // A reload an answer or an exiting program asked for may come after shutdown began: it
+  // would arm timers and watches again.
+  if (stopping_) return {false, "pktbrokerd is stopping"};
   systemd_.reloading();
   auto result = load_and_apply();
   if (events_ != nullptr) {
@@ -302,7 +308,12 @@ void Daemon::schedule_expiry(const Policy& policy) {
 // readable then, and the policy is loaded again without those rules.
 void Daemon::watch_app_exits(const Policy& policy) {
   exit_watches_.clear();  // closing them cancels their waits
-  for (const ProcessRef& process : policy.app_exits()) {
+  std::vector<ProcessRef> processes = policy.app_exits();
+  std::sort(processes.begin(), processes.end(), [](const ProcessRef& a, const ProcessRef& b) {
+    return std::tie(a.pid, a.start_ticks) < std::tie(b.pid, b.start_ticks);
+  });
+  processes.erase(std::unique(processes.begin(), processes.end()), processes.end());
+  for (const ProcessRef& process : processes) {
     if (exit_watches_.size() >= max_exit_watches) {
       spdlog::warn(
           "more than {} rules last until their program exits: the others end at the "
@@ -311,7 +322,15 @@ void Daemon::watch_app_exits(const Policy& policy) {
       break;
     }
     const int fd = static_cast<int>(::syscall(SYS_pidfd_open, process.pid, 0));
-    if (fd < 0) continue;  // gone: the next reload leaves its rules out
+    if (fd < 0) {
+      if (errno == ESRCH) {  // gone since the policy was loaded: load it again without it
+        boost::asio::post(io_, [this] { (void)reload(); });
+        break;
+      }
+      spdlog::warn("cannot watch process {} for its until: app-exit rules: {}", process.pid,
+                   std::strerror(errno));
+      continue;
+    }
     auto& watch = exit_watches_.emplace_back(
         std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd));
     // Opened after a pid was reused: the rule's process is gone.
@@ -337,8 +356,11 @@ IdentityResolver* Daemon::identity_for(const Policy& policy) {
 }
 
 void Daemon::shutdown() {
-  if (stopping_) return;
-  stopping_ = true;
+  {
+    const std::lock_guard lock(reload_mutex_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
   spdlog::info("shutting down: verdicting packets in flight and unbinding");
   systemd_.stopping();
   {

@@ -216,21 +216,24 @@ Decision Dispatcher::decide(const PacketMeta& meta, bool again) noexcept {
 }
 
 const Verdict* Dispatcher::connection_answer(const std::optional<SocketLookup>& lookup,
-                                             const PacketMeta& meta) const noexcept {
+                                             const PacketMeta& meta) noexcept {
   if (!lookup || connection_answers_.empty()) return nullptr;
   const auto found = connection_answers_.find(lookup->key);
+  const auto now = Clock::now();
   if (found == connection_answers_.end() || found->second.uid != meta.uid ||
-      Clock::now() - found->second.at >= connection_answer_age) {
+      now - found->second.at >= connection_answer_age) {
     return nullptr;
   }
+  found->second.at = now;  // kept while the connection goes on
   return &found->second.verdict;
 }
 
 std::size_t Dispatcher::answer_rule(std::size_t ask_rule, const PacketMeta& meta,
                                     const PacketView& view) const noexcept {
   const auto rules = policy_->rules();
+  if (!meta.uid) return ask_rule;  // answer rules match their user's uid
   for (std::size_t i = ask_rule - rules[ask_rule].answer_rules; i < ask_rule; ++i) {
-    if (rules[i].matcher->matches(meta, view)) return i;
+    if (rules[i].answer_uid == *meta.uid && rules[i].matcher->matches(meta, view)) return i;
   }
   return ask_rule;
 }

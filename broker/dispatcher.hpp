@@ -122,7 +122,7 @@ class Dispatcher {
 
   /// An ask rule matched: the answer its user gave for this connection, if any.
   [[nodiscard]] const Verdict* connection_answer(const std::optional<SocketLookup>& lookup,
-                                                 const PacketMeta& meta) const noexcept;
+                                                 const PacketMeta& meta) noexcept;
   /// An ask rule matched: the first of its answer rules (just before it) that matches, else it.
   [[nodiscard]] std::size_t answer_rule(std::size_t ask_rule, const PacketMeta& meta,
                                         const PacketView& view) const noexcept;

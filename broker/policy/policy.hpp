@@ -168,6 +168,7 @@ struct Rule {
   /// `answers: RULE`: an answer rule (from a user's answer file). It is tried only when the
   /// ask rule RULE matched, and sits just before it.
   std::string answers;
+  std::uint32_t answer_uid = 0;  ///< an answer rule: whose (the only uid it matches)
   std::size_t answer_rules = 0;  ///< an ask rule: how many answer rules sit just before it
   std::optional<Delivery> deliver;
   std::optional<Inspect> inspect;
@@ -249,6 +250,10 @@ std::shared_ptr<const Policy> load_policy(const std::filesystem::path& file);
 /// A user's answer file: `policy.d/answers-uid<UID>.yaml`. Only rules with `answers:` are
 /// allowed there, and each must match `uid: UID` alone.
 std::filesystem::path answer_file(const std::filesystem::path& config, std::uint32_t uid);
+
+/// The problems of an answer file's text, as the loader would find them at `path` (one with
+/// problems is left out whole when the policy loads).
+std::vector<Diagnostic> check_answer_file(std::string_view text, const std::filesystem::path& path);
 
 /// Compiles a `match:` expression given in YAML flow form (a client's subscription selector).
 /// An empty text matches every packet. Throws PolicyError.

@@ -1102,6 +1102,25 @@ bool check_answer_rule(FileReader& reader, const YAML::Node& item, Rule& rule,
   } else {
     rule.answers = answers.Scalar();
   }
+  rule.answer_uid = *owner;
+  // What an answer may look at: the program, the user, the addresses and ports. Nothing that
+  // could stop loading later (a group or interface renamed, a plugin unloaded).
+  static const std::set<std::string, std::less<>> answer_keys{
+      "uid",      "proto",    "src",         "dst",        "sport",      "dport",
+      "app.path", "app.name", "app.cmdline", "app.cgroup", "app.parent", "not"};
+  const YAML::Node match = item["match"];
+  for (const YAML::Node& fields : {match, match && match.IsMap() ? match["not"] : YAML::Node()}) {
+    if (!fields || !fields.IsMap()) continue;
+    for (const auto& entry : fields) {
+      if (!answer_keys.contains(entry.first.Scalar())) {
+        reader.error(entry.first,
+                     "an answer rule matches uid, proto, src, dst, sport, dport and app.* "
+                     "only, not " +
+                         entry.first.Scalar());
+        ok = false;
+      }
+    }
+  }
   if (matcher != nullptr &&
       (matcher->required().uids != std::vector{*owner} || !matcher->excluded().uids.empty())) {
     reader.error(item["match"] ? item["match"] : item,
@@ -1362,6 +1381,7 @@ struct PolicyDraft {
   BrokerConfig broker;
   std::vector<RuleDraft> rules;
   std::vector<FileReader::PluginReference> plugin_references;
+  std::vector<std::string> left_out;  ///< answer files or rules not used, and why
 };
 
 /// A top-level key of a policy file and the function that reads its value.
@@ -1472,6 +1492,22 @@ std::shared_ptr<const Policy> finish(PolicyDraft policy, std::vector<Diagnostic>
   check_channels(policy, diagnostics);
   std::vector<RuleDraft>& drafts = policy.rules;
   std::map<std::string, const RuleDraft*> names;
+  // An answer rule named like another rule is left out: a user's file never stops loading.
+  std::set<std::string> other_names;
+  for (const auto& draft : drafts) {
+    if (draft.rule.answers.empty()) other_names.insert(draft.rule.name);
+  }
+  std::set<std::string> answer_names;
+  std::erase_if(drafts, [&](const RuleDraft& draft) {
+    if (draft.rule.answers.empty()) return false;
+    const bool taken =
+        other_names.contains(draft.rule.name) || !answer_names.insert(draft.rule.name).second;
+    if (taken) {
+      policy.left_out.push_back(draft.rule.name + " (" + draft.rule.file + ":" +
+                                std::to_string(draft.rule.line) + "), named like another rule");
+    }
+    return taken;
+  });
   for (const auto& draft : drafts) {
     if (draft.rule.name.empty()) continue;
     const auto [it, fresh] = names.emplace(draft.rule.name, &draft);
@@ -1543,6 +1579,7 @@ std::shared_ptr<const Policy> finish(PolicyDraft policy, std::vector<Diagnostic>
     }
   }
   rules = std::move(placed);
+  for (std::string& reason : policy.left_out) expired.push_back(std::move(reason));
   forget_interface_names();
   auto compiled = std::make_shared<Policy>(std::move(policy.broker), std::move(rules));
   compiled->set_expired(std::move(expired));
@@ -1569,6 +1606,23 @@ std::chrono::system_clock::time_point saved_at(const fs::path& path) {
       std::chrono::duration_cast<std::chrono::system_clock::duration>(
           std::chrono::seconds(status.st_mtim.tv_sec) +
           std::chrono::nanoseconds(status.st_mtim.tv_nsec)));
+}
+
+// A user's answer file with a problem is left out whole (logged), never failing the policy:
+// pktbrokerd writes it, and what it holds may go stale (a rule named later by the admin).
+void read_answer_file(const fs::path& path, PolicyDraft& draft) {
+  std::vector<Diagnostic> problems;
+  auto answers = std::make_unique<PolicyDraft>();  // (on the stack, GCC 12 warns wrongly)
+  if (const auto text = read_file(path, problems)) {
+    FileReader reader(path.string(), problems);
+    reader.set_saved_at(saved_at(path));
+    read_document(reader, *text, true, *answers);
+  }
+  if (!problems.empty()) {
+    draft.left_out.push_back(path.string() + ", whole: " + problems.front().to_string());
+    return;
+  }
+  for (RuleDraft& rule : answers->rules) draft.rules.push_back(std::move(rule));
 }
 
 }  // namespace
@@ -1601,6 +1655,15 @@ std::shared_ptr<const Policy> parse_policy(std::string_view yaml, std::string_vi
   return finish(std::move(draft), std::move(diagnostics));
 }
 
+std::vector<Diagnostic> check_answer_file(std::string_view text, const fs::path& path) {
+  std::vector<Diagnostic> problems;
+  FileReader reader(path.string(), problems);
+  reader.set_saved_at(std::chrono::system_clock::now());
+  auto draft = std::make_unique<PolicyDraft>();
+  read_document(reader, text, true, *draft);
+  return problems;
+}
+
 fs::path answer_file(const fs::path& config, std::uint32_t uid) {
   return config.parent_path() / "policy.d" / ("answers-uid" + std::to_string(uid) + ".yaml");
 }
@@ -1623,6 +1686,10 @@ std::shared_ptr<const Policy> load_policy(const fs::path& file) {
         drop_ins.insert(entry.path());
     }
     for (const auto& path : drop_ins) {
+      if (answer_file_uid(path)) {
+        read_answer_file(path, draft);
+        continue;
+      }
       if (const auto text = read_file(path, diagnostics)) {
         FileReader reader(path.string(), diagnostics);
         reader.set_saved_at(saved_at(path));

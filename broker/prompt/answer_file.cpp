@@ -57,8 +57,7 @@ std::string absolute_until(const std::string& text) {
   const auto unit = units.find(std::string_view(end, text.data() + text.size() - end));
   if (error != std::errc() || end == text.data() || unit == units.end() || count > 3650 * 86400) {
     throw AnswerFileError(
-        "until must be a duration (90s, 5m, 2h, 7d), a UTC time like "
-        "2026-12-01T18:00:00Z, or restart");
+        "until must be a duration (90s, 5m, 2h, 7d) or a UTC time like 2026-12-01T18:00:00Z");
   }
   return utc_text(system_clock::now() + count * unit->second);
 }
@@ -140,6 +139,9 @@ std::string AnswerFile::add(const AnswerRule& spec) {
     throw AnswerFileError("uid " + std::to_string(uid_) + " has " + std::to_string(max_rules) +
                           " answer rules already; delete some first");
   }
+  if (spec.match.size() > max_match) {
+    throw AnswerFileError("the match is longer than " + std::to_string(max_match) + " bytes");
+  }
   YAML::Node match;
   try {
     match = YAML::Load(spec.match.empty() ? "{}" : spec.match);
@@ -174,8 +176,12 @@ std::string AnswerFile::add(const AnswerRule& spec) {
     rule["until"] = absolute_until(spec.until);
   }
   kept.push_back(rule);
+  const std::string written = emit(uid_, kept);
+  if (const auto problems = check_answer_file(written, path_); !problems.empty()) {
+    throw AnswerFileError(problems.front().message);
+  }
   before_ = text;
-  write(emit(uid_, kept));
+  write(written);
   return name;
 }
 

@@ -18,9 +18,9 @@ struct AnswerRule {
   /// The match, a YAML flow mapping; `uid:` is added (or must already be the file's user).
   std::string match;
   VerdictKind verdict = VerdictKind::drop;
-  /// Empty (no end), a duration from now (90s, 5m, 2h, 7d), a UTC time
-  /// (2026-12-01T18:00:00Z) or `restart`: written as an absolute time, so that a later
-  /// rewrite of the file does not extend it.
+  /// Empty (no end), a duration from now (90s, 5m, 2h, 7d) or a UTC time
+  /// (2026-12-01T18:00:00Z): written as an absolute time, so that a later rewrite of the file
+  /// does not extend it.
   std::string until;
   std::optional<ProcessRef> until_exit;  ///< instead of `until`: while this process runs
 };
@@ -34,13 +34,14 @@ class AnswerFileError : public std::runtime_error {
 class AnswerFile {
  public:
   static constexpr std::size_t max_rules = 1024;
+  static constexpr std::size_t max_match = 512;  ///< bytes of a match given to add()
 
   /// The answer file of `uid` beside the policy file `config`.
   AnswerFile(const std::filesystem::path& config, std::uint32_t uid);
 
   [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
   /// Adds a rule and returns its name (ans-u<UID>-<N>). Rules past their end are pruned.
-  /// Throws AnswerFileError.
+  /// Throws AnswerFileError, and writes nothing, when the file would not load.
   std::string add(const AnswerRule& rule);
   /// Removes the rule `name`; false when the file holds none of that name.
   bool remove(const std::string& name);

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <tuple>
 
 namespace pktbroker {
 namespace {
@@ -45,20 +46,22 @@ std::string match_of(const SocketKey& flow, const AppInfo& app) {
   return out.c_str();
 }
 
+std::string cut(const std::string& text, std::size_t limit) {
+  return text.substr(0, utf8_prefix(text, limit));
+}
+
 }  // namespace
 
 bool PromptBoard::KeyLess::operator()(const Key& a, const Key& b) const noexcept {
-  const auto& [uid_a, path_a, flow_a, rule_a] = a;
-  const auto& [uid_b, path_b, flow_b, rule_b] = b;
-  if (uid_a != uid_b) return uid_a < uid_b;
-  if (path_a != path_b) return path_a < path_b;
-  // The destination only: connections from any local port merge.
-  const int to = std::memcmp(flow_a.raw.dst, flow_b.raw.dst, sizeof flow_a.raw.dst);
-  if (to != 0) return to < 0;
-  const auto rest_a = std::tuple(flow_a.raw.protocol, flow_a.raw.dst_port);
-  const auto rest_b = std::tuple(flow_b.raw.protocol, flow_b.raw.dst_port);
-  if (rest_a != rest_b) return rest_a < rest_b;
-  return rule_a < rule_b;
+  const auto to = [](const SocketKey& flow) {
+    return std::tuple(flow.raw.family, flow.raw.protocol, flow.raw.dst_port);
+  };
+  const auto named = [](const Key& key) {
+    return std::tie(key.uid, key.path, key.cmdline, key.rule);
+  };
+  if (named(a) != named(b)) return named(a) < named(b);
+  if (to(a.flow) != to(b.flow)) return to(a.flow) < to(b.flow);
+  return std::memcmp(a.flow.raw.dst, b.flow.raw.dst, sizeof a.flow.raw.dst) < 0;
 }
 
 PromptBoard::PromptBoard(boost::asio::io_context& io, PromptHost host)
@@ -88,32 +91,42 @@ void PromptBoard::on_ask(AskRequest& request) {
     release({waiter}, request.fallback, "ask_unwatched");
     return;
   }
-  Key key{request.uid, request.app->path, request.flow, request.rule};
-  if (const auto found = by_key_.find(key); found != by_key_.end()) {
-    Prompt& prompt = prompts_.at(found->second);
-    if (prompt.waiting.size() < max_waiting_per_prompt) {
-      prompt.waiting.push_back(waiter);
-      merged_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-  }
-  std::size_t& of_uid = per_uid_[request.uid];
-  if (prompts_.size() >= max_prompts || of_uid >= max_prompts_per_uid || by_key_.contains(key)) {
+  Key key{request.uid, request.app->path, request.app->cmdline, request.flow, request.rule};
+  const auto found = by_key_.find(key);
+  const bool merge =
+      found != by_key_.end() && prompts_.at(found->second).waiting.size() < max_waiting_per_prompt;
+  const auto user = per_uid_.find(request.uid);
+  const std::size_t waiting = user == per_uid_.end() ? 0 : user->second.waiting;
+  const std::size_t asked = user == per_uid_.end() ? 0 : user->second.prompts;
+  if (waiting >= max_waiting_per_uid ||
+      (!merge && (found != by_key_.end() || prompts_.size() >= max_prompts ||
+                  asked >= max_prompts_per_uid))) {
     overflows_.fetch_add(1, std::memory_order_relaxed);
     release({waiter}, request.fallback, "ask_overflow");
     return;
   }
+  if (merge) {
+    prompts_.at(found->second).waiting.push_back(waiter);
+    ++per_uid_[request.uid].waiting;
+    merged_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
   const std::uint64_t id = next_id_++;
-  Prompt& prompt = prompts_[id];
-  prompt = {id, key, request.app, request.fallback, request.deadline, {waiter}};
-  by_key_.emplace(std::move(key), id);
-  ++of_uid;
+  UidState& state = per_uid_[request.uid];
+  prompts_.emplace(id, Prompt{id, key, request.app, request.fallback, request.deadline, {waiter}});
+  try {
+    by_key_.emplace(std::move(key), id);
+  } catch (...) {  // allocation failure: as if never asked
+    prompts_.erase(id);
+    throw;
+  }
+  ++state.prompts;  // last: nothing after this throws before the prompt is whole
+  ++state.waiting;
   asked_.fetch_add(1, std::memory_order_relaxed);
-  const proto::Prompt shown = describe(prompt);
   log_client_event(spdlog::level::info, "prompt {}: uid {} {} ({} pid {}) -> {} (rule {})", id,
                    request.uid, printable(request.app->name), printable(request.app->path),
-                   request.app->pid, destination_text(request.flow), request.rule);
-  send_to_watchers(request.uid, shown);
+                   request.app->pid, destination_text(request.flow), printable(request.rule));
+  send_to_watchers(request.uid, describe(prompts_.at(id)));
   arm_timer();
 }
 
@@ -124,23 +137,19 @@ bool PromptBoard::watched(std::uint32_t uid) const noexcept {
 }
 
 proto::Prompt PromptBoard::describe(const Prompt& prompt) const {
-  const auto& [uid, path, flow, rule] = prompt.key;
-  const AppInfo& app = *prompt.app;
+  const Key& key = prompt.key;
   const auto left =
       std::chrono::duration_cast<std::chrono::milliseconds>(prompt.deadline - Clock::now());
-  const auto cut = [](const std::string& text, std::size_t limit) {
-    return text.substr(0, utf8_prefix(text, limit));
-  };
   return {prompt.id,
-          uid,
-          app.pid,
-          cut(path, 1024),
-          app.name,
-          cut(app.cmdline, proto::max_prompt_cmdline),
-          flow.raw.protocol,
-          destination_of(flow).to_string(),
-          destination_port(flow),
-          rule,
+          key.uid,
+          prompt.app->pid,
+          cut(key.path, 1024),
+          prompt.app->name,
+          cut(key.cmdline, proto::max_prompt_cmdline),
+          key.flow.raw.protocol,
+          destination_of(key.flow).to_string(),
+          destination_port(key.flow),
+          key.rule,
           static_cast<std::uint32_t>(prompt.waiting.size()),
           static_cast<std::uint32_t>(std::max<std::int64_t>(left.count(), 0)),
           code_of(prompt.fallback)};
@@ -165,12 +174,16 @@ void PromptBoard::close(std::map<std::uint64_t, Prompt>::iterator it, const Verd
   Prompt prompt = std::move(it->second);
   prompts_.erase(it);
   by_key_.erase(prompt.key);
-  const std::uint32_t uid = std::get<0>(prompt.key);
-  if (--per_uid_[uid] == 0) per_uid_.erase(uid);
+  const auto user = per_uid_.find(prompt.key.uid);
+  if (user != per_uid_.end()) {
+    --user->second.prompts;
+    user->second.waiting -= prompt.waiting.size();
+    if (user->second.prompts == 0 && user->second.writes == 0) per_uid_.erase(user);
+  }
   release(prompt.waiting, verdict,
           how == proto::PromptEnd::answered ? std::string_view("answer")
                                             : std::string_view("ask_timeout"));
-  send_to_watchers(uid, proto::PromptClosed{prompt.id, how, code_of(verdict), text});
+  send_to_watchers(prompt.key.uid, proto::PromptClosed{prompt.id, how, code_of(verdict), text});
 }
 
 void PromptBoard::arm_timer() {
@@ -217,17 +230,14 @@ void PromptBoard::watch(std::shared_ptr<Session> session, proto::PromptScope sco
           request);
       return;
     }
+    const bool all = scope == proto::PromptScope::all;
     std::erase_if(watchers_, [&](const Watcher& w) {
       return w.session_id == session->id() || w.session.expired();
     });
-    watchers_.push_back({session->id(), session, uid, scope == proto::PromptScope::all});
+    watchers_.push_back({session->id(), session, uid, all});
     session->send(proto::Ok{"watching prompts"}, request);
     for (const auto& [id, prompt] : prompts_) {
-      if (uid == 0 && scope == proto::PromptScope::all) {
-        session->send(describe(prompt), 0);
-      } else if (std::get<0>(prompt.key) == uid) {
-        session->send(describe(prompt), 0);
-      }
+      if (all || prompt.key.uid == uid) session->send(describe(prompt), 0);
     }
   });
 }
@@ -239,7 +249,7 @@ void PromptBoard::pending(std::shared_ptr<Session> session, std::uint32_t reques
     proto::PendingReply reply;
     std::size_t bytes = 0;  // the oldest that fit in one reply
     for (const auto& [id, prompt] : prompts_) {
-      if (!all && std::get<0>(prompt.key) != uid) continue;
+      if (!all && prompt.key.uid != uid) continue;
       proto::Prompt shown = describe(prompt);
       bytes += 64 + shown.path.size() + shown.name.size() + shown.cmdline.size() +
                shown.destination.size() + shown.rule.size();
@@ -254,53 +264,75 @@ void PromptBoard::answer(std::shared_ptr<Session> session, proto::PromptAnswer a
                          std::uint32_t request) {
   boost::asio::post(strand_, [this, session = std::move(session), answer, request] {
     const std::uint32_t by = peer_uid(*session);
-    const auto it = prompts_.find(answer.id);
+    const auto it = stopped_ ? prompts_.end() : prompts_.find(answer.id);
     // Another user's prompt is "unknown" too: its ids cannot be probed.
-    if (it == prompts_.end() || (by != 0 && std::get<0>(it->second.key) != by)) {
+    if (it == prompts_.end() || (by != 0 && it->second.key.uid != by)) {
       session->send(proto::Error{proto::ErrorCode::unknown_prompt,
                                  "no pending prompt " + std::to_string(answer.id) +
                                      " of yours (answered, timed out, or never asked)"},
                     request);
       return;
     }
-    const Prompt& prompt = it->second;
-    const std::uint32_t uid = std::get<0>(prompt.key);
+    const Key key = it->second.key;
+    const AppRef app = it->second.app;
+    const std::size_t released = it->second.waiting.size();
     const Verdict verdict{
         answer.decision == proto::AnswerDecision::allow ? VerdictKind::accept : VerdictKind::drop,
         std::nullopt};
+    const std::string how = fmt::format(
+        "{} {} by uid {}", answer.decision == proto::AnswerDecision::allow ? "allow" : "deny",
+        span_text(answer.span), by);
+    answered_.fetch_add(1, std::memory_order_relaxed);
+    close(it, verdict, proto::PromptEnd::answered, how);  // first: the packets do not wait
     std::string rule_note;
     if (answer.span != proto::AnswerSpan::once) {
       AnswerRule rule;
-      rule.answers = std::get<3>(prompt.key);
-      rule.match = match_of(std::get<2>(prompt.key), *prompt.app);
+      rule.answers = key.rule;
+      rule.match = match_of(key.flow, *app);
       rule.verdict = verdict.kind;
       if (answer.span == proto::AnswerSpan::minutes) {
         rule.until = std::to_string(answer.minutes) + "m";
       } else if (answer.span == proto::AnswerSpan::app_exit) {
-        rule.until_exit = ProcessRef{prompt.app->pid, prompt.app->start_ticks};
+        rule.until_exit = ProcessRef{app->pid, app->start_ticks};
       }
       try {
-        rule_note = "; rule " + write_rule(uid, rule);
+        rule_note = "; rule " + write_rule(key.uid, rule, by);
       } catch (const AnswerFileError& error) {
         rule_errors_.fetch_add(1, std::memory_order_relaxed);
         rule_note = std::string("; no rule written (applied once): ") + error.what();
-        log_client_event(spdlog::level::warn, "prompt {}: the answer's rule was not written: {}",
-                         answer.id, printable(error.what()));
       }
     }
-    const std::size_t released = prompt.waiting.size();
-    const std::string how = fmt::format(
-        "{} {} by uid {}", answer.decision == proto::AnswerDecision::allow ? "allow" : "deny",
-        span_text(answer.span), by);
     log_client_event(spdlog::level::info, "prompt {}: {}; {} connection(s){}", answer.id, how,
                      released, printable(rule_note));
-    answered_.fetch_add(1, std::memory_order_relaxed);
-    close(it, verdict, proto::PromptEnd::answered, how + rule_note);
     session->send(proto::Ok{fmt::format("released {}{}", released, rule_note)}, request);
   });
 }
 
-std::string PromptBoard::write_rule(std::uint32_t uid, const AnswerRule& rule) {
+void PromptBoard::charge_write(std::uint32_t uid) {
+  if (uid == 0) return;
+  UidState& user = per_uid_[uid];
+  const auto now = Clock::now();
+  if (now - user.writes_since >= std::chrono::minutes(1)) {
+    user.writes_since = now;
+    user.writes = 0;
+  }
+  if (user.writes >= max_rule_writes_per_minute) {
+    throw AnswerFileError("more than " + std::to_string(max_rule_writes_per_minute) +
+                          " rules written in a minute; try again later");
+  }
+  ++user.writes;
+}
+
+// Rejected reloads name their problems only to root: they may show other users' rules.
+void PromptBoard::reload_or_restore(AnswerFile& file, std::uint32_t by) {
+  const auto [loaded, problems] = host_.reload();
+  if (loaded) return;
+  file.restore();
+  throw AnswerFileError(by == 0 ? "the policy did not load: " + problems
+                                : "the policy did not load; see pktbrokerd's log");
+}
+
+std::string PromptBoard::write_rule(std::uint32_t uid, const AnswerRule& rule, std::uint32_t by) {
   const auto target = [&] {
     if (policy_ == nullptr) return false;
     const auto rules = policy_->rules();
@@ -308,13 +340,10 @@ std::string PromptBoard::write_rule(std::uint32_t uid, const AnswerRule& rule) {
                        [&](const Rule& r) { return r.name == rule.answers && r.ask; });
   };
   if (!target()) throw AnswerFileError("'" + rule.answers + "' is not an ask rule of the policy");
+  charge_write(by);
   AnswerFile file(host_.config, uid);
   const std::string name = file.add(rule);
-  const auto [loaded, problems] = host_.reload();
-  if (!loaded) {
-    file.restore();
-    throw AnswerFileError("the policy refused it: " + problems);
-  }
+  reload_or_restore(file, by);
   rules_written_.fetch_add(1, std::memory_order_relaxed);
   return name + " (" + file.path().string() + ")";
 }
@@ -331,13 +360,14 @@ void PromptBoard::add_rule(std::shared_ptr<Session> session, proto::RuleAdd requ
                         id);
           return;
         }
-        AnswerRule rule{
+        const AnswerRule rule{
             request.answers, request.match,
             request.verdict == proto::VerdictCode::accept ? VerdictKind::accept : VerdictKind::drop,
             request.until, std::nullopt};
         try {
-          const std::string written = write_rule(uid, rule);
-          log_client_event(spdlog::level::info, "rule {} added by uid {}", written, by);
+          if (stopped_) throw AnswerFileError("pktbrokerd is stopping");
+          const std::string written = write_rule(uid, rule, by);
+          log_client_event(spdlog::level::info, "rule {} added by uid {}", printable(written), by);
           session->send(proto::Ok{written}, id);
         } catch (const AnswerFileError& error) {
           session->send(proto::Error{proto::ErrorCode::bad_rule, error.what()}, id);
@@ -350,12 +380,14 @@ void PromptBoard::delete_rule(std::shared_ptr<Session> session, proto::RuleDelet
   boost::asio::post(
       strand_, [this, session = std::move(session), request = std::move(request), id] {
         const std::uint32_t by = peer_uid(*session);
-        // Names are ans-u<UID>-<N>: the user's file is in the name; non-root may touch only theirs.
+        // Names are ans-u<UID>-<N>: the file is in the name; non-root users touch only their own.
         std::uint32_t uid = by;
         if (by == 0 && request.name.starts_with("ans-u")) {
           uid = static_cast<std::uint32_t>(std::strtoul(request.name.c_str() + 5, nullptr, 10));
         }
         try {
+          if (stopped_) throw AnswerFileError("pktbrokerd is stopping");
+          charge_write(by);
           AnswerFile file(host_.config, uid);
           if (!file.remove(request.name)) {
             session->send(proto::Error{proto::ErrorCode::unknown_rule,
@@ -363,11 +395,7 @@ void PromptBoard::delete_rule(std::shared_ptr<Session> session, proto::RuleDelet
                           id);
             return;
           }
-          const auto [loaded, problems] = host_.reload();
-          if (!loaded) {
-            file.restore();
-            throw AnswerFileError("the policy refused it: " + problems);
-          }
+          reload_or_restore(file, by);
           log_client_event(spdlog::level::info, "rule {} deleted by uid {}",
                            printable(request.name), by);
           session->send(proto::Ok{"deleted " + request.name}, id);

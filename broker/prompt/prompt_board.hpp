@@ -65,6 +65,11 @@ class PromptBoard {
   static constexpr std::size_t max_prompts = 1024;
   static constexpr std::size_t max_prompts_per_uid = 32;
   static constexpr std::size_t max_waiting_per_prompt = 256;
+  /// Packets one user's questions hold at once, all queues together: a user cannot take the
+  /// queues' ask bound from the others.
+  static constexpr std::size_t max_waiting_per_uid = 128;
+  /// Rules one non-root user's answers and add-rule/delete-rule write a minute: each reloads.
+  static constexpr std::size_t max_rule_writes_per_minute = 20;
 
   PromptBoard(boost::asio::io_context& io, PromptHost host);
 
@@ -83,8 +88,15 @@ class PromptBoard {
   [[nodiscard]] PromptCounters counters() const noexcept;
 
  private:
-  using Key =
-      std::tuple<std::uint32_t, std::string, SocketKey, std::string>;  // uid, path, to, rule
+  /// What makes two questions the same: user, program (path and command line), destination
+  /// (family, address, protocol, port; any local port), and ask rule.
+  struct Key {
+    std::uint32_t uid = 0;
+    std::string path;
+    std::string cmdline;
+    SocketKey flow;
+    std::string rule;
+  };
   struct Waiter {
     BrokerQueue* queue;
     PacketToken token;
@@ -116,8 +128,9 @@ class PromptBoard {
   void send_to_watchers(std::uint32_t uid, const proto::Message& message);
   void arm_timer();
   void on_timer();
-  /// Writes an answer rule and reloads: the rule's name and file, or throws AnswerFileError.
-  std::string write_rule(std::uint32_t uid, const struct AnswerRule& rule);
+  /// Writes an answer rule and reloads: the rule's name and file, or throws AnswerFileError
+  /// (with the policy's problems only for root: they may show other users' rules).
+  std::string write_rule(std::uint32_t uid, const struct AnswerRule& rule, std::uint32_t by);
   static void release(const std::vector<Waiter>& waiting, const Verdict& verdict,
                       std::string_view why);
   static std::uint32_t peer_uid(const Session& session);
@@ -128,7 +141,17 @@ class PromptBoard {
   std::shared_ptr<const Policy> policy_;
   std::map<std::uint64_t, Prompt> prompts_;  // by id: oldest first
   std::map<Key, std::uint64_t, KeyLess> by_key_;
-  std::map<std::uint32_t, std::size_t> per_uid_;
+  struct UidState {
+    std::size_t prompts = 0;
+    std::size_t waiting = 0;  ///< packets
+    Clock::time_point writes_since{};
+    std::size_t writes = 0;  ///< rules written since writes_since
+  };
+  std::map<std::uint32_t, UidState> per_uid_;
+  /// Counts a rule write of `uid`; throws AnswerFileError past the minute's budget.
+  void charge_write(std::uint32_t uid);
+  /// Reloads after `file` changed; puts it back and throws AnswerFileError when that fails.
+  void reload_or_restore(class AnswerFile& file, std::uint32_t by);
   std::vector<Watcher> watchers_;
   std::uint64_t next_id_ = 1;
   bool stopped_ = false;

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -51,16 +52,36 @@ void raw_keys() {
   std::signal(SIGHUP, on_signal);
 }
 
+// What a program calls itself, safe on a terminal: control characters (C0, DEL and C1, which
+// some terminals obey) and bytes that are not UTF-8 as \xNN.
 std::string shown(const std::string& text) {
   std::string safe;
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte == 0x7f) {
-      char escaped[5];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
-      safe += escaped;
+  const auto escape = [&](unsigned char byte) {
+    char escaped[5];
+    std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
+    safe += escaped;
+  };
+  for (std::size_t i = 0; i < text.size();) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    if (byte >= 0x20 && byte < 0x7f) {
+      safe += text[i++];
+      continue;
+    }
+    const std::size_t length = byte >= 0xc2 && byte <= 0xdf   ? 2
+                               : byte >= 0xe0 && byte <= 0xef ? 3
+                               : byte >= 0xf0 && byte <= 0xf4 ? 4
+                                                              : 0;
+    bool whole = length != 0 && i + length <= text.size();
+    for (std::size_t k = 1; whole && k < length; ++k) {
+      whole = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
+    }
+    const bool c1 = whole && byte == 0xc2 && static_cast<unsigned char>(text[i + 1]) < 0xa0;
+    if (whole && !c1) {
+      safe.append(text, i, length);
+      i += length;
     } else {
-      safe += c;
+      escape(byte);
+      ++i;
     }
   }
   return safe;
@@ -104,6 +125,12 @@ class PromptTty {
   bool key(char c) {
     if (c == 'q') return false;
     if (prompts_.empty()) return true;
+    // A key typed for the question before (which just ended) must not answer this one: keys
+    // are taken only once it has been on the screen a moment.
+    if (std::chrono::steady_clock::now() - shown_at_ < settle) {
+      ::tcflush(STDIN_FILENO, TCIFLUSH);
+      return true;
+    }
     proto::PromptAnswer answer{prompts_.front().id, proto::AnswerDecision::allow,
                                proto::AnswerSpan::once, 0};
     switch (c) {
@@ -159,6 +186,7 @@ class PromptTty {
   }
 
   void show() {
+    shown_at_ = std::chrono::steady_clock::now();
     if (prompts_.empty()) {
       std::printf("waiting for prompts (q quits)\n");
     } else {
@@ -174,8 +202,10 @@ class PromptTty {
     std::fflush(stdout);
   }
 
+  static constexpr std::chrono::milliseconds settle{500};
   pktbroker::Client& client_;
   std::vector<proto::Prompt> prompts_;
+  std::chrono::steady_clock::time_point shown_at_{};
 };
 
 int fail(const pktbroker::Client& client, const char* what, std::error_code error) {
