@@ -243,6 +243,47 @@ rules:
         self.assertGreaterEqual(counted["socket_searches"], 2)
         self.assertGreater(counted["fds_scanned"], 0)  # the cost of having no eBPF, counted
 
+    def test_lookups_past_their_bounds_take_the_fallback(self):
+        # No eBPF: each lookup scans /proc/*/fd, newest process first. A process holding
+        # thousands of descriptors, started after the senders, makes every scan slow.
+        daemon = self.daemon(QUEUE + """  identity: {bpf: false, timeout_ms: 1, max_waiting: 2, fallback: drop}
+rules:
+  - name: python-allowed
+    match: {proto: udp, app.name: python3}
+    verdict: accept
+""")
+        self.queue_all("udp")
+        sink = UdpSink(self, "127.0.0.1", 5000)
+        daemon.pause()
+        code = ("import socket,time; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                "s.sendto(b'x', ('127.0.0.1', 5000)); time.sleep(5)")
+        senders = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(20)]
+        for sender in senders:
+            self.addCleanup(lambda p=sender: (p.kill(), p.wait()))
+        hoard = ("import os,resource,sys,time\n"
+                 "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]\n"
+                 "resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))\n"
+                 "fds=[os.open('/dev/null', os.O_RDONLY) for _ in range(min(hard, 30000) - 100)]\n"
+                 "print('ready', flush=True); time.sleep(30)\n")
+        hoarder = subprocess.Popen([sys.executable, "-c", hoard], stdout=subprocess.PIPE,
+                                   text=True)
+        self.addCleanup(lambda: (hoarder.kill(), hoarder.wait(), hoarder.stdout.close()))
+        self.assertEqual(hoarder.stdout.readline().strip(), "ready")
+        time.sleep(0.3)  # the datagrams are queued in the kernel
+        daemon.send(signal.SIGCONT)
+        wait_for(lambda: daemon.stats()["queue"]["packets"] >= 20, timeout=20,
+                 what="the 20 datagrams")
+        stats = wait_for(lambda: (lambda s: s if s["queue"]["outstanding"] == 0 else None)(
+            daemon.stats()), timeout=20, what="every datagram decided")
+        queue = stats["queue"]
+        self.assertEqual(queue["packets"], 20)
+        self.assertEqual(queue["accepted"] + queue["dropped"], 20, "each got exactly one verdict")
+        self.assertGreaterEqual(queue["identity_overflows"], 1, "past max_waiting: at once")
+        self.assertGreaterEqual(queue["identity_timeouts"], 1, "past timeout_ms: the fallback")
+        self.assertEqual(sink.settle(), queue["accepted"])
+        self.assertLess(queue["accepted"], 20)
+
+
 
 if __name__ == "__main__":
     main()
