@@ -287,6 +287,27 @@ class Prompts(NetnsTestCase):
         for curl in flood:
             self.assertNotEqual(curl.wait(timeout=35), 0)
 
+    def test_one_user_holds_at_most_128_waiting_connections(self):
+        daemon = self.start(policy())
+        self.prompt_tty(daemon, ALICE)
+        code = ("import socket,time\nss=[]\nfor i in range(150):\n"
+                "    s=socket.socket(); s.setblocking(False); s.connect_ex(('127.0.0.1', 80));"
+                " ss.append(s)\ntime.sleep(30)\n")
+        many = subprocess.Popen(as_uid(ALICE, sys.executable, "-c", code))
+        self.addCleanup(lambda: (many.kill(), many.wait()))
+        wait_for(lambda: self.stats(daemon)["prompts"]["overflows"] >= 22,
+                 what="the connections past 128 to take the fallback")
+        [prompt] = self.pending(daemon)
+        self.assertEqual(prompt["waiting"], 128)
+        self.prompt_tty(daemon, BOB)
+        bob = self.curl(BOB)  # another user is not crowded out: asked, and answered
+        bobs = wait_for(lambda: [p for p in self.pending(daemon) if p["uid"] == BOB],
+                        what="bob's prompt")[0]
+        self.ctl(daemon, "answer", str(bobs["id"]), "allow", uid=BOB)
+        self.assertEqual(bob.wait(timeout=10), 0)
+        done = self.ctl(daemon, "answer", str(prompt["id"]), "allow", uid=ALICE)
+        self.assertIn("released 128", done.stdout)
+
     def test_allowed_until_the_program_exits(self):
         daemon = self.start(policy())
         self.prompt_tty(daemon, ALICE)
@@ -365,6 +386,19 @@ class Prompts(NetnsTestCase):
         self.ctl(daemon, "delete-rule", "ans-u4001-1", uid=ALICE)
         self.assertNotIn("ans-u4001-1", self.ctl(daemon, "rules").stdout)
         self.assertIn("ans-u4002-1", self.ctl(daemon, "rules").stdout)
+
+        # Each write reloads the policy: a user gets 20 a minute.
+        refused = None
+        for port in range(1000, 1030):
+            done = self.ctl(daemon, "add-rule", "--answers", "ask-web", "--verdict", "drop",
+                            "--match", f"{{dport: {port}}}", uid=ALICE, check=False)
+            if done.returncode != 0:
+                refused = done
+                break
+        self.assertIsNotNone(refused)
+        self.assertIn("rules written in a minute", refused.stderr)
+        self.ctl(daemon, "add-rule", "--answers", "ask-web", "--verdict", "drop", "--match",
+                 "{dport: 2000}", "--uid", str(ALICE))  # root is not limited
 
         apps = json.loads(self.ctl(daemon, "--json", "apps", uid=ALICE).stdout)
         self.assertEqual({a["uid"] for a in apps}, {ALICE})
