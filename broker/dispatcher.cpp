@@ -273,31 +273,37 @@ Dispatcher::Identity Dispatcher::find_identity(const SocketKey& key, bool again,
 }
 
 void Dispatcher::note_app(const SocketKey& key, const AppRef& app) noexcept {
-  const auto same = [&](const AppConnections& seen) {
+  const auto now = Clock::now();
+  auto found = std::find_if(apps_.begin(), apps_.end(), [&](const AppConnections& seen) {
     return seen.app->pid == app->pid && seen.app->start_ticks == app->start_ticks;
-  };
-  auto found = std::find_if(apps_.begin(), apps_.end(), same);
-  try {
-    if (found == apps_.end()) {
-      if (apps_.size() >= max_apps_seen) apps_.erase(apps_.begin());  // the longest idle
-      apps_.push_back({app, 0, {}, {}});
-      found = apps_.end() - 1;
+  });
+  if (found == apps_.end()) {
+    if (apps_.size() < max_apps_seen) {
+      try {
+        found = apps_.insert(apps_.end(), AppConnections{});
+      } catch (...) {  // allocation failure: not listed
+        return;
+      }
+    } else {  // the longest idle makes room
+      found = std::min_element(apps_.begin(), apps_.end(),
+                               [](const auto& a, const auto& b) { return a.last < b.last; });
+      *found = AppConnections{};
     }
-  } catch (...) {  // allocation failure: not listed
-    return;
   }
   AppConnections& seen = *found;
   seen.app = app;  // the newest lookup (a later exec shows)
   seen.recent[seen.connections % seen.recent.size()] = key;
   ++seen.connections;
-  seen.last = Clock::now();
-  std::rotate(found, found + 1, apps_.end());  // the most recent last
+  seen.last = now;
 }
 
 std::vector<proto::AppSeen> Dispatcher::apps_seen() const {
+  std::vector<const AppConnections*> newest;
+  for (const AppConnections& seen : apps_) newest.push_back(&seen);
+  std::sort(newest.begin(), newest.end(), [](auto a, auto b) { return a->last > b->last; });
   std::vector<proto::AppSeen> apps;
   const auto now = Clock::now();
-  for (auto it = apps_.rbegin(); it != apps_.rend(); ++it) {
+  for (const AppConnections* it : newest) {
     proto::AppSeen app{
         it->app->uid,
         it->app->pid,

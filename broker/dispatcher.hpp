@@ -144,7 +144,7 @@ class Dispatcher {
   static constexpr std::size_t max_connection_answers = 4096;
   static constexpr std::chrono::seconds connection_answer_age{60};
   std::unordered_map<SocketKey, ConnectionAnswer, SocketKeyHash> connection_answers_;
-  /// Programs seen lately, oldest first (a new connection moves its program to the end).
+  /// Programs seen lately (at most max_apps_seen; the longest idle makes room).
   struct AppConnections {
     AppRef app;
     std::uint64_t connections = 0;
