@@ -308,6 +308,21 @@ class Prompts(NetnsTestCase):
         done = self.ctl(daemon, "answer", str(prompt["id"]), "allow", uid=ALICE)
         self.assertIn("released 128", done.stdout)
 
+    def test_a_reload_keeps_prompts_and_shutdown_gives_their_fallback(self):
+        daemon = self.start(policy(timeout_ms=60000, fallback="accept"))
+        self.prompt_tty(daemon, ALICE)
+        answered = self.curl(ALICE)
+        first = self.wait_pending(daemon, 1)[0]
+        daemon.send(1)  # SIGHUP: the question and its connection stay
+        wait_for(lambda: "policy reloaded" in daemon.log(), what="the reload")
+        self.ctl(daemon, "answer", str(first["id"]), "allow", uid=ALICE)
+        self.assertEqual(answered.wait(timeout=10), 0)
+        # Port 81 is closed: the accept fallback given at shutdown shows as a refusal.
+        waiting = self.curl(ALICE, port=81)
+        self.wait_pending(daemon, 1)
+        self.assertEqual(daemon.stop(), 0)
+        self.assertEqual(waiting.wait(timeout=10), 7, "released with the fallback at shutdown")
+
     def test_allowed_until_the_program_exits(self):
         daemon = self.start(policy())
         self.prompt_tty(daemon, ALICE)
