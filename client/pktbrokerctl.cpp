@@ -595,8 +595,7 @@ int main(int argc, char** argv) {
   po::options_description prompt_options("Options of answer and add-rule", 80);
   prompt_options.add_options()("for", po::value(&answer_minutes)->value_name("MINUTES"),
                                "answer: the rule lasts MINUTES (1-10080)")(
-      "until-exit", po::bool_switch(&until_exit),
-      "answer: the rule lasts until the program exits")(
+      "until-exit", po::bool_switch(&until_exit), "answer: the rule lasts until the program exits")(
       "always", po::bool_switch(&always), "answer: the rule has no end")(
       "answers", po::value(&rule_add.answers)->value_name("ASK_RULE"),
       "add-rule: the ask rule it answers")(
@@ -648,8 +647,8 @@ int main(int argc, char** argv) {
     return exit_ok;
   }
   static const std::map<std::string, std::size_t> arguments = {
-      {"status", 0},  {"sessions", 0}, {"stats", 0},          {"reload", 0}, {"rules", 0},
-      {"plugin", 99}, {"channels", 0}, {"channel-create", 1}, {"kick", 2},   {"pending", 0},
+      {"status", 0},  {"sessions", 0}, {"stats", 0},          {"reload", 0},     {"rules", 0},
+      {"plugin", 99}, {"channels", 0}, {"channel-create", 1}, {"kick", 2},       {"pending", 0},
       {"answer", 2},  {"apps", 0},     {"add-rule", 0},       {"delete-rule", 1}};
   const auto expected = arguments.find(command);
   if (expected == arguments.end()) {
