@@ -137,15 +137,15 @@ void BrokerQueue::decide(const PacketMeta& meta, bool again) {
     wait_for_identity(meta, decision);
     return;
   }
-  if (decision.ask != nullptr && !stopped_ && prompts_ != nullptr) {
-    wait_for_answer(meta, decision);
-    return;
-  }
   if (decision.identity_refresh && identity_ != nullptr) ask_identity(*decision.identity_refresh);
   const SubscriptionTable& table = *subscriptions_;
   const bool to_clients = decision.parsed && !stopped_;  // packets drained at stop: policy alone
   if (to_clients && !table.observers.empty()) {
     copy_to_observers(decision.meta, decision.view);
+  }
+  if (decision.ask != nullptr && !stopped_ && prompts_ != nullptr) {
+    wait_for_answer(meta, decision);
+    return;
   }
   if (decision.hold_ms && hold(meta.packet_id, decision)) return;
   if (to_clients && decision.offered_to_clients() && !table.deciders.empty()) {
@@ -246,56 +246,56 @@ void BrokerQueue::wait_for_identity(const PacketMeta& meta, const Decision& deci
 void BrokerQueue::wait_for_answer(const PacketMeta& meta, const Decision& decision) {
   // At most half the kernel queue waits for people: the rest keeps flowing.
   const std::size_t bound = std::min<std::size_t>(max_asking, config_.max_len / 2);
-  const auto deadline = Clock::now() + std::chrono::milliseconds(decision.ask->timeout_ms);
   PacketToken token = 0;
-  try {
-    if (ask_waits_.size() >= bound) throw std::length_error("too many asking");
-    AskWait& wait = ask_waits_[meta.packet_id];
-    wait.flow = decision.flow_key;
-    wait.uid = decision.meta.uid;
-    // Last: once tracked, the packet leaves through the tracker and nowhere else.
-    token = tracker_.track(
-        {meta.packet_id, ask_owner, decision.verdict, deadline + ask_slack, nullptr});
-    wait.token = token;
-    prompts_->ask({this, token, decision.app, *decision.meta.uid, decision.flow_key,
-                   std::string(decision.rule), decision.verdict, deadline});
-  } catch (...) {  // too many, or allocation failure: the fallback now
-    if (token == 0) {
-      ask_waits_.erase(meta.packet_id);
-      ++dispatcher_.counters().ask_overflows;
-      ++dispatcher_.counters().ask_fallbacks;
-      ++decided_in_batch_;
-      finish(meta.packet_id, decision.verdict, {},
-             {.decided_by = "ask_overflow", .decision = &decision});
-      return;
+  if (ask_waits_.size() < bound) {
+    try {
+      AskWait& wait = ask_waits_[meta.packet_id];
+      wait.flow = decision.flow_key;
+      wait.uid = decision.meta.uid;
+      // Last: once tracked, the packet leaves through the tracker and nowhere else.
+      const auto deadline = Clock::now() + std::chrono::milliseconds(decision.ask->timeout_ms);
+      token = tracker_.track(
+          {meta.packet_id, ask_owner, decision.verdict, deadline + ask_slack, nullptr});
+      wait.token = token;
+      prompts_->ask({this, token, decision.app, *decision.meta.uid, decision.flow_key,
+                     std::string(decision.rule), decision.verdict, deadline});
+    } catch (...) {  // allocation failure: tracked, it takes the fallback at its deadline
+      if (token == 0) ask_waits_.erase(meta.packet_id);
     }
-    // Tracked but not handed over: the fallback at the deadline.
+  }
+  if (token == 0) {  // too many waiting, or no room for one more: the fallback now
+    ++dispatcher_.counters().ask_overflows;
+    ++dispatcher_.counters().ask_fallbacks;
+    ++decided_in_batch_;
+    finish(meta.packet_id, decision.verdict, {},
+           {.decided_by = "ask_overflow", .decision = &decision});
+    return;
   }
   ++dispatcher_.counters().ask_waits;
   note_waiting(meta.packet_id, decision);
   schedule_expiry();
 }
 
-void BrokerQueue::answered(std::vector<PacketToken> tokens, Verdict verdict, std::string_view why) {
-  boost::asio::post(strand_, [this, tokens = std::move(tokens), verdict, why] {
+void BrokerQueue::answered(std::vector<PacketToken> tokens, Verdict verdict, AskOutcome outcome) {
+  boost::asio::post(strand_, [this, tokens = std::move(tokens), verdict, outcome] {
+    static constexpr std::string_view decided_by[] = {"answer", "ask_timeout", "ask_unwatched",
+                                                      "ask_overflow"};
     for (const PacketToken token : tokens) {
       VerdictTracker::Pending pending;
       if (tracker_.take(token, ask_owner, pending) != VerdictTracker::ResolveResult::resolved) {
         continue;  // decided already: its deadline passed, or the queue stopped
       }
-      const auto wait = ask_waits_.find(pending.packet_id);
-      if (wait != ask_waits_.end()) {
-        if (why == "answer") {
-          try {
-            dispatcher_.learn_answer(wait->second.flow, wait->second.uid, verdict);
-          } catch (...) {  // allocation failure: a SYN sent again is asked again
-          }
+      if (const auto wait = ask_waits_.find(pending.packet_id); wait != ask_waits_.end()) {
+        try {
+          dispatcher_.learn_answer(wait->second.flow, wait->second.uid, verdict);
+        } catch (...) {  // allocation failure: a SYN sent again is asked again
         }
         ask_waits_.erase(wait);
       }
-      ++(why == "answer" ? dispatcher_.counters().ask_answered
-                         : dispatcher_.counters().ask_fallbacks);
-      finish(pending.packet_id, verdict, {}, {.decided_by = why});
+      ++(outcome == AskOutcome::answer ? dispatcher_.counters().ask_answered
+                                       : dispatcher_.counters().ask_fallbacks);
+      finish(pending.packet_id, verdict, {},
+             {.decided_by = decided_by[static_cast<std::size_t>(outcome)]});
     }
     flush();
   });

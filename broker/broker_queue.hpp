@@ -74,9 +74,11 @@ class BrokerQueue {
   void set_mirror(std::shared_ptr<ChannelHub> hub) { mirror_ = std::move(hub); }
   /// Packets ask rules hold go to this board's prompts (set before start()).
   void set_prompts(std::shared_ptr<PromptBoard> board) { prompts_ = std::move(board); }
-  /// The board's answer for packets this queue handed it: each still waiting gets `verdict`
-  /// (`why`, a static string, for the event log). Any thread.
-  void answered(std::vector<PacketToken> tokens, Verdict verdict, std::string_view why);
+  /// How the packets a prompt held were decided.
+  enum class AskOutcome : std::uint8_t { answer, timeout, unwatched, overflow };
+  /// The board's answer for packets this queue handed it: each still waiting gets `verdict`,
+  /// which their connection keeps (a SYN sent again is not asked again). Any thread.
+  void answered(std::vector<PacketToken> tokens, Verdict verdict, AskOutcome outcome);
   void set_subscriptions(std::shared_ptr<const SubscriptionTable> table);
   /// A session's verdicts, decided together and sent to the kernel in one message.
   void client_verdicts(SessionId session, std::shared_ptr<SessionPort> port,

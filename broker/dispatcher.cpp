@@ -188,9 +188,12 @@ Decision Dispatcher::decide(const PacketMeta& meta, bool again) noexcept {
       ++counters_.answer_rules;
       decision.decided_by = "answer";
     } else if (rule.ask && decision.decided_by == "rule") {
-      // A person answers for the connection's user about its process: without both, nobody
-      // can be asked and the fallback applies.
-      if (decision.app && lookup && lookup->outgoing && inspected.uid) {
+      // A person answers for the connection's user about its process, once per connection
+      // (its first packet: a TCP SYN, a UDP datagram of a flow not answered yet). Without
+      // them, nobody can be asked and the fallback applies.
+      const bool first = lookup && (lookup->key.raw.protocol != IPPROTO_TCP ||
+                                    (decision.view.tcp_flags & 0x12) == 0x02);
+      if (decision.app && first && lookup->outgoing && inspected.uid) {
         decision.ask = &*rule.ask;
         decision.flow_key = lookup->key;
       }

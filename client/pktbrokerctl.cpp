@@ -2,6 +2,7 @@
 // run a command of a loaded plugin, or to show, create and police its channels.
 #include "pktbroker/client.hpp"
 #include "tools/json_string.hpp"
+#include "tools/terminal_text.hpp"
 
 #include <boost/program_options.hpp>
 
@@ -59,8 +60,8 @@ Commands:
              --delivery, --link, --max-members, --max-frame, --queue-length,
              --overflow and --access below; you get every right on it
 
-Prompts and answer rules (the prompt role: your own user's; root or the manage
-role: everyone's):
+Prompts and answer rules (the prompt role: your own user's; pending and apps
+list everyone's for root and the manage role; only root acts for other users):
   pending    the questions of ask rules waiting for an answer: id, user, pid,
              program, destination, connections waiting, seconds left, what
              they get if nobody answers, the ask rule
@@ -380,27 +381,8 @@ int kick(pktbroker::Client& client, const std::string& channel, const std::strin
   return exit_ok;
 }
 
-/// What a program calls itself, safe to print on a terminal: control bytes as \xNN.
 std::string shown(const std::string& text) {
-  std::string safe;
-  for (const char c : text) {
-    const auto byte = static_cast<unsigned char>(c);
-    if (byte < 0x20 || byte == 0x7f) {
-      char escaped[5];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
-      safe += escaped;
-    } else {
-      safe += c;
-    }
-  }
-  return safe;
-}
-
-std::string endpoint(const pktbroker::proto::Prompt& p) {
-  const char* protocol = p.protocol == 6 ? "tcp" : p.protocol == 17 ? "udp" : "ip";
-  const bool v6 = p.destination.find(':') != std::string::npos;
-  return std::string(protocol) + " " + (v6 ? "[" + p.destination + "]" : p.destination) + ":" +
-         std::to_string(p.port);
+  return pktbroker::terminal_text(text);
 }
 
 int show_pending(pktbroker::Client& client, bool json) {
@@ -416,9 +398,10 @@ int show_pending(pktbroker::Client& client, bool json) {
       std::cout << (i ? "," : "") << "{\"id\":" << p.id << ",\"uid\":" << p.uid
                 << ",\"pid\":" << p.pid << ",\"path\":" << json_string(p.path)
                 << ",\"name\":" << json_string(p.name) << ",\"cmdline\":" << json_string(p.cmdline)
-                << ",\"destination\":" << json_string(endpoint(p)) << ",\"waiting\":" << p.waiting
-                << ",\"left_ms\":" << p.left_ms << ",\"fallback\":\"" << fallback(p)
-                << "\",\"rule\":" << json_string(p.rule) << "}";
+                << ",\"destination\":" << json_string(pktbroker::prompt_destination(p))
+                << ",\"waiting\":" << p.waiting << ",\"left_ms\":" << p.left_ms
+                << ",\"fallback\":\"" << fallback(p) << "\",\"rule\":" << json_string(p.rule)
+                << "}";
     }
     std::cout << "]\n";
     return exit_ok;
@@ -428,8 +411,8 @@ int show_pending(pktbroker::Client& client, bool json) {
   for (const auto& p : reply.prompts) {
     std::printf("%-6llu %-6u %-7u %-24s %-26s %7u %4us %-8s %s\n",
                 static_cast<unsigned long long>(p.id), p.uid, p.pid, shown(p.path).c_str(),
-                endpoint(p).c_str(), p.waiting, (p.left_ms + 999) / 1000, fallback(p),
-                shown(p.rule).c_str());
+                pktbroker::prompt_destination(p).c_str(), p.waiting, (p.left_ms + 999) / 1000,
+                fallback(p), shown(p.rule).c_str());
   }
   return exit_ok;
 }
@@ -603,8 +586,8 @@ int main(int argc, char** argv) {
       "add-rule: what it matches, a rule's match: in flow form")(
       "verdict", po::value(&rule_verdict)->value_name("accept|drop"), "add-rule: its verdict")(
       "until", po::value(&rule_add.until)->value_name("WHEN"),
-      "add-rule: a duration from now (90s, 5m, 2h, 7d), a UTC time "
-      "(2026-12-01T18:00:00Z) or restart; none: no end")(
+      "add-rule: a duration from now (90s, 5m, 2h, 7d) or a UTC time "
+      "(2026-12-01T18:00:00Z); none: no end")(
       "uid", po::value(&rule_uid)->value_name("UID"),
       "add-rule: whose answer file (root only; default: yours)");
   visible.add(prompt_options);
@@ -677,14 +660,15 @@ int main(int argc, char** argv) {
   pktbroker::proto::PromptAnswer prompt_answer;
   if (command == "answer") {
     const std::string& decision = plugin_args.front();
-    const int spans = (answer_minutes != 0 ? 1 : 0) + (until_exit ? 1 : 0) + (always ? 1 : 0);
+    const bool timed = values.count("for") != 0;
+    const int spans = (timed ? 1 : 0) + (until_exit ? 1 : 0) + (always ? 1 : 0);
     char* end = nullptr;
     prompt_answer.id = std::strtoull(plugin.c_str(), &end, 10);
     std::string problem;
     if (plugin.empty() || *end != '\0') problem = "answer: ID is a number, from 'pending'";
     if (decision != "allow" && decision != "deny") problem = "answer: allow or deny";
     if (spans > 1) problem = "answer: at most one of --for, --until-exit and --always";
-    if (answer_minutes > pktbroker::proto::max_answer_minutes) {
+    if (timed && (answer_minutes == 0 || answer_minutes > pktbroker::proto::max_answer_minutes)) {
       problem = "answer: --for is 1 to 10080 minutes";
     }
     if (!problem.empty()) {
@@ -693,10 +677,10 @@ int main(int argc, char** argv) {
     }
     prompt_answer.decision = decision == "allow" ? pktbroker::proto::AnswerDecision::allow
                                                  : pktbroker::proto::AnswerDecision::deny;
-    prompt_answer.span = answer_minutes != 0 ? pktbroker::proto::AnswerSpan::minutes
-                         : until_exit        ? pktbroker::proto::AnswerSpan::app_exit
-                         : always            ? pktbroker::proto::AnswerSpan::always
-                                             : pktbroker::proto::AnswerSpan::once;
+    prompt_answer.span = timed        ? pktbroker::proto::AnswerSpan::minutes
+                         : until_exit ? pktbroker::proto::AnswerSpan::app_exit
+                         : always     ? pktbroker::proto::AnswerSpan::always
+                                      : pktbroker::proto::AnswerSpan::once;
     prompt_answer.minutes = answer_minutes;
   }
   if (command == "add-rule") {

@@ -74,6 +74,7 @@ std::optional<ProcessStart> process_start(std::uint32_t pid) noexcept {
     std::string state;
     ProcessStart start;
     fields >> state >> start.parent;
+    if (state == "Z" || state == "X") return std::nullopt;  // exited, not yet reaped: gone
     std::string skipped;
     for (int field = 5; field < 22 && fields >> skipped; ++field) {
     }

@@ -14,7 +14,8 @@ namespace pktbroker {
 /// name, uid and start. When the process is gone, the result is not complete(): only pid set.
 AppInfo read_process(std::uint32_t pid);
 
-/// When process `pid` started (clock ticks since boot, /proc/PID/stat); 0 when it is gone.
+/// When process `pid` started (clock ticks since boot, /proc/PID/stat); 0 when it is gone
+/// (exited, also when not yet reaped).
 std::uint64_t process_start_ticks(std::uint32_t pid) noexcept;
 
 /// A local socket, as sock_diag knows it.

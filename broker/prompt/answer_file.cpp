@@ -49,7 +49,7 @@ std::optional<std::chrono::system_clock::time_point> parse_utc(const std::string
 // A duration counts from now: the file may be written again before it ends.
 std::string absolute_until(const std::string& text) {
   using namespace std::chrono;
-  if (text == "restart" || parse_utc(text)) return text;
+  if (parse_utc(text)) return text;
   std::uint64_t count = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), count);
   static const std::map<std::string_view, seconds, std::less<>> units{

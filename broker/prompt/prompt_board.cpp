@@ -78,7 +78,8 @@ void PromptBoard::ask(AskRequest request) {
       on_ask(request);
     } catch (...) {  // allocation failure: the fallback now
       overflows_.fetch_add(1, std::memory_order_relaxed);
-      release({{request.queue, request.token}}, request.fallback, "ask_overflow");
+      release({{request.queue, request.token}}, request.fallback,
+              BrokerQueue::AskOutcome::overflow);
     }
   });
 }
@@ -88,21 +89,19 @@ void PromptBoard::on_ask(AskRequest& request) {
   if (stopped_) return;  // the queue's stop gives the fallback
   if (!watched(request.uid)) {
     unwatched_.fetch_add(1, std::memory_order_relaxed);
-    release({waiter}, request.fallback, "ask_unwatched");
+    release({waiter}, request.fallback, BrokerQueue::AskOutcome::unwatched);
     return;
   }
   Key key{request.uid, request.app->path, request.app->cmdline, request.flow, request.rule};
   const auto found = by_key_.find(key);
-  const bool merge =
-      found != by_key_.end() && prompts_.at(found->second).waiting.size() < max_waiting_per_prompt;
+  const bool merge = found != by_key_.end();
   const auto user = per_uid_.find(request.uid);
   const std::size_t waiting = user == per_uid_.end() ? 0 : user->second.waiting;
   const std::size_t asked = user == per_uid_.end() ? 0 : user->second.prompts;
   if (waiting >= max_waiting_per_uid ||
-      (!merge && (found != by_key_.end() || prompts_.size() >= max_prompts ||
-                  asked >= max_prompts_per_uid))) {
+      (!merge && (prompts_.size() >= max_prompts || asked >= max_prompts_per_uid))) {
     overflows_.fetch_add(1, std::memory_order_relaxed);
-    release({waiter}, request.fallback, "ask_overflow");
+    release({waiter}, request.fallback, BrokerQueue::AskOutcome::overflow);
     return;
   }
   if (merge) {
@@ -120,13 +119,16 @@ void PromptBoard::on_ask(AskRequest& request) {
     prompts_.erase(id);
     throw;
   }
-  ++state.prompts;  // last: nothing after this throws before the prompt is whole
+  ++state.prompts;
   ++state.waiting;
   asked_.fetch_add(1, std::memory_order_relaxed);
-  log_client_event(spdlog::level::info, "prompt {}: uid {} {} ({} pid {}) -> {} (rule {})", id,
-                   request.uid, printable(request.app->name), printable(request.app->path),
-                   request.app->pid, destination_text(request.flow), printable(request.rule));
-  send_to_watchers(request.uid, describe(prompts_.at(id)));
+  try {
+    log_client_event(spdlog::level::info, "prompt {}: uid {} {} ({} pid {}) -> {} (rule {})", id,
+                     request.uid, printable(request.app->name), printable(request.app->path),
+                     request.app->pid, destination_text(request.flow), printable(request.rule));
+    send_to_watchers(request.uid, describe(prompts_.at(id)));
+  } catch (...) {  // allocation failure: not shown now; listed by `pending`, or it times out
+  }
   arm_timer();
 }
 
@@ -163,10 +165,10 @@ void PromptBoard::send_to_watchers(std::uint32_t uid, const proto::Message& mess
 }
 
 void PromptBoard::release(const std::vector<Waiter>& waiting, const Verdict& verdict,
-                          std::string_view why) {
+                          BrokerQueue::AskOutcome outcome) {
   std::map<BrokerQueue*, std::vector<PacketToken>> by_queue;
   for (const Waiter& waiter : waiting) by_queue[waiter.queue].push_back(waiter.token);
-  for (auto& [queue, tokens] : by_queue) queue->answered(std::move(tokens), verdict, why);
+  for (auto& [queue, tokens] : by_queue) queue->answered(std::move(tokens), verdict, outcome);
 }
 
 void PromptBoard::close(std::map<std::uint64_t, Prompt>::iterator it, const Verdict& verdict,
@@ -181,8 +183,8 @@ void PromptBoard::close(std::map<std::uint64_t, Prompt>::iterator it, const Verd
     if (user->second.prompts == 0 && user->second.writes == 0) per_uid_.erase(user);
   }
   release(prompt.waiting, verdict,
-          how == proto::PromptEnd::answered ? std::string_view("answer")
-                                            : std::string_view("ask_timeout"));
+          how == proto::PromptEnd::answered ? BrokerQueue::AskOutcome::answer
+                                            : BrokerQueue::AskOutcome::timeout);
   send_to_watchers(prompt.key.uid, proto::PromptClosed{prompt.id, how, code_of(verdict), text});
 }
 

@@ -5,6 +5,7 @@
 // the user's answer file. All state lives on the board's strand.
 #pragma once
 
+#include "broker/broker_queue.hpp"
 #include "broker/identity/identity_resolver.hpp"
 #include "broker/identity/socket_key.hpp"
 #include "broker/policy/policy.hpp"
@@ -26,7 +27,8 @@
 
 namespace pktbroker {
 
-class BrokerQueue;
+class AnswerFile;
+struct AnswerRule;
 class Session;
 
 /// A packet an ask rule holds, as its queue hands it over.
@@ -64,7 +66,6 @@ class PromptBoard {
  public:
   static constexpr std::size_t max_prompts = 1024;
   static constexpr std::size_t max_prompts_per_uid = 32;
-  static constexpr std::size_t max_waiting_per_prompt = 256;
   /// Packets one user's questions hold at once, all queues together: a user cannot take the
   /// queues' ask bound from the others.
   static constexpr std::size_t max_waiting_per_uid = 128;
@@ -130,9 +131,9 @@ class PromptBoard {
   void on_timer();
   /// Writes an answer rule and reloads: the rule's name and file, or throws AnswerFileError
   /// (with the policy's problems only for root: they may show other users' rules).
-  std::string write_rule(std::uint32_t uid, const struct AnswerRule& rule, std::uint32_t by);
+  std::string write_rule(std::uint32_t uid, const AnswerRule& rule, std::uint32_t by);
   static void release(const std::vector<Waiter>& waiting, const Verdict& verdict,
-                      std::string_view why);
+                      BrokerQueue::AskOutcome outcome);
   static std::uint32_t peer_uid(const Session& session);
 
   PromptHost host_;
@@ -151,7 +152,7 @@ class PromptBoard {
   /// Counts a rule write of `uid`; throws AnswerFileError past the minute's budget.
   void charge_write(std::uint32_t uid);
   /// Reloads after `file` changed; puts it back and throws AnswerFileError when that fails.
-  void reload_or_restore(class AnswerFile& file, std::uint32_t by);
+  void reload_or_restore(AnswerFile& file, std::uint32_t by);
   std::vector<Watcher> watchers_;
   std::uint64_t next_id_ = 1;
   bool stopped_ = false;

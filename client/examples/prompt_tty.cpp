@@ -9,6 +9,7 @@
 // What a program calls itself is shown with control bytes as \xNN: a hostile program cannot
 // repaint the prompt with escape sequences.
 #include "pktbroker/client.hpp"
+#include "tools/terminal_text.hpp"
 
 #include <poll.h>
 #include <termios.h>
@@ -52,46 +53,9 @@ void raw_keys() {
   std::signal(SIGHUP, on_signal);
 }
 
-// What a program calls itself, safe on a terminal: control characters (C0, DEL and C1, which
-// some terminals obey) and bytes that are not UTF-8 as \xNN.
+using pktbroker::prompt_destination;
 std::string shown(const std::string& text) {
-  std::string safe;
-  const auto escape = [&](unsigned char byte) {
-    char escaped[5];
-    std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
-    safe += escaped;
-  };
-  for (std::size_t i = 0; i < text.size();) {
-    const auto byte = static_cast<unsigned char>(text[i]);
-    if (byte >= 0x20 && byte < 0x7f) {
-      safe += text[i++];
-      continue;
-    }
-    const std::size_t length = byte >= 0xc2 && byte <= 0xdf   ? 2
-                               : byte >= 0xe0 && byte <= 0xef ? 3
-                               : byte >= 0xf0 && byte <= 0xf4 ? 4
-                                                              : 0;
-    bool whole = length != 0 && i + length <= text.size();
-    for (std::size_t k = 1; whole && k < length; ++k) {
-      whole = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
-    }
-    const bool c1 = whole && byte == 0xc2 && static_cast<unsigned char>(text[i + 1]) < 0xa0;
-    if (whole && !c1) {
-      safe.append(text, i, length);
-      i += length;
-    } else {
-      escape(byte);
-      ++i;
-    }
-  }
-  return safe;
-}
-
-std::string destination(const proto::Prompt& p) {
-  const char* protocol = p.protocol == 6 ? "tcp" : p.protocol == 17 ? "udp" : "ip";
-  const bool v6 = p.destination.find(':') != std::string::npos;
-  return std::string(protocol) + " " + (v6 ? "[" + p.destination + "]" : p.destination) + ":" +
-         std::to_string(p.port);
+  return pktbroker::terminal_text(text);
 }
 
 const char* verdict_text(proto::VerdictCode code) {
@@ -158,7 +122,6 @@ class PromptTty {
         return true;
       default: return true;
     }
-    const proto::Prompt prompt = prompts_.front();
     prompts_.erase(prompts_.begin());
     std::string result;
     if (const auto error = client_.answer(answer, result)) {
@@ -192,7 +155,7 @@ class PromptTty {
     } else {
       const proto::Prompt& p = prompts_.front();
       std::printf("[1/%zu] %s (%s, pid %u, uid %u) -> %s\n", prompts_.size(), shown(p.name).c_str(),
-                  shown(p.path).c_str(), p.pid, p.uid, destination(p).c_str());
+                  shown(p.path).c_str(), p.pid, p.uid, prompt_destination(p).c_str());
       std::printf("      %u connection(s) waiting, %us left, then %s (rule %s)\n", p.waiting,
                   (p.left_ms + 999) / 1000, verdict_text(p.fallback), shown(p.rule).c_str());
       std::printf(
@@ -246,19 +209,17 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   for (;;) {
     pktbroker::Client::PromptEvent event;
-    while (!client.next_prompt_event(event, 0)) {
+    std::error_code error;
+    while (!(error = client.next_prompt_event(event, 0))) {
       if (auto* prompt = std::get_if<proto::Prompt>(&event)) {
         tty.add(std::move(*prompt));
       } else {
         tty.closed(std::get<proto::PromptClosed>(event));
       }
     }
+    if (error != pktbroker::ClientError::timeout) return fail(client, "the broker", error);
     std::array<pollfd, 2> wait{{{STDIN_FILENO, POLLIN, 0}, {client.native_handle(), POLLIN, 0}}};
-    if (::poll(wait.data(), wait.size(), -1) < 0) continue;
-    if ((wait[1].revents & (POLLHUP | POLLERR)) != 0 && (wait[1].revents & POLLIN) == 0) {
-      std::fprintf(stderr, "pktbroker-prompt-tty: the broker closed the connection\n");
-      return 1;
-    }
+    if (::poll(wait.data(), wait.size(), -1) < 0) continue;  // a signal: look again
     if (wait[0].revents != 0) {
       char c = 0;
       if (::read(STDIN_FILENO, &c, 1) != 1 || !tty.key(c)) return 0;

@@ -178,7 +178,7 @@ class Client {
   [[nodiscard]] bool holds_prompt_events() const noexcept { return !prompt_events_.empty(); }
   /// Answers a question; `result` says how many connections it released and the rule written.
   std::error_code answer(const proto::PromptAnswer& answer, std::string& result);
-  /// The questions waiting now that this session may answer (manage role: all).
+  /// The questions waiting now of this session's user (root and the manage role: everyone's).
   std::error_code pending(proto::PendingReply& reply);
   /// Programs seen opening connections lately (prompt role: this user's; manage role: all).
   std::error_code apps(proto::AppsReply& reply);

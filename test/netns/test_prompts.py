@@ -134,9 +134,19 @@ class Prompts(NetnsTestCase):
         tty.wait("answered: allow once: released 1")
         self.assertEqual(self.pending(daemon), [])
 
-        # Once means once: the next connection is asked again, and denied for good.
-        second = self.curl(ALICE, max_time=3)
+        # Once means once: the next connection is asked again. Denied once, its SYNs sent
+        # again get the same answer without a new question.
+        denied = self.curl(ALICE, max_time=4)
         tty.wait("-> tcp 127.0.0.1:80", count=2)
+        tty.keys("d")
+        tty.wait("answered: deny once: released 1")
+        self.assertEqual(denied.wait(timeout=10), 28)
+        self.assertEqual(self.stats(daemon)["prompts"]["prompts"], 2)
+        self.assertGreaterEqual(self.stats(daemon)["queue 0"]["answer_rules"], 1)
+
+        # Denied for good.
+        second = self.curl(ALICE, max_time=3)
+        tty.wait("-> tcp 127.0.0.1:80", count=3)
         tty.keys("D")
         tty.wait("answered: deny always: released 1; rule ans-u4001-1")
         self.assertEqual(second.wait(timeout=10), 28, "denied: its SYNs dropped")
@@ -220,15 +230,24 @@ class Prompts(NetnsTestCase):
         self.assertEqual(watch_all.returncode, 1)
         self.assertIn("only root watches every user's prompts", watch_all.stderr)
 
+        # Root may watch everyone's.
+        root_tty = Tmux(self, [PROMPT_TTY, "--all", daemon.socket])
+        root_tty.wait("waiting for prompts")
+        root_tty.wait(") -> tcp 127.0.0.1:8")
+        root_tty.keys("s")  # skip to the other question: both are there
+        root_tty.wait(f"uid {ALICE}) -> tcp 127.0.0.1:80")
+        root_tty.wait(f"uid {BOB}) -> tcp 127.0.0.1:81")
         # A second prompt client of Bob's is shown what is pending when it connects.
         bob_again = self.prompt_tty(daemon, BOB)
         bob_again.wait("-> tcp 127.0.0.1:81")
         self.assertEqual(self.ctl(daemon, "answer", str(bobs), "allow").returncode, 0)  # root
         self.assertEqual(bob.wait(timeout=10), 7, "allowed; port 81 refuses")
         bob_tty.wait("answered elsewhere: allow once by uid 0")
-        alice_tty.keys("a")
+        alice_tty.keys("m")  # allow for 15 minutes
+        alice_tty.wait("answered: allow for 15 minutes: released 1; rule ans-u4001-1")
         self.assertEqual(alice.wait(timeout=10), 0)
         self.assertNotIn("answered elsewhere", alice_tty.screen())
+        self.assertRegex(self.answer_file(daemon, ALICE), r"until: 20\d\d-\d\d-\d\dT")
 
     def test_merged_prompt_while_200_other_connections_flow(self):
         daemon = self.start(policy(timeout_ms=60000, extra_rules="""  - name: python-elsewhere
@@ -260,8 +279,8 @@ class Prompts(NetnsTestCase):
         stats = self.stats(daemon)
         self.assertGreaterEqual(stats["rule python-elsewhere"]["packets"], 200)
 
-        done = self.ctl(daemon, "answer", str(prompt["id"]), "allow", uid=ALICE)
-        self.assertIn("released 5", done.stdout)
+        done = self.ctl(daemon, "answer", str(prompt["id"]), "allow", "--for", "15", uid=ALICE)
+        self.assertIn("released 5; rule ans-u4001-1", done.stdout)
         self.assertEqual([c.wait(timeout=10) for c in waiting], [0] * 5)
         again = self.ctl(daemon, "answer", str(prompt["id"]), "deny", uid=ALICE, check=False)
         self.assertEqual(again.returncode, 1)
@@ -310,7 +329,7 @@ class Prompts(NetnsTestCase):
 
     def test_a_reload_keeps_prompts_and_shutdown_gives_their_fallback(self):
         daemon = self.start(policy(timeout_ms=60000, fallback="accept"))
-        self.prompt_tty(daemon, ALICE)
+        tty = self.prompt_tty(daemon, ALICE)
         answered = self.curl(ALICE)
         first = self.wait_pending(daemon, 1)[0]
         daemon.send(1)  # SIGHUP: the question and its connection stay
@@ -322,6 +341,7 @@ class Prompts(NetnsTestCase):
         self.wait_pending(daemon, 1)
         self.assertEqual(daemon.stop(), 0)
         self.assertEqual(waiting.wait(timeout=10), 7, "released with the fallback at shutdown")
+        tty.wait("EXITED 1")  # the prompt client says the broker went away, and ends
 
     def test_allowed_until_the_program_exits(self):
         daemon = self.start(policy())
@@ -401,6 +421,8 @@ class Prompts(NetnsTestCase):
         self.ctl(daemon, "delete-rule", "ans-u4001-1", uid=ALICE)
         self.assertNotIn("ans-u4001-1", self.ctl(daemon, "rules").stdout)
         self.assertIn("ans-u4002-1", self.ctl(daemon, "rules").stdout)
+        self.ctl(daemon, "delete-rule", "ans-u4002-1")  # root, Bob's
+        self.assertNotIn("ans-u4002-1", self.ctl(daemon, "rules").stdout)
 
         # Each write reloads the policy: a user gets 20 a minute.
         refused = None

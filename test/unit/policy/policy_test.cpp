@@ -12,6 +12,7 @@
 #include <fstream>
 #include <random>
 
+#include <sys/wait.h>
 #include <unistd.h>
 
 using namespace pktbroker;
@@ -799,6 +800,8 @@ TEST_CASE("an answer file is written whole, keeps a program's path one string, a
   CHECK_THROWS_AS(file.add({"ask-web", "{uid: 0}", VerdictKind::accept, "", {}}), AnswerFileError);
   CHECK_THROWS_AS(file.add({"ask-web", "[1, 2]", VerdictKind::accept, "", {}}), AnswerFileError);
   CHECK_THROWS_AS(file.add({"ask-web", "{}", VerdictKind::accept, "soon", {}}), AnswerFileError);
+  // A restart would revive it at the next rewrite of the file.
+  CHECK_THROWS_AS(file.add({"ask-web", "{}", VerdictKind::accept, "restart", {}}), AnswerFileError);
   CHECK(file.remove("ans-u1000-1"));
   CHECK_FALSE(file.remove("ans-u1000-1"));
   file.restore();  // the policy refused the removal: the rule is back
@@ -829,4 +832,21 @@ TEST_CASE("a user's answer file never stops the policy from loading") {
                           "verdict: accept}\n",
                           dir.path / "policy.d" / "answers-uid8.yaml")
             .size() == 1);
+}
+
+TEST_CASE("a process that exited, reaped or not, has no start time") {
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) ::_exit(0);
+  // Not reaped yet: a zombie, whose /proc/PID/stat still shows its start time.
+  for (int i = 0; i < 500; ++i) {
+    std::ifstream stat("/proc/" + std::to_string(child) + "/stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), {});
+    if (text.find(") Z ") != std::string::npos) break;
+    ::usleep(2000);
+  }
+  CHECK(process_start_ticks(static_cast<std::uint32_t>(child)) == 0);
+  ::waitpid(child, nullptr, 0);
+  CHECK(process_start_ticks(static_cast<std::uint32_t>(child)) == 0);
+  CHECK(process_start_ticks(static_cast<std::uint32_t>(::getpid())) != 0);
 }
