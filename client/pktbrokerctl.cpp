@@ -381,9 +381,7 @@ int kick(pktbroker::Client& client, const std::string& channel, const std::strin
   return exit_ok;
 }
 
-std::string shown(const std::string& text) {
-  return pktbroker::terminal_text(text);
-}
+using pktbroker::terminal_text;
 
 int show_pending(pktbroker::Client& client, bool json) {
   pktbroker::proto::PendingReply reply;
@@ -410,9 +408,9 @@ int show_pending(pktbroker::Client& client, bool json) {
               "DESTINATION", "WAITING", "LEFT", "FALLBACK", "RULE");
   for (const auto& p : reply.prompts) {
     std::printf("%-6llu %-6u %-7u %-24s %-26s %7u %4us %-8s %s\n",
-                static_cast<unsigned long long>(p.id), p.uid, p.pid, shown(p.path).c_str(),
+                static_cast<unsigned long long>(p.id), p.uid, p.pid, terminal_text(p.path).c_str(),
                 pktbroker::prompt_destination(p).c_str(), p.waiting, (p.left_ms + 999) / 1000,
-                fallback(p), shown(p.rule).c_str());
+                fallback(p), terminal_text(p.rule).c_str());
   }
   return exit_ok;
 }
@@ -454,7 +452,7 @@ int show_apps(pktbroker::Client& client, bool json) {
     for (const auto& destination : a.destinations) {
       latest += (latest.empty() ? "" : ", ") + destination;
     }
-    std::printf("%-6u %-7u %-32s %11llu %5us %s\n", a.uid, a.pid, shown(a.path).c_str(),
+    std::printf("%-6u %-7u %-32s %11llu %5us %s\n", a.uid, a.pid, terminal_text(a.path).c_str(),
                 static_cast<unsigned long long>(a.connections), a.idle_ms / 1000, latest.c_str());
   }
   return exit_ok;

@@ -218,14 +218,10 @@ void PromptBoard::on_timer() {
   arm_timer();
 }
 
-std::uint32_t PromptBoard::peer_uid(const Session& session) {
-  return session.peer().uid;
-}
-
 void PromptBoard::watch(std::shared_ptr<Session> session, proto::PromptScope scope,
                         std::uint32_t request) {
   boost::asio::post(strand_, [this, session = std::move(session), scope, request] {
-    const std::uint32_t uid = peer_uid(*session);
+    const std::uint32_t uid = session->peer().uid;
     if (scope == proto::PromptScope::all && uid != 0) {
       session->send(
           proto::Error{proto::ErrorCode::not_permitted, "only root watches every user's prompts"},
@@ -246,7 +242,7 @@ void PromptBoard::watch(std::shared_ptr<Session> session, proto::PromptScope sco
 
 void PromptBoard::pending(std::shared_ptr<Session> session, std::uint32_t request) {
   boost::asio::post(strand_, [this, session = std::move(session), request] {
-    const std::uint32_t uid = peer_uid(*session);
+    const std::uint32_t uid = session->peer().uid;
     const bool all = uid == 0 || (session->roles() & proto::role_manage) != 0;
     proto::PendingReply reply;
     std::size_t bytes = 0;  // the oldest that fit in one reply
@@ -265,7 +261,7 @@ void PromptBoard::pending(std::shared_ptr<Session> session, std::uint32_t reques
 void PromptBoard::answer(std::shared_ptr<Session> session, proto::PromptAnswer answer,
                          std::uint32_t request) {
   boost::asio::post(strand_, [this, session = std::move(session), answer, request] {
-    const std::uint32_t by = peer_uid(*session);
+    const std::uint32_t by = session->peer().uid;
     const auto it = stopped_ ? prompts_.end() : prompts_.find(answer.id);
     // Another user's prompt is "unknown" too: its ids cannot be probed.
     if (it == prompts_.end() || (by != 0 && it->second.key.uid != by)) {
@@ -354,7 +350,7 @@ void PromptBoard::add_rule(std::shared_ptr<Session> session, proto::RuleAdd requ
                            std::uint32_t id) {
   boost::asio::post(
       strand_, [this, session = std::move(session), request = std::move(request), id] {
-        const std::uint32_t by = peer_uid(*session);
+        const std::uint32_t by = session->peer().uid;
         const std::uint32_t uid = request.uid == proto::own_uid ? by : request.uid;
         if (by != 0 && uid != by) {
           session->send(proto::Error{proto::ErrorCode::not_permitted,
@@ -381,7 +377,7 @@ void PromptBoard::delete_rule(std::shared_ptr<Session> session, proto::RuleDelet
                               std::uint32_t id) {
   boost::asio::post(
       strand_, [this, session = std::move(session), request = std::move(request), id] {
-        const std::uint32_t by = peer_uid(*session);
+        const std::uint32_t by = session->peer().uid;
         // Names are ans-u<UID>-<N>: the file is in the name; non-root users touch only their own.
         std::uint32_t uid = by;
         if (by == 0 && request.name.starts_with("ans-u")) {

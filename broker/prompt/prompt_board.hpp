@@ -134,7 +134,6 @@ class PromptBoard {
   std::string write_rule(std::uint32_t uid, const AnswerRule& rule, std::uint32_t by);
   static void release(const std::vector<Waiter>& waiting, const Verdict& verdict,
                       BrokerQueue::AskOutcome outcome);
-  static std::uint32_t peer_uid(const Session& session);
 
   PromptHost host_;
   boost::asio::strand<boost::asio::io_context::executor_type> strand_;

@@ -54,9 +54,7 @@ void raw_keys() {
 }
 
 using pktbroker::prompt_destination;
-std::string shown(const std::string& text) {
-  return pktbroker::terminal_text(text);
-}
+using pktbroker::terminal_text;
 
 const char* verdict_text(proto::VerdictCode code) {
   return code == proto::VerdictCode::accept ? "accept" : "drop";
@@ -77,10 +75,10 @@ class PromptTty {
     if (it == prompts_.end()) return;  // answered here: said already
     const bool current = it == prompts_.begin();
     std::printf("prompt %llu (%s): %s\n", static_cast<unsigned long long>(closed.id),
-                shown(it->name).c_str(),
+                terminal_text(it->name).c_str(),
                 closed.how == proto::PromptEnd::timed_out
                     ? ("timed out: " + std::string(verdict_text(closed.verdict))).c_str()
-                    : ("answered elsewhere: " + shown(closed.text)).c_str());
+                    : ("answered elsewhere: " + terminal_text(closed.text)).c_str());
     prompts_.erase(it);
     if (current) show();
   }
@@ -126,12 +124,12 @@ class PromptTty {
     std::string result;
     if (const auto error = client_.answer(answer, result)) {
       std::printf("not answered: %s\n", error == pktbroker::ClientError::broker_error
-                                            ? shown(client_.last_error().text).c_str()
+                                            ? terminal_text(client_.last_error().text).c_str()
                                             : error.message().c_str());
     } else {
       std::printf("answered: %s %s: %s\n",
                   answer.decision == proto::AnswerDecision::allow ? "allow" : "deny",
-                  span_text(answer), shown(result).c_str());
+                  span_text(answer), terminal_text(result).c_str());
     }
     show();
     return true;
@@ -154,10 +152,12 @@ class PromptTty {
       std::printf("waiting for prompts (q quits)\n");
     } else {
       const proto::Prompt& p = prompts_.front();
-      std::printf("[1/%zu] %s (%s, pid %u, uid %u) -> %s\n", prompts_.size(), shown(p.name).c_str(),
-                  shown(p.path).c_str(), p.pid, p.uid, prompt_destination(p).c_str());
+      std::printf("[1/%zu] %s (%s, pid %u, uid %u) -> %s\n", prompts_.size(),
+                  terminal_text(p.name).c_str(), terminal_text(p.path).c_str(), p.pid, p.uid,
+                  prompt_destination(p).c_str());
       std::printf("      %u connection(s) waiting, %us left, then %s (rule %s)\n", p.waiting,
-                  (p.left_ms + 999) / 1000, verdict_text(p.fallback), shown(p.rule).c_str());
+                  (p.left_ms + 999) / 1000, verdict_text(p.fallback),
+                  terminal_text(p.rule).c_str());
       std::printf(
           "  a/d allow/deny once  A/D always  m/M 15 minutes  e/E until it exits  s skip  "
           "q quit\n");
