@@ -800,6 +800,12 @@ TEST_CASE("an answer file is written whole, keeps a program's path one string, a
   CHECK_THROWS_AS(file.add({"ask-web", "{uid: 0}", VerdictKind::accept, "", {}}), AnswerFileError);
   CHECK_THROWS_AS(file.add({"ask-web", "[1, 2]", VerdictKind::accept, "", {}}), AnswerFileError);
   CHECK_THROWS_AS(file.add({"ask-web", "{}", VerdictKind::accept, "soon", {}}), AnswerFileError);
+  CHECK_THROWS_WITH(file.add({"ask-web",
+                              "{dport: 80, app.cmdline: \"" + std::string(500, 'x') + "\"}",
+                              VerdictKind::accept,
+                              "",
+                              {}}),
+                    Catch::Contains("longer than 512 bytes"));
   // A restart would revive it at the next rewrite of the file.
   CHECK_THROWS_AS(file.add({"ask-web", "{}", VerdictKind::accept, "restart", {}}), AnswerFileError);
   CHECK(file.remove("ans-u1000-1"));
