@@ -93,7 +93,8 @@ void Session::on_readable(const boost::system::error_code& error) {
     message.msg_iovlen = 1;
     const ssize_t size = ::recvmsg(socket_.native_handle(), &message, MSG_DONTWAIT);
     const int read_error = size < 0 ? errno : 0;
-    if (read_error == EINTR) continue;
+    // ECONNRESET: the client closed with messages unread; what it sent is still to be read.
+    if (read_error == EINTR || read_error == ECONNRESET) continue;
     if (size <= 0 || (message.msg_flags & MSG_TRUNC) != 0) flush_gathered();
     if (read_error == EAGAIN || read_error == EWOULDBLOCK) return do_read();
     if (size <= 0) {  // 0: the peer closed its end
@@ -488,10 +489,31 @@ void Session::do_write() {
     }
     if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait_writable();
     if (sent < 0 && errno == EINTR) continue;
-    close();  // the client went away
+    if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) return drain_then_close();
+    close();
     return;
   }
   if (write_queue_.empty() && closing_) close();
+}
+
+// The client went away. What it sent before (its last verdicts, or frames a channel's pause
+// held back) is still read and handed on, however reading was held: a socket's buffer holds
+// far fewer than max_drained datagrams, which bounds a client that only shut down reading.
+void Session::drain_then_close() {
+  constexpr int max_drained = 1024;
+  const std::span<std::uint8_t> buffer = read_buffer();
+  for (int round = 0; round < max_drained && !closing_ && !closed_; ++round) {
+    iovec part{buffer.data(), buffer.size()};
+    msghdr message{};
+    message.msg_iov = &part;
+    message.msg_iovlen = 1;
+    const ssize_t size = ::recvmsg(socket_.native_handle(), &message, MSG_DONTWAIT);
+    if (size < 0 && (errno == EINTR || errno == ECONNRESET)) continue;
+    if (size <= 0 || (message.msg_flags & MSG_TRUNC) != 0) break;
+    on_read(buffer.first(static_cast<std::size_t>(size)));
+  }
+  flush_gathered();
+  close();
 }
 
 void Session::wait_writable() {

@@ -121,6 +121,7 @@ class Session : public SessionPort,
   /// Sends what is queued, many datagrams per sendmmsg; waits for room when the socket is full.
   void do_write();
   void wait_writable();
+  void drain_then_close();
   void written(std::size_t count);
   void fail(proto::ErrorCode code, const std::string& text, std::uint32_t request_id = 0);
 

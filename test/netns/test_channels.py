@@ -5,6 +5,7 @@ kernel's own stack (taps)."""
 
 import json
 import os
+import socket
 import struct
 import subprocess
 import time
@@ -248,6 +249,41 @@ class Channels(NetnsTestCase):
         # again before the end: pauses and resumes alternate, and the last is a resume.
         self.assertEqual(rude.flow, [True, False] * (len(rude.flow) // 2), "and it may go on")
         self.assertGreaterEqual(len(rude.flow), 2)
+
+    def test_a_sender_that_leaves_while_paused_still_has_everything_it_sent_delivered(self):
+        # It closes with the pause notice unread in its socket, so the broker's next read of it
+        # fails with ECONNRESET before the frames that wait there.
+        daemon = self.channel_daemon(
+            "  - {name: bulk, queue_length: 8, overflow: backpressure}\n")
+        stalled = self.member(daemon, "bulk", rights=wire.RECEIVE, name="stalled")
+        leaving = self.member(daemon, "bulk", rights=wire.SEND, name="leaving")
+        datagram = wire.channel_send(leaving.id, ethernet(0xff, 1, b"x" * 1400))
+        leaving.sock.setblocking(False)
+        sent, deadline = 0, time.monotonic() + 20
+        while True:
+            self.assertLess(time.monotonic(), deadline, "the channel never paused its sender")
+            try:
+                leaving.send(datagram)
+                sent += 1
+            except BlockingIOError:
+                time.sleep(0.05)
+            try:
+                if leaving.sock.recv(64, socket.MSG_PEEK):  # the pause notice, left unread
+                    break
+            except BlockingIOError:
+                pass
+        try:
+            while True:  # into its socket: the broker does not read a paused sender
+                leaving.send(datagram)
+                sent += 1
+        except BlockingIOError:
+            pass
+        leaving.sock.close()
+        got = stalled.drain(quiet=1.0)
+        self.assertEqual(len(got), sent, "every frame sent before leaving was delivered")
+        bulk = self.channels(daemon)["bulk"]
+        self.assertEqual((bulk["frames"], bulk["dropped"], bulk["refused"]), (sent, 0, 0))
+        self.assertEqual([m["name"] for m in bulk["members"]], ["stalled"])
 
     def test_bad_frames_are_refused_with_an_error_and_never_forwarded(self):
         daemon = self.channel_daemon("  - {name: eth, max_frame: 100}\n  - {name: ipc, link: ip}\n")
