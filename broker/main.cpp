@@ -9,6 +9,7 @@
 #include <boost/program_options.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <sched.h>
 #include <cstdlib>
 #include <iostream>
 #include <system_error>
@@ -93,6 +94,15 @@ struct Options {
   std::string user;
 };
 
+// The CPUs this process may run on (taskset, cgroup cpusets), not all the machine's: a broker
+// pinned to one CPU runs one io thread.
+unsigned usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1U, std::thread::hardware_concurrency());
+}
+
 int check_policy(const fs::path& config) {
   try {
     const auto policy = pktbroker::load_policy(config);
@@ -140,8 +150,7 @@ int serve(const Options& options) {
                  plugin->path().string());
   }
   try {
-    const unsigned threads =
-        options.threads != 0 ? options.threads : std::max(1U, std::thread::hardware_concurrency());
+    const unsigned threads = options.threads != 0 ? options.threads : usable_cpus();
     pktbroker::Daemon daemon(options.config, policy, std::move(plugins), threads);
     if (!options.user.empty()) {
       pktbroker::drop_privileges(options.user);
@@ -179,7 +188,7 @@ int main(int argc, char** argv) {
       "log-level,l", po::value<std::string>(&options.log_level)->value_name("LEVEL"),
       "trace, debug, info (default), warn, error or off; debug logs every verdict")(
       "threads,t", po::value<unsigned>(&options.threads)->value_name("N"),
-      "io threads serving the queues (default: one per CPU core)")(
+      "io threads serving the queues (default: one per CPU this process may run on)")(
       "foreground,f", po::bool_switch(&options.foreground),
       "stay in the foreground and log to stderr (default: detach and log to syslog)")(
       "syslog", po::bool_switch(&options.syslog), "log to syslog even in the foreground")(

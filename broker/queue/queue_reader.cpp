@@ -19,7 +19,7 @@
 namespace pktbroker {
 namespace {
 
-constexpr std::size_t batch_slots = 32;       // datagrams per recvmmsg
+constexpr std::size_t batch_slots = 64;       // datagrams per recvmmsg, one verdict flush each
 constexpr int rounds_per_wakeup = 8;          // recvmmsg calls before yielding to other work
 constexpr std::size_t attribute_room = 4096;  // netlink attributes around the payload
 // The kernel never copies more than this (NFQNL_MAX_COPY_RANGE: 0xffff - NLA_HDRLEN).

@@ -2,6 +2,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <map>
+#include <random>
 #include <vector>
 
 using pktbroker::Clock;
@@ -141,4 +144,87 @@ TEST_CASE("a re-tracked packet first in token order still yields the lowest id")
   CHECK(tracker.oldest_packet_id() == 101U);  // first by token is 102; 101 waits apart
   tracker.track({103, 1, accept, t0 + 1s, nullptr});
   CHECK(tracker.oldest_packet_id() == 101U);
+}
+
+// The slab against a plain model (a map by token, deadlines and ids found by scanning): random
+// tracks (some re-tracked out of order, kernel ids near the wrap), takes by owner and stranger,
+// expiries, departing sessions; far past the slab's first 64 slots and its index's growth.
+TEST_CASE("the tracker agrees with a plain model over a random run") {
+  struct Model {
+    std::uint32_t packet_id;
+    pktbroker::SessionId owner;
+    Clock::time_point deadline;
+  };
+  VerdictTracker tracker(3);
+  std::map<PacketToken, Model> model;
+  std::mt19937 random(42);
+  std::uint32_t next_id = 0xffffff00U;  // wraps during the run
+  Clock::time_point now = t0;
+  const auto check_left = [&](const VerdictTracker::Pending& pending) {
+    const auto found = std::find_if(model.begin(), model.end(), [&](const auto& entry) {
+      return entry.second.packet_id == pending.packet_id && entry.second.owner == pending.owner &&
+             entry.second.deadline == pending.deadline;
+    });
+    REQUIRE(found != model.end());
+    model.erase(found);
+  };
+  for (int step = 0; step < 200000; ++step) {
+    const unsigned what = random() % 100;
+    if (what < 45 || model.size() < 4) {
+      // Mostly in order; now and then an older id again (a chain `pass`).
+      const std::uint32_t id = random() % 10 == 0 ? next_id - 1 - random() % 50 : next_id++;
+      const pktbroker::SessionId owner = random() % 5;
+      const Clock::time_point deadline = now + std::chrono::milliseconds(random() % 1000);
+      const PacketToken token = tracker.track({id, owner, accept, deadline, nullptr});
+      REQUIRE(model.emplace(token, Model{id, owner, deadline}).second);
+    } else if (what < 85) {
+      auto it = model.begin();
+      std::advance(it, random() % model.size());
+      const PacketToken token = it->first;
+      const pktbroker::SessionId stranger = it->second.owner + 1;
+      VerdictTracker::Pending out;
+      REQUIRE(tracker.take(token, stranger, out) == Result::not_owner);
+      REQUIRE(tracker.take(token, it->second.owner, out) == Result::resolved);
+      REQUIRE(out.packet_id == it->second.packet_id);
+      model.erase(it);
+      REQUIRE(tracker.take(token, out.owner, out) == Result::unknown_token);
+    } else if (what < 97) {
+      now += std::chrono::milliseconds(random() % 50);
+      Clock::time_point last{};
+      tracker.expire(now, [&](const VerdictTracker::Pending& pending) {
+        REQUIRE(pending.deadline <= now);
+        REQUIRE(pending.deadline >= last);  // earliest first
+        last = pending.deadline;
+        check_left(pending);
+      });
+      for (const auto& [token, entry] : model) REQUIRE(entry.deadline > now);
+    } else {
+      const pktbroker::SessionId gone = random() % 5;
+      REQUIRE(tracker.owned_by(gone) ==
+              static_cast<std::size_t>(std::count_if(
+                  model.begin(), model.end(), [&](auto& e) { return e.second.owner == gone; })));
+      tracker.release_session(gone, [&](const VerdictTracker::Pending& pending) {
+        REQUIRE(pending.owner == gone);
+        check_left(pending);
+      });
+      REQUIRE(tracker.owned_by(gone) == 0);
+    }
+    REQUIRE(tracker.size() == model.size());
+    if (model.empty()) {
+      REQUIRE_FALSE(tracker.oldest_packet_id());
+      REQUIRE_FALSE(tracker.next_deadline());
+      continue;
+    }
+    std::uint32_t lowest = model.begin()->second.packet_id;
+    Clock::time_point earliest = model.begin()->second.deadline;
+    for (const auto& [token, entry] : model) {
+      if (static_cast<std::int32_t>(entry.packet_id - lowest) < 0) lowest = entry.packet_id;
+      earliest = std::min(earliest, entry.deadline);
+    }
+    REQUIRE(tracker.oldest_packet_id() == lowest);
+    REQUIRE(tracker.next_deadline() == earliest);
+  }
+  tracker.release_all([&](const VerdictTracker::Pending& pending) { check_left(pending); });
+  REQUIRE(model.empty());
+  REQUIRE(tracker.size() == 0);
 }
