@@ -9,6 +9,7 @@
 #include "broker/queue/verdict_writer.hpp"
 #include "broker/session/packet_batcher.hpp"
 #include "broker/session/subscription_table.hpp"
+#include "broker/strand.hpp"
 #include "broker/telemetry/event_log.hpp"
 #include "broker/verdict_tracker.hpp"
 
@@ -145,7 +146,7 @@ class BrokerQueue {
   void wait_for_answer(const PacketMeta& meta, const Decision& decision);
 
   QueueConfig config_;
-  boost::asio::strand<boost::asio::io_context::executor_type> strand_;
+  Strand strand_;
   NfqSocket socket_;
   FlowInspector inspector_;
   Dispatcher dispatcher_;
@@ -154,7 +155,7 @@ class BrokerQueue {
   VerdictTracker tracker_;
   PacketBatcher batcher_;
   std::shared_ptr<const SubscriptionTable> subscriptions_;
-  boost::asio::steady_timer expiry_timer_;
+  StrandTimer expiry_timer_;
   bool expiry_armed_ = false;
   Clock::time_point expiry_at_{};
   std::vector<const Subscription*> candidates_;  ///< on_packet's scratch
@@ -177,7 +178,7 @@ class BrokerQueue {
   };
   std::unordered_map<std::uint64_t, Held> held_;
   std::unordered_multimap<std::uint64_t, std::uint64_t> held_by_flow_;
-  boost::asio::steady_timer flow_timer_;
+  StrandTimer flow_timer_;
   bool flow_timer_armed_ = false;
   bool stopped_ = false;  ///< after stop(): no timer is armed again, late verdicts are refused
   std::size_t untrusted_outstanding_ = 0;  ///< undecided packets held by non-root sessions

@@ -107,8 +107,8 @@ std::size_t receive_buffer_size(std::uint32_t copy_range) noexcept {
   return payload + attribute_room;
 }
 
-QueueReader::QueueReader(const boost::asio::any_io_executor& executor, NfqSocket& socket,
-                         std::uint32_t copy_range, QueueCounters& counters)
+QueueReader::QueueReader(const Strand& executor, NfqSocket& socket, std::uint32_t copy_range,
+                         QueueCounters& counters)
     : descriptor_(executor, socket.fd()),
       socket_(socket),
       counters_(counters),
@@ -145,7 +145,7 @@ void QueueReader::stop() {
 }
 
 void QueueReader::do_wait() {
-  descriptor_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
+  descriptor_.async_wait(StrandDescriptor::wait_read,
                          [this](const boost::system::error_code& error) { on_readable(error); });
 }
 

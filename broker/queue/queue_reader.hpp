@@ -4,8 +4,7 @@
 #include "broker/counters.hpp"
 #include "broker/packet_meta.hpp"
 
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
+#include "broker/strand.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -42,8 +41,8 @@ class QueueReader {
   using UnreadableHandler = std::function<void(std::uint32_t packet_id)>;
 
   /// `executor` must be the queue's strand: handlers run there.
-  QueueReader(const boost::asio::any_io_executor& executor, NfqSocket& socket,
-              std::uint32_t copy_range, QueueCounters& counters);
+  QueueReader(const Strand& executor, NfqSocket& socket, std::uint32_t copy_range,
+              QueueCounters& counters);
   ~QueueReader();
   QueueReader(const QueueReader&) = delete;
   QueueReader& operator=(const QueueReader&) = delete;
@@ -64,7 +63,7 @@ class QueueReader {
   int receive_batch();
   void handle_datagram(std::span<const std::uint8_t> datagram);
 
-  boost::asio::posix::stream_descriptor descriptor_;
+  StrandDescriptor descriptor_;
   NfqSocket& socket_;
   QueueCounters& counters_;
   PacketHandler on_packet_;

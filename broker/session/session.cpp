@@ -40,7 +40,7 @@ bool printable_name(std::string_view name) noexcept {
 
 }  // namespace
 
-Session::Session(SeqPacketProtocol::socket socket, SessionId id, const ucred& peer, Limits limits,
+Session::Session(StrandSocket socket, SessionId id, const ucred& peer, Limits limits,
                  SessionManager& manager, std::string refusal)
     : socket_(std::move(socket)),
       id_(id),
@@ -63,7 +63,7 @@ void Session::start() {
 }
 
 void Session::do_read() {
-  socket_.async_wait(SeqPacketProtocol::socket::wait_read,
+  socket_.async_wait(StrandSocket::wait_read,
                      [self = shared_from_this()](const boost::system::error_code& error) {
                        self->on_readable(error);
                      });
@@ -518,7 +518,7 @@ void Session::drain_then_close() {
 
 void Session::wait_writable() {
   waiting_for_room_ = true;
-  socket_.async_wait(SeqPacketProtocol::socket::wait_write,
+  socket_.async_wait(StrandSocket::wait_write,
                      [self = shared_from_this()](const boost::system::error_code& error) {
                        self->waiting_for_room_ = false;
                        if (error) return;  // closed

@@ -4,10 +4,8 @@
 #include "broker/broker_queue.hpp"
 #include "broker/channel/channel_hub.hpp"
 #include "broker/session/subscription_table.hpp"
+#include "broker/strand.hpp"
 #include "pktbroker/codec.hpp"
-#include "pktbroker/seq_packet_protocol.hpp"
-
-#include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
 #include <deque>
@@ -42,7 +40,7 @@ class Session : public SessionPort,
   };
 
   /// `socket` must already run on its own strand.
-  Session(SeqPacketProtocol::socket socket, SessionId id, const ucred& peer, Limits limits,
+  Session(StrandSocket socket, SessionId id, const ucred& peer, Limits limits,
           SessionManager& manager, std::string refusal = {});
 
   void start();
@@ -125,7 +123,7 @@ class Session : public SessionPort,
   void written(std::size_t count);
   void fail(proto::ErrorCode code, const std::string& text, std::uint32_t request_id = 0);
 
-  SeqPacketProtocol::socket socket_;
+  StrandSocket socket_;
   SessionId id_;
   ucred peer_;
   Limits limits_;
@@ -135,7 +133,7 @@ class Session : public SessionPort,
   mutable std::mutex name_mutex_;  // HELLO writes the name on the session's strand; others read
   std::string name_;
   std::string refusal_;
-  boost::asio::steady_timer timer_;  // the HELLO deadline, then the linger after fail()
+  StrandTimer timer_;  // the HELLO deadline, then the linger after fail()
   std::vector<ClientVerdict> gathered_verdicts_;  // read this wake-up, not yet handed over
   std::vector<FrameRun> gathered_frames_;         // likewise, per channel
   std::vector<std::uint32_t> paused_channels_;    // channels that paused this sender (strand)

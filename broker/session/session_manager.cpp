@@ -161,11 +161,10 @@ void SessionManager::set_policy(std::shared_ptr<const Policy> policy) {
 }
 
 void SessionManager::do_accept() {
-  acceptor_.async_accept(
-      boost::asio::make_strand(io_),
-      [this](const boost::system::error_code& error, SeqPacketProtocol::socket socket) {
-        on_accept(error, std::move(socket));
-      });
+  acceptor_.async_accept(boost::asio::make_strand(io_),
+                         [this](const boost::system::error_code& error, StrandSocket socket) {
+                           on_accept(error, std::move(socket));
+                         });
 }
 
 void SessionManager::accept_later(const boost::system::error_code& error) {
@@ -216,8 +215,7 @@ std::shared_ptr<std::atomic<std::size_t>> SessionManager::uid_outstanding(std::u
   return counter;
 }
 
-void SessionManager::on_accept(const boost::system::error_code& error,
-                               SeqPacketProtocol::socket socket) {
+void SessionManager::on_accept(const boost::system::error_code& error, StrandSocket socket) {
   if (error == boost::asio::error::operation_aborted || stopping_) return;
   if (error) {
     accept_later(error);

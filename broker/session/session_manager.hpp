@@ -94,7 +94,7 @@ class SessionManager {
 
  private:
   void do_accept();
-  void on_accept(const boost::system::error_code& error, SeqPacketProtocol::socket socket);
+  void on_accept(const boost::system::error_code& error, StrandSocket socket);
   /// Out of descriptors: waits before accepting again instead of spinning.
   void accept_later(const boost::system::error_code& error);
   /// Why a new connection from `peer` is refused (sessions at their bound), or "".
