@@ -494,7 +494,7 @@ void BrokerQueue::copy_to_observers(const PacketMeta& meta, const PacketView& vi
 
 void BrokerQueue::offer(const PacketMeta& meta, std::span<const Subscription* const> chain,
                         const Decision& decision) {
-  auto state = std::make_shared<ChainState>();
+  auto state = std::allocate_shared<ChainState>(std::pmr::polymorphic_allocator<>(&chain_memory_));
   state->table = subscriptions_;
   state->subscription = chain.front();
   state->remaining.assign(chain.begin() + 1, chain.end());
@@ -558,14 +558,32 @@ bool BrokerQueue::offer_to(const std::shared_ptr<ChainState>& state) {
 
 // Dispatched: when the queue's strand is free the verdicts go to the kernel at once, from the
 // session's read handler, instead of after another turn of the event loop.
-void BrokerQueue::client_verdicts(SessionId session, std::shared_ptr<SessionPort> port,
-                                  std::vector<ClientVerdict> verdicts) {
-  boost::asio::dispatch(
-      strand_, [this, session, port = std::move(port), verdicts = std::move(verdicts)]() mutable {
-        for (ClientVerdict& verdict : verdicts)
-          on_client_verdict(session, port, std::move(verdict));
-        flush();
-      });
+void BrokerQueue::client_verdicts(SessionId session, const std::shared_ptr<SessionPort>& port,
+                                  std::span<ClientVerdict> verdicts) {
+  bool schedule = false;
+  {
+    const std::lock_guard lock(inbox_mutex_);
+    for (ClientVerdict& verdict : verdicts) {
+      if (token_queue(verdict.token) != config_.num) continue;
+      inbox_.push_back({session, port, std::move(verdict)});
+      schedule = !inbox_scheduled_;
+    }
+    inbox_scheduled_ = inbox_scheduled_ || schedule;
+  }
+  if (schedule) boost::asio::dispatch(strand_, [this] { take_inbox(); });
+}
+
+void BrokerQueue::take_inbox() {
+  {
+    const std::lock_guard lock(inbox_mutex_);
+    std::swap(inbox_, taken_inbox_);
+    inbox_scheduled_ = false;
+  }
+  for (InboxEntry& entry : taken_inbox_) {
+    on_client_verdict(entry.session, entry.port, std::move(entry.verdict));
+  }
+  taken_inbox_.clear();
+  flush();
 }
 
 void BrokerQueue::on_client_verdict(SessionId session, const std::shared_ptr<SessionPort>& port,

@@ -19,7 +19,10 @@
 
 #include <functional>
 #include <memory>
+#include <memory_resource>
+#include <mutex>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
@@ -81,9 +84,10 @@ class BrokerQueue {
   /// which their connection keeps (a SYN sent again is not asked again). Any thread.
   void answered(std::vector<PacketToken> tokens, Verdict verdict, AskOutcome outcome);
   void set_subscriptions(std::shared_ptr<const SubscriptionTable> table);
-  /// A session's verdicts, decided together and sent to the kernel in one message.
-  void client_verdicts(SessionId session, std::shared_ptr<SessionPort> port,
-                       std::vector<ClientVerdict> verdicts);
+  /// A session's verdicts: this queue takes those whose token names it (moving them out),
+  /// decides them together and sends the kernel one message. Any thread.
+  void client_verdicts(SessionId session, const std::shared_ptr<SessionPort>& port,
+                       std::span<ClientVerdict> verdicts);
   /// The session went away: every packet it owns takes its fallback now.
   void release_session(SessionId session);
   void snapshot(std::function<void(QueueSnapshot)> done);
@@ -107,6 +111,8 @@ class BrokerQueue {
   bool offer_to(const std::shared_ptr<ChainState>& state);
   void on_client_verdict(SessionId session, const std::shared_ptr<SessionPort>& port,
                          ClientVerdict verdict);
+  /// Decides what sessions put in the inbox since the last time (on the strand).
+  void take_inbox();
   /// Why a packet got its verdict, for the event log.
   struct Why {
     std::string_view decided_by;  ///< a static string: rule, default, plugin, client, timeout...
@@ -152,6 +158,21 @@ class BrokerQueue {
   Dispatcher dispatcher_;
   QueueReader reader_;
   VerdictWriter writer_;
+  // Chain states come from here and go back when their packet is decided: a pool of equal
+  // blocks, so handing a packet to a client allocates nothing once it has grown. Only this
+  // queue's strand takes and frees them; declared before the tracker that holds them.
+  std::pmr::unsynchronized_pool_resource chain_memory_;
+  // Client verdicts wait here for the strand. Two vectors swapped, so both keep their capacity
+  // and handing verdicts over allocates nothing.
+  struct InboxEntry {
+    SessionId session;
+    std::shared_ptr<SessionPort> port;
+    ClientVerdict verdict;
+  };
+  std::mutex inbox_mutex_;
+  std::vector<InboxEntry> inbox_;        // guarded by inbox_mutex_
+  bool inbox_scheduled_ = false;         // guarded by inbox_mutex_: take_inbox() is on its way
+  std::vector<InboxEntry> taken_inbox_;  // the strand's
   VerdictTracker tracker_;
   PacketBatcher batcher_;
   std::shared_ptr<const SubscriptionTable> subscriptions_;

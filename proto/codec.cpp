@@ -765,6 +765,12 @@ void read(Reader&, Pong&) {}
 /// The variant alternative for a type code (the codes are the alternatives' order + 1).
 bool message_for(std::uint8_t code, Message& message) {
   if (code < 1 || code > std::variant_size_v<Message>) return false;
+  // VERDICT_BATCH is the message read per packet: one already there keeps its vector (read()
+  // sets every entry), so a Decoded reused for it allocates nothing.
+  if (code == static_cast<std::uint8_t>(MessageType::verdict_batch) &&
+      std::holds_alternative<VerdictBatch>(message)) {
+    return true;
+  }
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     (void)((code == I + 1 ? (message.emplace<I>(), true) : false) || ...);
   }

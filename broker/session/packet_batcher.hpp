@@ -27,13 +27,20 @@ class PacketBatcher {
   [[nodiscard]] bool empty() const noexcept { return pending_.empty(); }
 
  private:
+  using Datagram = std::shared_ptr<std::vector<std::uint8_t>>;
   struct Pending {
     std::shared_ptr<SessionPort> port;
-    std::shared_ptr<std::vector<std::uint8_t>> datagram;
+    Datagram datagram;
     std::size_t packets = 0;
   };
+  /// An empty datagram: one a session has written and let go when there is one (it keeps its
+  /// capacity, so building it allocates nothing), else a new one.
+  Datagram take_datagram();
+
   std::uint64_t& datagrams_;
   std::vector<Pending> pending_;  // a few sessions per round: a linear search is the fastest
+  std::vector<Datagram> pool_;    // every datagram kept for reuse, in flight or not
+  std::size_t next_in_pool_ = 0;  // where the search for a free one starts
 };
 
 }  // namespace pktbroker

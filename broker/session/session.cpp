@@ -121,7 +121,7 @@ void Session::on_readable(const boost::system::error_code& error) {
 }
 
 void Session::on_read(std::span<const std::uint8_t> datagram) {
-  proto::Decoded decoded;
+  proto::Decoded& decoded = decoded_;
   if (const std::error_code bad = proto::decode(datagram, decoded)) {
     flush_gathered();  // the good verdicts before the bad datagram count, as they did unbatched
     manager_.count_malformed();
@@ -315,7 +315,8 @@ void Session::handle_verdicts(std::span<const proto::Verdict> verdicts) {
 
 void Session::flush_verdicts() {
   if (gathered_verdicts_.empty()) return;
-  manager_.verdicts(shared_from_this(), std::exchange(gathered_verdicts_, {}));
+  manager_.verdicts(shared_from_this(), gathered_verdicts_);
+  gathered_verdicts_.clear();  // keeps its capacity for the next wake-up
 }
 
 void Session::handle_channel_send(const proto::ChannelSend& frame) {
@@ -383,7 +384,7 @@ void Session::channel_frames(std::shared_ptr<const std::vector<std::uint8_t>> da
             backlog->release(frames);
             return;
           }
-          self->write_queue_.push_back({std::move(datagram), 0, std::move(backlog), frames});
+          self->queue_outgoing({std::move(datagram), 0, std::move(backlog), frames});
           if (!self->waiting_for_room_) self->do_write();
         });
   } catch (...) {  // out of memory: the member misses these frames
@@ -465,7 +466,7 @@ void Session::push(std::shared_ptr<const std::vector<std::uint8_t>> datagram, st
     queued_.fetch_sub(weight, std::memory_order_relaxed);
     return;
   }
-  write_queue_.push_back({std::move(datagram), weight});
+  queue_outgoing({std::move(datagram), weight});
   if (!waiting_for_room_) do_write();
 }
 
@@ -528,6 +529,12 @@ void Session::wait_writable() {
 
 void Session::written(std::size_t count) {
   for (std::size_t i = 0; i < count; ++i) pop_front_outgoing();
+}
+
+void Session::queue_outgoing(Outgoing outgoing) {
+  if (write_queue_.full())
+    write_queue_.set_capacity(std::max<std::size_t>(16, 2 * write_queue_.size()));
+  write_queue_.push_back(std::move(outgoing));
 }
 
 void Session::pop_front_outgoing() {

@@ -7,8 +7,9 @@
 #include "broker/strand.hpp"
 #include "pktbroker/codec.hpp"
 
+#include <boost/circular_buffer.hpp>
+
 #include <atomic>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -133,7 +134,8 @@ class Session : public SessionPort,
   mutable std::mutex name_mutex_;  // HELLO writes the name on the session's strand; others read
   std::string name_;
   std::string refusal_;
-  StrandTimer timer_;  // the HELLO deadline, then the linger after fail()
+  StrandTimer timer_;       // the HELLO deadline, then the linger after fail()
+  proto::Decoded decoded_;  // the last message read, reused
   std::vector<ClientVerdict> gathered_verdicts_;  // read this wake-up, not yet handed over
   std::vector<FrameRun> gathered_frames_;         // likewise, per channel
   std::vector<std::uint32_t> paused_channels_;    // channels that paused this sender (strand)
@@ -149,7 +151,9 @@ class Session : public SessionPort,
   };
   /// The datagram at the front of the queue is written or discarded.
   void pop_front_outgoing();
-  std::deque<Outgoing> write_queue_;
+  // A ring that grows only past its peak: queueing a datagram allocates nothing in steady state.
+  boost::circular_buffer<Outgoing> write_queue_;
+  void queue_outgoing(Outgoing outgoing);
   bool waiting_for_room_ = false;       // the socket is full; a wait for room is in flight
   std::atomic<std::size_t> queued_{0};  // packets and replies not yet written
   std::atomic<bool> closed_{false};

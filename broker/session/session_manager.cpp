@@ -401,24 +401,17 @@ void SessionManager::unsubscribe(std::shared_ptr<Session> session, std::uint32_t
 }
 
 void SessionManager::verdicts(const std::shared_ptr<Session>& session,
-                              std::vector<ClientVerdict> verdicts) {
+                              std::span<ClientVerdict> verdicts) {
   // One hand-over per queue for the whole batch: the queue then sends the kernel one verdict
   // message for all of them.
-  std::vector<bool> taken(verdicts.size());
-  for (BrokerQueue* q : queues_) {
-    std::vector<ClientVerdict> mine;
-    for (std::size_t i = 0; i < verdicts.size(); ++i) {
-      if (!taken[i] && token_queue(verdicts[i].token) == q->number()) {
-        taken[i] = true;
-        mine.push_back(std::move(verdicts[i]));
-      }
-    }
-    if (!mine.empty()) q->client_verdicts(session->id(), session, std::move(mine));
-  }
-  for (std::size_t i = 0; i < verdicts.size(); ++i) {
-    if (taken[i]) continue;
+  for (BrokerQueue* q : queues_) q->client_verdicts(session->id(), session, verdicts);
+  for (const ClientVerdict& verdict : verdicts) {
+    const auto served = std::find_if(queues_.begin(), queues_.end(), [&](const BrokerQueue* q) {
+      return q->number() == token_queue(verdict.token);
+    });
+    if (served != queues_.end()) continue;
     session->report_error(proto::ErrorCode::unknown_token,
-                          "token " + std::to_string(verdicts[i].token) + " names no served queue");
+                          "token " + std::to_string(verdict.token) + " names no served queue");
   }
 }
 

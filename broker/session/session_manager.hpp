@@ -59,7 +59,7 @@ class SessionManager {
   void subscribe(std::shared_ptr<Session> session, proto::Subscribe request, std::uint32_t id);
   void unsubscribe(std::shared_ptr<Session> session, std::uint32_t subscription, std::uint32_t id);
   /// Hands a session's verdicts to their queues, one batch per queue.
-  void verdicts(const std::shared_ptr<Session>& session, std::vector<ClientVerdict> verdicts);
+  void verdicts(const std::shared_ptr<Session>& session, std::span<ClientVerdict> verdicts);
   void stats(std::shared_ptr<Session> session, std::uint32_t id);
   /// The policy's rules in order, with where each was written and what it decided.
   void rules(std::shared_ptr<Session> session, std::uint32_t id);

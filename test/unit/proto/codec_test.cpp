@@ -499,3 +499,24 @@ TEST_CASE("HELLO and WELCOME carry features only when asked, and older peers sti
   short_features[7] -= 2;
   CHECK(decode(short_features, decoded) == make_error_code(ProtocolError::truncated_field));
 }
+
+TEST_CASE("a Decoded reused for verdict batches reads each batch whole, and keeps its vector") {
+  Decoded reused;
+  REQUIRE_FALSE(decode(encoded(VerdictBatch{{Verdict{1, VerdictCode::accept, 5, {}},
+                                             Verdict{2, VerdictCode::drop, std::nullopt, {}},
+                                             Verdict{3, VerdictCode::pass, 9, {}}}}),
+                       reused));
+  const Verdict* storage = std::get<VerdictBatch>(reused.message).verdicts.data();
+  REQUIRE_FALSE(
+      decode(encoded(VerdictBatch{{Verdict{4, VerdictCode::drop, std::nullopt, {}}}}), reused));
+  const auto& batch = std::get<VerdictBatch>(reused.message);
+  REQUIRE(batch.verdicts.size() == 1);
+  CHECK(batch.verdicts[0].token == 4);
+  CHECK(batch.verdicts[0].verdict == VerdictCode::drop);
+  CHECK_FALSE(batch.verdicts[0].mark);
+  CHECK(batch.verdicts.data() == storage);  // no new allocation
+  REQUIRE_FALSE(decode(encoded(Ping{}), reused));
+  REQUIRE(std::holds_alternative<Ping>(reused.message));
+  REQUIRE_FALSE(decode(encoded(VerdictBatch{}), reused));
+  CHECK(std::get<VerdictBatch>(reused.message).verdicts.empty());
+}
