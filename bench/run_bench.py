@@ -7,8 +7,8 @@ Topology: namespace `gen` sends UDP (udp_blast, pinned to CPU 0) over a veth pai
 counter is the delivered count. The queue's consumer (reference or pktbrokerd and its clients)
 is pinned to CPU 1, and so is the sink's receive processing (RPS on its veth): the consumer's CPU
 pays for its own queue, PREROUTING, the enqueue and the verdicts, as on a real host, and the
-generator's CPU only sends. Saturation is found by a sweep of paced rates (a flood far above
-capacity starves both sides in softirq work). Run by scripts/bench, which builds everything
+generator's CPU only sends. Both sides are offered one paced rate just above the faster side's
+capacity, found by a sweep (a flood far above capacity starves both sides in softirq work). Run by scripts/bench, which builds everything
 first; see its --help."""
 
 import argparse
@@ -283,21 +283,18 @@ def measure(consumer, scenario, rate, seconds):
             "loss": 1 - got / sent if sent else 0}
 
 
-def saturation(consumer, scenario, args):
-    """The most delivered over offered rates rising by a quarter from 50k pps, each for
-    --probe-seconds, until delivery falls below 90% of the offer or stops rising; then that
-    rate again for --seconds, which is the result (it offers well above capacity)."""
-    best, rate = None, 50_000
+def capacity(consumer, scenario, args):
+    """The consumer's peak: offered rates rise by a fifth from 100k pps, each for
+    --probe-seconds, until less than 90% of the offer is delivered. Returns the most delivered
+    (pps) and the rate that delivered it."""
+    best, rate = (0, 0), 100_000
     while rate < 5_000_000:
         probe = measure(consumer, scenario, rate, args.probe_seconds)
-        if best is not None and probe["pps"] <= best[1]["pps"]:
-            break
-        best = (rate, probe)
+        best = max(best, (probe["pps"], rate))
         if probe["pps"] < 0.9 * probe["offered_pps"]:
             break
-        rate = int(rate * 1.25)
-    # Offer the next step up from the best: above capacity, short of a flood.
-    return measure(consumer, scenario, int(best[0] * 1.25), args.seconds)
+        rate = int(rate * 1.2)
+    return best
 
 
 def latency():
@@ -342,6 +339,19 @@ def scenario_runs(name, scenario, args, workdir):
     latencies, loss_free = {"reference": [], "broker": []}, {}
     # Latency is the noisiest number: every round also measures the round trip without a queue,
     # and `added` is the median of each round's difference (pairs measured seconds apart).
+    # Both sides are offered the same paced rate: just above the faster side's capacity.
+    Topology.queue(scenario.get("queue", "0"))
+    rates = {}
+    for side in sides:
+        consumer = Consumer(side, scenario, workdir)
+        consumer.start()
+        try:
+            rates[side] = capacity(consumer, scenario, args)
+        finally:
+            consumer.stop()
+    rate = int(max(rates.values())[1] * 1.1)
+    print(f"   capacity: reference {rates['reference'][0]:,.0f} pps, pktbrokerd "
+          f"{rates['broker'][0]:,.0f} pps; rounds offer {rate:,} pps", flush=True)
     baselines = []
     for round_ in range(args.rounds):
         Topology.queue(None)
@@ -351,7 +361,7 @@ def scenario_runs(name, scenario, args, workdir):
             consumer = Consumer(side, scenario, workdir)
             consumer.start()
             try:
-                result = saturation(consumer, scenario, args)
+                result = measure(consumer, scenario, rate, args.seconds)
                 sides[side].append(result)
                 latencies[side].append(latency())
                 if round_ == 0:
@@ -366,7 +376,8 @@ def scenario_runs(name, scenario, args, workdir):
                   f"{result['packets_per_verdict_send'] or 0:.1f} packets/verdict send, p99 "
                   f"{latencies[side][-1]['p99_us']} us (no queue: {baselines[-1]['p99_us']} us)",
                   flush=True)
-    summary = {"baseline_latency": median_latency(baselines), "baseline_runs": baselines}
+    summary = {"baseline_latency": median_latency(baselines), "baseline_runs": baselines,
+               "offered_rate": rate, "capacity_found": {k: v[0] for k, v in rates.items()}}
     for side, results in sides.items():
         summary[side] = {
             "pps": statistics.median(r["pps"] for r in results),
@@ -788,17 +799,20 @@ def scenarios(workdir):
 
 
 def markdown(results):
-    lines = ["| scenario | reference pps | pktbroker pps | ratio (per round) | offered pps (ref / "
-             "pktb) | kernel drops (ref / pktb) | generator idle (ref / pktb) | CPU µs/pkt (ref / "
+    lines = ["| scenario | capacity pps, sweep peak (ref / pktb) | peak ratio | reference pps | "
+             "pktbroker pps | ratio (per round) | offered pps | kernel drops (ref / pktb) | generator idle (ref / pktb) | CPU µs/pkt (ref / "
              "pktb) | packets per verdict send (ref / pktb) | loss-free pps (ref / pktb) | p50 µs "
              "(none / ref / pktb) | p99 µs (none / ref / pktb) | added p99 µs (ref / pktb) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in results["scenarios"].items():
         ref, pb, none = r["reference"], r["broker"], r["baseline_latency"]
         per_round = ", ".join(f"{x:.2f}" for x in r.get("pps_ratios", []))
+        peak = r.get("capacity_found", {"reference": 0, "broker": 0})
         lines.append(
-            f"| {name} | {ref['pps']:,.0f} | {pb['pps']:,.0f} | {r['pps_ratio']:.2f} "
-            f"({per_round}) | {ref.get('offered_pps', 0):,.0f} / {pb.get('offered_pps', 0):,.0f} | "
+            f"| {name} | {peak['reference']:,.0f} / {peak['broker']:,.0f} | "
+            f"{peak['broker'] / peak['reference'] if peak['reference'] else 0:.2f} | "
+            f"{ref['pps']:,.0f} | {pb['pps']:,.0f} | {r['pps_ratio']:.2f} "
+            f"({per_round}) | {r.get('offered_rate', 0):,.0f} | "
             f"{ref['kernel_drops']:,.0f} / {pb['kernel_drops']:,.0f} | "
             f"{ref.get('generator_idle', 0):.0%} / {pb.get('generator_idle', 0):.0%} | "
             f"{ref['cpu_us_per_packet']:.2f} / {pb['cpu_us_per_packet']:.2f} | "
@@ -811,7 +825,10 @@ def markdown(results):
             f"{pb['latency']['p99_us']:.0f} | "
             f"{ref['added_p99_us']:.0f} / {pb['added_p99_us']:.0f} |")
     lines += ["", "Saturation: the sink's receive processing runs on the consumer's CPU (RPS), and "
-                  "each side is offered the paced rate a sweep found just above its capacity; CPU "
+                  "a sweep of paced rates (from 100k pps, a fifth more each second, until less than "
+                  "90% is delivered) finds each side's peak (capacity); then both sides are "
+                  "offered the same rate, the faster side's peak rate plus a tenth, for the "
+                  "rounds (saturation); CPU "
                   "µs/pkt is the consumer CPU's whole busy time (softirq included) per delivered "
                   "packet; generator idle is CPU 0's idle share during the run (headroom).",
               "", "Latency: UDP echo round trips from the generator's CPU, 2,000 at 300 µs "
