@@ -39,7 +39,8 @@ constexpr std::size_t drain_limit = 1'000'000;
 // Packets plugins may hold at once per queue, and per flow.
 constexpr std::size_t max_held = 1024;
 constexpr std::size_t max_held_per_flow = 16;
-constexpr std::size_t max_asking = 1024;  // packets waiting for prompts, per queue
+constexpr std::size_t max_asking = 1024;         // packets waiting for prompts, per queue
+constexpr std::size_t max_kept_verdicts = 4096;  // room the inbox keeps between rounds
 // The board ends a prompt at its deadline; the tracker's is a safety net just after it.
 constexpr std::chrono::milliseconds ask_slack{500};
 // Held packets are tracked with this owner: sessions are numbered from 1.
@@ -583,6 +584,7 @@ void BrokerQueue::take_inbox() {
     on_client_verdict(entry.session, entry.port, std::move(entry.verdict));
   }
   taken_inbox_.clear();
+  if (taken_inbox_.capacity() > max_kept_verdicts) taken_inbox_ = {};  // after a flood
   flush();
 }
 

@@ -78,23 +78,25 @@ PacketToken VerdictTracker::track(const Pending& pending) {
 // Grows the slab only past the most entries it has held; the index stays at most half full.
 std::uint32_t VerdictTracker::allocate() {
   if (free_slots_.empty()) {
-    const std::size_t slots = std::max<std::size_t>(64, slots_.size() * 2);
+    // Everything that can throw first; the new slots become free only once all is in place.
+    const std::size_t old_size = slots_.size();
+    const std::size_t slots = std::max<std::size_t>(64, old_size * 2);
     free_slots_.reserve(slots);
     by_deadline_.reserve(slots);
     out_of_order_.reserve(slots);
-    for (std::size_t i = slots; i-- > slots_.size();) {
-      free_slots_.push_back(static_cast<std::uint32_t>(i));
-    }
+    std::vector<std::uint32_t> index(slots * 2, none);
     slots_.resize(slots);
-    grow_index();
+    index_.swap(index);
+    reindex();
+    for (std::size_t i = slots; i-- > old_size;)
+      free_slots_.push_back(static_cast<std::uint32_t>(i));
   }
   const std::uint32_t slot = free_slots_.back();
   free_slots_.pop_back();
   return slot;
 }
 
-void VerdictTracker::grow_index() {
-  index_.assign(slots_.size() * 2, none);
+void VerdictTracker::reindex() noexcept {
   for (std::uint32_t at = oldest_; at != none; at = slots_[at].newer) {
     std::size_t i = home(slots_[at].token);
     while (index_[i] != none) i = (i + 1) & (index_.size() - 1);
@@ -132,6 +134,7 @@ VerdictTracker::Pending VerdictTracker::remove(std::uint32_t slot) noexcept {
   if (entry.heap_position[1] != none) out_of_order_.erase(slot);
   (entry.older != none ? slots_[entry.older].newer : oldest_) = entry.newer;
   (entry.newer != none ? slots_[entry.newer].older : newest_) = entry.older;
+  entry.older = entry.newer = none;
   entry.token = 0;
   free_slots_.push_back(slot);  // never allocates: reserved with the slab
   return std::move(entry.pending);

@@ -62,17 +62,20 @@ class VerdictTracker {
   }
 
   /// Removes every entry owned by `session` (it went away), calling `released(pending)` for each.
+  /// (Rare: the tokens are gathered first, so a callback may track or take what it likes.)
   template <typename F>
   void release_session(SessionId session, F&& released) {
+    std::vector<PacketToken> owned;
+    for (std::uint32_t at = oldest_; at != none; at = slots_[at].newer) {
+      if (slots_[at].pending.owner == session) owned.push_back(slots_[at].token);
+    }
     const auto now = Clock::now();
-    for (std::uint32_t at = oldest_; at != none;) {
-      const std::uint32_t next = slots_[at].newer;
-      if (slots_[at].pending.owner == session) {
-        Pending pending = remove(at);
-        waits_.observe(now - pending.tracked_at);
-        released(pending);
-      }
-      at = next;
+    for (const PacketToken token : owned) {
+      const std::uint32_t at = find(token);
+      if (at == none || slots_[at].pending.owner != session) continue;
+      Pending pending = remove(at);
+      waits_.observe(now - pending.tracked_at);
+      released(pending);
     }
   }
 
@@ -163,7 +166,7 @@ class VerdictTracker {
   }
   [[nodiscard]] std::uint32_t find(PacketToken token) const noexcept;
   std::uint32_t allocate();
-  void grow_index();
+  void reindex() noexcept;  ///< puts every entry into a new, empty index_
   void unindex(std::uint32_t slot) noexcept;
   /// Takes the entry out of every structure and frees its slot.
   Pending remove(std::uint32_t slot) noexcept;

@@ -8,8 +8,8 @@
 namespace pktbroker {
 namespace {
 
-constexpr std::size_t pool_size = 64;                  // datagrams kept, per queue
-constexpr std::size_t max_pooled_capacity = 64 << 10;  // a larger one is not kept
+constexpr std::size_t pool_size = 64;                   // datagrams kept, per queue
+constexpr std::size_t max_pooled_capacity = 128 << 10;  // a larger one is not kept
 constexpr std::size_t first_capacity = 4096;
 
 }  // namespace
@@ -29,9 +29,16 @@ PacketBatcher::Datagram PacketBatcher::take_datagram() {
     candidate->clear();
     return candidate;
   }
+  // Every pooled one is in flight: a new one takes a place, and one a session still holds (a
+  // client that does not read, say) lives on with that session alone.
   auto fresh = std::make_shared<std::vector<std::uint8_t>>();
   fresh->reserve(first_capacity);
-  if (pool_.size() < pool_size) pool_.push_back(fresh);
+  if (pool_.size() < pool_size) {
+    pool_.push_back(fresh);
+  } else {
+    pool_[next_in_pool_] = fresh;
+    next_in_pool_ = (next_in_pool_ + 1) % pool_.size();
+  }
   return fresh;
 }
 

@@ -129,6 +129,8 @@ void Session::on_read(std::span<const std::uint8_t> datagram) {
     return;
   }
   handle(decoded);
+  const auto* batch = std::get_if<proto::VerdictBatch>(&decoded.message);
+  if (batch != nullptr && batch->verdicts.capacity() > max_kept_verdicts) decoded = {};
 }
 
 void Session::handle(const proto::Decoded& decoded) {
@@ -316,7 +318,8 @@ void Session::handle_verdicts(std::span<const proto::Verdict> verdicts) {
 void Session::flush_verdicts() {
   if (gathered_verdicts_.empty()) return;
   manager_.verdicts(shared_from_this(), gathered_verdicts_);
-  gathered_verdicts_.clear();  // keeps its capacity for the next wake-up
+  gathered_verdicts_.clear();  // keeps its capacity for the next wake-up, unless a flood's
+  if (gathered_verdicts_.capacity() > max_kept_verdicts) gathered_verdicts_ = {};
 }
 
 void Session::handle_channel_send(const proto::ChannelSend& frame) {
@@ -472,6 +475,10 @@ void Session::push(std::shared_ptr<const std::vector<std::uint8_t>> datagram, st
 
 void Session::do_write() {
   constexpr std::size_t max_batch = 64;
+  if (writes_stopped_) {
+    while (!write_queue_.empty()) pop_front_outgoing();
+    return;
+  }
   while (!write_queue_.empty() && !closed_) {
     std::array<mmsghdr, max_batch> messages{};
     std::array<iovec, max_batch> parts{};
@@ -490,31 +497,22 @@ void Session::do_write() {
     }
     if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return wait_writable();
     if (sent < 0 && errno == EINTR) continue;
-    if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) return drain_then_close();
+    if (sent < 0 && (errno == EPIPE || errno == ECONNRESET)) return stop_writing();
     close();
     return;
   }
   if (write_queue_.empty() && closing_) close();
 }
 
-// The client went away. What it sent before (its last verdicts, or frames a channel's pause
-// held back) is still read and handed on, however reading was held: a socket's buffer holds
-// far fewer than max_drained datagrams, which bounds a client that only shut down reading.
-void Session::drain_then_close() {
-  constexpr int max_drained = 1024;
-  const std::span<std::uint8_t> buffer = read_buffer();
-  for (int round = 0; round < max_drained && !closing_ && !closed_; ++round) {
-    iovec part{buffer.data(), buffer.size()};
-    msghdr message{};
-    message.msg_iov = &part;
-    message.msg_iovlen = 1;
-    const ssize_t size = ::recvmsg(socket_.native_handle(), &message, MSG_DONTWAIT);
-    if (size < 0 && (errno == EINTR || errno == ECONNRESET)) continue;
-    if (size <= 0 || (message.msg_flags & MSG_TRUNC) != 0) break;
-    on_read(buffer.first(static_cast<std::size_t>(size)));
-  }
-  flush_gathered();
-  close();
+// The client stopped reading or went away, perhaps with messages of its own still unread here
+// (its last verdicts, frames a channel's pause held back). Nothing more is written or offered
+// to it; reading goes on as usual, with its holds and bounds, to the end of what it sent, and
+// the session closes there.
+void Session::stop_writing() {
+  writes_stopped_ = true;
+  refusing_packets_ = true;
+  manager_.drop_subscriptions(id_);
+  while (!write_queue_.empty()) pop_front_outgoing();
 }
 
 void Session::wait_writable() {

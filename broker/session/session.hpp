@@ -114,13 +114,15 @@ class Session : public SessionPort,
   /// Reads again if reading was held and no longer is (on the strand).
   void resume_reading();
   static constexpr std::size_t max_frames_at_hub = 256;
+  /// Verdicts whose room is kept from one read to the next (more: it is given back).
+  static constexpr std::size_t max_kept_verdicts = 4096;
   bool require(std::uint8_t role, std::uint32_t request_id);
   /// Queues a datagram that counts `weight` against the queue bound, and writes.
   void push(std::shared_ptr<const std::vector<std::uint8_t>> datagram, std::size_t weight);
   /// Sends what is queued, many datagrams per sendmmsg; waits for room when the socket is full.
   void do_write();
   void wait_writable();
-  void drain_then_close();
+  void stop_writing();
   void written(std::size_t count);
   void fail(proto::ErrorCode code, const std::string& text, std::uint32_t request_id = 0);
 
@@ -142,7 +144,8 @@ class Session : public SessionPort,
   std::atomic<std::size_t> frames_at_hub_{0};     // sent to the hub, not yet handled there
   std::atomic<bool> read_held_{false};            // reading stopped by reading_held()
   bool welcomed_ = false;
-  bool closing_ = false;  // an error was sent; close once it is written
+  bool closing_ = false;         // an error was sent; close once it is written
+  bool writes_stopped_ = false;  // the client reads no more (EPIPE): what is queued is dropped
   struct Outgoing {
     std::shared_ptr<const std::vector<std::uint8_t>> datagram;
     std::size_t weight;  // packets it carries (1 for a reply, 0 for channel frames)

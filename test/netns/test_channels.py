@@ -208,12 +208,17 @@ class Channels(NetnsTestCase):
         pair = self.channels(daemon)["pair"]
         self.assertEqual((pair["dropped"], pair["delivered"]), (0, 10000))
 
-    def test_a_sender_that_ignores_the_pause_only_blocks_itself(self):
+    def stalled_channel(self, sender_name):
+        """A backpressure channel of queue length 8 whose receive-only member does not read yet,
+        and a sender: (daemon, stalled member, sender, a 1400-byte frame of the sender's)."""
         daemon = self.channel_daemon(
             "  - {name: bulk, queue_length: 8, overflow: backpressure}\n")
         stalled = self.member(daemon, "bulk", rights=wire.RECEIVE, name="stalled")
-        rude = self.member(daemon, "bulk", rights=wire.SEND, name="rude")
-        datagram = wire.channel_send(rude.id, ethernet(0xff, 1, b"x" * 1400))
+        sender = self.member(daemon, "bulk", rights=wire.SEND, name=sender_name)
+        return daemon, stalled, sender, wire.channel_send(sender.id, ethernet(0xff, 1, b"x" * 1400))
+
+    def test_a_sender_that_ignores_the_pause_only_blocks_itself(self):
+        daemon, stalled, rude, datagram = self.stalled_channel("rude")
 
         def fill():  # sends until rude's own socket is full; how many went
             rude.sock.setblocking(False)
@@ -253,11 +258,7 @@ class Channels(NetnsTestCase):
     def test_a_sender_that_leaves_while_paused_still_has_everything_it_sent_delivered(self):
         # It closes with the pause notice unread in its socket, so the broker's next read of it
         # fails with ECONNRESET before the frames that wait there.
-        daemon = self.channel_daemon(
-            "  - {name: bulk, queue_length: 8, overflow: backpressure}\n")
-        stalled = self.member(daemon, "bulk", rights=wire.RECEIVE, name="stalled")
-        leaving = self.member(daemon, "bulk", rights=wire.SEND, name="leaving")
-        datagram = wire.channel_send(leaving.id, ethernet(0xff, 1, b"x" * 1400))
+        daemon, stalled, leaving, datagram = self.stalled_channel("leaving")
         leaving.sock.setblocking(False)
         sent, deadline = 0, time.monotonic() + 20
         while True:
