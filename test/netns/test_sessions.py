@@ -92,6 +92,27 @@ class Sessions(NetnsTestCase):
         self.assertLessEqual(stats["client_datagrams"], 600 // 8)
         self.assertEqual(daemon.stop(), 0)
 
+    def test_a_libpktbroker_client_that_asks_for_no_batches_gets_one_packet_a_datagram(self):
+        # The same pile-up as above, for a client whose HELLO asks for no features (an older
+        # client): every packet comes as a PACKET of its own, and it still decides them all.
+        daemon = self.daemon(POLICY)
+        mark_ports(1)
+        self.client(daemon, name="plain", selector="{mark: 1}", verdict="accept", quiet=1,
+                    features=0, batch=64)
+        sink = UdpSink(self, "127.0.0.1", 6001)
+        daemon.process.send_signal(signal.SIGSTOP)
+        try:
+            send_udp("127.0.0.1", 6001, 300)
+            wait_for(lambda: kernel_queues().get(0, {}).get("queue_total", 0) == 300,
+                     what="300 packets waiting in the kernel queue")
+        finally:
+            daemon.process.send_signal(signal.SIGCONT)
+        self.assertEqual(sink.settle(300), 300)
+        stats = daemon.stats()["queue"]
+        self.assertEqual((stats["delivered"], stats["client_verdicts"], stats["client_datagrams"]),
+                         (300, 300, 300))
+        self.assertEqual(daemon.stop(), 0)
+
     def test_batches_go_only_to_clients_that_ask_for_them_in_hello(self):
         # Two raw clients, one asking for PACKET_BATCH and one not (an older client, or one that
         # reads into a buffer of its own like the nfq shim): with packets piled up while the

@@ -1,7 +1,8 @@
 // A scriptable libpktbroker client for the integration tests. Prints one line per event:
 //   ready id=SUBSCRIPTION session=ID     packet token=T mark=M sport=S dport=D len=L
 //   error code=C text=...                 done packets=N
-// Options (all --key=value): socket, name, roles (bits), mode (verdict|observe),
+// Options (all --key=value): socket, name, roles (bits), features (HELLO's feature bits; 0: no
+// PACKET_BATCH, as an older client), mode (verdict|observe),
 // clash (exclusive|chain|balance), priority, selector, verdict (accept|drop|repeat|pass|none),
 // set-mark, timeout-ms, fallback (accept|drop), count (exit after N packets),
 // die-after (exit at once, without verdicts, after N packets), stall (never read),
@@ -96,7 +97,9 @@ int main(int argc, char** argv) {
   Client client;
   const auto roles =
       static_cast<std::uint8_t>(number("roles", proto::role_verdict | proto::role_observe));
-  if (const auto error = client.connect(option("socket"), option("name", "test"), roles)) {
+  const auto features = static_cast<std::uint32_t>(number("features", proto::feature_packet_batch));
+  if (const auto error =
+          client.connect(option("socket"), option("name", "test"), roles, features)) {
     say("error code=%d text=%s connect=%s", static_cast<int>(client.last_error().code),
         client.last_error().text.c_str(), error.message().c_str());
     return 1;
