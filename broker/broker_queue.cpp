@@ -584,7 +584,10 @@ void BrokerQueue::take_inbox() {
     on_client_verdict(entry.session, entry.port, std::move(entry.verdict));
   }
   taken_inbox_.clear();
-  if (taken_inbox_.capacity() > max_kept_verdicts) taken_inbox_ = {};  // after a flood
+  if (taken_inbox_.capacity() > 4 * max_kept_verdicts) {  // after a flood of sessions
+    taken_inbox_ = {};
+    taken_inbox_.reserve(max_kept_verdicts);
+  }
   flush();
 }
 

@@ -129,8 +129,9 @@ void Session::on_read(std::span<const std::uint8_t> datagram) {
     return;
   }
   handle(decoded);
+  // A batch far larger than libpktbroker sends (256) does not keep its room.
   const auto* batch = std::get_if<proto::VerdictBatch>(&decoded.message);
-  if (batch != nullptr && batch->verdicts.capacity() > max_kept_verdicts) decoded = {};
+  if (batch != nullptr && batch->verdicts.capacity() > max_gathered_verdicts) decoded = {};
 }
 
 void Session::handle(const proto::Decoded& decoded) {
@@ -146,6 +147,7 @@ void Session::handle(const proto::Decoded& decoded) {
   const bool is_verdict = std::holds_alternative<proto::Verdict>(decoded.message) ||
                           std::holds_alternative<proto::VerdictBatch>(decoded.message);
   const bool is_frame = std::holds_alternative<proto::ChannelSend>(decoded.message);
+  if (writes_stopped_ && !is_verdict && !is_frame) return;  // nobody reads the answer
   if (!is_verdict && !is_frame) flush_gathered();  // requests see what was sent before them
   ChannelHub& hub = *manager_.channels();
   std::visit(
@@ -308,6 +310,7 @@ void Session::handle_verdicts(std::span<const proto::Verdict> verdicts) {
   }
   verdicts_.fetch_add(verdicts.size(), std::memory_order_relaxed);
   for (const proto::Verdict& verdict : verdicts) {
+    if (gathered_verdicts_.size() == max_gathered_verdicts) flush_verdicts();
     gathered_verdicts_.push_back({verdict.token,
                                   verdict.verdict,
                                   verdict.mark,
@@ -318,8 +321,7 @@ void Session::handle_verdicts(std::span<const proto::Verdict> verdicts) {
 void Session::flush_verdicts() {
   if (gathered_verdicts_.empty()) return;
   manager_.verdicts(shared_from_this(), gathered_verdicts_);
-  gathered_verdicts_.clear();  // keeps its capacity for the next wake-up, unless a flood's
-  if (gathered_verdicts_.capacity() > max_kept_verdicts) gathered_verdicts_ = {};
+  gathered_verdicts_.clear();  // keeps its capacity (at most max_gathered_verdicts)
 }
 
 void Session::handle_channel_send(const proto::ChannelSend& frame) {
@@ -513,6 +515,12 @@ void Session::stop_writing() {
   refusing_packets_ = true;
   manager_.drop_subscriptions(id_);
   while (!write_queue_.empty()) pop_front_outgoing();
+  // A second at most: a client that only shut down reading, or one whose reading is held (a
+  // paused channel sender), does not keep the session.
+  timer_.expires_after(std::chrono::seconds(1));
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& error) {
+    if (!error) self->close();
+  });
 }
 
 void Session::wait_writable() {

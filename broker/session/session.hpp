@@ -114,8 +114,8 @@ class Session : public SessionPort,
   /// Reads again if reading was held and no longer is (on the strand).
   void resume_reading();
   static constexpr std::size_t max_frames_at_hub = 256;
-  /// Verdicts whose room is kept from one read to the next (more: it is given back).
-  static constexpr std::size_t max_kept_verdicts = 4096;
+  /// Verdicts gathered before they are handed over, whatever the wake-up read.
+  static constexpr std::size_t max_gathered_verdicts = 4096;
   bool require(std::uint8_t role, std::uint32_t request_id);
   /// Queues a datagram that counts `weight` against the queue bound, and writes.
   void push(std::shared_ptr<const std::vector<std::uint8_t>> datagram, std::size_t weight);
