@@ -509,7 +509,7 @@ void Session::do_write() {
 // The client stopped reading or went away, perhaps with messages of its own still unread here
 // (its last verdicts, frames a channel's pause held back). Nothing more is written or offered
 // to it; reading goes on as usual, with its holds and bounds, to the end of what it sent, and
-// the session closes there.
+// the session closes there, or after a second at most (below).
 void Session::stop_writing() {
   writes_stopped_ = true;
   refusing_packets_ = true;
