@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import struct
+import time
 
 import wire
 from netns import (ClientProcess, NetnsTestCase, UdpSink, kernel_queues, main, mark_ports, run,
@@ -90,6 +91,22 @@ class Sessions(NetnsTestCase):
         self.assertEqual((stats["delivered"], stats["dropped"], stats["outstanding"]),
                          (600, 300, 0))
         self.assertLessEqual(stats["client_datagrams"], 600 // 8)
+        self.assertEqual(daemon.stop(), 0)
+
+    def test_a_client_that_stops_reading_but_keeps_sending_is_closed_within_seconds(self):
+        # Its answers fail (EPIPE): the broker stops writing, and closes the session within a
+        # second instead of serving requests nobody reads.
+        daemon = self.daemon(POLICY)
+        client = wire.WireClient(daemon.socket)
+        self.addCleanup(client.sock.close)
+        client.send(wire.hello("deaf"))
+        client.expect(wire.WELCOME)
+        client.sock.shutdown(socket.SHUT_RD)
+        deadline = time.monotonic() + 10
+        with self.assertRaises(BrokenPipeError, msg="the broker kept the session"):
+            while time.monotonic() < deadline:
+                client.send(wire.frame(wire.PING, b"", 5))
+                time.sleep(0.05)
         self.assertEqual(daemon.stop(), 0)
 
     def test_a_libpktbroker_client_that_asks_for_no_batches_gets_one_packet_a_datagram(self):
