@@ -7,12 +7,13 @@
  * queued id up to the highest id seen in that batch. It does no policy work at all, so its
  * throughput is the upper bound any real consumer (pktbroker) can reach on the same setup.
  *
- * Usage: nfq_reference [--queue N] [--copy-range BYTES] [--cpu K] [--fail-open]
+ * Usage: nfq_reference [--queue N] [--copy-range BYTES] [--cpu K] [--fail-open] [--uid-gid]
  *   --queue N           queue number to bind (default 0)
  *   --copy-range BYTES  bytes of each packet copied to user space (default 128, max 65535)
  *   --cpu K             pin the process to CPU K
  *   --fail-open         let the kernel accept packets when the queue is full (default: drop,
  *                       so every packet delivered has been through this program)
+ *   --uid-gid           ask for the sending socket's uid and gid (pktbrokerd's default)
  *
  * Runs until SIGINT/SIGTERM, then prints `packets=N batches=M` (M = verdict batches sent) to
  * stdout and exits 0. Errors go to stderr with exit status 1. Needs CAP_NET_ADMIN.
@@ -55,7 +56,9 @@ static void on_signal(int sig) {
 }
 
 static void usage(FILE* out) {
-  fprintf(out, "usage: nfq_reference [--queue N] [--copy-range BYTES] [--cpu K] [--fail-open]\n");
+  fprintf(out,
+          "usage: nfq_reference [--queue N] [--copy-range BYTES] [--cpu K] [--fail-open] "
+          "[--uid-gid]\n");
 }
 
 /* Id bookkeeping for one recvmmsg() batch. Kernel ids are a wrapping u32 sequence, so
@@ -101,9 +104,13 @@ static void walk_datagram(const void* buf, size_t len, struct batch* b) {
 
 int main(int argc, char** argv) {
   static const struct option opts[] = {
-      {"queue", required_argument, NULL, 'q'}, {"copy-range", required_argument, NULL, 'c'},
-      {"cpu", required_argument, NULL, 'p'},   {"fail-open", no_argument, NULL, 'f'},
-      {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+      {"queue", required_argument, NULL, 'q'},
+      {"copy-range", required_argument, NULL, 'c'},
+      {"cpu", required_argument, NULL, 'p'},
+      {"fail-open", no_argument, NULL, 'f'},
+      {"uid-gid", no_argument, NULL, 'u'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
   };
   unsigned queue = 0, copy_range = 128;
   uint32_t flags = NFQA_CFG_F_GSO;
@@ -115,6 +122,7 @@ int main(int argc, char** argv) {
       case 'c': copy_range = parse_num("--copy-range", optarg, 65535); break;
       case 'p': cpu = parse_num("--cpu", optarg, CPU_SETSIZE - 1); break;
       case 'f': flags |= NFQA_CFG_F_FAIL_OPEN; break;
+      case 'u': flags |= NFQA_CFG_F_UID_GID; break;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 1;
     }
@@ -162,7 +170,8 @@ int main(int argc, char** argv) {
   nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, (int)copy_range);
   mnl_attr_put_u32(nlh, NFQA_CFG_QUEUE_MAXLEN, htonl(QUEUE_MAXLEN));
   mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
-  mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN));
+  mnl_attr_put_u32(nlh, NFQA_CFG_MASK,
+                   htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_UID_GID));
   if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) die("cannot send queue config");
 
   char vbuf[256];

@@ -1,8 +1,12 @@
 // Policy matching cost: ns per packet for policies of 10, 1,000 and 10,000 rules (ports,
-// addresses, marks; the packets mostly match late or not at all), and broker memory per
-// tracked flow at 100k and 1M flows. Prints one JSON object.
+// addresses, marks; the packets mostly match late or not at all), broker memory per tracked
+// flow at 100k and 1M flows, and per flow with each shipped plugin once the flow has carried
+// what that plugin reads (a handshake and a request head, a query, a ClientHello, a login).
+// Prints one JSON object.
 #include "broker/flow/flow_table.hpp"
 #include "broker/policy/policy.hpp"
+#include "test/unit/plugins/client_hello_builder.hpp"
+#include "test/unit/plugins/plugin_driver.hpp"
 
 #include <malloc.h>
 #include <netinet/in.h>
@@ -111,13 +115,80 @@ double bytes_per_flow(std::size_t flows) {
   return static_cast<double>(mallinfo2().uordblks - before) / static_cast<double>(table.size());
 }
 
+/// Broker memory per flow with one shipped plugin loaded, over 20,000 flows that each carried
+/// what the plugin reads: the flow table entry, the plugin's record and state, its allocations.
+double bytes_per_plugin_flow(const std::string& plugin) {
+  constexpr std::uint32_t flows = 20'000;
+  using test::segment;
+  const auto hello_bytes = test::client_hello("bench.example");
+  const std::string hello(hello_bytes.begin(), hello_bytes.end());
+  const std::string tls_record = std::string{22, 3, 1, 0, static_cast<char>(hello.size())} +
+                                 hello;  // one handshake record (the hello is under 256 bytes)
+  const std::string dns_query =
+      std::string("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", 12) +
+      std::string(
+          "\x05"
+          "bench\x07"
+          "example\x00\x00\x01\x00\x01",
+          19);
+  std::vector<test::Bytes> packets;
+  for (std::uint32_t i = 0; i < flows; ++i) {
+    const auto port = static_cast<std::uint16_t>(1024 + i);
+    if (plugin == "dns") {
+      packets.push_back(test::datagram(port, 53, dns_query));
+      continue;
+    }
+    const std::uint16_t server = plugin == "http" ? 80 : plugin == "tls" ? 443 : 21;
+    packets.push_back(segment(port, server, 1000, "", 0x02));
+    if (plugin == "ftp") {
+      packets.push_back(segment(port, server, 5000, "220 bench\r\n", 0x18, true));
+      packets.push_back(segment(port, server, 1001, "USER anonymous\r\n"));
+    } else {
+      packets.push_back(segment(port, server, 1001,
+                                plugin == "http" ? "GET /index.html HTTP/1.1\r\nHost: "
+                                                   "bench.example\r\n\r\n"
+                                                 : tls_record));
+    }
+  }
+  const auto plugins = test::shipped_plugins({plugin});
+  FlowLimits limits;
+  limits.capacity = flows;
+  const auto before = mallinfo2().uordblks;
+  double per_flow = 0;
+  {
+    FlowInspector inspector(
+        plugins, limits, [](std::uint64_t, const pktb_decision&) { return 0; },
+        std::make_shared<NameCache>());
+    const auto now = Clock::now();
+    std::uint64_t token = 0;
+    for (const auto& packet : packets) {
+      PacketView view;
+      (void)parse_packet(packet, view);
+      PacketMeta meta;
+      meta.payload = packet;
+      meta.wire_length = static_cast<std::uint32_t>(packet.size());
+      (void)inspector.inspect(meta, view, ++token, now);
+    }
+    if (inspector.counters().active_flows != flows) {
+      std::fprintf(stderr, "policy_match_bench: %s tracked %zu flows, not %u\n", plugin.c_str(),
+                   static_cast<std::size_t>(inspector.counters().active_flows), flows);
+      std::exit(1);
+    }
+    per_flow = static_cast<double>(mallinfo2().uordblks - before) / flows;
+  }
+  return per_flow;
+}
+
 }  // namespace
 
 int main() {
   std::printf(R"({"match_ns": {"10": %.1f, "1000": %.1f, "10000": %.1f}, )", match_ns(10),
               match_ns(1000), match_ns(10000));
-  std::printf(R"("bytes_per_flow": {"100000": %.1f, "1000000": %.1f}})"
+  std::printf(R"("bytes_per_flow": {"100000": %.1f, "1000000": %.1f}, )", bytes_per_flow(100'000),
+              bytes_per_flow(1'000'000));
+  std::printf(R"("bytes_per_plugin_flow": {"dns": %.1f, "http": %.1f, "tls": %.1f, "ftp": %.1f}})"
               "\n",
-              bytes_per_flow(100'000), bytes_per_flow(1'000'000));
+              bytes_per_plugin_flow("dns"), bytes_per_plugin_flow("http"),
+              bytes_per_plugin_flow("tls"), bytes_per_plugin_flow("ftp"));
   return 0;
 }

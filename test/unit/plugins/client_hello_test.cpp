@@ -1,4 +1,5 @@
 #include "plugins/tls/client_hello.hpp"
+#include "test/unit/plugins/client_hello_builder.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -7,42 +8,10 @@
 
 using namespace pktbroker::plugins::tls;
 using Bytes = std::vector<std::uint8_t>;
+using pktbroker::test::append16;
+using pktbroker::test::client_hello;
 
 namespace {
-
-void put16(Bytes& b, std::size_t n) {
-  b.push_back(static_cast<std::uint8_t>(n >> 8));
-  b.push_back(static_cast<std::uint8_t>(n));
-}
-
-/// A ClientHello handshake message (type, 24-bit length, body); `sni` empty: no extension.
-Bytes client_hello(const std::string& sni) {
-  Bytes body = {3, 3};
-  body.insert(body.end(), 32, 0x11);  // random
-  body.push_back(32);                 // session id
-  body.insert(body.end(), 32, 0x22);
-  put16(body, 4);  // cipher suites
-  body.insert(body.end(), {0x13, 0x01, 0x13, 0x02});
-  body.insert(body.end(), {1, 0});  // compression: null
-  Bytes extensions;
-  put16(extensions, 0x000a);  // supported_groups, before the SNI
-  put16(extensions, 4);
-  extensions.insert(extensions.end(), {0, 2, 0, 0x1d});
-  if (!sni.empty()) {
-    put16(extensions, 0);
-    put16(extensions, sni.size() + 5);
-    put16(extensions, sni.size() + 3);
-    extensions.push_back(0);
-    put16(extensions, sni.size());
-    extensions.insert(extensions.end(), sni.begin(), sni.end());
-  }
-  put16(body, extensions.size());
-  body.insert(body.end(), extensions.begin(), extensions.end());
-  Bytes message = {1, 0};
-  put16(message, body.size());
-  message.insert(message.end(), body.begin(), body.end());
-  return message;
-}
 
 /// The handshake message split into records of at most `record_size` bytes.
 Bytes records(const Bytes& message, std::size_t record_size) {
@@ -50,7 +19,7 @@ Bytes records(const Bytes& message, std::size_t record_size) {
   for (std::size_t at = 0; at < message.size(); at += record_size) {
     const std::size_t n = std::min(record_size, message.size() - at);
     out.insert(out.end(), {22, 3, 1});
-    put16(out, n);
+    append16(out, n);
     out.insert(out.end(), message.begin() + static_cast<long>(at),
                message.begin() + static_cast<long>(at + n));
   }
