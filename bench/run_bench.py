@@ -432,7 +432,7 @@ def tcp_bulk(args, workdir):
             if ":5201 " in run("ss", "-Hltn", ns=SINK).stdout:
                 break
             time.sleep(0.02)
-        Topology.queue(None if side is None else "0", "tcp", "5201")
+        Topology.queue(queue_for(side, {}), "tcp", "5201")
         consumer = None
         if side:
             scenario = {"policy": POLICY_HEAD.replace("GSO", "true" if gso else "false") +
