@@ -7,9 +7,8 @@ Topology: namespace `gen` sends UDP (udp_blast, pinned to CPU 0) over a veth pai
 counter is the delivered count. The queue's consumer (reference or pktbrokerd and its clients)
 is pinned to CPU 1, and so is the sink's receive processing (RPS on its veth): the consumer's CPU
 pays for its own queue, PREROUTING, the enqueue and the verdicts, as on a real host, and the
-generator's CPU only sends. Each side's capacity comes from a sweep of paced rates; CPU per
-packet is compared at one rate both sides take; each side is also offered 1.5 times its own
-capacity (overload). Run by scripts/bench, which builds everything
+generator's CPU only sends. Each side's capacity comes from a sweep of paced rates, and CPU
+per packet is 1 / capacity; each side is also offered 1.5 times its own capacity (overload). Run by scripts/bench, which builds everything
 first; see its --help."""
 
 import argparse
@@ -117,8 +116,8 @@ class Topology:
 def sink_counters(port):
     """The delivered count (the INPUT drop rule's packets for `port`) and the kernel queue drops
     (queue_dropped + user_dropped over the sink's queues), read in one call."""
-    out = run("sh", "-c", "iptables -L INPUT -v -x -n; echo ==; "
-              "cat /proc/net/netfilter/nfnetlink_queue", ns=SINK).stdout
+    out = run("sh", "-c", "iptables -L INPUT -v -x -n && echo == && "
+              "{ cat /proc/net/netfilter/nfnetlink_queue 2>/dev/null || true; }", ns=SINK).stdout
     rules, queues = out.split("==\n")
     got = next((int(line.split()[0]) for line in rules.splitlines() if f"dpt:{port}" in line), 0)
     drops = sum(int(f[5]) + int(f[6]) for f in (l.split() for l in queues.splitlines())
@@ -217,10 +216,6 @@ class Consumer:
             if p.poll() is not None:
                 raise SystemExit(f"{self.name} consumer exited: {p.stderr.read()}")
 
-    def pids(self):
-        """The real pids (ip netns exec execs, so the Popen pid is the program's)."""
-        return [p.pid for p in self.processes]
-
     def packets_per_verdict_send(self):
         """Packets per verdict sendmsg over the consumer's life (pktbrokerd, while running)."""
         out = run(binary("pktbrokerctl"), "--socket=" + os.path.join(self.workdir, "broker.sock"),
@@ -271,16 +266,15 @@ def measure(scenario, rate, seconds):
     port = DNS_PORT if scenario.get("payload_file") else PORT
     before, drops_before = sink_counters(port)
     busy_before = cpu_busy()
-    start = time.monotonic()
     sent = blast(rate, seconds, scenario)
     busy_after = cpu_busy()
-    time.sleep(0.1)  # the tail of the queue (8192 packets at most: 20 ms at 400k packets/s)
-    elapsed = time.monotonic() - start
+    time.sleep(0.2)  # the tail of the queue (8,192 packets at most: 90 ms at 91k packets/s)
     after, drops_after = sink_counters(port)
     got = after - before
     return {"offered_pps": sent / seconds, "sent": sent, "delivered": got, "pps": got / seconds,
-            "elapsed": elapsed, "kernel_drops": drops_after - drops_before,
+            "kernel_drops": drops_after - drops_before,
             "generator_idle": idle_share(busy_before, busy_after, "cpu0"),
+            "consumer_idle": idle_share(busy_before, busy_after, "cpu1"),
             "loss": 1 - got / sent if sent else 0}
 
 
@@ -317,8 +311,8 @@ def queue_for(side, scenario):
 
 
 def scenario_runs(name, scenario, args, workdir):
-    """Each side's capacity, CPU per packet at one rate both sides take without loss, the
-    delivered rate under overload, the loss-free rate and latency. Both sides' consumers run for
+    """Each side's capacity (and so its CPU per packet), the delivered rate under overload, the
+    loss-free rate and latency. Both sides' consumers run for
     the whole scenario, each on its own queues, and every measurement alternates between them
     run by run (the queue rule switches), so that the machine's drift hits both alike."""
     print(f"== {name}", flush=True)
@@ -334,24 +328,36 @@ def scenario_runs(name, scenario, args, workdir):
         return results
 
     loss_free = {side: 0 for side in sides}  # the highest probed rate with less than 0.1% loss
+    idle_at_best = {side: 0.0 for side in sides}  # the consumer CPU's idle share at capacity
 
     def sweep(start, step, order):
-        """Each side's capacity: paced one-second rates rising by `step` from start[side], the
-        sides probing in turn, each until it delivers less than 95% of its offer."""
+        """Each side's capacity: the most delivered in paced runs of --probe-seconds, the sides
+        probing in turn. Each side starts at start[side]; while none of its probes has kept up
+        (95% of the offer delivered) it steps down by a fifth, so that an overloaded first
+        probe's collapsed delivery never stands for its capacity; then it rises by `step` until
+        a probe falls behind."""
         best, rate = {side: 0 for side in sides}, dict(start)
-        rising = set(sides)
+        kept_up, rising = set(), set(sides)
         while rising:
             for side in order:
                 if side not in rising:
                     continue
                 Topology.queue(queue_for(side, scenario))
-                probe = measure(scenario, rate[side], args.probe_seconds)
-                best[side] = max(best[side], probe["pps"])
+                asked = rate[side]
+                probe = measure(scenario, asked, args.probe_seconds)
                 if probe["loss"] < 0.001:
-                    loss_free[side] = max(loss_free[side], rate[side])
-                rate[side] = int(rate[side] * step)
-                if probe["pps"] < 0.95 * probe["offered_pps"] or rate[side] > 5_000_000:
+                    loss_free[side] = max(loss_free[side], round(probe["offered_pps"]))
+                if probe["pps"] > best[side]:
+                    best[side], idle_at_best[side] = probe["pps"], probe["consumer_idle"]
+                if probe["pps"] >= 0.95 * probe["offered_pps"]:
+                    kept_up.add(side)
+                    rate[side] = int(rate[side] * step)
+                elif side in kept_up or rate[side] < 20_000:
                     rising.discard(side)
+                else:
+                    rate[side] = int(rate[side] * 0.8)
+                if probe["offered_pps"] < 0.95 * asked or rate[side] > 5_000_000:
+                    rising.discard(side)  # the generator, not the consumer, is the limit
         return best
 
     try:
@@ -374,12 +380,13 @@ def scenario_runs(name, scenario, args, workdir):
                                                  args.seconds), order)
             latencies = both(lambda side: latency(), order)
             for side in sides:
-                r = {"capacity_pps": capacities[side], "overload": overload[side],
-                     "latency": latencies[side]}
+                r = {"capacity_pps": capacities[side], "idle_at_capacity": idle_at_best[side],
+                     "overload": overload[side], "latency": latencies[side]}
                 runs[side].append(r)
                 o = r["overload"]
                 print(f"   {side:9} round {round_ + 1}: capacity {r['capacity_pps']:>8.0f} pps "
-                      f"({1e6 / r['capacity_pps']:.2f} us a packet); offered "
+                      f"({1e6 / r['capacity_pps']:.2f} us a packet, consumer CPU "
+                      f"{r['idle_at_capacity']:.0%} idle); offered "
                       f"{o['offered_pps']:.0f} (generator {o['generator_idle']:.0%} idle) delivers "
                       f"{o['pps']:.0f} with {o['kernel_drops']} kernel queue drops; p99 "
                       f"{r['latency']['p99_us']} us (no queue: {baselines[-1]['p99_us']} us)",
@@ -396,6 +403,7 @@ def scenario_runs(name, scenario, args, workdir):
             "pps": median(r["capacity_pps"] for r in rs),
             # At capacity the consumer's CPU never idles: its cost per packet is 1 / capacity.
             "us_per_packet": 1e6 / median(r["capacity_pps"] for r in rs),
+            "idle_at_capacity": max(r["idle_at_capacity"] for r in rs),
             "overload_offered_pps": median(r["overload"]["offered_pps"] for r in rs),
             "overload_pps": median(r["overload"]["pps"] for r in rs),
             "overload_share": median(r["overload"]["pps"] / r["capacity_pps"] for r in rs),
@@ -526,8 +534,8 @@ HTTP_SIDES = ("no queue", "reference", "pktbrokerd", "pktbrokerd + http plugin")
 
 def http_bench(args, workdir):
     """ab against nginx in the sink namespace (over loopback, both directions of port 80 queued
-    on OUTPUT), with the default queue settings (whole packets, uid/gid asked for; this kernel
-    sends no conntrack state): requests per second with no queue, through the reference, through pktbrokerd, and
+    on OUTPUT), with pktbrokerd's default queue settings (whole packets, uid/gid asked for,
+    fail-open; this kernel sends no conntrack state), the reference set alike: requests per second with no queue, through the reference, through pktbrokerd, and
     through pktbrokerd with the http plugin inspecting every request; a new connection per
     request, then keep-alive. nginx and ab run on CPU 0, the consumers on CPU 1; all sides'
     consumers run side by side and the queue rule picks one, run by run."""
@@ -538,7 +546,7 @@ def http_bench(args, workdir):
         f.write(NGINX_CONF.format(dir=workdir, addr=SINK_ADDR))
     default_queue = "broker:\n  queues: [{num: NUM}]\n  default_verdict: accept\nsocket: {path: SOCKET}\n"
     scenarios_ = {
-        "reference": {"queues": [0], "reference_args": ["--copy-range", "65535", "--uid-gid"]},
+        "reference": {"queues": [0], "reference_args": ["--copy-range", "65535", "--uid-gid", "--fail-open"]},
         "pktbrokerd": {"policy": default_queue.replace("NUM", "0") + "rules: []\n"},
         "pktbrokerd + http plugin": {
             "policy": default_queue.replace("NUM", "1") + HTTP_PLUGIN_RULES},
@@ -902,18 +910,20 @@ def scenarios(workdir):
 
 def markdown(results):
     lines = ["| scenario | capacity pps (ref / pktb) | capacity ratio (per round) | CPU µs/pkt at "
-             "capacity, 1 / capacity (ref / pktb) | delivered at 1.5× own "
+             "capacity, 1 / capacity (ref / pktb) | consumer CPU idle at capacity, most of the rounds "
+             "(ref / pktb) | delivered at 1.5× own "
              "capacity (ref / pktb) | generator idle then (ref / pktb) | packets per verdict send "
              "(ref / pktb) | loss-free pps (ref / pktb) | p50 µs (none / ref / pktb) | p99 µs "
              "(none / ref / pktb) | added p99 µs (ref / pktb) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     rounds = lambda values: ", ".join(f"{x:.2f}" for x in values)
     for name, r in results["scenarios"].items():
         ref, pb, none = r["reference"], r["broker"], r["baseline_latency"]
         lines.append(
             f"| {name} | {ref['pps']:,.0f} / {pb['pps']:,.0f} | {r['pps_ratio']:.2f} "
             f"({rounds(r['pps_ratios'])}) | {ref['us_per_packet']:.2f} / "
-            f"{pb['us_per_packet']:.2f} | {ref['overload_share']:.0%} / "
+            f"{pb['us_per_packet']:.2f} | {ref['idle_at_capacity']:.0%} / "
+            f"{pb['idle_at_capacity']:.0%} | {ref['overload_share']:.0%} / "
             f"{pb['overload_share']:.0%} | {ref['generator_idle']:.0%} / "
             f"{pb['generator_idle']:.0%} | {ref['packets_per_verdict_send']:.1f} / "
             f"{pb['packets_per_verdict_send']:.1f} | "
@@ -927,19 +937,22 @@ def markdown(results):
                   "so the consumer's CPU pays for PREROUTING, the enqueue (and the kernel's drops) "
                   "and the verdicts. Both sides' consumers run side by side on their own queues and "
                   "every measurement alternates between them run by run. Capacity: the most "
-                  "delivered in a sweep of paced one-second rates (rising by 4% from 95% of the "
-                  "last estimate, a coarse sweep's first, until less than 95% is delivered), "
-                  "medians over the rounds; loss-free: the highest probed rate with less than 0.1% "
-                  "loss. CPU µs/pkt: at capacity the consumer's CPU never idles, so one packet "
-                  "costs it 1 / capacity: the receive softirq, PREROUTING, the enqueue, the "
+                  "delivered in a sweep of paced probes (from 95% of the last estimate, a coarse "
+                  "sweep's first, a fifth lower while no probe has kept up, then 4% higher a probe "
+                  "until less than 95% is delivered), medians over the rounds; loss-free: the "
+                  "highest rate sent in any probe with less than 0.1% loss. CPU µs/pkt: at "
+                  "capacity the consumer's CPU is busy (its idle share then is shown), so one "
+                  "packet costs it 1 / capacity: the receive softirq, PREROUTING, the enqueue, the "
                   "consumer's processes and the verdict's reinjection together. (This kernel "
                   "accounts CPU time by ticks, without IRQ time accounting, so /proc/stat misses "
                   "much of the softirq work done while a CPU is otherwise idle: busy time below "
-                  "capacity undercounts.) Overload: each side "
+                  "capacity undercounts; idle time is counted exactly.) Overload: each side "
                   "offered 1.5 times its own capacity; the share of that capacity it still "
                   "delivers (the kernel builds each queued packet's message before it finds the "
                   "queue full, so every dropped packet costs the consumer's CPU nearly a queued "
-                  "one's softirq work), and the generator's idle share then (its headroom).",
+                  "one's softirq work), and the generator's idle share then. Client scenarios: "
+                  "the bench clients' fallback is drop, so packets pktbrokerd sheds past a "
+                  "client's bounds are not counted as delivered.",
               "", "Latency: UDP echo round trips from the generator's CPU, 2,000 at 300 µs "
                   "intervals, in every round without a queue (none), through the reference and "
                   "through pktbrokerd; medians over the rounds; added p99 = the median of each "
@@ -1063,7 +1076,8 @@ def main():
     parser.add_argument("--probe-seconds", type=int, default=1,
                         help="seconds per sweep and loss-free probe")
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs per side")
-    parser.add_argument("--only", help="run only the scenarios (and the identity, channels, events, tcp bulk or pktreplay parts) whose name contains this")
+    parser.add_argument("--only", help="run only the scenarios (and the identity, channels, events, http, tcp bulk or "
+                             "pktreplay parts) whose name contains this")
     parser.add_argument("--replot", action="store_true",
                         help="rewrite results.md and chart.png from the last results.json")
     args = parser.parse_args()
