@@ -4,6 +4,7 @@
 #include "pktbroker/codec.hpp"
 #include "test/fuzz/flow_input.hpp"
 #include "test/unit/packet_builder.hpp"
+#include "test/unit/plugins/client_hello_builder.hpp"
 
 #include <netinet/in.h>
 
@@ -144,25 +145,8 @@ Bytes with_length(const Bytes& message) {  // DNS over TCP
   return out;
 }
 
-Bytes tls_client_hello(const std::string& sni) {
-  Bytes body = {3, 3};
-  body.insert(body.end(), 32, 0x11);
-  body.push_back(0);
-  put16(body, 4);
-  body.insert(body.end(), {0x13, 0x01, 0x13, 0x02});
-  body.insert(body.end(), {1, 0});
-  Bytes extensions;
-  put16(extensions, 0);
-  put16(extensions, sni.size() + 5);
-  put16(extensions, sni.size() + 3);
-  extensions.push_back(0);
-  put16(extensions, sni.size());
-  extensions.insert(extensions.end(), sni.begin(), sni.end());
-  put16(body, extensions.size());
-  body.insert(body.end(), extensions.begin(), extensions.end());
-  Bytes message = {1, 0};
-  put16(message, body.size());
-  message.insert(message.end(), body.begin(), body.end());
+Bytes tls_client_hello(const std::string& sni) {  // one handshake record
+  const Bytes message = pktbroker::test::client_hello(sni);
   Bytes record = {22, 3, 1};
   put16(record, message.size());
   record.insert(record.end(), message.begin(), message.end());
