@@ -3,6 +3,7 @@
 #include "broker/session/session_manager.hpp"
 
 #include "broker/logging.hpp"
+#include "datagram_batch.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/dispatch.hpp>
@@ -20,14 +21,17 @@ namespace pktbroker {
 
 namespace {
 
-// Datagrams read per wake-up before other sessions get a turn.
-constexpr int reads_per_wakeup = 64;
+// Datagrams per receive (one recvmmsg), and receives per wake-up before other sessions get a
+// turn. A receive that fills fewer slots found the socket empty: no further read to learn that.
+constexpr std::size_t datagrams_per_receive = 8;
+constexpr int receives_per_wakeup = 8;
 
-// The receive buffer of the thread running a session's read handler: an idle connection holds
-// no buffer, and a datagram is handled before the handler returns.
-std::span<std::uint8_t> read_buffer() {
-  thread_local std::vector<std::uint8_t> buffer(proto::max_datagram + 1);
-  return buffer;
+// The receive buffers of the thread running a session's read handler: an idle connection holds
+// none, and the datagrams are handled before the handler returns. A slot one byte longer than
+// the longest datagram tells an oversized one from one that fits exactly.
+DatagramBatch& read_batch() {
+  thread_local DatagramBatch batch(datagrams_per_receive, proto::max_datagram + 1);
+  return batch;
 }
 
 // A client name goes into logs and replies: printable, without line breaks or escapes.
@@ -85,32 +89,41 @@ void Session::on_readable(const boost::system::error_code& error) {
     resume_reading();
     return;
   }
-  const std::span<std::uint8_t> buffer = read_buffer();
-  for (int round = 0; round < reads_per_wakeup && !closing_ && !closed_; ++round) {
-    iovec part{buffer.data(), buffer.size()};
-    msghdr message{};
-    message.msg_iov = &part;
-    message.msg_iovlen = 1;
-    const ssize_t size = ::recvmsg(socket_.native_handle(), &message, MSG_DONTWAIT);
-    const int read_error = size < 0 ? errno : 0;
+  DatagramBatch& batch = read_batch();
+  for (int round = 0; round < receives_per_wakeup; ++round) {
+    const int received = batch.receive(socket_.native_handle());
+    const int read_error = received < 0 ? errno : 0;
     // ECONNRESET: the client closed with messages unread; what it sent is still to be read.
     if (read_error == EINTR || read_error == ECONNRESET) continue;
-    if (size <= 0 || (message.msg_flags & MSG_TRUNC) != 0) flush_gathered();
-    if (read_error == EAGAIN || read_error == EWOULDBLOCK) return do_read();
-    if (size <= 0) {  // 0: the peer closed its end
-      if (size < 0)
-        log_client_event(spdlog::level::info, "session {} ({}): read failed: {}", id_, name(),
-                         strerror(read_error));
+    if (received < 0) {
+      flush_gathered();
+      log_client_event(spdlog::level::info, "session {} ({}): read failed: {}", id_, name(),
+                       strerror(read_error));
       close();
       return;
     }
-    if ((message.msg_flags & MSG_TRUNC) != 0) {
-      manager_.count_malformed();
-      fail(proto::ErrorCode::malformed, "malformed message: datagram longer than " +
-                                            std::to_string(proto::max_datagram) + " bytes");
-      return;
+    for (int i = 0; i < received && !closing_ && !closed_; ++i) {
+      bool truncated = false;
+      const std::span<const std::uint8_t> datagram = batch.datagram(i, truncated);
+      if (datagram.empty()) {  // the peer closed its end
+        flush_gathered();
+        close();
+        return;
+      }
+      if (truncated) {
+        flush_gathered();
+        manager_.count_malformed();
+        fail(proto::ErrorCode::malformed, "malformed message: datagram longer than " +
+                                              std::to_string(proto::max_datagram) + " bytes");
+        return;
+      }
+      on_read(datagram);
     }
-    on_read(buffer.first(static_cast<std::size_t>(size)));
+    if (closing_ || closed_) break;
+    if (received < static_cast<int>(datagrams_per_receive)) {  // nothing more is waiting
+      flush_gathered();
+      return do_read();
+    }
   }
   flush_gathered();
   if (closing_ || closed_) return;

@@ -28,7 +28,7 @@ struct nfq_handle {
   std::unique_ptr<ShimSession> session;
   std::list<nfq_q_handle> queues;
   /// The packets waiting behind the one the program read: as many as fit a 64 KiB packet each.
-  pktbroker::nfq::DatagramBatch waiting{32, 0xffff + 4096};
+  pktbroker::DatagramBatch waiting{32, 0xffff + 4096};
   int closed_broker_socket = -1;  // see broker_gone()
 };
 

@@ -4,7 +4,7 @@
 
 #include <cerrno>
 
-namespace pktbroker::nfq {
+namespace pktbroker {
 
 int DatagramBatch::receive(int fd) {
   if (!buffer_) {
@@ -30,4 +30,4 @@ std::span<const std::uint8_t> DatagramBatch::datagram(int i, bool& truncated) co
   return {buffer_.get() + static_cast<std::size_t>(i) * slot_size_, message.msg_len};
 }
 
-}  // namespace pktbroker::nfq
+}  // namespace pktbroker

@@ -8,7 +8,7 @@
 #include <memory>
 #include <span>
 
-namespace pktbroker::nfq {
+namespace pktbroker {
 
 /// Reads up to `slots` datagrams of at most `slot_size` bytes each, without waiting. The
 /// buffer is allocated on first use and not zeroed, so pages no datagram reached cost nothing.
@@ -29,4 +29,4 @@ class DatagramBatch {
   std::unique_ptr<iovec[]> parts_;
 };
 
-}  // namespace pktbroker::nfq
+}  // namespace pktbroker
