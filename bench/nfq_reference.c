@@ -8,12 +8,19 @@
  * throughput is the upper bound any real consumer (pktbroker) can reach on the same setup.
  *
  * Usage: nfq_reference [--queue N] [--copy-range BYTES] [--cpu K] [--fail-open] [--uid-gid]
+ *                      [--hop N]
  *   --queue N           queue number to bind (default 0)
  *   --copy-range BYTES  bytes of each packet copied to user space (default 128, max 65535)
  *   --cpu K             pin the process to CPU K
  *   --fail-open         let the kernel accept packets when the queue is full (default: drop,
  *                       so every packet delivered has been through this program)
  *   --uid-gid           ask for the sending socket's uid and gid (pktbrokerd's default)
+ *   --hop N             hand every batch to N more processes (datagram i to process i mod N)
+ *                       and wait for all their answers before the verdict: each one's share
+ *                       goes over a SOCK_SEQPACKET socket pair in one message, the answer is
+ *                       one small message back. What any design with the verdicts in other
+ *                       processes pays at least, with no policy, codec or bookkeeping (the
+ *                       floor for pktbrokerd's client scenarios).
  *
  * Runs until SIGINT/SIGTERM, then prints `packets=N batches=M` (M = verdict batches sent) to
  * stdout and exits 0. Errors go to stderr with exit status 1. Needs CAP_NET_ADMIN.
@@ -34,6 +41,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <libmnl/libmnl.h>
 #include <libnetfilter_queue/libnetfilter_queue.h>
@@ -58,7 +67,7 @@ static void on_signal(int sig) {
 static void usage(FILE* out) {
   fprintf(out,
           "usage: nfq_reference [--queue N] [--copy-range BYTES] [--cpu K] [--fail-open] "
-          "[--uid-gid]\n");
+          "[--uid-gid] [--hop N]\n");
 }
 
 /* Id bookkeeping for one recvmmsg() batch. Kernel ids are a wrapping u32 sequence, so
@@ -102,19 +111,51 @@ static void walk_datagram(const void* buf, size_t len, struct batch* b) {
   }
 }
 
+/* The --hop process: answers each datagram with the number of bytes it read, until the pair
+ * closes. */
+static void answer_hops(int fd) {
+  static char in[BATCH * DGRAM_SIZE];
+  for (;;) {
+    ssize_t n = recv(fd, in, sizeof in, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) _exit(0);
+    uint32_t answer = (uint32_t)n;
+    if (send(fd, &answer, sizeof answer, MSG_NOSIGNAL) < 0) _exit(1);
+  }
+}
+
+#define MAX_HOPS 64
+
+/* Sends each --hop process its share of one batch as one message, then waits for every answer. */
+static void hop(const int* fds, int hops, struct mmsghdr* msgs, struct iovec* parts, int n) {
+  int sent = 0;
+  for (int h = 0; h < hops && h < n; h++, sent++) {
+    size_t count = 0;
+    for (int i = h; i < n; i += hops)
+      parts[count++] =
+          (struct iovec){.iov_base = msgs[i].msg_hdr.msg_iov->iov_base, .iov_len = msgs[i].msg_len};
+    struct msghdr m = {.msg_iov = parts, .msg_iovlen = count};
+    while (sendmsg(fds[h], &m, MSG_NOSIGNAL) < 0)
+      if (errno != EINTR) die("cannot hand the batch over");
+  }
+  for (int h = 0; h < sent; h++) {
+    uint32_t answer;
+    while (recv(fds[h], &answer, sizeof answer, 0) < 0)
+      if (errno != EINTR) die("no answer from a hop process");
+  }
+}
+
 int main(int argc, char** argv) {
   static const struct option opts[] = {
-      {"queue", required_argument, NULL, 'q'},
-      {"copy-range", required_argument, NULL, 'c'},
-      {"cpu", required_argument, NULL, 'p'},
-      {"fail-open", no_argument, NULL, 'f'},
-      {"uid-gid", no_argument, NULL, 'u'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
+      {"queue", required_argument, NULL, 'q'}, {"copy-range", required_argument, NULL, 'c'},
+      {"cpu", required_argument, NULL, 'p'},   {"fail-open", no_argument, NULL, 'f'},
+      {"uid-gid", no_argument, NULL, 'u'},     {"hop", required_argument, NULL, 'o'},
+      {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
   };
   unsigned queue = 0, copy_range = 128;
   uint32_t flags = NFQA_CFG_F_GSO;
   long cpu = -1;
+  int hops = 0;
   int opt;
   while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (opt) {
@@ -123,6 +164,7 @@ int main(int argc, char** argv) {
       case 'p': cpu = parse_num("--cpu", optarg, CPU_SETSIZE - 1); break;
       case 'f': flags |= NFQA_CFG_F_FAIL_OPEN; break;
       case 'u': flags |= NFQA_CFG_F_UID_GID; break;
+      case 'o': hops = (int)parse_num("--hop", optarg, MAX_HOPS); break;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 1;
     }
@@ -133,6 +175,24 @@ int main(int argc, char** argv) {
   }
 
   if (cpu >= 0) pin_to_cpu((unsigned long)cpu);
+
+  int hop_fds[MAX_HOPS];
+  for (int h = 0; h < hops; h++) {
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, pair) < 0) die("cannot make the hop socket pair");
+    int big = BATCH * DGRAM_SIZE; /* one whole batch fits in one message */
+    if (setsockopt(pair[0], SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big) < 0)
+      setsockopt(pair[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    pid_t child = fork();
+    if (child < 0) die("cannot start the hop process");
+    if (child == 0) {
+      close(pair[0]);
+      for (int earlier = 0; earlier < h; earlier++) close(hop_fds[earlier]); /* their EOF */
+      answer_hops(pair[1]);
+    }
+    close(pair[1]);
+    hop_fds[h] = pair[0];
+  }
 
   struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: recvmmsg must return */
   sigemptyset(&sa.sa_mask);
@@ -157,6 +217,7 @@ int main(int argc, char** argv) {
   static char bufs[BATCH][DGRAM_SIZE];
   static struct iovec iov[BATCH];
   static struct mmsghdr msgs[BATCH];
+  static struct iovec hop_parts[BATCH];
   for (int i = 0; i < BATCH; i++) {
     iov[i] = (struct iovec){.iov_base = bufs[i], .iov_len = DGRAM_SIZE};
     msgs[i].msg_hdr = (struct msghdr){.msg_iov = &iov[i], .msg_iovlen = 1};
@@ -197,6 +258,7 @@ int main(int argc, char** argv) {
       fprintf(stderr, "nfq_reference: kernel reported: %s\n", strerror(b.error));
     }
     if (b.packets == 0) continue;
+    if (hops > 0) hop(hop_fds, hops, msgs, hop_parts, n);
     struct nlmsghdr* v = nfq_nlmsg_put(vbuf, NFQNL_MSG_VERDICT_BATCH, queue);
     nfq_nlmsg_verdict_put(v, (int)b.max_id, NF_ACCEPT);
     if (mnl_socket_sendto(nl, v, v->nlmsg_len) < 0) die("cannot send verdict");

@@ -172,12 +172,14 @@ class Consumer:
         # A libnetfilter_queue program (scenario "program") is the reference bound to the queue
         # itself, and the client through the broker with the nfq shim preloaded.
         quiet = dict(os.environ, NFQ_TOOL_QUIET="1")
-        if self.name == "reference":
+        if self.runs_reference():
+            # A hop scenario measures the reference with --hop against the reference.
+            hop = ["--hop", str(s["hops"])] if self.name != "reference" else []
             for queue in s.get("queues", [0]):
-                queue += REFERENCE_QUEUES
+                queue += REFERENCE_QUEUES if self.name == "reference" else 0
                 argv = ([binary(s["program"]), str(queue), "accept"] if s.get("program") else
                         [binary("nfq_reference"), "--queue", str(queue),
-                         *s.get("reference_args", [])])
+                         *s.get("reference_args", []), *hop])
                 self.processes.append(popen(SINK, "taskset", "-c", "1", *argv, env=quiet))
             time.sleep(0.3)
         else:
@@ -216,6 +218,10 @@ class Consumer:
             if p.poll() is not None:
                 raise SystemExit(f"{self.name} consumer exited: {p.stderr.read()}")
 
+    def runs_reference(self):
+        """True when this side's consumer is nfq_reference (the reference, or a hop scenario's)."""
+        return self.name == "reference" or bool(self.scenario.get("hops"))
+
     def packets_per_verdict_send(self):
         """Packets per verdict sendmsg over the consumer's life (pktbrokerd, while running)."""
         out = run(binary("pktbrokerctl"), "--socket=" + os.path.join(self.workdir, "broker.sock"),
@@ -230,7 +236,7 @@ class Consumer:
     def stop(self):
         """Stops the consumer; returns the packets per verdict send."""
         per_send = None
-        if self.name != "reference" and not self.scenario.get("program"):
+        if not self.runs_reference() and not self.scenario.get("program"):
             per_send = self.packets_per_verdict_send()
         for p in self.processes:
             p.send_signal(signal.SIGTERM)
@@ -240,7 +246,7 @@ class Consumer:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        if self.name == "reference" and not self.scenario.get("program"):
+        if self.runs_reference() and not self.scenario.get("program"):
             counts = [re.search(r"packets=(\d+) batches=(\d+)", p.stdout.read() or "")
                       for p in self.processes]
             packets = sum(int(m.group(1)) for m in counts if m)
@@ -905,6 +911,17 @@ def scenarios(workdir):
         "9 policy only, 1400-byte packets": {
             "description": "scenario 2 with 1400-byte datagrams (128 bytes of each copied)",
             "policy": head + "rules:\n" + TWENTY_RULES, "size": 1400},
+        # What handing packets to other processes costs on this machine, with nothing else:
+        # not pktbrokerd, so only when --only names them (--only hop).
+        "10 reference with one process hop": {
+            "description": "the reference handing each batch to a second process and waiting for "
+                           "its answer (nfq_reference --hop 1) against the reference",
+            "hops": 1, "opt_in": True},
+        "11 reference with eight process hops": {
+            "description": "the reference handing each batch to 8 processes, an eighth each, and "
+                           "waiting for all their answers (nfq_reference --hop 8) against the "
+                           "reference",
+            "hops": 8, "opt_in": True},
     }
 
 
@@ -958,6 +975,12 @@ def markdown(results):
                   "intervals, in every round without a queue (none), through the reference and "
                   "through pktbrokerd; medians over the rounds; added p99 = the median of each "
                   "round's p99 through the queue minus that round's p99 without one."]
+    if any("process hop" in name for name in results["scenarios"]):
+        lines += ["", "Process hop scenarios: pktbrokerd's column holds the reference with "
+                      "`--hop N`, which hands each batch to N more processes on the consumer's "
+                      "CPU over SOCK_SEQPACKET pairs and waits for all their answers before the "
+                      "verdict: what handing packets to other processes costs here, with no "
+                      "policy, codec or bookkeeping."]
     if "hop_floor" in results:
         hop = results["hop_floor"]
         lines += ["", f"One client hop without a broker (two processes on the consumer's CPU "
@@ -1078,7 +1101,8 @@ def main():
                         help="seconds per sweep and loss-free probe")
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs per side")
     parser.add_argument("--only", help="run only the scenarios (and the identity, channels, events, http, tcp bulk or "
-                             "pktreplay parts) whose name contains this")
+                             "pktreplay parts) whose name contains this; the hop scenarios, "
+                             "which measure the reference alone, run only this way (--only hop)")
     parser.add_argument("--replot", action="store_true",
                         help="rewrite results.md and chart.png from the last results.json")
     args = parser.parse_args()
@@ -1107,7 +1131,8 @@ def main():
             results["hop_floor"] = hop_floor(args.rounds)
             print(f"== one client hop, without a broker: {results['hop_floor']}", flush=True)
             for name, scenario in scenarios(workdir).items():
-                if scenario is None or (args.only and args.only not in name):
+                if scenario is None or (args.only and args.only not in name) or (
+                        not args.only and scenario.get("opt_in")):
                     continue
                 results["scenarios"][name] = scenario_runs(name, scenario, args, workdir)
             echo.kill()
