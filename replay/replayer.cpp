@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
-#include <set>
 
 namespace pktbroker::replay {
 namespace asio = boost::asio;
@@ -190,12 +189,12 @@ class FlowRun : public std::enable_shared_from_this<FlowRun>, private CallSink {
   Clock::time_point last_progress_{};
   Clock::time_point turn_started_{};
   std::size_t turn_ = 0;
-  std::vector<std::uint8_t> read_buffer_;
-  bool reading_ = false;    ///< a read is outstanding
-  bool eof_ = false;        ///< the server closed its side
-  bool answering_ = false;  ///< in a server turn, or reading the drain
-  bool writing_ = false;    ///< our turn is being written
-  bool draining_ = false;   ///< after the last turn, a client's: reading until quiet
+  std::unique_ptr<std::uint8_t[]> read_buffer_;  ///< read_size bytes, not zeroed: reads fill it
+  bool reading_ = false;                         ///< a read is outstanding
+  bool eof_ = false;                             ///< the server closed its side
+  bool answering_ = false;                       ///< in a server turn, or reading the drain
+  bool writing_ = false;                         ///< our turn is being written
+  bool draining_ = false;  ///< after the last turn, a client's: reading until quiet
   std::deque<std::vector<std::uint8_t>> early_;  ///< read outside a server turn, for the next
   std::size_t early_bytes_ = 0;
   bool early_full_ = false;  ///< the cap was reached: nothing more kept until the next turn
@@ -223,7 +222,8 @@ class Replayer {
         progress_(progress),
         housekeeping_(io_),
         results_(flows.size()),
-        children_(flows.size()) {}
+        children_(flows.size()),
+        parent_of_(flows.size()) {}
 
   Summary run();
 
@@ -258,9 +258,9 @@ class Replayer {
   asio::steady_timer housekeeping_;
   Clock::time_point t0_{};
   std::vector<std::optional<FlowResult>> results_;
-  std::vector<std::vector<std::size_t>> children_;  ///< expected flows, in announcement order
-  std::set<std::size_t> is_child_;
-  std::deque<std::size_t> waiting_;  ///< root flows not started yet
+  std::vector<std::vector<std::size_t>> children_;     ///< expected flows, in announcement order
+  std::vector<std::optional<std::size_t>> parent_of_;  ///< the flow that announces each child
+  std::deque<std::size_t> waiting_;                    ///< root flows not started yet
   std::vector<std::weak_ptr<FlowRun>> running_;
   std::size_t active_ = 0;
   std::size_t done_ = 0;
@@ -279,7 +279,7 @@ FlowRun::FlowRun(Replayer& replayer, std::size_t index, Endpoint live, Clock::ti
       udp_endpoint_(to_asio(live.address), live.port),
       timer_(replayer.io()),
       start_at_(start_at),
-      read_buffer_(read_size) {
+      read_buffer_(std::make_unique_for_overwrite<std::uint8_t[]>(read_size)) {
   result_.id = flow_.id;
   result_.protocol = flow_.protocol;
   result_.recorded_server = flow_.server;
@@ -522,13 +522,13 @@ void FlowRun::read() {
     if (error == asio::error::connection_reset) return self->finish(Status::reset, turn);
     if (error == asio::error::connection_refused) return self->finish(Status::refused, turn);
     if (error) return self->finish(Status::closed_early, turn);
-    self->on_read({self->read_buffer_.data(), size});
+    self->on_read({self->read_buffer_.get(), size});
     self->read();
   };
   if (udp()) {
-    udp_.async_receive(asio::buffer(read_buffer_), handler);
+    udp_.async_receive(asio::buffer(read_buffer_.get(), read_size), handler);
   } else {
-    tcp_.async_read_some(asio::buffer(read_buffer_), handler);
+    tcp_.async_read_some(asio::buffer(read_buffer_.get(), read_size), handler);
   }
 }
 
@@ -751,10 +751,9 @@ void Replayer::find_children() {
     }
     for (const auto& [pattern, wildcards] : sink.expected) {
       for (std::size_t child = parent + 1; child < flows_.size(); ++child) {
-        if (is_child_.count(child) == 0 &&
-            tuple_matches(tuple_of(flows_[child]), pattern, wildcards)) {
+        if (!parent_of_[child] && tuple_matches(tuple_of(flows_[child]), pattern, wildcards)) {
           children_[parent].push_back(child);
-          is_child_.insert(child);
+          parent_of_[child] = parent;
           break;
         }
       }
@@ -774,7 +773,7 @@ Summary Replayer::run() {
       result.status = Status::skipped;
       result.reason = flows_[i].skip_reason;
       ++done_;
-    } else if (is_child_.count(i) == 0) {
+    } else if (!parent_of_[i]) {
       waiting_.push_back(i);
     }
   }
@@ -783,6 +782,7 @@ Summary Replayer::run() {
   housekeeping();
   io_.run();
   Summary summary;
+  summary.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0_);
   for (std::size_t i = 0; i < flows_.size(); ++i) {
     FlowResult result;
     if (results_[i]) {
@@ -793,13 +793,9 @@ Summary Replayer::run() {
       result.recorded_server = flows_[i].server;
       result.turns = flows_[i].turns.size();
     }
-    for (std::size_t parent = 0; parent < flows_.size(); ++parent) {
-      const auto& kids = children_[parent];
-      if (std::find(kids.begin(), kids.end(), i) != kids.end()) result.parent = flows_[parent].id;
-    }
+    if (parent_of_[i]) result.parent = flows_[*parent_of_[i]].id;
     summary.flows.push_back(std::move(result));
   }
-  summary.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0_);
   return summary;
 }
 
