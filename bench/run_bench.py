@@ -316,6 +316,34 @@ def queue_for(side, scenario):
     return ":".join(str(int(q) + offset) for q in scenario.get("queue", "0").split(":"))
 
 
+def sweep(sides, probe, start, step, order):
+    """Each side's capacity: the best of paced probes (probe(side, rate) -> measure()'s dict),
+    the sides probing in turn. Each side starts at start[side]; while none of its probes has
+    kept up (95% of the offer delivered) it steps down by a fifth, so that an overloaded first
+    probe's collapsed delivery never stands for its capacity; then it rises by `step` until a
+    probe falls behind. Returns each side's best probe."""
+    best, rate = {side: None for side in sides}, dict(start)
+    kept_up, rising = set(), set(sides)
+    while rising:
+        for side in order:
+            if side not in rising:
+                continue
+            asked = rate[side]
+            result = probe(side, asked)
+            if best[side] is None or result["pps"] > best[side]["pps"]:
+                best[side] = result
+            if result["pps"] >= 0.95 * result["offered_pps"]:
+                kept_up.add(side)
+                rate[side] = int(rate[side] * step)
+            elif side in kept_up or rate[side] < 20_000:
+                rising.discard(side)
+            else:
+                rate[side] = int(rate[side] * 0.8)
+            if result["offered_pps"] < 0.95 * asked or rate[side] > 5_000_000:
+                rising.discard(side)  # the generator, not the consumer, is the limit
+    return best
+
+
 def scenario_runs(name, scenario, args, workdir):
     """Each side's capacity (and so its CPU per packet), the delivered rate under overload, the
     loss-free rate and latency. Both sides' consumers run for
@@ -334,44 +362,22 @@ def scenario_runs(name, scenario, args, workdir):
         return results
 
     loss_free = {side: 0 for side in sides}  # the highest probed rate with less than 0.1% loss
-    idle_at_best = {side: 0.0 for side in sides}  # the consumer CPU's idle share at capacity
 
-    def sweep(start, step, order):
-        """Each side's capacity: the most delivered in paced runs of --probe-seconds, the sides
-        probing in turn. Each side starts at start[side]; while none of its probes has kept up
-        (95% of the offer delivered) it steps down by a fifth, so that an overloaded first
-        probe's collapsed delivery never stands for its capacity; then it rises by `step` until
-        a probe falls behind."""
-        best, rate = {side: 0 for side in sides}, dict(start)
-        kept_up, rising = set(), set(sides)
-        while rising:
-            for side in order:
-                if side not in rising:
-                    continue
-                Topology.queue(queue_for(side, scenario))
-                asked = rate[side]
-                probe = measure(scenario, asked, args.probe_seconds)
-                if probe["loss"] < 0.001:
-                    loss_free[side] = max(loss_free[side], round(probe["offered_pps"]))
-                if probe["pps"] > best[side]:
-                    best[side], idle_at_best[side] = probe["pps"], probe["consumer_idle"]
-                if probe["pps"] >= 0.95 * probe["offered_pps"]:
-                    kept_up.add(side)
-                    rate[side] = int(rate[side] * step)
-                elif side in kept_up or rate[side] < 20_000:
-                    rising.discard(side)
-                else:
-                    rate[side] = int(rate[side] * 0.8)
-                if probe["offered_pps"] < 0.95 * asked or rate[side] > 5_000_000:
-                    rising.discard(side)  # the generator, not the consumer, is the limit
-        return best
+    def probe(side, rate):
+        """One paced probe through a side's consumer; keeps its loss-free rate."""
+        Topology.queue(queue_for(side, scenario))
+        result = measure(scenario, rate, args.probe_seconds)
+        if result["loss"] < 0.001:
+            loss_free[side] = max(loss_free[side], round(result["offered_pps"]))
+        return result
 
     try:
         for side in sides:
             consumers[side] = Consumer(side, scenario, workdir)
             consumers[side].start()
         # A coarse sweep sets where each round's finer one starts.
-        coarse = sweep({side: 150_000 for side in sides}, 1.3, sides)
+        coarse = {side: best["pps"] for side, best in
+                  sweep(sides, probe, {side: 150_000 for side in sides}, 1.3, sides).items()}
         print(f"   coarse capacity: reference {coarse['reference']:,.0f} pps, pktbrokerd "
               f"{coarse['broker']:,.0f} pps", flush=True)
         runs = {side: [] for side in sides}
@@ -380,13 +386,16 @@ def scenario_runs(name, scenario, args, workdir):
             order = sides if round_ % 2 == 0 else sides[::-1]  # neither side always goes first
             Topology.queue(None)
             baselines.append(latency())
-            capacities = sweep({side: int(0.95 * estimate[side]) for side in sides}, 1.04, order)
+            best = sweep(sides, probe, {side: int(0.95 * estimate[side]) for side in sides}, 1.04,
+                         order)
+            capacities = {side: best[side]["pps"] for side in sides}
             estimate = capacities
             overload = both(lambda side: measure(scenario, int(OVERLOAD * capacities[side]),
                                                  args.seconds), order)
             latencies = both(lambda side: latency(), order)
             for side in sides:
-                r = {"capacity_pps": capacities[side], "idle_at_capacity": idle_at_best[side],
+                r = {"capacity_pps": capacities[side],
+                     "idle_at_capacity": best[side]["consumer_idle"],
                      "overload": overload[side], "latency": latencies[side]}
                 runs[side].append(r)
                 o = r["overload"]
@@ -640,43 +649,62 @@ SELECT = f"{{proto: udp, dport: [{PORT}, {ECHO_PORT}]}}"
 
 
 def events_bench(args, workdir):
-    """Drops per second with drops logged at 100,000 a second (the rest suppressed) against the
-    same policy without an event log (the target: >= 0.9x). Both sides drop all bench traffic
-    by a rule; throughput is the broker's dropped count over the blast, at saturation, runs
-    alternating."""
-    policy = (POLICY_HEAD.replace("GSO", "true") +
-              f"rules:\n  - {{name: bench-drop, match: {{proto: udp, dport: {PORT}}}, "
-              f"verdict: drop}}\n")
+    """Drops per second at capacity with drops logged at 100,000 a second (the rest suppressed)
+    against the same policy without an event log (the target: >= 0.9x). Both sides' brokers drop
+    all bench traffic by a rule and run side by side, each on its own queue; every round sweeps
+    paced probes, the sides taking turns, and a probe's rate is its broker's dropped count."""
+    drop_rule = (f"rules:\n  - {{name: bench-drop, match: {{proto: udp, dport: {PORT}}}, "
+                 f"verdict: drop}}\n")
     log = os.path.join(workdir, "eve.json")
-    sides = {"events off": policy,
-             "events on": policy + f"events: {{file: {log}, types: [drop], "
-                                   f"rate_limit: 100000}}\n"}
-    socket_path = os.path.join(workdir, "broker.sock")
+    queues = {"events off": 0, "events on": REFERENCE_QUEUES}
+    consumers = {}
+    for side, queue in queues.items():
+        policy = (POLICY_HEAD.replace("GSO", "true")
+                  .replace("queues: [{num: 0,", f"queues: [{{num: {queue},")) + drop_rule
+        if side == "events on":
+            policy += f"events: {{file: {log}, types: [drop], rate_limit: 100000}}\n"
+        home = os.path.join(workdir, side.replace(" ", "-"))
+        os.makedirs(home, exist_ok=True)
+        consumers[side] = Consumer("broker", {"policy": policy}, home)
 
-    def dropped():
-        stats = json.loads(run(binary("pktbrokerctl"), f"--socket={socket_path}", "stats",
-                               "--json", ns=SINK).stdout)
-        return stats["queue 0"]["dropped"], stats.get("events", {})
+    def dropped(side):
+        stats = json.loads(run(binary("pktbrokerctl"), "--socket=" + os.path.join(
+            consumers[side].workdir, "broker.sock"), "stats", "--json", ns=SINK).stdout)
+        return stats[f"queue {queues[side]}"]["dropped"], stats.get("events", {})
 
-    Topology.queue("0")
+    def probe(side, rate):
+        Topology.queue(str(queues[side]))
+        before, _ = dropped(side)
+        sent = blast(rate, args.probe_seconds, {})
+        time.sleep(0.2)
+        after, _ = dropped(side)
+        if os.path.exists(log):
+            os.truncate(log, 0)  # the broker appends; the lines are not needed, the disk is
+        return {"offered_pps": sent / args.probe_seconds,
+                "pps": (after - before) / args.probe_seconds}
+
+    sides = tuple(queues)
     runs = {side: [] for side in sides}
-    for round_ in range(args.rounds):
-        for side, text in sides.items():
-            consumer = Consumer("broker", {"policy": text}, workdir)
+    try:
+        for consumer in consumers.values():
             consumer.start()
-            try:
-                before, _ = dropped()
-                blast(0, args.seconds, {})
-                time.sleep(0.2)
-                after, events = dropped()
-                pps = (after - before) / args.seconds
-                runs[side].append({"pps": pps, "events": events})
-                print(f"   {side:10} round {round_ + 1}: {pps:>10.0f} drops/s"
-                      f"{'' if not events else ', events ' + json.dumps(events)}", flush=True)
-            finally:
-                consumer.stop()
-                if os.path.exists(log):
-                    os.unlink(log)
+        estimate = {side: best["pps"] for side, best in
+                    sweep(sides, probe, {side: 150_000 for side in sides}, 1.3, sides).items()}
+        for round_ in range(args.rounds):
+            order = sides if round_ % 2 == 0 else sides[::-1]
+            best = sweep(sides, probe, {side: int(0.95 * estimate[side]) for side in sides}, 1.04,
+                         order)
+            estimate = {side: best[side]["pps"] for side in sides}
+            for side in sides:
+                events = dropped(side)[1]
+                runs[side].append({"pps": estimate[side], "events": events})
+                print(f"   {side:10} round {round_ + 1}: {estimate[side]:>10.0f} drops/s at "
+                      f"capacity{'' if not events else ', events ' + json.dumps(events)}",
+                      flush=True)
+    finally:
+        for consumer in consumers.values():
+            consumer.stop()
+        Topology.queue(None)
     summary = {side: {"pps": statistics.median(r["pps"] for r in results), "runs": results}
                for side, results in runs.items()}
     summary["ratio"] = summary["events on"]["pps"] / summary["events off"]["pps"]
