@@ -122,10 +122,9 @@ double bytes_per_plugin_flow(const std::string& plugin) {
   using test::segment;
   const auto hello_bytes = test::client_hello("bench.example");
   const std::string hello(hello_bytes.begin(), hello_bytes.end());
-  const std::string tls_record =
-      std::string{22, 3, 1, static_cast<char>(hello.size() >> 8),
-                  static_cast<char>(hello.size() & 0xff)} +
-      hello;  // one handshake record  // one handshake record (the hello is under 256 bytes)
+  const std::string tls_record = std::string{22, 3, 1, static_cast<char>(hello.size() >> 8),
+                                             static_cast<char>(hello.size() & 0xff)} +
+                                 hello;  // one handshake record, its length in two bytes
   const std::string dns_query =
       std::string("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", 12) +
       std::string(

@@ -28,7 +28,8 @@ constexpr int receives_per_wakeup = 8;
 
 // The receive buffers of the thread running a session's read handler: an idle connection holds
 // none, and the datagrams are handled before the handler returns. A slot one byte longer than
-// the longest datagram tells an oversized one from one that fits exactly.
+// the longest datagram reads an oversized one whole, for decode() to refuse; a longer one is
+// cut short (MSG_TRUNC).
 DatagramBatch& read_batch() {
   thread_local DatagramBatch batch(datagrams_per_receive, proto::max_datagram + 1);
   return batch;

@@ -115,6 +115,58 @@ rules:
         other.send(wire.verdict_batch([(p["token"], wire.ACCEPT) for p in packets]))
         self.assertEqual(sink.settle(5), 5)
 
+    def test_a_message_past_the_size_limit_closes_only_its_session_and_is_counted(self):
+        # 256 KiB is the longest message (proto::max_datagram). An unprivileged client sends one
+        # byte more (read whole, refused by the codec) and 4 KiB more (cut short by the read):
+        # each gets a malformed ERROR, its session closes, and both are counted.
+        daemon = self.daemon(POLICY + "clients:\n  - {user: nobody, roles: [verdict]}\n")
+        nobody_may_connect(daemon)
+        worker = self.wire_client(daemon)
+        worker.start("worker", "")
+        sender = """import socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+s.connect(sys.argv[1])
+s.settimeout(5)
+body = int(sys.argv[2]) - 16
+s.send(struct.pack("!HBBIII", 0x5042, 1, 1, body, 1, 0) + bytes(body))
+reply = s.recv(1 << 18)
+code, size = struct.unpack_from("!HH", reply, 16)
+print(reply[3], code, reply[20:20 + size].decode())
+try:
+    print("closed" if s.recv(1 << 18) == b"" else "open")
+except ConnectionResetError:
+    print("closed")
+"""
+        limit = 256 * 1024
+        texts = {1: "message exceeds a size limit", 4096: f"datagram longer than {limit} bytes"}
+        for extra, text in texts.items():
+            out = run("python3", "-c", sender, daemon.socket, str(limit + extra),
+                      user="nobody").stdout.splitlines()
+            self.assertEqual(out[0], f"{wire.ERROR} 1 malformed message: {text}")
+            self.assertEqual(out[1], "closed")
+        sink = UdpSink(self, "127.0.0.1", 7000)
+        send_udp("127.0.0.1", 7000, 5)
+        worker.send(wire.verdict_batch([(p["token"], wire.ACCEPT) for p in worker.next_packets(5)]))
+        self.assertEqual(sink.settle(5), 5)
+        daemon.stats()
+        self.assertIn("stats clients malformed_frames=2 ", daemon.log())
+
+    def test_verdicts_sent_just_before_a_close_all_count(self):
+        # Twenty VERDICTs, a datagram each, then the socket closes at once: the broker reads
+        # them eight at a time with the end of the connection behind them and honours every one
+        # (the fallback, drop, would lose the packet).
+        daemon = self.daemon(POLICY)
+        client = self.wire_client(daemon)
+        client.start("burst", "", fallback=wire.DROP, timeout_ms=10000)
+        sink = UdpSink(self, "127.0.0.1", 7000)
+        send_udp("127.0.0.1", 7000, 20)
+        for packet in client.next_packets(20):
+            client.send(wire.verdict(packet["token"], wire.ACCEPT))
+        client.close()
+        self.assertEqual(sink.settle(20), 20)
+        self.assertEqual(daemon.stats()["queue"]["client_verdicts"], 20)
+
     def test_undecided_packets_are_bounded_per_uid_and_cannot_fill_the_queue(self):
         # An unprivileged client that reads packets and never answers filled a 64-packet queue:
         # with fail_open every later packet bypassed the policy. Now one uid holds at most
