@@ -18,9 +18,10 @@
  *   --hop N             hand every batch to N more processes (datagram i to process i mod N)
  *                       and wait for all their answers before the verdict: each one's share
  *                       goes over a SOCK_SEQPACKET socket pair in one message, the answer is
- *                       one small message back. What any design with the verdicts in other
- *                       processes pays at least, with no policy, codec or bookkeeping (the
- *                       floor for pktbrokerd's client scenarios).
+ *                       one small message back. What handing batches to other processes
+ *                       costs, with no policy, codec or bookkeeping. It is not a floor: it
+ *                       waits for every answer before it reads on, and a design that overlaps
+ *                       the two (pktbrokerd) can do better.
  *
  * Runs until SIGINT/SIGTERM, then prints `packets=N batches=M` (M = verdict batches sent) to
  * stdout and exits 0. Errors go to stderr with exit status 1. Needs CAP_NET_ADMIN.
