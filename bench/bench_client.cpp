@@ -1,11 +1,12 @@
 // A libpktbroker client for the benchmark: accepts (or observes) every packet its selector
 // matches until SIGTERM, then prints `packets=N`.
-//   bench_client SOCKET verdict|observe [SELECTOR] [--cpu K]
+//   bench_client SOCKET verdict|observe [SELECTOR] [--cpu K] [--busy-poll MICROSECONDS]
 #include "pktbroker/client.hpp"
 
 #include <sched.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -25,17 +26,23 @@ void on_signal(int) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s SOCKET verdict|observe [SELECTOR] [--cpu K]\n", argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s SOCKET verdict|observe [SELECTOR] [--cpu K] "
+                 "[--busy-poll MICROSECONDS]\n",
+                 argv[0]);
     return 2;
   }
   const std::string mode = argv[2];
   std::string selector;
+  std::chrono::microseconds busy_poll{0};
   for (int i = 3; i < argc; ++i) {
     if (std::strcmp(argv[i], "--cpu") == 0 && i + 1 < argc) {
       cpu_set_t set;
       CPU_ZERO(&set);
       CPU_SET(std::atoi(argv[++i]), &set);
       sched_setaffinity(0, sizeof set, &set);
+    } else if (std::strcmp(argv[i], "--busy-poll") == 0 && i + 1 < argc) {
+      busy_poll = std::chrono::microseconds(std::atoi(argv[++i]));
     } else {
       selector = argv[i];
     }
@@ -50,6 +57,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_client: connect: %s\n", error.message().c_str());
     return 1;
   }
+  client.set_busy_poll(busy_poll);
   pktbroker::proto::Subscribe request;
   request.name = "bench-" + std::to_string(getpid());  // exclusive subscriptions need own names
   request.selector = selector;

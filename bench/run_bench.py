@@ -199,9 +199,9 @@ class Consumer:
             if broker.poll() is not None:
                 raise SystemExit(f"pktbrokerd exited: {broker.stderr.read()}")
             for mode, selector in s.get("clients", []):
-                client = popen(SINK, "chrt", "--batch", "0", "taskset", "-c", "1",
-                               binary("bench_client"), socket_path,
-                               mode, selector)
+                client = popen(SINK, "chrt", "--batch", "0", "taskset", "-c",
+                               str(s.get("client_cpu", 1)), binary("bench_client"), socket_path,
+                               mode, selector, *s.get("client_args", []))
                 if client.stdout.readline().strip() != "ready":
                     raise SystemExit(f"bench_client failed: {client.stderr.read()}")
                 self.processes.append(client)
@@ -950,6 +950,21 @@ def scenarios(workdir):
                            "waiting for all their answers (nfq_reference --hop 8) against the "
                            "reference",
             "hops": 8, "opt_in": True},
+        # libpktbroker's busy-poll, on the broker's CPU and on a CPU of the client's own (the
+        # generator's: two CPUs are all there are): --only "one verdict client" runs these
+        # with scenario 3.
+        "12 one verdict client, busy-poll 50 µs": {
+            "description": "scenario 3, the client busy-polling 50 µs before it sleeps",
+            "policy": head + "rules: []\n", "clients": [("verdict", SELECT)],
+            "client_args": ["--busy-poll", "50"], "opt_in": True},
+        "13 one verdict client on CPU 0": {
+            "description": "scenario 3 with the client on the generator's CPU (0)",
+            "policy": head + "rules: []\n", "clients": [("verdict", SELECT)],
+            "client_cpu": 0, "opt_in": True},
+        "14 one verdict client on CPU 0, busy-poll 50 µs": {
+            "description": "scenario 13, the client busy-polling 50 µs before it sleeps",
+            "policy": head + "rules: []\n", "clients": [("verdict", SELECT)],
+            "client_cpu": 0, "client_args": ["--busy-poll", "50"], "opt_in": True},
     }
 
 

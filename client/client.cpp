@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <utility>
 
@@ -60,6 +61,7 @@ Client& Client::operator=(Client&& other) noexcept {
     close();
     fd_ = std::exchange(other.fd_, -1);
     found_empty_ = other.found_empty_;
+    spin_ = other.spin_;
     next_request_ = other.next_request_;
     early_packets_ = std::move(other.early_packets_);
     batch_ = std::move(other.batch_);
@@ -149,12 +151,41 @@ std::error_code Client::receive(std::vector<std::uint8_t>& buffer, int timeout_m
       found_empty_ = true;
       if (timeout_ms == 0) return ClientError::timeout;
     }
+    if (spin_.count() > 0 && timeout_ms != 0) {
+      const auto limit = timeout_ms < 0 ? spin_
+                                        : std::min<std::chrono::microseconds>(
+                                              spin_, std::chrono::milliseconds(timeout_ms));
+      std::error_code error;
+      if (spin_for(buffer, limit, error) || error) return error;
+    }
     pollfd descriptor{fd_, POLLIN, 0};
     const int ready = ::poll(&descriptor, 1, timeout_ms);
     if (ready < 0) return system_error();
     if (ready == 0) return ClientError::timeout;
     found_empty_ = false;
   }
+}
+
+bool Client::spin_for(std::vector<std::uint8_t>& buffer, std::chrono::microseconds limit,
+                      std::error_code& error) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  do {
+    const ssize_t size = ::recv(fd_, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
+    if (size > 0) {
+      buffer.assign(scratch_.begin(), scratch_.begin() + size);
+      found_empty_ = false;
+      return true;
+    }
+    if (size == 0) {
+      error = ClientError::closed;
+      return false;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      error = system_error();
+      return false;
+    }
+  } while (std::chrono::steady_clock::now() < deadline);
+  return false;
 }
 
 template <typename Reply>

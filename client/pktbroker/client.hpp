@@ -18,6 +18,7 @@
 #include "pktbroker/packet_view.hpp"
 #include "pktbroker/protocol.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -199,6 +200,12 @@ class Client {
   [[nodiscard]] std::uint64_t dropped_notices() const noexcept { return dropped_notices_; }
   /// The broker's WELCOME (session id, granted roles).
   [[nodiscard]] const proto::Welcome& welcome() const noexcept { return welcome_; }
+  /// Busy-polling: before a wait sleeps, keep reading the socket for up to `spin` (0, the
+  /// default: never). When the broker's next message comes within it, neither side pays for a
+  /// wake-up. Each wait spins at most `spin` (and never past its timeout), so an idle client
+  /// burns that much CPU once and then sleeps. It pays only on a CPU of the client's own: on
+  /// the broker's CPU the spin takes the time the broker needed to send what it waits for.
+  void set_busy_poll(std::chrono::microseconds spin) noexcept { spin_ = spin; }
   /// The socket, for poll()/select() integration.
   [[nodiscard]] int native_handle() const noexcept { return fd_; }
   void close() noexcept;
@@ -214,7 +221,11 @@ class Client {
   std::error_code request(const proto::Message& message, Reply& reply);
 
   int fd_ = -1;
-  bool found_empty_ = false;  ///< the last read found nothing: the next wait polls first
+  bool found_empty_ = false;           ///< the last read found nothing: the next wait polls first
+  std::chrono::microseconds spin_{0};  ///< set_busy_poll()
+  /// Reads without sleeping until a datagram comes or `limit` passes; false when none came.
+  bool spin_for(std::vector<std::uint8_t>& buffer, std::chrono::microseconds limit,
+                std::error_code& error);
   std::uint32_t next_request_ = 1;
   std::deque<std::vector<std::uint8_t>> early_packets_;
   // The PACKET_BATCH being handed out by next_packet, one packet per call.

@@ -1,0 +1,187 @@
+// libpktbroker's busy-poll against a broker stand-in on a Unix socket: the spin saves the sleep
+// when a message comes within it, and stays within its bound when none comes.
+#include "pktbroker/client.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+namespace pb = pktbroker;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Accepts one client and answers its HELLO; `peer` then sends what a test wants.
+class BrokerStandIn {
+ public:
+  BrokerStandIn() {
+    char dir[] = "/tmp/pktbroker-busy-poll-XXXXXX";
+    REQUIRE(::mkdtemp(dir) != nullptr);
+    directory_ = dir;
+    path_ = directory_ + "/broker.sock";
+    listener_ = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    path_.copy(address.sun_path, path_.size());
+    REQUIRE(::bind(listener_, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0);
+    REQUIRE(::listen(listener_, 1) == 0);
+    welcomer_ = std::thread([this] {
+      peer_ = ::accept(listener_, nullptr, nullptr);
+      std::vector<std::uint8_t> hello(pb::proto::max_datagram);
+      const ssize_t size = ::recv(peer_, hello.data(), hello.size(), 0);
+      pb::proto::Decoded decoded;
+      if (size <= 0 ||
+          pb::proto::decode(std::span(hello.data(), static_cast<std::size_t>(size)), decoded))
+        return;
+      pb::proto::Welcome welcome;
+      welcome.session_id = 1;
+      welcome.roles = pb::proto::role_verdict;
+      send(welcome, decoded.header.request_id);
+    });
+  }
+  ~BrokerStandIn() {
+    if (welcomer_.joinable()) welcomer_.join();
+    if (peer_ >= 0) ::close(peer_);
+    ::close(listener_);
+    ::unlink(path_.c_str());
+    ::rmdir(directory_.c_str());
+  }
+  BrokerStandIn(const BrokerStandIn&) = delete;
+  BrokerStandIn& operator=(const BrokerStandIn&) = delete;
+
+  void connect(pb::Client& client) {
+    REQUIRE_FALSE(client.connect(path_, "busy-poll-test"));
+    welcomer_.join();
+  }
+  void send(const pb::proto::Message& message, std::uint32_t request_id = 0) const {
+    std::vector<std::uint8_t> datagram;
+    REQUIRE_FALSE(pb::proto::encode(message, request_id, datagram));
+    REQUIRE(::send(peer_, datagram.data(), datagram.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(datagram.size()));
+  }
+
+ private:
+  std::string directory_;
+  std::string path_;
+  int listener_ = -1;
+  int peer_ = -1;
+  std::thread welcomer_;
+};
+
+// This thread's CPU time and the times it went to sleep (voluntary context switches).
+struct ThreadUsage {
+  std::chrono::microseconds cpu;
+  long sleeps;
+};
+
+ThreadUsage thread_usage() {
+  rusage usage{};
+  ::getrusage(RUSAGE_THREAD, &usage);
+  const auto micros = [](const timeval& t) {
+    return std::chrono::seconds(t.tv_sec) + std::chrono::microseconds(t.tv_usec);
+  };
+  return {micros(usage.ru_utime) + micros(usage.ru_stime), usage.ru_nvcsw};
+}
+
+pb::proto::Packet packet(std::uint64_t token) {
+  pb::proto::Packet p;
+  p.token = token;
+  p.needs_verdict = true;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("a packet that comes within the spin is read without sleeping", "[client]") {
+  BrokerStandIn broker;
+  pb::Client client;
+  broker.connect(client);
+  client.set_busy_poll(10s);
+  const auto before = thread_usage();
+  std::thread late([&] {
+    std::this_thread::sleep_for(20ms);
+    broker.send(packet(7));
+  });
+  pb::ReceivedPacket received;
+  const auto error = client.next_packet(received);
+  const auto after = thread_usage();
+  late.join();
+  REQUIRE_FALSE(error);
+  CHECK(received.info().token == 7);
+  CHECK(after.sleeps == before.sleeps);  // it spun through the 20 ms
+}
+
+TEST_CASE("without a spin the same wait sleeps", "[client]") {
+  BrokerStandIn broker;
+  pb::Client client;
+  broker.connect(client);
+  const auto before = thread_usage();
+  std::thread late([&] {
+    std::this_thread::sleep_for(20ms);
+    broker.send(packet(8));
+  });
+  pb::ReceivedPacket received;
+  const auto error = client.next_packet(received);
+  const auto after = thread_usage();
+  late.join();
+  REQUIRE_FALSE(error);
+  CHECK(received.info().token == 8);
+  CHECK(after.sleeps > before.sleeps);
+}
+
+TEST_CASE("a spin ends at its bound and the wait sleeps on", "[client]") {
+  BrokerStandIn broker;
+  pb::Client client;
+  broker.connect(client);
+  client.set_busy_poll(20ms);
+  const auto before = thread_usage();
+  std::thread late([&] {
+    std::this_thread::sleep_for(1s);  // long after the spin
+    broker.send(packet(9));
+  });
+  pb::ReceivedPacket received;
+  const auto error = client.next_packet(received);
+  const auto after = thread_usage();
+  late.join();
+  REQUIRE_FALSE(error);
+  CHECK(received.info().token == 9);
+  CHECK(after.sleeps > before.sleeps);
+  // Spinning through the whole second would take about a second of CPU; the bound is 20 ms.
+  CHECK(after.cpu - before.cpu < 500ms);
+}
+
+TEST_CASE("a spin never outlasts the wait's timeout", "[client]") {
+  BrokerStandIn broker;
+  pb::Client client;
+  broker.connect(client);
+  client.set_busy_poll(30s);
+  const auto before = thread_usage();
+  pb::ReceivedPacket received;
+  CHECK(client.next_packet(received, 50) == pb::ClientError::timeout);
+  CHECK(client.next_packet(received, 0) == pb::ClientError::timeout);  // no wait, no spin
+  const auto after = thread_usage();
+  CHECK(after.cpu - before.cpu < 5s);  // a spin of the full 30 s would use about 30
+}
+
+TEST_CASE("a spin ends when the broker closes the session", "[client]") {
+  auto broker = std::make_unique<BrokerStandIn>();
+  pb::Client client;
+  broker->connect(client);
+  client.set_busy_poll(30s);
+  std::thread closer([&] {
+    std::this_thread::sleep_for(20ms);
+    broker.reset();
+  });
+  pb::ReceivedPacket received;
+  const auto error = client.next_packet(received);
+  closer.join();
+  CHECK(error == pb::ClientError::closed);
+}
