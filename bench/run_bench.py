@@ -222,6 +222,16 @@ class Consumer:
         """True when this side's consumer is nfq_reference (the reference, or a hop scenario's)."""
         return self.name == "reference" or bool(self.scenario.get("hops"))
 
+    def sleeps(self):
+        """Each consumer process's voluntary context switches so far (a sleep each): the
+        broker's or the reference's first, then the clients'."""
+        counts = []
+        for p in self.processes:
+            with open(f"/proc/{p.pid}/status") as f:  # `ip netns exec` execs: the same pid
+                counts.append(int(re.search(r"voluntary_ctxt_switches:\s+(\d+)",
+                                            f.read()).group(1)))
+        return counts
+
     def packets_per_verdict_send(self):
         """Packets per verdict sendmsg over the consumer's life (pktbrokerd, while running)."""
         out = run(binary("pktbrokerctl"), "--socket=" + os.path.join(self.workdir, "broker.sock"),
@@ -390,8 +400,17 @@ def scenario_runs(name, scenario, args, workdir):
                          order)
             capacities = {side: best[side]["pps"] for side in sides}
             estimate = capacities
-            overload = both(lambda side: measure(scenario, int(OVERLOAD * capacities[side]),
-                                                 args.seconds), order)
+
+            def overload_run(side):
+                """Overload, with the sleeps per 1,000 delivered packets of each process."""
+                before = consumers[side].sleeps()
+                result = measure(scenario, int(OVERLOAD * capacities[side]), args.seconds)
+                after = consumers[side].sleeps()
+                result["sleeps_per_kpacket"] = [1000 * (a - b) / max(result["delivered"], 1)
+                                                for a, b in zip(after, before)]
+                return result
+
+            overload = both(overload_run, order)
             latencies = both(lambda side: latency(), order)
             for side in sides:
                 r = {"capacity_pps": capacities[side],
@@ -404,7 +423,8 @@ def scenario_runs(name, scenario, args, workdir):
                       f"{r['idle_at_capacity']:.0%} idle); offered "
                       f"{o['offered_pps']:.0f} (generator {o['generator_idle']:.0%} idle) delivers "
                       f"{o['pps']:.0f} with {o['kernel_drops']} kernel queue drops; p99 "
-                      f"{r['latency']['p99_us']} us (no queue: {baselines[-1]['p99_us']} us)",
+                      f"{r['latency']['p99_us']} us (no queue: {baselines[-1]['p99_us']} us); "
+                      f"sleeps a 1,000 packets then {sleeps_text(o['sleeps_per_kpacket'])}",
                       flush=True)
     finally:
         per_send = {side: consumer.stop() for side, consumer in consumers.items()}
@@ -425,6 +445,8 @@ def scenario_runs(name, scenario, args, workdir):
             "overload_drops": median(r["overload"]["kernel_drops"] for r in rs),
             "generator_idle": median(r["overload"]["generator_idle"] for r in rs),
             "packets_per_verdict_send": per_send[side] or 0,
+            "sleeps_per_kpacket": [median(values) for values in
+                                   zip(*(r["overload"]["sleeps_per_kpacket"] for r in rs))],
             "loss_free_pps": loss_free[side],
             "latency": median_latency([r["latency"] for r in rs]),
             "added_p99_us": median(r["latency"]["p99_us"] - b["p99_us"]
@@ -436,6 +458,11 @@ def scenario_runs(name, scenario, args, workdir):
     summary["pps_ratios"] = [b["capacity_pps"] / r["capacity_pps"]
                              for b, r in zip(runs["broker"], runs["reference"])]
     return summary
+
+
+def sleeps_text(per_process):
+    """'12' for one process, '3 + 40' for a broker and its client."""
+    return " + ".join(f"{x:.0f}" for x in per_process)
 
 
 def median_latency(runs):
@@ -974,8 +1001,9 @@ def markdown(results):
              "(ref / pktb) | delivered at 1.5× own "
              "capacity (ref / pktb) | generator idle then (ref / pktb) | packets per verdict send "
              "(ref / pktb) | loss-free pps (ref / pktb) | p50 µs (none / ref / pktb) | p99 µs "
-             "(none / ref / pktb) | added p99 µs (ref / pktb) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "(none / ref / pktb) | added p99 µs (ref / pktb) | sleeps a 1,000 packets at 1.5× "
+             "capacity (ref / pktb + clients) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     rounds = lambda values: ", ".join(f"{x:.2f}" for x in values)
     for name, r in results["scenarios"].items():
         ref, pb, none = r["reference"], r["broker"], r["baseline_latency"]
@@ -992,7 +1020,9 @@ def markdown(results):
             f"{pb['latency']['p50_us']:.0f} | "
             f"{none['p99_us']:.0f} / {ref['latency']['p99_us']:.0f} / "
             f"{pb['latency']['p99_us']:.0f} | "
-            f"{ref['added_p99_us']:.0f} / {pb['added_p99_us']:.0f} |")
+            f"{ref['added_p99_us']:.0f} / {pb['added_p99_us']:.0f} | "
+            f"{sleeps_text(ref.get('sleeps_per_kpacket', []))} / "
+            f"{sleeps_text(pb.get('sleeps_per_kpacket', []))} |")
     lines += ["", "Consumer-bound: the sink's receive processing runs on the consumer's CPU (RPS), "
                   "so the consumer's CPU pays for PREROUTING, the enqueue (and the kernel's drops) "
                   "and the verdicts. Both sides' consumers run side by side on their own queues and "
@@ -1011,7 +1041,9 @@ def markdown(results):
                   "offered 1.5 times its own capacity; the share of that capacity it still "
                   "delivers (the kernel builds each queued packet's message before it finds the "
                   "queue full, so every dropped packet costs the consumer's CPU nearly a queued "
-                  "one's softirq work), and the generator's idle share then. Client scenarios: "
+                  "one's softirq work), the generator's idle share then, and how often each "
+                  "consumer process slept meanwhile (its voluntary context switches a 1,000 "
+                  "delivered packets: each is a wake-up paid later). Client scenarios: "
                   "the bench clients' fallback is drop, so packets pktbrokerd sheds past a "
                   "client's bounds are not counted as delivered.",
               "", "Latency: UDP echo round trips from the generator's CPU, 2,000 at 300 µs "
