@@ -223,14 +223,9 @@ class Consumer:
         return self.name == "reference" or bool(self.scenario.get("hops"))
 
     def sleeps(self):
-        """Each consumer process's voluntary context switches so far (a sleep each): the
-        broker's or the reference's first, then the clients'."""
-        counts = []
-        for p in self.processes:
-            with open(f"/proc/{p.pid}/status") as f:  # `ip netns exec` execs: the same pid
-                counts.append(int(re.search(r"voluntary_ctxt_switches:\s+(\d+)",
-                                            f.read()).group(1)))
-        return counts
+        """Each consumer process's voluntary context switches so far (a sleep each), its threads
+        and children included: the broker's or the reference's first, then the clients'."""
+        return [process_sleeps(p.pid) for p in self.processes]  # `ip netns exec` execs in place
 
     def packets_per_verdict_send(self):
         """Packets per verdict sendmsg over the consumer's life (pktbrokerd, while running)."""
@@ -458,6 +453,17 @@ def scenario_runs(name, scenario, args, workdir):
     summary["pps_ratios"] = [b["capacity_pps"] / r["capacity_pps"]
                              for b, r in zip(runs["broker"], runs["reference"])]
     return summary
+
+
+def process_sleeps(pid):
+    """Voluntary context switches of every thread of `pid` and of its descendants."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/status") as f:
+            total += int(re.search(r"voluntary_ctxt_switches:\s+(\d+)", f.read()).group(1))
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            total += sum(process_sleeps(int(child)) for child in f.read().split())
+    return total
 
 
 def sleeps_text(per_process):

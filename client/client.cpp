@@ -135,10 +135,13 @@ std::error_code Client::wait_for_room() {
 
 // Into a scratch buffer sized once (zero-filling 256 KiB per packet would cost more than the
 // packet), then copied out at its real size. Reads first, unless the last read found the socket
-// empty: then it polls first (one system call less per wake-up).
+// empty: then it polls first (one system call less per wake-up). A busy-poll spin comes out of
+// the wait's time: spin and sleep together never outlast the timeout.
 std::error_code Client::receive(std::vector<std::uint8_t>& buffer, int timeout_ms) {
+  using std::chrono::steady_clock;
   if (fd_ < 0) return ClientError::not_connected;
   if (scratch_.empty()) scratch_.resize(proto::max_datagram);
+  const auto deadline = steady_clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
   for (;;) {
     if (!found_empty_ || timeout_ms == 0) {
       const ssize_t size = ::recv(fd_, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
@@ -151,15 +154,24 @@ std::error_code Client::receive(std::vector<std::uint8_t>& buffer, int timeout_m
       found_empty_ = true;
       if (timeout_ms == 0) return ClientError::timeout;
     }
-    if (spin_.count() > 0 && timeout_ms != 0) {
-      const auto limit = timeout_ms < 0 ? spin_
-                                        : std::min<std::chrono::microseconds>(
-                                              spin_, std::chrono::milliseconds(timeout_ms));
+    if (spin_.count() > 0) {
+      const auto limit = timeout_ms < 0
+                             ? spin_
+                             : std::min<std::chrono::microseconds>(
+                                   spin_, std::chrono::duration_cast<std::chrono::microseconds>(
+                                              deadline - steady_clock::now()));
       std::error_code error;
       if (spin_for(buffer, limit, error) || error) return error;
     }
+    int wait_ms = -1;
+    if (timeout_ms > 0) {
+      const auto left =
+          std::chrono::ceil<std::chrono::milliseconds>(deadline - steady_clock::now());
+      if (left.count() <= 0) return ClientError::timeout;
+      wait_ms = static_cast<int>(left.count());
+    }
     pollfd descriptor{fd_, POLLIN, 0};
-    const int ready = ::poll(&descriptor, 1, timeout_ms);
+    const int ready = ::poll(&descriptor, 1, wait_ms);
     if (ready < 0) return system_error();
     if (ready == 0) return ClientError::timeout;
     found_empty_ = false;

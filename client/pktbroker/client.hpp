@@ -202,9 +202,11 @@ class Client {
   [[nodiscard]] const proto::Welcome& welcome() const noexcept { return welcome_; }
   /// Busy-polling: before a wait sleeps, keep reading the socket for up to `spin` (0, the
   /// default: never). When the broker's next message comes within it, neither side pays for a
-  /// wake-up. Each wait spins at most `spin` (and never past its timeout), so an idle client
-  /// burns that much CPU once and then sleeps. It pays only on a CPU of the client's own: on
-  /// the broker's CPU the spin takes the time the broker needed to send what it waits for.
+  /// wake-up. Each wait spins at most `spin`, and spin and sleep together never outlast its
+  /// timeout, so an idle client burns that much CPU once and then sleeps. A signal during the
+  /// spin does not end the wait (no EINTR): wait with a timeout to notice one. It pays only on a
+  /// CPU the broker does not need: on the broker's CPU the spin takes the time the broker needed
+  /// to send what it waits for.
   void set_busy_poll(std::chrono::microseconds spin) noexcept { spin_ = spin; }
   /// The socket, for poll()/select() integration.
   [[nodiscard]] int native_handle() const noexcept { return fd_; }

@@ -9,8 +9,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -19,7 +21,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Accepts one client and answers its HELLO; `peer` then sends what a test wants.
+// Accepts one client and answers its HELLO; send() then sends what a test wants.
 class BrokerStandIn {
  public:
   BrokerStandIn() {
@@ -35,12 +37,15 @@ class BrokerStandIn {
     REQUIRE(::listen(listener_, 1) == 0);
     welcomer_ = std::thread([this] {
       peer_ = ::accept(listener_, nullptr, nullptr);
+      if (peer_ < 0) return;
       std::vector<std::uint8_t> hello(pb::proto::max_datagram);
       const ssize_t size = ::recv(peer_, hello.data(), hello.size(), 0);
       pb::proto::Decoded decoded;
       if (size <= 0 ||
-          pb::proto::decode(std::span(hello.data(), static_cast<std::size_t>(size)), decoded))
+          pb::proto::decode(std::span(hello.data(), static_cast<std::size_t>(size)), decoded)) {
+        ::shutdown(peer_, SHUT_RDWR);  // the client's connect() fails instead of waiting
         return;
+      }
       pb::proto::Welcome welcome;
       welcome.session_id = 1;
       welcome.roles = pb::proto::role_verdict;
@@ -48,6 +53,7 @@ class BrokerStandIn {
     });
   }
   ~BrokerStandIn() {
+    ::shutdown(listener_, SHUT_RDWR);  // wakes an accept() no client reached
     if (welcomer_.joinable()) welcomer_.join();
     if (peer_ >= 0) ::close(peer_);
     ::close(listener_);
@@ -58,14 +64,16 @@ class BrokerStandIn {
   BrokerStandIn& operator=(const BrokerStandIn&) = delete;
 
   void connect(pb::Client& client) {
-    REQUIRE_FALSE(client.connect(path_, "busy-poll-test"));
+    const auto error = client.connect(path_, "busy-poll-test");
     welcomer_.join();
+    REQUIRE_FALSE(error);
   }
-  void send(const pb::proto::Message& message, std::uint32_t request_id = 0) const {
+  /// Safe on any thread (no Catch2 assertion): true when the whole datagram went out.
+  bool send(const pb::proto::Message& message, std::uint32_t request_id = 0) const {
     std::vector<std::uint8_t> datagram;
-    REQUIRE_FALSE(pb::proto::encode(message, request_id, datagram));
-    REQUIRE(::send(peer_, datagram.data(), datagram.size(), MSG_NOSIGNAL) ==
-            static_cast<ssize_t>(datagram.size()));
+    if (pb::proto::encode(message, request_id, datagram)) return false;
+    return ::send(peer_, datagram.data(), datagram.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(datagram.size());
   }
 
  private:
@@ -98,6 +106,28 @@ pb::proto::Packet packet(std::uint64_t token) {
   return p;
 }
 
+// Sends a packet `delay` after it has started (the caller waits for that before it measures).
+class LateSender {
+ public:
+  LateSender(const BrokerStandIn& broker, std::uint64_t token, std::chrono::milliseconds delay)
+      : thread_([&broker, token, delay, this] {
+          started_ = true;
+          std::this_thread::sleep_for(delay);
+          sent_ = broker.send(packet(token));
+        }) {
+    while (!started_) std::this_thread::yield();
+  }
+  bool join() {
+    thread_.join();
+    return sent_;
+  }
+
+ private:
+  std::atomic<bool> started_{false};
+  bool sent_ = false;
+  std::thread thread_;
+};
+
 }  // namespace
 
 TEST_CASE("a packet that comes within the spin is read without sleeping", "[client]") {
@@ -105,15 +135,12 @@ TEST_CASE("a packet that comes within the spin is read without sleeping", "[clie
   pb::Client client;
   broker.connect(client);
   client.set_busy_poll(10s);
+  LateSender late(broker, 7, 20ms);
   const auto before = thread_usage();
-  std::thread late([&] {
-    std::this_thread::sleep_for(20ms);
-    broker.send(packet(7));
-  });
   pb::ReceivedPacket received;
   const auto error = client.next_packet(received);
   const auto after = thread_usage();
-  late.join();
+  REQUIRE(late.join());
   REQUIRE_FALSE(error);
   CHECK(received.info().token == 7);
   CHECK(after.sleeps == before.sleeps);  // it spun through the 20 ms
@@ -123,15 +150,12 @@ TEST_CASE("without a spin the same wait sleeps", "[client]") {
   BrokerStandIn broker;
   pb::Client client;
   broker.connect(client);
+  LateSender late(broker, 8, 300ms);
   const auto before = thread_usage();
-  std::thread late([&] {
-    std::this_thread::sleep_for(20ms);
-    broker.send(packet(8));
-  });
   pb::ReceivedPacket received;
   const auto error = client.next_packet(received);
   const auto after = thread_usage();
-  late.join();
+  REQUIRE(late.join());
   REQUIRE_FALSE(error);
   CHECK(received.info().token == 8);
   CHECK(after.sleeps > before.sleeps);
@@ -142,15 +166,12 @@ TEST_CASE("a spin ends at its bound and the wait sleeps on", "[client]") {
   pb::Client client;
   broker.connect(client);
   client.set_busy_poll(20ms);
+  LateSender late(broker, 9, 1s);  // long after the spin
   const auto before = thread_usage();
-  std::thread late([&] {
-    std::this_thread::sleep_for(1s);  // long after the spin
-    broker.send(packet(9));
-  });
   pb::ReceivedPacket received;
   const auto error = client.next_packet(received);
   const auto after = thread_usage();
-  late.join();
+  REQUIRE(late.join());
   REQUIRE_FALSE(error);
   CHECK(received.info().token == 9);
   CHECK(after.sleeps > before.sleeps);
@@ -158,16 +179,18 @@ TEST_CASE("a spin ends at its bound and the wait sleeps on", "[client]") {
   CHECK(after.cpu - before.cpu < 500ms);
 }
 
-TEST_CASE("a spin never outlasts the wait's timeout", "[client]") {
+TEST_CASE("a spin as long as the wait's timeout ends the wait: no sleep after it", "[client]") {
   BrokerStandIn broker;
   pb::Client client;
   broker.connect(client);
   client.set_busy_poll(30s);
   const auto before = thread_usage();
   pb::ReceivedPacket received;
-  CHECK(client.next_packet(received, 50) == pb::ClientError::timeout);
+  CHECK(client.next_packet(received, 100) == pb::ClientError::timeout);
   CHECK(client.next_packet(received, 0) == pb::ClientError::timeout);  // no wait, no spin
   const auto after = thread_usage();
+  // The spin took the whole 100 ms; a sleep after it would outlast the timeout.
+  CHECK(after.sleeps == before.sleeps);
   CHECK(after.cpu - before.cpu < 5s);  // a spin of the full 30 s would use about 30
 }
 
@@ -176,10 +199,13 @@ TEST_CASE("a spin ends when the broker closes the session", "[client]") {
   pb::Client client;
   broker->connect(client);
   client.set_busy_poll(30s);
+  std::atomic<bool> started{false};
   std::thread closer([&] {
+    started = true;
     std::this_thread::sleep_for(20ms);
     broker.reset();
   });
+  while (!started) std::this_thread::yield();
   pb::ReceivedPacket received;
   const auto error = client.next_packet(received);
   closer.join();
