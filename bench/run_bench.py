@@ -1182,8 +1182,10 @@ def main():
                         help="seconds per sweep and loss-free probe")
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs per side")
     parser.add_argument("--only", help="run only the scenarios (and the identity, channels, events, http, tcp bulk or "
-                             "pktreplay parts) whose name contains this; the hop scenarios, "
-                             "which measure the reference alone, run only this way (--only hop)")
+                             "pktreplay parts) whose name contains this; the opt-in scenarios run "
+                             "only this way: --only hop (the reference alone, handing packets to "
+                             "other processes), --only 'one verdict client' (with libpktbroker's "
+                             "busy-poll and the client on CPU 0)")
     parser.add_argument("--replot", action="store_true",
                         help="rewrite results.md and chart.png from the last results.json")
     args = parser.parse_args()
