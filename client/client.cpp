@@ -141,7 +141,8 @@ std::error_code Client::receive(std::vector<std::uint8_t>& buffer, int timeout_m
   using std::chrono::steady_clock;
   if (fd_ < 0) return ClientError::not_connected;
   if (scratch_.empty()) scratch_.resize(proto::max_datagram);
-  const auto deadline = steady_clock::now() + std::chrono::milliseconds(std::max(timeout_ms, 0));
+  const auto deadline = timeout_ms > 0 ? steady_clock::now() + std::chrono::milliseconds(timeout_ms)
+                                       : steady_clock::time_point{};  // used only with a timeout
   for (;;) {
     if (!found_empty_ || timeout_ms == 0) {
       const ssize_t size = ::recv(fd_, scratch_.data(), scratch_.size(), MSG_DONTWAIT);

@@ -128,55 +128,47 @@ class LateSender {
   std::thread thread_;
 };
 
+// This thread's usage across one wait, with a spin of `spin`, for the packet a LateSender
+// sends `delay` into it.
+struct Wait {
+  ThreadUsage before;
+  ThreadUsage after;
+};
+
+Wait wait_for_late_packet(std::chrono::microseconds spin, std::chrono::milliseconds delay) {
+  constexpr std::uint64_t token = 7;
+  BrokerStandIn broker;
+  pb::Client client;
+  broker.connect(client);
+  client.set_busy_poll(spin);
+  LateSender late(broker, token, delay);
+  const auto before = thread_usage();
+  pb::ReceivedPacket received;
+  const auto error = client.next_packet(received);
+  const auto after = thread_usage();
+  REQUIRE(late.join());
+  REQUIRE_FALSE(error);
+  CHECK(received.info().token == token);
+  return {before, after};
+}
+
 }  // namespace
 
 TEST_CASE("a packet that comes within the spin is read without sleeping", "[client]") {
-  BrokerStandIn broker;
-  pb::Client client;
-  broker.connect(client);
-  client.set_busy_poll(10s);
-  LateSender late(broker, 7, 20ms);
-  const auto before = thread_usage();
-  pb::ReceivedPacket received;
-  const auto error = client.next_packet(received);
-  const auto after = thread_usage();
-  REQUIRE(late.join());
-  REQUIRE_FALSE(error);
-  CHECK(received.info().token == 7);
-  CHECK(after.sleeps == before.sleeps);  // it spun through the 20 ms
+  const auto wait = wait_for_late_packet(10s, 20ms);
+  CHECK(wait.after.sleeps == wait.before.sleeps);  // it spun through the 20 ms
 }
 
 TEST_CASE("without a spin the same wait sleeps", "[client]") {
-  BrokerStandIn broker;
-  pb::Client client;
-  broker.connect(client);
-  LateSender late(broker, 8, 300ms);
-  const auto before = thread_usage();
-  pb::ReceivedPacket received;
-  const auto error = client.next_packet(received);
-  const auto after = thread_usage();
-  REQUIRE(late.join());
-  REQUIRE_FALSE(error);
-  CHECK(received.info().token == 8);
-  CHECK(after.sleeps > before.sleeps);
+  const auto wait = wait_for_late_packet(0us, 300ms);
+  CHECK(wait.after.sleeps > wait.before.sleeps);
 }
 
 TEST_CASE("a spin ends at its bound and the wait sleeps on", "[client]") {
-  BrokerStandIn broker;
-  pb::Client client;
-  broker.connect(client);
-  client.set_busy_poll(20ms);
-  LateSender late(broker, 9, 1s);  // long after the spin
-  const auto before = thread_usage();
-  pb::ReceivedPacket received;
-  const auto error = client.next_packet(received);
-  const auto after = thread_usage();
-  REQUIRE(late.join());
-  REQUIRE_FALSE(error);
-  CHECK(received.info().token == 9);
-  CHECK(after.sleeps > before.sleeps);
+  const auto wait = wait_for_late_packet(20ms, 1s);  // the packet comes long after the spin
+  CHECK(wait.after.sleeps > wait.before.sleeps);
   // Spinning through the whole second would take about a second of CPU; the bound is 20 ms.
-  CHECK(after.cpu - before.cpu < 500ms);
+  CHECK(wait.after.cpu - wait.before.cpu < 500ms);
 }
 
 TEST_CASE("a spin as long as the wait's timeout ends the wait: no sleep after it", "[client]") {
