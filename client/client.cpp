@@ -136,7 +136,8 @@ std::error_code Client::wait_for_room() {
 // Into a scratch buffer sized once (zero-filling 256 KiB per packet would cost more than the
 // packet), then copied out at its real size. Reads first, unless the last read found the socket
 // empty: then it polls first (one system call less per wake-up). A busy-poll spin comes out of
-// the wait's time: spin and sleep together never outlast the timeout.
+// the wait's timeout, and the sleep after it waits only for what is left (ppoll: to the
+// nanosecond, where poll's milliseconds would round up).
 std::error_code Client::receive(std::vector<std::uint8_t>& buffer, int timeout_ms) {
   using std::chrono::steady_clock;
   if (fd_ < 0) return ClientError::not_connected;
@@ -156,32 +157,29 @@ std::error_code Client::receive(std::vector<std::uint8_t>& buffer, int timeout_m
       if (timeout_ms == 0) return ClientError::timeout;
     }
     if (spin_.count() > 0) {
-      const auto limit = timeout_ms < 0
-                             ? spin_
-                             : std::min<std::chrono::microseconds>(
-                                   spin_, std::chrono::duration_cast<std::chrono::microseconds>(
-                                              deadline - steady_clock::now()));
+      auto spin_end = steady_clock::now() + spin_;
+      if (timeout_ms > 0) spin_end = std::min(spin_end, deadline);
       std::error_code error;
-      if (spin_for(buffer, limit, error) || error) return error;
+      if (spin_until(buffer, spin_end, error) || error) return error;
     }
-    int wait_ms = -1;
+    timespec left{};
     if (timeout_ms > 0) {
-      const auto left =
-          std::chrono::ceil<std::chrono::milliseconds>(deadline - steady_clock::now());
-      if (left.count() <= 0) return ClientError::timeout;
-      wait_ms = static_cast<int>(left.count());
+      const auto rest = deadline - steady_clock::now();
+      if (rest <= steady_clock::duration::zero()) return ClientError::timeout;
+      const auto seconds = std::chrono::floor<std::chrono::seconds>(rest);
+      left.tv_sec = seconds.count();
+      left.tv_nsec = std::chrono::nanoseconds(rest - seconds).count();
     }
     pollfd descriptor{fd_, POLLIN, 0};
-    const int ready = ::poll(&descriptor, 1, wait_ms);
+    const int ready = ::ppoll(&descriptor, 1, timeout_ms > 0 ? &left : nullptr, nullptr);
     if (ready < 0) return system_error();
     if (ready == 0) return ClientError::timeout;
     found_empty_ = false;
   }
 }
 
-bool Client::spin_for(std::vector<std::uint8_t>& buffer, std::chrono::microseconds limit,
-                      std::error_code& error) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
+bool Client::spin_until(std::vector<std::uint8_t>& buffer,
+                        std::chrono::steady_clock::time_point end, std::error_code& error) {
   do {
     const ssize_t size = ::recv(fd_, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
     if (size > 0) {
@@ -197,7 +195,7 @@ bool Client::spin_for(std::vector<std::uint8_t>& buffer, std::chrono::microsecon
       error = system_error();
       return false;
     }
-  } while (std::chrono::steady_clock::now() < deadline);
+  } while (std::chrono::steady_clock::now() < end);
   return false;
 }
 

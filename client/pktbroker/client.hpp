@@ -202,8 +202,8 @@ class Client {
   [[nodiscard]] const proto::Welcome& welcome() const noexcept { return welcome_; }
   /// Busy-polling: before a wait sleeps, keep reading the socket for up to `spin` (0, the
   /// default: never). When the broker's next message comes within it, neither side pays for a
-  /// wake-up. Each wait spins at most `spin`, and spin and sleep together never outlast its
-  /// timeout, so an idle client burns that much CPU once and then sleeps. A signal during the
+  /// wake-up. Each wait spins at most `spin`, and the spin comes out of its timeout, not on top
+  /// of it, so an idle client burns that much CPU once and then sleeps. A signal during the
   /// spin does not end the wait (no EINTR): wait with a timeout to notice one. It pays only on a
   /// CPU the broker does not need: on the broker's CPU the spin takes the time the broker needed
   /// to send what it waits for.
@@ -225,9 +225,9 @@ class Client {
   int fd_ = -1;
   bool found_empty_ = false;           ///< the last read found nothing: the next wait polls first
   std::chrono::microseconds spin_{0};  ///< set_busy_poll()
-  /// Reads without sleeping until a datagram comes or `limit` passes; false when none came.
-  bool spin_for(std::vector<std::uint8_t>& buffer, std::chrono::microseconds limit,
-                std::error_code& error);
+  /// Reads without sleeping until a datagram comes or `end` passes; false when none came.
+  bool spin_until(std::vector<std::uint8_t>& buffer, std::chrono::steady_clock::time_point end,
+                  std::error_code& error);
   std::uint32_t next_request_ = 1;
   std::deque<std::vector<std::uint8_t>> early_packets_;
   // The PACKET_BATCH being handed out by next_packet, one packet per call.
