@@ -459,10 +459,14 @@ def process_sleeps(pid):
     """Voluntary context switches of every thread of `pid` and of its descendants."""
     total = 0
     for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/status") as f:
-            total += int(re.search(r"voluntary_ctxt_switches:\s+(\d+)", f.read()).group(1))
-        with open(f"/proc/{pid}/task/{task}/children") as f:
-            total += sum(process_sleeps(int(child)) for child in f.read().split())
+        try:
+            with open(f"/proc/{pid}/task/{task}/status") as f:
+                total += int(re.search(r"voluntary_ctxt_switches:\s+(\d+)", f.read()).group(1))
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children = f.read().split()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        total += sum(process_sleeps(int(child)) for child in children)
     return total
 
 
@@ -983,9 +987,8 @@ def scenarios(workdir):
                            "waiting for all their answers (nfq_reference --hop 8) against the "
                            "reference",
             "hops": 8, "opt_in": True},
-        # libpktbroker's busy-poll, on the broker's CPU and on a CPU of the client's own (the
-        # generator's: two CPUs are all there are): --only "one verdict client" runs these
-        # with scenario 3.
+        # libpktbroker's busy-poll, on the broker's CPU and on the other one (the generator's:
+        # two CPUs are all there are): --only "one verdict client" runs these with scenario 3.
         "12 one verdict client, busy-poll 50 µs": {
             "description": "scenario 3, the client busy-polling 50 µs before it sleeps",
             "policy": head + "rules: []\n", "clients": [("verdict", SELECT)],

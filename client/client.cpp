@@ -145,22 +145,17 @@ std::error_code Client::receive(std::vector<std::uint8_t>& buffer, int timeout_m
   const auto deadline = timeout_ms > 0 ? steady_clock::now() + std::chrono::milliseconds(timeout_ms)
                                        : steady_clock::time_point{};  // used only with a timeout
   for (;;) {
+    std::error_code error;
     if (!found_empty_ || timeout_ms == 0) {
-      const ssize_t size = ::recv(fd_, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
-      if (size > 0) {
-        buffer.assign(scratch_.begin(), scratch_.begin() + size);
-        return {};
-      }
-      if (size == 0) return ClientError::closed;
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return system_error();
-      found_empty_ = true;
+      if (read_waiting(buffer, error) || error) return error;
       if (timeout_ms == 0) return ClientError::timeout;
     }
     if (spin_.count() > 0) {
       auto spin_end = steady_clock::now() + spin_;
       if (timeout_ms > 0) spin_end = std::min(spin_end, deadline);
-      std::error_code error;
-      if (spin_until(buffer, spin_end, error) || error) return error;
+      do {
+        if (read_waiting(buffer, error) || error) return error;
+      } while (steady_clock::now() < spin_end);
     }
     timespec left{};
     if (timeout_ms > 0) {
@@ -178,24 +173,20 @@ std::error_code Client::receive(std::vector<std::uint8_t>& buffer, int timeout_m
   }
 }
 
-bool Client::spin_until(std::vector<std::uint8_t>& buffer,
-                        std::chrono::steady_clock::time_point end, std::error_code& error) {
-  do {
-    const ssize_t size = ::recv(fd_, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
-    if (size > 0) {
-      buffer.assign(scratch_.begin(), scratch_.begin() + size);
-      found_empty_ = false;
-      return true;
-    }
-    if (size == 0) {
-      error = ClientError::closed;
-      return false;
-    }
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-      error = system_error();
-      return false;
-    }
-  } while (std::chrono::steady_clock::now() < end);
+bool Client::read_waiting(std::vector<std::uint8_t>& buffer, std::error_code& error) {
+  const ssize_t size = ::recv(fd_, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
+  if (size > 0) {
+    buffer.assign(scratch_.begin(), scratch_.begin() + size);
+    found_empty_ = false;
+    return true;
+  }
+  if (size == 0) {
+    error = ClientError::closed;
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    error = system_error();
+  } else {
+    found_empty_ = true;
+  }
   return false;
 }
 

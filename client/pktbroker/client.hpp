@@ -225,9 +225,9 @@ class Client {
   int fd_ = -1;
   bool found_empty_ = false;           ///< the last read found nothing: the next wait polls first
   std::chrono::microseconds spin_{0};  ///< set_busy_poll()
-  /// Reads without sleeping until a datagram comes or `end` passes; false when none came.
-  bool spin_until(std::vector<std::uint8_t>& buffer, std::chrono::steady_clock::time_point end,
-                  std::error_code& error);
+  /// One read that does not wait: true with a datagram in `buffer`; false when none is waiting
+  /// (then `error` says whether the session ended or the socket failed).
+  bool read_waiting(std::vector<std::uint8_t>& buffer, std::error_code& error);
   std::uint32_t next_request_ = 1;
   std::deque<std::vector<std::uint8_t>> early_packets_;
   // The PACKET_BATCH being handed out by next_packet, one packet per call.

@@ -198,8 +198,13 @@ TEST_CASE("a spin ends when the broker closes the session", "[client]") {
     broker.reset();
   });
   while (!started) std::this_thread::yield();
+  const auto before = thread_usage();
   pb::ReceivedPacket received;
   const auto error = client.next_packet(received);
+  const auto after = thread_usage();
   closer.join();
   CHECK(error == pb::ClientError::closed);
+  // The spin saw the end itself: no sleep, and not the 30 s of CPU a spin blind to it burns.
+  CHECK(after.sleeps == before.sleeps);
+  CHECK(after.cpu - before.cpu < 5s);
 }
